@@ -1,0 +1,128 @@
+"""Atomic writes and netCDF helpers.
+
+Every result file of gnc-study is written to a temporary file in the destination folder and
+moved into place with :func:`os.replace`, so a reader (or Snakemake after a crash) never sees a
+half-written file: either the old content or the complete new one exists.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
+    """Yield a temporary path next to ``path``; on success move it onto ``path`` atomically.
+
+    On an exception the temporary file is removed and ``path`` is left untouched.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(
+        dir=path.parent, prefix=f".{path.name}.", suffix=suffix if suffix is not None else ".tmp" + path.suffix
+    )
+    os.close(fd)
+    tmp = Path(tmp)
+    try:
+        yield tmp
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> None:
+    write_bytes_atomic(path, text.encode("utf-8"))
+
+
+def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:
+    write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n")
+
+
+def _json_default(o):
+    if isinstance(o, (np.integer,)):
+        return int(o)
+    if isinstance(o, (np.floating,)):
+        return float(o)
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"not JSON serialisable: {type(o)}")
+
+
+def save_npy_atomic(path: str | os.PathLike, array: np.ndarray) -> None:
+    with atomic_path(path, suffix=".tmp.npy") as tmp:
+        np.save(tmp, np.ascontiguousarray(array), allow_pickle=False)
+
+
+def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while True:
+            block = fh.read(chunk)
+            if not block:
+                break
+            h.update(block)
+    return h.hexdigest()
+
+
+def _netcdf_attr(value: Any):
+    """netCDF attributes hold strings and numbers only; everything else is stored as JSON."""
+    if isinstance(value, (str, int, float, np.integer, np.floating)):
+        return value
+    if isinstance(value, bool):
+        return int(value)
+    return json.dumps(value, sort_keys=True, default=_json_default)
+
+
+def write_netcdf(ds, path: str | os.PathLike, complevel: int = 4) -> None:
+    """Write an xarray Dataset atomically with the netCDF4 engine, zlib-compressed.
+
+    Non-scalar attributes (dicts, lists) are stored as JSON strings so any netCDF reader can open
+    the file. Strings variables are left uncompressed (netCDF4 cannot compress vlen strings).
+    """
+    ds = ds.copy()
+    ds.attrs = {k: _netcdf_attr(v) for k, v in ds.attrs.items() if v is not None}
+    for name in list(ds.variables):
+        ds[name].attrs = {k: _netcdf_attr(v) for k, v in ds[name].attrs.items() if v is not None}
+    encoding = {}
+    for name, var in ds.data_vars.items():
+        if var.dtype.kind in "fiub" and var.ndim > 0:
+            encoding[name] = {"zlib": True, "complevel": complevel, "shuffle": True}
+    with atomic_path(path, suffix=".tmp.nc") as tmp:
+        ds.to_netcdf(tmp, engine="netcdf4", encoding=encoding)
+
+
+def open_netcdf(path: str | os.PathLike):
+    """Open a netCDF file fully into memory (the file handle is closed on return)."""
+    import xarray as xr
+
+    with xr.open_dataset(path, engine="netcdf4") as ds:
+        return ds.load()
+
+
+def json_attr(ds_or_var, key: str, default=None):
+    """Read back an attribute written as JSON by :func:`write_netcdf`."""
+    raw = ds_or_var.attrs.get(key, default)
+    if isinstance(raw, str):
+        try:
+            return json.loads(raw)
+        except json.JSONDecodeError:
+            return raw
+    return raw
