@@ -1,0 +1,256 @@
+"""Tests of gnc.metrics.ovr: closed forms of symmetric codes, an independent slow reference, certificates."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy.optimize import nnls
+
+from gnc.metrics.ovr import ovr_distances, ovr_subgradient, pairwise_bounds
+
+torch.set_num_threads(1)
+PHI = (1 + math.sqrt(5)) / 2
+
+
+# ------------------------------------------------------------------ constructions from definitions
+
+def _rotate_permute(X, seed):
+    """Random orthogonal transform and row permutation (the distances are invariant)."""
+    rng = np.random.default_rng(seed)
+    d = X.shape[1]
+    Q, R = np.linalg.qr(rng.standard_normal((d, d)))
+    Q = Q * np.sign(np.diag(R))
+    X = X @ Q.T
+    scale = rng.uniform(0.5, 3.0, size=(X.shape[0], 1))  # row scales must not matter (normalized inside)
+    return (X * scale)[rng.permutation(X.shape[0])]
+
+
+def simplex_etf(K, d):
+    M = np.eye(K) - 1.0 / K  # rows: centred basis vectors, span a (K-1)-dim subspace
+    U, _, _ = np.linalg.svd(M)
+    coords = M @ U[:, : K - 1]  # (K, K-1)
+    X = np.zeros((K, d))
+    X[:, : K - 1] = coords
+    return X
+
+
+def cross_polytope(d):
+    return np.vstack([np.eye(d), -np.eye(d)])
+
+
+def polygon(K):
+    t = 2 * np.pi * np.arange(K) / K
+    return np.stack([np.cos(t), np.sin(t)], 1)
+
+
+def icosahedron():
+    pts = []
+    for s1, s2 in itertools.product((-1, 1), repeat=2):
+        base = (0.0, s1 * 1.0, s2 * PHI)
+        for c in range(3):  # cyclic permutations
+            pts.append(np.roll(base, c))
+    return np.array(pts)
+
+
+def _even_permutations(n):
+    for p in itertools.permutations(range(n)):
+        inv = sum(1 for i in range(n) for j in range(i + 1, n) if p[i] > p[j])
+        if inv % 2 == 0:
+            yield p
+
+
+def cell600():
+    pts = set()
+    for i in range(4):
+        for s in (-1, 1):
+            v = [0.0] * 4
+            v[i] = float(s)
+            pts.add(tuple(v))
+    for signs in itertools.product((-0.5, 0.5), repeat=4):
+        pts.add(tuple(signs))
+    base = (PHI / 2, 0.5, 1 / (2 * PHI), 0.0)
+    for p in _even_permutations(4):
+        for signs in itertools.product((-1, 1), repeat=3):
+            v = [base[0] * signs[0], base[1] * signs[1], base[2] * signs[2], 0.0]
+            w = [0.0] * 4
+            for src, dst in enumerate(p):
+                w[dst] = v[src]
+            pts.add(tuple(round(x, 15) + 0.0 for x in w))
+    X = np.array(sorted(pts))
+    assert X.shape == (120, 4)
+    return X
+
+
+def demicube5():
+    X = np.array([s for s in itertools.product((-1.0, 1.0), repeat=5) if sum(x < 0 for x in s) % 2 == 0])
+    assert X.shape == (16, 5)
+    return X
+
+
+def e8_roots():
+    pts = []
+    for i, j in itertools.combinations(range(8), 2):
+        for si, sj in itertools.product((-1.0, 1.0), repeat=2):
+            v = np.zeros(8)
+            v[i], v[j] = si, sj
+            pts.append(v)
+    for s in itertools.product((-0.5, 0.5), repeat=8):
+        if sum(x < 0 for x in s) % 2 == 0:
+            pts.append(np.array(s))
+    X = np.array(pts)
+    assert X.shape == (240, 8)
+    return X
+
+
+CASES = [
+    ("simplex K=4 d=3", simplex_etf(4, 3), 4 / 3),
+    ("simplex K=10 d=9", simplex_etf(10, 9), 10 / 9),
+    ("simplex K=6 d=12", simplex_etf(6, 12), 6 / 5),
+    ("cross-polytope d=3", cross_polytope(3), 1.0),
+    ("cross-polytope d=7", cross_polytope(7), 1.0),
+    ("pentagon", polygon(5), 1 - math.cos(2 * math.pi / 5)),
+    ("heptagon", polygon(7), 1 - math.cos(2 * math.pi / 7)),
+    ("12-gon", polygon(12), 1 - math.cos(2 * math.pi / 12)),
+    ("icosahedron", icosahedron(), 1 - 1 / math.sqrt(5)),
+    ("600-cell", cell600(), 1 - (1 + math.sqrt(5)) / 4),
+    ("5-demicube", demicube5(), 0.8),
+    ("E8 roots", e8_roots(), 0.5),
+]
+
+
+@pytest.mark.parametrize("name,X,rho", CASES, ids=[c[0] for c in CASES])
+def test_closed_forms(name, X, rho):
+    W = _rotate_permute(X, seed=len(name))
+    res = ovr_distances(W)
+    # symmetric codes: every class has the same distance
+    np.testing.assert_allclose(res.dist, rho, atol=1e-9, rtol=0)
+    assert abs(res.value - rho) < 1e-9
+    assert res.gap.max() < 1e-9 and (res.gap >= 0).all()
+    # cheap bounds bracket the distance; for these codes the lower bound 1 - mu is tight
+    assert (res.lower <= res.dist + 1e-12).all() and (res.dist <= res.upper + 1e-12).all()
+    np.testing.assert_allclose(res.lower.min(), rho, atol=1e-9)
+
+
+# --------------------------------------------------------------------- independent slow reference
+
+def reference_dist(W, k, weight=1e6):
+    """Per-class NNLS with the sum-to-one constraint as a heavily weighted extra row (independent)."""
+    Wn = W / np.linalg.norm(W, axis=1, keepdims=True)
+    A = np.delete(Wn, k, 0).T
+    M = np.vstack([A, weight * np.ones((1, A.shape[1]))])
+    rhs = np.concatenate([Wn[k], [weight]])
+    lam, _ = nnls(M, rhs, maxiter=50 * M.shape[1])
+    lam = lam / lam.sum()  # feasible point
+    return np.linalg.norm(Wn[k] - A @ lam)
+
+
+@pytest.mark.parametrize("K,d,seed", [(30, 3, 0), (60, 5, 1), (120, 10, 2), (80, 20, 3), (25, 30, 4)])
+def test_random_against_reference(K, d, seed):
+    rng = np.random.default_rng(seed)
+    W = rng.standard_normal((K, d))
+    res = ovr_distances(W)
+    ref = np.array([reference_dist(W, k) for k in range(K)])
+    np.testing.assert_allclose(res.dist, ref, atol=1e-8, rtol=0)
+    assert res.gap.max() < 1e-9
+    # the support and weights reproduce the distance
+    Wn = W / np.linalg.norm(W, axis=1, keepdims=True)
+    for k in range(K):
+        s, w = res.support[k], res.weights[k]
+        assert k not in s and abs(w.sum() - 1) < 1e-12 and (w > 0).all()
+        assert abs(np.linalg.norm(Wn[k] - w @ Wn[s]) - res.dist[k]) < 1e-12
+
+
+def test_slsqp_reference_small():
+    """A second, structurally different reference (SLSQP on the simplex) for a few classes."""
+    from scipy.optimize import minimize
+
+    rng = np.random.default_rng(7)
+    W = rng.standard_normal((15, 4))
+    Wn = W / np.linalg.norm(W, axis=1, keepdims=True)
+    res = ovr_distances(W)
+    for k in range(4):
+        A = np.delete(Wn, k, 0)
+        f = lambda lam: float(np.sum((Wn[k] - lam @ A) ** 2))
+        g = lambda lam: -2 * A @ (Wn[k] - lam @ A)
+        x0 = np.full(len(A), 1 / len(A))
+        sol = minimize(f, x0, jac=g, method="SLSQP", bounds=[(0, 1)] * len(A),
+                       constraints=[{"type": "eq", "fun": lambda lam: lam.sum() - 1, "jac": lambda lam: np.ones_like(lam)}],
+                       options={"ftol": 1e-16, "maxiter": 1000})
+        assert abs(math.sqrt(max(sol.fun, 0)) - res.dist[k]) < 1e-7
+
+
+def test_trained_like_code_tiles_and_candidates():
+    """Small candidate sets, blocks and tiles (the large-K / GPU code path) give identical results."""
+    rng = np.random.default_rng(3)
+    K, d = 150, 6
+    W = rng.standard_normal((K, d))
+    W /= np.linalg.norm(W, axis=1, keepdims=True)
+    for _ in range(100):  # repulsion: a more uniform, "trained-like" code
+        C = W @ W.T
+        np.fill_diagonal(C, -np.inf)
+        E = np.exp(20 * (C - C.max(1, keepdims=True)))
+        W -= 0.05 * (E / E.sum(1, keepdims=True)) @ W
+        W /= np.linalg.norm(W, axis=1, keepdims=True)
+    full = ovr_distances(W)
+    tiled = ovr_distances(W, candidates=3, block_size=7, tile=16)
+    assert tiled.info["retried"] > 0 and tiled.info["blocks"] > 10
+    np.testing.assert_allclose(tiled.dist, full.dist, atol=1e-12)
+    assert tiled.gap.max() < 1e-9
+    ref = np.array([reference_dist(W, k) for k in range(0, K, 10)])
+    np.testing.assert_allclose(full.dist[::10], ref, atol=1e-8)
+
+
+def test_duplicates_and_inside():
+    rng = np.random.default_rng(5)
+    W = rng.standard_normal((12, 3))
+    W[3] = 2.5 * W[7]  # duplicate direction: both are in the hull of the others
+    res = ovr_distances(W)
+    assert res.dist[3] < 1e-12 and res.dist[7] < 1e-12
+    assert res.gap[3] < 1e-12 and res.lower[3] < 1e-12 and res.upper[3] < 1e-7
+    others = [k for k in range(12) if k not in (3, 7)]
+    ref = np.array([reference_dist(W, k) for k in others])
+    np.testing.assert_allclose(res.dist[others], ref, atol=1e-8)
+    assert res.value < 1e-12
+
+
+def test_duplicate_among_others_and_two_classes():
+    W = np.array([[1.0, 0.0], [0.0, 1.0], [0.0, 1.0], [-1.0, 0.2]])
+    res = ovr_distances(W)
+    ref = [reference_dist(W, k) for k in range(4)]
+    np.testing.assert_allclose(res.dist, ref, atol=1e-8)
+    two = ovr_distances(np.array([[1.0, 0.0], [0.0, 3.0]]))
+    np.testing.assert_allclose(two.dist, [math.sqrt(2)] * 2, atol=1e-14)
+
+
+def test_bounds_and_torch_input():
+    rng = np.random.default_rng(11)
+    W = rng.standard_normal((40, 5))
+    res = ovr_distances(torch.as_tensor(W, dtype=torch.float32))
+    res64 = ovr_distances(W.astype(np.float32).astype(np.float64))
+    np.testing.assert_allclose(res.dist, res64.dist, atol=1e-14)
+    lo, up, mc = pairwise_bounds(W.astype(np.float32))
+    np.testing.assert_allclose(lo, res.lower)
+    np.testing.assert_allclose(up, res.upper)
+    assert (res.certified_lower <= res.dist).all() and res.value_gap >= 0
+    assert res.argmin == int(np.argmin(res.dist)) and abs(res.mean - res.dist.mean()) < 1e-15
+
+
+def test_errors():
+    with pytest.raises(FloatingPointError, match="1 row"):
+        ovr_distances(np.array([[1.0, 0.0], [np.nan, 1.0], [0.0, 1.0]]))
+    with pytest.raises(ValueError, match="zero"):
+        ovr_distances(np.array([[1.0, 0.0], [0.0, 0.0], [0.0, 1.0]]))
+    with pytest.raises(ValueError, match="at least 2"):
+        ovr_distances(np.ones((1, 3)))
+
+
+def test_subgradient_reference_is_lower_bound():
+    W = _rotate_permute(icosahedron(), 0)
+    est = ovr_subgradient(W, steps=400, lr=0.05, decay_every=100)
+    exact = ovr_distances(W)
+    assert (est <= exact.dist + 1e-12).all()
+    assert abs(est.min() - exact.value) < 5e-3

@@ -1,0 +1,199 @@
+"""Shared pieces of :mod:`gnc.codes`: the :class:`CodeSolution` record and small geometry helpers.
+
+Conventions (see ARCHITECTURE.md): a code is a (K, d) float64 array with unit rows ``w_k``.
+``value`` is always "higher is better":
+
+* ``tammes``  -- the minimum pairwise angle in degrees,
+* ``softmax`` / ``hardmax`` / ``ufm`` -- the exact minimal one-vs-rest distance rho_ovr(W)
+  (evaluated with :func:`gnc.metrics.ovr.ovr_distances`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+import warnings
+from typing import Any
+
+import numpy as np
+
+PROBLEMS = ("tammes", "softmax", "hardmax", "ufm")
+
+
+@dataclasses.dataclass
+class CodeSolution:
+    """A spherical code with everything needed to trust and reproduce it.
+
+    Attributes
+    ----------
+    W : (K, d) float64 array with unit rows.
+    problem : ``"tammes" | "softmax" | "hardmax" | "ufm"``.
+    value : exact objective of ``problem`` (min angle in degrees for Tammes, rho_ovr otherwise).
+    min_angle_deg : minimum pairwise angle of the rows of ``W`` (degrees).
+    ovr : exact minimal one-vs-rest distance rho_ovr(W) (NaN when it could not be evaluated).
+    certificate : how far the value can be trusted: e.g. ``kkt_residual`` (first-order
+        optimality of the polished active set), ``lower_bound`` (a bound proved by an explicit
+        dual vector), ``ovr_gap`` (duality gap of the exact one-vs-rest evaluation), ``n_active``.
+    rattlers : indices of rows not in contact (Tammes: no pair at the minimum angle;
+        softmax: one-vs-rest distance strictly above rho_ovr).
+    settings : solver settings (JSON-serialisable); seed : the seed; seconds : wall time.
+    H : optional (K, d) or (N, d) dual vectors / features (softmax, hardmax: the maximising unit
+        directions h_k; ufm: the features, with ``labels`` in ``settings``).
+    history : optional best-so-far curve ``[(seconds, value), ...]`` (benchmarks).
+    """
+
+    W: np.ndarray
+    problem: str
+    d: int
+    K: int
+    value: float
+    min_angle_deg: float
+    ovr: float
+    certificate: dict = dataclasses.field(default_factory=dict)
+    rattlers: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    settings: dict = dataclasses.field(default_factory=dict)
+    seed: int = 0
+    seconds: float = 0.0
+    H: np.ndarray | None = None
+    history: list | None = None
+
+    @property
+    def max_cos(self) -> float:
+        return float(math.cos(math.radians(self.min_angle_deg)))
+
+    def summary(self) -> str:
+        return (f"{self.problem}(d={self.d}, K={self.K}): value={self.value:.10g} "
+                f"min_angle={self.min_angle_deg:.8f} deg ovr={self.ovr:.8f} "
+                f"rattlers={len(self.rattlers)} {self.seconds:.1f}s")
+
+    def __repr__(self) -> str:  # the arrays are large; keep repr short
+        return f"CodeSolution<{self.summary()}>"
+
+
+def normalize_rows(X: np.ndarray) -> np.ndarray:
+    X = np.asarray(X, dtype=np.float64)
+    n = np.linalg.norm(X, axis=-1, keepdims=True)
+    if np.any(n == 0):
+        raise ValueError("zero row cannot be normalized")
+    return X / n
+
+
+def max_cosine(W: np.ndarray, block: int = 2048) -> float:
+    """Largest off-diagonal cosine of the rows of W (row blocks for large K)."""
+    W = normalize_rows(W)
+    K = W.shape[0]
+    best = -np.inf
+    for s in range(0, K, block):
+        C = W[s:s + block] @ W.T
+        idx = np.arange(s, min(s + block, K))
+        C[idx - s, idx] = -np.inf
+        best = max(best, float(C.max()))
+    return best
+
+
+def min_angle_deg(W: np.ndarray) -> float:
+    return float(np.degrees(np.arccos(np.clip(max_cosine(W), -1.0, 1.0))))
+
+
+def contact_pairs(W: np.ndarray, tol: float) -> tuple[np.ndarray, np.ndarray, float]:
+    """Pairs (i<j) whose cosine is within ``tol`` of the maximum cosine, and that maximum."""
+    W = normalize_rows(W)
+    C = W @ W.T
+    iu = np.triu_indices(W.shape[0], 1)
+    c = C[iu]
+    mu = float(c.max())
+    sel = c >= mu - tol
+    return iu[0][sel], iu[1][sel], mu
+
+
+def tammes_rattlers(W: np.ndarray, tol: float) -> np.ndarray:
+    """Rows with no neighbour at the minimum angle (within ``tol`` in cosine)."""
+    K = W.shape[0]
+    if K > 20000:
+        return np.zeros(0, dtype=np.int64)
+    I, J, _ = contact_pairs(W, tol)
+    touched = np.zeros(K, dtype=bool)
+    touched[I] = True
+    touched[J] = True
+    return np.nonzero(~touched)[0].astype(np.int64)
+
+
+def tangent_bases(X: np.ndarray) -> np.ndarray:
+    """(K, d, d-1) orthonormal bases of the tangent spaces of the unit rows of X.
+
+    Uses the Householder reflection that maps e_1 to -+x, whose last d-1 columns are orthonormal
+    and orthogonal to x.
+    """
+    X = np.asarray(X, dtype=np.float64)
+    K, d = X.shape
+    s = np.where(X[:, 0] >= 0, 1.0, -1.0)
+    v = X.copy()
+    v[:, 0] += s
+    n2 = np.einsum("kd,kd->k", v, v)
+    Hh = np.eye(d)[None] - 2.0 * v[:, :, None] * v[:, None, :] / n2[:, None, None]
+    return Hh[:, :, 1:]
+
+
+def exact_ovr(W: np.ndarray):
+    """Exact one-vs-rest distances via :func:`gnc.metrics.ovr.ovr_distances` (lazy import).
+
+    Returns the OVRResult, or ``None`` (with a warning) when the metrics module is unavailable.
+    """
+    try:
+        from gnc.metrics.ovr import ovr_distances
+    except ImportError as exc:  # pragma: no cover - only while gnc.metrics is missing
+        warnings.warn(f"gnc.metrics.ovr unavailable ({exc}); ovr left as NaN", RuntimeWarning, stacklevel=2)
+        return None
+    return ovr_distances(np.ascontiguousarray(W, dtype=np.float64))
+
+
+def ovr_fields(res) -> dict[str, Any]:
+    """Scalar summary of an OVRResult for certificates (tolerant to optional fields)."""
+    if res is None:
+        return {"ovr": float("nan")}
+    out: dict[str, Any] = {"ovr": float(getattr(res, "value", np.min(res.dist)))}
+    for name in ("lower", "upper", "mean"):
+        v = getattr(res, name, None)
+        if v is not None and np.ndim(v) == 0:
+            out[f"ovr_{name}"] = float(v)
+    gap = getattr(res, "gap", None)
+    if gap is not None:
+        out["ovr_max_gap"] = float(np.max(gap))
+    return out
+
+
+def torch_device(device: Any):
+    import torch
+
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("device='cuda' requested but CUDA is not available")
+    return dev
+
+
+def default_dtype(K: int, d: int, dtype=None):
+    """float64 for problems up to ~2e7 pair-dims, float32 beyond (memory / speed)."""
+    import torch
+
+    if dtype is not None:
+        return dtype
+    return torch.float64 if K * K * max(d, 8) <= 2e8 else torch.float32
+
+
+class History:
+    """Best-so-far curve ``[(seconds since start, value)]``."""
+
+    def __init__(self, t0: float | None = None):
+        self.t0 = time.perf_counter() if t0 is None else t0
+        self.points: list[tuple[float, float]] = []
+        self.best = -np.inf
+
+    def add(self, value: float, force: bool = False) -> None:
+        value = float(value)
+        if value > self.best or force:
+            self.best = max(self.best, value)
+            self.points.append((time.perf_counter() - self.t0, self.best))
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.t0

@@ -1,0 +1,282 @@
+"""Study configuration: schema validation with clear messages, defaults, and grid expansion.
+
+The Snakefile calls :func:`load_study` once at start-up; every error raised here is a
+:class:`ConfigError` whose message names the offending field (as a dotted path, e.g.
+``experiments.tau_sweep.tau[0]``) and what is allowed, so a bad config stops the run before any job.
+
+A *run* is one training job: (dataset, variant, arch, tau, d, K, seed) plus the resolved recipe.
+Its id is a path fragment ``<dataset>/<variant>/<arch>/tau<tau>-d<d>-K<K>-s<seed>``; the variant names
+the classifier head and loss (``normalized-ce``, ``cmf-ce``, ``linear-ce``, ``normalized-hardmax``).
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+SCHEMA_PATH = Path(__file__).resolve().parents[1] / "schemas" / "config.schema.yaml"
+
+#: the default training recipe; config ``train:`` and each experiment's ``train:`` override it
+DEFAULT_RECIPE: dict[str, Any] = {
+    "epochs": 30,
+    "checkpoints": [0, 5, 10, 20, 30],
+    "batch_size": 128,
+    "lr": 0.05,
+    "momentum": 0.9,
+    "nesterov": True,
+    "weight_decay": 5e-4,
+    "schedule": "cosine",
+    "augmentation": "none",
+    "head": "normalized",
+    "cmf_momentum": 0.9,
+    "loss": "ce",
+    "width": 16,
+    "class_subset_seed": 0,
+    "bf16": True,
+    "channels_last": True,
+    "compile": False,
+}
+
+
+#: optional datasets skipped by the last validation: name -> reason
+SKIPPED: dict[str, str] = {}
+
+
+class ConfigError(ValueError):
+    """A configuration problem; the message names the field and the allowed values."""
+
+
+def _path(parts) -> str:
+    out = ""
+    for p in parts:
+        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
+    return out or "(top level)"
+
+
+def _describe(error) -> str:
+    import jsonschema  # noqa: F401
+
+    where = _path(error.absolute_path)
+    v = error.validator
+    if v == "additionalProperties":
+        allowed = sorted(error.schema.get("properties", {}))
+        extra = sorted(set(error.instance) - set(allowed)) if isinstance(error.instance, dict) else []
+        hint = f"; allowed keys: {', '.join(allowed)}" if allowed else ""
+        return f"config field {where}: unknown key(s) {', '.join(map(repr, extra))}{hint}"
+    if v == "enum":
+        return (f"config field {where}: {error.instance!r} is not allowed; allowed values: "
+                f"{', '.join(map(str, error.validator_value))}")
+    if v == "type":
+        return f"config field {where}: {error.instance!r} should be of type {error.validator_value}"
+    if v in ("minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum"):
+        op = {"minimum": ">=", "exclusiveMinimum": ">", "maximum": "<=", "exclusiveMaximum": "<"}[v]
+        desc = error.schema.get("description", "")
+        return (f"config field {where}: {error.instance!r} must be {op} {error.validator_value}"
+                + (f" ({desc})" if desc else ""))
+    if v == "required":
+        return f"config field {where}: {error.message}"
+    if v in ("minItems", "minProperties"):
+        return f"config field {where}: must not be empty ({error.message})"
+    if v == "uniqueItems":
+        return f"config field {where}: values must be unique ({error.instance!r})"
+    return f"config field {where}: {error.message}"
+
+
+def load_schema() -> dict:
+    return yaml.safe_load(SCHEMA_PATH.read_text())
+
+
+def _fill_defaults(instance, schema, root):
+    """Fill JSON-schema ``default`` values (objects only), recursively, following local $refs."""
+    if "$ref" in schema:
+        ref = schema["$ref"].split("/")[1:]
+        target = root
+        for r in ref:
+            target = target[r]
+        schema = {**target, **{k: v for k, v in schema.items() if k != "$ref"}}
+    if isinstance(instance, dict):
+        for key, sub in schema.get("properties", {}).items():
+            if key not in instance and "default" in sub:
+                instance[key] = copy.deepcopy(sub["default"])
+            if key in instance:
+                _fill_defaults(instance[key], sub, root)
+        addl = schema.get("additionalProperties")
+        if isinstance(addl, dict):
+            for key in instance:
+                if key not in schema.get("properties", {}):
+                    _fill_defaults(instance[key], addl, root)
+
+
+def validate_config(config: dict) -> dict:
+    """Validate against the JSON schema and the cross-field rules; return a copy with defaults."""
+    import jsonschema
+
+    cfg = copy.deepcopy(dict(config))
+    schema = load_schema()
+    validator = jsonschema.Draft202012Validator(schema)
+    errors = sorted(validator.iter_errors(cfg), key=lambda e: (len(e.absolute_path), list(map(str, e.absolute_path))))
+    if errors:
+        msgs = [_describe(e) for e in errors[:5]]
+        more = f"\n  ... and {len(errors) - 5} more" if len(errors) > 5 else ""
+        raise ConfigError("invalid configuration:\n  " + "\n  ".join(msgs) + more)
+    _fill_defaults(cfg, schema, schema)
+    _check_semantics(cfg)
+    return cfg
+
+
+def recipe_for(cfg: dict, exp: dict) -> dict:
+    recipe = dict(DEFAULT_RECIPE)
+    recipe.update(cfg.get("train") or {})
+    recipe.update(exp.get("train") or {})
+    return recipe
+
+
+def _check_recipe(recipe: dict, where: str) -> None:
+    ck = recipe["checkpoints"]
+    if list(ck) != sorted(ck):
+        raise ConfigError(f"config field {where}.checkpoints: epochs must be increasing, got {ck}")
+    if ck[-1] > recipe["epochs"]:
+        raise ConfigError(f"config field {where}.checkpoints: epoch {ck[-1]} is beyond epochs = "
+                          f"{recipe['epochs']}; allowed values: 0..{recipe['epochs']}")
+    if recipe["loss"] == "hardmax" and recipe["head"] == "linear":
+        raise ConfigError(f"config field {where}.loss: 'hardmax' needs head 'normalized' or 'cmf'")
+
+
+def _check_semantics(cfg: dict) -> None:
+    from . import data as gdata
+
+    if cfg.get("train"):
+        _check_recipe({**DEFAULT_RECIPE, **cfg["train"]}, "train")
+    SKIPPED.clear()
+    for name in list(cfg["datasets"]):
+        spec = cfg["datasets"][name]
+        optional = bool(spec.pop("optional", False))
+        try:
+            # cheap: reads no data, but checks the source exists (paths, packages, option values)
+            gdata.num_classes(name, spec)
+            gdata.version_id(name, spec)
+        except (ValueError, FileNotFoundError, KeyError, TypeError, ImportError) as exc:
+            if not optional:
+                raise ConfigError(f"config field datasets.{name}: {exc}") from None
+            del cfg["datasets"][name]
+            dropped = [e for e, x in cfg["experiments"].items() if x["dataset"] == name]
+            for e in dropped:
+                del cfg["experiments"][e]
+            SKIPPED[name] = f"{exc} (optional dataset skipped with experiments: {', '.join(dropped) or 'none'})"
+    if not cfg["experiments"]:
+        raise ConfigError("config field experiments: no experiment left to run (all use skipped optional datasets)")
+    for ename, exp in cfg["experiments"].items():
+        where = f"experiments.{ename}"
+        if exp["dataset"] not in cfg["datasets"]:
+            raise ConfigError(f"config field {where}.dataset: {exp['dataset']!r} is not defined under "
+                              f"datasets; allowed values: {', '.join(cfg['datasets'])}")
+        _check_recipe(recipe_for(cfg, exp), f"{where}.train")
+        n = gdata.num_classes(exp["dataset"], cfg["datasets"][exp["dataset"]])
+        if exp.get("classes") is not None:
+            if exp["K"] != [len(exp["classes"])]:
+                raise ConfigError(f"config field {where}.K: with explicit classes K must be "
+                                  f"[{len(exp['classes'])}], got {exp['K']}")
+            bad = [c for c in exp["classes"] if isinstance(c, int) and not 0 <= c < n]
+            if bad:
+                raise ConfigError(f"config field {where}.classes: indices {bad} out of range; allowed values: 0..{n - 1}")
+        for i, K in enumerate(exp["K"]):
+            if K > n:
+                raise ConfigError(f"config field {where}.K[{i}]: K = {K} is larger than the {n} classes of "
+                                  f"dataset {exp['dataset']!r}; allowed values: 2..{n}")
+
+
+# --------------------------------------------------------------------------------- grid expansion
+
+def fmt_num(x: float) -> str:
+    """Stable, short text for a float in paths and labels (0.1 -> '0.1', 1.0 -> '1')."""
+    return format(float(x), ".6g")
+
+
+def variant_of(recipe: dict) -> str:
+    head = recipe["head"]
+    if head == "cmf":
+        head = f"cmf{fmt_num(recipe['cmf_momentum'])}"
+    return f"{head}-{recipe['loss']}"
+
+
+@dataclass
+class Run:
+    run_id: str
+    experiment: list[str]
+    dataset: str
+    variant: str
+    arch: str
+    tau: float
+    d: int
+    K: int
+    seed: int
+    recipe: dict = field(default_factory=dict)
+
+    @property
+    def coords(self) -> dict:
+        return {"variant": self.variant, "dataset": self.dataset, "arch": self.arch, "tau": self.tau,
+                "d": self.d, "K": self.K, "seed": self.seed}
+
+    def spec(self) -> dict:
+        """Everything that defines the training job (JSON-able); passed to gnc.train."""
+        return {"run_id": self.run_id, "dataset": self.dataset, "variant": self.variant, "arch": self.arch,
+                "tau": self.tau, "d": self.d, "K": self.K, "seed": self.seed, **self.recipe}
+
+    def spec_hash(self) -> str:
+        return hashlib.sha256(json.dumps(self.spec(), sort_keys=True).encode()).hexdigest()[:12]
+
+
+def expand_runs(cfg: dict) -> dict[str, Run]:
+    """All training runs of the study, keyed by run id (sorted). Raises ConfigError when two
+    experiments train the same grid point with different recipes."""
+    runs: dict[str, Run] = {}
+    for ename, exp in cfg["experiments"].items():
+        recipe = recipe_for(cfg, exp)
+        variant = variant_of(recipe)
+        for arch in exp["arch"]:
+            for tau in exp["tau"]:
+                for d in exp["d"]:
+                    for K in exp["K"]:
+                        for seed in exp.get("seed", [0]):
+                            rid = (f"{exp['dataset']}/{variant}/{arch}/"
+                                   f"tau{fmt_num(tau)}-d{d}-K{K}-s{seed}")
+                            rec = dict(recipe)
+                            if exp.get("classes") is not None:
+                                rec["classes"] = list(exp["classes"])
+                                rid += "-c" + hashlib.sha256(json.dumps(rec["classes"]).encode()).hexdigest()[:6]
+                            run = Run(rid, [ename], exp["dataset"], variant, arch, float(tau), int(d), int(K),
+                                      int(seed), rec)
+                            if rid in runs:
+                                if runs[rid].recipe != rec:
+                                    diff = sorted(k for k in rec if runs[rid].recipe.get(k) != rec[k])
+                                    raise ConfigError(
+                                        f"config field experiments.{ename}.train: run {rid} is also in experiment "
+                                        f"{runs[rid].experiment[0]!r} with a different recipe (fields: "
+                                        f"{', '.join(diff)}); give one of them another variant or grid point")
+                                runs[rid].experiment.append(ename)
+                            else:
+                                runs[rid] = run
+    return dict(sorted(runs.items()))
+
+
+def code_grid(cfg: dict, runs: dict[str, Run] | None = None) -> list[tuple[int, int]]:
+    """(d, K) pairs for the codes stage: every (d, K) trained plus ``codes.extra``; d >= 2."""
+    runs = runs if runs is not None else expand_runs(cfg)
+    pairs = {(r.d, r.K) for r in runs.values() if r.d >= 2}
+    pairs |= {(int(e["d"]), int(e["K"])) for e in cfg.get("codes", {}).get("extra", [])}
+    return sorted(pairs)
+
+
+def load_study(config: dict) -> tuple[dict, dict[str, Run]]:
+    cfg = validate_config(config)
+    return cfg, expand_runs(cfg)
+
+
+def load_yaml(path: str | Path) -> dict:
+    return yaml.safe_load(Path(path).read_text()) or {}

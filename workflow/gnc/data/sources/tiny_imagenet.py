@@ -1,0 +1,142 @@
+"""Tiny-ImageNet-200 (cs231n): 200 classes, 100,000 train and 10,000 val images of 64×64×3.
+
+Files: ``<root>/tiny-imagenet-200.zip`` (the published archive, md5 checked) and/or the extracted
+``<root>/tiny-imagenet-200/`` with ``wnids.txt``, ``words.txt``, ``train/<wnid>/images/*.JPEG`` and
+``val/images/*.JPEG`` + ``val/val_annotations.txt``. When only the archive is present it is
+verified and extracted (into a temporary folder renamed into place). ``download: true`` fetches
+``url`` with torchvision's ``download_url`` (md5-verified). The train split is read with torchvision's
+``ImageFolder`` on ``train/`` (classes = sorted wnids, which must match ``wnids.txt``); the test
+split is the labelled val split read through ``val_annotations.txt`` (no re-foldering needed) with
+the same PIL loader. Class names are the first synonym in ``words.txt``; ``class_ids`` the wnids.
+The unlabelled ``test/`` folder is not used.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .._files import effective_record, extract_zip_atomic, tree_fingerprint, verify_file
+from ..errors import DatasetNotFoundError, SourceChecksumError
+from .base import CHECKSUMS_SCHEMA, DOWNLOAD_SCHEMA, ROOT_SCHEMA, RawData, Source, resolve_root
+
+TINY_URL = "http://cs231n.stanford.edu/tiny-imagenet-200.zip"
+TINY_ZIP = "tiny-imagenet-200.zip"
+TINY_MD5 = "90528d7ca1a48142e341f4ef8d21d0de"
+TINY_DIR = "tiny-imagenet-200"
+
+
+def to_array(img, size: int, channels: int, mode: str = "center_crop") -> np.ndarray:
+    """PIL image -> uint8 (C, size, size): resize the shorter side to ``size`` and centre-crop
+    (``center_crop``) or resize both sides (``stretch``)."""
+    from PIL import Image
+
+    img = img.convert("L" if channels == 1 else "RGB")
+    if img.size != (size, size):
+        w, h = img.size
+        if mode == "stretch":
+            img = img.resize((size, size), Image.Resampling.BILINEAR, reducing_gap=3.0)
+        else:
+            s = size / min(w, h)
+            nw, nh = max(size, round(w * s)), max(size, round(h * s))
+            img = img.resize((nw, nh), Image.Resampling.BILINEAR, reducing_gap=3.0)
+            left, top = (nw - size) // 2, (nh - size) // 2
+            img = img.crop((left, top, left + size, top + size))
+    a = np.asarray(img, dtype=np.uint8)
+    return a[None] if a.ndim == 2 else a.transpose(2, 0, 1)
+
+
+class TinyImageNet(Source):
+    kind = "tiny_imagenet"
+    description = "Tiny-ImageNet-200 (archive md5-verified, extracted), train via ImageFolder, val as test"
+    schema = {
+        "root": ROOT_SCHEMA,
+        "download": DOWNLOAD_SCHEMA,
+        "checksums": CHECKSUMS_SCHEMA,
+        "url": {"type": "string", "default": TINY_URL, "description": "download URL (not part of the version)"},
+        "size": {"type": "integer", "minimum": 8, "maximum": 256, "default": 64,
+                 "description": "image side; 64 keeps the originals, other values resize"},
+    }
+    non_content = frozenset({"root", "download", "url"})
+
+    def num_classes(self, opts):
+        return 200
+
+    def record(self, opts):
+        return effective_record({TINY_ZIP: TINY_MD5}, opts.get("checksums"))
+
+    def identity(self, opts):
+        return {"archive": TINY_ZIP, "checksums": self.record(opts)}
+
+    def available(self, opts):
+        root = resolve_root(opts)
+        return (root / TINY_ZIP).is_file() or (root / TINY_DIR / "wnids.txt").is_file()
+
+    def unavailable_reason(self, opts):
+        root = resolve_root(opts)
+        return (f"{self.kind}: neither {root / TINY_ZIP} nor {root / TINY_DIR}/ exists. Download {opts['url']} "
+                f"(md5 {TINY_MD5}) into {root}, or set 'download: true' in the dataset spec, or point "
+                f"'root' (or $GNC_DATA_ROOT) at the folder that holds it.")
+
+    def ensure_extracted(self, root: Path, opts) -> tuple[Path, dict]:
+        zip_path = root / TINY_ZIP
+        folder = root / TINY_DIR
+        info: dict = {}
+        if not zip_path.is_file() and not (folder / "wnids.txt").is_file():
+            if not opts["download"]:
+                raise DatasetNotFoundError(self.unavailable_reason(opts))
+            from ..._torchvision_compat import import_torchvision
+
+            tv = import_torchvision()
+            tv.datasets.utils.download_url(opts["url"], str(root), TINY_ZIP, md5=self.record(opts)[TINY_ZIP]
+                                           if len(self.record(opts)[TINY_ZIP] or "") == 32 else None)
+        if zip_path.is_file():
+            info["archive"] = verify_file(zip_path, self.record(opts).get(TINY_ZIP), label=TINY_ZIP)
+            if not (folder / "wnids.txt").is_file():
+                extract_zip_atomic(zip_path, root, TINY_DIR)
+        else:
+            info["archive"] = None
+            info["note"] = "archive absent: extracted folder used, fingerprinted only"
+        info["extracted"] = tree_fingerprint(folder)
+        return folder, info
+
+    def load(self, opts):
+        from ..._torchvision_compat import import_torchvision
+
+        root = resolve_root(opts)
+        folder, info = self.ensure_extracted(root, opts)
+        tv = import_torchvision()
+        size = int(opts["size"])
+        wnids = [w.strip() for w in (folder / "wnids.txt").read_text().split() if w.strip()]
+        train = tv.datasets.ImageFolder(str(folder / "train"))
+        if sorted(wnids) != train.classes:
+            raise SourceChecksumError(f"{self.kind}: {folder}/wnids.txt lists {len(wnids)} classes but train/ has "
+                                      f"{len(train.classes)} class folders that differ")
+        words = {}
+        words_file = folder / "words.txt"
+        if words_file.is_file():
+            for line in words_file.read_text(encoding="utf-8").splitlines():
+                wnid, _, text = line.partition("\t")
+                words[wnid.strip()] = text.split(",")[0].strip()
+        names = [words.get(w, w) for w in train.classes]
+        trx = np.empty((len(train.samples), 3, size, size), np.uint8)
+        for i, (path, _) in enumerate(train.samples):
+            trx[i] = to_array(train.loader(path), size, 3)
+        try_ = np.asarray(train.targets, dtype=np.int64)
+        ann = folder / "val" / "val_annotations.txt"
+        if not ann.is_file():
+            raise DatasetNotFoundError(f"{self.kind}: {ann} not found (incomplete extraction?)")
+        rows = [line.split("\t") for line in ann.read_text().splitlines() if line.strip()]
+        tex = np.empty((len(rows), 3, size, size), np.uint8)
+        tey = np.empty(len(rows), np.int64)
+        for i, row in enumerate(rows):
+            fname, wnid = row[0].strip(), row[1].strip()
+            if wnid not in train.class_to_idx:
+                raise SourceChecksumError(f"{self.kind}: {ann}: {fname} has unknown class {wnid}")
+            tex[i] = to_array(train.loader(str(folder / "val" / "images" / fname)), size, 3)
+            tey[i] = train.class_to_idx[wnid]
+        info.update({"reader": "torchvision.datasets.ImageFolder (train), val_annotations.txt (test)",
+                     "torchvision_version": tv.__version__, "root": str(root), "size": size,
+                     "val_annotations": verify_file(ann, None)})
+        return RawData(trx, try_, tex, tey, names, info, class_ids=list(train.classes))

@@ -1,0 +1,691 @@
+"""Shared machinery of the figure functions: selection on sparse grids, missing-point bookkeeping,
+the "no data" figure, saving (PNG + PDF + tidy CSV + provenance sidecar) and captions.
+
+Vocabulary
+----------
+*grid point*: one combination of coordinates a figure draws (e.g. one (setting, τ, seed) curve).
+A figure's grid is the set of settings that have *some* of its data; a grid point of that grid with
+no value (NaN in the netCDF, or a requested coordinate value absent from the file) is *missing*.
+Settings of the sparse study grid that were never run at all are simply not part of the figure.
+
+Every figure function returns ``(fig, frame)``; ``frame.attrs`` carries
+``figure`` (kind), ``missing`` (list of dict records), ``selection`` (fixed coordinates chosen),
+``seeds``, ``notes``, ``no_data`` and ``sources`` (paths + gnc_* attributes of the input files).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import warnings
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from ._style import format_tau, rc_params
+
+METRIC_DIMS = ("variant", "dataset", "arch", "tau", "d", "K", "seed", "epoch")
+SETTING_DIMS = ("variant", "dataset", "arch", "tau", "d", "K")
+FLOAT_DIMS = {"tau"}
+
+# Short axis labels (the netCDF long_name may be long); units come from the variable's attrs.
+SHORT_LABELS = {
+    "gnc1": r"GNC1  $\mathrm{tr}(\Sigma_W\Sigma_B^{+})/K$",
+    "gnc2": r"GNC2  $\rho_{\mathrm{ovr}}(\hat W)$",
+    "gnc2_mean": "mean one-vs-rest distance",
+    "gnc3": r"GNC3  mean $1-\cos(\hat w_k, \bar h_k)$",
+    "gnc3_uncentered": "GNC3 (uncentred means)",
+    "nc1": "NC1",
+    "nc3": "NC3",
+    "nc4": "NC4 (NCC mismatch)",
+    "train_acc": "train accuracy",
+    "test_acc": "test accuracy",
+    "ncc_train_acc": "NCC train accuracy",
+    "ncc_test_acc": "NCC test accuracy",
+    "min_angle": "min angle between ŵ_k",
+    "softmax_value": "softmax-code ρ_ovr",
+    "tammes_ovr": "Tammes-code ρ_ovr",
+    "tammes_angle": "Tammes min angle",
+    "softmax_min_angle": "softmax-code min angle",
+    "ufm_ovr": "UFM ρ_ovr",
+    "ufm_min_angle": "UFM min angle",
+    "ufm_distance_to_code": "UFM distance to softmax code",
+}
+PANEL_TITLES = {
+    "gnc1": "GNC1 (variability collapse)",
+    "gnc2": "GNC2 (one-vs-rest distance)",
+    "gnc3": "GNC3 (self-duality)",
+    "test_acc": "test accuracy",
+    "train_acc": "train accuracy",
+    "ncc_train_acc": "NCC train accuracy",
+    "ncc_test_acc": "NCC test accuracy",
+}
+ACCURACY_VARS = {"train_acc", "test_acc", "ncc_train_acc", "ncc_test_acc"}
+DIM_NAMES = {"variant": "variant", "dataset": "dataset", "arch": "architecture", "tau": "τ", "d": "d",
+             "K": "K", "seed": "seed", "epoch": "epoch"}
+
+
+# ----------------------------------------------------------------------------- small helpers
+
+def as_list(value) -> list | None:
+    if value is None:
+        return None
+    if isinstance(value, (str, bytes)) or np.isscalar(value):
+        return [value]
+    return list(value)
+
+
+def _same(dim: str, a, b) -> bool:
+    if dim in FLOAT_DIMS or isinstance(a, float) or isinstance(b, float):
+        try:
+            return math.isclose(float(a), float(b), rel_tol=1e-6, abs_tol=1e-12)
+        except (TypeError, ValueError):
+            return str(a) == str(b)
+    if isinstance(a, (np.integer, int)) or isinstance(b, (np.integer, int)):
+        try:
+            return int(a) == int(b)
+        except (TypeError, ValueError):
+            return False
+    return str(a) == str(b)
+
+
+def py(value):
+    """numpy scalar -> plain python (JSON-friendly)."""
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def fmt_value(dim: str, value) -> str:
+    value = py(value)
+    if dim == "tau":
+        return format_tau(value)
+    if isinstance(value, float) and value.is_integer() and dim in ("d", "K", "seed", "epoch"):
+        return str(int(value))
+    return str(value)
+
+
+def fmt_coords(rec: Mapping, dims: Sequence[str] | None = None) -> str:
+    dims = [d for d in (dims or rec.keys()) if d in rec]
+    parts = []
+    for d in dims:
+        if d in ("dataset", "arch", "variant"):
+            parts.append(str(rec[d]))
+        else:
+            parts.append(f"{DIM_NAMES.get(d, d)}={fmt_value(d, rec[d])}")
+    return ", ".join(parts)
+
+
+def select(ds, **sel):
+    """Restrict ``ds`` to the requested coordinate values (lists keep the dim; floats match with a
+    relative tolerance). Returns ``(sub, absent)`` where ``absent[dim]`` lists requested values that
+    are not in the file at all (they become missing grid points, not errors)."""
+    absent: dict[str, list] = {}
+    for dim, wanted in sel.items():
+        wanted = as_list(wanted)
+        if wanted is None or dim not in ds.dims:
+            continue
+        coord = list(ds[dim].values)
+        idx = []
+        for w in wanted:
+            hit = [i for i, c in enumerate(coord) if _same(dim, c, w)]
+            if hit:
+                idx.append(hit[0])
+            else:
+                absent.setdefault(dim, []).append(py(w))
+        ds = ds.isel({dim: idx})
+    return ds, absent
+
+
+def present_data_vars(ds, names: Iterable[str]) -> list[str]:
+    if ds is None:
+        return []
+    return [n for n in names if n in ds.data_vars]
+
+
+def reduce_extra(da, keep: Sequence[str], how: str = "max"):
+    """Reduce every dim of ``da`` not in ``keep`` (e.g. run dims of a code value) by max/mean."""
+    extra = [d for d in da.dims if d not in keep]
+    if not extra:
+        return da, []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        out = getattr(da, how)(dim=extra, skipna=True)
+    return out, extra
+
+
+def long_frame(da, name: str = "value") -> pd.DataFrame:
+    """A DataArray as a long frame without NaN values, numeric coords kept as python types."""
+    df = da.rename(name).to_dataframe().reset_index()
+    keep = [c for c in df.columns if c in da.dims or c == name]
+    df = df[keep]
+    return df[df[name].notna()].reset_index(drop=True)
+
+
+def axis_label(var: str, ds=None, *, percent: bool = False, label: str | None = None) -> str:
+    text = label or SHORT_LABELS.get(var, var)
+    units = None
+    if ds is not None and var in getattr(ds, "variables", {}):
+        units = ds[var].attrs.get("units")
+    if percent:
+        return f"{text} [%]"
+    if units in (None, "", "1", "-", "dimensionless"):
+        if var.endswith("angle"):
+            return f"{text} [degrees]"
+        return text
+    if str(units).lower() in ("degree", "degrees", "deg", "°"):
+        return f"{text} [degrees]"
+    return f"{text} [{units}]"
+
+
+def source_records(*datasets) -> list[dict]:
+    out = []
+    for ds in datasets:
+        if ds is None:
+            continue
+        items = [ds] if hasattr(ds, "data_vars") else (list(ds.values()) if isinstance(ds, Mapping) else [ds])
+        for item in items:
+            if item is None or not hasattr(item, "attrs"):
+                continue
+            src = getattr(item, "encoding", {}).get("source")
+            attrs = {k: py(v) for k, v in item.attrs.items() if str(k).startswith("gnc_")}
+            out.append({"path": str(src) if src else None, "attrs": attrs})
+    return out
+
+
+def finish_frame(frame: pd.DataFrame, kind: str, *, missing=None, selection=None, seeds=None, notes=None,
+                 sources=None, no_data: bool = False) -> pd.DataFrame:
+    frame = frame.reset_index(drop=True)
+    frame.attrs["figure"] = kind
+    frame.attrs["missing"] = [dict((k, py(v)) for k, v in m.items()) for m in (missing or [])]
+    frame.attrs["selection"] = {k: py(v) for k, v in (selection or {}).items()}
+    frame.attrs["seeds"] = [py(s) for s in (seeds or [])]
+    frame.attrs["notes"] = list(notes or [])
+    frame.attrs["sources"] = list(sources or [])
+    frame.attrs["no_data"] = bool(no_data)
+    return frame
+
+
+# ----------------------------------------------------------------------------- figures
+
+def new_figure(nrows: int, ncols: int, panel_w: float = 3.4, panel_h: float = 2.8, extra_w: float = 0.0,
+               extra_h: float = 0.5, **subplot_kw):
+    """A pyplot-free Figure with a constrained-layout grid of axes (array of shape (nrows, ncols))."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(ncols * panel_w + extra_w, nrows * panel_h + extra_h), layout="constrained")
+    axes = fig.subplots(nrows, ncols, squeeze=False, subplot_kw=subplot_kw or None)
+    return fig, axes
+
+
+def no_data_figure(kind: str, reason: str = "", columns: Sequence[str] = (), *, sources=None,
+                   selection=None):
+    """The figure drawn when none of a figure's data exist in this study (never an exception)."""
+    import matplotlib as mpl
+    from matplotlib.figure import Figure
+
+    with mpl.rc_context(rc_params()):
+        fig = Figure(figsize=(7.0, 2.6), layout="constrained")
+        ax = fig.add_subplot(1, 1, 1)
+        ax.set_axis_off()
+        ax.set_gid("no-data")
+        title = FIGURE_TITLES.get(kind, kind)
+        text = f"{title}\n\nNo data for this figure in this study."
+        if reason:
+            text += "\n" + _wrap(reason, 90)
+        ax.text(0.5, 0.5, text, ha="center", va="center", fontsize=11, transform=ax.transAxes,
+                bbox=dict(boxstyle="round,pad=0.6", fc="#f4f4f4", ec="#999999"))
+    frame = pd.DataFrame({c: pd.Series(dtype="float64") for c in columns})
+    frame = finish_frame(frame, kind, missing=[{"reason": reason or "no data"}], selection=selection,
+                         sources=sources, no_data=True)
+    return fig, frame
+
+
+def _wrap(text: str, width: int) -> str:
+    import textwrap
+
+    return "\n".join(textwrap.wrap(text, width)) if text else ""
+
+
+def add_figure_legend(fig, handles, *, title=None, ncol: int = 1, loc: str = "outside right center"):
+    """One legend per figure, outside the axes (constrained layout keeps room for it)."""
+    if not handles:
+        return None
+    return fig.legend(handles=handles, loc=loc, title=title, ncol=ncol, frameon=False)
+
+
+def annotate_missing(fig, missing: list[dict]):
+    """A discreet footer saying that some grid points are missing (the caption lists them)."""
+    if not missing:
+        return
+    n = len(missing)
+    fig.supxlabel(f"{n} missing grid point{'s' if n > 1 else ''} (listed in the caption)", fontsize=9,
+                  color="#a33", x=0.01, ha="left")
+
+
+# ----------------------------------------------------------------------------- missing points
+
+def missing_points(ds, var: str | Sequence[str], grid_dims: Sequence[str], setting_dims: Sequence[str] | None = None,
+                   **sel) -> list[dict]:
+    """Grid points (combinations of ``grid_dims``) of ``ds[var]`` whose values are all NaN over the
+    remaining dims, restricted to ``sel``.
+
+    The expected grid is: each combination of ``setting_dims`` (default: all ``grid_dims``, i.e. a full
+    product) that has some data, times every value of the other grid dims that has data somewhere. So
+    with ``setting_dims=("d", "K")`` and ``grid_dims=("tau", "d", "K")`` a (d, K) never run is not
+    reported, but a τ missing for a (d, K) that was run is. Requested values absent from the file are
+    reported too. Returns records ``{dim: value, ..., "metrics": [...]}``."""
+    names = [var] if isinstance(var, str) else list(var)
+    names = [n for n in names if n in ds.data_vars]
+    sub, absent = select(ds, **sel)
+    out: list[dict] = []
+    for dim, values in absent.items():
+        for v in values:
+            out.append({dim: v, "metrics": "all", "what": "not in the results"})
+    if not names:
+        return out
+    setting_dims = list(grid_dims) if setting_dims is None else list(setting_dims)
+    # settings with data for any of the names
+    setting_has = None
+    for name in names:
+        da = sub[name]
+        sd = [d for d in setting_dims if d in da.dims]
+        h = da.notnull().any(dim=[d for d in da.dims if d not in sd]).transpose(*sd) if sd else None
+        if h is not None:
+            setting_has = h if setting_has is None else (setting_has | h)
+    for name in names:
+        da = sub[name]
+        gd = [d for d in grid_dims if d in da.dims]
+        other = [d for d in da.dims if d not in gd]
+        has = da.notnull().any(dim=other) if other else da.notnull()
+        # restrict each non-setting grid dim to values that have data somewhere
+        for d in gd:
+            if d in setting_dims:
+                continue
+            rest = [x for x in gd if x != d]
+            keep = has.any(dim=rest) if rest else has
+            has = has.isel({d: np.flatnonzero(keep.values)})
+        if has.size == 0:
+            continue
+        df = has.rename("has").to_dataframe().reset_index()
+        if setting_has is not None:
+            sdf = setting_has.rename("setting").to_dataframe().reset_index()
+            sdf = sdf[sdf["setting"]].drop(columns="setting")
+            cols = [c for c in sdf.columns if c in df.columns]
+            if cols:
+                df = df.merge(sdf[cols].drop_duplicates(), on=cols, how="inner")
+        for rec in df[~df["has"]].drop(columns="has").to_dict("records"):
+            rec = {k: py(v) for k, v in rec.items() if k in gd}
+            rec["metrics"] = [name]
+            out.append(rec)
+    return merge_missing(out)
+
+
+def merge_missing(records: list[dict]) -> list[dict]:
+    """Merge records that differ only in their metric list."""
+    merged: dict[str, dict] = {}
+    for rec in records:
+        key_items = {k: v for k, v in rec.items() if k != "metrics"}
+        key = json.dumps(key_items, sort_keys=True, default=str)
+        if key in merged:
+            old = merged[key]["metrics"]
+            new = rec.get("metrics", "all")
+            if old == "all" or new == "all":
+                merged[key]["metrics"] = "all"
+            else:
+                merged[key]["metrics"] = sorted(set(old) | set(new))
+        else:
+            merged[key] = dict(rec)
+    return list(merged.values())
+
+
+def caption_gap_note(source, var=None, grid_dims: Sequence[str] | None = None, *, limit: int = 12,
+                     **sel) -> str:
+    """One sentence listing the missing grid points of a figure.
+
+    ``source`` is a figure's frame (uses ``frame.attrs["missing"]``), a list of missing records, or an
+    xarray Dataset together with ``var`` and ``grid_dims`` (computed with :func:`missing_points`).
+    Returns "" when nothing is missing.
+    """
+    if isinstance(source, pd.DataFrame):
+        records = source.attrs.get("missing", [])
+        if source.attrs.get("no_data"):
+            reason = records[0].get("reason", "") if records else ""
+            return f"No data for this figure in this study{': ' + reason if reason else ''}."
+    elif isinstance(source, list):
+        records = source
+    else:
+        if var is None or grid_dims is None:
+            raise ValueError("caption_gap_note(ds, var, grid_dims, ...) needs var and grid_dims")
+        records = missing_points(source, var, grid_dims, **sel)
+    if not records:
+        return ""
+    # group seeds: identical records except for the seed are listed once with their seeds
+    groups: dict[str, dict] = {}
+    for rec in records:
+        base = {k: v for k, v in rec.items() if k != "seed"}
+        key = json.dumps(base, sort_keys=True, default=str)
+        g = groups.setdefault(key, {"base": base, "seeds": []})
+        if "seed" in rec:
+            g["seeds"].append(rec["seed"])
+    items = []
+    for g in groups.values():
+        base = dict(g["base"])
+        metrics = base.pop("metrics", "all")
+        what = base.pop("what", None)
+        epochs = base.pop("epochs", None)
+        reason = base.pop("reason", None)
+        text = fmt_coords(base)
+        if g["seeds"]:
+            seeds = ", ".join(str(s) for s in sorted(g["seeds"]))
+            text += f"{', ' if text else ''}seed{'s' if len(g['seeds']) > 1 else ''} {seeds}"
+        details = []
+        if metrics not in (None, "all"):
+            details.append(", ".join(metrics))
+        if epochs:
+            details.append("epochs " + _compact_ints(epochs))
+        if what:
+            details.append(what)
+        if reason:
+            details.append(reason)
+        if details:
+            text += f" ({'; '.join(details)})"
+        items.append(text.strip())
+    shown = items[:limit]
+    more = len(items) - len(shown)
+    note = f"Missing grid points ({len(records)}): " + "; ".join(shown)
+    if more > 0:
+        note += f"; and {more} more (see the provenance sidecar)"
+    return note + "."
+
+
+def _compact_ints(values) -> str:
+    vals = sorted(int(v) for v in values)
+    if not vals:
+        return ""
+    runs = []
+    start = prev = vals[0]
+    for v in vals[1:]:
+        if v == prev + 1:
+            prev = v
+            continue
+        runs.append((start, prev))
+        start = prev = v
+    runs.append((start, prev))
+    parts = [str(a) if a == b else f"{a}–{b}" for a, b in runs]
+    if len(parts) > 8:
+        return f"{vals[0]}–{vals[-1]} ({len(vals)} checkpoints)"
+    return ", ".join(parts)
+
+
+# ----------------------------------------------------------------------------- captions
+
+FIGURE_TITLES = {
+    "tau_sweep": "Temperature sweep",
+    "arch_comparison": "Architecture comparison",
+    "d_sweep": "Feature-dimension sweep",
+    "cmf": "Class-mean-feature (CMF) vs learnable classifier",
+    "ncc": "Nearest-class-centre accuracy",
+    "assignment": "Assignment of classes to code vectors",
+    "ufm_tau": "UFM, τ → 0",
+    "codes": "Softmax code vs Tammes code",
+    "sphere": "Classifier and class means on the sphere",
+}
+
+DESCRIPTIONS = {
+    "tau_sweep": ("GNC1 (log scale), GNC2 (one-vs-rest distance of the normalized classifier; dashed: the best "
+                  "softmax code we found for the same (d, K)), GNC3 (log scale) and test accuracy versus "
+                  "epoch, one line per temperature τ."),
+    "arch_comparison": ("GNC1 (log scale), GNC2 (dashed: best softmax code found), GNC3 (log scale) and test "
+                        "accuracy versus epoch, one line per architecture."),
+    "d_sweep": ("GNC2 of the trained classifier at the final epoch versus the feature dimension d, with the "
+                "softmax-code value of the same (d, K) (left) and the fraction GNC2 / softmax-code value "
+                "(right)."),
+    "cmf": ("Train (solid) and test (dashed) accuracy versus epoch for each classifier variant "
+            "(learnable normalized classifier vs class-mean-feature classifier, and baselines)."),
+    "ncc": "Nearest-class-centre (NCC) accuracy on the train (solid) and test (dashed) split versus epoch.",
+    "assignment": ("Cosine Gram matrices cos(ŵ_k, ŵ_k') of the trained classifier at the last epoch, one "
+                   "heatmap per seed, rows and columns labelled by class name."),
+    "ufm_tau": ("Unconstrained-feature model trained at decreasing temperature τ: one-vs-rest distance of the "
+                "solution relative to the best softmax code (1 = optimal), its distance to that code, and its "
+                "minimum angle (dashed: softmax code), versus τ on a log axis."),
+    "codes": ("Best softmax code vs best Tammes code as functions of K for several d: their one-vs-rest "
+              "distances ρ_ovr (solid: softmax code, dashed: Tammes code), the gain of the softmax code, and "
+              "their minimum pairwise angles; circles mark (d, K) where the two differ."),
+    "sphere": ("Normalized classifier vectors ŵ_k (stars, with class labels), normalized class means (circles) "
+               "and a random sample of normalized training features (dots), coloured by class; d = 3 is "
+               "shown as two orthographic views (front hemisphere z ≥ 0 and back hemisphere z < 0)."),
+}
+
+
+def _levels(frame: pd.DataFrame, col: str) -> list:
+    if col not in frame.columns:
+        return []
+    vals = frame[col].dropna().unique().tolist()
+    try:
+        return sorted(vals)
+    except TypeError:
+        return sorted(vals, key=str)
+
+
+def figure_caption(kind: str, ds=None, frame: pd.DataFrame | None = None, *, rst: bool = False, **sel) -> str:
+    """Caption text stating what the figure shows and its setting (dataset, architecture, variant, d, K,
+    τ, seeds, epochs) plus the missing-grid-point note. Prefer passing the figure's ``frame`` (the
+    setting is then read from exactly the plotted data); with only ``ds`` the setting is read from
+    the coordinates with data after applying ``sel``. ``rst=True`` escapes reStructuredText markup."""
+    parts = [f"{FIGURE_TITLES.get(kind, kind)}. {DESCRIPTIONS.get(kind, '')}".strip()]
+    setting: list[str] = []
+    seeds: list = []
+    epochs: list = []
+    if frame is not None and frame.attrs.get("no_data"):
+        parts.append(caption_gap_note(frame))
+        return _finish_caption(parts, rst)
+    if frame is not None and len(frame):
+        fixed = frame.attrs.get("selection", {})
+        for dim in ("dataset", "arch", "variant", "d", "K", "tau"):
+            vals = _levels(frame, dim)
+            if not vals and dim in fixed and fixed[dim] is not None:
+                vals = [fixed[dim]]
+            if vals:
+                setting.append(_setting_text(dim, vals))
+        seeds = frame.attrs.get("seeds") or _levels(frame, "seed")
+        epochs = _levels(frame, "epoch")
+    elif ds is not None:
+        sub, _ = select(ds, **sel)
+        for dim in ("dataset", "arch", "variant", "d", "K", "tau"):
+            if dim in sub.dims:
+                vals = _with_data(sub, dim)
+                if vals:
+                    setting.append(_setting_text(dim, vals))
+        if "seed" in sub.dims:
+            seeds = _with_data(sub, "seed")
+        if "epoch" in sub.dims:
+            epochs = _with_data(sub, "epoch")
+    if setting:
+        parts.append("Setting: " + "; ".join(setting) + ".")
+    if seeds:
+        s = ", ".join(str(py(x)) for x in seeds)
+        if kind == "assignment":
+            parts.append(f"Seed{'s' if len(seeds) > 1 else ''} {s} (one heatmap each).")
+        elif len(seeds) > 1:
+            parts.append(f"Seeds {s} (lines: mean over seeds; bands: min–max).")
+        else:
+            parts.append(f"Seed {s} (single run per point).")
+    if epochs:
+        ep = [int(e) for e in epochs]
+        if kind == "d_sweep":
+            parts.append(f"Final epoch {', '.join(str(e) for e in ep)}.")
+        else:
+            parts.append(f"Epochs {ep[0]}–{ep[-1]} ({len(ep)} checkpoints)." if len(ep) > 1 else f"Epoch {ep[0]}.")
+    if frame is not None and kind == "sphere" and len(frame):
+        panels = list(dict.fromkeys(frame["panel"].tolist()))
+        ncls = frame.loc[frame["kind"] == "classifier", "k"].nunique()
+        sel_ = frame.attrs.get("selection", {})
+        parts.append(f"Panels: {', '.join(panels)}; K = {ncls} classes; {sel_.get('n_features', '?')} features "
+                     f"sampled per panel (seed {sel_.get('seed', '?')}); class means "
+                     f"{'centred by the global mean' if sel_.get('center') else 'not centred'}.")
+    if frame is not None:
+        for note in frame.attrs.get("notes", []):
+            parts.append(note if note.endswith(".") else note + ".")
+        gap = caption_gap_note(frame)
+    else:
+        gap = ""
+    if gap:
+        parts.append(gap)
+    return _finish_caption(parts, rst)
+
+
+def _finish_caption(parts: list[str], rst: bool) -> str:
+    text = " ".join(p for p in parts if p)
+    return rst_escape(text) if rst else text
+
+
+def rst_escape(text: str) -> str:
+    out = text.replace("\\", "\\\\")
+    for ch in ("*", "`", "|"):
+        out = out.replace(ch, "\\" + ch)
+    # a word ending in "_" is an RST reference
+    import re
+
+    return re.sub(r"(\w)_(\W|$)", r"\1\\_\2", out)
+
+
+def _setting_text(dim: str, vals: list) -> str:
+    shown = [fmt_value(dim, v) for v in vals]
+    name = {"arch": "architecture", "dataset": "dataset", "variant": "variant"}.get(dim, dim)
+    if dim == "tau":
+        return "τ = " + shown[0] if len(shown) == 1 else "τ ∈ {" + ", ".join(shown) + "}"
+    if dim in ("d", "K"):
+        return f"{dim} = {shown[0]}" if len(shown) == 1 else f"{dim} ∈ {{{', '.join(shown)}}}"
+    return f"{name}{'s' if len(shown) > 1 and name != 'dataset' else ''} " + ", ".join(shown) if len(shown) > 1 \
+        else f"{name} {shown[0]}"
+
+
+def _with_data(ds, dim: str) -> list:
+    vals = []
+    for name in ds.data_vars:
+        da = ds[name]
+        if dim not in da.dims or da.dtype.kind not in "fiuc":
+            continue
+        other = [d for d in da.dims if d != dim]
+        has = da.notnull().any(dim=other) if other else da.notnull()
+        vals += [py(v) for v, h in zip(da[dim].values, has.values) if h]
+    uniq = []
+    for v in vals:
+        if not any(_same(dim, v, u) for u in uniq):
+            uniq.append(v)
+    try:
+        return sorted(uniq)
+    except TypeError:
+        return uniq
+
+
+# ----------------------------------------------------------------------------- saving
+
+def _strip_suffix(prefix: str | os.PathLike) -> Path:
+    p = Path(prefix)
+    if p.suffix.lower() in (".png", ".pdf", ".csv", ".svg"):
+        p = p.with_suffix("")
+    return p
+
+
+def save_figure(fig, frame: pd.DataFrame, out_prefix: str | os.PathLike, *, sources: Sequence = (),
+                caption: str | None = None, dpi: int = 150, formats: Sequence[str] = ("png", "pdf"),
+                **extra: Any) -> dict[str, Path]:
+    """Write ``<prefix>.png`` (dpi 150), ``<prefix>.pdf``, ``<prefix>.csv`` (exactly the plotted data)
+    and ``<prefix>.provenance.json`` (gnc provenance + the input files' attributes, checksums,
+    selection and missing grid points), each atomically. With ``caption`` (plain text, e.g. from
+    :func:`figure_caption`) also ``<prefix>.caption.rst`` (RST-escaped; the report captions in
+    workflow/report/ include it when the rule declares it as an output). ``sources`` are extra input file paths to record (their sha256 and, for
+    netCDF, their gnc_* attributes). Returns the written paths by key."""
+    import matplotlib as mpl
+
+    from ..io import atomic_path, sha256_file, write_json_atomic, write_text_atomic
+    from ..provenance import provenance
+
+    prefix = _strip_suffix(out_prefix)
+    prefix.parent.mkdir(parents=True, exist_ok=True)
+    written: dict[str, Path] = {}
+    with mpl.rc_context(rc_params()):
+        for fmt in formats:
+            path = Path(f"{prefix}.{fmt}")
+            meta = {"Software": None} if fmt == "png" else ({"CreationDate": None} if fmt == "pdf" else None)
+            with atomic_path(path) as tmp:
+                fig.savefig(tmp, format=fmt, dpi=dpi, metadata=meta)
+            written[fmt] = path
+    csv_path = Path(f"{prefix}.csv")
+    with atomic_path(csv_path) as tmp:
+        frame.to_csv(tmp, index=False, float_format=None)
+    written["csv"] = csv_path
+
+    src_records = list(frame.attrs.get("sources", []))
+    for s in sources:
+        src_records.append({"path": str(s), "attrs": _file_attrs(s)})
+    by_path: dict[str, dict] = {}
+    for rec in src_records:
+        key = rec.get("path") or f"<in-memory {len(by_path)}>"
+        entry = by_path.setdefault(key, {"attrs": {}})
+        entry["attrs"].update(rec.get("attrs") or {})
+        if rec.get("path") and Path(rec["path"]).is_file():
+            entry["sha256"] = sha256_file(rec["path"])
+    ds_paths, ds_sums = [], []
+    for entry in by_path.values():
+        attrs = entry["attrs"]
+        paths = _decode(attrs.get("gnc_dataset_path"))
+        sums = _decode(attrs.get("gnc_dataset_checksum"))
+        if paths is None:
+            continue
+        if isinstance(paths, str):
+            paths, sums = [paths], [sums]
+        for p, c in zip(paths, sums if isinstance(sums, list) else [sums] * len(paths)):
+            if p not in ds_paths:
+                ds_paths.append(p)
+                ds_sums.append(c)
+    prov = provenance(
+        figure=frame.attrs.get("figure"),
+        figure_files={k: str(v) for k, v in written.items()},
+        selection=frame.attrs.get("selection") or None,
+        seeds=frame.attrs.get("seeds") or None,
+        missing=frame.attrs.get("missing") or None,
+        notes=frame.attrs.get("notes") or None,
+        no_data=int(bool(frame.attrs.get("no_data"))),
+        sources=by_path or None,
+        caption=caption,
+        **extra,
+    )
+    if ds_paths:
+        prov["gnc_dataset_path"] = json.dumps(ds_paths)
+        prov["gnc_dataset_checksum"] = json.dumps(ds_sums)
+    side = Path(f"{prefix}.provenance.json")
+    write_json_atomic(side, prov)
+    written["provenance"] = side
+    if caption is not None:
+        cap = Path(f"{prefix}.caption.rst")
+        write_text_atomic(cap, rst_escape(caption.rstrip()) + "\n")
+        written["caption"] = cap
+    return written
+
+
+def _decode(value):
+    if isinstance(value, str) and value[:1] in "[{":
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError:
+            return value
+    return value
+
+
+def _file_attrs(path) -> dict:
+    p = Path(path)
+    if p.suffix == ".nc" and p.is_file():
+        try:
+            import xarray as xr
+
+            with xr.open_dataset(p, engine="netcdf4") as ds:
+                return {k: py(v) for k, v in ds.attrs.items() if str(k).startswith("gnc_")}
+        except Exception:  # noqa: BLE001 - provenance must not break figure saving
+            return {}
+    return {}

@@ -1,0 +1,210 @@
+"""One visual style for every gnc-study figure.
+
+Colours are keyed by *value*, not by position in one figure, so the same temperature or
+architecture has the same colour in every figure of a study:
+
+* temperature τ — a sequential palette ("plasma" from orange to indigo), ordered: the largest τ is
+  the lightest, the smallest (τ → 0) the darkest. Levels are the sorted τ coordinate of the study's datasets.
+* architecture — a categorical colour-blind palette keyed by the sorted architecture names.
+* variant (classifier head / loss) — a second categorical palette ("Dark2").
+* feature dimension d — sequential ("crest"); (d, K) settings and classes — categorical ("husl").
+
+Build a :class:`Style` once per study (``Style.from_datasets(metrics, codes)``) and pass it to every
+figure function; a figure function called without one builds it from its own inputs (same
+coordinates, hence the same colours when the inputs come from the same study).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import Any, Iterable
+
+import numpy as np
+
+# rcParams for every figure: seaborn's whitegrid look, sized to stay readable when the report
+# shows a 4-panel figure at ~1000 px width.
+def rc_params() -> dict[str, Any]:
+    import seaborn as sns
+
+    rc: dict[str, Any] = {}
+    rc.update(sns.axes_style("whitegrid"))
+    rc.update(sns.plotting_context("notebook", font_scale=1.0))
+    rc.update({
+        "axes.titlesize": 11.5,
+        "axes.labelsize": 11,
+        "legend.fontsize": 10,
+        "legend.title_fontsize": 10.5,
+        "xtick.labelsize": 9.5,
+        "ytick.labelsize": 9.5,
+        "lines.linewidth": 1.8,
+        "lines.markersize": 4.5,
+        "axes.titleweight": "normal",
+        "figure.dpi": 100,
+        "savefig.dpi": 150,
+        "pdf.fonttype": 42,  # embed TrueType, text stays selectable/editable
+        "svg.fonttype": "none",
+        "axes.formatter.use_mathtext": True,
+    })
+    return rc
+
+
+def format_tau(tau: float) -> str:
+    """'1', '1/7', '0.05' -> readable temperature labels (τ = 1/s in the paper's code)."""
+    if tau is None or (isinstance(tau, float) and math.isnan(tau)):
+        return "?"
+    tau = float(tau)
+    if tau > 0:
+        inv = 1.0 / tau
+        if abs(inv - round(inv)) < 1e-6 * max(1.0, inv) and round(inv) >= 1:
+            n = int(round(inv))
+            return "1" if n == 1 else f"1/{n}"
+        frac = Fraction(tau).limit_denominator(1000)
+        if abs(float(frac) - tau) < 1e-9 * max(1.0, tau) and frac.denominator <= 100 and frac.numerator <= 100:
+            return f"{frac.numerator}/{frac.denominator}" if frac.denominator != 1 else str(frac.numerator)
+    return f"{tau:g}"
+
+
+def tau_label(tau: float) -> str:
+    return f"τ = {format_tau(tau)}"
+
+
+def _clean_levels(values: Iterable, numeric: bool) -> list:
+    out = []
+    for v in values:
+        if v is None:
+            continue
+        if numeric:
+            try:
+                fv = float(v)
+            except (TypeError, ValueError):
+                continue
+            if math.isnan(fv):
+                continue
+        else:
+            v = str(v)
+            if v in ("", "nan", "None"):
+                continue
+        out.append(v)
+    return out
+
+
+def _unique_sorted(values: Iterable, numeric: bool) -> list:
+    vals = _clean_levels(values, numeric)
+    if numeric:
+        uniq: list[float] = []
+        for v in sorted(float(x) for x in vals):
+            if not uniq or not math.isclose(v, uniq[-1], rel_tol=1e-9, abs_tol=0.0):
+                uniq.append(v)
+        return uniq
+    return sorted(set(vals))
+
+
+@dataclass
+class Style:
+    """Colour keys of one study. Unknown levels get a fallback colour, never an error."""
+
+    taus: list[float] = field(default_factory=list)
+    archs: list[str] = field(default_factory=list)
+    variants: list[str] = field(default_factory=list)
+    dims: list[int] = field(default_factory=list)
+
+    @classmethod
+    def from_datasets(cls, *datasets) -> "Style":
+        taus: list = []
+        archs: list = []
+        variants: list = []
+        dims: list = []
+        for ds in datasets:
+            if ds is None:
+                continue
+            items = [ds] if hasattr(ds, "data_vars") else (list(ds.values()) if isinstance(ds, dict) else [ds])
+            for item in items:
+                coords = getattr(item, "coords", {})
+                if "tau" in coords:
+                    taus += list(np.atleast_1d(coords["tau"].values))
+                if "arch" in coords:
+                    archs += list(np.atleast_1d(coords["arch"].values))
+                if "variant" in coords:
+                    variants += list(np.atleast_1d(coords["variant"].values))
+                if "d" in coords:
+                    dims += list(np.atleast_1d(coords["d"].values))
+        return cls(taus=_unique_sorted(taus, True), archs=_unique_sorted(archs, False),
+                   variants=_unique_sorted(variants, False),
+                   dims=[int(x) for x in _unique_sorted(dims, True)])
+
+    # ---------------------------------------------------------------- colours
+    def tau_color(self, tau: float):
+        import matplotlib as mpl
+
+        levels = self.taus or [float(tau)]
+        idx = _index_close(levels, float(tau))
+        if idx is None:
+            levels = _unique_sorted(list(levels) + [float(tau)], True)
+            idx = _index_close(levels, float(tau))
+        n = len(levels)
+        # rank among the study's temperatures, largest τ first: light orange (τ large) ... dark indigo
+        # (τ → 0). "plasma" restricted to [0.05, 0.82] stays visible on white and is colour-blind safe.
+        order = sorted(range(n), key=lambda i: -levels[i])
+        rank = order.index(idx)
+        frac = 0.5 if n == 1 else rank / (n - 1)
+        return tuple(mpl.colormaps["plasma"](0.82 - 0.77 * frac)[:3])
+
+    def arch_color(self, arch: str):
+        return _categorical(self.archs, str(arch), "colorblind")
+
+    def variant_color(self, variant: str):
+        return _categorical(self.variants, str(variant), "Dark2")
+
+    def d_color(self, d: int):
+        import seaborn as sns
+
+        levels = self.dims or [int(d)]
+        if int(d) not in levels:
+            levels = sorted(set(levels) | {int(d)})
+        pal = sns.color_palette("crest", max(len(levels), 2))
+        return pal[levels.index(int(d))]
+
+    def color(self, dim: str, value):
+        if dim == "tau":
+            return self.tau_color(value)
+        if dim == "arch":
+            return self.arch_color(value)
+        if dim == "variant":
+            return self.variant_color(value)
+        if dim == "d":
+            return self.d_color(value)
+        raise KeyError(f"no palette for {dim!r}")
+
+    def label(self, dim: str, value) -> str:
+        if dim == "tau":
+            return tau_label(value)
+        if dim in ("d", "K"):
+            return f"{dim} = {int(value)}"
+        return str(value)
+
+
+def _index_close(levels: list[float], value: float) -> int | None:
+    for i, v in enumerate(levels):
+        if math.isclose(v, value, rel_tol=1e-9, abs_tol=0.0):
+            return i
+    return None
+
+
+def _categorical(levels: list[str], value: str, palette: str):
+    import seaborn as sns
+
+    if value not in levels:
+        levels = sorted(set(levels) | {value})
+    base = sns.color_palette(palette)
+    i = levels.index(value)
+    if i < len(base):
+        return base[i]
+    return sns.color_palette("husl", len(levels))[i]
+
+
+def categorical_colors(n: int, palette: str = "husl") -> list:
+    import seaborn as sns
+
+    return list(sns.color_palette(palette, max(n, 1)))

@@ -1,0 +1,603 @@
+"""Figures drawn from ``results/codes.nc`` and from per-checkpoint feature files.
+
+fig_assignment   Gram matrices cos(ŵ_k, ŵ_k') of trained classifiers, one heatmap per seed
+fig_ufm_tau      UFM at decreasing τ: ρ_ovr / softmax-code value, distance to the code, min angle
+fig_codes        softmax code vs Tammes code vs K for several d (values, gain, min angles)
+fig_sphere       d = 2 circle / d = 3 orthographic views of ŵ_k, class means and features
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import warnings
+from typing import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from ._common import (add_figure_legend, annotate_missing, axis_label, finish_frame, fmt_coords, long_frame,
+                      merge_missing, missing_points, new_figure, no_data_figure, py, reduce_extra, select,
+                      source_records)
+from ._style import Style, categorical_colors, format_tau, rc_params
+
+
+# ----------------------------------------------------------------------------- fig 6: assignment
+
+ASSIGNMENT_COLUMNS = ["dataset", "arch", "seed", "k", "k2", "class_k", "class_k2", "cosine"]
+
+
+def _class_names(codes, facet_index: dict, ks: Sequence[int], fallback=None) -> list[str]:
+    if fallback is not None:
+        return [str(fallback[k]) if k < len(fallback) else f"class {k}" for k in ks]
+    if codes is not None and "class_name" in getattr(codes, "variables", {}):
+        cn = codes["class_name"]
+        idx = {d: i for d, i in facet_index.items() if d in cn.dims}
+        cn = cn.isel(idx) if idx else cn
+        extra = [d for d in cn.dims if d != "k"]
+        if extra:
+            cn = cn.isel({d: 0 for d in extra})
+        vals = [cn.values[k] if k < cn.sizes.get("k", 0) else None for k in ks]
+        out = []
+        for k, v in zip(ks, vals):
+            v = v.decode() if isinstance(v, bytes) else v
+            out.append(f"class {k}" if v is None or (isinstance(v, float) and math.isnan(v)) or str(v) in ("", "nan")
+                       else str(v))
+        return out
+    return [f"class {k}" for k in ks]
+
+
+def fig_assignment(codes, *, dataset=None, arch=None, seeds=None, class_names: Sequence[str] | None = None,
+                   max_seeds: int = 6, style: Style | None = None):
+    """Fig. 6 — heatmaps of ``codes.gram`` (cosines of the trained, normalized classifier rows at the last
+    epoch), one row per (dataset, arch, ...) setting and one column per seed, labelled with class names
+    (``codes.class_name`` or ``class_names``)."""
+    import matplotlib as mpl
+    import seaborn as sns
+
+    sources = source_records(codes)
+    if codes is None or "gram" not in codes.data_vars:
+        return no_data_figure("assignment", "codes.nc has no 'gram' variable (no small-K assignment runs)",
+                              ASSIGNMENT_COLUMNS, sources=sources)
+    sub, absent = select(codes[["gram"]], dataset=dataset, arch=arch, seed=seeds)
+    g = sub["gram"]
+    if g.size == 0 or not bool(g.notnull().any()):
+        return no_data_figure("assignment", "no Gram matrix values for this selection", ASSIGNMENT_COLUMNS,
+                              sources=sources)
+    kdims = [d for d in g.dims if d not in ("seed", "k", "k2")]
+    has = g.notnull().any(dim=["k", "k2"])
+    present = has.any(dim="seed").transpose(*kdims) if kdims else has.any(dim="seed")
+    combos = [tuple(int(i) for i in ix) for ix in np.argwhere(present.values)] if kdims else [()]
+    seed_has = has.any(dim=kdims) if kdims else has
+    seed_idx = list(np.flatnonzero(seed_has.values))
+    notes = []
+    if len(seed_idx) > max_seeds:
+        notes.append(f"first {max_seeds} of {len(seed_idx)} seeds shown")
+        seed_idx = seed_idx[:max_seeds]
+    seed_vals = [py(g["seed"].values[i]) for i in seed_idx]
+    missing = [{dim: v, "metrics": ["gram"], "what": "not in the results"} for dim, vals in absent.items()
+               for v in vals]
+    rows = []
+    with mpl.rc_context(rc_params()):
+        diag = np.diagonal(g.values, axis1=g.dims.index("k"), axis2=g.dims.index("k2"))
+        kmax = int(max(1, (~np.isnan(diag)).sum(axis=-1).max()))  # largest K actually present
+        panel = min(max(2.8, 0.45 * kmax + 1.4), 7.0)
+        fig, axes = new_figure(len(combos), len(seed_idx), panel_w=panel, panel_h=panel, extra_w=0.3)
+        for r, c in enumerate(combos):
+            facet_index = dict(zip(kdims, c))
+            facet = {d: py(g[d].values[i]) for d, i in facet_index.items()}
+            for j, si in enumerate(seed_idx):
+                ax = axes[r, j]
+                ax.set_gid(f"gram|{r}|{j}")
+                m = g.isel({**facet_index, "seed": si}).transpose("k", "k2").values.astype(float)
+                ks = [k for k in range(m.shape[0]) if not math.isnan(m[k, k]) or np.isfinite(m[k]).any()]
+                if not ks:
+                    ax.set_axis_off()
+                    ax.text(0.5, 0.5, "no data", ha="center", va="center", transform=ax.transAxes, color="#a33")
+                    missing.append({**facet, "seed": seed_vals[j], "metrics": ["gram"], "what": "no data"})
+                    continue
+                mm = m[np.ix_(ks, ks)]
+                names = _class_names(codes, facet_index, ks, class_names)
+                small = len(ks) <= 10
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", PendingDeprecationWarning)  # seaborn's cmap.set_bad
+                    sns.heatmap(mm, ax=ax, vmin=-1, vmax=1, center=0, cmap="vlag", square=True,
+                                annot=small, fmt=".2f", annot_kws={"fontsize": 8}, cbar=(j == len(seed_idx) - 1),
+                                cbar_kws={"label": "cos(ŵ_k, ŵ_k')", "shrink": 0.8} if j == len(seed_idx) - 1
+                                else None, xticklabels=names, yticklabels=names if j == 0 else False,
+                                linewidths=0.5, linecolor="white")
+                ax.set_xticklabels(names, rotation=40, ha="right", rotation_mode="anchor", fontsize=9)
+                if j == 0:
+                    ax.set_yticklabels(names, rotation=0, fontsize=9)
+                title = f"seed {seed_vals[j]}"
+                if len(combos) > 1 or facet:
+                    title = f"{fmt_coords(facet)}\n{title}" if facet else title
+                ax.set_title(title)
+                for a, ka in enumerate(ks):
+                    for b, kb in enumerate(ks):
+                        if not math.isnan(mm[a, b]):
+                            rows.append({**facet, "seed": seed_vals[j], "k": ka, "k2": kb, "class_k": names[a],
+                                         "class_k2": names[b], "cosine": float(mm[a, b])})
+        fig.suptitle("Assignment: cosine Gram matrix of the trained classifier (last epoch)", fontsize=13)
+        annotate_missing(fig, missing)
+    frame = pd.DataFrame(rows)
+    cols = [c for c in ASSIGNMENT_COLUMNS if c in frame.columns] + [c for c in frame.columns
+                                                                   if c not in ASSIGNMENT_COLUMNS]
+    frame = frame[cols]
+    frame = finish_frame(frame, "assignment", missing=merge_missing(missing), seeds=seed_vals, notes=notes,
+                         sources=sources)
+    return fig, frame
+
+
+# ----------------------------------------------------------------------------- fig 7: UFM tau -> 0
+
+UFM_COLUMNS = ["metric", "d", "K", "tau", "value", "lower", "upper", "n"]
+UFM_VARS = ("ufm_ovr", "ufm_distance_to_code", "ufm_min_angle")
+
+
+def _setting_colors(settings: list[tuple[int, int]]):
+    cols = categorical_colors(len(settings), "husl") if len(settings) > 8 else \
+        list(__import__("seaborn").color_palette("Dark2", max(len(settings), 1)))
+    return {s: cols[i] for i, s in enumerate(settings)}
+
+
+def _agg_extra(da, keep: Sequence[str]):
+    """mean / min / max / count over every dim not in ``keep`` (e.g. seeds of a UFM solve)."""
+    import xarray as xr
+
+    extra = [d for d in da.dims if d not in keep]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        if extra:
+            agg = xr.Dataset({"value": da.mean(extra, skipna=True), "lower": da.min(extra, skipna=True),
+                              "upper": da.max(extra, skipna=True), "n": da.notnull().sum(extra)})
+        else:
+            agg = xr.Dataset({"value": da, "lower": da, "upper": da, "n": da.notnull().astype(int)})
+    df = agg.to_dataframe().reset_index()
+    df = df[[c for c in df.columns if c in keep or c in ("value", "lower", "upper", "n")]]
+    return df[df["n"] > 0].reset_index(drop=True)
+
+
+def fig_ufm_tau(codes, *, d=None, K=None, taus=None, style: Style | None = None):
+    """Fig. 7 — the UFM τ → 0 study: ``ufm_ovr / softmax_value`` vs τ (log x, decreasing to the right;
+    1 = the best softmax code), ``ufm_distance_to_code`` vs τ, and ``ufm_min_angle`` vs τ with the
+    softmax code's min angle dashed. One colour per (d, K); any extra dims (e.g. seeds) are averaged
+    with a min–max band."""
+    import matplotlib as mpl
+    from matplotlib.lines import Line2D
+
+    sources = source_records(codes)
+    names = [v for v in UFM_VARS if codes is not None and v in codes.data_vars]
+    if not names:
+        return no_data_figure("ufm_tau", "codes.nc has no UFM variables (ufm_ovr, ufm_distance_to_code, "
+                              "ufm_min_angle)", UFM_COLUMNS, sources=sources)
+    sub, absent = select(codes, d=d, K=K, tau=taus)
+    parts = []
+    for v in names:
+        da = sub[v]
+        if not {"tau", "d", "K"} <= set(da.dims) or da.size == 0:
+            continue
+        df = _agg_extra(da, ("tau", "d", "K"))
+        df["metric"] = v
+        parts.append(df)
+    long = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+    if long.empty:
+        return no_data_figure("ufm_tau", "no UFM values for this selection", UFM_COLUMNS, sources=sources)
+    settings = sorted({(int(a), int(b)) for a, b in zip(long["d"], long["K"])})
+    colors = _setting_colors(settings)
+    missing = missing_points(sub, names, ("tau", "d", "K"), setting_dims=("d", "K"))
+    missing += [{dim: v, "metrics": "all", "what": "not in the results"} for dim, vals in absent.items() for v in vals]
+    rows = []
+    for (dd, kk) in settings:
+        sm = _code_value(codes, "softmax_value", dd, kk)
+        sel = long[(long["d"] == dd) & (long["K"] == kk)]
+        ovr = sel[sel["metric"] == "ufm_ovr"]
+        if len(ovr):
+            if sm is None:
+                missing.append({"d": dd, "K": kk, "metrics": ["softmax_value"],
+                                "what": "softmax-code value not in codes.nc; ratio not drawn"})
+            else:
+                r = ovr.copy()
+                r["metric"] = "ufm_ovr_ratio"
+                for c in ("value", "lower", "upper"):
+                    r[c] = r[c] / sm
+                rows.append(r)
+        for v in ("ufm_distance_to_code", "ufm_min_angle"):
+            part = sel[sel["metric"] == v]
+            if len(part):
+                rows.append(part)
+        if (sel["metric"] == "ufm_min_angle").any():
+            ang = _code_value(codes, "softmax_min_angle", dd, kk)
+            if ang is not None:
+                rows.append(pd.DataFrame([{"metric": "softmax_min_angle", "d": dd, "K": kk, "tau": np.nan,
+                                           "value": ang, "lower": ang, "upper": ang, "n": 1}]))
+    frame = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=UFM_COLUMNS)
+    frame = frame[UFM_COLUMNS].sort_values(["metric", "d", "K", "tau"]).reset_index(drop=True)
+    panels = [m for m in ("ufm_ovr_ratio", "ufm_distance_to_code", "ufm_min_angle") if (frame["metric"] == m).any()]
+    if not panels:
+        return no_data_figure("ufm_tau", "UFM values exist but none can be drawn (softmax-code values missing)",
+                              UFM_COLUMNS, sources=sources)
+    ylabels = {"ufm_ovr_ratio": "ρ_ovr(UFM) / ρ_ovr(softmax code)",
+               "ufm_distance_to_code": axis_label("ufm_distance_to_code", codes),
+               "ufm_min_angle": axis_label("ufm_min_angle", codes)}
+    titles = {"ufm_ovr_ratio": "one-vs-rest distance vs best code", "ufm_distance_to_code": "distance to the code",
+              "ufm_min_angle": "minimum angle"}
+    with mpl.rc_context(rc_params()):
+        fig, axes = new_figure(1, len(panels), panel_w=3.8, panel_h=3.1, extra_w=1.6)
+        for c, m in enumerate(panels):
+            ax = axes[0, c]
+            ax.set_gid(f"{m}|0")
+            for s in settings:
+                part = frame[(frame["metric"] == m) & (frame["d"] == s[0]) & (frame["K"] == s[1])].sort_values("tau")
+                if not len(part):
+                    continue
+                x = part["tau"].to_numpy(float)
+                ax.plot(x, part["value"].to_numpy(float), color=colors[s], marker="o")
+                if (part["n"] > 1).any():
+                    ax.fill_between(x, part["lower"].to_numpy(float), part["upper"].to_numpy(float), color=colors[s],
+                                    alpha=0.18, linewidth=0)
+                if m == "ufm_min_angle":
+                    ref = frame[(frame["metric"] == "softmax_min_angle") & (frame["d"] == s[0]) & (frame["K"] == s[1])]
+                    if len(ref):
+                        ax.axhline(float(ref["value"].iloc[0]), color=colors[s], linestyle="--", linewidth=1.2)
+            ax.set_xscale("log")
+            ax.invert_xaxis()
+            ax.set_xlabel("temperature τ (log scale, → 0)")
+            ax.set_ylabel(ylabels[m])
+            ax.set_title(titles[m])
+            if m == "ufm_ovr_ratio":
+                ax.axhline(1.0, color="black", linestyle="--", linewidth=1.0)
+            if m == "ufm_distance_to_code":
+                vals = frame.loc[frame["metric"] == m, "value"]
+                if len(vals) and (vals > 0).all() and vals.max() / max(vals.min(), 1e-300) > 50:
+                    ax.set_yscale("log")
+        handles = [Line2D([], [], color=colors[s], marker="o", label=f"d = {s[0]}, K = {s[1]}") for s in settings]
+        handles.append(Line2D([], [], color="black", linestyle="--", label="softmax code (best found)"))
+        if (frame["n"] > 1).any():
+            from matplotlib.patches import Patch
+
+            handles.append(Patch(color="0.6", alpha=0.35, label="min–max over runs"))
+        add_figure_legend(fig, handles, title="setting")
+        fig.suptitle("UFM (spherical, cross-entropy) as τ → 0 versus the softmax code", fontsize=13)
+        annotate_missing(fig, missing)
+    frame = finish_frame(frame, "ufm_tau", missing=merge_missing(missing), sources=sources)
+    return fig, frame
+
+
+def _code_value(codes, var: str, d, K):
+    if codes is None or var not in getattr(codes, "data_vars", {}):
+        return None
+    da = codes[var]
+    if "d" not in da.dims or "K" not in da.dims:
+        return None
+    sub, absent = select(da.to_dataset(name=var), d=[d], K=[K])
+    if absent:
+        return None
+    val, _ = reduce_extra(sub[var].isel(d=0, K=0, drop=True), keep=())
+    v = float(val.values) if val.size == 1 else float("nan")
+    return None if math.isnan(v) else v
+
+
+# ----------------------------------------------------------------------------- fig 8: codes vs Tammes
+
+CODES_COLUMNS = ["metric", "d", "K", "value", "differs"]
+CODE_VARS = ("softmax_value", "tammes_ovr", "softmax_min_angle", "tammes_angle")
+
+
+def fig_codes(codes, *, d=None, K=None, tol: float = 1e-3, style: Style | None = None):
+    """Fig. 8 — best softmax code vs best Tammes code as functions of K, one colour per d: ρ_ovr of both
+    (solid softmax code, dashed Tammes; × the paper's line), the gain ``softmax_value − tammes_ovr``, and
+    both minimum angles. Circles mark (d, K) where |softmax_value − tammes_ovr| > ``tol`` (column
+    ``differs``). Extra dims of a variable (e.g. solver restarts) are reduced by their maximum."""
+    import matplotlib as mpl
+    from matplotlib.lines import Line2D
+
+    sources = source_records(codes)
+    names = [v for v in (*CODE_VARS, "paper_optimal") if codes is not None and v in codes.data_vars]
+    main = [v for v in names if v in CODE_VARS]
+    if not main:
+        return no_data_figure("codes", "codes.nc has none of softmax_value, tammes_ovr, softmax_min_angle, "
+                              "tammes_angle", CODES_COLUMNS, sources=sources)
+    sub, absent = select(codes, d=d, K=K)
+    parts = []
+    notes = [f"Circles: |softmax_value − tammes_ovr| > {tol:g}"]
+    for v in names:
+        da, extra = reduce_extra(sub[v], keep=("d", "K"))
+        if extra:
+            notes.append(f"{v}: maximum over {', '.join(extra)}")
+        if set(da.dims) != {"d", "K"} or da.size == 0:
+            continue
+        df = long_frame(da.transpose("d", "K"))
+        df["metric"] = v
+        parts.append(df)
+    long = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["d", "K", "value", "metric"])
+    settings = sorted({(int(a), int(b)) for a, b, m in zip(long["d"], long["K"], long["metric"]) if m in CODE_VARS})
+    if not settings:
+        return no_data_figure("codes", "no code values for this selection", CODES_COLUMNS, sources=sources)
+    missing = [{dim: v, "metrics": "all", "what": "not in the results"} for dim, vals in absent.items() for v in vals]
+    piv = long.pivot_table(index=["d", "K"], columns="metric", values="value", aggfunc="first")
+    differs = {}
+    gain_rows = []
+    for s in settings:
+        row = piv.loc[s] if s in piv.index else pd.Series(dtype=float)
+        lacking = [v for v in main if pd.isna(row.get(v, np.nan))]
+        if lacking:
+            missing.append({"d": s[0], "K": s[1], "metrics": lacking})
+        a, b = row.get("softmax_value", np.nan), row.get("tammes_ovr", np.nan)
+        if pd.notna(a) and pd.notna(b):
+            differs[s] = bool(abs(a - b) > tol)
+            gain_rows.append({"metric": "ovr_gain", "d": s[0], "K": s[1], "value": float(a - b)})
+    frame = pd.concat([long, pd.DataFrame(gain_rows)], ignore_index=True)
+    frame = frame[frame.apply(lambda r: (int(r["d"]), int(r["K"])) in set(settings), axis=1)]
+    frame["d"] = frame["d"].astype(int)
+    frame["K"] = frame["K"].astype(int)
+    frame["differs"] = [differs.get((int(a), int(b))) for a, b in zip(frame["d"], frame["K"])]
+    frame["differs"] = frame["differs"].astype("boolean")
+    frame = frame[CODES_COLUMNS].sort_values(["metric", "d", "K"]).reset_index(drop=True)
+    style = style or Style.from_datasets(codes)
+    dvals = sorted({s[0] for s in settings})
+    Kvals = sorted({s[1] for s in settings})
+    logx = len(Kvals) > 1 and Kvals[-1] / max(Kvals[0], 1) > 20
+    panels = [("ovr", ("softmax_value", "tammes_ovr")), ("gain", ("ovr_gain",)),
+              ("angle", ("softmax_min_angle", "tammes_angle"))]
+    panels = [(p, ms) for p, ms in panels if frame["metric"].isin(ms).any()]
+    with mpl.rc_context(rc_params()):
+        fig, axes = new_figure(1, len(panels), panel_w=3.9, panel_h=3.2, extra_w=1.8)
+        for c, (pname, ms) in enumerate(panels):
+            ax = axes[0, c]
+            ax.set_gid(f"{pname}|0")
+            for dd in dvals:
+                col = style.d_color(dd)
+                for m, ls in zip(ms, ("-", "--")):
+                    part = frame[(frame["metric"] == m) & (frame["d"] == dd)].sort_values("K")
+                    if not len(part):
+                        continue
+                    ax.plot(part["K"].to_numpy(float), part["value"].to_numpy(float), color=col, linestyle=ls,
+                            marker="o" if ls == "-" else None, markersize=3.5)
+                    if m in ("softmax_value", "ovr_gain"):
+                        dif = part[part["differs"].fillna(False).astype(bool)]
+                        if len(dif):
+                            ax.plot(dif["K"].to_numpy(float), dif["value"].to_numpy(float), linestyle="none",
+                                    marker="o", markersize=10, markerfacecolor="none", markeredgecolor="black",
+                                    markeredgewidth=1.1)
+                if pname == "ovr":
+                    part = frame[(frame["metric"] == "paper_optimal") & (frame["d"] == dd)]
+                    if len(part):
+                        ax.plot(part["K"].to_numpy(float), part["value"].to_numpy(float), linestyle="none",
+                                marker="x", color="0.25", markersize=7)
+            if logx:
+                ax.set_xscale("log")
+            elif len(Kvals) <= 12:
+                ax.set_xticks(Kvals)
+            ax.set_xlabel("number of classes K")
+            if pname == "ovr":
+                ax.set_ylabel("one-vs-rest distance ρ_ovr")
+                ax.set_title("ρ_ovr: softmax code vs Tammes code")
+            elif pname == "gain":
+                ax.set_ylabel("ρ_ovr(softmax) − ρ_ovr(Tammes)")
+                ax.axhline(0.0, color="black", linewidth=0.8)
+                ax.axhline(tol, color="0.5", linewidth=0.8, linestyle=":")
+                ax.set_title("gain of the softmax code")
+            else:
+                ax.set_ylabel(axis_label("softmax_min_angle", codes, label="minimum pairwise angle"))
+                ax.set_title("minimum angle between code vectors")
+        handles = [Line2D([], [], color=style.d_color(dd), marker="o", label=f"d = {dd}") for dd in dvals]
+        handles += [Line2D([], [], color="0.3", linestyle="-", label="softmax code"),
+                    Line2D([], [], color="0.3", linestyle="--", label="Tammes code"),
+                    Line2D([], [], linestyle="none", marker="o", markersize=10, markerfacecolor="none",
+                           markeredgecolor="black", label=f"differ (> {tol:g})")]
+        if (frame["metric"] == "paper_optimal").any():
+            handles.append(Line2D([], [], linestyle="none", marker="x", color="0.25", label="paper's 'Optimal'"))
+        add_figure_legend(fig, handles, title="feature dim.")
+        fig.suptitle("Softmax code vs Tammes code", fontsize=13)
+        annotate_missing(fig, missing)
+    frame = finish_frame(frame, "codes", missing=merge_missing(missing), notes=notes, sources=sources,
+                         selection={"tol": tol})
+    return fig, frame
+
+
+# ----------------------------------------------------------------------------- fig 9: sphere pictures
+
+SPHERE_COLUMNS = ["panel", "kind", "k", "class_name", "sample", "x", "y", "z", "hemisphere", "px", "py"]
+
+
+def _normalize_rows(a: np.ndarray) -> np.ndarray:
+    a = np.asarray(a, dtype=np.float64)
+    n = np.linalg.norm(a, axis=-1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(n > 0, a / n, np.nan)
+
+
+def sphere_points(features, *, n_features: int = 400, seed: int = 0, center: bool = False):
+    """Normalized classifier rows, normalized class means (of the normalized train features; centred by
+    the mean of class means when ``center``) and a reproducible random sample of normalized features.
+    Returns dict W (K,d), means (K,d), sample_idx, H (n,d), y (n,)."""
+    W = np.asarray(features["W"].transpose("k", "component").values, dtype=np.float64)
+    H = np.asarray(features["train_h"].transpose("train_sample", "component").values, dtype=np.float64)
+    y = np.asarray(features["train_y"].values).astype(int)
+    Wn = _normalize_rows(W)
+    Hn = _normalize_rows(H)
+    K = W.shape[0]
+    means = np.full((K, W.shape[1]), np.nan)
+    for k in range(K):
+        sel = y == k
+        if sel.any():
+            means[k] = Hn[sel].mean(axis=0)
+    if center:
+        means = means - np.nanmean(means, axis=0, keepdims=True)
+    means = _normalize_rows(means)
+    rng = np.random.default_rng(seed)
+    n = min(int(n_features), H.shape[0])
+    idx = np.sort(rng.choice(H.shape[0], size=n, replace=False)) if n > 0 else np.zeros(0, dtype=int)
+    return {"W": Wn, "means": means, "sample_idx": idx, "H": Hn[idx], "y": y[idx]}
+
+
+def _names_from(ds, K: int, class_names):
+    if class_names is not None:
+        return [str(class_names[k]) if k < len(class_names) else f"class {k}" for k in range(K)]
+    for key in ("class_names", "classes"):
+        raw = ds.attrs.get(key) if hasattr(ds, "attrs") else None
+        if raw is not None:
+            try:
+                vals = json.loads(raw) if isinstance(raw, str) else list(raw)
+                if len(vals) >= K:
+                    return [str(v) for v in vals[:K]]
+            except (json.JSONDecodeError, TypeError):
+                pass
+    if "class_name" in getattr(ds, "variables", {}):
+        vals = list(ds["class_name"].values)
+        if len(vals) >= K:
+            return [str(v) for v in vals[:K]]
+    return [f"class {k}" for k in range(K)]
+
+
+def _panels_of(features) -> list[tuple[str, object]]:
+    panels = _panels_raw(features)
+    seen: dict[str, int] = {}
+    out = []
+    for name, ds in panels:  # panel titles identify the rows of the frame: keep them unique
+        seen[name] = seen.get(name, 0) + 1
+        out.append((name if seen[name] == 1 else f"{name} ({seen[name]})", ds))
+    return out
+
+
+def _panels_raw(features) -> list[tuple[str, object]]:
+    if features is None:
+        return []
+    if hasattr(features, "data_vars"):  # one xarray Dataset (itself a Mapping of variables)
+        return [(_panel_title(features, 0), features)]
+    if isinstance(features, Mapping):
+        return [(str(k), v) for k, v in features.items() if v is not None]
+    if isinstance(features, (list, tuple)):
+        out = []
+        for i, item in enumerate(features):
+            if isinstance(item, tuple) and len(item) == 2:
+                out.append((str(item[0]), item[1]))
+            elif item is not None:
+                out.append((_panel_title(item, i), item))
+        return out
+    return [(_panel_title(features, 0), features)]
+
+
+def _panel_title(ds, i: int) -> str:
+    parts = []
+    for key in ("epoch", "gnc_epoch"):
+        if key in getattr(ds, "attrs", {}):
+            parts.append(f"epoch {ds.attrs[key]}")
+            break
+    if "tau" in getattr(ds, "attrs", {}):
+        try:
+            parts.append(f"τ = {format_tau(float(ds.attrs['tau']))}")
+        except (TypeError, ValueError):
+            pass
+    return ", ".join(parts) or f"panel {i + 1}"
+
+
+def fig_sphere(features, *, class_names: Sequence[str] | None = None, n_features: int = 400, seed: int = 0,
+               center: bool = False, style: Style | None = None, title: str | None = None):
+    """Fig. 9 — sphere pictures. ``features``: one features Dataset (``train_h``, ``train_y``, ``W``) or a
+    mapping {panel title: Dataset} (e.g. several epochs). d = 2: the unit circle; d = 3: two orthographic
+    disks, the front hemisphere (z ≥ 0, seen from +z) and the back one (z < 0, seen from −z, plotted at
+    (−x, y)). Stars: ŵ_k; circles: normalized class means; dots: ``n_features`` random training features
+    (numpy seed ``seed``). Panels with d ∉ {2, 3} say so; if none can be drawn the no-data figure is
+    returned."""
+    import matplotlib as mpl
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Circle
+
+    panels = _panels_of(features)
+    sources = source_records(*[p[1] for p in panels]) if panels else []
+    usable = []
+    skipped = []
+    for name, ds in panels:
+        if not all(v in getattr(ds, "variables", {}) for v in ("W", "train_h", "train_y")):
+            skipped.append((name, "features file lacks W / train_h / train_y"))
+            continue
+        dd = int(ds["W"].sizes.get("component", ds["W"].shape[-1]))
+        if dd not in (2, 3):
+            skipped.append((name, f"d = {dd}: sphere pictures need d = 2 or 3"))
+            continue
+        usable.append((name, ds, dd))
+    if not usable:
+        reason = "; ".join(f"{n}: {r}" for n, r in skipped) or "no features files given"
+        return no_data_figure("sphere", reason, SPHERE_COLUMNS, sources=sources)
+    rows = []
+    missing = [{"panel": n, "metrics": "all", "what": r} for n, r in skipped]
+    ncols = sum(1 if dd == 2 else 2 for _, _, dd in usable)
+    with mpl.rc_context(rc_params()):
+        fig, axes = new_figure(1, ncols, panel_w=3.6, panel_h=3.6, extra_h=0.9)
+        col = 0
+        K_all = 0
+        for name, ds, dd in usable:
+            pts = sphere_points(ds, n_features=n_features, seed=seed, center=center)
+            K = pts["W"].shape[0]
+            K_all = max(K_all, K)
+            names = _names_from(ds, K, class_names)
+            colors = categorical_colors(K, "husl") if K > 10 else list(__import__("seaborn").color_palette("colorblind", K))
+            for k in range(K):
+                if np.isnan(pts["means"][k]).any():
+                    missing.append({"panel": name, "k": k, "metrics": ["class_mean"], "what": "no training samples"})
+            views = [("", None)] if dd == 2 else [("front", 1.0), ("back", -1.0)]
+            for view, sign in views:
+                ax = axes[0, col]
+                col += 1
+                ax.set_gid(f"sphere|{name}|{view or 'circle'}")
+                ax.add_patch(Circle((0, 0), 1.0, fill=False, color="0.35", linewidth=1.0))
+                ax.set_aspect("equal")
+                ax.set_xlim(-1.3, 1.3)
+                ax.set_ylim(-1.3, 1.3)
+                ax.set_axis_off()
+
+                def proj(p):
+                    p = np.atleast_2d(p)
+                    if dd == 2:
+                        return p[:, 0], p[:, 1], np.ones(len(p), dtype=bool)
+                    on = (p[:, 2] >= 0) if sign > 0 else (p[:, 2] < 0)
+                    return sign * p[:, 0], p[:, 1], on
+
+                # features
+                px, pyy, on = proj(pts["H"])
+                for k in range(K):
+                    m = on & (pts["y"] == k)
+                    if m.any():
+                        ax.scatter(px[m], pyy[m], s=7, color=colors[k], alpha=0.35, linewidths=0)
+                for i in np.flatnonzero(on):
+                    h = pts["H"][i]
+                    rows.append(_sphere_row(name, "feature", int(pts["y"][i]), names, int(pts["sample_idx"][i]), h,
+                                            dd, view, px[i], pyy[i]))
+                # class means
+                mx, my, mon = proj(pts["means"])
+                for k in np.flatnonzero(mon & ~np.isnan(mx)):
+                    ax.plot(mx[k], my[k], marker="o", markersize=7.5, color=colors[k], markeredgecolor="black",
+                            markeredgewidth=0.8, linestyle="none")
+                    rows.append(_sphere_row(name, "class_mean", k, names, k, pts["means"][k], dd, view, mx[k], my[k]))
+                # classifier vectors
+                wx, wy, won = proj(pts["W"])
+                for k in np.flatnonzero(won):
+                    ax.plot([0, wx[k]], [0, wy[k]], color=colors[k], linewidth=1.0, alpha=0.8)
+                    ax.plot(wx[k], wy[k], marker="*", markersize=13, color=colors[k], markeredgecolor="black",
+                            markeredgewidth=0.7, linestyle="none")
+                    if K <= 12:
+                        ax.annotate(names[k], (wx[k] * 1.12, wy[k] * 1.12), ha="center", va="center", fontsize=8)
+                    rows.append(_sphere_row(name, "classifier", k, names, k, pts["W"][k], dd, view, wx[k], wy[k]))
+                vt = {"": "", "front": " — front (z ≥ 0)", "back": " — back (z < 0, seen from −z)"}[view]
+                ax.set_title(f"{name}{vt}")
+        handles = [Line2D([], [], marker="*", markersize=12, color="0.5", markeredgecolor="black", linestyle="none",
+                          label="classifier ŵ_k"),
+                   Line2D([], [], marker="o", markersize=7, color="0.5", markeredgecolor="black", linestyle="none",
+                          label="class mean (normalized)"),
+                   Line2D([], [], marker="o", markersize=3, color="0.5", alpha=0.5, linestyle="none",
+                          label=f"training features (≤ {n_features} sampled)")]
+        add_figure_legend(fig, handles, loc="outside lower center", ncol=3)
+        fig.suptitle(title or "Normalized classifier and class means on the sphere", fontsize=13)
+        annotate_missing(fig, missing)
+    frame = pd.DataFrame(rows, columns=SPHERE_COLUMNS)
+    frame = finish_frame(frame, "sphere", missing=merge_missing(missing), sources=sources,
+                         selection={"n_features": n_features, "seed": seed, "center": center})
+    return fig, frame
+
+
+def _sphere_row(panel, kind, k, names, sample, p, dd, view, px, py_):
+    return {"panel": panel, "kind": kind, "k": int(k), "class_name": names[int(k)], "sample": int(sample),
+            "x": float(p[0]), "y": float(p[1]), "z": float(p[2]) if dd == 3 else np.nan,
+            "hemisphere": view, "px": float(px), "py": float(py_)}

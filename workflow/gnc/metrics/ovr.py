@@ -1,0 +1,757 @@
+r"""Exact one-vs-rest distances (GNC2) with per-class optimality certificates.
+
+For a classifier ``W`` (K, d) whose rows are the class vectors, let ``ŵ_k = w_k / ||w_k||``. The
+one-vs-rest distance of class k is the Euclidean distance from ŵ_k to the convex hull of the other
+normalized rows,
+
+    dist_k = min_{λ ∈ Δ}  || ŵ_k − Σ_{j≠k} λ_j ŵ_j ||,       Δ = probability simplex,
+
+and GNC2 = ρ_ovr(Ŵ) = min_k dist_k (STUDY.md §2.1, §12). :func:`ovr_distances` solves the K
+quadratic programs *exactly* (to a tolerance on a duality gap that it reports per class).
+
+Algorithm
+---------
+1. **Candidates.** For class k, take the ``m`` rows with the largest cosine to ŵ_k (computed by
+   tiles of the K×K cosine matrix, never stored whole). The projection onto the hull is supported
+   on near neighbours, so a small ``m`` usually suffices; step 4 checks it.
+2. **Wolfe's minimum-norm-point algorithm, batched.** With v_j = ŵ_j − ŵ_k the problem is the
+   minimum-norm point of conv{v_j}. Wolfe (1976) keeps a *corral* S (affinely independent points)
+   and weights λ > 0 on S:
+
+   - major step: x = Σ_S λ_j v_j; pick j* = argmin_j <x, v_j>; stop when
+     ||x||² − <x, v_j*> ≤ ``tol`` (Wolfe's criterion); else add j* to S;
+   - minor step: y = affine minimum-norm point of S, with coefficients α = G'^{-1}1 / 1ᵀG'^{-1}1
+     where G' = G_S + c·11ᵀ (G_S the Gram matrix of the corral, c = 1: adding c·11ᵀ does not
+     change the minimizer on {1ᵀα = 1} and makes G' non-singular for affinely independent points,
+     so w_k inside the hull — distance 0 — is handled). If α > 0 then x = y; otherwise move from λ
+     towards α until a weight hits zero and drop that point (repeat).
+
+   Everything runs in λ-space on the candidate Gram matrix G = V Vᵀ (m × m per class, one batched
+   matrix product) and all classes of a block advance in lock-step, so each iteration is a handful
+   of batched tensor operations (numpy-free torch code: CPU or CUDA). The inverse G'^{-1} is kept
+   up to date by O(s²) bordering / Schur-complement updates (s = corral size ≤ d+1) and recomputed
+   exactly every ``refresh`` iterations and at the end (drift control).
+3. **Certificate.** With r = ŵ_k − Σ λ_j ŵ_j (so dist_k ≤ ||r||: r is feasible), weak duality gives
+   for the unit vector h = r/||r||
+
+       dist_k ≥ min_{j≠k} <ŵ_k − ŵ_j, h>   (the hull lies in that half-space),
+
+   evaluated over **all** j ≠ k (tiled products r·Ŵᵀ) in float64, in vector space (not λ-space).
+   ``gap_k = ||r|| − max(0, that bound)`` ≥ 0 is reported; the bound is attained (gap 0) exactly at
+   the optimum, i.e. when <ŵ_k − ŵ_j, r> ≥ ||r||² for all j (STUDY.md §12 GNC2 step 4).
+4. **Enlarge on failure.** Classes whose certificate fails (||r||² − min_j <ŵ_k − ŵ_j, r> > tol_cert)
+   are solved again with twice as many candidates (up to all K−1).
+
+The reported ``dist`` is ||r|| for a feasible λ (an upper bound that is exact up to ``gap``), so
+``dist − gap ≤ true distance ≤ dist`` always holds, whatever happens numerically.
+
+Cheap bounds (STUDY.md §2.1): ``lower_k = 1 − max_{j≠k} cos(ŵ_k, ŵ_j) ≤ dist_k ≤
+upper_k = min_{j≠k} ||ŵ_k − ŵ_j||``. (If w_k duplicates another row, lower_k = upper_k = 0.)
+
+:func:`ovr_subgradient` is the reference repository's estimator (projected sub-gradient on the dual,
+STUDY.md §2.5), vectorised, for comparison.
+
+Example::
+
+    >>> import numpy as np
+    >>> from gnc.metrics.ovr import ovr_distances
+    >>> W = np.array([[1., 0.], [0., 1.], [-1., 0.], [0., -1.]])   # square: 1 - cos(2π/4) = 1
+    >>> res = ovr_distances(W)
+    >>> round(res.value, 12), float(res.gap.max()) < 1e-12
+    (1.0, True)
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+__all__ = ["OVRResult", "ovr_distances", "ovr_subgradient", "normalize_rows", "pairwise_bounds"]
+
+_C_SHIFT = 1.0  # c in G' = G + c 11ᵀ
+
+
+# ----------------------------------------------------------------------------------- result type
+
+@dataclass
+class OVRResult:
+    """Result of :func:`ovr_distances` (all arrays have length K, float64).
+
+    Attributes
+    ----------
+    dist : one-vs-rest distance of each normalized row (||r|| of a feasible point; exact to ``gap``).
+    gap : certified duality gap, ``dist − certified lower bound`` (≥ 0; ~0 at the optimum).
+    lower : cheap lower bound ``1 − max_{j≠k} cos(ŵ_k, ŵ_j)`` (clipped at 0).
+    upper : cheap upper bound ``min_{j≠k} ||ŵ_k − ŵ_j||``.
+    support : per class, the indices j with λ_j > 0 (sorted), or None if not requested.
+    weights : per class, the λ_j for ``support`` (sum to 1), or None.
+    n_candidates : number of candidate neighbours the accepted solution used per class.
+    info : timings, device, rounds and settings.
+    """
+
+    dist: np.ndarray
+    gap: np.ndarray
+    lower: np.ndarray
+    upper: np.ndarray
+    support: list[np.ndarray] | None = None
+    weights: list[np.ndarray] | None = None
+    n_candidates: np.ndarray | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def K(self) -> int:
+        return int(self.dist.shape[0])
+
+    @property
+    def value(self) -> float:
+        """ρ_ovr = min_k dist_k (GNC2)."""
+        return float(self.dist.min())
+
+    @property
+    def mean(self) -> float:
+        """Mean one-vs-rest distance over classes."""
+        return float(self.dist.mean())
+
+    @property
+    def argmin(self) -> int:
+        """A class attaining ρ_ovr."""
+        return int(self.dist.argmin())
+
+    @property
+    def certified_lower(self) -> np.ndarray:
+        """Per-class certified lower bound ``dist − gap``."""
+        return self.dist - self.gap
+
+    @property
+    def value_gap(self) -> float:
+        """Certified gap on ρ_ovr: ``min_k dist_k − min_k (dist_k − gap_k)`` (≤ max gap)."""
+        return float(self.dist.min() - self.certified_lower.min())
+
+
+# ------------------------------------------------------------------------------------- helpers
+
+def normalize_rows(W, *, what: str = "W") -> np.ndarray:
+    """Return the row-normalized float64 copy of a (K, d) array; raise on non-finite or zero rows."""
+    W = np.asarray(W.detach().cpu().numpy() if isinstance(W, torch.Tensor) else W, dtype=np.float64)
+    if W.ndim != 2:
+        raise ValueError(f"{what} must be 2-D (K, d), got shape {W.shape}")
+    bad = ~np.isfinite(W).all(axis=1)
+    if bad.any():
+        raise FloatingPointError(f"{what}: {int(bad.sum())} row(s) with non-finite values, e.g. row {int(np.flatnonzero(bad)[0])}")
+    norms = np.linalg.norm(W, axis=1)
+    if (norms == 0).any():
+        raise ValueError(f"{what}: row(s) {np.flatnonzero(norms == 0)[:10].tolist()} are zero and cannot be normalized")
+    return W / norms[:, None]
+
+
+def _device(device) -> torch.device:
+    if device is None or device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def _default_budget(dev: torch.device) -> int:
+    if dev.type == "cuda":
+        free, _total = torch.cuda.mem_get_info(dev)
+        return int(min(8 << 30, free * 0.4))
+    return 512 << 20
+
+
+def _topk_cos(Wn: torch.Tensor, rows: torch.Tensor, m: int, tile: int, queries=None):
+    """Top-m of <q_i, ŵ_j> over j ≠ rows[i] (q_i = ŵ_rows[i] by default), by column tiles."""
+    K = Wn.shape[0]
+    Q = Wn[rows] if queries is None else queries
+    best_v = best_i = None
+    for c0 in range(0, K, tile):
+        c1 = min(K, c0 + tile)
+        S = Q @ Wn[c0:c1].T
+        own = (rows >= c0) & (rows < c1)
+        if own.any():
+            r = own.nonzero().squeeze(1)
+            S[r, rows[r] - c0] = -math.inf
+        idx = torch.arange(c0, c1, device=Wn.device).expand(S.shape[0], -1)
+        if best_v is not None:
+            S = torch.cat([best_v, S], 1)
+            idx = torch.cat([best_i, idx], 1)
+        kk = min(m, S.shape[1])
+        best_v, sel = torch.topk(S, kk, dim=1)
+        best_i = torch.gather(idx, 1, sel)
+    return best_v, best_i
+
+
+def pairwise_bounds(W, *, device=None, tile: int = 4096, block: int = 4096):
+    """Cheap bounds without solving anything: ``(lower, upper, max_cos)`` per class.
+
+    lower_k = max(0, 1 − max_{j≠k} cos), upper_k = sqrt(2 − 2 max_{j≠k} cos) = min_j ||ŵ_k − ŵ_j||.
+    """
+    Wn = torch.as_tensor(normalize_rows(W), device=_device(device))
+    K = Wn.shape[0]
+    if K < 2:
+        raise ValueError("need at least 2 classes")
+    mc = torch.empty(K, dtype=torch.float64, device=Wn.device)
+    for b0 in range(0, K, block):
+        rows = torch.arange(b0, min(K, b0 + block), device=Wn.device)
+        v, _ = _topk_cos(Wn, rows, 1, tile)
+        mc[rows] = v[:, 0]
+    mc = mc.clamp(-1.0, 1.0).cpu().numpy()
+    return np.maximum(0.0, 1.0 - mc), np.sqrt(np.maximum(0.0, 2.0 - 2.0 * mc)), mc
+
+
+def _topk_rows(Wn, rows, m, tile, chunk, queries=None):
+    """:func:`_topk_cos` over chunks of rows."""
+    vals, idxs = [], []
+    for c0 in range(0, rows.numel(), chunk):
+        q = None if queries is None else queries[c0:c0 + chunk]
+        v, i = _topk_cos(Wn, rows[c0:c0 + chunk], m, tile, queries=q)
+        vals.append(v)
+        idxs.append(i)
+    return torch.cat(vals), torch.cat(idxs)
+
+
+def _certificate_min(Wn: torch.Tensor, rows: torch.Tensor, r: torch.Tensor, tile: int, chunk: int) -> torch.Tensor:
+    """min_{j ≠ k} <ŵ_k − ŵ_j, r_k> for each k in ``rows`` (tiles of columns, chunks of rows; float64)."""
+    K = Wn.shape[0]
+    out = torch.empty(rows.numel(), dtype=r.dtype, device=r.device)
+    for r0 in range(0, rows.numel(), chunk):
+        rw, rc = rows[r0:r0 + chunk], r[r0:r0 + chunk]
+        best = torch.full((rw.numel(),), -math.inf, dtype=r.dtype, device=r.device)
+        for c0 in range(0, K, tile):
+            c1 = min(K, c0 + tile)
+            S = rc @ Wn[c0:c1].T  # <r, ŵ_j>
+            own = (rw >= c0) & (rw < c1)
+            if own.any():
+                ri = own.nonzero().squeeze(1)
+                S[ri, rw[ri] - c0] = -math.inf
+            best = torch.maximum(best, S.max(1).values)
+        out[r0:r0 + chunk] = (Wn[rw] * rc).sum(1) - best
+    return out
+
+
+# ----------------------------------------------------------------------- batched Wolfe (λ-space)
+
+class _Block:
+    """Lock-step Wolfe state for a working set of classes (see the module docstring).
+
+    Per working row b: corral slots ``pos[b, :]`` (candidate positions, ``valid`` mask), weights
+    ``lam`` (zero on free slots), ``P`` = inverse of G' = G_S + c·11ᵀ on the occupied slots (zero
+    rows/columns on free slots), ``u = P·1``, and ``GT[b, t, :] = G[b, pos[b, t], :]`` (the Gram rows
+    of the corral, for ``g = Σ_t λ_t GT[t]`` = <x, v_j> over all candidates j).
+    All updates act on the whole working set with boolean masks; rows outside a mask are unchanged.
+    """
+
+    def __init__(self, G: torch.Tensor, s_limit: int, init=None, pricing: int = 1, s_start: int = 16):
+        self.G = G  # (B, m, m) Gram of v_j = ŵ_cand_j − ŵ_k
+        B, m, _ = G.shape
+        dev, dt = G.device, G.dtype
+        self.s_limit = s_limit
+        s = min(s_limit, max(2, s_start))
+        self.pricing = max(1, min(int(pricing), m))
+        self.ids = torch.arange(B, device=dev)
+        self.pos = torch.zeros(B, s, dtype=torch.long, device=dev)
+        self.valid = torch.zeros(B, s, dtype=torch.bool, device=dev)
+        self.lam = torch.zeros(B, s, dtype=dt, device=dev)
+        self.P = torch.zeros(B, s, s, dtype=dt, device=dev)
+        self.u = torch.zeros(B, s, dtype=dt, device=dev)
+        self.GT = torch.zeros(B, s, m, dtype=dt, device=dev)
+        self.last = torch.full((B,), -1, dtype=torch.long, device=dev)  # slot added last
+        self.n_new = torch.zeros(B, dtype=torch.long, device=dev)  # points added at the last major step
+        self.major = torch.ones(B, dtype=torch.bool, device=dev)
+        self.done = torch.zeros(B, dtype=torch.bool, device=dev)
+        self.status = torch.zeros(B, dtype=torch.int8, device=dev)  # 1 converged, 2 stalled, 3 max_iter
+        ar = torch.arange(B, device=dev)
+        diag = torch.diagonal(G, dim1=1, dim2=2)
+        self.Gdiag = diag.clone()
+        # cold start at the closest candidate (smallest ||v_j||, i.e. largest cosine)
+        j0 = diag.argmin(1)
+        self.pos[:, 0] = j0
+        self.valid[:, 0] = True
+        self.lam[:, 0] = 1.0
+        self.P[:, 0, 0] = 1.0 / (diag[ar, j0] + _C_SHIFT)
+        self.u[:, 0] = self.P[:, 0, 0]
+        self.GT[:, 0, :] = G[ar, j0, :]
+        if init is not None:  # warm start from a previous corral (rows with an empty one stay cold)
+            pos0, valid0, lam0 = init
+            warm = valid0.any(1)
+            while self.s < pos0.shape[1] and self.grow():
+                pass
+            s0 = pos0.shape[1]
+            wm = warm.unsqueeze(1)
+            pad = lambda t_, v: torch.cat([t_, t_.new_full((B, self.s - s0), v)], 1)
+            self.pos = torch.where(wm, pad(pos0, 0), self.pos)
+            self.valid = torch.where(wm, pad(valid0, False), self.valid)
+            lam0 = lam0 * valid0
+            lam0 = lam0 / lam0.sum(1, keepdim=True).clamp_min(1e-300)
+            self.lam = torch.where(wm, pad(lam0, 0.0), self.lam)
+            GT = torch.gather(G, 1, self.pos.unsqueeze(2).expand(-1, -1, m)) * self.valid.unsqueeze(2)
+            self.GT = torch.where(wm.unsqueeze(2), GT, self.GT)
+            self.refresh(warm.nonzero().squeeze(1))
+            self.major &= ~warm  # first a minor step: affine minimizer of the warm corral
+        self.finished: list[tuple] = []
+
+    @property
+    def s(self) -> int:
+        return self.pos.shape[1]
+
+    def grow(self) -> bool:
+        s_old = self.s
+        s_new = min(self.s_limit, s_old + max(8, s_old // 4))
+        if s_new <= s_old:
+            return False
+        pad = s_new - s_old
+        B = self.pos.shape[0]
+        dev = self.pos.device
+        self.pos = torch.cat([self.pos, torch.zeros(B, pad, dtype=torch.long, device=dev)], 1)
+        self.valid = torch.cat([self.valid, torch.zeros(B, pad, dtype=torch.bool, device=dev)], 1)
+        self.lam = torch.cat([self.lam, self.lam.new_zeros(B, pad)], 1)
+        self.u = torch.cat([self.u, self.u.new_zeros(B, pad)], 1)
+        self.GT = torch.cat([self.GT, self.GT.new_zeros(B, pad, self.GT.shape[2])], 1)
+        P = self.P.new_zeros(B, s_new, s_new)
+        P[:, :s_old, :s_old] = self.P
+        self.P = P
+        return True
+
+    def add(self, mask: torch.Tensor, j: torch.Tensor, first: bool = True):
+        """Add candidate j[b] to the corral of each masked row b (bordering update of G'^{-1}).
+
+        A candidate that is (numerically) affinely dependent on the corral stops its row when it
+        is the ``first`` (most violated) one of a major step and is skipped otherwise.
+        """
+        free = ~self.valid
+        full = mask & ~free.any(1)
+        if full.any() and self.grow():
+            free = ~self.valid
+            full = mask & ~free.any(1)
+        if full.any():  # corral cannot grow (numerically dependent set): stop those rows
+            self._stop(full, 2)
+            mask = mask & ~full
+        B = mask.shape[0]
+        s_ = self.s
+        t = free.to(torch.int8).argmax(1)
+        valid = self.valid
+        # b = G'[S, j] (zero on free slots), c_jj = G'[j, j]
+        b = (torch.gather(self.GT, 2, j.view(B, 1, 1).expand(B, s_, 1)).squeeze(2) + _C_SHIFT) * valid
+        cjj = torch.gather(self.Gdiag, 1, j.unsqueeze(1)).squeeze(1) + _C_SHIFT
+        q = torch.bmm(self.P, b.unsqueeze(-1)).squeeze(-1)
+        sigma = cjj - (b * q).sum(1)
+        dep = mask & ~(sigma > 1e-13 * cjj)  # j (numerically) in the affine hull of the corral
+        if dep.any():
+            if first:
+                self._stop(dep, 2)
+            mask = mask & ~dep
+        if not mask.any():
+            return
+        # bordered inverse = P + z zᵀ/σ with z = q − e_t (q_t = 0 because slot t is free)
+        r = mask.nonzero().squeeze(1)
+        tt, jj = t[r], j[r]
+        z = q
+        z[r, tt] = -1.0
+        zs = z * (mask.to(q.dtype) / torch.where(mask, sigma, torch.ones_like(sigma))).unsqueeze(1)
+        self.P.addcmul_(zs.unsqueeze(2), z.unsqueeze(1))
+        self.u.addcmul_(zs, z.sum(1, keepdim=True))
+        self.pos[r, tt] = jj
+        self.valid[r, tt] = True
+        self.lam[r, tt] = 0.0
+        self.GT[r, tt, :] = self.G[self.ids[r], jj, :]
+        self.last[r] = tt
+        self.n_new[r] += 1
+
+    def remove(self, mask: torch.Tensor, i: torch.Tensor):
+        """Drop slot i[b] of each masked row b (Schur-complement downdate of G'^{-1})."""
+        B = mask.shape[0]
+        s_ = self.s
+        col = torch.gather(self.P, 2, i.view(B, 1, 1).expand(B, s_, 1)).squeeze(2)
+        pii = torch.gather(col, 1, i.unsqueeze(1)).squeeze(1)
+        f = torch.where(mask, 1.0 / pii, torch.zeros_like(pii))
+        cs = col * f.unsqueeze(1)
+        self.P.addcmul_(cs.unsqueeze(2), col.unsqueeze(1), value=-1.0)
+        self.u.addcmul_(cs, col.sum(1, keepdim=True), value=-1.0)
+        r = mask.nonzero().squeeze(1)
+        ii = i[r]
+        self.P[r, ii, :] = 0.0
+        self.P[r, :, ii] = 0.0
+        self.u[r, ii] = 0.0
+        self.valid[r, ii] = False
+        self.lam[r, ii] = 0.0
+
+    def _stop(self, mask: torch.Tensor, code: int):
+        self.done |= mask
+        self.status[mask] = code
+
+    def corral_gram(self, rows: torch.Tensor) -> torch.Tensor:
+        """Exact G' on the corral slots (identity on free slots)."""
+        pos, valid = self.pos[rows], self.valid[rows]
+        Gs = torch.gather(self.GT[rows], 2, pos.unsqueeze(1).expand(-1, self.s, -1))
+        vv = valid.unsqueeze(2) & valid.unsqueeze(1)
+        Gs = torch.where(vv, Gs + _C_SHIFT, torch.zeros_like(Gs))
+        Gs.diagonal(dim1=1, dim2=2).add_((~valid).to(Gs.dtype))
+        return Gs
+
+    def refresh(self, rows: torch.Tensor):
+        """Recompute G'^{-1} (and u = P·1) exactly for ``rows`` (drift control)."""
+        if rows.numel() == 0:
+            return
+        Gs = self.corral_gram(rows)
+        Pi, info = torch.linalg.inv_ex(Gs)
+        good = (info == 0) & torch.isfinite(Pi).flatten(1).all(1)
+        valid = self.valid[rows]
+        vv = valid.unsqueeze(2) & valid.unsqueeze(1)
+        Pi = torch.where(vv, Pi, torch.zeros_like(Pi))
+        if not good.all():
+            Pi[~good] = self.P[rows][~good]
+        self.P[rows] = Pi
+        self.u[rows] = Pi.sum(2)
+
+    def compact(self):
+        """Move finished classes out of the working tensors."""
+        keep = ~self.done
+        fin = self.done
+        if fin.any():
+            self.finished.append((self.ids[fin], self.pos[fin], self.valid[fin], self.lam[fin],
+                                  self.status[fin]))
+        for name in ("ids", "pos", "valid", "lam", "P", "u", "GT", "Gdiag", "last", "n_new", "major", "done",
+                     "status"):
+            setattr(self, name, getattr(self, name)[keep])
+
+    def run(self, tol: float, max_iter: int, refresh: int) -> int:
+        it = 0
+        n_work = self.ids.shape[0]
+        while True:
+            n_act = int((~self.done).sum())
+            if n_act == 0:
+                break
+            if n_act < 0.5 * n_work:
+                self.compact()
+                n_work = self.ids.shape[0]
+            if it >= max_iter:
+                self._stop(~self.done, 3)
+                break
+            it += 1
+            if refresh and it % refresh == 0:
+                self.refresh((~self.done).nonzero().squeeze(1))
+            # ---- major steps: x = Σ λ v; j* = argmin_j <x, v_j>; stop (Wolfe's criterion) or add j*
+            maj = self.major & ~self.done
+            if maj.any():
+                lam = self.lam
+                g = torch.bmm(lam.unsqueeze(1), self.GT).squeeze(1)  # <x, v_j>, all candidates
+                xx = (lam * torch.gather(g, 1, self.pos)).sum(1)  # ||x||²
+                if self.pricing == 1:
+                    gmin, jmin = g.min(1)
+                    gmins, jmins = gmin.unsqueeze(1), jmin.unsqueeze(1)
+                else:  # multiple pricing: add up to `pricing` most violated candidates at once
+                    gmins, jmins = torch.topk(g, self.pricing, dim=1, largest=False)
+                    gmin = gmins[:, 0]
+                conv = maj & ((xx - gmin) <= tol)
+                self.major &= ~maj
+                if conv.any():
+                    self._stop(conv, 1)
+                self.n_new.masked_fill_(maj, 0)
+                for c in range(gmins.shape[1]):
+                    addm = maj & ~self.done & ((xx - gmins[:, c]) > tol)
+                    if not addm.any():
+                        break
+                    self.add(addm, jmins[:, c], first=(c == 0))
+            # ---- minor steps: affine minimizer α = P1/1ᵀP1 of the corral; accept or move towards it
+            act = ~self.done
+            if not act.any():
+                continue
+            valid, lam, u = self.valid, self.lam, self.u
+            alpha = u / u.sum(1, keepdim=True)
+            alpha = torch.where(valid, alpha, torch.zeros_like(alpha))
+            ok = ((alpha > 0) | ~valid).all(1)
+            acc = act & ok
+            rej = act & ~ok
+            newlam = torch.where(acc.unsqueeze(1), alpha, lam)
+            self.major |= acc
+            if rej.any():
+                neg = valid & (alpha <= 0)
+                theta_i = torch.where(neg, lam / (lam - alpha).clamp_min(1e-300), torch.full_like(lam, math.inf))
+                theta, istar = theta_i.min(1)
+                theta = theta.clamp(0.0, 1.0).unsqueeze(1)
+                mv = ((1 - theta) * lam + theta * alpha).clamp_min(0.0) * valid
+                mv[torch.arange(mv.shape[0], device=mv.device), istar] = 0.0
+                newlam = torch.where(rej.unsqueeze(1), mv, newlam)
+                # dropping the single point just added, with no progress: numerical stall
+                stall = rej & (theta.squeeze(1) <= 0) & (istar == self.last) & (self.n_new == 1)
+                self.lam = newlam
+                if stall.any():
+                    self._stop(stall, 2)
+                rm = rej & ~stall
+                if rm.any():
+                    self.remove(rm, istar)
+            else:
+                self.lam = newlam
+        self.compact()
+        return it
+
+    def results(self, B: int):
+        """Padded (B, s) pos, valid, lam and (B,) status, in block order, occupied slots first."""
+        s = max(f[1].shape[1] for f in self.finished)
+        dev = self.G.device
+        pos = torch.zeros(B, s, dtype=torch.long, device=dev)
+        valid = torch.zeros(B, s, dtype=torch.bool, device=dev)
+        lam = torch.zeros(B, s, dtype=self.G.dtype, device=dev)
+        status = torch.zeros(B, dtype=torch.int8, device=dev)
+        for ids, p, v, l_, st in self.finished:
+            w = p.shape[1]
+            pos[ids, :w] = p
+            valid[ids, :w] = v
+            lam[ids, :w] = l_
+            status[ids] = st
+        order = torch.sort((~valid).to(torch.int8), dim=1, stable=True).indices
+        width = max(1, int(valid.sum(1).max()))
+        order = order[:, :width]
+        return (torch.gather(pos, 1, order), torch.gather(valid, 1, order), torch.gather(lam, 1, order),
+                status)
+
+
+def _exact_weights(Gs: torch.Tensor, valid, lam):
+    """Recompute the affine minimizer on the final corral (Gram ``Gs``) exactly; keep it if feasible."""
+    G = Gs
+    vv = valid.unsqueeze(2) & valid.unsqueeze(1)
+    Gs = torch.where(vv, Gs + _C_SHIFT, torch.zeros_like(Gs))
+    Gs.diagonal(dim1=1, dim2=2).add_((~valid).to(G.dtype))
+    rhs = valid.to(G.dtype).unsqueeze(-1)
+    u, info = torch.linalg.solve_ex(Gs, rhs)
+    u = u.squeeze(-1) * valid
+    alpha = u / u.sum(1, keepdim=True)
+    feas = (info == 0) & torch.isfinite(alpha).all(1) & ((alpha >= -1e-13) | ~valid).all(1)
+    # only use the exact solve where the loop weights are all positive (Wolfe's final corral)
+    alpha = alpha.clamp_min(0.0)
+    alpha = alpha / alpha.sum(1, keepdim=True)
+    out = torch.where(feas.unsqueeze(1), alpha, lam)
+    return out * valid
+
+
+# --------------------------------------------------------------------------------- main entry
+
+def ovr_distances(W, *, candidates: int | None = None, tol: float = 1e-12, device=None,
+                  block_size: int | None = None, tile: int = 8192, memory_budget: int | None = None,
+                  max_iter: int | None = None, refresh: int = 32, return_support: bool = True,
+                  warn: bool = True) -> OVRResult:
+    """Exact distance of each normalized row of ``W`` to the convex hull of the other rows.
+
+    Parameters
+    ----------
+    W : (K, d) array-like (numpy or torch); rows are the class vectors; normalized here.
+    candidates : initial number m of nearest neighbours (by cosine) per class searched by the QP;
+        default ``min(K−1, max(32, min(1.5·(d+1), 128)))``. Classes whose certificate fails are re-solved
+        with 2m, 4m, … up to K−1, so this only affects speed, never the result.
+    tol : tolerance of Wolfe's stopping rule, ``||x||² − min_j <x, v_j> ≤ tol`` (a bound on the
+        duality gap of the *squared* distance); the final certificate accepts ``4·tol + 1e-14``.
+    device : torch device (``"cpu"``, ``"cuda"``, ``None`` → CUDA if available else CPU).
+    block_size : classes solved together; default from ``memory_budget``.
+    tile : column tile of the K×K cosine / certificate products.
+    memory_budget : bytes for one block's work tensors (default 512 MiB on CPU, 40 % of free GPU
+        memory, at most 8 GiB, on CUDA).
+    max_iter : cap on lock-step iterations per block (default ``50·(d+1) + 100``).
+    refresh : recompute the corral inverses exactly every this many iterations (0: never).
+    return_support : also return the support (indices with λ > 0) and weights per class.
+
+    Returns
+    -------
+    :class:`OVRResult` — see its docstring. ``result.value`` is GNC2 = ρ_ovr.
+
+    Notes
+    -----
+    Memory is O(K·d) for W plus O(block·(m·d + m² + tile)); the K×K matrix is never stored.
+    Float64 throughout. For K = 100,000, d = 512 use a CUDA device (tiles keep it in memory).
+    """
+    t_start = time.perf_counter()
+    Wn_np = normalize_rows(W)
+    K, d = Wn_np.shape
+    if K < 2:
+        raise ValueError(f"one-vs-rest distances need at least 2 classes, got K={K}")
+    dev = _device(device)
+    Wn = torch.as_tensor(Wn_np, device=dev)
+    m0 = candidates if candidates is not None else max(32, min((3 * (d + 1)) // 2, 128))
+    m0 = int(max(1, min(K - 1, m0)))
+    budget = memory_budget or _default_budget(dev)
+    tile = int(max(1, min(tile, K)))
+    chunk = int(max(1, min(K, (budget // 2) // (8 * (tile + 2 * m0 + d)))))  # rows per tiled product
+    max_iter = max_iter or 50 * (d + 1) + 100
+    tol_cert = 4.0 * tol + 1e-14
+
+    dist = torch.full((K,), math.nan, dtype=torch.float64, device=dev)
+    gap = torch.full((K,), math.nan, dtype=torch.float64, device=dev)
+    maxcos = torch.full((K,), math.nan, dtype=torch.float64, device=dev)
+    ncand = torch.zeros(K, dtype=torch.long, device=dev)
+    support = weights = None
+    stats = {"rounds": 0, "iterations": 0, "blocks": 0, "retried": 0, "stalled": 0, "max_iter": 0,
+             "failed_certificate": 0, "t_candidates": 0.0, "t_gram": 0.0, "t_solve": 0.0,
+             "t_certificate": 0.0}
+    sup_idx = torch.full((K, 1), -1, dtype=torch.long, device=dev)
+    sup_w = torch.zeros(K, 1, dtype=torch.float64, device=dev)
+
+    def clock(key, t0):
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+        t1 = time.perf_counter()
+        stats[key] += t1 - t0
+        return t1
+
+    pending = torch.arange(K, device=dev)
+    dirs = None  # candidate ranking directions: ŵ_k first, then the residual r of the failed try
+    prev = None  # (global corral indices (n, s), valid, λ) of the failed try: warm start
+    m = m0
+    while pending.numel():
+        stats["rounds"] += 1
+        n = pending.numel()
+        last_round = m >= K - 1
+        # ---- 1. candidates (tiled products, chunks of rows)
+        t0 = time.perf_counter()
+        cv, cand = _topk_rows(Wn, pending, m, tile, chunk, queries=dirs)
+        if dirs is None:
+            maxcos[pending] = cv[:, 0]
+        else:
+            # the violated constraints j maximize <ŵ_j, r>: candidates ranked by r, plus the old corral
+            gidx, gval, glam = prev
+            dup = ((cand.unsqueeze(2) == gidx.unsqueeze(1)) & gval.unsqueeze(1)).any(2)
+            cand = torch.cat([torch.where(gval, gidx, cand[:, :1]), torch.where(dup, cand[:, :1], cand)], 1)
+        del cv
+        t0 = clock("t_candidates", t0)
+        # ---- 2. batched Wolfe on blocks of classes
+        mc = cand.shape[1]
+        s_est = min(mc, d + 1, 128) + 1
+        per_class = 8 * (mc * d + 2 * mc * mc + 3 * mc * s_est + 3 * s_est * s_est)
+        B = block_size or int(max(1, min(n, budget // per_class)))
+        R = torch.empty(n, d, dtype=torch.float64, device=dev)
+        outs = []
+        for b0 in range(0, n, B):
+            rows = pending[b0:b0 + B]
+            nb = rows.numel()
+            stats["blocks"] += 1
+            wk = Wn[rows]
+            cb = cand[b0:b0 + B]
+            V = Wn[cb] - wk.unsqueeze(1)  # (nb, mc, d): v_j = ŵ_j − ŵ_k
+            G = torch.bmm(V, V.transpose(1, 2))
+            del V
+            t0 = clock("t_gram", t0)
+            init = None
+            if prev is not None:
+                s0 = prev[0].shape[1]
+                init = (torch.arange(s0, device=dev).expand(nb, -1), prev[1][b0:b0 + B], prev[2][b0:b0 + B])
+            blk = _Block(G, s_limit=min(mc, d + 1) + 1, init=init)
+            stats["iterations"] += blk.run(tol, max_iter, refresh)
+            pos, valid, lam, status = blk.results(nb)
+            stats["stalled"] += int((status == 2).sum())
+            stats["max_iter"] += int((status == 3).sum())
+            del G, blk
+            # exact weights on the final corral and the residual r = ŵ_k − Σ λ_j ŵ_j, both from the
+            # vectors themselves (float64, vector space)
+            gpos = torch.gather(cb, 1, pos)
+            Vs = Wn[gpos] - wk.unsqueeze(1)
+            lam = _exact_weights(torch.bmm(Vs, Vs.transpose(1, 2)), valid, lam)
+            R[b0:b0 + nb] = -(lam.unsqueeze(2) * Vs).sum(1)
+            del Vs
+            outs.append((gpos, valid & (lam > 0), lam))
+            t0 = clock("t_solve", t0)
+        smax = max(o[0].shape[1] for o in outs)
+        padw = lambda t_, v: torch.cat([t_, t_.new_full((t_.shape[0], smax - t_.shape[1]), v)], 1)
+        gpos = torch.cat([padw(o[0], 0) for o in outs])
+        sel = torch.cat([padw(o[1], False) for o in outs])
+        lam = torch.cat([padw(o[2], 0.0) for o in outs])
+        del outs
+        # ---- 3. certificate over all j != k (tiled): min_j <ŵ_k − ŵ_j, r>
+        rr = (R * R).sum(1)
+        mins = _certificate_min(Wn, pending, R, tile, chunk)
+        nr = rr.sqrt()
+        low = torch.where(nr > 0, mins / nr.clamp_min(1e-300), torch.zeros_like(nr)).clamp_min(0.0)
+        ok = (rr - mins) <= tol_cert
+        accept = ok | last_round
+        acc = pending[accept]
+        dist[acc] = nr[accept]
+        gap[acc] = (nr - low).clamp_min(0.0)[accept]
+        ncand[acc] = mc
+        if last_round:
+            stats["failed_certificate"] += int((~ok).sum())
+        if return_support and accept.any():
+            if smax > sup_idx.shape[1]:
+                sup_idx = torch.cat([sup_idx, sup_idx.new_full((K, smax - sup_idx.shape[1]), -1)], 1)
+                sup_w = torch.cat([sup_w, sup_w.new_zeros(K, smax - sup_w.shape[1])], 1)
+            sup_idx[acc, :smax] = torch.where(sel, gpos, torch.full_like(gpos, -1))[accept]
+            sup_w[acc, :smax] = torch.where(sel, lam, torch.zeros_like(lam))[accept]
+        t0 = clock("t_certificate", t0)
+        f = ~accept
+        if f.any():
+            dirs = torch.where(rr[f].unsqueeze(1) > 0, R[f], Wn[pending[f]])
+            prev = (gpos[f], sel[f], lam[f])
+            pending = pending[f]
+            stats["retried"] += int(pending.numel())
+            if stats["rounds"] >= 2:
+                m = 2 * m
+            m = min(K - 1, m)
+        else:
+            pending = pending[:0]
+    if return_support:
+        key = torch.where(sup_idx >= 0, sup_idx, torch.full_like(sup_idx, K))
+        key, order = torch.sort(key, dim=1)
+        wts = torch.gather(sup_w, 1, order)
+        counts = (key < K).sum(1).cpu().numpy()
+        keep = (key < K).cpu().numpy()
+        flat_i, flat_w = key.cpu().numpy()[keep], wts.cpu().numpy()[keep]
+        cuts = np.cumsum(counts)[:-1]
+        support, weights = np.split(flat_i, cuts), np.split(flat_w, cuts)
+    ncand = ncand.cpu().numpy()
+    if warn and stats["failed_certificate"]:
+        warnings.warn(f"ovr_distances: {stats['failed_certificate']} class(es) did not reach the certificate "
+                      f"tolerance with all K-1 candidates; their gap is reported in OVRResult.gap",
+                      RuntimeWarning, stacklevel=2)
+    mc = maxcos.clamp(-1.0, 1.0).cpu().numpy()
+    info = dict(stats, seconds=time.perf_counter() - t_start, device=str(dev), tol=tol,
+                initial_candidates=m0, method="wolfe-batched")
+    return OVRResult(
+        dist=dist.cpu().numpy(), gap=gap.cpu().numpy(),
+        lower=np.maximum(0.0, 1.0 - mc), upper=np.sqrt(np.maximum(0.0, 2.0 - 2.0 * mc)),
+        support=support if return_support else None, weights=weights if return_support else None,
+        n_candidates=ncand, info=info)
+
+
+# ------------------------------------------------------------------ reference (repo) estimator
+
+def ovr_subgradient(W, *, steps: int = 10_000, lr: float = 0.01, decay_every: int = 2000,
+                    decay: float = 0.1, seed: int = 0, device=None, block: int = 4096) -> np.ndarray:
+    """The reference repository's GNC2 estimator (STUDY.md §2.5), vectorised over all classes.
+
+    Dual projected sub-gradient: H (K, d) random Gaussian rows, normalized; objective_k =
+    max_{j≠k} <ŵ_j − ŵ_k, h_k>; ``steps`` steps of size ``lr`` (×``decay`` every ``decay_every``),
+    re-normalizing the rows of H after each step. Returns ``−objective_k`` at the last iterate, per
+    class — for any unit h this is a *lower* bound on dist_k (weak duality), so
+    ``ovr_subgradient(W).min() ≤ ovr_distances(W).value``. Cost O(steps·K²·d).
+    """
+    dev = _device(device)
+    Wn = torch.as_tensor(normalize_rows(W), device=dev)
+    K, d = Wn.shape
+    gen = torch.Generator(device="cpu").manual_seed(seed)
+    H = torch.randn(K, d, generator=gen, dtype=torch.float64).to(dev)
+    H = H / H.norm(dim=1, keepdim=True)
+    ar = torch.arange(K, device=dev)
+
+    def objective(H):
+        out_v = torch.empty(K, dtype=torch.float64, device=dev)
+        out_j = torch.empty(K, dtype=torch.long, device=dev)
+        for b0 in range(0, K, block):
+            b1 = min(K, b0 + block)
+            S = H[b0:b1] @ Wn.T  # <h_k, ŵ_j>
+            rr = ar[b0:b1]
+            own = S[rr - b0, rr].clone()
+            S[rr - b0, rr] = -math.inf
+            v, j = S.max(1)
+            out_v[b0:b1] = v - own
+            out_j[b0:b1] = j
+        return out_v, out_j
+
+    step = lr
+    for it in range(steps):
+        if it and decay_every and it % decay_every == 0:
+            step *= decay
+        _, j = objective(H)
+        H = H - step * (Wn[j] - Wn)
+        H = H / H.norm(dim=1, keepdim=True)
+    v, _ = objective(H)
+    return (-v).cpu().numpy()

@@ -1,0 +1,429 @@
+"""Backbones with a d-dimensional feature layer and the three classifier heads of gnc-study.
+
+``build_model(arch, in_shape, d, K, head)`` returns a :class:`GNCModel`:
+
+    x (uint8 or float in [0, 1]) -> per-channel standardization (buffers, set from the training data)
+      -> backbone (width w) -> Linear(w -> d, bias, no ReLU) = the feature h -> head -> logits
+
+Architectures (all take any number of input channels and any input size >= 8x8):
+
+=============  ===============================================================================
+``mlp``        flatten, ``depth`` x [Linear(width) (+ BatchNorm1d if ``bn``) + ReLU]
+``smallcnn``   4 blocks conv3x3-BN-ReLU-maxpool with widths w, 2w, 4w, 8w (pooling skipped once the
+               map is 1x1, so 8x8 digits work), global average pool; default w = 16
+``resnet18``   CIFAR-style ResNets (3x3 stride-1 stem, no max-pool), base width ``width`` (64 =
+``resnet34``   the standard nets; module names and shapes equal torchvision's, so a torchvision
+``resnet50``   state dict with the stem swapped loads into them — tested)
+``resnext50``  the same ResNet with grouped bottlenecks (``groups`` 32, ``width_per_group`` 4)
+``densenet121`` torchvision's DenseNet-BC-121 with a CIFAR stem (3x3 conv, no pooling);
+               ``width`` = initial features (64), growth rate = width / 2
+=============  ===============================================================================
+
+The ResNets are our own ~100 lines rather than ``torchvision.models.resnet`` because torchvision
+hard-codes 64 base channels and CPU-sized runs need narrow nets; at width 64 they are the same
+network as torchvision's (``tests/test_models.py`` loads torchvision weights into them).
+
+Heads (classifier matrices are (K, d): row k is w_k):
+
+``normalized``  W (K, d) parameter, no bias; logits = cos(h, w_k) / tau  (GNC)
+``linear``      nn.Linear(d, K) with bias on the raw feature (Papyan et al.; tau unused)
+``cmf``         class-mean-feature classifier (STUDY.md §6): buffer C (K, d), no parameter. Each
+                *training* forward with labels: S = per-class SUM of the normalized batch features
+                (all-reduced over ranks under torch.distributed), C <- beta*C + (1-beta)*S, rows
+                re-normalized; logits = cos(h, C_k) / tau with C detached. Eval uses C frozen.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+ARCHS = ("mlp", "smallcnn", "resnet18", "resnet34", "resnet50", "resnext50", "densenet121")
+HEADS = ("normalized", "linear", "cmf")
+
+# options each architecture accepts (anything else is an error, so typos do not pass silently)
+ARCH_OPTIONS: dict[str, dict[str, Any]] = {
+    "mlp": {"width": 256, "depth": 2, "bn": False},
+    "smallcnn": {"width": 16},
+    "resnet18": {"width": 64},
+    "resnet34": {"width": 64},
+    "resnet50": {"width": 64},
+    "resnext50": {"width": 64, "groups": 32, "width_per_group": 4},
+    "densenet121": {"width": 64},
+}
+
+
+# ----------------------------------------------------------------------------------- backbones
+
+class MLP(nn.Module):
+    def __init__(self, in_shape, width=256, depth=2, bn=False):
+        super().__init__()
+        n_in = int(math.prod(in_shape))
+        layers: list[nn.Module] = [nn.Flatten()]
+        for _ in range(depth):
+            layers.append(nn.Linear(n_in, width, bias=not bn))
+            if bn:
+                layers.append(nn.BatchNorm1d(width))
+            layers.append(nn.ReLU(inplace=True))
+            n_in = width
+        self.net = nn.Sequential(*layers)
+        self.out_features = n_in
+
+    def forward(self, x):
+        return self.net(x)
+
+
+class SmallCNN(nn.Module):
+    """4 x (conv3x3 - BN - ReLU - maxpool2), widths w, 2w, 4w, 8w, then global average pooling."""
+
+    def __init__(self, in_shape, width=16):
+        super().__init__()
+        c, h, w = in_shape
+        blocks = []
+        size = min(h, w)
+        for i in range(4):
+            out = width * 2**i
+            layers = [nn.Conv2d(c, out, 3, padding=1, bias=False), nn.BatchNorm2d(out), nn.ReLU(inplace=True)]
+            if size >= 2:
+                layers.append(nn.MaxPool2d(2))
+                size //= 2
+            blocks.append(nn.Sequential(*layers))
+            c = out
+        self.blocks = nn.Sequential(*blocks)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.out_features = c
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+
+    def forward(self, x):
+        return torch.flatten(self.pool(self.blocks(x)), 1)
+
+
+def _conv3x3(cin, cout, stride=1, groups=1):
+    return nn.Conv2d(cin, cout, 3, stride=stride, padding=1, groups=groups, bias=False)
+
+
+def _conv1x1(cin, cout, stride=1):
+    return nn.Conv2d(cin, cout, 1, stride=stride, bias=False)
+
+
+class BasicBlock(nn.Module):
+    expansion = 1
+
+    def __init__(self, inplanes, planes, stride=1, downsample=None, groups=1, base_width=64):
+        super().__init__()
+        self.conv1 = _conv3x3(inplanes, planes, stride)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.relu = nn.ReLU(inplace=True)
+        self.conv2 = _conv3x3(planes, planes)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.downsample = downsample
+
+    def forward(self, x):
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return self.relu(out + identity)
+
+
+class Bottleneck(nn.Module):
+    """ResNet v1.5 bottleneck (stride on the 3x3 conv), grouped for ResNeXt."""
+
+    expansion = 4
+
+    def __init__(self, inplanes, planes, stride=1, downsample=None, groups=1, base_width=64):
+        super().__init__()
+        width = int(planes * (base_width / 64.0)) * groups
+        if width < 1:
+            raise ValueError(f"bottleneck width is 0 (planes={planes}, groups={groups}, "
+                             f"width_per_group={base_width}); increase width or width_per_group")
+        self.conv1 = _conv1x1(inplanes, width)
+        self.bn1 = nn.BatchNorm2d(width)
+        self.conv2 = _conv3x3(width, width, stride, groups)
+        self.bn2 = nn.BatchNorm2d(width)
+        self.conv3 = _conv1x1(width, planes * self.expansion)
+        self.bn3 = nn.BatchNorm2d(planes * self.expansion)
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample = downsample
+
+    def forward(self, x):
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.relu(self.bn2(self.conv2(out)))
+        out = self.bn3(self.conv3(out))
+        return self.relu(out + identity)
+
+
+class CifarResNet(nn.Module):
+    """ResNet with a 3x3 stride-1 stem and no max-pool; torchvision-compatible module names."""
+
+    def __init__(self, block, layers, in_channels=3, width=64, groups=1, width_per_group=64):
+        super().__init__()
+        self.groups, self.base_width = groups, width_per_group
+        self.inplanes = width
+        self.conv1 = _conv3x3(in_channels, width)
+        self.bn1 = nn.BatchNorm2d(width)
+        self.relu = nn.ReLU(inplace=True)
+        self.layer1 = self._make_layer(block, width, layers[0], 1)
+        self.layer2 = self._make_layer(block, width * 2, layers[1], 2)
+        self.layer3 = self._make_layer(block, width * 4, layers[2], 2)
+        self.layer4 = self._make_layer(block, width * 8, layers[3], 2)
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.out_features = width * 8 * block.expansion
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+
+    def _make_layer(self, block, planes, blocks, stride):
+        downsample = None
+        if stride != 1 or self.inplanes != planes * block.expansion:
+            downsample = nn.Sequential(_conv1x1(self.inplanes, planes * block.expansion, stride),
+                                       nn.BatchNorm2d(planes * block.expansion))
+        layers = [block(self.inplanes, planes, stride, downsample, self.groups, self.base_width)]
+        self.inplanes = planes * block.expansion
+        for _ in range(1, blocks):
+            layers.append(block(self.inplanes, planes, groups=self.groups, base_width=self.base_width))
+        return nn.Sequential(*layers)
+
+    def forward(self, x):
+        x = self.relu(self.bn1(self.conv1(x)))
+        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
+        return torch.flatten(self.avgpool(x), 1)
+
+
+class DenseNetBackbone(nn.Module):
+    """torchvision DenseNet-BC-121 features with a CIFAR stem, then ReLU + global average pool."""
+
+    def __init__(self, in_channels=3, width=64):
+        super().__init__()
+        from ._torchvision_compat import import_torchvision
+
+        tv = import_torchvision()
+        growth = max(1, width // 2)
+        net = tv.models.DenseNet(growth_rate=growth, block_config=(6, 12, 24, 16), num_init_features=width,
+                                 bn_size=4, drop_rate=0.0, num_classes=1)
+        net.features.conv0 = nn.Conv2d(in_channels, width, 3, stride=1, padding=1, bias=False)
+        nn.init.kaiming_normal_(net.features.conv0.weight)
+        net.features.pool0 = nn.Identity()
+        self.features = net.features
+        self.out_features = net.classifier.in_features
+
+    def forward(self, x):
+        x = F.relu(self.features(x))
+        return torch.flatten(F.adaptive_avg_pool2d(x, 1), 1)
+
+
+def build_backbone(arch: str, in_shape, **opts) -> nn.Module:
+    if arch not in ARCHS:
+        raise ValueError(f"unknown arch {arch!r}; expected one of {ARCHS}")
+    allowed = ARCH_OPTIONS[arch]
+    unknown = set(opts) - set(allowed)
+    if unknown:
+        raise ValueError(f"arch {arch!r} does not take option(s) {sorted(unknown)}; allowed: {sorted(allowed)}")
+    o = {**allowed, **opts}
+    c = in_shape[0]
+    if arch == "mlp":
+        return MLP(in_shape, o["width"], o["depth"], o["bn"])
+    if arch == "smallcnn":
+        return SmallCNN(in_shape, o["width"])
+    if arch == "resnet18":
+        return CifarResNet(BasicBlock, [2, 2, 2, 2], c, o["width"])
+    if arch == "resnet34":
+        return CifarResNet(BasicBlock, [3, 4, 6, 3], c, o["width"])
+    if arch == "resnet50":
+        return CifarResNet(Bottleneck, [3, 4, 6, 3], c, o["width"])
+    if arch == "resnext50":
+        return CifarResNet(Bottleneck, [3, 4, 6, 3], c, o["width"], o["groups"], o["width_per_group"])
+    return DenseNetBackbone(c, o["width"])
+
+
+# ----------------------------------------------------------------------------------- heads
+
+def _all_reduce_sum_(t: torch.Tensor) -> torch.Tensor:
+    """Sum ``t`` over the ranks of the default process group (no-op outside torch.distributed)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        dist.all_reduce(t, op=dist.ReduceOp.SUM)
+    return t
+
+
+class NormalizedHead(nn.Module):
+    """logits = cos(h, w_k) / tau with a learnable W (K, d), no bias. Computed in float32."""
+
+    kind = "normalized"
+
+    def __init__(self, d, K, tau):
+        super().__init__()
+        self.tau = float(tau)
+        self.weight = nn.Parameter(torch.empty(K, d))
+        nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))  # nn.Linear's default
+
+    def forward(self, h, y=None):
+        with torch.autocast(h.device.type, enabled=False):
+            return F.normalize(h.float(), dim=1) @ F.normalize(self.weight.float(), dim=1).t() / self.tau
+
+    def weights(self):
+        w = self.weight.detach()
+        return w, torch.zeros(w.shape[0], dtype=w.dtype, device=w.device)
+
+
+class LinearHead(nn.Module):
+    """Plain nn.Linear(d, K) with bias on the raw feature (Papyan et al.); tau is recorded, unused."""
+
+    kind = "linear"
+
+    def __init__(self, d, K, tau):
+        super().__init__()
+        self.tau = float(tau)
+        self.fc = nn.Linear(d, K)
+
+    def forward(self, h, y=None):
+        return self.fc(h).float()
+
+    def weights(self):
+        return self.fc.weight.detach(), self.fc.bias.detach()
+
+
+class CMFHead(nn.Module):
+    """Class-mean-feature classifier: no parameters, a (K, d) buffer of running class means."""
+
+    kind = "cmf"
+
+    def __init__(self, d, K, tau, beta=0.9):
+        super().__init__()
+        self.tau, self.beta = float(tau), float(beta)
+        self.register_buffer("C", torch.zeros(K, d))
+
+    @torch.no_grad()
+    def update(self, h_normalized: torch.Tensor, y: torch.Tensor) -> None:
+        """C <- beta*C + (1-beta)*S, S_k = sum of the normalized features of class k (over all ranks);
+        then every row is re-normalized."""
+        s = torch.zeros_like(self.C).index_add_(0, y, h_normalized.to(self.C.dtype))
+        _all_reduce_sum_(s)
+        self.C.copy_(F.normalize(self.beta * self.C + (1.0 - self.beta) * s, dim=1))
+
+    def forward(self, h, y=None):
+        with torch.autocast(h.device.type, enabled=False):
+            hn = F.normalize(h.float(), dim=1)
+            if self.training and y is not None:
+                self.update(hn.detach(), y)
+            return hn @ self.C.detach().t() / self.tau
+
+    def weights(self):
+        c = self.C.detach()
+        return c, torch.zeros(c.shape[0], dtype=c.dtype, device=c.device)
+
+
+def build_head(head: str, d: int, K: int, tau: float = 1.0, cmf_beta: float = 0.9) -> nn.Module:
+    if head == "normalized":
+        return NormalizedHead(d, K, tau)
+    if head == "linear":
+        return LinearHead(d, K, tau)
+    if head == "cmf":
+        return CMFHead(d, K, tau, cmf_beta)
+    raise ValueError(f"unknown head {head!r}; expected one of {HEADS}")
+
+
+# ----------------------------------------------------------------------------------- model
+
+class GNCModel(nn.Module):
+    """backbone -> Linear(width -> d) = h -> head. ``forward(x, y=None)`` returns logits (float32)."""
+
+    def __init__(self, arch, in_shape, d, K, head="normalized", tau=1.0, cmf_beta=0.9, **arch_opts):
+        super().__init__()
+        self.arch, self.in_shape, self.d, self.K = arch, tuple(int(s) for s in in_shape), int(d), int(K)
+        self.arch_opts = dict(arch_opts)
+        c = self.in_shape[0]
+        # per-channel standardization of inputs in [0, 1]; set from the training data by the trainer
+        self.register_buffer("input_mean", torch.zeros(c))
+        self.register_buffer("input_std", torch.ones(c))
+        self.backbone = build_backbone(arch, self.in_shape, **arch_opts)
+        self.proj = nn.Linear(self.backbone.out_features, self.d)
+        self.head = build_head(head, self.d, self.K, tau, cmf_beta)
+
+    @property
+    def head_kind(self) -> str:
+        return self.head.kind
+
+    @property
+    def tau(self) -> float:
+        return self.head.tau
+
+    @torch.no_grad()
+    def set_input_stats(self, mean, std) -> None:
+        self.input_mean.copy_(torch.as_tensor(mean, dtype=torch.float32))
+        self.input_std.copy_(torch.as_tensor(std, dtype=torch.float32).clamp_min(1e-6))
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The raw (un-normalized) d-dimensional feature h. ``x``: uint8 (0..255) or float in [0, 1]."""
+        if not x.is_floating_point():
+            x = x.float().div_(255.0)
+        x = (x - self.input_mean.view(1, -1, 1, 1).to(x.dtype)) / self.input_std.view(1, -1, 1, 1).to(x.dtype)
+        return self.proj(self.backbone(x))
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        return self.head(self.features(x), y)
+
+    def classifier_weights(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(W (K, d), b (K)) as used by the head; b is zero for the normalized and CMF heads."""
+        return self.head.weights()
+
+
+def build_model(arch: str, in_shape, d: int, K: int, head: str = "normalized", *, tau: float = 1.0,
+                cmf_beta: float = 0.9, **arch_opts) -> GNCModel:
+    """Build backbone + d-dim feature layer + head. ``in_shape`` = (C, H, W)."""
+    if len(in_shape) != 3:
+        raise ValueError(f"in_shape must be (C, H, W), got {in_shape}")
+    if head not in HEADS:
+        raise ValueError(f"unknown head {head!r}; expected one of {HEADS}")
+    if d < 1 or K < 2:
+        raise ValueError(f"need d >= 1 and K >= 2, got d={d}, K={K}")
+    return GNCModel(arch, in_shape, d, K, head, tau, cmf_beta, **arch_opts)
+
+
+# ----------------------------------------------------------------------------------- memory
+
+def cmf_memory_saving(model_or_K, d: int | None = None, *, optimizer_states: int = 1,
+                      bytes_per_element: int = 4) -> dict[str, int | float]:
+    """Analytic memory of a learnable classifier vs the CMF buffer (STUDY.md §6).
+
+    Learnable W: K*d parameters + K*d gradients + ``optimizer_states`` * K*d optimizer tensors
+    (1 for SGD with momentum, 2 for Adam). CMF: one K*d buffer. Pass a model (K, d read from it) or
+    ``K, d``. Returns bytes of each and the saving.
+    """
+    if isinstance(model_or_K, nn.Module):
+        K, d = model_or_K.K, model_or_K.d
+    else:
+        K = int(model_or_K)
+        if d is None:
+            raise ValueError("give d with K")
+    n = K * d
+    learnable = n * (2 + optimizer_states) * bytes_per_element
+    cmf = n * bytes_per_element
+    return {"K": K, "d": d, "learnable_bytes": learnable, "cmf_bytes": cmf, "saved_bytes": learnable - cmf,
+            "ratio": learnable / cmf}
+
+
+def training_state_bytes(model: nn.Module, optimizer: torch.optim.Optimizer | None = None) -> dict[str, int]:
+    """Measured bytes held by a model's training state: parameters, gradients, buffers, optimizer state."""
+    def nbytes(t):
+        return t.numel() * t.element_size()
+
+    params = sum(nbytes(p) for p in model.parameters())
+    grads = sum(nbytes(p.grad) for p in model.parameters() if p.grad is not None)
+    buffers = sum(nbytes(b) for b in model.buffers())
+    opt = 0
+    if optimizer is not None:
+        for state in optimizer.state.values():
+            opt += sum(nbytes(v) for v in state.values() if torch.is_tensor(v) and v.dim() > 0)
+    return {"parameters": params, "gradients": grads, "buffers": buffers, "optimizer": opt,
+            "total": params + grads + buffers + opt}

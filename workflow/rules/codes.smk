@@ -1,0 +1,61 @@
+# Softmax codes, Tammes codes and the UFM tau -> 0 study for every (d, K) of the grid, then the
+# comparison with what training produced.
+
+
+rule solve_code:
+    output:
+        f"{OUT}/codes/{{problem}}/d{{d}}-K{{K}}.nc",
+    wildcard_constraints:
+        problem="tammes|softmax",
+    params:
+        options=config["codes"],
+    log:
+        f"{OUT}/logs/codes/{{problem}}-d{{d}}-K{{K}}.log",
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    script:
+        "../scripts/solve_code.py"
+
+
+rule ufm:
+    output:
+        f"{OUT}/codes/ufm/d{{d}}-K{{K}}.nc",
+    params:
+        options=config["codes"],
+    log:
+        f"{OUT}/logs/codes/ufm-d{{d}}-K{{K}}.log",
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    script:
+        "../scripts/ufm.py"
+
+
+def final_features():
+    return {r: f"{run_dir(r)}/features/epoch={checkpoints_of(r)[-1]}.nc" for r in RUNS}
+
+
+rule compare_codes:
+    input:
+        tammes=[f"{OUT}/codes/tammes/d{d}-K{K}.nc" for d, K in CODE_GRID],
+        softmax=[f"{OUT}/codes/softmax/d{d}-K{K}.nc" for d, K in CODE_GRID],
+        ufm=[f"{OUT}/codes/ufm/d{d}-K{K}.nc" for d, K in CODE_GRID],
+        metrics=f"{OUT}/metrics.nc",
+        features=list(final_features().values()),
+    output:
+        f"{OUT}/codes.nc",
+    params:
+        runs=lambda wc: {r: RUNS[r].coords for r in RUNS},
+        features=final_features(),
+        manifests={name: dataset_manifest(name) for name in config["datasets"]},
+    log:
+        f"{OUT}/logs/compare_codes.log",
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    script:
+        "../scripts/compare_codes.py"

@@ -1,0 +1,22 @@
+# Features of one checkpoint (train and test splits, no augmentation).
+
+
+rule features:
+    input:
+        ckpt=f"{OUT}/runs/{{run}}/ckpt",
+        history=f"{OUT}/runs/{{run}}/history.nc",
+        manifest=lambda wc: dataset_manifest(run_of(wc).dataset),
+    output:
+        f"{OUT}/runs/{{run}}/features/epoch={{epoch}}.nc",
+    params:
+        batch_size=config["metrics"]["batch_size"],
+    log:
+        f"{OUT}/logs/features/{{run}}/epoch={{epoch}}.log",
+    threads: 1
+    group:
+        "evaluate"
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    script:
+        "../scripts/features.py"

@@ -1,0 +1,63 @@
+# Metrics of every checkpoint of a run (one job per run), then the combined study files.
+
+
+rule metrics:
+    input:
+        features=lambda wc: [
+            f"{OUT}/runs/{wc.run}/features/epoch={e}.nc" for e in checkpoints_of(wc.run)
+        ],
+    output:
+        f"{OUT}/runs/{{run}}/metrics.nc",
+    params:
+        options=config["metrics"],
+        coords=lambda wc: run_of(wc).coords,
+        epochs=lambda wc: checkpoints_of(wc.run),
+    log:
+        f"{OUT}/logs/metrics/{{run}}.log",
+    threads: 1
+    group:
+        "evaluate"
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    script:
+        "../scripts/metrics.py"
+
+
+rule combine_metrics:
+    input:
+        all_run_metrics(),
+    output:
+        f"{OUT}/metrics.nc",
+    log:
+        f"{OUT}/logs/combine_metrics.log",
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    script:
+        "../scripts/combine_metrics.py"
+
+
+rule study:
+    input:
+        metrics=f"{OUT}/metrics.nc",
+        histories=all_histories(),
+        codes=f"{OUT}/codes.nc",
+    output:
+        nc=f"{OUT}/study.nc",
+        csv=report(
+            f"{OUT}/study.csv",
+            caption="../report/study.rst",
+            category="Tables",
+        ),
+    params:
+        config=config,
+    log:
+        f"{OUT}/logs/study.log",
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    script:
+        "../scripts/study.py"

@@ -1,0 +1,22 @@
+# Train one run. The resumable state lives in results/.work/<run>/ (not a declared output, so a
+# failed job's state survives Snakemake's clean-up and the rerun resumes from the last epoch).
+
+
+rule train:
+    input:
+        manifest=lambda wc: dataset_manifest(run_of(wc).dataset),
+    output:
+        ckpt=directory(f"{OUT}/runs/{{run}}/ckpt"),
+        history=f"{OUT}/runs/{{run}}/history.nc",
+    params:
+        spec=lambda wc: run_of(wc).spec(),
+        work=lambda wc: f"{OUT}/.work/{wc.run}",
+    log:
+        f"{OUT}/logs/train/{{run}}.log",
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=240,
+        gpu=0,
+    script:
+        "../scripts/train.py"
