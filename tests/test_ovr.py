@@ -122,10 +122,11 @@ CASES = [
 ]
 
 
+@pytest.mark.parametrize("precision", ["mixed", "float64"])
 @pytest.mark.parametrize("name,X,rho", CASES, ids=[c[0] for c in CASES])
-def test_closed_forms(name, X, rho):
+def test_closed_forms(name, X, rho, precision):
     W = _rotate_permute(X, seed=len(name))
-    res = ovr_distances(W)
+    res = ovr_distances(W, precision=precision)
     # symmetric codes: every class has the same distance
     np.testing.assert_allclose(res.dist, rho, atol=1e-9, rtol=0)
     assert abs(res.value - rho) < 1e-9
@@ -148,11 +149,12 @@ def reference_dist(W, k, weight=1e6):
     return np.linalg.norm(Wn[k] - A @ lam)
 
 
+@pytest.mark.parametrize("precision", ["mixed", "float64"])
 @pytest.mark.parametrize("K,d,seed", [(30, 3, 0), (60, 5, 1), (120, 10, 2), (80, 20, 3), (25, 30, 4)])
-def test_random_against_reference(K, d, seed):
+def test_random_against_reference(K, d, seed, precision):
     rng = np.random.default_rng(seed)
     W = rng.standard_normal((K, d))
-    res = ovr_distances(W)
+    res = ovr_distances(W, precision=precision)
     ref = np.array([reference_dist(W, k) for k in range(K)])
     np.testing.assert_allclose(res.dist, ref, atol=1e-8, rtol=0)
     assert res.gap.max() < 1e-9
@@ -196,10 +198,15 @@ def test_trained_like_code_tiles_and_candidates():
         W -= 0.05 * (E / E.sum(1, keepdims=True)) @ W
         W /= np.linalg.norm(W, axis=1, keepdims=True)
     full = ovr_distances(W)
-    tiled = ovr_distances(W, candidates=3, block_size=7, tile=16)
+    tiled = ovr_distances(W, candidates=3, block_size=7, tile=16, precision="float64")
     assert tiled.info["retried"] > 0 and tiled.info["blocks"] > 10
     np.testing.assert_allclose(tiled.dist, full.dist, atol=1e-12)
     assert tiled.gap.max() < 1e-9
+    # a tiny memory budget: row chunks of the tiled cosine / certificate products, small blocks
+    small = ovr_distances(W, memory_budget=50_000, tile=11, pricing=1)
+    np.testing.assert_allclose(small.dist, full.dist, atol=1e-12)
+    for k in range(0, K, 15):
+        np.testing.assert_array_equal(small.support[k], full.support[k])
     ref = np.array([reference_dist(W, k) for k in range(0, K, 10)])
     np.testing.assert_allclose(full.dist[::10], ref, atol=1e-8)
 
@@ -254,3 +261,13 @@ def test_subgradient_reference_is_lower_bound():
     exact = ovr_distances(W)
     assert (est <= exact.dist + 1e-12).all()
     assert abs(est.min() - exact.value) < 5e-3
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_matches_cpu():
+    rng = np.random.default_rng(12)
+    W = rng.standard_normal((500, 16))
+    cpu = ovr_distances(W, device="cpu")
+    gpu = ovr_distances(W, device="cuda", tile=64, block_size=100)
+    np.testing.assert_allclose(gpu.dist, cpu.dist, atol=1e-12)
+    assert gpu.gap.max() < 1e-9

@@ -24,7 +24,7 @@ import numpy as np
 import xarray as xr
 
 from .io import open_netcdf, write_netcdf
-from .provenance import provenance
+from .provenance import merge_dataset_attrs, provenance
 from .results import RUN_DIMS, combine_runs, with_run_coords
 
 #: the paper's dashed "Optimal" softmax-code lines (STUDY.md §9; Jiang et al. notebooks) — (d, K) -> value
@@ -206,8 +206,6 @@ def build_codes_file(*, tammes, softmax, ufm, metrics, features: dict, runs: dic
         for v in p.data_vars:
             ds[v].attrs = dict(p[v].attrs)
     ds.attrs = {**provenance(stage="codes"), **codes_ds.attrs, **parts[2].attrs}
-    for k in ("gnc_dataset_path", "gnc_dataset_checksum"):
-        if k in m.attrs:
-            ds.attrs[k] = m.attrs[k]
+    ds.attrs.update(merge_dataset_attrs(m.attrs))
     write_netcdf(ds, out)
     return ds

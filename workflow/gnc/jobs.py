@@ -51,6 +51,12 @@ def job(smk):
     logging.captureWarnings(True)
     set_threads(getattr(smk, "threads", 1))
     log = logging.getLogger(f"gnc.{smk.rule}")
+    try:  # rule, wildcards, resolved config, run spec, seed, start time -> every provenance() of this job
+        from .provenance import job_context, set_job_context
+
+        set_job_context(**job_context(smk))
+    except Exception as exc:  # noqa: BLE001 - provenance must never stop a job
+        log.warning("no job provenance context: %s", exc)
     start = time.time()
     log.info("rule %s, wildcards %s, threads %s", smk.rule, dict(smk.wildcards.items()), smk.threads)
     try:

@@ -78,20 +78,28 @@ def tidy_frame(ds: xr.Dataset, variables: list[str] | None = None):
 
 
 def provenance_summary(paths: Iterable[str | Path]) -> dict:
-    """Collect the dataset/code provenance named by a set of files (for the combined file)."""
-    out: dict[str, set] = {"gnc_code_version": set(), "gnc_dataset_checksum": set(), "gnc_dataset_path": set()}
+    """Collect the dataset/code provenance named by a set of files (for the combined file): the code
+    versions (JSON list) and the datasets as aligned JSON lists (gnc_dataset, gnc_dataset_version,
+    gnc_dataset_checksum, gnc_dataset_path: position i of each list describes the same dataset)."""
+    from .provenance import merge_dataset_attrs
+
+    codes: set[str] = set()
+    per_file = []
     for p in paths:
         with xr.open_dataset(p, engine="netcdf4") as ds:
-            for k in out:
-                if k in ds.attrs:
-                    out[k].add(str(ds.attrs[k]))
-    return {k: json.dumps(sorted(v)) for k, v in out.items() if v}
+            if "gnc_code_version" in ds.attrs:
+                codes.add(str(ds.attrs["gnc_code_version"]))
+            per_file.append(dict(ds.attrs))
+    out = merge_dataset_attrs(*per_file)
+    if codes:
+        out["gnc_code_version"] = json.dumps(sorted(codes))
+    return out
 
 
 HISTORY_VARS = {
     "loss": ("train_loss", "mean training loss over the epoch", "1"),
     "train_acc": ("train_acc_running", "running training accuracy over the epoch (augmented batches)", "1"),
-    "lr": ("lr", "learning rate at the end of the epoch", "1"),
+    "lr": ("lr", "learning rate used during the epoch", "1"),
     "images_per_s": ("images_per_second", "training throughput", "s-1"),
     "seconds": ("epoch_seconds", "wall time of the epoch", "s"),
 }
@@ -112,10 +120,32 @@ def history_dataset(history: dict, coords: dict, attrs: dict | None = None) -> x
     return ds
 
 
-def build_study(metrics_path, history_paths, codes_path, *, config: dict, nc_out, csv_out) -> xr.Dataset:
-    """results/study.nc: metrics + training history + code comparisons, one Dataset; and a tidy CSV."""
+#: columns of the final-epoch summary table (those present in the study)
+SUMMARY_VARS = ("train_acc", "test_acc", "ncc_test_acc", "gnc1", "gnc2", "gnc3", "nc1", "min_angle",
+                "gnc2_fraction", "code_distance", "train_loss")
+
+
+def final_epoch_summary(study: xr.Dataset, variables=SUMMARY_VARS):
+    """One row per trained run: its grid coordinates, its last checkpoint epoch that has metrics, and the
+    main metrics there (a pandas DataFrame sorted by the run coordinates)."""
+    cols = [v for v in variables if v in study.data_vars]
+    frame = tidy_frame(study, cols)
+    have = [v for v in ("gnc1", "test_acc", "train_acc") if v in frame.columns]
+    if have:
+        frame = frame.dropna(how="all", subset=have)
+    keys = [d for d in RUN_DIMS if d in frame.columns]
+    if frame.empty or "epoch" not in frame.columns:
+        return frame
+    last = frame.loc[frame.groupby(keys, sort=True)["epoch"].idxmax()]
+    return last[keys + ["epoch"] + cols].sort_values(keys).reset_index(drop=True)
+
+
+def build_study(metrics_path, history_paths, codes_path, *, config: dict, nc_out, csv_out,
+                summary_out=None) -> xr.Dataset:
+    """results/study.nc: metrics + training history + code comparisons, one Dataset; a tidy CSV of it
+    and (``summary_out``) the final-epoch summary table (:func:`final_epoch_summary`) as CSV."""
     from .io import atomic_path, open_netcdf, write_json_atomic, write_netcdf
-    from .provenance import provenance
+    from .provenance import merge_dataset_attrs, provenance
 
     metrics = open_netcdf(metrics_path)
     hist = combine_runs([open_netcdf(p) for p in history_paths])
@@ -129,14 +159,19 @@ def build_study(metrics_path, history_paths, codes_path, *, config: dict, nc_out
     for p in parts:
         for v in p.data_vars:
             study[v].attrs = dict(p[v].attrs)
+    for dim in RUN_DIMS:  # labels only other tables use (e.g. the UFM's tau grid in codes.nc) carry no run data
+        if dim in study.dims:
+            study = study.dropna(dim, how="all")
     attrs = {**provenance(stage="study", config=config)}
-    for k in ("gnc_dataset_path", "gnc_dataset_checksum"):
-        if k in metrics.attrs:
-            attrs[k] = metrics.attrs[k]
+    attrs.update(merge_dataset_attrs(metrics.attrs, codes.attrs))
     study.attrs = attrs
     write_netcdf(study, nc_out)
     frame = tidy_frame(study)
     with atomic_path(csv_out) as tmp:
         frame.to_csv(tmp, index=False)
     write_json_atomic(str(csv_out).rsplit(".", 1)[0] + ".provenance.json", attrs)
+    if summary_out is not None:
+        with atomic_path(summary_out) as tmp:
+            final_epoch_summary(study).to_csv(tmp, index=False, float_format="%.6g")
+        write_json_atomic(str(summary_out).rsplit(".", 1)[0] + ".provenance.json", attrs)
     return study

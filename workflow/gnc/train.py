@@ -508,6 +508,15 @@ def load_checkpoint(path, map_location="cpu") -> dict:
     try:
         obj = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any unpickling / zip error means a corrupt file
+        text = str(exc)
+        if "Weights only load failed" in text:  # an object outside the allow-list: refuse, with a safe hint
+            why = next((ln.strip() for ln in text.splitlines() if "Unsupported" in ln), "")
+            why = why.split(". Please use")[0]
+            raise CheckpointError(
+                f"checkpoint {path} refused: it holds pickled objects that are not checkpoint data "
+                f"({why or type(exc).__name__}); it was read with weights_only=True, so nothing in it ran. "
+                f"A gnc checkpoint holds only tensors, numbers, strings, lists and dicts; do not load this "
+                f"file with weights_only=False unless you made it yourself") from exc
         raise CheckpointError(f"checkpoint {path} is corrupt or not a gnc checkpoint: "
                               f"{type(exc).__name__}: {exc}") from exc
     if not isinstance(obj, dict) or "model" not in obj:

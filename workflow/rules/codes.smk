@@ -8,7 +8,8 @@ rule solve_code:
     wildcard_constraints:
         problem="tammes|softmax",
     params:
-        options=config["codes"],
+        # only what the solvers use: adding a (d, K) to codes.extra or changing a UFM option reruns no solve
+        options={k: config["codes"][k] for k in ("restarts", "seed", "time_budget")},
     log:
         f"{OUT}/logs/codes/{{problem}}-d{{d}}-K{{K}}.log",
     threads: 1
@@ -23,7 +24,7 @@ rule ufm:
     output:
         f"{OUT}/codes/ufm/d{{d}}-K{{K}}.nc",
     params:
-        options=config["codes"],
+        options={k: config["codes"][k] for k in ("ufm_n", "ufm_tau", "ufm_steps", "seed")},
     log:
         f"{OUT}/logs/codes/ufm-d{{d}}-K{{K}}.log",
     threads: 1

@@ -51,8 +51,13 @@ rule study:
             caption="../report/study.rst",
             category="Tables",
         ),
-    params:
-        config=config,
+        summary=report(
+            f"{OUT}/summary.csv",
+            caption="../report/summary.rst",
+            category="Tables",
+        ),
+    # no params: the study's inputs change whenever its content would, and the resolved config it
+    # records (gnc_config) comes from snakemake.config, so e.g. a figure option does not rerun it
     log:
         f"{OUT}/logs/study.log",
     threads: 1

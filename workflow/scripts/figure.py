@@ -1,8 +1,10 @@
 """Snakemake job: draw one figure from the netCDF results; write PNG, PDF, CSV, provenance, caption."""
+import json
 from pathlib import Path
 
 from gnc import figures as F
-from gnc.io import open_netcdf
+from gnc.io import open_netcdf, write_text_atomic
+from gnc.provenance import summary_rst
 from gnc.jobs import job
 
 with job(snakemake) as log:  # noqa: F821
@@ -18,6 +20,10 @@ with job(snakemake) as log:  # noqa: F821
         sources.extend(snakemake.input.features)
     fig, frame = F.make_figure(kind, **inputs)
     prefix = str(Path(snakemake.output.png).with_suffix(""))
-    F.save_figure(fig, frame, prefix, sources=sources, caption=F.figure_caption(kind, frame=frame),
-                  dpi=snakemake.params.dpi)
+    written = F.save_figure(fig, frame, prefix, sources=sources, caption=F.figure_caption(kind, frame=frame),
+                            dpi=snakemake.params.dpi)
+    # the report shows the caption file: append the provenance of the data behind the figure
+    prov = json.loads(Path(written["provenance"]).read_text())
+    cap = Path(written["caption"])
+    write_text_atomic(cap, cap.read_text() + "\n" + summary_rst(prov))
     log.info("figure %s: %d plotted points", kind, len(frame))

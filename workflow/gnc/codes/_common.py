@@ -160,6 +160,9 @@ def ovr_fields(res) -> dict[str, Any]:
     gap = getattr(res, "gap", None)
     if gap is not None:
         out["ovr_max_gap"] = float(np.max(gap))
+    vg = getattr(res, "value_gap", None)
+    if vg is not None:
+        out["ovr_value_gap"] = float(vg)
     return out
 
 

@@ -604,7 +604,7 @@ def save_figure(fig, frame: pd.DataFrame, out_prefix: str | os.PathLike, *, sour
     import matplotlib as mpl
 
     from ..io import atomic_path, sha256_file, write_json_atomic, write_text_atomic
-    from ..provenance import provenance
+    from ..provenance import merge_dataset_attrs, provenance
 
     prefix = _strip_suffix(out_prefix)
     prefix.parent.mkdir(parents=True, exist_ok=True)
@@ -631,19 +631,8 @@ def save_figure(fig, frame: pd.DataFrame, out_prefix: str | os.PathLike, *, sour
         entry["attrs"].update(rec.get("attrs") or {})
         if rec.get("path") and Path(rec["path"]).is_file():
             entry["sha256"] = sha256_file(rec["path"])
-    ds_paths, ds_sums = [], []
-    for entry in by_path.values():
-        attrs = entry["attrs"]
-        paths = _decode(attrs.get("gnc_dataset_path"))
-        sums = _decode(attrs.get("gnc_dataset_checksum"))
-        if paths is None:
-            continue
-        if isinstance(paths, str):
-            paths, sums = [paths], [sums]
-        for p, c in zip(paths, sums if isinstance(sums, list) else [sums] * len(paths)):
-            if p not in ds_paths:
-                ds_paths.append(p)
-                ds_sums.append(c)
+    # the datasets behind the inputs, as aligned lists (name, version, checksum, path)
+    ds_attrs = merge_dataset_attrs(*(entry["attrs"] for entry in by_path.values()))
     prov = provenance(
         figure=frame.attrs.get("figure"),
         figure_files={k: str(v) for k, v in written.items()},
@@ -656,9 +645,7 @@ def save_figure(fig, frame: pd.DataFrame, out_prefix: str | os.PathLike, *, sour
         caption=caption,
         **extra,
     )
-    if ds_paths:
-        prov["gnc_dataset_path"] = json.dumps(ds_paths)
-        prov["gnc_dataset_checksum"] = json.dumps(ds_sums)
+    prov.update(ds_attrs)
     side = Path(f"{prefix}.provenance.json")
     write_json_atomic(side, prov)
     written["provenance"] = side

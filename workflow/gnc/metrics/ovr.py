@@ -21,16 +21,20 @@ Algorithm
    - major step: x = Σ_S λ_j v_j; pick j* = argmin_j <x, v_j>; stop when
      ||x||² − <x, v_j*> ≤ ``tol`` (Wolfe's criterion); else add j* to S;
    - minor step: y = affine minimum-norm point of S, with coefficients α = G'^{-1}1 / 1ᵀG'^{-1}1
-     where G' = G_S + c·11ᵀ (G_S the Gram matrix of the corral, c = 1: adding c·11ᵀ does not
-     change the minimizer on {1ᵀα = 1} and makes G' non-singular for affinely independent points,
+     where G' = G_S + c·11ᵀ (G_S the Gram matrix of the corral; c > 0 on the scale of the
+     ||v_j||², for conditioning): adding c·11ᵀ does not change the minimizer on {1ᵀα = 1} and makes
+     G' non-singular for affinely independent points,
      so w_k inside the hull — distance 0 — is handled). If α > 0 then x = y; otherwise move from λ
      towards α until a weight hits zero and drop that point (repeat).
 
    Everything runs in λ-space on the candidate Gram matrix G = V Vᵀ (m × m per class, one batched
    matrix product) and all classes of a block advance in lock-step, so each iteration is a handful
-   of batched tensor operations (numpy-free torch code: CPU or CUDA). The inverse G'^{-1} is kept
-   up to date by O(s²) bordering / Schur-complement updates (s = corral size ≤ d+1) and recomputed
-   exactly every ``refresh`` iterations and at the end (drift control).
+   of batched tensor operations (torch: CPU or CUDA). The inverse G'^{-1} is kept up to date by
+   O(s²) bordering / Schur-complement updates (s = corral size ≤ d+1), recomputed exactly every
+   ``refresh`` iterations; the final weights are re-solved exactly from the vectors. With
+   ``pricing = p > 1`` a major step adds up to p violated candidates at once (one block-bordering
+   update; optional ones must be clearly affinely independent) — fewer lock-step iterations, same
+   optimum, since the stopping rule and the certificate are unchanged.
 3. **Certificate.** With r = ŵ_k − Σ λ_j ŵ_j (so dist_k ≤ ||r||: r is feasible), weak duality gives
    for the unit vector h = r/||r||
 
@@ -39,8 +43,10 @@ Algorithm
    evaluated over **all** j ≠ k (tiled products r·Ŵᵀ) in float64, in vector space (not λ-space).
    ``gap_k = ||r|| − max(0, that bound)`` ≥ 0 is reported; the bound is attained (gap 0) exactly at
    the optimum, i.e. when <ŵ_k − ŵ_j, r> ≥ ||r||² for all j (STUDY.md §12 GNC2 step 4).
-4. **Enlarge on failure.** Classes whose certificate fails (||r||² − min_j <ŵ_k − ŵ_j, r> > tol_cert)
-   are solved again with twice as many candidates (up to all K−1).
+4. **Enlarge on failure.** Classes whose certificate fails (||r||² − min_j <ŵ_k − ŵ_j, r> > 4·tol·s_k)
+   are solved again, warm-started from their corral, with candidates re-ranked by <ŵ_j, r> (the
+   violated constraints are exactly the j with the largest <ŵ_j, r>); from the third round on the
+   number of candidates doubles, up to all K−1 (then the solution is global by construction).
 
 The reported ``dist`` is ||r|| for a feasible λ (an upper bound that is exact up to ``gap``), so
 ``dist − gap ≤ true distance ≤ dist`` always holds, whatever happens numerically.
@@ -74,7 +80,20 @@ import torch
 
 __all__ = ["OVRResult", "ovr_distances", "ovr_subgradient", "normalize_rows", "pairwise_bounds"]
 
-_C_SHIFT = 1.0  # c in G' = G + c 11ᵀ
+
+
+_EPS = float(np.finfo(np.float64).eps)
+
+
+def _shift(diag: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
+    """Per-row c in G' = G + c·11ᵀ, on the scale of the squared norms ||v_j||² (conditioning):
+    max(min_j ||v_j||², 1e-3·max_j ||v_j||², 1e-30) over the candidates (or the ``valid`` ones)."""
+    if valid is not None:
+        lo = torch.where(valid, diag, torch.full_like(diag, math.inf)).min(1).values
+        hi = torch.where(valid, diag, torch.zeros_like(diag)).max(1).values
+    else:
+        lo, hi = diag.min(1).values, diag.max(1).values
+    return torch.maximum(torch.maximum(lo, 1e-3 * hi), torch.full_like(lo, 1e-30 if lo.dtype == torch.float64 else 1e-20))
 
 
 # ----------------------------------------------------------------------------------- result type
@@ -93,6 +112,7 @@ class OVRResult:
     weights : per class, the λ_j for ``support`` (sum to 1), or None.
     n_candidates : number of candidate neighbours the accepted solution used per class.
     info : timings, device, rounds and settings.
+    max_cos : ``max_{j≠k} cos(ŵ_k, ŵ_j)`` per class (min pairwise angle = arccos of its max).
     """
 
     dist: np.ndarray
@@ -103,6 +123,7 @@ class OVRResult:
     weights: list[np.ndarray] | None = None
     n_candidates: np.ndarray | None = None
     info: dict[str, Any] = field(default_factory=dict)
+    max_cos: np.ndarray | None = None
 
     @property
     def K(self) -> int:
@@ -245,12 +266,16 @@ class _Block:
     All updates act on the whole working set with boolean masks; rows outside a mask are unchanged.
     """
 
-    def __init__(self, G: torch.Tensor, s_limit: int, init=None, pricing: int = 1, s_start: int = 16):
-        self.G = G  # (B, m, m) Gram of v_j = ŵ_cand_j − ŵ_k
+    def __init__(self, G: torch.Tensor, s_limit: int, init=None, pricing: int = 1, s_start: int | None = None):
+        self.G = G  # (B, m, m) Gram of v_j = ŵ_cand_j − ŵ_k (float64, or float32 for a fast first pass)
         B, m, _ = G.shape
         dev, dt = G.device, G.dtype
+        eps = torch.finfo(dt).eps
+        self.tiny = torch.finfo(dt).tiny
+        self.piv_first = 500 * eps  # pivot thresholds (relative to G'_jj) of the added candidates
+        self.piv_extra = max(1e-6, 1e4 * eps)
         self.s_limit = s_limit
-        s = min(s_limit, max(2, s_start))
+        s = min(s_limit, max(2, s_start if s_start else m // 2))
         self.pricing = max(1, min(int(pricing), m))
         self.ids = torch.arange(B, device=dev)
         self.pos = torch.zeros(B, s, dtype=torch.long, device=dev)
@@ -272,7 +297,8 @@ class _Block:
         self.pos[:, 0] = j0
         self.valid[:, 0] = True
         self.lam[:, 0] = 1.0
-        self.P[:, 0, 0] = 1.0 / (diag[ar, j0] + _C_SHIFT)
+        self.c = _shift(diag)  # (B,)
+        self.P[:, 0, 0] = 1.0 / (diag[ar, j0] + self.c)
         self.u[:, 0] = self.P[:, 0, 0]
         self.GT[:, 0, :] = G[ar, j0, :]
         if init is not None:  # warm start from a previous corral (rows with an empty one stay cold)
@@ -286,7 +312,7 @@ class _Block:
             self.pos = torch.where(wm, pad(pos0, 0), self.pos)
             self.valid = torch.where(wm, pad(valid0, False), self.valid)
             lam0 = lam0 * valid0
-            lam0 = lam0 / lam0.sum(1, keepdim=True).clamp_min(1e-300)
+            lam0 = lam0 / lam0.sum(1, keepdim=True).clamp_min(self.tiny)
             self.lam = torch.where(wm, pad(lam0, 0.0), self.lam)
             GT = torch.gather(G, 1, self.pos.unsqueeze(2).expand(-1, -1, m)) * self.valid.unsqueeze(2)
             self.GT = torch.where(wm.unsqueeze(2), GT, self.GT)
@@ -300,7 +326,7 @@ class _Block:
 
     def grow(self) -> bool:
         s_old = self.s
-        s_new = min(self.s_limit, s_old + max(8, s_old // 4))
+        s_new = min(self.s_limit, s_old + max(8, s_old // 2))
         if s_new <= s_old:
             return False
         pad = s_new - s_old
@@ -316,50 +342,74 @@ class _Block:
         self.P = P
         return True
 
-    def add(self, mask: torch.Tensor, j: torch.Tensor, first: bool = True):
-        """Add candidate j[b] to the corral of each masked row b (bordering update of G'^{-1}).
+    def add(self, cand_ok: torch.Tensor, J: torch.Tensor):
+        """Add candidates J[b, c] (where ``cand_ok[b, c]``) to the corral of row b, all at once.
 
-        A candidate that is (numerically) affinely dependent on the corral stops its row when it
-        is the ``first`` (most violated) one of a major step and is skipped otherwise.
+        Block bordering: with Bm = G'[S, J], Q = P·Bm and the Schur complement Σ = G'[J, J] − Bmᵀ Q,
+        the inverse of the enlarged G' is P + Z Σ⁻¹ Zᵀ with Z = Q − E_T (E_T: unit columns at the
+        free slots T that receive J) — one pass over P for any number of added points. Candidates
+        (numerically) affinely dependent on the corral and the earlier ones are skipped by a greedy
+        pivoted elimination on the small Σ; a row that can add nothing is stopped (stalled).
         """
+        B, p = J.shape
+        need = cand_ok.sum(1)
         free = ~self.valid
-        full = mask & ~free.any(1)
-        if full.any() and self.grow():
+        while bool((free.sum(1) < need).any()) and self.grow():
             free = ~self.valid
-            full = mask & ~free.any(1)
-        if full.any():  # corral cannot grow (numerically dependent set): stop those rows
-            self._stop(full, 2)
-            mask = mask & ~full
-        B = mask.shape[0]
+        nfree = free.sum(1)
+        cand_ok = cand_ok & (torch.arange(p, device=J.device).unsqueeze(0) < nfree.unsqueeze(1))
         s_ = self.s
-        t = free.to(torch.int8).argmax(1)
         valid = self.valid
-        # b = G'[S, j] (zero on free slots), c_jj = G'[j, j]
-        b = (torch.gather(self.GT, 2, j.view(B, 1, 1).expand(B, s_, 1)).squeeze(2) + _C_SHIFT) * valid
-        cjj = torch.gather(self.Gdiag, 1, j.unsqueeze(1)).squeeze(1) + _C_SHIFT
-        q = torch.bmm(self.P, b.unsqueeze(-1)).squeeze(-1)
-        sigma = cjj - (b * q).sum(1)
-        dep = mask & ~(sigma > 1e-13 * cjj)  # j (numerically) in the affine hull of the corral
-        if dep.any():
-            if first:
-                self._stop(dep, 2)
-            mask = mask & ~dep
-        if not mask.any():
+        vf = valid.to(self.P.dtype)
+        c = self.c.view(B, 1, 1)
+        Bm = (torch.gather(self.GT, 2, J.unsqueeze(1).expand(B, s_, p)) + c) * vf.unsqueeze(2)
+        m = self.G.shape[2]
+        Grows = torch.gather(self.G, 1, J.unsqueeze(2).expand(B, p, m))  # G[J, :] (B, p, m)
+        Cjj = torch.gather(Grows, 2, J.unsqueeze(1).expand(B, p, p)) + c
+        Q = torch.bmm(self.P, Bm)  # (B, s, p)
+        Sig = Cjj - torch.bmm(Bm.transpose(1, 2), Q)
+        # greedy pivoted elimination on the p×p Schur complements: keep an independent subset
+        cdiag = torch.diagonal(Cjj, dim1=1, dim2=2)
+        S = Sig.clone()
+        use = torch.zeros_like(cand_ok)
+        for c in range(p):
+            # the most violated candidate only needs to be independent; the optional extra ones must
+            # be clearly independent (a tiny pivot would blow up the inverse)
+            piv = S[:, c, c]
+            ok_c = cand_ok[:, c] & (piv > (self.piv_first if c == 0 else self.piv_extra) * cdiag[:, c])
+            use[:, c] = ok_c
+            f = torch.where(ok_c, 1.0 / torch.where(ok_c, piv, torch.ones_like(piv)), torch.zeros_like(piv))
+            S = S - (S[:, :, c] * f.unsqueeze(1)).unsqueeze(2) * S[:, c, :].unsqueeze(1)
+        stalled = cand_ok[:, 0] & ~use.any(1)
+        if stalled.any():
+            self._stop(stalled, 2)
+        rows = use.any(1)
+        if not rows.any():
             return
-        # bordered inverse = P + z zᵀ/σ with z = q − e_t (q_t = 0 because slot t is free)
-        r = mask.nonzero().squeeze(1)
-        tt, jj = t[r], j[r]
-        z = q
-        z[r, tt] = -1.0
-        zs = z * (mask.to(q.dtype) / torch.where(mask, sigma, torch.ones_like(sigma))).unsqueeze(1)
-        self.P.addcmul_(zs.unsqueeze(2), z.unsqueeze(1))
-        self.u.addcmul_(zs, z.sum(1, keepdim=True))
+        uu = use.unsqueeze(2) & use.unsqueeze(1)
+        eye = torch.eye(p, dtype=Sig.dtype, device=Sig.device)
+        Sinv = torch.linalg.inv(torch.where(uu, Sig, eye.expand(B, p, p)))
+        Sinv = torch.where(uu, Sinv, torch.zeros_like(Sinv))
+        # free slots for the used candidates, in order
+        order = torch.sort(valid.to(torch.int8), dim=1, stable=True).indices[:, :p]  # free slots first
+        rank = torch.cumsum(use.to(torch.long), 1) - 1
+        T = torch.gather(order, 1, rank.clamp_min(0))  # slot of candidate c (where used)
+        uf = use.to(Q.dtype)
+        Z = Q * uf.unsqueeze(1)
+        E = torch.zeros_like(Z)
+        E.scatter_(1, T.unsqueeze(1), uf.unsqueeze(1))  # E[b, T[b,c], c] = 1 for used c
+        Z = Z - E
+        Y = torch.bmm(Z, Sinv)
+        self.P.baddbmm_(Y, Z.transpose(1, 2))
+        self.u.add_(torch.bmm(Y, Z.sum(1).unsqueeze(2)).squeeze(2))
+        r, c = use.nonzero(as_tuple=True)
+        tt, jj = T[r, c], J[r, c]
         self.pos[r, tt] = jj
         self.valid[r, tt] = True
         self.lam[r, tt] = 0.0
-        self.GT[r, tt, :] = self.G[self.ids[r], jj, :]
-        self.last[r] = tt
-        self.n_new[r] += 1
+        self.GT[r, tt, :] = Grows[r, c, :]
+        self.n_new = use.sum(1)
+        self.last = torch.where(use[:, 0], T[:, 0], torch.full_like(self.last, -1))
 
     def remove(self, mask: torch.Tensor, i: torch.Tensor):
         """Drop slot i[b] of each masked row b (Schur-complement downdate of G'^{-1})."""
@@ -388,7 +438,7 @@ class _Block:
         pos, valid = self.pos[rows], self.valid[rows]
         Gs = torch.gather(self.GT[rows], 2, pos.unsqueeze(1).expand(-1, self.s, -1))
         vv = valid.unsqueeze(2) & valid.unsqueeze(1)
-        Gs = torch.where(vv, Gs + _C_SHIFT, torch.zeros_like(Gs))
+        Gs = torch.where(vv, Gs + self.c[rows].view(-1, 1, 1), torch.zeros_like(Gs))
         Gs.diagonal(dim1=1, dim2=2).add_((~valid).to(Gs.dtype))
         return Gs
 
@@ -414,11 +464,13 @@ class _Block:
         if fin.any():
             self.finished.append((self.ids[fin], self.pos[fin], self.valid[fin], self.lam[fin],
                                   self.status[fin]))
-        for name in ("ids", "pos", "valid", "lam", "P", "u", "GT", "Gdiag", "last", "n_new", "major", "done",
-                     "status"):
+        for name in ("ids", "G", "c", "tol", "pos", "valid", "lam", "P", "u", "GT", "Gdiag", "last", "n_new", "major",
+                     "done", "status"):
             setattr(self, name, getattr(self, name)[keep])
 
-    def run(self, tol: float, max_iter: int, refresh: int) -> int:
+    def run(self, tol: torch.Tensor, max_iter: int, refresh: int) -> int:
+        """Iterate until every row stops; ``tol`` (per row) is Wolfe's tolerance on ||x||² − min_j <x, v_j>."""
+        self.tol = tol
         it = 0
         n_work = self.ids.shape[0]
         while True:
@@ -439,23 +491,23 @@ class _Block:
             if maj.any():
                 lam = self.lam
                 g = torch.bmm(lam.unsqueeze(1), self.GT).squeeze(1)  # <x, v_j>, all candidates
-                xx = (lam * torch.gather(g, 1, self.pos)).sum(1)  # ||x||²
+                gS = torch.gather(g, 1, self.pos)
+                xx = (lam * gS).sum(1)  # ||x||²
+                # corral points are never candidates (g = ||x||² there up to rounding)
+                g = g.scatter(1, self.pos, torch.where(self.valid, torch.full_like(gS, math.inf), gS))
+                # Wolfe's rule adds the most violated candidate; with pricing > 1 up to `pricing`
+                # violated candidates are added at once (one pass over P, fewer iterations)
                 if self.pricing == 1:
-                    gmin, jmin = g.min(1)
-                    gmins, jmins = gmin.unsqueeze(1), jmin.unsqueeze(1)
-                else:  # multiple pricing: add up to `pricing` most violated candidates at once
+                    gmins, jmins = g.min(1, keepdim=True)
+                else:
                     gmins, jmins = torch.topk(g, self.pricing, dim=1, largest=False)
-                    gmin = gmins[:, 0]
-                conv = maj & ((xx - gmin) <= tol)
+                conv = maj & ((xx - gmins[:, 0]) <= self.tol)
                 self.major &= ~maj
                 if conv.any():
                     self._stop(conv, 1)
-                self.n_new.masked_fill_(maj, 0)
-                for c in range(gmins.shape[1]):
-                    addm = maj & ~self.done & ((xx - gmins[:, c]) > tol)
-                    if not addm.any():
-                        break
-                    self.add(addm, jmins[:, c], first=(c == 0))
+                addm = maj & ~conv
+                if addm.any():
+                    self.add(addm.unsqueeze(1) & ((xx.unsqueeze(1) - gmins) > self.tol.unsqueeze(1)), jmins)
             # ---- minor steps: affine minimizer α = P1/1ᵀP1 of the corral; accept or move towards it
             act = ~self.done
             if not act.any():
@@ -470,13 +522,13 @@ class _Block:
             self.major |= acc
             if rej.any():
                 neg = valid & (alpha <= 0)
-                theta_i = torch.where(neg, lam / (lam - alpha).clamp_min(1e-300), torch.full_like(lam, math.inf))
+                theta_i = torch.where(neg, lam / (lam - alpha).clamp_min(self.tiny), torch.full_like(lam, math.inf))
                 theta, istar = theta_i.min(1)
                 theta = theta.clamp(0.0, 1.0).unsqueeze(1)
                 mv = ((1 - theta) * lam + theta * alpha).clamp_min(0.0) * valid
                 mv[torch.arange(mv.shape[0], device=mv.device), istar] = 0.0
                 newlam = torch.where(rej.unsqueeze(1), mv, newlam)
-                # dropping the single point just added, with no progress: numerical stall
+                # dropping the single (most violated) point just added, with no progress: numerical stall
                 stall = rej & (theta.squeeze(1) <= 0) & (istar == self.last) & (self.n_new == 1)
                 self.lam = newlam
                 if stall.any():
@@ -492,10 +544,10 @@ class _Block:
     def results(self, B: int):
         """Padded (B, s) pos, valid, lam and (B,) status, in block order, occupied slots first."""
         s = max(f[1].shape[1] for f in self.finished)
-        dev = self.G.device
+        dev = self.pos.device
         pos = torch.zeros(B, s, dtype=torch.long, device=dev)
         valid = torch.zeros(B, s, dtype=torch.bool, device=dev)
-        lam = torch.zeros(B, s, dtype=self.G.dtype, device=dev)
+        lam = torch.zeros(B, s, dtype=self.lam.dtype, device=dev)
         status = torch.zeros(B, dtype=torch.int8, device=dev)
         for ids, p, v, l_, st in self.finished:
             w = p.shape[1]
@@ -514,7 +566,8 @@ def _exact_weights(Gs: torch.Tensor, valid, lam):
     """Recompute the affine minimizer on the final corral (Gram ``Gs``) exactly; keep it if feasible."""
     G = Gs
     vv = valid.unsqueeze(2) & valid.unsqueeze(1)
-    Gs = torch.where(vv, Gs + _C_SHIFT, torch.zeros_like(Gs))
+    c = _shift(torch.diagonal(Gs, dim1=1, dim2=2), valid)
+    Gs = torch.where(vv, Gs + c.view(-1, 1, 1), torch.zeros_like(Gs))
     Gs.diagonal(dim1=1, dim2=2).add_((~valid).to(G.dtype))
     rhs = valid.to(G.dtype).unsqueeze(-1)
     u, info = torch.linalg.solve_ex(Gs, rhs)
@@ -532,18 +585,20 @@ def _exact_weights(Gs: torch.Tensor, valid, lam):
 
 def ovr_distances(W, *, candidates: int | None = None, tol: float = 1e-12, device=None,
                   block_size: int | None = None, tile: int = 8192, memory_budget: int | None = None,
-                  max_iter: int | None = None, refresh: int = 32, return_support: bool = True,
-                  warn: bool = True) -> OVRResult:
+                  max_iter: int | None = None, refresh: int = 32, pricing: int = 3,
+                  precision: str = "auto", return_support: bool = True, warn: bool = True) -> OVRResult:
     """Exact distance of each normalized row of ``W`` to the convex hull of the other rows.
 
     Parameters
     ----------
     W : (K, d) array-like (numpy or torch); rows are the class vectors; normalized here.
     candidates : initial number m of nearest neighbours (by cosine) per class searched by the QP;
-        default ``min(K−1, max(32, min(1.5·(d+1), 128)))``. Classes whose certificate fails are re-solved
+        default ``min(K−1, max(32, min(1.5·(d+1), 160)))``. Classes whose certificate fails are re-solved
         with 2m, 4m, … up to K−1, so this only affects speed, never the result.
-    tol : tolerance of Wolfe's stopping rule, ``||x||² − min_j <x, v_j> ≤ tol`` (a bound on the
-        duality gap of the *squared* distance); the final certificate accepts ``4·tol + 1e-14``.
+    tol : tolerance of Wolfe's stopping rule, ``||x||² − min_j <x, v_j> ≤ tol·s_k`` (a bound on the
+        duality gap of the *squared* distance), with the scale s_k = min_j ||ŵ_k − ŵ_j||² clipped to
+        [1e-8, 1] (so dense codes with tiny distances keep a relative accuracy); the final
+        certificate accepts ``4·tol·s_k`` (or a distance gap below 64 machine epsilons).
     device : torch device (``"cpu"``, ``"cuda"``, ``None`` → CUDA if available else CPU).
     block_size : classes solved together; default from ``memory_budget``.
     tile : column tile of the K×K cosine / certificate products.
@@ -551,6 +606,13 @@ def ovr_distances(W, *, candidates: int | None = None, tol: float = 1e-12, devic
         memory, at most 8 GiB, on CUDA).
     max_iter : cap on lock-step iterations per block (default ``50·(d+1) + 100``).
     refresh : recompute the corral inverses exactly every this many iterations (0: never).
+    pricing : number of most-violated candidates added per major step (1 = Wolfe's rule; more
+        means fewer lock-step iterations; the result is the same).
+    precision : ``"float64"``: every round in float64; ``"mixed"``: the first round's Gram matrices
+        and Wolfe iterations in float32 (about twice as fast on CPUs), which only *identify* the
+        corral — the weights are then re-solved exactly in float64 from the vectors and the float64
+        certificate decides; classes that fail it go to the float64 rounds. ``"auto"`` (default):
+        mixed on CPU, float64 on CUDA. The result is certified either way.
     return_support : also return the support (indices with λ > 0) and weights per class.
 
     Returns
@@ -569,13 +631,20 @@ def ovr_distances(W, *, candidates: int | None = None, tol: float = 1e-12, devic
         raise ValueError(f"one-vs-rest distances need at least 2 classes, got K={K}")
     dev = _device(device)
     Wn = torch.as_tensor(Wn_np, device=dev)
-    m0 = candidates if candidates is not None else max(32, min((3 * (d + 1)) // 2, 128))
+    m0 = candidates if candidates is not None else max(32, min((3 * (d + 1)) // 2, 160))
     m0 = int(max(1, min(K - 1, m0)))
     budget = memory_budget or _default_budget(dev)
     tile = int(max(1, min(tile, K)))
     chunk = int(max(1, min(K, (budget // 2) // (8 * (tile + 2 * m0 + d)))))  # rows per tiled product
     max_iter = max_iter or 50 * (d + 1) + 100
-    tol_cert = 4.0 * tol + 1e-14
+    # tolerances per class, relative to the squared nearest-neighbour distance (clipped to [1e-8, 1]):
+    # scale-aware for dense codes with tiny distances, = tol for ordinary codes
+    tol_scale = torch.ones(K, dtype=torch.float64, device=dev)
+    if precision not in ("auto", "float64", "mixed"):
+        raise ValueError(f"precision must be 'auto', 'float64' or 'mixed', got {precision!r}")
+    mixed = precision == "mixed" or (precision == "auto" and dev.type == "cpu")
+    Wn32 = Wn.to(torch.float32) if mixed else None
+    tol32 = 1e-6
 
     dist = torch.full((K,), math.nan, dtype=torch.float64, device=dev)
     gap = torch.full((K,), math.nan, dtype=torch.float64, device=dev)
@@ -602,24 +671,39 @@ def ovr_distances(W, *, candidates: int | None = None, tol: float = 1e-12, devic
     while pending.numel():
         stats["rounds"] += 1
         n = pending.numel()
-        last_round = m >= K - 1
+        last_round = m >= K - 1 and not (mixed and prev is None)  # a float32 round is never final
         # ---- 1. candidates (tiled products, chunks of rows)
         t0 = time.perf_counter()
         cv, cand = _topk_rows(Wn, pending, m, tile, chunk, queries=dirs)
         if dirs is None:
             maxcos[pending] = cv[:, 0]
+            tol_scale = (2.0 - 2.0 * maxcos).clamp(1e-8, 1.0)
         else:
             # the violated constraints j maximize <ŵ_j, r>: candidates ranked by r, plus the old corral
+            # (the old corral points are usually among them; the missing ones are appended)
             gidx, gval, glam = prev
-            dup = ((cand.unsqueeze(2) == gidx.unsqueeze(1)) & gval.unsqueeze(1)).any(2)
-            cand = torch.cat([torch.where(gval, gidx, cand[:, :1]), torch.where(dup, cand[:, :1], cand)], 1)
+            eq = (gidx.unsqueeze(2) == cand.unsqueeze(1)) & gval.unsqueeze(2)  # (n, s0, m)
+            found = eq.any(2)
+            missing = gval & ~found
+            nmiss = missing.sum(1)
+            wmiss = int(nmiss.max())
+            slot_of = eq.to(torch.int8).argmax(2)  # position in cand of a found corral point
+            if wmiss:
+                order = torch.sort((~missing).to(torch.int8), dim=1, stable=True).indices[:, :wmiss]
+                extra = torch.gather(gidx, 1, order)
+                ok = torch.arange(wmiss, device=dev).unsqueeze(0) < nmiss.unsqueeze(1)
+                cand = torch.cat([cand, torch.where(ok, extra, cand[:, :1])], 1)
+                rank_missing = torch.cumsum(missing.to(torch.long), 1) - 1
+                slot_of = torch.where(missing, m + rank_missing, slot_of)
+            init_pos = torch.where(gval, slot_of, torch.zeros_like(slot_of))
         del cv
         t0 = clock("t_candidates", t0)
         # ---- 2. batched Wolfe on blocks of classes
         mc = cand.shape[1]
         s_est = min(mc, d + 1, 128) + 1
         per_class = 8 * (mc * d + 2 * mc * mc + 3 * mc * s_est + 3 * s_est * s_est)
-        B = block_size or int(max(1, min(n, budget // per_class)))
+        # CPU: blocks of ≤ 256 classes keep the per-iteration tensors cache-sized; GPU: as many as fit
+        B = block_size or int(max(1, min(n, budget // per_class, 256 if dev.type == "cpu" else n)))
         R = torch.empty(n, d, dtype=torch.float64, device=dev)
         outs = []
         for b0 in range(0, n, B):
@@ -628,16 +712,22 @@ def ovr_distances(W, *, candidates: int | None = None, tol: float = 1e-12, devic
             stats["blocks"] += 1
             wk = Wn[rows]
             cb = cand[b0:b0 + B]
-            V = Wn[cb] - wk.unsqueeze(1)  # (nb, mc, d): v_j = ŵ_j − ŵ_k
+            low_prec = mixed and prev is None  # first round on CPU: float32 Wolfe, float64 polish + certificate
+            if low_prec:
+                V = Wn32[cb] - Wn32[rows].unsqueeze(1)
+            else:
+                V = Wn[cb] - wk.unsqueeze(1)  # (nb, mc, d): v_j = ŵ_j − ŵ_k
             G = torch.bmm(V, V.transpose(1, 2))
             del V
             t0 = clock("t_gram", t0)
             init = None
             if prev is not None:
-                s0 = prev[0].shape[1]
-                init = (torch.arange(s0, device=dev).expand(nb, -1), prev[1][b0:b0 + B], prev[2][b0:b0 + B])
-            blk = _Block(G, s_limit=min(mc, d + 1) + 1, init=init)
-            stats["iterations"] += blk.run(tol, max_iter, refresh)
+                init = (init_pos[b0:b0 + B], prev[1][b0:b0 + B], prev[2][b0:b0 + B].to(G.dtype))
+            blk = _Block(G, s_limit=min(mc, d + 1) + 1, init=init, pricing=pricing)
+            t_row = tol * tol_scale[rows]
+            if low_prec:  # float32 Wolfe only identifies the corral; float64 decides (certificate)
+                t_row = (max(tol, tol32) * tol_scale[rows]).to(torch.float32)
+            stats["iterations"] += blk.run(t_row, max_iter, refresh)
             pos, valid, lam, status = blk.results(nb)
             stats["stalled"] += int((status == 2).sum())
             stats["max_iter"] += int((status == 3).sum())
@@ -646,7 +736,7 @@ def ovr_distances(W, *, candidates: int | None = None, tol: float = 1e-12, devic
             # vectors themselves (float64, vector space)
             gpos = torch.gather(cb, 1, pos)
             Vs = Wn[gpos] - wk.unsqueeze(1)
-            lam = _exact_weights(torch.bmm(Vs, Vs.transpose(1, 2)), valid, lam)
+            lam = _exact_weights(torch.bmm(Vs, Vs.transpose(1, 2)), valid, lam.to(torch.float64))
             R[b0:b0 + nb] = -(lam.unsqueeze(2) * Vs).sum(1)
             del Vs
             outs.append((gpos, valid & (lam > 0), lam))
@@ -662,7 +752,8 @@ def ovr_distances(W, *, candidates: int | None = None, tol: float = 1e-12, devic
         mins = _certificate_min(Wn, pending, R, tile, chunk)
         nr = rr.sqrt()
         low = torch.where(nr > 0, mins / nr.clamp_min(1e-300), torch.zeros_like(nr)).clamp_min(0.0)
-        ok = (rr - mins) <= tol_cert
+        # accepted: Wolfe-type criterion, or a distance gap at the rounding level of unit vectors
+        ok = ((rr - mins) <= 4.0 * tol * tol_scale[pending]) | ((nr - low) <= 64 * _EPS)
         accept = ok | last_round
         acc = pending[accept]
         dist[acc] = nr[accept]
@@ -709,7 +800,7 @@ def ovr_distances(W, *, candidates: int | None = None, tol: float = 1e-12, devic
         dist=dist.cpu().numpy(), gap=gap.cpu().numpy(),
         lower=np.maximum(0.0, 1.0 - mc), upper=np.sqrt(np.maximum(0.0, 2.0 - 2.0 * mc)),
         support=support if return_support else None, weights=weights if return_support else None,
-        n_candidates=ncand, info=info)
+        n_candidates=ncand, info=info, max_cos=mc)
 
 
 # ------------------------------------------------------------------ reference (repo) estimator

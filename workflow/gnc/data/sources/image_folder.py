@@ -89,7 +89,11 @@ class ImageFolderSource(Source):
         def transform(img):
             return to_array(img, size, channels, mode)
 
-        train = tv.datasets.ImageFolder(str(train_dir), transform=transform)
+        try:
+            train = tv.datasets.ImageFolder(str(train_dir), transform=transform)
+        except FileNotFoundError as exc:  # an empty class folder: torchvision names the class, not the path
+            raise DatasetNotFoundError(f"image_folder: {train_dir}: {exc} (every class folder needs at least "
+                                       f"one training image)") from exc
         classes, class_to_idx = train.classes, train.class_to_idx
 
         def read(ds) -> tuple[np.ndarray, np.ndarray]:

@@ -1,0 +1,29 @@
+"""Spherical codes (issue #5): Tammes and softmax-code solvers, the paper's HardMax baseline, the
+spherical unconstrained feature model, a solution store and trained-vs-code comparisons.
+
+Public API::
+
+    solve_tammes(d, K, ...)          -> CodeSolution   (value = min angle, degrees)
+    solve_softmax_code(d, K, ...)    -> CodeSolution   (value = exact rho_ovr)
+    solve_hardmax(d, K, ...)         -> CodeSolution   (reference sub-gradient solver)
+    solve_ufm(d, K, n, tau, ...)     -> CodeSolution   (W classifier, H features)
+    ufm_tau_sweep(d, K, n, taus, ...) -> (xr.Dataset, [CodeSolution])
+    CodeStore(root).get_or_solve(problem, d, K, ...)
+    align_to_code(W_trained, W_code) -> (distance, perm, R)
+    gram_neighbours(W, names)        -> pandas.DataFrame
+    codes_dataset(solutions)         -> xr.Dataset  (results/codes.nc)
+    known.*                          closed-form codes, literature values, paper lines
+"""
+
+from . import known
+from ._common import CodeSolution, max_cosine, min_angle_deg, normalize_rows
+from .compare import align_to_code, codes_dataset, gram_neighbours
+from .hardmax import solve_hardmax
+from .softmax import solve_softmax_code
+from .store import CodeStore, load_solution, save_solution
+from .tammes import solve_tammes
+from .ufm import solve_ufm, ufm_tau_sweep
+
+__all__ = ["CodeSolution", "CodeStore", "align_to_code", "codes_dataset", "gram_neighbours", "known",
+           "load_solution", "max_cosine", "min_angle_deg", "normalize_rows", "save_solution", "solve_hardmax",
+           "solve_softmax_code", "solve_tammes", "solve_ufm", "ufm_tau_sweep"]

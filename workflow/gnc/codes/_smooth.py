@@ -1,0 +1,193 @@
+"""Batched smoothed solvers (torch, CPU or CUDA) with manual gradients and row blocking.
+
+Both problems are max-min problems over products of unit spheres.  The non-smooth minimum is
+replaced by a log-sum-exp soft-min with sharpness ``beta`` that grows geometrically during the run
+(continuation); many random restarts are optimised together as one (B, K, d) tensor.  Steps are
+Adam steps on the tangent (Riemannian) gradient followed by re-normalisation of the rows
+(retraction).  Gradients are written out by hand so that large K can be processed in row blocks
+without autograd graphs (memory O(block * K) instead of O(K^2)).
+
+* Tammes:  minimise  (1/beta) log sum_{i != j} exp(beta <x_i, x_j>)        (soft max cosine)
+* Softmax: maximise -(1/beta) log sum_{k != j} exp(-beta <h_k, w_k - w_j>)  (soft min margin)
+  jointly over classifier rows w_k and dual directions h_k (the HardMax problem of STUDY §2.3;
+  for fixed W the optimal unit h_k gives exactly dist_k(W), STUDY §2.2).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass
+class Schedule:
+    iters: int
+    beta0: float
+    beta1: float
+    lr0: float
+    lr1: float
+
+    def at(self, t: int) -> tuple[float, float]:
+        fr = t / max(self.iters - 1, 1)
+        return (self.beta0 * (self.beta1 / self.beta0) ** fr, self.lr0 * (self.lr1 / self.lr0) ** fr)
+
+
+def _retract(X: torch.Tensor) -> torch.Tensor:
+    return X / X.norm(dim=-1, keepdim=True)
+
+
+def _tangent(G: torch.Tensor, X: torch.Tensor) -> torch.Tensor:
+    return G - (G * X).sum(-1, keepdim=True) * X
+
+
+class _Adam:
+    def __init__(self, like: torch.Tensor, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-12):
+        self.m = torch.zeros_like(like)
+        self.v = torch.zeros_like(like)
+        self.b1, self.b2, self.eps, self.t = b1, b2, eps, 0
+
+    def step(self, G: torch.Tensor, lr: float) -> torch.Tensor:
+        self.t += 1
+        self.m.mul_(self.b1).add_(G, alpha=1 - self.b1)
+        self.v.mul_(self.b2).addcmul_(G, G, value=1 - self.b2)
+        mh = self.m / (1 - self.b1 ** self.t)
+        vh = self.v / (1 - self.b2 ** self.t)
+        # scale eps to the gradient size of each restart so the step is scale invariant
+        return lr * mh / (vh.sqrt() + self.eps)
+
+
+def _blocks(K: int, block: int | None):
+    if block is None or block >= K:
+        yield slice(0, K)
+        return
+    for s in range(0, K, block):
+        yield slice(s, min(s + block, K))
+
+
+def max_cos_batched(X: torch.Tensor, block: int | None = None) -> torch.Tensor:
+    """(B,) largest off-diagonal cosine of each (K, d) member of the batch."""
+    B, K, _ = X.shape
+    out = torch.full((B,), -4.0, dtype=X.dtype, device=X.device)
+    for sl in _blocks(K, block):
+        C = X[:, sl] @ X.transpose(1, 2)
+        idx = torch.arange(sl.start, sl.stop, device=X.device)
+        C[:, idx - sl.start, idx] = -4.0
+        out = torch.maximum(out, C.amax(dim=(1, 2)))
+    return out
+
+
+def min_margin_batched(W: torch.Tensor, H: torch.Tensor, block: int | None = None) -> torch.Tensor:
+    """(B,) min over k != j of <h_k, w_k - w_j> -- a certified lower bound on rho_ovr(W)."""
+    B, K, _ = W.shape
+    out = torch.full((B,), 4.0, dtype=W.dtype, device=W.device)
+    for sl in _blocks(K, block):
+        G = H[:, sl] @ W.transpose(1, 2)                     # (B, kb, K): <h_k, w_j>
+        idx = torch.arange(sl.start, sl.stop, device=W.device)
+        diag = G[:, idx - sl.start, idx]                       # <h_k, w_k>
+        M = diag.unsqueeze(-1) - G
+        M[:, idx - sl.start, idx] = 4.0
+        out = torch.minimum(out, M.amin(dim=(1, 2)))
+    return out
+
+
+def smooth_tammes(X: torch.Tensor, sched: Schedule, block: int | None = None,
+                  deadline: float | None = None, callback=None, every: int = 50) -> torch.Tensor:
+    """Continuation on the soft max-cosine; returns the final (B, K, d) unit rows."""
+    X = _retract(X.clone())
+    B, K, _ = X.shape
+    opt = _Adam(X)
+    cref = max_cos_batched(X, block)
+    for t in range(sched.iters):
+        beta, lr = sched.at(t)
+        G = torch.empty_like(X)
+        cnew = torch.full_like(cref, -4.0)
+        for sl in _blocks(K, block):
+            C = X[:, sl] @ X.transpose(1, 2)
+            idx = torch.arange(sl.start, sl.stop, device=X.device)
+            C[:, idx - sl.start, idx] = -4.0
+            cnew = torch.maximum(cnew, C.amax(dim=(1, 2)))
+            E = torch.exp(torch.clamp(beta * (C - cref.view(B, 1, 1)), max=60.0))
+            G[:, sl] = E @ X
+        cref = cnew
+        # normalise each restart's gradient (the soft-max weights sum to 1 per restart)
+        G = G / G.flatten(1).norm(dim=1).clamp_min(1e-300).view(B, 1, 1)
+        G = _tangent(G, X)
+        X = _retract(X - opt.step(G, lr))
+        if callback is not None and (t % every == 0 or t == sched.iters - 1):
+            callback(t, X)
+        if deadline is not None and time.perf_counter() > deadline:
+            break
+    return X
+
+
+def smooth_softmax(W: torch.Tensor, H: torch.Tensor, sched: Schedule, block: int | None = None,
+                   deadline: float | None = None, callback=None, every: int = 50):
+    """Continuation on the soft-min margin of the joint (W, H) HardMax problem."""
+    W = _retract(W.clone())
+    H = _retract(H.clone())
+    B, K, _ = W.shape
+    optW, optH = _Adam(W), _Adam(H)
+    mref = min_margin_batched(W, H, block)
+    for t in range(sched.iters):
+        beta, lr = sched.at(t)
+        gW = torch.zeros_like(W)
+        gH = torch.empty_like(H)
+        mnew = torch.full_like(mref, 4.0)
+        for sl in _blocks(K, block):
+            G = H[:, sl] @ W.transpose(1, 2)                  # <h_k, w_j>
+            idx = torch.arange(sl.start, sl.stop, device=W.device)
+            diag = G[:, idx - sl.start, idx]
+            M = diag.unsqueeze(-1) - G                        # m_kj
+            M[:, idx - sl.start, idx] = 4.0
+            mnew = torch.minimum(mnew, M.amin(dim=(1, 2)))
+            P = torch.exp(torch.clamp(-beta * (M - mref.view(B, 1, 1)), max=60.0))
+            P[:, idx - sl.start, idx] = 0.0
+            rs = P.sum(-1)                                    # (B, kb)
+            # d(soft-min)/dh_k  ~  sum_j P_kj (w_k - w_j)
+            gH[:, sl] = rs.unsqueeze(-1) * W[:, sl] - P @ W
+            # d/dw_k from its own rows: rs_k h_k ; d/dw_j from rows k: -P_kj h_k
+            gW[:, sl] += rs.unsqueeze(-1) * H[:, sl]
+            gW -= P.transpose(1, 2) @ H[:, sl]
+        mref = mnew
+        scale = (gW.flatten(1).norm(dim=1) + gH.flatten(1).norm(dim=1)).clamp_min(1e-300).view(B, 1, 1)
+        gW = _tangent(gW / scale, W)
+        gH = _tangent(gH / scale, H)
+        # ascent on the soft-min
+        W = _retract(W + optW.step(gW, lr))
+        H = _retract(H + optH.step(gH, lr))
+        if callback is not None and (t % every == 0 or t == sched.iters - 1):
+            callback(t, W, H)
+        if deadline is not None and time.perf_counter() > deadline:
+            break
+    return W, H
+
+
+def dual_directions(W: torch.Tensor, H: torch.Tensor, iters: int = 300, beta: float = 1e4,
+                    lr: float = 1e-3, block: int | None = None) -> torch.Tensor:
+    """Improve only the dual directions H for fixed W (soft-min ascent per class)."""
+    H = _retract(H.clone())
+    B, K, _ = W.shape
+    opt = _Adam(H)
+    for t in range(iters):
+        gH = torch.empty_like(H)
+        for sl in _blocks(K, block):
+            G = H[:, sl] @ W.transpose(1, 2)
+            idx = torch.arange(sl.start, sl.stop, device=W.device)
+            diag = G[:, idx - sl.start, idx]
+            M = diag.unsqueeze(-1) - G
+            M[:, idx - sl.start, idx] = 4.0
+            mk = M.amin(-1, keepdim=True)
+            P = torch.exp(-beta * (M - mk))
+            P[:, idx - sl.start, idx] = 0.0
+            P = P / P.sum(-1, keepdim=True)
+            gH[:, sl] = W[:, sl] - P @ W
+        gH = _tangent(gH, H)
+        H = _retract(H + opt.step(gH, lr * (1 - t / iters) + 1e-6))
+    return H
+
+
+def log_schedule_value(beta: float) -> float:
+    return math.log10(beta)

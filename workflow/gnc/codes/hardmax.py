@@ -1,0 +1,87 @@
+"""The reference solver of the paper's repository (STUDY §7, ``hardmax_solution.py``), vectorised.
+
+Joint projected sub-gradient descent on
+
+    L_HardMax(W, H) = max_k max_{j != k} <w_j - w_k, h_k>     (W classifier, H one feature per class)
+
+starting from H = W, with the step size decayed linearly from ``lr`` to 0 over ``iters`` iterations
+and all rows re-normalised after every step.  The sub-gradient of the single maximising pair
+(k*, j*) is used, exactly as autograd of ``torch.max`` does in the reference script: it moves
+w_{j*} by -lr h_{k*}, w_{k*} by +lr h_{k*} and h_{k*} by -lr (w_{j*} - w_{k*}).  The reference
+keeps separate roles ("W" = features, "H" = classifier); the problem is symmetric, we follow
+the STUDY notation.  ``restarts`` independent runs are batched as one (B, K, d) tensor.
+
+``-L_HardMax(W, H)`` is a certified lower bound on rho_ovr(W) (each h_k is a unit vector); the
+history records its best-so-far value, the final code is evaluated exactly.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+
+from ._common import CodeSolution, History, exact_ovr, min_angle_deg, normalize_rows, ovr_fields, torch_device
+from .tammes import random_sphere
+
+
+def solve_hardmax(d: int, K: int, *, iters: int = 100_000, lr: float = 0.1, restarts: int = 1, seed: int = 0,
+                  device: str = "cpu", time_budget: float | None = None, record_every: int = 100,
+                  dtype=torch.float64, init: np.ndarray | None = None, evaluate_ovr: bool = True) -> CodeSolution:
+    """Projected sub-gradient on L_HardMax (the paper's baseline).  ``value`` = exact rho_ovr(W)."""
+    t_start = time.perf_counter()
+    dev = torch_device(device)
+    B = int(restarts)
+    W = random_sphere(B, K, d, seed, dtype, dev)
+    if init is not None:
+        W[0] = torch.as_tensor(normalize_rows(init), dtype=dtype, device=dev)
+    H = W.clone()
+    hist = History(t_start)
+    eye = torch.eye(K, dtype=torch.bool, device=dev)
+    bidx = torch.arange(B, device=dev)
+    lrs = np.linspace(0.0, lr, num=iters)[::-1]          # as the reference: lr ... 0, linearly
+    best_lb = -np.inf
+    done = 0
+    for t in range(iters):
+        G = H @ W.transpose(1, 2)                          # G[b,k,j] = <h_k, w_j>
+        M = G - torch.diagonal(G, dim1=1, dim2=2).unsqueeze(-1)   # <h_k, w_j - w_k>
+        M.masked_fill_(eye, -torch.inf)
+        flat = M.flatten(1)
+        val, arg = flat.max(dim=1)
+        kst, jst = arg // K, arg % K
+        if t % record_every == 0:
+            lb = float((-val).max())
+            if lb > best_lb:
+                best_lb = lb
+                hist.add(lb)
+        step = float(lrs[t])
+        hk = H[bidx, kst].clone()
+        dwj = W[bidx, jst] - W[bidx, kst]
+        W[bidx, jst] -= step * hk
+        W[bidx, kst] += step * hk
+        H[bidx, kst] -= step * dwj
+        W = W / W.norm(dim=-1, keepdim=True)
+        H = H / H.norm(dim=-1, keepdim=True)
+        done = t + 1
+        if time_budget is not None and t % 256 == 0 and time.perf_counter() - t_start > time_budget:
+            break
+    G = H @ W.transpose(1, 2)
+    M = G - torch.diagonal(G, dim1=1, dim2=2).unsqueeze(-1)
+    M.masked_fill_(eye, -torch.inf)
+    lbs = (-M.flatten(1).max(dim=1).values).cpu().numpy()
+    b = int(np.argmax(lbs))
+    hist.add(float(lbs[b]))
+    Wb = normalize_rows(W[b].cpu().numpy().astype(np.float64))
+    Hb = normalize_rows(H[b].cpu().numpy().astype(np.float64))
+    res = exact_ovr(Wb) if evaluate_ovr else None
+    of = ovr_fields(res)
+    cert = {"lower_bound": float(lbs[b]), "iterations_done": done}
+    cert.update({k: v for k, v in of.items() if k != "ovr"})
+    if res is not None:
+        hist.add(of["ovr"])
+    settings = dict(iters=iters, lr=lr, restarts=B, record_every=record_every, time_budget=time_budget,
+                    device=str(dev), dtype=str(dtype), schedule="linear lr -> 0, H0 = W0")
+    return CodeSolution(W=Wb, problem="hardmax", d=d, K=K, value=float(of["ovr"]), min_angle_deg=min_angle_deg(Wb),
+                        ovr=float(of["ovr"]), certificate=cert, settings=settings, seed=seed,
+                        seconds=time.perf_counter() - t_start, H=Hb, history=hist.points)

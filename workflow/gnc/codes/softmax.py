@@ -1,0 +1,149 @@
+"""Softmax codes: K unit vectors in R^d maximising rho_ovr(W) = min_k dist(w_k, conv{w_j : j != k}).
+
+Method.  By the dual form (STUDY §2.2) ``dist_k(W) = max_{|h|=1} min_{j!=k} <w_k - w_j, h>``, so
+maximising rho_ovr is the joint max-min problem over classifier rows W and dual directions H
+(the HardMax problem with one feature per class, STUDY §2.3):
+
+    max_{W, H unit rows}  min_{k != j}  <h_k, w_k - w_j>.
+
+1. *Smoothed continuation*, batched over restarts: soft-min (log-sum-exp) of all K(K-1) margins
+   with sharpness growing from ``beta[0]`` to ``beta[1]``; Adam steps on the tangent gradients of
+   W and H, rows re-normalised; rows processed in blocks for large K.  Restarts start from random
+   codes with H = W, from a Tammes run (``init="tammes"``), or both (``"mixed"``, default).
+2. *Exact polish* of the best restart by sequential linear programming on the near-active margins
+   (:func:`gnc.codes._polish.slp_softmax`), when the LP is small enough and time allows.
+3. *Exact evaluation*: ``value = ovr = rho_ovr(W)`` from :func:`gnc.metrics.ovr.ovr_distances`.
+   ``certificate["lower_bound"]`` is the min margin of the returned (W, H): since every h_k is a
+   unit vector it proves ``rho_ovr(W) >= lower_bound`` without any QP.
+   ``rattlers`` are classes whose one-vs-rest distance exceeds the minimum by more than
+   ``certificate["rattler_tol"]`` (their constraint is inactive).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+import torch
+
+from ._common import (CodeSolution, History, default_dtype, exact_ovr, min_angle_deg, normalize_rows,
+                      ovr_fields, torch_device)
+from ._polish import kkt_residual_softmax, slp_softmax
+from ._smooth import Schedule, min_margin_batched, smooth_softmax, smooth_tammes
+from .tammes import random_sphere
+
+#: polish only when the joint LP has at most this many variables (2*K*(d-1))
+POLISH_MAX_VARS = 4000
+
+
+def _defaults(d: int, K: int) -> dict:
+    size = K * d
+    if size <= 400:
+        return dict(restarts=32, iters=1500)
+    if size <= 4000:
+        return dict(restarts=16, iters=3000)
+    if size <= 40000:
+        return dict(restarts=4, iters=3000)
+    return dict(restarts=1, iters=400)
+
+
+def solve_softmax_code(d: int, K: int, *, restarts: int | None = None, seed: int = 0, device: str = "cpu",
+                       time_budget: float | None = None, iters: int | None = None,
+                       beta: tuple[float, float] = (5.0, 2e4), lr: tuple[float, float] = (0.02, 1e-5),
+                       init: str | np.ndarray = "mixed", tammes_iters: int | None = None,
+                       polish: bool = True, polish_time: float | None = 120.0, block: int | None = None,
+                       dtype=None, evaluate_ovr: bool = True, verbose: bool = False) -> CodeSolution:
+    """Best softmax code found in R^d with K classes (``value`` = exact rho_ovr).
+
+    ``init``: ``"random"``, ``"tammes"``, ``"mixed"`` (half of the restarts each) or a (K, d)
+    array that seeds restart 0.  With ``time_budget`` (seconds) rounds of restarts are repeated
+    until the budget is spent (the polish gets what is left, at most ``polish_time``).
+    """
+    if K < 2 or d < 2:
+        raise ValueError("need K >= 2 and d >= 2")
+    t_start = time.perf_counter()
+    deadline = None if time_budget is None else t_start + float(time_budget)
+    dfl = _defaults(d, K)
+    restarts = dfl["restarts"] if restarts is None else int(restarts)
+    iters = dfl["iters"] if iters is None else int(iters)
+    tammes_iters = max(iters // 3, 50) if tammes_iters is None else int(tammes_iters)
+    dev = torch_device(device)
+    tdtype = default_dtype(K, d, dtype)
+    if block is None and K > 4096:
+        block = 512
+    sched = Schedule(iters, beta[0], beta[1], lr[0], lr[1])
+    hist = History(t_start)
+    smooth_deadline = deadline
+    can_polish = polish and 2 * K * (d - 1) <= POLISH_MAX_VARS
+    if deadline is not None and can_polish:
+        smooth_deadline = t_start + 0.7 * float(time_budget)
+
+    best = None  # (L, W, H)
+    n_rounds = 0
+    while True:
+        X0 = random_sphere(restarts, K, d, seed * 100003 + n_rounds, tdtype, dev)
+        if isinstance(init, str):
+            mode = init
+        else:
+            mode = "random"
+        if mode not in ("random", "tammes", "mixed"):
+            raise ValueError(f"unknown init {init!r}")
+        n_t = {"random": 0, "tammes": restarts, "mixed": restarts // 2}[mode]
+        if n_t > 0:
+            X0[:n_t] = smooth_tammes(X0[:n_t], Schedule(tammes_iters, 5.0, 300.0, 0.05, 1e-3), block=block,
+                                     deadline=smooth_deadline)
+        if not isinstance(init, str) and n_rounds == 0:
+            X0[0] = torch.as_tensor(normalize_rows(init), dtype=tdtype, device=dev)
+
+        def cb(t, W, H):
+            L = min_margin_batched(W, H, block)
+            hist.add(float(L.max()))
+
+        W, H = smooth_softmax(X0, X0.clone(), sched, block=block, deadline=smooth_deadline, callback=cb,
+                              every=max(iters // 30, 1))
+        L = min_margin_batched(W, H, block).cpu().numpy()
+        b = int(np.argmax(L))
+        if best is None or L[b] > best[0]:
+            best = (float(L[b]), W[b].to(torch.float64).cpu().numpy(), H[b].to(torch.float64).cpu().numpy())
+        n_rounds += 1
+        if verbose:
+            print(f"[softmax d={d} K={K}] round {n_rounds}: best lower bound {best[0]:.8f} ({hist.elapsed():.1f}s)")
+        if smooth_deadline is None or time.perf_counter() > smooth_deadline:
+            break
+
+    L, Wb, Hb = best
+    Wb, Hb = normalize_rows(Wb), normalize_rows(Hb)
+    cert: dict = {"polished": False}
+    if can_polish:
+        tl = polish_time
+        if deadline is not None:
+            left = max(deadline - time.perf_counter(), 1.0)
+            tl = left if tl is None else min(tl, left)
+        Wp, Hp, Lp, info = slp_softmax(Wb, Hb, time_limit=tl)
+        if Lp >= L:
+            Wb, Hb, L = Wp, Hp, Lp
+            hist.add(L)
+        cert.update(polished=True, polish_iterations=info["iterations"], polish_seconds=info["seconds"],
+                    polish_stopped=info.get("stopped", "converged"))
+        cert.update(kkt_residual_softmax(Wb, Hb, tol=1e-9))
+    cert["lower_bound"] = float(L)
+    res = exact_ovr(Wb) if evaluate_ovr else None
+    of = ovr_fields(res)
+    cert.update({k: v for k, v in of.items() if k != "ovr"})
+    value = of["ovr"]
+    rattler_tol = 1e-6 if cert["polished"] else 1e-3
+    cert["rattler_tol"] = rattler_tol
+    if res is not None:
+        dist = np.asarray(res.dist, dtype=np.float64)
+        rattlers = np.nonzero(dist > value + rattler_tol)[0].astype(np.int64)
+        hist.add(value)
+    else:
+        rattlers = np.zeros(0, dtype=np.int64)
+    settings = dict(restarts=restarts, iters=iters, beta=list(beta), lr=list(lr),
+                    init=init if isinstance(init, str) else "array", tammes_iters=tammes_iters,
+                    polish=bool(can_polish), polish_time=polish_time, rounds=n_rounds, time_budget=time_budget,
+                    device=str(dev), dtype=str(tdtype), block=block)
+    return CodeSolution(W=Wb, problem="softmax", d=d, K=K, value=float(value), min_angle_deg=min_angle_deg(Wb),
+                        ovr=float(value), certificate=cert, rattlers=rattlers, settings=settings, seed=seed,
+                        seconds=time.perf_counter() - t_start, H=Hb, history=hist.points)
