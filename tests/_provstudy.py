@@ -48,13 +48,14 @@ def config() -> dict:
 
 
 def copy_workflow(dst: Path) -> Path:
-    """Copy the workflow (Snakefile, workflow/, config/) into ``dst``; returns dst/Snakefile."""
+    """Copy the workflow (Snakefile, workflow/, config/, profiles/) into ``dst``; returns dst/Snakefile."""
     dst.mkdir(parents=True, exist_ok=True)
     shutil.copy2(ROOT / "Snakefile", dst / "Snakefile")
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info")
     shutil.copytree(ROOT / "workflow", dst / "workflow", ignore=ignore)
-    if (ROOT / "config").is_dir():
-        shutil.copytree(ROOT / "config", dst / "config", ignore=ignore)
+    for folder in ("config", "profiles"):  # profiles/default is the workflow profile Snakemake picks up
+        if (ROOT / folder).is_dir():
+            shutil.copytree(ROOT / folder, dst / folder, ignore=ignore)
     return dst / "Snakefile"
 
 
@@ -93,18 +94,20 @@ def parse_dry_run(text: str) -> tuple[Counter, list[dict]]:
                 counts[parts[0]] = int(parts[1])
             break
     jobs: list[dict] = []
-    cur = None
+    cur, indent = None, 0
     for line in lines:
-        m = _JOB_HEAD.match(line)
-        if m:
-            cur = {"rule": m.group(1), "output": [], "wildcards": {}, "reason": ""}
+        stripped = line.lstrip()
+        m = _JOB_HEAD.match(stripped)
+        if m:  # a job; inside a "Group job ..." block the job blocks are indented by 4 more spaces
+            cur, indent = {"rule": m.group(1), "output": [], "wildcards": {}, "reason": ""}, len(line) - len(stripped)
             jobs.append(cur)
             continue
-        if cur is None or not line.startswith("    "):
-            if line.strip() and not line.startswith(" "):
-                cur = None
+        if cur is None or not stripped:
             continue
-        key, _, value = line.strip().partition(": ")
+        if len(line) - len(stripped) <= indent:
+            cur = None
+            continue
+        key, _, value = stripped.partition(": ")
         if key == "output":
             cur["output"] = [v.strip() for v in value.split(",")]
         elif key == "wildcards":

@@ -90,8 +90,8 @@ def test_default_profile_is_portable():
                 "set-threads"} & set(prof), prof
 
 
-def test_local_profiles_use_the_greedy_scheduler():
-    for name in ("local", "local-gpu"):
+def test_profiles_use_the_greedy_scheduler():
+    for name in NAMES:
         assert load(name)["scheduler"] == "greedy", name  # see benchmarks/bench_dag.py
 
 
@@ -158,3 +158,20 @@ def test_local_gpu_profile_gives_training_a_gpu(tmp_path):
     jobs = job_resources(out)
     assert [res.get("gpu") for r, res in jobs if r == "train"] == ["1"] * N_RUNS
     assert all(res.get("gpu", "0") == "0" for r, res in jobs if r != "train")
+
+
+def test_every_rule_declares_its_resources(tmp_path):
+    """threads, mem_mb and runtime come from the rules themselves (profiles only adjust them)."""
+    for smk in (ROOT / "workflow" / "rules").glob("*.smk"):
+        for block in re.split(r"^\s*(?:rule|checkpoint)\b", smk.read_text(), flags=re.M)[1:]:
+            if re.search(r"^\s+(script|shell|run|notebook):", block, re.M):
+                assert re.search(r"^\s+threads:", block, re.M), (smk.name, block[:80])
+    # dry-run without any profile or default resources: every job but `all` has explicit values
+    out = dry_run(tmp_path, "--workflow-profile", "none", "--default-resources", "tmpdir=system_tmpdir")
+    jobs = job_resources(out)
+    assert len(jobs) > 10
+    for rule, res in jobs:
+        if rule == "all":
+            continue
+        assert res.get("mem_mb", "<TBD>").isdigit() and res.get("runtime", "").isdigit(), (rule, res)
+        assert ("gpu" in res) == (rule == "train"), (rule, res)  # training states its GPU need

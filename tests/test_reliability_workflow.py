@@ -7,6 +7,7 @@ study (digits, one run d=2 K=4, 4 epochs, checkpoints 2 and 4). One uninterrupte
 (``baseline``); the fault tests work on copies of it (timestamps kept, so Snakemake sees the same
 state) and target ``results/metrics.nc`` only (the codes and figures stages are not needed here).
 """
+import contextlib
 import copy
 import hashlib
 import os
@@ -311,7 +312,8 @@ def test_sigkill_mid_epoch_then_rerun_resumes_and_equals_uninterrupted(baseline,
             assert time.time() - t0 < 300
             time.sleep(0.05)
     finally:
-        os.killpg(p.pid, signal.SIGKILL)  # snakemake and its job: same process group
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(p.pid, signal.SIGKILL)  # snakemake and its job: same process group
         p.wait()
     # nothing partial was published: no declared output, only the trainer's private state
     rd = run_dir(wd)

@@ -5,6 +5,7 @@ targets and asserts the exact set of jobs (rule + run / dataset / (d, K)) from t
 cross-checked with the "job  count" table. Snakemake 9's default rerun triggers (code, input, mtime,
 params, software-env) decide; the expected sets below follow from the DAG, not from our code.
 """
+import os
 from collections import Counter
 
 import pytest
@@ -49,23 +50,33 @@ rule train:
     reason: Params have changed since last execution
     wildcards: run=digits/normalized-ce/smallcnn/tau0.1-d2-K4-s0
     resources: tmpdir=/tmp
+[Mon Nov 23 11:54:39 2026] Group job figures (jobs in lexicogr. order):
+
+    [Mon Nov 23 11:54:39 2026]
+    rule figure_sphere:
+        input: results/runs/a/features/epoch=2.nc
+        output: results/figures/sphere.png
+        reason: Code has changed since last execution
 [Mon Nov 23 11:54:39 2026]
 localrule all:
     input: results/study.nc
     jobid: 0
 Job stats:
-job      count
------  -------
-train        1
-all          1
-total        2
+job              count
+-------------  -------
+train                1
+figure_sphere        1
+all                  1
+total                3
 """
     counts, jobs = S.parse_dry_run(text)
-    assert counts == Counter({"train": 1, "all": 1})
-    assert [j["rule"] for j in jobs] == ["train", "all"]
+    assert counts == Counter({"train": 1, "figure_sphere": 1, "all": 1})
+    assert [j["rule"] for j in jobs] == ["train", "figure_sphere", "all"]
+    assert jobs[1]["reason"] == "Code has changed since last execution"
     assert jobs[0]["wildcards"] == {"run": "digits/normalized-ce/smallcnn/tau0.1-d2-K4-s0"}
     assert jobs[0]["output"] == ["results/runs/a/ckpt", "results/runs/a/history.nc"]
-    assert S.job_keys(jobs) == {("train", "digits/normalized-ce/smallcnn/tau0.1-d2-K4-s0"), ("all", "")}
+    assert S.job_keys(jobs) == {("train", "digits/normalized-ce/smallcnn/tau0.1-d2-K4-s0"), ("figure_sphere", ""),
+                                ("all", "")}
 
 
 def test_nothing_changed_nothing_reruns(study):
@@ -117,13 +128,15 @@ def test_dataset_option_makes_a_new_version_and_reruns_its_branch_only(study):
 
 def test_editing_a_figure_script_reruns_only_figures(study):
     script = study / "workflow" / "scripts" / "figure.py"  # the test's own copy of the workflow
-    original = script.read_text()
+    original, st = script.read_text(), script.stat()
     try:
         script.write_text(original + "\n# edited by test_reruns\n")
         jobs = check(study, None, FIGURES)
         assert all("Code has changed" in j["reason"] for j in jobs)
     finally:
+        # Snakemake 9 compares a script's mtime (not its text) with the outputs: restore both
         script.write_text(original)
+        os.utime(script, ns=(st.st_atime_ns, st.st_mtime_ns))
     counts, jobs, _ = S.dry_run(study)
     assert jobs == []
 
@@ -142,3 +155,10 @@ def test_codes_option_reruns_only_the_solves_that_use_it(study, key, value, expe
     cfg = S.config()
     cfg["codes"][key] = value
     check(study, cfg, expected | {("compare_codes", ""), ("study", ""), ("figure_tau_sweep", "")})
+
+
+def test_a_dataset_no_experiment_uses_reruns_nothing(study):
+    cfg = S.config()
+    cfg["datasets"]["spare"] = {"source": "digits", "split_seed": 3}
+    counts, jobs, out = S.dry_run(study, cfg)
+    assert jobs == [], out[-3000:]

@@ -5,13 +5,13 @@ start); set GNC_REQUIRE_SLURM=1 to turn those skips into failures. `.ci/run` ins
 
 The cluster (tests/slurm_cluster.py) has two partitions on one node, `cpu` (default) and `gpu`, and
 two fake GPUs. The tiny study runs through `profiles/slurm` with only the overrides a CI machine
-needs (CI_OVERRIDES below: node size, partition names, polling speed) and must give the same
+needs (ci_profile below: node size, partition names, polling speed) and must give the same
 metrics.nc as a local run; training on CPU is deterministic.
 """
 from __future__ import annotations
 
 import os
-import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -149,8 +149,13 @@ def slurm_study(slurm, tmp_path_factory):
     t0 = time.monotonic()
     local_proc = start_snakemake(local, ["--workflow-profile", str(ROOT / "profiles" / "local"), "--cores", "1",
                                          TARGET])
-    run_snakemake(cluster_wd, ["--workflow-profile", str(profile), TARGET], env=slurm.env,
-                  timeout=SLURM_RUN_TIMEOUT, cluster=slurm)
+    try:
+        run_snakemake(cluster_wd, ["--workflow-profile", str(profile), TARGET], env=slurm.env,
+                      timeout=SLURM_RUN_TIMEOUT, cluster=slurm)
+    except BaseException:
+        os.killpg(local_proc.pid, signal.SIGKILL)
+        local_proc.wait()
+        raise
     t_slurm = time.monotonic() - t0
     finish_snakemake(local, local_proc, timeout=max(60, 600 - t_slurm))
     sys.stderr.write(f"\ntiny study ({TARGET}): through SLURM {t_slurm:.0f} s, local run (alongside) "
@@ -191,13 +196,75 @@ def test_metrics_equal_local_run(slurm_study):
     assert np.isfinite(a["gnc1"].values).sum() == N_RUNS * len(TINY_CONFIG["train"]["checkpoints"])
     # values and coordinates equal (attrs differ: host, time); training on CPU is deterministic
     xr.testing.assert_allclose(a, b, rtol=1e-9, atol=0)
-    assert a.attrs.get("gnc_host") is not None or a.attrs.get("gnc_code_version") is not None
 
 
 def test_rerun_through_slurm_has_nothing_to_do(slurm, slurm_study):
+    """A second run submits nothing (and returns: no status query is left waiting)."""
     cluster_wd, _, _, profile = slurm_study
     before = len(slurm.jobs())
     proc = run_snakemake(cluster_wd, ["--workflow-profile", str(profile), TARGET], env=slurm.env,
                          timeout=120, cluster=slurm)
     assert "Nothing to be done" in proc.stdout
     assert len(slurm.jobs()) == before
+
+
+def test_sacct_is_unusable_without_accounting(slurm):
+    """Why the profile sets `slurm-status-command: squeue`: on a cluster without slurmdbd, sacct (the
+    plugin's default whenever the binary exists) fails, while squeue lists finished jobs."""
+    jid = slurm.run("sbatch", "--parsable", "--mem", "100", "-t", "1", "--wrap", "true").stdout.strip()
+    assert slurm.run("sacct", "-X", "-n", "-j", jid, check=False).returncode != 0
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        state = slurm.run("squeue", "-h", "-t", "all", "-j", jid, "-o", "%T", check=False).stdout.strip()
+        if state == "COMPLETED":
+            break
+        time.sleep(0.5)
+    assert state == "COMPLETED"
+
+
+@pytest.mark.slow
+def test_default_sacct_status_hangs_where_squeue_finishes(slurm, tmp_path):
+    """The trap itself, on a one-job workflow: with the plugin's default status command (sacct here)
+    Snakemake never notices that the job finished; with squeue it does."""
+    (tmp_path / "Snakefile").write_text("rule a:\n    output: 'a.txt'\n    resources: mem_mb=100, runtime=1\n"
+                                        "    shell: 'echo done > {output}'\n")
+    base = [sys.executable, "-m", "snakemake", "--executor", "slurm", "--jobs", "1", "--workflow-profile", "none",
+            "--slurm-no-account", "--seconds-between-status-checks", "2",
+            "--slurm-init-seconds-before-status-checks", "2"]
+
+    def attempt(extra, timeout):
+        p = subprocess.Popen(base + extra, cwd=tmp_path, env=slurm.env, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL, start_new_session=True)
+        try:
+            return p.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(p.pid, signal.SIGKILL)
+            p.wait()
+            return None
+
+    assert attempt(["--slurm-status-command", "sacct"], timeout=45) is None  # still waiting
+    assert (tmp_path / "a.txt").exists()                                     # although the job is done
+    (tmp_path / "a.txt").unlink()
+    slurm.run("scancel", "--full", "-u", "root", check=False)
+    shutil.rmtree(tmp_path / ".snakemake", ignore_errors=True)  # forget the killed run's job ids
+    assert attempt(["--slurm-status-command", "squeue"], timeout=120) == 0
+    assert (tmp_path / "a.txt").read_text().strip() == "done"
+
+
+@pytest.mark.slow
+def test_whole_tiny_study_through_slurm(slurm, tmp_path):
+    """Every rule through the cluster profile: codes and figures groups included (~4 min on 2 cores)."""
+    wd = tmp_path / "study"
+    wd.mkdir()
+    (wd / "config.yaml").write_text(yaml.safe_dump(TINY_CONFIG))
+    profile = ci_profile(tmp_path / "profiles" / "slurm-ci", slurm.cpus)
+    seen_before = {j.get("JobId") for j in slurm.jobs()}
+    run_snakemake(wd, ["--workflow-profile", str(profile)], env=slurm.env, timeout=900, cluster=slurm)
+    jobs = [j for j in slurm.jobs() if j.get("JobId") not in seen_before]
+    rules = sorted(_rule_of(j) for j in jobs)
+    assert all(j["JobState"] == "COMPLETED" for j in jobs), rules
+    assert rules.count("train") == N_RUNS and rules.count("evaluate_features_metrics") == N_RUNS
+    assert sum(r.startswith("codes_") for r in rules) >= 1
+    assert sum(r.startswith("figures_") for r in rules) == 1, rules  # aggregation + every figure
+    for name in ("study.nc", "codes.nc", "figures/tau_sweep.png", "figures/sphere.png"):
+        assert (wd / "results" / name).stat().st_size > 0, name

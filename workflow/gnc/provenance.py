@@ -486,13 +486,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"== {f}")
         try:
             attrs = read_attrs(f)
-        except Exception as exc:  # noqa: BLE001
-            print(f"  ERROR: {exc}" if not args.json else f"ERROR: {exc}", file=sys.stdout if not args.json
-                  else sys.stderr)
-            status = 1
-            continue
-        if not any(str(k).startswith("gnc_") for k in attrs):
-            print(f"  ERROR: {f}: no gnc_* provenance attributes")
+            if not any(str(k).startswith("gnc_") for k in attrs):
+                raise ValueError(f"{f}: no gnc_* provenance attributes")
+        except Exception as exc:  # noqa: BLE001 - report every unreadable file and go on
+            print(f"  ERROR: {exc}", file=sys.stderr if args.json else sys.stdout)
             status = 1
             continue
         problems = [] if args.no_verify else verify_datasets(attrs, root, near=Path(f), cache=cache)

@@ -51,7 +51,6 @@ rule compare_codes:
     params:
         runs=lambda wc: {r: RUNS[r].coords for r in RUNS},
         features=final_features(),
-        manifests={name: dataset_manifest(name) for name in config["datasets"]},
     log:
         f"{OUT}/logs/compare_codes.log",
     threads: 1

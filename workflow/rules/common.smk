@@ -1,4 +1,5 @@
 # Grid expansion, run ids and path builders. The study is validated here, before any job runs.
+import functools
 import json
 import sys
 from pathlib import Path
@@ -30,6 +31,7 @@ wildcard_constraints:
     version=r"v\d+-[0-9a-f]+",
 
 
+@functools.lru_cache(maxsize=None)
 def dataset_dir(name):
     return f"{RES}/datasets/{name}/{gnc_data.version_id(name, config['datasets'][name])}"
 

@@ -29,7 +29,12 @@ def sphere_features():
     """Final-checkpoint features of the d = 2 and d = 3 runs (seed 0 first), at most 4 panels."""
     picks = [r for r in RUNS if RUNS[r].d in (2, 3)]
     picks.sort(key=lambda r: (RUNS[r].seed, RUNS[r].d, RUNS[r].K, r))
-    return {r: f"{run_dir(r)}/features/epoch={checkpoints_of(r)[-1]}.nc" for r in picks[:4]}
+    out = {}
+    for r in picks[:4]:
+        x = RUNS[r]
+        title = f"{x.dataset} d={x.d} K={x.K} tau={fmt_num(x.tau)} seed {x.seed}"
+        out[title] = f"{run_dir(r)}/features/epoch={checkpoints_of(r)[-1]}.nc"
+    return out
 
 
 def figure_inputs(kind):

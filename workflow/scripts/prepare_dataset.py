@@ -6,7 +6,7 @@ from gnc.jobs import job
 
 with job(snakemake) as log:  # noqa: F821 - injected by Snakemake
     name, version = snakemake.wildcards.name, snakemake.wildcards.version
-    spec = dict(snakemake.params.spec)
+    spec = dict(snakemake.config["datasets"][name])
     expected = data.version_id(name, spec)
     if expected != version:
         raise ValueError(f"dataset {name}: requested version {version} but the config describes {expected}")

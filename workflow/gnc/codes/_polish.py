@@ -29,19 +29,26 @@ from scipy.optimize import linprog, nnls
 from ._common import normalize_rows, tangent_bases
 
 
-def _lp(cost, A, b, r, nv, method):
+def _lp(cost, A, b, r, nv, method, time_left=None):
     lb = np.full(nv, -r)
     ub = np.full(nv, r)
     lb[-1] = -np.inf
     ub[-1] = np.inf
-    res = linprog(cost, A_ub=A, b_ub=b, bounds=np.column_stack([lb, ub]), method=method)
+    options = {} if time_left is None else {"time_limit": max(float(time_left), 1.0)}
+    res = linprog(cost, A_ub=A, b_ub=b, bounds=np.column_stack([lb, ub]), method=method, options=options)
     return res
 
 
 def _pick_method(m: int, nv: int, method: str | None) -> str:
+    """Dual simplex for small LPs (exact vertices, fast), interior point for large degenerate ones
+    (e.g. the 6720 active pairs of E8, where simplex stalls for minutes)."""
     if method:
         return method
-    return "highs-ds" if m * nv <= 2e5 else "highs-ipm"
+    return "highs-ds" if m * nv <= 2e6 else "highs-ipm"
+
+
+def _time_left(t0, time_limit):
+    return None if time_limit is None else time_limit - (time.perf_counter() - t0)
 
 
 def slp_tammes(X: np.ndarray, *, max_iter: int = 400, r0: float = 0.05, tol: float = 1e-15, stall_tol: float = 1e-14,
@@ -77,9 +84,12 @@ def slp_tammes(X: np.ndarray, *, max_iter: int = 400, r0: float = 0.05, tol: flo
             shape=(m, nv))
         cost = np.zeros(nv)
         cost[-1] = 1.0
-        res = _lp(cost, A, -c[sel], r, nv, _pick_method(m, nv, method))
+        res = _lp(cost, A, -c[sel], r, nv, _pick_method(m, nv, method), _time_left(t0, time_limit))
         if res.status != 0 or res.x is None:
             info["lp_failures"] += 1
+            if time_limit is not None and time.perf_counter() - t0 > time_limit:
+                info["stopped"] = "time_limit"
+                break
             r /= 4
             if r < 1e-13:
                 break
@@ -118,7 +128,7 @@ def _margins(W: np.ndarray, H: np.ndarray) -> np.ndarray:
 
 
 def slp_softmax(W: np.ndarray, H: np.ndarray, *, max_iter: int = 300, r0: float = 2e-3, tol: float = 1e-13,
-                stall_tol: float = 1e-13,
+                stall_tol: float = 1e-13, margin_factor: float = 8.0,
                 time_limit: float | None = None, method: str | None = None):
     """Polish the joint HardMax problem max_{W,H} min_{k!=j} <h_k, w_k - w_j>.
 
@@ -136,7 +146,7 @@ def slp_softmax(W: np.ndarray, H: np.ndarray, *, max_iter: int = 300, r0: float 
     info = {"iterations": 0, "lp_failures": 0}
     for it in range(max_iter):
         info["iterations"] = it + 1
-        margin = min(4.0, 4.0 * np.sqrt(p) * r + 1e-12)
+        margin = min(4.0, margin_factor * r + 1e-12)
         kk, jj = np.nonzero(M <= L + margin)
         m = len(kk)
         UW = tangent_bases(W)
@@ -155,9 +165,12 @@ def slp_softmax(W: np.ndarray, H: np.ndarray, *, max_iter: int = 300, r0: float 
             shape=(m, nv))
         cost = np.zeros(nv)
         cost[-1] = -1.0
-        res = _lp(cost, A, M[kk, jj], r, nv, _pick_method(m, nv, method))
+        res = _lp(cost, A, M[kk, jj], r, nv, _pick_method(m, nv, method), _time_left(t0, time_limit))
         if res.status != 0 or res.x is None:
             info["lp_failures"] += 1
+            if time_limit is not None and time.perf_counter() - t0 > time_limit:
+                info["stopped"] = "time_limit"
+                break
             r /= 4
             if r < 1e-13:
                 break

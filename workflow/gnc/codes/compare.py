@@ -9,14 +9,19 @@
   SVD ``W_code[perm]^T W_trained = U S V^T``;
 
 the two steps alternate until the assignment stops changing (the objective never increases).  The
-problem is non-convex, so ``starts`` random orthogonal starting matrices are tried (plus the
-identity and a start from the assignment of Gram-matrix rows, which is rotation invariant) and the
-best is returned.  With ``signed=False`` each code vector may also be replaced by its negative
+problem is non-convex, so ``starts`` starts are tried -- the identity, an assignment of sorted
+Gram-matrix rows (rotation invariant), then alternately random orthogonal matrices and random
+relabellings -- and the best is returned.  For K <= ``exhaustive_max_K`` (default 7; e.g. the
+4-class assignment experiment) all K! relabellings are enumerated, each with its exact Procrustes
+matrix, so the result is the global optimum.  For codes that are close up to symmetry (a trained
+classifier near a softmax code) the first starts already find the optimum; for unrelated codes the
+result is a good local optimum, not a certified global one.  With ``signed=False`` each code vector may also be replaced by its negative
 (assignment on |cos|), which is the right notion when only the lines +-w_k matter.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 from typing import Iterable, Sequence
 
@@ -46,8 +51,25 @@ def _gram_start(A: np.ndarray, B: np.ndarray) -> np.ndarray:
     return perm
 
 
-def align_to_code(W_trained: np.ndarray, W_code: np.ndarray, *, starts: int = 8, seed: int = 0,
-                  max_iter: int = 100, signed: bool = True) -> tuple[float, np.ndarray, np.ndarray]:
+def _align_exhaustive(A: np.ndarray, B: np.ndarray, signed: bool):
+    K = A.shape[0]
+    best = (np.inf, None, None, None)
+    sign_sets = [np.ones(K)] if signed else [np.array(s, dtype=float)
+                                              for s in itertools.product((1.0, -1.0), repeat=K)]
+    for perm in itertools.permutations(range(K)):
+        Bp0 = B[list(perm)]
+        for signs in sign_sets:
+            Bp = signs[:, None] * Bp0
+            R = _procrustes(A, Bp)
+            dist = float(np.linalg.norm(A - Bp @ R))
+            if dist < best[0]:
+                best = (dist, np.array(perm), R, signs)
+    return best
+
+
+def align_to_code(W_trained: np.ndarray, W_code: np.ndarray, *, starts: int = 32, seed: int = 0,
+                  max_iter: int = 100, signed: bool = True,
+                  exhaustive_max_K: int = 7) -> tuple[float, np.ndarray, np.ndarray]:
     """Distance between two codes up to rotation/reflection and relabelling.
 
     Returns ``(distance, perm, R)`` with ``distance = ||W_t - S W_c[perm] R||_F`` where W_t, W_c are
@@ -61,6 +83,10 @@ def align_to_code(W_trained: np.ndarray, W_code: np.ndarray, *, starts: int = 8,
     if A.shape != B.shape:
         raise ValueError(f"shapes differ: {A.shape} vs {B.shape}")
     K, d = A.shape
+    if K <= exhaustive_max_K and (signed or K <= 5):
+        best = _align_exhaustive(A, B, signed)
+        align_to_code.last_signs = best[3]
+        return best[0], np.asarray(best[1], dtype=np.int64), best[2]
     rng = np.random.default_rng(seed)
     best = (np.inf, None, None, None)
 
@@ -86,7 +112,8 @@ def align_to_code(W_trained: np.ndarray, W_code: np.ndarray, *, starts: int = 8,
         return float(np.linalg.norm(A - Bp @ R)), perm, R, signs
 
     candidates = [dict(R0=np.eye(d)), dict(perm0=_gram_start(A, B))]
-    candidates += [dict(R0=_random_orthogonal(d, rng)) for _ in range(max(starts - 2, 0))]
+    for i in range(max(starts - 2, 0)):
+        candidates.append(dict(R0=_random_orthogonal(d, rng)) if i % 2 else dict(perm0=rng.permutation(K)))
     for c in candidates:
         out = run(**c)
         if out[0] < best[0]:

@@ -36,9 +36,9 @@ def _defaults(d: int, K: int) -> dict:
     if size <= 400:
         return dict(restarts=64, iters=400, n_polish=32, hops=40)
     if size <= 4000:
-        return dict(restarts=32, iters=800, n_polish=8, hops=10)
+        return dict(restarts=32, iters=800, n_polish=4, hops=0)
     if size <= 40000:
-        return dict(restarts=8, iters=1500, n_polish=2, hops=0)
+        return dict(restarts=8, iters=1500, n_polish=1, hops=0)
     return dict(restarts=1, iters=300, n_polish=0, hops=0)
 
 
@@ -53,11 +53,11 @@ def solve_tammes(d: int, K: int, *, restarts: int | None = None, seed: int = 0, 
                  time_budget: float | None = None, iters: int | None = None,
                  beta: tuple[float, float] = (5.0, 300.0), lr: tuple[float, float] = (0.05, 1e-3),
                  polish: bool = True, n_polish: int | None = None, hops: int | None = None,
-                 hop_scale: float = 0.15, block: int | None = None, dtype=None, init: np.ndarray | None = None,
+                 hop_scale: float = 0.15, polish_time: float | None = 300.0, block: int | None = None, dtype=None, init: np.ndarray | None = None,
                  evaluate_ovr: bool = True, verbose: bool = False) -> CodeSolution:
     """Best code found for the Tammes problem in R^d with K points (``value`` = min angle, degrees).
 
-    ``init`` (K, d) seeds the first restart.  ``device`` is any torch device ("cpu", "cuda").
+    ``init`` (K, d) seeds the first restart.  ``polish_time`` caps each SLP polish (seconds).  ``device`` is any torch device ("cpu", "cuda").
     ``block`` processes rows in blocks of that size (memory O(block*K)); chosen automatically.
     """
     if K < 2 or d < 2:
@@ -101,7 +101,7 @@ def solve_tammes(d: int, K: int, *, restarts: int | None = None, seed: int = 0, 
         consider(normalize_rows(Xn[order[0]]), float(mu[order[0]]))
         if can_polish:
             for b in order[:n_polish]:
-                Xp, mup, info = slp_tammes(Xn[b])
+                Xp, mup, info = slp_tammes(Xn[b], r0=2e-3, time_limit=polish_time)
                 n_polished += 1
                 polish_info = info
                 values_seen.append(math.degrees(math.acos(min(1.0, mup))))
@@ -123,7 +123,7 @@ def solve_tammes(d: int, K: int, *, restarts: int | None = None, seed: int = 0, 
         theta = math.acos(min(1.0, best_mu))
         while (n_hops < hops) if deadline is None else (time.perf_counter() < deadline):
             Y = best_X + hop_scale * theta * rng.standard_normal(best_X.shape)
-            Yp, muy, _ = slp_tammes(Y, r0=0.05)
+            Yp, muy, _ = slp_tammes(Y, r0=0.05, time_limit=polish_time)
             n_hops += 1
             values_seen.append(math.degrees(math.acos(min(1.0, muy))))
             consider(Yp, muy)

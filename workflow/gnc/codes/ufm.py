@@ -27,7 +27,8 @@ def ufm_labels(K: int, n: int) -> np.ndarray:
 
 def solve_ufm(d: int, K: int, n: int, tau: float, *, steps: int = 2000, lr: float = 0.05,
               optimizer: str = "adam", seed: int = 0, device: str = "cpu", dtype=torch.float64,
-              init: np.ndarray | None = None, lr_decay: bool = True, evaluate_ovr: bool = True) -> CodeSolution:
+              init: np.ndarray | None = None, init_H: np.ndarray | None = None, lr_decay: bool = True,
+              evaluate_ovr: bool = True) -> CodeSolution:
     """Train the spherical UFM at temperature ``tau``; ``W`` is the classifier, ``H`` the (K n, d) features.
 
     ``value`` = exact rho_ovr(W).  ``certificate`` holds the final loss, the within-class feature
@@ -41,6 +42,8 @@ def solve_ufm(d: int, K: int, n: int, tau: float, *, steps: int = 2000, lr: floa
     if init is not None:
         V = torch.as_tensor(normalize_rows(init), dtype=dtype, device=dev)
     Hf = torch.randn(K * n, d, generator=g, dtype=torch.float64).to(device=dev, dtype=dtype)
+    if init_H is not None:
+        Hf = torch.as_tensor(normalize_rows(init_H), dtype=dtype, device=dev)
     Hf = Hf / Hf.norm(dim=1, keepdim=True)
     V.requires_grad_(True)
     Hf.requires_grad_(True)
@@ -88,8 +91,12 @@ def solve_ufm(d: int, K: int, n: int, tau: float, *, steps: int = 2000, lr: floa
 
 
 def ufm_tau_sweep(d: int, K: int, n: int, taus, *, reference: CodeSolution | None = None, seed: int = 0,
-                  align_starts: int = 8, **kwargs):
+                  align_starts: int = 8, warm_start: bool = True, **kwargs):
     """Run :func:`solve_ufm` for every tau; returns ``(xr.Dataset over tau, [CodeSolution])``.
+
+    With ``warm_start`` (default) the taus are run from the largest to the smallest and each run
+    starts from the previous solution (continuation in tau): at small tau the loss is nearly flat
+    for correctly classified samples and a cold start stalls far from the optimum.
 
     Variables: ``ovr`` (exact rho_ovr of W), ``min_angle``, ``loss``, ``feature_variability``,
     ``self_duality_error`` and, with a ``reference`` code, ``ovr_gap = reference.value - ovr`` and
@@ -101,7 +108,14 @@ def ufm_tau_sweep(d: int, K: int, n: int, taus, *, reference: CodeSolution | Non
     from .compare import align_to_code
 
     taus = [float(t) for t in taus]
-    sols = [solve_ufm(d, K, n, t, seed=seed, **kwargs) for t in taus]
+    by_tau = {}
+    prev = None
+    for t in (sorted(set(taus), reverse=True) if warm_start else taus):
+        kw = dict(kwargs)
+        if warm_start and prev is not None:
+            kw.update(init=prev.W, init_H=prev.H)
+        prev = by_tau[t] = solve_ufm(d, K, n, t, seed=seed, **kw)
+    sols = [by_tau[t] for t in taus]
     data = {
         "ovr": ("tau", [s.ovr for s in sols], {"long_name": "exact min one-vs-rest distance of W"}),
         "min_angle": ("tau", [s.min_angle_deg for s in sols], {"units": "degree"}),
@@ -110,7 +124,7 @@ def ufm_tau_sweep(d: int, K: int, n: int, taus, *, reference: CodeSolution | Non
         "self_duality_error": ("tau", [s.certificate["self_duality_error"] for s in sols]),
         "seconds": ("tau", [s.seconds for s in sols], {"units": "s"}),
     }
-    attrs = {"d": d, "K": K, "n": n, "seed": seed}
+    attrs = {"d": d, "K": K, "n": n, "seed": seed, "warm_start": int(warm_start)}
     if reference is not None:
         data["ovr_gap"] = ("tau", [reference.value - s.ovr for s in sols])
         data["align_distance"] = ("tau", [align_to_code(s.W, reference.W, starts=align_starts, seed=seed)[0]

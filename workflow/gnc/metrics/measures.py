@@ -25,9 +25,13 @@ eigenvalues λ > ``pinv_rtol``·λ_max (at most K−1 of them, the rank of Σ_B)
 tr(Σ_W Σ_B^†) = Σ_kept (vᵀ Σ_W v)/λ with each numerator clipped at 0: the result is never negative
 (the "NC is negative?" failure of unstable pinv). Default ``pinv_rtol = 1e-10``.
 
-Every output variable carries CF-style ``units`` and ``long_name`` attributes. No NaN is returned
-silently: missing pieces (no test split; no certificate for the sub-gradient estimator; Σ_B = 0)
-give NaN together with a ``RuntimeWarning`` and a ``comment`` attribute.
+Every output variable carries CF-style ``units`` and ``long_name`` attributes; per-class variables
+``ovr_dist``, ``ovr_gap``, ``gnc3_per_class``, ``n_train`` are over dim ``k``. No NaN is returned
+silently: missing pieces (no test split, no certificate for the sub-gradient estimator: a
+``comment`` attribute says so; Σ_B = 0) give NaN together with a ``RuntimeWarning``.
+
+Cost: the streams are O(N·d²) for the scatter plus O(N·K·d) for the NCC / classifier predictions;
+GNC2 see :func:`gnc.metrics.ovr.ovr_distances`; memory O(K·d + d²) besides the input batches.
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ import numpy as np
 import torch
 import xarray as xr
 
+from ..provenance import provenance
 from .accumulators import NCStats, NCStream
 from .ovr import normalize_rows, ovr_distances, ovr_subgradient, pairwise_bounds
 
@@ -338,4 +343,9 @@ def checkpoint_metrics(features_ds: xr.Dataset, *, gnc2_method: str = "exact",
     for key in ("head", "tau"):
         if key in features_ds.attrs:
             ds.attrs[f"gnc_metrics_{key}"] = features_ds.attrs[key]
+    # provenance: the features' own attributes (dataset, checkpoint, ...) first, then this computation
+    for key, value in features_ds.attrs.items():
+        if key.startswith("gnc_") and key not in ds.attrs:
+            ds.attrs[key] = value
+    ds.attrs.update(provenance(metrics_batch_size=batch_size))
     return ds

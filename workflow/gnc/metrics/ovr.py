@@ -366,8 +366,9 @@ class _Block:
         m = self.G.shape[2]
         Grows = torch.gather(self.G, 1, J.unsqueeze(2).expand(B, p, m))  # G[J, :] (B, p, m)
         Cjj = torch.gather(Grows, 2, J.unsqueeze(1).expand(B, p, p)) + c
-        Q = torch.bmm(self.P, Bm)  # (B, s, p)
-        Sig = Cjj - torch.bmm(Bm.transpose(1, 2), Q)
+        BmT = Bm.transpose(1, 2).contiguous()
+        Q = torch.bmm(BmT, self.P).transpose(1, 2)  # P·Bm (P symmetric; this orientation is faster)
+        Sig = Cjj - torch.bmm(BmT, Q)
         # greedy pivoted elimination on the p×p Schur complements: keep an independent subset
         cdiag = torch.diagonal(Cjj, dim1=1, dim2=2)
         S = Sig.clone()
@@ -391,7 +392,8 @@ class _Block:
         Sinv = torch.linalg.inv(torch.where(uu, Sig, eye.expand(B, p, p)))
         Sinv = torch.where(uu, Sinv, torch.zeros_like(Sinv))
         # free slots for the used candidates, in order
-        order = torch.sort(valid.to(torch.int8), dim=1, stable=True).indices[:, :p]  # free slots first
+        key = (~valid) * torch.arange(s_, 0, -1, device=valid.device)  # free slots, lowest index first
+        order = torch.topk(key, min(p, s_), dim=1).indices
         rank = torch.cumsum(use.to(torch.long), 1) - 1
         T = torch.gather(order, 1, rank.clamp_min(0))  # slot of candidate c (where used)
         uf = use.to(Q.dtype)

@@ -1,0 +1,145 @@
+"""gnc.codes.compare and gnc.codes.store: alignment up to symmetry, neighbour tables, codes.nc, store."""
+
+import itertools
+
+import numpy as np
+import pytest
+import torch
+
+from gnc.codes import CodeSolution, CodeStore, align_to_code, codes_dataset, gram_neighbours, known
+
+torch.set_num_threads(1)
+
+
+def _random_orthogonal(d, rng, reflect=False):
+    Q, R = np.linalg.qr(rng.standard_normal((d, d)))
+    Q = Q * np.sign(np.diag(R))
+    if reflect and np.linalg.det(Q) > 0:
+        Q[:, 0] *= -1
+    return Q
+
+
+def _brute_force_distance(A, B):
+    """Independent reference: all K! relabellings, each with the exact Procrustes rotation."""
+    A = A / np.linalg.norm(A, axis=1, keepdims=True)
+    B = B / np.linalg.norm(B, axis=1, keepdims=True)
+    best = np.inf
+    for perm in itertools.permutations(range(len(A))):
+        Bp = B[list(perm)]
+        U, _, Vt = np.linalg.svd(Bp.T @ A)
+        best = min(best, np.linalg.norm(A - Bp @ U @ Vt))
+    return best
+
+
+@pytest.mark.parametrize("reflect", [False, True])
+def test_align_recovers_rotation_reflection_and_relabelling(reflect):
+    rng = np.random.default_rng(0)
+    code = rng.standard_normal((12, 5))
+    code /= np.linalg.norm(code, axis=1, keepdims=True)
+    Q = _random_orthogonal(5, rng, reflect)
+    perm = rng.permutation(12)
+    trained = code[perm] @ Q
+    dist, p, R = align_to_code(trained, code, seed=1)
+    assert dist < 1e-9
+    np.testing.assert_array_equal(p, perm)
+    np.testing.assert_allclose(R, Q, atol=1e-9)
+    assert abs(abs(np.linalg.det(R)) - 1) < 1e-12
+
+
+@pytest.mark.parametrize("K,noise,exhaustive", [(5, None, 7), (7, 0.15, 0)])
+def test_align_is_optimal_against_brute_force(K, noise, exhaustive):
+    """Exhaustive path on unrelated random codes; the alternating heuristic (exhaustive search
+    switched off) on a noisy, rotated, relabelled copy (the trained-vs-code regime)."""
+    rng = np.random.default_rng(3)
+    for _ in range(2):
+        B = rng.standard_normal((K, 3))
+        if noise is None:
+            A = rng.standard_normal((K, 3))
+        else:
+            A = (B / np.linalg.norm(B, axis=1, keepdims=True))[rng.permutation(K)] @ _random_orthogonal(3, rng)
+            A = A + noise * rng.standard_normal(A.shape)
+        dist, perm, R = align_to_code(A, B, seed=0, exhaustive_max_K=exhaustive)
+        ref = _brute_force_distance(A, B)
+        assert dist == pytest.approx(ref, abs=1e-9)
+        An = A / np.linalg.norm(A, axis=1, keepdims=True)
+        Bn = B / np.linalg.norm(B, axis=1, keepdims=True)
+        assert np.linalg.norm(An - Bn[perm] @ R) == pytest.approx(dist, abs=1e-12)
+
+
+def test_align_noise_level_and_symmetric_code():
+    rng = np.random.default_rng(5)
+    ico = known.icosahedron()
+    Q = _random_orthogonal(3, rng)
+    noisy = ico[rng.permutation(12)] @ Q + 1e-3 * rng.standard_normal((12, 3))
+    dist, _, _ = align_to_code(noisy, ico)
+    assert dist < 5e-3                           # ~ noise * sqrt(K*d)
+    far, _, _ = align_to_code(rng.standard_normal((12, 3)), ico)
+    assert far > 0.3
+
+
+def test_gram_neighbours_square_and_names():
+    df = gram_neighbours(known.polygon(4), names=list("ABCD"))
+    assert len(df) == 4 * 3
+    a = df[df["class"] == "A"].sort_values("rank")
+    assert list(a["neighbour"]) [:2] == ["B", "D"]
+    assert a["angle_deg"].tolist() == pytest.approx([90, 90, 180])
+    assert a.iloc[2]["farthest"] and a.iloc[2]["neighbour"] == "C"
+    df1 = gram_neighbours(known.polygon(4), k=1)
+    assert len(df1) == 4 and df1["rank"].eq(1).all()
+
+
+def _sol(problem, d, K, value, ovr=np.nan, seed=0):
+    rng = np.random.default_rng(seed + 7 * K + d)
+    W = rng.standard_normal((K, d))
+    W /= np.linalg.norm(W, axis=1, keepdims=True)
+    return CodeSolution(W=W, problem=problem, d=d, K=K, value=value, min_angle_deg=value if problem == "tammes" else 50.0,
+                        ovr=ovr, certificate={"lower_bound": 0.1}, rattlers=np.array([1]), settings={"x": 1}, seed=seed,
+                        seconds=1.0, history=[(0.0, 1.0), (1.0, 2.0)])
+
+
+def test_codes_dataset_padding_conjecture_and_netcdf(tmp_path):
+    from gnc.io import open_netcdf, write_netcdf
+
+    sols = [_sol("tammes", 3, 4, 109.4, ovr=0.8), _sol("softmax", 3, 4, 0.8), _sol("softmax", 3, 4, 0.7, seed=1),
+            _sol("tammes", 5, 6, 90.0, ovr=0.5), _sol("softmax", 5, 6, 0.6), _sol("hardmax", 5, 6, 0.55)]
+    ds = codes_dataset(sols, tol=1e-6)
+    assert ds["tammes_code"].dims == ("d", "K", "k", "component")
+    assert ds.sizes == {"d": 2, "K": 2, "k": 6, "component": 5}
+    sm = ds["softmax_code"].sel(d=3, K=4).values
+    assert np.isfinite(sm[:4, :3]).all() and np.isnan(sm[4:]).all() and np.isnan(sm[:, 3:]).all()
+    assert np.isnan(ds["softmax_code"].sel(d=3, K=6)).all()
+    assert float(ds["softmax_value"].sel(d=3, K=4)) == 0.8          # best of the two kept
+    assert float(ds["conjecture_holds"].sel(d=3, K=4)) == 1.0
+    assert float(ds["conjecture_holds"].sel(d=5, K=6)) == 0.0
+    assert np.isnan(float(ds["conjecture_holds"].sel(d=3, K=6)))
+    assert ds.attrs["conjecture_differs"] == '["(5,6)"]'
+    assert float(ds["ovr_difference"].sel(d=5, K=6)) == pytest.approx(0.1)
+    assert float(ds["hardmax_value"].sel(d=5, K=6)) == 0.55
+    write_netcdf(ds, tmp_path / "codes.nc")
+    back = open_netcdf(tmp_path / "codes.nc")
+    np.testing.assert_array_equal(back["softmax_code"].values, ds["softmax_code"].values)
+
+
+def test_store_keeps_best_and_does_not_recompute(tmp_path):
+    store = CodeStore(tmp_path)
+    calls = []
+
+    def solver(d, K, value=0.5):
+        calls.append((d, K))
+        return _sol("softmax", d, K, value)
+
+    s1 = store.get_or_solve("softmax", 3, 5, solver=solver, value=0.5)
+    s2 = store.get_or_solve("softmax", 3, 5, solver=solver, value=0.9)
+    assert calls == [(3, 5)] and s2.value == 0.5
+    np.testing.assert_array_equal(s1.W, s2.W)
+    assert not store.put(_sol("softmax", 3, 5, 0.4))               # worse: not written
+    assert store.get("softmax", 3, 5).value == 0.5
+    assert store.put(_sol("softmax", 3, 5, 0.6))                   # better: replaces
+    s3 = store.get_or_solve("softmax", 3, 5, solver=solver, min_value=0.7, value=0.7)
+    assert s3.value == 0.7 and len(calls) == 2
+    assert ("softmax", 3, 5) in store and store.keys() == [("softmax", 3, 5)]
+    back = store.get("softmax", 3, 5)
+    assert back.settings == {"x": 1} and back.certificate == {"lower_bound": 0.1}
+    assert back.history == [(0.0, 1.0), (1.0, 2.0)] and back.rattlers.tolist() == [1]
+    assert "gnc_code_version" in __import__("gnc.io", fromlist=["open_netcdf"]).open_netcdf(
+        store.path("softmax", 3, 5)).attrs
