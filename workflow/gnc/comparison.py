@@ -202,6 +202,8 @@ def build_codes_file(*, tammes, softmax, ufm, metrics, features: dict, runs: dic
     parts = [codes_ds, _ufm_table(ufm, best), _trained(features, runs, m, codes_ds, best)]
     ds = xr.merge([p for p in parts if len(p.data_vars)], join="outer", compat="no_conflicts",
                   combine_attrs="drop")
+    if "gram" in ds and "k2" in ds.dims:
+        ds = ds.reindex(k2=ds["k"].values)  # square (k, k2): k was padded to the longest code by the merge
     for p in parts:
         for v in p.data_vars:
             ds[v].attrs = dict(p[v].attrs)

@@ -29,13 +29,45 @@ from scipy.optimize import linprog, nnls
 from ._common import normalize_rows, tangent_bases
 
 
-def _lp(cost, A, b, r, nv, method, time_left=None):
-    lb = np.full(nv, -r)
-    ub = np.full(nv, r)
+def _lp(cost, A, b, r, nv, method, time_left=None, step_penalty: float = 0.0):
+    """Solve  min cost.x  s.t.  A x <= b,  |x_i| <= r (i < nv-1),  x_{nv-1} free.
+
+    The LP is solved in units of the trust radius (x = r y): the feasibility tolerances of HiGHS
+    (1e-7 by default) then act on O(1) numbers, so the predicted gain stays accurate even when the
+    radius is 1e-10 and the constraint values differ in the 14th digit.
+
+    With ``step_penalty > 0`` an extra variable rho >= |y_i| is added with cost ``step_penalty``:
+    among the (often many) optimal steps the LP then returns one of smallest infinity norm.  That
+    is the step to the nearest vertex of the linearised problem; without it HiGHS returns a vertex
+    of the trust box, the O(r^2) curvature error of the full-radius step swamps the gain near the
+    optimum and SLP converges only linearly.
+    """
+    options = {}
+    if time_left is not None:
+        options["time_limit"] = max(float(time_left), 1.0)
+    if step_penalty > 0:
+        n = nv - 1
+        m = A.shape[0]
+        eye = sp.identity(n, format="csr")
+        col = sp.csr_matrix(-np.ones((n, 1)))
+        z1 = sp.csr_matrix((n, 1))
+        A2 = sp.vstack([sp.hstack([A, sp.csr_matrix((m, 1))]),
+                        sp.hstack([eye, z1, col]), sp.hstack([-eye, z1, col])], format="csr")
+        b2 = np.concatenate([b / r, np.zeros(2 * n)])
+        c2 = np.concatenate([cost, [step_penalty]])
+        lb = np.concatenate([np.full(n, -1.0), [-np.inf], [0.0]])
+        ub = np.concatenate([np.full(n, 1.0), [np.inf], [1.0]])
+        res = linprog(c2, A_ub=A2, b_ub=b2, bounds=np.column_stack([lb, ub]), method=method, options=options)
+        if res.x is not None:
+            res.x = res.x[:nv] * r
+        return res
+    lb = np.full(nv, -1.0)
+    ub = np.full(nv, 1.0)
     lb[-1] = -np.inf
     ub[-1] = np.inf
-    options = {} if time_left is None else {"time_limit": max(float(time_left), 1.0)}
-    res = linprog(cost, A_ub=A, b_ub=b, bounds=np.column_stack([lb, ub]), method=method, options=options)
+    res = linprog(cost, A_ub=A, b_ub=b / r, bounds=np.column_stack([lb, ub]), method=method, options=options)
+    if res.x is not None:
+        res.x = res.x * r
     return res
 
 
@@ -51,8 +83,8 @@ def _time_left(t0, time_limit):
     return None if time_limit is None else time_limit - (time.perf_counter() - t0)
 
 
-def slp_tammes(X: np.ndarray, *, max_iter: int = 400, r0: float = 0.05, tol: float = 1e-15, stall_tol: float = 1e-14,
-               margin_factor: float = 4.0,
+def slp_tammes(X: np.ndarray, *, max_iter: int = 400, r0: float = 0.05, tol: float = 1e-13, stall_tol: float = 1e-13,
+               margin_factor: float = 4.0, step_penalty: float = 1e-4,
                time_limit: float | None = None, method: str | None = None) -> tuple[np.ndarray, float, dict]:
     """Polish a Tammes code (minimise the maximum cosine).  Returns (X, max_cos, info)."""
     X = normalize_rows(X)
@@ -62,6 +94,7 @@ def slp_tammes(X: np.ndarray, *, max_iter: int = 400, r0: float = 0.05, tol: flo
     mu = float((X @ X.T)[iu].max())
     r = r0
     stall = 0
+    penalty = step_penalty
     t0 = time.perf_counter()
     info = {"iterations": 0, "lp_failures": 0}
     for it in range(max_iter):
@@ -84,7 +117,12 @@ def slp_tammes(X: np.ndarray, *, max_iter: int = 400, r0: float = 0.05, tol: flo
             shape=(m, nv))
         cost = np.zeros(nv)
         cost[-1] = 1.0
-        res = _lp(cost, A, -c[sel], r, nv, _pick_method(m, nv, method), _time_left(t0, time_limit))
+        meth = _pick_method(m, nv, method)
+        res = _lp(cost, A, -c[sel], r, nv, meth, _time_left(t0, time_limit), penalty)
+        if penalty > 0 and res.status == 0 and res.x is not None and mu - res.x[-1] <= 1e-9:
+            # the penalised LP hides slopes below the penalty: switch to the plain LP from here on
+            penalty = 0.0
+            res = _lp(cost, A, -c[sel], r, nv, meth, _time_left(t0, time_limit), 0.0)
         if res.status != 0 or res.x is None:
             info["lp_failures"] += 1
             if time_limit is not None and time.perf_counter() - t0 > time_limit:
@@ -101,7 +139,7 @@ def slp_tammes(X: np.ndarray, *, max_iter: int = 400, r0: float = 0.05, tol: flo
         Xn = normalize_rows(X + np.einsum("kdq,kq->kd", U, a))
         mun = float((Xn @ Xn.T)[iu].max())
         rho = (mu - mun) / pred
-        stall = stall + 1 if (mu - mun < stall_tol and pred < 1e-10) else 0
+        stall = stall + 1 if (0 <= mu - mun < stall_tol and pred < 1e-9) else (stall if mun > mu else 0)
         if rho > 0:
             X, mu = Xn, mun
             if rho > 0.5 and np.abs(a).max() > 0.99 * r:
@@ -128,7 +166,7 @@ def _margins(W: np.ndarray, H: np.ndarray) -> np.ndarray:
 
 
 def slp_softmax(W: np.ndarray, H: np.ndarray, *, max_iter: int = 300, r0: float = 2e-3, tol: float = 1e-13,
-                stall_tol: float = 1e-13, margin_factor: float = 8.0,
+                stall_tol: float = 1e-13, margin_factor: float = 8.0, step_penalty: float = 1e-4,
                 time_limit: float | None = None, method: str | None = None):
     """Polish the joint HardMax problem max_{W,H} min_{k!=j} <h_k, w_k - w_j>.
 
@@ -142,6 +180,7 @@ def slp_softmax(W: np.ndarray, H: np.ndarray, *, max_iter: int = 300, r0: float 
     L = float(M.min())
     r = r0
     stall = 0
+    penalty = step_penalty
     t0 = time.perf_counter()
     info = {"iterations": 0, "lp_failures": 0}
     for it in range(max_iter):
@@ -165,7 +204,11 @@ def slp_softmax(W: np.ndarray, H: np.ndarray, *, max_iter: int = 300, r0: float 
             shape=(m, nv))
         cost = np.zeros(nv)
         cost[-1] = -1.0
-        res = _lp(cost, A, M[kk, jj], r, nv, _pick_method(m, nv, method), _time_left(t0, time_limit))
+        meth = _pick_method(m, nv, method)
+        res = _lp(cost, A, M[kk, jj], r, nv, meth, _time_left(t0, time_limit), penalty)
+        if penalty > 0 and res.status == 0 and res.x is not None and res.x[-1] - L <= 1e-9:
+            penalty = 0.0
+            res = _lp(cost, A, M[kk, jj], r, nv, meth, _time_left(t0, time_limit), 0.0)
         if res.status != 0 or res.x is None:
             info["lp_failures"] += 1
             if time_limit is not None and time.perf_counter() - t0 > time_limit:
@@ -186,7 +229,7 @@ def slp_softmax(W: np.ndarray, H: np.ndarray, *, max_iter: int = 300, r0: float 
         Mn = _margins(Wn, Hn)
         Ln = float(Mn.min())
         rho = (Ln - L) / pred
-        stall = stall + 1 if (Ln - L < stall_tol and pred < 1e-10) else 0
+        stall = stall + 1 if (0 <= Ln - L < stall_tol and pred < 1e-9) else (stall if Ln < L else 0)
         if rho > 0:
             W, H, M, L = Wn, Hn, Mn, Ln
             if rho > 0.5 and max(np.abs(a).max(), np.abs(b).max()) > 0.99 * r:
