@@ -71,15 +71,23 @@ def save_npy_atomic(path: str | os.PathLike, array: np.ndarray) -> None:
         np.save(tmp, np.ascontiguousarray(array), allow_pickle=False)
 
 
-def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
+def file_digests(path: str | os.PathLike, algorithms=("sha256",), chunk: int = 1 << 20) -> dict:
+    """Hex digests of a file for each algorithm (one pass), plus its ``size`` in bytes."""
+    hashes = {a: hashlib.new(a, usedforsecurity=False) if a == "md5" else hashlib.new(a) for a in algorithms}
+    size = 0
     with open(path, "rb") as fh:
         while True:
             block = fh.read(chunk)
             if not block:
                 break
-            h.update(block)
-    return h.hexdigest()
+            for h in hashes.values():
+                h.update(block)
+            size += len(block)
+    return {**{a: h.hexdigest() for a, h in hashes.items()}, "size": size}
+
+
+def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    return file_digests(path, ("sha256",), chunk)["sha256"]
 
 
 def _netcdf_attr(value: Any):

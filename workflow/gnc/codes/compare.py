@@ -241,10 +241,9 @@ def codes_dataset(solutions: Iterable[CodeSolution], *, tol: float = 1e-6, attrs
 
 
 def _jsonable(o):
-    if isinstance(o, (np.integer,)):
-        return int(o)
-    if isinstance(o, (np.floating,)):
-        return float(o)
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    return str(o)
+    from ..io import _json_default
+
+    try:
+        return _json_default(o)
+    except TypeError:
+        return str(o)

@@ -24,18 +24,9 @@ from .errors import DatasetNotFoundError, SourceChecksumError
 
 def hash_file(path: str | os.PathLike, chunk: int = 1 << 20) -> dict:
     """md5 and sha256 of a file in one pass, plus its size."""
-    md5 = hashlib.md5(usedforsecurity=False)
-    sha = hashlib.sha256()
-    size = 0
-    with open(path, "rb") as fh:
-        while True:
-            block = fh.read(chunk)
-            if not block:
-                break
-            md5.update(block)
-            sha.update(block)
-            size += len(block)
-    return {"md5": md5.hexdigest(), "sha256": sha.hexdigest(), "size": size}
+    from ..io import file_digests
+
+    return file_digests(path, ("md5", "sha256"), chunk)
 
 
 def checksum_kind(value: str) -> str:

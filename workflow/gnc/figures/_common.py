@@ -657,12 +657,9 @@ def save_figure(fig, frame: pd.DataFrame, out_prefix: str | os.PathLike, *, sour
 
 
 def _decode(value):
-    if isinstance(value, str) and value[:1] in "[{":
-        try:
-            return json.loads(value)
-        except json.JSONDecodeError:
-            return value
-    return value
+    from ..provenance import _decode as decode
+
+    return decode(value)
 
 
 def _file_attrs(path) -> dict:

@@ -265,17 +265,9 @@ def fig_ufm_tau(codes, *, d=None, K=None, taus=None, style: Style | None = None)
 
 
 def _code_value(codes, var: str, d, K):
-    if codes is None or var not in getattr(codes, "data_vars", {}):
-        return None
-    da = codes[var]
-    if "d" not in da.dims or "K" not in da.dims:
-        return None
-    sub, absent = select(da.to_dataset(name=var), d=[d], K=[K])
-    if absent:
-        return None
-    val, _ = reduce_extra(sub[var].isel(d=0, K=0, drop=True), keep=())
-    v = float(val.values) if val.size == 1 else float("nan")
-    return None if math.isnan(v) else v
+    from .training import _code_reference
+
+    return _code_reference(codes, var, d, K)
 
 
 # ----------------------------------------------------------------------------- fig 8: codes vs Tammes

@@ -1,0 +1,87 @@
+"""gnc.codes.solve_softmax_code, the HardMax baseline and the UFM.
+
+Expected values are closed forms (GNC paper Thm 3.3: polygons, simplex, cross-polytope; STUDY §9)
+and an independent slow one-vs-rest computation (per-class SLSQP, tests/test_codes_known.py);
+nothing is compared with a stored output of our own solvers.
+"""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from gnc.codes import (codes_dataset, known, solve_hardmax, solve_softmax_code, solve_tammes, solve_ufm,
+                       ufm_tau_sweep)
+from gnc.codes._polish import kkt_residual_softmax
+
+from test_codes_known import _slow_ovr
+
+torch.set_num_threads(1)
+
+
+@pytest.mark.parametrize("d,K", [(2, 5), (2, 7), (5, 4), (4, 5), (3, 6), (4, 8)])
+def test_proved_softmax_codes(d, K):
+    s = solve_softmax_code(d, K, restarts=4, iters=500, seed=0)
+    expected = known.known_softmax_value(d, K)
+    assert s.value == pytest.approx(expected, abs=1e-8)
+    assert s.ovr == s.value
+    assert s.certificate["lower_bound"] <= s.value + 1e-12           # a proof, never above the truth
+    assert s.certificate["lower_bound"] == pytest.approx(expected, abs=1e-8)
+    assert _slow_ovr(s.W).min() == pytest.approx(expected, abs=1e-6)  # independent evaluation
+    assert len(s.rattlers) == 0
+    assert s.H.shape == (K, d) and np.allclose(np.linalg.norm(s.H, axis=1), 1)
+
+
+def test_icosahedron_and_conjecture_in_R3():
+    """(3,12): our code is at least as good as the icosahedron (1 - 1/sqrt 5), and the optimal
+    Tammes code's one-vs-rest distance equals the softmax value there."""
+    s = solve_softmax_code(3, 12, restarts=8, iters=800, seed=1)
+    t = solve_tammes(3, 12, restarts=8, n_polish=2, hops=0, iters=300)
+    ico = 1 - 1 / math.sqrt(5)
+    assert s.value >= ico - 1e-9
+    assert s.certificate["kkt_residual"] < 1e-8
+    assert t.ovr == pytest.approx(ico, abs=1e-9)
+    ds = codes_dataset([s, t], tol=1e-7)
+    assert float(ds["conjecture_holds"].sel(d=3, K=12)) == 1.0
+    assert float(ds["softmax_value"].sel(d=3, K=12)) == pytest.approx(_slow_ovr(s.W).min(), abs=1e-6)
+
+
+def test_kkt_certificate_softmax():
+    W = known.polygon(5)
+    assert kkt_residual_softmax(W, W)["kkt_residual"] < 1e-12          # self-dual optimum
+    rng = np.random.default_rng(0)
+    W2 = W + 0.05 * rng.standard_normal(W.shape)
+    W2 /= np.linalg.norm(W2, axis=1, keepdims=True)
+    assert kkt_residual_softmax(W2, W2)["kkt_residual"] > 1e-3
+
+
+def test_init_array_and_random_init():
+    ico = known.icosahedron()
+    s = solve_softmax_code(3, 12, init=ico, restarts=2, iters=100, polish=False, seed=0)
+    assert s.value >= 1 - 1 / math.sqrt(5) - 1e-6
+    r = solve_softmax_code(3, 9, init="random", restarts=4, iters=400, seed=0)
+    assert r.settings["init"] == "random" and r.value > 0.6
+
+
+def test_hardmax_baseline_is_a_valid_lower_bound_and_worse_than_ours():
+    h = solve_hardmax(3, 8, iters=3000, restarts=2, seed=0, record_every=50)
+    ours = solve_softmax_code(3, 8, restarts=4, iters=500, seed=0)
+    assert h.certificate["lower_bound"] <= h.value + 1e-12
+    assert h.value <= ours.value + 1e-9
+    vals = [v for _, v in h.history]
+    assert vals == sorted(vals)
+    assert _slow_ovr(h.W).min() == pytest.approx(h.value, abs=1e-6)
+
+
+def test_ufm_approaches_softmax_code_as_tau_decreases():
+    ref = solve_softmax_code(3, 8, restarts=4, iters=500, seed=0)
+    ds, sols = ufm_tau_sweep(3, 8, 2, [1.0, 0.1, 0.01], reference=ref, steps=600, lr=0.02)
+    gap = ds["ovr_gap"].values
+    assert gap[0] > gap[1] > gap[2] - 1e-9 and gap[2] < 1e-3 and gap[2] > -1e-9
+    assert ds["align_distance"].values[2] < 0.05
+    assert ds.attrs["reference_value"] == ref.value
+    assert sols[2].H.shape == (16, 3) and sols[2].settings["tau"] == 0.01
+    one = solve_ufm(3, 4, 2, 0.5, steps=300, lr=0.1)
+    assert one.value == pytest.approx(4 / 3, abs=1e-4)                 # K <= d+1: simplex ETF
+    assert one.certificate["feature_variability"] < 1e-3
