@@ -107,16 +107,17 @@ def contact_pairs(W: np.ndarray, tol: float) -> tuple[np.ndarray, np.ndarray, fl
     return iu[0][sel], iu[1][sel], mu
 
 
-def tammes_rattlers(W: np.ndarray, tol: float) -> np.ndarray:
-    """Rows with no neighbour at the minimum angle (within ``tol`` in cosine)."""
+def tammes_rattlers(W: np.ndarray, tol: float, block: int = 2048) -> np.ndarray:
+    """Rows with no neighbour at the minimum angle: max_j cos(w_k, w_j) < max cosine - ``tol``."""
+    W = normalize_rows(W)
     K = W.shape[0]
-    if K > 20000:
-        return np.zeros(0, dtype=np.int64)
-    I, J, _ = contact_pairs(W, tol)
-    touched = np.zeros(K, dtype=bool)
-    touched[I] = True
-    touched[J] = True
-    return np.nonzero(~touched)[0].astype(np.int64)
+    rowmax = np.empty(K)
+    for s in range(0, K, block):
+        C = W[s:s + block] @ W.T
+        idx = np.arange(s, min(s + block, K))
+        C[idx - s, idx] = -np.inf
+        rowmax[idx] = C.max(axis=1)
+    return np.nonzero(rowmax < rowmax.max() - tol)[0].astype(np.int64)
 
 
 def tangent_bases(X: np.ndarray) -> np.ndarray:

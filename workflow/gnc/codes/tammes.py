@@ -22,7 +22,7 @@ import time
 import numpy as np
 import torch
 
-from ._common import (CodeSolution, History, default_dtype, exact_ovr, normalize_rows, ovr_fields,
+from ._common import (CodeSolution, History, default_dtype, exact_ovr, max_cosine, normalize_rows, ovr_fields,
                       tammes_rattlers, torch_device)
 from ._polish import kkt_residual_tammes, slp_tammes
 from ._smooth import Schedule, max_cos_batched, smooth_tammes
@@ -53,12 +53,14 @@ def solve_tammes(d: int, K: int, *, restarts: int | None = None, seed: int = 0, 
                  time_budget: float | None = None, iters: int | None = None,
                  beta: tuple[float, float] = (5.0, 300.0), lr: tuple[float, float] = (0.05, 1e-3),
                  polish: bool = True, n_polish: int | None = None, hops: int | None = None,
-                 hop_scale: float = 0.15, polish_time: float | None = 300.0, block: int | None = None, dtype=None, init: np.ndarray | None = None,
-                 evaluate_ovr: bool = True, verbose: bool = False) -> CodeSolution:
+                 hop_scale: float = 0.15, polish_time: float | None = 300.0, block: int | None = None,
+                 dtype=None, init: np.ndarray | None = None, evaluate_ovr: bool = True,
+                 verbose: bool = False) -> CodeSolution:
     """Best code found for the Tammes problem in R^d with K points (``value`` = min angle, degrees).
 
-    ``init`` (K, d) seeds the first restart.  ``polish_time`` caps each SLP polish (seconds).  ``device`` is any torch device ("cpu", "cuda").
-    ``block`` processes rows in blocks of that size (memory O(block*K)); chosen automatically.
+    ``init`` (K, d) seeds the first restart.  ``polish_time`` caps each SLP polish (seconds).
+    ``device`` is any torch device ("cpu", "cuda").  ``block`` processes rows in blocks of that
+    size (memory O(block*K)); chosen automatically.
     """
     if K < 2 or d < 2:
         raise ValueError("need K >= 2 and d >= 2")
@@ -129,10 +131,11 @@ def solve_tammes(d: int, K: int, *, restarts: int | None = None, seed: int = 0, 
             consider(Yp, muy)
 
     W = normalize_rows(best_X)
-    mu = float(best_mu)
-    tol = 1e-9 if can_polish else 1e-6
-    cert: dict = {"polished": bool(can_polish), "contact_tol": tol}
-    if can_polish:
+    mu = max_cosine(W)                                  # float64, whatever precision was used above
+    polished = can_polish and n_polished + n_hops > 0
+    tol = 1e-9 if polished else 1e-6
+    cert: dict = {"polished": bool(polished), "contact_tol": tol}
+    if polished:
         cert.update(kkt_residual_tammes(W, tol=tol))
         cert["polish_iterations"] = polish_info.get("iterations")
         if values_seen:
