@@ -140,9 +140,11 @@ def exact_ovr(W: np.ndarray, gap_tol: float = 1e-7):
     """Exact one-vs-rest distances via :func:`gnc.metrics.ovr.ovr_distances` (lazy import).
 
     Optimal codes are highly degenerate (many classes with d+1 or more equidistant neighbours).
-    If the default call fails or leaves a certified gap on rho_ovr above ``gap_tol``, it is repeated
-    with exact corral inverses at every step (``refresh=1``) and then also single pricing; the
-    result with the smallest certified gap is returned.  Returns ``None`` (with a warning) when the
+    If the default call fails, returns a distance below the cheap bound ``1 - max_j cos`` (seen on
+    codes from the HardMax baseline: a class reported at distance 0 with gap 0) or leaves a
+    certified gap on rho_ovr above ``gap_tol``, it is repeated with exact corral inverses at every
+    step (``refresh=1``, tried first) and then also single pricing; the valid result with the smallest certified
+    gap is returned.  Returns ``None`` (with a warning) when the
     metrics module is unavailable or every attempt fails.
     """
     try:
@@ -152,7 +154,7 @@ def exact_ovr(W: np.ndarray, gap_tol: float = 1e-7):
         return None
     W = np.ascontiguousarray(W, dtype=np.float64)
     best, errors = None, []
-    for kw in ({}, {"refresh": 1}, {"refresh": 1, "pricing": 1}):
+    for kw in ({"refresh": 1}, {"refresh": 1, "pricing": 1}, {}):
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", RuntimeWarning)
@@ -161,6 +163,12 @@ def exact_ovr(W: np.ndarray, gap_tol: float = 1e-7):
             errors.append(f"{kw}: {type(exc).__name__}: {exc}")
             continue
         res.info = dict(getattr(res, "info", {}) or {}, codes_call=kw)
+        lower = getattr(res, "lower", None)
+        if lower is not None and np.any(np.asarray(res.dist) < np.asarray(lower) - 1e-9):
+            # inconsistent with the cheap bound dist_k >= 1 - max_j cos: a failed solve
+            errors.append(f"{kw}: distance below the bound 1 - max cos (class "
+                          f"{int(np.argmax(np.asarray(lower) - np.asarray(res.dist)))})")
+            continue
         if best is None or res.value_gap < best.value_gap:
             best = res
         if best.value_gap <= gap_tol * max(1.0, abs(best.value)):

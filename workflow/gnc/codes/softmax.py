@@ -10,9 +10,11 @@ maximising rho_ovr is the joint max-min problem over classifier rows W and dual 
    with sharpness growing from ``beta[0]`` to ``beta[1]``; Adam steps on the tangent gradients of
    W and H, rows re-normalised; rows processed in blocks for large K.  Restarts start from random
    codes with H = W, from a Tammes run (``init="tammes"``), or both (``"mixed"``, default).
-2. *Refinement* of the best restart alone: a second, short continuation at very large sharpness
+   The first round is a quick one (``QUICK`` = 8 restarts x 600 steps) so that a good code exists
+   after a fraction of a second (anytime behaviour); then the configured round(s) follow.
+2. *Refinement* (problems too large for the polish) of the best restart alone: a second, short continuation at very large sharpness
    (``refine`` = (iterations, beta0, beta1, lr0, lr1); default 2000 steps, beta 5e3 -> 1e6).
-3. *Exact polish* by sequential linear programming on the near-active margins
+3. *Exact polish* of the best code of each round by sequential linear programming on the near-active margins
    (:func:`gnc.codes._polish.slp_softmax`) when the joint LP is small (2K(d-1) <= ``POLISH_MAX_VARS``);
    for larger problems the LP is slow and degenerate and the refinement reaches the same value
    (e.g. (10,100): 1 s of refinement ~ 400 s of SLP).
@@ -36,6 +38,9 @@ from ._common import (CodeSolution, History, default_dtype, exact_ovr, min_angle
 from ._polish import kkt_residual_softmax, slp_softmax
 from ._smooth import Schedule, min_margin_batched, smooth_softmax, smooth_tammes
 from .tammes import random_sphere
+
+#: the quick first round: (restarts, iterations)
+QUICK = (8, 600)
 
 #: polish only when the joint LP has at most this many variables (2*K*(d-1))
 POLISH_MAX_VARS = 600
@@ -76,7 +81,7 @@ def min_margin(W: np.ndarray, H: np.ndarray, block: int = 2048) -> float:
 def _defaults(d: int, K: int) -> dict:
     size = K * d
     if size <= 400:
-        return dict(restarts=32, iters=1500)
+        return dict(restarts=8, iters=600)
     if size <= 4000:
         return dict(restarts=16, iters=3000)
     if size <= 40000:
@@ -104,12 +109,10 @@ def solve_softmax_code(d: int, K: int, *, restarts: int | None = None, seed: int
     dfl = _defaults(d, K)
     restarts = dfl["restarts"] if restarts is None else int(restarts)
     iters = dfl["iters"] if iters is None else int(iters)
-    tammes_iters = max(iters // 3, 50) if tammes_iters is None else int(tammes_iters)
     dev = torch_device(device)
     tdtype = default_dtype(K, d, dtype)
     if block is None and K > 4096:
         block = 512
-    sched = Schedule(iters, beta[0], beta[1], lr[0], lr[1])
     hist = History(t_start)
     smooth_deadline = deadline
     can_polish = polish and 2 * K * (d - 1) <= POLISH_MAX_VARS
@@ -117,18 +120,38 @@ def solve_softmax_code(d: int, K: int, *, restarts: int | None = None, seed: int
         smooth_deadline = t_start + (0.7 if can_polish else 0.85) * float(time_budget)
 
     best = None  # (L, W, H)
+    cert: dict = {"polished": False, "refined": False}
+    polish_info: dict | None = None
+
+    def polish_best():
+        nonlocal best, polish_info
+        L0, W0, H0 = best
+        tl = polish_time
+        if deadline is not None:
+            left = max(deadline - time.perf_counter(), 1.0)
+            tl = left if tl is None else min(tl, left)
+        Wp, Hp, Lp, info = slp_softmax(W0, H0, time_limit=tl)
+        polish_info = info
+        if Lp >= L0:
+            best = (Lp, Wp, Hp)
+            hist.add(Lp)
+
+    # round plan: a quick round first (few restarts, short schedule: a good code fast), then the
+    # configured rounds (quality); with a time budget the configured round repeats until it is spent
+    quick = (min(restarts, QUICK[0]), min(iters, QUICK[1]))
+    plan = [quick] if quick != (restarts, iters) else []
     n_rounds = 0
     while True:
-        X0 = random_sphere(restarts, K, d, seed * 100003 + n_rounds, tdtype, dev)
-        if isinstance(init, str):
-            mode = init
-        else:
-            mode = "random"
+        B, T = plan[n_rounds] if n_rounds < len(plan) else (restarts, iters)
+        sched = Schedule(T, beta[0], beta[1], lr[0], lr[1])
+        X0 = random_sphere(B, K, d, seed * 100003 + n_rounds, tdtype, dev)
+        mode = init if isinstance(init, str) else "random"
         if mode not in ("random", "tammes", "mixed"):
             raise ValueError(f"unknown init {init!r}")
-        n_t = {"random": 0, "tammes": restarts, "mixed": restarts // 2}[mode]
+        n_t = {"random": 0, "tammes": B, "mixed": B // 2}[mode]
         if n_t > 0:
-            X0[:n_t] = smooth_tammes(X0[:n_t], Schedule(tammes_iters, 5.0, 300.0, 0.05, 1e-3), block=block,
+            t_it = max(T // 3, 50) if tammes_iters is None else int(tammes_iters)
+            X0[:n_t] = smooth_tammes(X0[:n_t], Schedule(t_it, 5.0, 300.0, 0.05, 1e-3), block=block,
                                      deadline=smooth_deadline)
         if not isinstance(init, str) and n_rounds == 0:
             X0[0] = torch.as_tensor(normalize_rows(init), dtype=tdtype, device=dev)
@@ -138,21 +161,27 @@ def solve_softmax_code(d: int, K: int, *, restarts: int | None = None, seed: int
             hist.add(float(L.max()))
 
         W, H = smooth_softmax(X0, X0.clone(), sched, block=block, deadline=smooth_deadline, callback=cb,
-                              every=max(iters // 30, 1))
+                              every=max(T // 30, 1))
         L = min_margin_batched(W, H, block).cpu().numpy()
         b = int(np.argmax(L))
+        hist.add(float(L[b]))
         if best is None or L[b] > best[0]:
-            best = (float(L[b]), W[b].to(torch.float64).cpu().numpy(), H[b].to(torch.float64).cpu().numpy())
+            best = (float(L[b]), normalize_rows(W[b].to(torch.float64).cpu().numpy()),
+                    normalize_rows(H[b].to(torch.float64).cpu().numpy()))
+            if can_polish:
+                polish_best()
         n_rounds += 1
         if verbose:
-            print(f"[softmax d={d} K={K}] round {n_rounds}: best lower bound {best[0]:.8f} ({hist.elapsed():.1f}s)")
-        if smooth_deadline is None or time.perf_counter() > smooth_deadline:
+            print(f"[softmax d={d} K={K}] round {n_rounds} (B={B}, iters={T}): best lower bound {best[0]:.8f} "
+                  f"({hist.elapsed():.1f}s)")
+        if smooth_deadline is not None and time.perf_counter() > smooth_deadline:
+            break
+        if smooth_deadline is None and n_rounds >= len(plan) + 1:
             break
 
     L, Wb, Hb = best
-    Wb, Hb = normalize_rows(Wb), normalize_rows(Hb)
-    cert: dict = {"polished": False, "refined": False}
-    if refine is not None and refine[0] > 0 and (deadline is None or time.perf_counter() < deadline):
+    if not can_polish and refine is not None and refine[0] > 0 and \
+            (deadline is None or time.perf_counter() < deadline):
         Wt = torch.as_tensor(Wb, dtype=tdtype, device=dev)[None]
         Ht = torch.as_tensor(Hb, dtype=tdtype, device=dev)[None]
         Wr, Hr = smooth_softmax(Wt, Ht, Schedule(int(refine[0]), *map(float, refine[1:])), block=block,
@@ -163,15 +192,8 @@ def solve_softmax_code(d: int, K: int, *, restarts: int | None = None, seed: int
             L, Wb, Hb = Lr, normalize_rows(Wr[0].to(torch.float64).cpu().numpy()), \
                 normalize_rows(Hr[0].to(torch.float64).cpu().numpy())
             hist.add(L)
-    if can_polish:
-        tl = polish_time
-        if deadline is not None:
-            left = max(deadline - time.perf_counter(), 1.0)
-            tl = left if tl is None else min(tl, left)
-        Wp, Hp, Lp, info = slp_softmax(Wb, Hb, time_limit=tl)
-        if Lp >= L:
-            Wb, Hb, L = Wp, Hp, Lp
-            hist.add(L)
+    if polish_info is not None:
+        info = polish_info
         cert.update(polished=True, polish_iterations=info["iterations"], polish_seconds=info["seconds"],
                     polish_stopped=info.get("stopped", "converged"))
         cert.update(kkt_residual_softmax(Wb, Hb, tol=1e-9))
