@@ -201,6 +201,18 @@ def ovr_fields(res) -> dict[str, Any]:
     return out
 
 
+def solver_start(d: int, K: int, time_budget, dfl: dict, restarts, iters):
+    """Shared start of the solvers: check (d, K), start the clock, resolve restarts/iterations
+    against the size-dependent defaults ``dfl``.  Returns (t_start, deadline, restarts, iters)."""
+    if K < 2 or d < 2:
+        raise ValueError("need K >= 2 and d >= 2")
+    t_start = time.perf_counter()
+    deadline = None if time_budget is None else t_start + float(time_budget)
+    restarts = dfl["restarts"] if restarts is None else int(restarts)
+    iters = dfl["iters"] if iters is None else int(iters)
+    return t_start, deadline, restarts, iters
+
+
 def torch_device(device: Any):
     import torch
 

@@ -83,15 +83,15 @@ def _time_left(t0, time_limit):
     return None if time_limit is None else time_limit - (time.perf_counter() - t0)
 
 
-def slp_tammes(X: np.ndarray, *, max_iter: int = 400, r0: float = 0.05, tol: float = 1e-13, stall_tol: float = 1e-13,
-               margin_factor: float = 4.0, step_penalty: float = 1e-4,
-               time_limit: float | None = None, method: str | None = None) -> tuple[np.ndarray, float, dict]:
-    """Polish a Tammes code (minimise the maximum cosine).  Returns (X, max_cos, info)."""
-    X = normalize_rows(X)
-    K, d = X.shape
-    p = d - 1
-    iu = np.triu_indices(K, 1)
-    mu = float((X @ X.T)[iu].max())
+def _slp(state, f, linearise, step, *, max_iter: int, r0: float, tol: float, stall_tol: float,
+         step_penalty: float, time_limit: float | None, method: str | None):
+    """Trust-region SLP driver shared by both problems: maximise ``f`` (the objective's true value).
+
+    ``linearise(state, f, r)`` returns ``(cost, A, b, nv, pred)``: the LP of the module docstring
+    at trust radius ``r`` and a function giving the predicted gain of an LP solution ``x``;
+    ``step(state, x)`` returns ``(new_state, new_f, largest |step|)``.
+    Returns ``(state, f, info)``.
+    """
     r = r0
     stall = 0
     penalty = step_penalty
@@ -99,30 +99,13 @@ def slp_tammes(X: np.ndarray, *, max_iter: int = 400, r0: float = 0.05, tol: flo
     info = {"iterations": 0, "lp_failures": 0}
     for it in range(max_iter):
         info["iterations"] = it + 1
-        c = (X @ X.T)[iu]
-        margin = min(2.0, margin_factor * r + 1e-12)
-        sel = np.nonzero(c >= mu - margin)[0]
-        I, J = iu[0][sel], iu[1][sel]
-        m = len(sel)
-        U = tangent_bases(X)
-        Ai = np.einsum("md,mdq->mq", X[J], U[I])
-        Aj = np.einsum("md,mdq->mq", X[I], U[J])
-        nv = K * p + 1
-        rows = np.repeat(np.arange(m), p)
-        ar = np.arange(p)
-        A = sp.csr_matrix(
-            (np.concatenate([Ai.ravel(), Aj.ravel(), -np.ones(m)]),
-             (np.concatenate([rows, rows, np.arange(m)]),
-              np.concatenate([(I[:, None] * p + ar).ravel(), (J[:, None] * p + ar).ravel(), np.full(m, nv - 1)]))),
-            shape=(m, nv))
-        cost = np.zeros(nv)
-        cost[-1] = 1.0
-        meth = _pick_method(m, nv, method)
-        res = _lp(cost, A, -c[sel], r, nv, meth, _time_left(t0, time_limit), penalty)
-        if penalty > 0 and res.status == 0 and res.x is not None and mu - res.x[-1] <= 1e-9:
+        cost, A, b, nv, pred_of = linearise(state, f, r)
+        meth = _pick_method(A.shape[0], nv, method)
+        res = _lp(cost, A, b, r, nv, meth, _time_left(t0, time_limit), penalty)
+        if penalty > 0 and res.status == 0 and res.x is not None and pred_of(res.x) <= 1e-9:
             # the penalised LP hides slopes below the penalty: switch to the plain LP from here on
             penalty = 0.0
-            res = _lp(cost, A, -c[sel], r, nv, meth, _time_left(t0, time_limit), 0.0)
+            res = _lp(cost, A, b, r, nv, meth, _time_left(t0, time_limit), 0.0)
         if res.status != 0 or res.x is None:
             info["lp_failures"] += 1
             if time_limit is not None and time.perf_counter() - t0 > time_limit:
@@ -132,17 +115,15 @@ def slp_tammes(X: np.ndarray, *, max_iter: int = 400, r0: float = 0.05, tol: flo
             if r < 1e-13:
                 break
             continue
-        a = res.x[:-1].reshape(K, p)
-        pred = mu - res.x[-1]
+        pred = pred_of(res.x)
         if pred <= tol:
             break
-        Xn = normalize_rows(X + np.einsum("kdq,kq->kd", U, a))
-        mun = float((Xn @ Xn.T)[iu].max())
-        rho = (mu - mun) / pred
-        stall = stall + 1 if (0 <= mu - mun < stall_tol and pred < 1e-9) else (stall if mun > mu else 0)
+        new_state, fn, amax = step(state, res.x)
+        rho = (fn - f) / pred
+        stall = stall + 1 if (0 <= fn - f < stall_tol and pred < 1e-9) else (stall if fn < f else 0)
         if rho > 0:
-            X, mu = Xn, mun
-            if rho > 0.5 and np.abs(a).max() > 0.99 * r:
+            state, f = new_state, fn
+            if rho > 0.5 and amax > 0.99 * r:
                 r = min(2 * r, 0.5)
             elif rho < 0.25:
                 r /= 2
@@ -155,7 +136,52 @@ def slp_tammes(X: np.ndarray, *, max_iter: int = 400, r0: float = 0.05, tol: flo
             break
     info["seconds"] = time.perf_counter() - t0
     info["final_radius"] = r
-    return X, mu, info
+    return state, f, info
+
+
+def _sparse_rows(blocks, cols, m: int, p: int, nv: int, t_coef: float):
+    """Constraint matrix with, per row i, the p-vectors ``blocks[b][i]`` at columns
+    ``cols[b][i]*p .. +p`` and ``t_coef`` in the last column (the objective variable t)."""
+    rows = np.repeat(np.arange(m), p)
+    ar = np.arange(p)
+    data = [B.ravel() for B in blocks] + [np.full(m, t_coef)]
+    ri = [rows] * len(blocks) + [np.arange(m)]
+    ci = [(c[:, None] * p + ar).ravel() for c in cols] + [np.full(m, nv - 1)]
+    return sp.csr_matrix((np.concatenate(data), (np.concatenate(ri), np.concatenate(ci))), shape=(m, nv))
+
+
+def slp_tammes(X: np.ndarray, *, max_iter: int = 400, r0: float = 0.05, tol: float = 1e-13, stall_tol: float = 1e-13,
+               margin_factor: float = 4.0, step_penalty: float = 1e-4,
+               time_limit: float | None = None, method: str | None = None) -> tuple[np.ndarray, float, dict]:
+    """Polish a Tammes code (minimise the maximum cosine).  Returns (X, max_cos, info)."""
+    X = normalize_rows(X)
+    K, d = X.shape
+    p = d - 1
+    iu = np.triu_indices(K, 1)
+    nv = K * p + 1
+    cache = {}
+
+    def linearise(X, f, r):
+        mu = -f
+        c = (X @ X.T)[iu]
+        sel = np.nonzero(c >= mu - min(2.0, margin_factor * r + 1e-12))[0]
+        I, J = iu[0][sel], iu[1][sel]
+        U = tangent_bases(X)
+        cache["U"] = U
+        A = _sparse_rows([np.einsum("md,mdq->mq", X[J], U[I]), np.einsum("md,mdq->mq", X[I], U[J])],
+                         [I, J], len(sel), p, nv, -1.0)
+        cost = np.zeros(nv)
+        cost[-1] = 1.0
+        return cost, A, -c[sel], nv, lambda x: mu - x[-1]
+
+    def step(X, x):
+        a = x[:-1].reshape(K, p)
+        Xn = normalize_rows(X + np.einsum("kdq,kq->kd", cache["U"], a))
+        return Xn, -float((Xn @ Xn.T)[iu].max()), float(np.abs(a).max())
+
+    X, f, info = _slp(X, -float((X @ X.T)[iu].max()), linearise, step, max_iter=max_iter, r0=r0, tol=tol,
+                      stall_tol=stall_tol, step_penalty=step_penalty, time_limit=time_limit, method=method)
+    return X, -f, info
 
 
 def _margins(W: np.ndarray, H: np.ndarray) -> np.ndarray:
@@ -176,75 +202,34 @@ def slp_softmax(W: np.ndarray, H: np.ndarray, *, max_iter: int = 300, r0: float 
     H = normalize_rows(H)
     K, d = W.shape
     p = d - 1
-    M = _margins(W, H)
-    L = float(M.min())
-    r = r0
-    stall = 0
-    penalty = step_penalty
-    t0 = time.perf_counter()
-    info = {"iterations": 0, "lp_failures": 0}
-    for it in range(max_iter):
-        info["iterations"] = it + 1
-        margin = min(4.0, margin_factor * r + 1e-12)
-        kk, jj = np.nonzero(M <= L + margin)
-        m = len(kk)
-        UW = tangent_bases(W)
-        UH = tangent_bases(H)
-        c1 = np.einsum("md,mdq->mq", H[kk], UW[kk])
-        c2 = -np.einsum("md,mdq->mq", H[kk], UW[jj])
-        c3 = np.einsum("md,mdq->mq", W[kk] - W[jj], UH[kk])
-        nv = 2 * K * p + 1
-        rows = np.repeat(np.arange(m), p)
-        ar = np.arange(p)
-        A = sp.csr_matrix(
-            (np.concatenate([-c1.ravel(), -c2.ravel(), -c3.ravel(), np.ones(m)]),
-             (np.concatenate([rows, rows, rows, np.arange(m)]),
-              np.concatenate([(kk[:, None] * p + ar).ravel(), (jj[:, None] * p + ar).ravel(),
-                              (K * p + kk[:, None] * p + ar).ravel(), np.full(m, nv - 1)]))),
-            shape=(m, nv))
+    nv = 2 * K * p + 1
+    cache = {}
+
+    def linearise(state, L, r):
+        W, H, M = state
+        kk, jj = np.nonzero(M <= L + min(4.0, margin_factor * r + 1e-12))
+        UW, UH = tangent_bases(W), tangent_bases(H)
+        cache.update(UW=UW, UH=UH)
+        blocks = [-np.einsum("md,mdq->mq", H[kk], UW[kk]), np.einsum("md,mdq->mq", H[kk], UW[jj]),
+                  -np.einsum("md,mdq->mq", W[kk] - W[jj], UH[kk])]
+        A = _sparse_rows(blocks, [kk, jj, K + kk], len(kk), p, nv, 1.0)
         cost = np.zeros(nv)
         cost[-1] = -1.0
-        meth = _pick_method(m, nv, method)
-        res = _lp(cost, A, M[kk, jj], r, nv, meth, _time_left(t0, time_limit), penalty)
-        if penalty > 0 and res.status == 0 and res.x is not None and res.x[-1] - L <= 1e-9:
-            penalty = 0.0
-            res = _lp(cost, A, M[kk, jj], r, nv, meth, _time_left(t0, time_limit), 0.0)
-        if res.status != 0 or res.x is None:
-            info["lp_failures"] += 1
-            if time_limit is not None and time.perf_counter() - t0 > time_limit:
-                info["stopped"] = "time_limit"
-                break
-            r /= 4
-            if r < 1e-13:
-                break
-            continue
-        x = res.x
-        pred = x[-1] - L
-        if pred <= tol:
-            break
+        return cost, A, M[kk, jj], nv, lambda x: x[-1] - L
+
+    def step(state, x):
+        W, H, _ = state
         a = x[:K * p].reshape(K, p)
         b = x[K * p:2 * K * p].reshape(K, p)
-        Wn = normalize_rows(W + np.einsum("kdq,kq->kd", UW, a))
-        Hn = normalize_rows(H + np.einsum("kdq,kq->kd", UH, b))
+        Wn = normalize_rows(W + np.einsum("kdq,kq->kd", cache["UW"], a))
+        Hn = normalize_rows(H + np.einsum("kdq,kq->kd", cache["UH"], b))
         Mn = _margins(Wn, Hn)
-        Ln = float(Mn.min())
-        rho = (Ln - L) / pred
-        stall = stall + 1 if (0 <= Ln - L < stall_tol and pred < 1e-9) else (stall if Ln < L else 0)
-        if rho > 0:
-            W, H, M, L = Wn, Hn, Mn, Ln
-            if rho > 0.5 and max(np.abs(a).max(), np.abs(b).max()) > 0.99 * r:
-                r = min(2 * r, 0.5)
-            elif rho < 0.25:
-                r /= 2
-        else:
-            r /= 4
-        if r < 1e-13 or stall >= 3:
-            break
-        if time_limit is not None and time.perf_counter() - t0 > time_limit:
-            info["stopped"] = "time_limit"
-            break
-    info["seconds"] = time.perf_counter() - t0
-    info["final_radius"] = r
+        return (Wn, Hn, Mn), float(Mn.min()), float(max(np.abs(a).max(), np.abs(b).max()))
+
+    M = _margins(W, H)
+    (W, H, _), L, info = _slp((W, H, M), float(M.min()), linearise, step, max_iter=max_iter, r0=r0, tol=tol,
+                              stall_tol=stall_tol, step_penalty=step_penalty, time_limit=time_limit,
+                              method=method)
     return W, H, L, info
 
 

@@ -34,7 +34,7 @@ import numpy as np
 import torch
 
 from ._common import (CodeSolution, History, default_dtype, exact_ovr, min_angle_deg, normalize_rows,
-                      ovr_fields, torch_device)
+                      ovr_fields, solver_start, torch_device)
 from ._polish import kkt_residual_softmax, slp_softmax
 from ._smooth import Schedule, min_margin_batched, smooth_softmax, smooth_tammes
 from .tammes import random_sphere
@@ -102,13 +102,8 @@ def solve_softmax_code(d: int, K: int, *, restarts: int | None = None, seed: int
     array that seeds restart 0.  With ``time_budget`` (seconds) rounds of restarts are repeated
     until the budget is spent (the polish gets what is left, at most ``polish_time``).
     """
-    if K < 2 or d < 2:
-        raise ValueError("need K >= 2 and d >= 2")
-    t_start = time.perf_counter()
-    deadline = None if time_budget is None else t_start + float(time_budget)
     dfl = _defaults(d, K)
-    restarts = dfl["restarts"] if restarts is None else int(restarts)
-    iters = dfl["iters"] if iters is None else int(iters)
+    t_start, deadline, restarts, iters = solver_start(d, K, time_budget, dfl, restarts, iters)
     dev = torch_device(device)
     tdtype = default_dtype(K, d, dtype)
     if block is None and K > 4096:

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from ._common import (CodeSolution, History, default_dtype, exact_ovr, max_cosine, normalize_rows, ovr_fields,
-                      tammes_rattlers, torch_device)
+                      solver_start, tammes_rattlers, torch_device)
 from ._polish import kkt_residual_tammes, slp_tammes
 from ._smooth import Schedule, max_cos_batched, smooth_tammes
 
@@ -62,13 +62,8 @@ def solve_tammes(d: int, K: int, *, restarts: int | None = None, seed: int = 0, 
     ``device`` is any torch device ("cpu", "cuda").  ``block`` processes rows in blocks of that
     size (memory O(block*K)); chosen automatically.
     """
-    if K < 2 or d < 2:
-        raise ValueError("need K >= 2 and d >= 2")
-    t_start = time.perf_counter()
-    deadline = None if time_budget is None else t_start + float(time_budget)
     dfl = _defaults(d, K)
-    restarts = dfl["restarts"] if restarts is None else int(restarts)
-    iters = dfl["iters"] if iters is None else int(iters)
+    t_start, deadline, restarts, iters = solver_start(d, K, time_budget, dfl, restarts, iters)
     n_polish = min(dfl["n_polish"] if n_polish is None else int(n_polish), restarts)
     hops = dfl["hops"] if hops is None else int(hops)
     can_polish = polish and K * (d - 1) <= POLISH_MAX_VARS
