@@ -363,8 +363,7 @@ class _Block:
         vf = valid.to(self.P.dtype)
         c = self.c.view(B, 1, 1)
         Bm = (torch.gather(self.GT, 2, J.unsqueeze(1).expand(B, s_, p)) + c) * vf.unsqueeze(2)
-        m = self.G.shape[2]
-        Grows = torch.gather(self.G, 1, J.unsqueeze(2).expand(B, p, m))  # G[J, :] (B, p, m)
+        Grows = self.G[torch.arange(B, device=J.device).unsqueeze(1), J]  # G[J, :] (B, p, m)
         Cjj = torch.gather(Grows, 2, J.unsqueeze(1).expand(B, p, p)) + c
         BmT = Bm.transpose(1, 2).contiguous()
         Q = torch.bmm(BmT, self.P).transpose(1, 2)  # P·Bm (P symmetric; this orientation is faster)
@@ -499,10 +498,7 @@ class _Block:
                 g = g.scatter(1, self.pos, torch.where(self.valid, torch.full_like(gS, math.inf), gS))
                 # Wolfe's rule adds the most violated candidate; with pricing > 1 up to `pricing`
                 # violated candidates are added at once (one pass over P, fewer iterations)
-                if self.pricing == 1:
-                    gmins, jmins = g.min(1, keepdim=True)
-                else:
-                    gmins, jmins = torch.topk(g, self.pricing, dim=1, largest=False)
+                gmins, jmins = _smallest(g, self.pricing)
                 conv = maj & ((xx - gmins[:, 0]) <= self.tol)
                 self.major &= ~maj
                 if conv.any():
@@ -562,6 +558,22 @@ class _Block:
         order = order[:, :width]
         return (torch.gather(pos, 1, order), torch.gather(valid, 1, order), torch.gather(lam, 1, order),
                 status)
+
+
+def _smallest(g: torch.Tensor, k: int):
+    """The k smallest entries per row and their columns, ascending (k small: k passes of min,
+    cheaper than topk on CPU for rows of ~100)."""
+    v, j = g.min(1, keepdim=True)
+    if k == 1:
+        return v, j
+    g = g.clone()
+    vs, js = [v], [j]
+    for _ in range(k - 1):
+        g.scatter_(1, js[-1], math.inf)
+        v, j = g.min(1, keepdim=True)
+        vs.append(v)
+        js.append(j)
+    return torch.cat(vs, 1), torch.cat(js, 1)
 
 
 def _exact_weights(Gs: torch.Tensor, valid, lam):
