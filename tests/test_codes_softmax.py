@@ -85,3 +85,50 @@ def test_ufm_approaches_softmax_code_as_tau_decreases():
     one = solve_ufm(3, 4, 2, 0.5, steps=300, lr=0.1)
     assert one.value == pytest.approx(4 / 3, abs=1e-4)                 # K <= d+1: simplex ETF
     assert one.certificate["feature_variability"] < 1e-3
+
+
+def _slow_softmin_grads(W, H, beta, pairs):
+    """Minus the gradients of sum_{(k,j) in pairs} exp(-beta (m_kj - min m)), by autograd
+    (independent of the hand-written kernels): beta times the soft-min ascent direction."""
+    W = W.clone().requires_grad_(True)
+    H = H.clone().requires_grad_(True)
+    k, j = pairs
+    M = (H[k] * (W[k] - W[j])).sum(1)
+    f = torch.exp(-beta * (M - M.min().detach())).sum()
+    f.backward()
+    return -W.grad, -H.grad, float(M.min().detach())
+
+
+@pytest.mark.parametrize("m", [5, 29])
+def test_sparse_margin_kernels_match_autograd(m):
+    from gnc.codes._smooth import _softmin_grads, nearest_margins
+    from gnc.codes.tammes import random_sphere
+    K, d = 30, 6
+    W = random_sphere(1, K, d, 0, torch.float64, "cpu")
+    H = random_sphere(1, K, d, 1, torch.float64, "cpu")
+    pats, L = nearest_margins(W, H, m)
+    # the exact min margin over all pairs, directly
+    G = H[0] @ W[0].T
+    M = G.diag().unsqueeze(1) - G
+    M.fill_diagonal_(math.inf)
+    assert float(L[0]) == pytest.approx(float(M.min()), abs=1e-14)
+    # each class's pattern holds its m smallest margins
+    for k in range(K):
+        assert set(pats[0].col[k * m:(k + 1) * m].tolist()) == set(torch.argsort(M[k])[:m].tolist())
+    gW, gH, mn = _softmin_grads(W, H, 7.0, L, None, pats)
+    pairs = (pats[0].rows, pats[0].col)
+    rW, rH, rmin = _slow_softmin_grads(W[0], H[0], 7.0, pairs)
+    assert float(mn[0]) == pytest.approx(rmin, abs=1e-14)
+    # the kernels return the ascent direction without the factor beta (it is normalised away later)
+    np.testing.assert_allclose(7.0 * gW[0].numpy(), rW.numpy(), atol=1e-12)
+    np.testing.assert_allclose(7.0 * gH[0].numpy(), rH.numpy(), atol=1e-12)
+
+
+def test_sparse_path_solves_a_code_with_a_certificate():
+    """The large-K path (forced on a small problem): a certified value close to the dense solver's."""
+    dense = solve_softmax_code(4, 40, restarts=1, iters=400, seed=0, init="random", polish=False, refine=None)
+    sparse = solve_softmax_code(4, 40, restarts=1, iters=400, seed=0, init="random", polish=False, refine=None,
+                                neighbours=8, refresh=10)
+    assert sparse.settings["neighbours"] == 8
+    assert sparse.certificate["lower_bound"] <= sparse.value + 1e-12
+    assert sparse.value > 0.95 * dense.value

@@ -66,6 +66,7 @@ def solve_hardmax(d: int, K: int, *, iters: int = 100_000, lr: float = 0.1, rest
         done = t + 1
         if time_budget is not None and t % 256 == 0 and time.perf_counter() - t_start > time_budget:
             break
+    solve_seconds = time.perf_counter() - t_start
     G = H @ W.transpose(1, 2)
     M = G - torch.diagonal(G, dim1=1, dim2=2).unsqueeze(-1)
     M.masked_fill_(eye, -torch.inf)
@@ -76,7 +77,8 @@ def solve_hardmax(d: int, K: int, *, iters: int = 100_000, lr: float = 0.1, rest
     Hb = normalize_rows(H[b].cpu().numpy().astype(np.float64))
     res = exact_ovr(Wb) if evaluate_ovr else None
     of = ovr_fields(res)
-    cert = {"lower_bound": float(lbs[b]), "iterations_done": done}
+    # solve_seconds: the iterations alone (benchmarks compare against this, not the exact evaluation)
+    cert = {"lower_bound": float(lbs[b]), "iterations_done": done, "solve_seconds": solve_seconds}
     cert.update({k: v for k, v in of.items() if k != "ovr"})
     if res is not None:
         hist.add(of["ovr"])
