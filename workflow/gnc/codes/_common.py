@@ -143,7 +143,7 @@ def exact_ovr(W: np.ndarray, gap_tol: float = 1e-7):
     If the default call fails, returns a distance below the cheap bound ``1 - max_j cos`` (seen on
     codes from the HardMax baseline: a class reported at distance 0 with gap 0) or leaves a
     certified gap on rho_ovr above ``gap_tol``, it is repeated with exact corral inverses at every
-    step (``refresh=1``, tried first) and then also single pricing; the valid result with the smallest certified
+    step (``refresh=1``) and then also single pricing; the valid result with the smallest certified
     gap is returned.  Returns ``None`` (with a warning) when the
     metrics module is unavailable or every attempt fails.
     """
@@ -154,7 +154,7 @@ def exact_ovr(W: np.ndarray, gap_tol: float = 1e-7):
         return None
     W = np.ascontiguousarray(W, dtype=np.float64)
     best, errors = None, []
-    for kw in ({"refresh": 1}, {"refresh": 1, "pricing": 1}, {}):
+    for kw in ({}, {"refresh": 1}, {"refresh": 1, "pricing": 1}):
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", RuntimeWarning)
