@@ -40,7 +40,9 @@ def solve_hardmax(d: int, K: int, *, iters: int = 100_000, lr: float = 0.1, rest
     hist = History(t_start)
     eye = torch.eye(K, dtype=torch.bool, device=dev)
     bidx = torch.arange(B, device=dev)
-    lrs = np.linspace(0.0, lr, num=iters)[::-1]          # as the reference: lr ... 0, linearly
+    # as the reference: lr ... 0, linearly over ``iters`` steps (computed per step: a time-budgeted run may
+    # pass a huge ``iters``, and an array of them would not fit in memory)
+    span = max(iters - 1, 1)
     best_lb = -np.inf
     done = 0
     for t in range(iters):
@@ -55,7 +57,7 @@ def solve_hardmax(d: int, K: int, *, iters: int = 100_000, lr: float = 0.1, rest
             if lb > best_lb:
                 best_lb = lb
                 hist.add(lb)
-        step = float(lrs[t])
+        step = lr * (iters - 1 - t) / span
         hk = H[bidx, kst].clone()
         dwj = W[bidx, jst] - W[bidx, kst]
         W[bidx, jst] -= step * hk
@@ -64,7 +66,8 @@ def solve_hardmax(d: int, K: int, *, iters: int = 100_000, lr: float = 0.1, rest
         W = W / W.norm(dim=-1, keepdim=True)
         H = H / H.norm(dim=-1, keepdim=True)
         done = t + 1
-        if time_budget is not None and t % 256 == 0 and time.perf_counter() - t_start > time_budget:
+        # checked every step: at large K one step (a full K x K product) can take seconds
+        if time_budget is not None and time.perf_counter() - t_start > time_budget:
             break
     solve_seconds = time.perf_counter() - t_start
     G = H @ W.transpose(1, 2)
