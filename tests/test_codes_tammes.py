@@ -65,3 +65,10 @@ def test_time_budget_history_and_settings():
     assert vals == sorted(vals) and vals[-1] == pytest.approx(s.value)
     assert s.settings["rounds"] >= 1 and s.settings["device"] == "cpu" and s.seed == 3
     assert s.value > 0.99 * known.tammes_records()[20]["angle_deg"]
+
+
+def test_time_budget_caps_the_polish():
+    # (10, 100): one SLP polish alone runs for minutes; a 4 s budget must cap it (it once ran 300 s)
+    s = solve_tammes(10, 100, seed=0, time_budget=4.0, evaluate_ovr=False)
+    assert s.seconds < 10.0
+    assert s.certificate["polished"]

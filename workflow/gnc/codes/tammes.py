@@ -83,6 +83,13 @@ def solve_tammes(d: int, K: int, *, restarts: int | None = None, seed: int = 0, 
     polish_info: dict = {}
     values_seen: list[float] = []
 
+    def polish_limit() -> float | None:
+        # each SLP polish gets at most polish_time, and never more than what is left of the budget
+        if deadline is None:
+            return polish_time
+        left = max(deadline - time.perf_counter(), 1.0)
+        return left if polish_time is None else min(polish_time, left)
+
     def consider(X: np.ndarray, mu: float):
         nonlocal best_X, best_mu
         if mu < best_mu - 1e-15:
@@ -100,7 +107,7 @@ def solve_tammes(d: int, K: int, *, restarts: int | None = None, seed: int = 0, 
         consider(normalize_rows(Xn[order[0]]), float(mu[order[0]]))
         if can_polish:
             for b in order[:n_polish]:
-                Xp, mup, info = slp_tammes(Xn[b], r0=2e-3, time_limit=polish_time)
+                Xp, mup, info = slp_tammes(Xn[b], r0=2e-3, time_limit=polish_limit())
                 n_polished += 1
                 polish_info = info
                 values_seen.append(math.degrees(math.acos(min(1.0, mup))))
@@ -122,7 +129,7 @@ def solve_tammes(d: int, K: int, *, restarts: int | None = None, seed: int = 0, 
         theta = math.acos(min(1.0, best_mu))
         while (n_hops < hops) if deadline is None else (time.perf_counter() < deadline):
             Y = best_X + hop_scale * theta * rng.standard_normal(best_X.shape)
-            Yp, muy, _ = slp_tammes(Y, r0=0.05, time_limit=polish_time)
+            Yp, muy, _ = slp_tammes(Y, r0=0.05, time_limit=polish_limit())
             n_hops += 1
             values_seen.append(math.degrees(math.acos(min(1.0, muy))))
             consider(Yp, muy)
