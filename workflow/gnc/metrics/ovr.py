@@ -275,7 +275,9 @@ class _Block:
         self.piv_first = 500 * eps  # pivot thresholds (relative to G'_jj) of the added candidates
         self.piv_extra = max(1e-6, 1e4 * eps)
         self.s_limit = s_limit
-        s = min(s_limit, max(2, s_start if s_start else m // 2))
+        # corral slots start few (grown by half when full): the per-iteration work on P and GT scales
+        # with the slots, and most corrals stay far below d + 1 (K = 1000, d = 64: 21 on average)
+        s = min(s_limit, max(2, s_start if s_start else 8))
         self.pricing = max(1, min(int(pricing), m))
         self.ids = torch.arange(B, device=dev)
         self.pos = torch.zeros(B, s, dtype=torch.long, device=dev)
