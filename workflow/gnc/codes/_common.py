@@ -213,6 +213,15 @@ def solver_start(d: int, K: int, time_budget, dfl: dict, restarts, iters):
     return t_start, deadline, restarts, iters
 
 
+def polish_limit(polish_time: float | None, deadline: float | None) -> float | None:
+    """Time limit of one polish: at most ``polish_time`` and never more than what is left until
+    ``deadline`` (at least 1 s, so a polish started at the deadline still returns a valid code)."""
+    if deadline is None:
+        return polish_time
+    left = max(deadline - time.perf_counter(), 1.0)
+    return left if polish_time is None else min(polish_time, left)
+
+
 def torch_device(device: Any):
     import torch
 

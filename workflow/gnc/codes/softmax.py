@@ -43,7 +43,7 @@ import numpy as np
 import torch
 
 from ._common import (CodeSolution, History, default_dtype, exact_ovr, min_angle_deg, normalize_rows,
-                      ovr_fields, solver_start, torch_device)
+                      ovr_fields, polish_limit, solver_start, torch_device)
 from ._polish import kkt_residual_softmax, slp_softmax
 from ._smooth import Schedule, min_margin_batched, smooth_softmax, smooth_tammes
 from .tammes import random_sphere
@@ -156,11 +156,7 @@ def solve_softmax_code(d: int, K: int, *, restarts: int | None = None, seed: int
     def polish_best():
         nonlocal best, polish_info
         L0, W0, H0 = best
-        tl = polish_time
-        if deadline is not None:
-            left = max(deadline - time.perf_counter(), 1.0)
-            tl = left if tl is None else min(tl, left)
-        Wp, Hp, Lp, info = slp_softmax(W0, H0, time_limit=tl)
+        Wp, Hp, Lp, info = slp_softmax(W0, H0, time_limit=polish_limit(polish_time, deadline))
         polish_info = info
         if Lp >= L0:
             best = (Lp, Wp, Hp)
@@ -219,11 +215,7 @@ def solve_softmax_code(d: int, K: int, *, restarts: int | None = None, seed: int
         while (n_hops < max_hops) if deadline is None else (time.perf_counter() < deadline):
             L0, W0, _ = best
             Y = normalize_rows(W0 + hop_scale * math.sqrt(max(L0, 1e-12)) * rng.standard_normal(W0.shape))
-            tl = polish_time
-            if deadline is not None:
-                left = max(deadline - time.perf_counter(), 1.0)
-                tl = left if tl is None else min(tl, left)
-            Wp, Hp, Lp, info = slp_softmax(Y, Y.copy(), time_limit=tl)
+            Wp, Hp, Lp, info = slp_softmax(Y, Y.copy(), time_limit=polish_limit(polish_time, deadline))
             n_hops += 1
             if Lp > L0:
                 best, polish_info = (Lp, Wp, Hp), info

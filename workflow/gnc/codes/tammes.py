@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from ._common import (CodeSolution, History, default_dtype, exact_ovr, max_cosine, normalize_rows, ovr_fields,
-                      solver_start, tammes_rattlers, torch_device)
+                      polish_limit, solver_start, tammes_rattlers, torch_device)
 from ._polish import kkt_residual_tammes, slp_tammes
 from ._smooth import Schedule, max_cos_batched, smooth_tammes
 
@@ -83,13 +83,6 @@ def solve_tammes(d: int, K: int, *, restarts: int | None = None, seed: int = 0, 
     polish_info: dict = {}
     values_seen: list[float] = []
 
-    def polish_limit() -> float | None:
-        # each SLP polish gets at most polish_time, and never more than what is left of the budget
-        if deadline is None:
-            return polish_time
-        left = max(deadline - time.perf_counter(), 1.0)
-        return left if polish_time is None else min(polish_time, left)
-
     def consider(X: np.ndarray, mu: float):
         nonlocal best_X, best_mu
         if mu < best_mu - 1e-15:
@@ -107,7 +100,7 @@ def solve_tammes(d: int, K: int, *, restarts: int | None = None, seed: int = 0, 
         consider(normalize_rows(Xn[order[0]]), float(mu[order[0]]))
         if can_polish:
             for b in order[:n_polish]:
-                Xp, mup, info = slp_tammes(Xn[b], r0=2e-3, time_limit=polish_limit())
+                Xp, mup, info = slp_tammes(Xn[b], r0=2e-3, time_limit=polish_limit(polish_time, deadline))
                 n_polished += 1
                 polish_info = info
                 values_seen.append(math.degrees(math.acos(min(1.0, mup))))
@@ -129,7 +122,7 @@ def solve_tammes(d: int, K: int, *, restarts: int | None = None, seed: int = 0, 
         theta = math.acos(min(1.0, best_mu))
         while (n_hops < hops) if deadline is None else (time.perf_counter() < deadline):
             Y = best_X + hop_scale * theta * rng.standard_normal(best_X.shape)
-            Yp, muy, _ = slp_tammes(Y, r0=0.05, time_limit=polish_limit())
+            Yp, muy, _ = slp_tammes(Y, r0=0.05, time_limit=polish_limit(polish_time, deadline))
             n_hops += 1
             values_seen.append(math.degrees(math.acos(min(1.0, muy))))
             consider(Yp, muy)
