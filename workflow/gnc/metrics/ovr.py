@@ -84,6 +84,11 @@ __all__ = ["OVRResult", "ovr_distances", "ovr_subgradient", "normalize_rows", "p
 
 _EPS = float(np.finfo(np.float64).eps)
 
+#: cold corrals start from this many nearest candidates (affinely dependent ones skipped, equal
+#: weights, a minor step first) instead of the nearest one: fewer lock-step iterations (K = 1000,
+#: d = 64: ~15 % less time); same optimum -- Wolfe's minor steps drop the points that do not belong
+START_CORRAL = 8
+
 
 def _shift(diag: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
     """Per-row c in G' = G + c·11ᵀ, on the scale of the squared norms ||v_j||² (conditioning):
@@ -266,7 +271,8 @@ class _Block:
     All updates act on the whole working set with boolean masks; rows outside a mask are unchanged.
     """
 
-    def __init__(self, G: torch.Tensor, s_limit: int, init=None, pricing: int = 1, s_start: int | None = None):
+    def __init__(self, G: torch.Tensor, s_limit: int, init=None, pricing: int = 1, s_start: int | None = None,
+                 start: int = 1):
         self.G = G  # (B, m, m) Gram of v_j = ŵ_cand_j − ŵ_k (float64, or float32 for a fast first pass)
         B, m, _ = G.shape
         dev, dt = G.device, G.dtype
@@ -320,6 +326,14 @@ class _Block:
             self.GT = torch.where(wm.unsqueeze(2), GT, self.GT)
             self.refresh(warm.nonzero().squeeze(1))
             self.major &= ~warm  # first a minor step: affine minimizer of the warm corral
+        elif start > 1 and m > 1:  # cold start from the `start` nearest candidates
+            t = min(start, m, s_limit)
+            J = torch.topk(diag.scatter(1, j0.unsqueeze(1), math.inf), t - 1, dim=1, largest=False).indices
+            self.add(torch.ones_like(J, dtype=torch.bool), J, seeding=True)
+            self.lam = self.valid.to(dt) / self.valid.sum(1, keepdim=True).to(dt)
+            self.major.zero_()
+            self.last.fill_(-1)
+            self.n_new.zero_()
         self.finished: list[tuple] = []
 
     @property
@@ -344,14 +358,15 @@ class _Block:
         self.P = P
         return True
 
-    def add(self, cand_ok: torch.Tensor, J: torch.Tensor):
+    def add(self, cand_ok: torch.Tensor, J: torch.Tensor, seeding: bool = False):
         """Add candidates J[b, c] (where ``cand_ok[b, c]``) to the corral of row b, all at once.
 
         Block bordering: with Bm = G'[S, J], Q = P·Bm and the Schur complement Σ = G'[J, J] − Bmᵀ Q,
         the inverse of the enlarged G' is P + Z Σ⁻¹ Zᵀ with Z = Q − E_T (E_T: unit columns at the
         free slots T that receive J) — one pass over P for any number of added points. Candidates
         (numerically) affinely dependent on the corral and the earlier ones are skipped by a greedy
-        pivoted elimination on the small Σ; a row that can add nothing is stopped (stalled).
+        pivoted elimination on the small Σ; a row that can add nothing is stopped (stalled), except
+        when ``seeding`` (the start corral).
         """
         B, p = J.shape
         need = cand_ok.sum(1)
@@ -382,7 +397,7 @@ class _Block:
             use[:, c] = ok_c
             f = torch.where(ok_c, 1.0 / torch.where(ok_c, piv, torch.ones_like(piv)), torch.zeros_like(piv))
             S = S - (S[:, :, c] * f.unsqueeze(1)).unsqueeze(2) * S[:, c, :].unsqueeze(1)
-        stalled = cand_ok[:, 0] & ~use.any(1)
+        stalled = cand_ok[:, 0] & ~use.any(1) & (not seeding)
         if stalled.any():
             self._stop(stalled, 2)
         rows = use.any(1)
@@ -739,7 +754,7 @@ def ovr_distances(W, *, candidates: int | None = None, tol: float = 1e-12, devic
             init = None
             if prev is not None:
                 init = (init_pos[b0:b0 + B], prev[1][b0:b0 + B], prev[2][b0:b0 + B].to(G.dtype))
-            blk = _Block(G, s_limit=min(mc, d + 1) + 1, init=init, pricing=pricing)
+            blk = _Block(G, s_limit=min(mc, d + 1) + 1, init=init, pricing=pricing, start=START_CORRAL)
             t_row = tol * tol_scale[rows]
             if low_prec:  # float32 Wolfe only identifies the corral; float64 decides (certificate)
                 t_row = (max(tol, tol32) * tol_scale[rows]).to(torch.float32)
