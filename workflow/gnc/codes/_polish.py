@@ -84,8 +84,11 @@ def _time_left(t0, time_limit):
 
 
 def _slp(state, f, linearise, step, *, max_iter: int, r0: float, tol: float, stall_tol: float,
-         step_penalty: float, time_limit: float | None, method: str | None):
+         step_penalty: float, time_limit: float | None, method: str | None, on_accept=None):
     """Trust-region SLP driver shared by both problems: maximise ``f`` (the objective's true value).
+
+    ``on_accept(f)`` is called with the objective after every accepted step (each accepted iterate
+    is a valid point, so this is an anytime progress curve).
 
     ``linearise(state, f, r)`` returns ``(cost, A, b, nv, pred)``: the LP of the module docstring
     at trust radius ``r`` and a function giving the predicted gain of an LP solution ``x``;
@@ -123,6 +126,8 @@ def _slp(state, f, linearise, step, *, max_iter: int, r0: float, tol: float, sta
         stall = stall + 1 if (0 <= fn - f < stall_tol and pred < 1e-9) else (stall if fn < f else 0)
         if rho > 0:
             state, f = new_state, fn
+            if on_accept is not None:
+                on_accept(f)
             if rho > 0.5 and amax > 0.99 * r:
                 r = min(2 * r, 0.5)
             elif rho < 0.25:
@@ -152,8 +157,10 @@ def _sparse_rows(blocks, cols, m: int, p: int, nv: int, t_coef: float):
 
 def slp_tammes(X: np.ndarray, *, max_iter: int = 400, r0: float = 0.05, tol: float = 1e-13, stall_tol: float = 1e-13,
                margin_factor: float = 4.0, step_penalty: float = 1e-4,
-               time_limit: float | None = None, method: str | None = None) -> tuple[np.ndarray, float, dict]:
-    """Polish a Tammes code (minimise the maximum cosine).  Returns (X, max_cos, info)."""
+               time_limit: float | None = None, method: str | None = None,
+               on_accept=None) -> tuple[np.ndarray, float, dict]:
+    """Polish a Tammes code (minimise the maximum cosine).  Returns (X, max_cos, info);
+    ``on_accept(max_cos)`` is called after every accepted step."""
     X = normalize_rows(X)
     K, d = X.shape
     p = d - 1
@@ -180,7 +187,8 @@ def slp_tammes(X: np.ndarray, *, max_iter: int = 400, r0: float = 0.05, tol: flo
         return Xn, -float((Xn @ Xn.T)[iu].max()), float(np.abs(a).max())
 
     X, f, info = _slp(X, -float((X @ X.T)[iu].max()), linearise, step, max_iter=max_iter, r0=r0, tol=tol,
-                      stall_tol=stall_tol, step_penalty=step_penalty, time_limit=time_limit, method=method)
+                      stall_tol=stall_tol, step_penalty=step_penalty, time_limit=time_limit, method=method,
+                      on_accept=None if on_accept is None else (lambda f: on_accept(-f)))
     return X, -f, info
 
 
@@ -193,10 +201,11 @@ def _margins(W: np.ndarray, H: np.ndarray) -> np.ndarray:
 
 def slp_softmax(W: np.ndarray, H: np.ndarray, *, max_iter: int = 300, r0: float = 2e-3, tol: float = 1e-13,
                 stall_tol: float = 1e-13, margin_factor: float = 8.0, step_penalty: float = 1e-4,
-                time_limit: float | None = None, method: str | None = None):
+                time_limit: float | None = None, method: str | None = None, on_accept=None):
     """Polish the joint HardMax problem max_{W,H} min_{k!=j} <h_k, w_k - w_j>.
 
     Returns (W, H, L, info) with L = the final min margin (a certified lower bound on rho_ovr(W)).
+    ``on_accept(L)`` is called after every accepted step with its min margin (also certified).
     """
     W = normalize_rows(W)
     H = normalize_rows(H)
@@ -229,7 +238,7 @@ def slp_softmax(W: np.ndarray, H: np.ndarray, *, max_iter: int = 300, r0: float 
     M = _margins(W, H)
     (W, H, _), L, info = _slp((W, H, M), float(M.min()), linearise, step, max_iter=max_iter, r0=r0, tol=tol,
                               stall_tol=stall_tol, step_penalty=step_penalty, time_limit=time_limit,
-                              method=method)
+                              method=method, on_accept=on_accept)
     return W, H, L, info
 
 

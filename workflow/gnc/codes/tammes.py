@@ -89,6 +89,9 @@ def solve_tammes(d: int, K: int, *, restarts: int | None = None, seed: int = 0, 
             best_X, best_mu = X, mu
             hist.add(math.degrees(math.acos(min(1.0, mu))))
 
+    def progress(mu: float):  # accepted polish steps: the anytime curve (angle of a valid code)
+        hist.add(math.degrees(math.acos(min(1.0, mu))))
+
     while True:
         X0 = random_sphere(restarts, K, d, seed * 100003 + n_rounds, tdtype, dev)
         if init is not None and n_rounds == 0:
@@ -100,7 +103,8 @@ def solve_tammes(d: int, K: int, *, restarts: int | None = None, seed: int = 0, 
         consider(normalize_rows(Xn[order[0]]), float(mu[order[0]]))
         if can_polish:
             for b in order[:n_polish]:
-                Xp, mup, info = slp_tammes(Xn[b], r0=2e-3, time_limit=polish_limit(polish_time, deadline))
+                Xp, mup, info = slp_tammes(Xn[b], r0=2e-3, time_limit=polish_limit(polish_time, deadline),
+                                           on_accept=progress)
                 n_polished += 1
                 polish_info = info
                 values_seen.append(math.degrees(math.acos(min(1.0, mup))))
@@ -122,7 +126,7 @@ def solve_tammes(d: int, K: int, *, restarts: int | None = None, seed: int = 0, 
         theta = math.acos(min(1.0, best_mu))
         while (n_hops < hops) if deadline is None else (time.perf_counter() < deadline):
             Y = best_X + hop_scale * theta * rng.standard_normal(best_X.shape)
-            Yp, muy, _ = slp_tammes(Y, r0=0.05, time_limit=polish_limit(polish_time, deadline))
+            Yp, muy, _ = slp_tammes(Y, r0=0.05, time_limit=polish_limit(polish_time, deadline), on_accept=progress)
             n_hops += 1
             values_seen.append(math.degrees(math.acos(min(1.0, muy))))
             consider(Yp, muy)
