@@ -164,13 +164,13 @@ def solve_softmax_code(d: int, K: int, *, restarts: int | None = None, seed: int
     use_hops = can_polish and max_hops > 0  # then the hops polish, not the rounds
     polished = False  # whether best is the result of a polish
 
-    def polish_best():
+    def polish(W0: np.ndarray, H0: np.ndarray):
+        """SLP polish of (W0, H0) within the budget; the result becomes ``best`` when it is at least
+        as good (every accepted step goes to the history)."""
         nonlocal best, polish_info, polished
-        L0, W0, H0 = best
         Wp, Hp, Lp, info = slp_softmax(W0, H0, time_limit=polish_limit(polish_time, deadline), on_accept=hist.add)
-        polish_info = info
-        if Lp >= L0:
-            best, polished = (Lp, Wp, Hp), True
+        if Lp >= best[0]:
+            best, polish_info, polished = (Lp, Wp, Hp), info, True
             hist.add(Lp)
 
     # round plan: a quick round first (few restarts, short schedule: a good code fast), then the
@@ -207,7 +207,7 @@ def solve_softmax_code(d: int, K: int, *, restarts: int | None = None, seed: int
                     normalize_rows(H[b].to(torch.float64).cpu().numpy()))
             polished = False
             if can_polish and not use_hops:
-                polish_best()
+                polish(best[1], best[2])
         n_rounds += 1
         if verbose:
             print(f"[softmax d={d} K={K}] round {n_rounds} (B={B}, iters={T}): best lower bound {best[0]:.8f} "
@@ -223,7 +223,7 @@ def solve_softmax_code(d: int, K: int, *, restarts: int | None = None, seed: int
     # hop_scale * sqrt(value) Gaussian noise, annealed together on a short sharp schedule; the best
     # copy is polished and kept if it improves; with a time budget until it is spent.  (3, 60), 8
     # seeds: the round's best polishes to the 0.1104133 basin in 7 of 8; one hop reaches >= 0.11045
-    # in 7 of 8, in about the time of one polish started from a perturbed code)
+    # in 7 of 8, in about the time of one polish started from a perturbed code
     n_hops = 0
     if use_hops:
         rng = np.random.default_rng(seed + 7919)
@@ -236,14 +236,10 @@ def solve_softmax_code(d: int, K: int, *, restarts: int | None = None, seed: int
             Lh = min_margin_batched(Wh, Hh, block)
             b = int(Lh.argmax())
             hist.add(float(Lh[b]))
-            Wp, Hp, Lp, info = slp_softmax(Wh[b].to(torch.float64).cpu().numpy(), Hh[b].to(torch.float64).cpu().numpy(),
-                                           time_limit=polish_limit(polish_time, deadline), on_accept=hist.add)
+            polish(Wh[b].to(torch.float64).cpu().numpy(), Hh[b].to(torch.float64).cpu().numpy())
             n_hops += 1
-            if Lp > L0:
-                best, polish_info, polished = (Lp, Wp, Hp), info, True
-                hist.add(Lp)
         if not polished:  # no hop improved on the round's (unpolished) best: polish that
-            polish_best()
+            polish(best[1], best[2])
     cert["hops"] = n_hops
     L, Wb, Hb = best
     r_nbrs = dfl.get("refine_neighbours", nbrs) if neighbours == "auto" else nbrs

@@ -87,9 +87,9 @@ def solve_tammes(d: int, K: int, *, restarts: int | None = None, seed: int = 0, 
         nonlocal best_X, best_mu
         if mu < best_mu - 1e-15:
             best_X, best_mu = X, mu
-            hist.add(math.degrees(math.acos(min(1.0, mu))))
+            progress(mu)
 
-    def progress(mu: float):  # accepted polish steps: the anytime curve (angle of a valid code)
+    def progress(mu: float):  # the anytime curve, also fed by accepted polish steps (each a valid code)
         hist.add(math.degrees(math.acos(min(1.0, mu))))
 
     while True:
