@@ -158,3 +158,11 @@ def test_smoothed_basin_hops_leave_the_dominant_basin():
     vals = [v for _, v in h.history]
     assert vals == sorted(vals) and vals[-1] == pytest.approx(h.value, abs=1e-9)
     assert _slow_ovr(h.W).min() == pytest.approx(h.value, abs=1e-6)
+
+
+def test_time_budget_goes_to_the_hops():
+    """With hops, the budget is not spent on repeated rounds (which once left the polish of (10, 25)
+    9 s of the 27 s it needs): the planned rounds, then hops until the budget is spent."""
+    s = solve_softmax_code(3, 12, seed=0, restarts=16, time_budget=3.0)
+    assert s.settings["rounds"] == 2 and s.certificate["hops"] >= 1 and s.certificate["polished"]
+    assert s.value == pytest.approx(1 - 1 / math.sqrt(5), abs=1e-9)
