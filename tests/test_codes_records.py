@@ -1,6 +1,6 @@
 """Record-quality checks (slow; run with ``pytest -m slow tests/test_codes_records.py``).
 
-* the authors' dashed "Optimal" softmax-code lines (STUDY §9) are beaten at every (d, K), (512, 10000)
+* the authors' dashed "Optimal" softmax-code lines (docs/methods.md §10) are beaten at every (d, K), (512, 10000)
   included (within a 60 s budget);
 * best-known Tammes codes in R^3 (N = 3..60, package data file; sources in its header) are
   reached within 0.1 % of the record angle with default settings;

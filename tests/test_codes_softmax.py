@@ -1,6 +1,6 @@
 """gnc.codes.solve_softmax_code, the HardMax baseline and the UFM.
 
-Expected values are closed forms (GNC paper Thm 3.3: polygons, simplex, cross-polytope; STUDY §9)
+Expected values are closed forms (GNC paper Thm 3.3: polygons, simplex, cross-polytope; docs/methods.md §10)
 and an independent slow one-vs-rest computation (per-class SLSQP, tests/test_codes_known.py);
 nothing is compared with a stored output of our own solvers.
 """

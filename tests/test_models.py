@@ -195,7 +195,7 @@ def test_ce_ddp_scaling_gives_global_mean():
 
 
 def test_cmf_memory_saving_analytic_and_measured():
-    # STUDY.md §6: K = 10^4, d = 512, fp32, SGD momentum: ~61 MB -> ~20 MB
+    # docs/methods.md §7: K = 10^4, d = 512, fp32, SGD momentum: ~61 MB -> ~20 MB
     s = cmf_memory_saving(10_000, 512)
     assert s["learnable_bytes"] == 3 * 10_000 * 512 * 4 and s["cmf_bytes"] == 10_000 * 512 * 4
     assert s["learnable_bytes"] / 1e6 == pytest.approx(61.44) and s["ratio"] == 3

@@ -27,7 +27,7 @@ from .io import open_netcdf, write_netcdf
 from .provenance import merge_dataset_attrs, provenance
 from .results import RUN_DIMS, combine_runs, with_run_coords
 
-#: the paper's dashed "Optimal" softmax-code lines (STUDY.md §9; Jiang et al. notebooks) — (d, K) -> value
+#: the paper's dashed "Optimal" softmax-code lines (docs/methods.md §10; Jiang et al. notebooks) — (d, K) -> value
 PAPER_OPTIMAL = {(10, 100): 0.61416, (20, 100): 0.8124, (30, 100): 0.8886, (10, 200): 0.5052,
                  (20, 200): 0.7211, (30, 200): 0.8053, (512, 10000): 0.7966}
 

@@ -1,6 +1,6 @@
 """Training losses: cross-entropy on the head's logits and the reference code's HardMax loss.
 
-HardMax (STUDY.md §2.3, code version of Jiang et al.): on the cosine scores s_ik = cos(h_i, w_k),
+HardMax (docs/methods.md §4, code version of Jiang et al.): on the cosine scores s_ik = cos(h_i, w_k),
 subtract each sample's true-class score, mask the true class with -inf, take the single maximum over
 the whole batch, multiply by ``scale`` (100 in the reference):
 

@@ -27,7 +27,7 @@ Heads (classifier matrices are (K, d): row k is w_k):
 
 ``normalized``  W (K, d) parameter, no bias; logits = cos(h, w_k) / tau  (GNC)
 ``linear``      nn.Linear(d, K) with bias on the raw feature (Papyan et al.; tau unused)
-``cmf``         class-mean-feature classifier (STUDY.md §6): buffer C (K, d), no parameter. Each
+``cmf``         class-mean-feature classifier (docs/methods.md §7): buffer C (K, d), no parameter. Each
                 *training* forward with labels: S = per-class SUM of the normalized batch features
                 (all-reduced over ranks under torch.distributed), C <- beta*C + (1-beta)*S, rows
                 re-normalized; logits = cos(h, C_k) / tau with C detached. Eval uses C frozen.
@@ -394,7 +394,7 @@ def build_model(arch: str, in_shape, d: int, K: int, head: str = "normalized", *
 
 def cmf_memory_saving(model_or_K, d: int | None = None, *, optimizer_states: int = 1,
                       bytes_per_element: int = 4) -> dict[str, int | float]:
-    """Analytic memory of a learnable classifier vs the CMF buffer (STUDY.md §6).
+    """Analytic memory of a learnable classifier vs the CMF buffer (docs/methods.md §7).
 
     Learnable W: K*d parameters + K*d gradients + ``optimizer_states`` * K*d optimizer tensors
     (1 for SGD with momentum, 2 for Adam). CMF: one K*d buffer. Pass a model (K, d read from it) or

@@ -15,7 +15,7 @@ end the limit satisfies the first-order (KKT) conditions of the max-min problem,
 
 * Tammes:  f_ij = -<x_i, x_j>                     (i < j)
 * Softmax: f_kj = <h_k, w_k - w_j>                (k != j), joint in (W, H); for fixed W the
-  best h_k is the dual direction of the one-vs-rest distance (STUDY §2.2).
+  best h_k is the dual direction of the one-vs-rest distance (docs/methods.md §2.3).
 """
 
 from __future__ import annotations

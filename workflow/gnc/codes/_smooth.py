@@ -9,8 +9,8 @@ without autograd graphs (memory O(block * K) instead of O(K^2)).
 
 * Tammes:  minimise  (1/beta) log sum_{i != j} exp(beta <x_i, x_j>)        (soft max cosine)
 * Softmax: maximise -(1/beta) log sum_{k != j} exp(-beta <h_k, w_k - w_j>)  (soft min margin)
-  jointly over classifier rows w_k and dual directions h_k (the HardMax problem of STUDY §2.3;
-  for fixed W the optimal unit h_k gives exactly dist_k(W), STUDY §2.2).
+  jointly over classifier rows w_k and dual directions h_k (the HardMax problem of docs/methods.md §4;
+  for fixed W the optimal unit h_k gives exactly dist_k(W), docs/methods.md §2.3).
 """
 
 from __future__ import annotations

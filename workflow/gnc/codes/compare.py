@@ -123,7 +123,7 @@ def align_to_code(W_trained: np.ndarray, W_code: np.ndarray, *, starts: int = 32
 
 
 def gram_neighbours(W: np.ndarray, names: Sequence[str] | None = None, k: int | None = None):
-    """Neighbour table of a classifier / code (the assignment question, STUDY §5).
+    """Neighbour table of a classifier / code (the assignment question, docs/methods.md §8.2).
 
     Returns a tidy ``pandas.DataFrame`` with one row per (class, neighbour) for the ``k`` nearest
     neighbours of every class by cosine (all K-1 when ``k`` is None): columns ``class``,

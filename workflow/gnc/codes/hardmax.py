@@ -1,4 +1,4 @@
-"""The reference solver of the paper's repository (STUDY §7, ``hardmax_solution.py``), vectorised.
+"""The reference solver of the paper's repository (docs/methods.md §9, ``hardmax_solution.py``), vectorised.
 
 Joint projected sub-gradient descent on
 
@@ -9,7 +9,7 @@ and all rows re-normalised after every step.  The sub-gradient of the single max
 (k*, j*) is used, exactly as autograd of ``torch.max`` does in the reference script: it moves
 w_{j*} by -lr h_{k*}, w_{k*} by +lr h_{k*} and h_{k*} by -lr (w_{j*} - w_{k*}).  The reference
 keeps separate roles ("W" = features, "H" = classifier); the problem is symmetric, we follow
-the STUDY notation.  ``restarts`` independent runs are batched as one (B, K, d) tensor.
+docs/methods.md §1.  ``restarts`` independent runs are batched as one (B, K, d) tensor.
 
 ``-L_HardMax(W, H)`` is a certified lower bound on rho_ovr(W) (each h_k is a unit vector); the
 history records its best-so-far value, the final code is evaluated exactly.

@@ -3,7 +3,7 @@
 Constructors return (K, d) float64 arrays with unit rows.  Known optima (closed forms):
 
 ==========================  ==================  ===============================  =====================
-code                        (d, K)              Tammes min angle                 rho_ovr (STUDY §9)
+code                        (d, K)              Tammes min angle                 rho_ovr (methods §10)
 ==========================  ==================  ===============================  =====================
 regular simplex             K <= d + 1          arccos(-1/(K-1))                 K/(K-1)
 cross-polytope              (d, 2d)             90 deg                           1
@@ -18,7 +18,7 @@ E8 roots                    (8, 240)            60 deg                          
 Tammes optimality: simplex and K <= 2d (Rankin 1955), d = 2 (trivial), (3,12) and (3,24) (Fejes
 Toth 1943, Robinson 1961), (4,24) (Musin 2008), (4,120) (Andreev 1999 / Levenshtein bound),
 (8,240) (Levenshtein 1979).  Softmax-code optimality is proved by the GNC paper for d = 2,
-K <= d + 1 and K = 2d (STUDY §3, Thm 3.3).
+K <= d + 1 and K = 2d (docs/methods.md §4, §10).
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from ._common import normalize_rows
 
 PHI = (1 + math.sqrt(5)) / 2
 
-#: The authors' dashed "Optimal" softmax-code values (STUDY §9, from the repository notebooks [NB]).
+#: The authors' dashed "Optimal" softmax-code values (docs/methods.md §10, from the authors' notebooks).
 #: They are not optimal: :func:`gnc.codes.solve_softmax_code` beats every one of them.
 PAPER_OPTIMAL_LINES = {(10, 100): 0.61416, (20, 100): 0.8124, (30, 100): 0.8886, (10, 200): 0.5052,
                        (20, 200): 0.7211, (30, 200): 0.8053, (512, 10000): 0.7966}
@@ -162,7 +162,7 @@ def known_tammes_angle(d: int, K: int) -> float | None:
 
 
 def known_softmax_value(d: int, K: int) -> float | None:
-    """Softmax-code optimum where the GNC paper proves it (STUDY §3 Thm 3.3), else None."""
+    """Softmax-code optimum where the GNC paper proves it (docs/methods.md §10), else None."""
     if K <= d + 1:
         return K / (K - 1)
     if K == 2 * d:

@@ -1,8 +1,8 @@
 """Softmax codes: K unit vectors in R^d maximising rho_ovr(W) = min_k dist(w_k, conv{w_j : j != k}).
 
-Method.  By the dual form (STUDY §2.2) ``dist_k(W) = max_{|h|=1} min_{j!=k} <w_k - w_j, h>``, so
+Method.  By the dual form (docs/methods.md §2.3) ``dist_k(W) = max_{|h|=1} min_{j!=k} <w_k - w_j, h>``, so
 maximising rho_ovr is the joint max-min problem over classifier rows W and dual directions H
-(the HardMax problem with one feature per class, STUDY §2.3):
+(the HardMax problem with one feature per class, docs/methods.md §4):
 
     max_{W, H unit rows}  min_{k != j}  <h_k, w_k - w_j>.
 

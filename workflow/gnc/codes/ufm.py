@@ -1,11 +1,11 @@
-"""Unconstrained feature model (UFM) on spheres (STUDY §2.3).
+"""Unconstrained feature model (UFM) on spheres (docs/methods.md §4).
 
     minimise_{W, H}  (1/(K n)) sum_{k,i} CE( <w_hat_j, h_hat_{k,i}> / tau ,  y = k )
 
 over free features h_{k,i} (n per class, labels ``np.repeat(arange(K), n)``) and classifier rows
 w_k, both normalised in the forward pass (so only directions matter).  Adam (default) or SGD on
 the raw parameters, rows re-normalised after every step.  As tau -> 0 the minimisers approach
-HardMax solutions, whose W is a softmax code (STUDY §3, Thm 3.1/3.2):
+HardMax solutions, whose W is a softmax code (docs/methods.md §4):
 :func:`ufm_tau_sweep` runs a grid of tau and reports how far each W is from a reference code.
 """
 

@@ -1,6 +1,6 @@
 r"""GNC and NC metrics of one checkpoint, from streaming statistics.
 
-Two conventions, both computed (STUDY.md §2.5, §10, §12):
+Two conventions, both computed (docs/methods.md §5, §6):
 
 * **GNC metrics** (Jiang et al.) use **L2-normalized** features ĥ and rows ŵ_k of W, no bias:
   ``gnc1`` = tr(Σ_W Σ_B^†)/K on ĥ; ``gnc2`` = ρ_ovr(Ŵ) = min_k dist(ŵ_k, conv{ŵ_j, j≠k}) (exact, with

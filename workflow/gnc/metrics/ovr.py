@@ -6,7 +6,7 @@ normalized rows,
 
     dist_k = min_{λ ∈ Δ}  || ŵ_k − Σ_{j≠k} λ_j ŵ_j ||,       Δ = probability simplex,
 
-and GNC2 = ρ_ovr(Ŵ) = min_k dist_k (STUDY.md §2.1, §12). :func:`ovr_distances` solves the K
+and GNC2 = ρ_ovr(Ŵ) = min_k dist_k (docs/methods.md §2.1, §5.2). :func:`ovr_distances` solves the K
 quadratic programs *exactly* (to a tolerance on a duality gap that it reports per class).
 
 Algorithm
@@ -42,7 +42,7 @@ Algorithm
 
    evaluated over **all** j ≠ k (tiled products r·Ŵᵀ) in float64, in vector space (not λ-space).
    ``gap_k = ||r|| − max(0, that bound)`` ≥ 0 is reported; the bound is attained (gap 0) exactly at
-   the optimum, i.e. when <ŵ_k − ŵ_j, r> ≥ ||r||² for all j (STUDY.md §12 GNC2 step 4).
+   the optimum, i.e. when <ŵ_k − ŵ_j, r> ≥ ||r||² for all j (docs/methods.md §2.3).
 4. **Enlarge on failure.** Classes whose certificate fails (||r||² − min_j <ŵ_k − ŵ_j, r> > 4·tol·s_k)
    are solved again, warm-started from their corral, with candidates re-ranked by <ŵ_j, r> (the
    violated constraints are exactly the j with the largest <ŵ_j, r>); from the third round on the
@@ -51,11 +51,11 @@ Algorithm
 The reported ``dist`` is ||r|| for a feasible λ (an upper bound that is exact up to ``gap``), so
 ``dist − gap ≤ true distance ≤ dist`` always holds, whatever happens numerically.
 
-Cheap bounds (STUDY.md §2.1): ``lower_k = 1 − max_{j≠k} cos(ŵ_k, ŵ_j) ≤ dist_k ≤
+Cheap bounds (docs/methods.md §2.2): ``lower_k = 1 − max_{j≠k} cos(ŵ_k, ŵ_j) ≤ dist_k ≤
 upper_k = min_{j≠k} ||ŵ_k − ŵ_j||``. (If w_k duplicates another row, lower_k = upper_k = 0.)
 
 :func:`ovr_subgradient` is the reference repository's estimator (projected sub-gradient on the dual,
-STUDY.md §2.5), vectorised, for comparison.
+docs/methods.md §9), vectorised, for comparison.
 
 Example::
 
@@ -838,7 +838,7 @@ def ovr_distances(W, *, candidates: int | None = None, tol: float = 1e-12, devic
 
 def ovr_subgradient(W, *, steps: int = 10_000, lr: float = 0.01, decay_every: int = 2000,
                     decay: float = 0.1, seed: int = 0, device=None, block: int = 4096) -> np.ndarray:
-    """The reference repository's GNC2 estimator (STUDY.md §2.5), vectorised over all classes.
+    """The reference repository's GNC2 estimator (docs/methods.md §9), vectorised over all classes.
 
     Dual projected sub-gradient: H (K, d) random Gaussian rows, normalized; objective_k =
     max_{j≠k} <ŵ_j − ŵ_k, h_k>; ``steps`` steps of size ``lr`` (×``decay`` every ``decay_every``),
