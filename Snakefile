@@ -8,7 +8,7 @@
 #   data -> train -> features -> metrics -> codes -> figures
 from snakemake.utils import min_version
 
-min_version("9.0")
+min_version("9.27")  # as pyproject.toml requires
 
 # The embedded default study is used only when no --configfile/--config is given, so a user's
 # config replaces it instead of being merged into it.

@@ -239,8 +239,9 @@ NodeName=localhost NodeAddr=127.0.0.1 CPUs={self.cpus} RealMemory={self.mem_mb}{
 
     # --- use -------------------------------------------------------------------------------------
     def run(self, *argv: str, check: bool = True, timeout: float = 30) -> subprocess.CompletedProcess:
-        """Run a SLURM client command (``sinfo``, ``sbatch``, ...) against this cluster."""
-        return subprocess.run([str(self.bin / argv[0]), *argv[1:]], env=self.env, check=check,
+        """Run a SLURM client command (``sinfo``, ``sbatch``, ...) against this cluster, from its root
+        folder: a batch job without ``--output`` writes ``slurm-<id>.out`` there, not in the repository."""
+        return subprocess.run([str(self.bin / argv[0]), *argv[1:]], env=self.env, check=check, cwd=self.root,
                               capture_output=True, text=True, timeout=timeout)
 
     def node_state(self) -> str:

@@ -56,7 +56,18 @@ def test_lower_bounds_and_pins_agree():
                 assert conda[name] == f">={lower.group(1)}", f"{name}: conda {conda[name]!r} vs pip {spec!r}"
 
 
-def test_rules_use_the_env_file_that_exists():
-    for smk in (ROOT / "workflow" / "rules").glob("*.smk"):
-        for m in re.finditer(r'conda:\s*\n\s*"([^"]+)"', smk.read_text()):
-            assert (smk.parent / m.group(1)).resolve().exists(), f"{smk.name}: {m.group(1)} missing"
+def test_every_rule_uses_the_env_file():
+    """Each rule that runs something (script/shell/run) names envs/gnc.yaml in a `conda:` directive."""
+    env = (ROOT / "envs" / "gnc.yaml").resolve()
+    rules = 0
+    for smk in [ROOT / "Snakefile", *sorted((ROOT / "workflow" / "rules").glob("*.smk"))]:
+        text = smk.read_text()
+        # one block per rule: from `rule ...:` to the next rule (or the end of the file)
+        for block in re.split(r"^[ \t]*rule\b", text, flags=re.M)[1:]:
+            if not re.search(r"^\s+(script|shell|run|notebook|wrapper):", block, re.M):
+                continue  # e.g. `rule all`: only inputs
+            rules += 1
+            envs = re.findall(r'^\s+conda:\s*\n\s*"([^"]+)"', block, re.M)
+            assert len(envs) == 1, f"{smk.name}: a rule without exactly one conda: directive:\n{block[:300]}"
+            assert (smk.parent / envs[0]).resolve() == env, f"{smk.name}: conda: {envs[0]} is not {env}"
+    assert rules >= 10, f"found only {rules} rules: the parsing above no longer matches the rule files"

@@ -12,6 +12,8 @@ rule solve_code:
         options={k: config["codes"][k] for k in ("restarts", "seed", "time_budget")},
     log:
         f"{OUT}/logs/codes/{{problem}}-d{{d}}-K{{K}}.log",
+    conda:
+        "../../envs/gnc.yaml"
     threads: 1
     resources:
         mem_mb=4000,
@@ -27,16 +29,14 @@ rule ufm:
         options={k: config["codes"][k] for k in ("ufm_n", "ufm_tau", "ufm_steps", "seed")},
     log:
         f"{OUT}/logs/codes/ufm-d{{d}}-K{{K}}.log",
+    conda:
+        "../../envs/gnc.yaml"
     threads: 1
     resources:
         mem_mb=4000,
         runtime=60,
     script:
         "../scripts/ufm.py"
-
-
-def final_features():
-    return {r: f"{run_dir(r)}/features/epoch={checkpoints_of(r)[-1]}.nc" for r in RUNS}
 
 
 rule compare_codes:
@@ -53,6 +53,8 @@ rule compare_codes:
         features=final_features(),
     log:
         f"{OUT}/logs/compare_codes.log",
+    conda:
+        "../../envs/gnc.yaml"
     threads: 1
     resources:
         mem_mb=4000,

@@ -58,3 +58,8 @@ def all_run_metrics():
 
 def all_histories():
     return [f"{run_dir(r)}/history.nc" for r in RUNS]
+
+
+def final_features():
+    """run id -> features file of the run's last checkpoint"""
+    return {r: f"{run_dir(r)}/features/epoch={checkpoints_of(r)[-1]}.nc" for r in RUNS}

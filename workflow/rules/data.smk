@@ -4,13 +4,13 @@
 rule prepare_dataset:
     output:
         manifest=f"{RES}/datasets/{{name}}/{{version}}/manifest.json",
-    # no `spec` param: every content-affecting option is in the version (the output path), and
+    # no params: every content-affecting option is in the version (the output path), and
     # non-content options (raw-data `path`/`root`, `download`) must not re-prepare and so retrain
     # everything; the script reads the spec from the (resolved) config
-    params:
-        root=RES,
     log:
         f"{OUT}/logs/prepare/{{name}}-{{version}}.log",
+    conda:
+        "../../envs/gnc.yaml"
     threads: 1
     resources:
         mem_mb=4000,

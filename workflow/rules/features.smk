@@ -12,9 +12,9 @@ rule features:
         batch_size=config["metrics"]["batch_size"],
     log:
         f"{OUT}/logs/features/{{run}}/epoch={{epoch}}.log",
+    conda:
+        "../../envs/gnc.yaml"
     threads: 1
-    group:
-        "evaluate"
     resources:
         mem_mb=4000,
         runtime=60,

@@ -78,9 +78,9 @@ for _kind in FIGURE_KINDS:
             dpi=config["figures"]["dpi"],
         log:
             f"{OUT}/logs/figures/{_kind}.log",
+        conda:
+            "../../envs/gnc.yaml"
         threads: 1
-        group:
-            "figures"
         resources:
             mem_mb=2000,
             runtime=15,

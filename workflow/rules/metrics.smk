@@ -14,9 +14,9 @@ rule metrics:
         epochs=lambda wc: checkpoints_of(wc.run),
     log:
         f"{OUT}/logs/metrics/{{run}}.log",
+    conda:
+        "../../envs/gnc.yaml"
     threads: 1
-    group:
-        "evaluate"
     resources:
         mem_mb=4000,
         runtime=60,
@@ -31,6 +31,8 @@ rule combine_metrics:
         f"{OUT}/metrics.nc",
     log:
         f"{OUT}/logs/combine_metrics.log",
+    conda:
+        "../../envs/gnc.yaml"
     threads: 1
     resources:
         mem_mb=4000,
@@ -60,6 +62,8 @@ rule study:
     # records (gnc_config) comes from snakemake.config, so e.g. a figure option does not rerun it
     log:
         f"{OUT}/logs/study.log",
+    conda:
+        "../../envs/gnc.yaml"
     threads: 1
     resources:
         mem_mb=4000,

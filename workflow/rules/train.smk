@@ -13,6 +13,8 @@ rule train:
         work=lambda wc: f"{OUT}/.work/{wc.run}",
     log:
         f"{OUT}/logs/train/{{run}}.log",
+    conda:
+        "../../envs/gnc.yaml"
     threads: 1
     resources:
         mem_mb=4000,
