@@ -120,6 +120,14 @@ def test_profiles_name_existing_rules(rule_names):
         assert named <= rule_names, (name, named - rule_names)
 
 
+def test_grouping_lives_in_the_slurm_profile(rule_names):
+    """The rules declare no `group:`; the slurm profile groups every rule but the dataset preparation
+    and training (each its own SLURM job) and the target rule `all`."""
+    for smk in [ROOT / "Snakefile", *(ROOT / "workflow" / "rules").glob("*.smk")]:
+        assert not re.search(r"^\s+group:", smk.read_text(), re.M), smk.name
+    assert set(load("slurm")["groups"]) == rule_names - {"all", "train", "prepare_dataset"}
+
+
 def test_workflow_profile_does_not_merge_default(tmp_path, monkeypatch):
     """The trap the README documents: `--profile profiles/slurm` also loads profiles/default, which
     wins key by key, so default-resources there would replace the cluster's; `--workflow-profile`
