@@ -71,7 +71,3 @@ def import_torchvision():
     import torchvision
 
     return torchvision
-
-
-def shim_active() -> bool:
-    return _SHIMMED

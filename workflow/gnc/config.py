@@ -228,9 +228,6 @@ class Run:
         return {"run_id": self.run_id, "dataset": self.dataset, "variant": self.variant, "arch": self.arch,
                 "tau": self.tau, "d": self.d, "K": self.K, "seed": self.seed, **self.recipe}
 
-    def spec_hash(self) -> str:
-        return hashlib.sha256(json.dumps(self.spec(), sort_keys=True).encode()).hexdigest()[:12]
-
 
 def expand_runs(cfg: dict) -> dict[str, Run]:
     """All training runs of the study, keyed by run id (sorted). Raises ConfigError when two
@@ -276,7 +273,3 @@ def code_grid(cfg: dict, runs: dict[str, Run] | None = None) -> list[tuple[int, 
 def load_study(config: dict) -> tuple[dict, dict[str, Run]]:
     cfg = validate_config(config)
     return cfg, expand_runs(cfg)
-
-
-def load_yaml(path: str | Path) -> dict:
-    return yaml.safe_load(Path(path).read_text()) or {}

@@ -123,14 +123,3 @@ def open_netcdf(path: str | os.PathLike):
 
     with xr.open_dataset(path, engine="netcdf4") as ds:
         return ds.load()
-
-
-def json_attr(ds_or_var, key: str, default=None):
-    """Read back an attribute written as JSON by :func:`write_netcdf`."""
-    raw = ds_or_var.attrs.get(key, default)
-    if isinstance(raw, str):
-        try:
-            return json.loads(raw)
-        except json.JSONDecodeError:
-            return raw
-    return raw
