@@ -22,6 +22,7 @@ from conftest import ROOT
 from gnc import data as gd
 from gnc import provenance as P
 from gnc.io import write_json_atomic, write_netcdf
+from gnc.jobs import job_context
 
 
 def _ts(s: str) -> datetime:
@@ -62,7 +63,7 @@ def test_job_context_adds_rule_config_run_spec_seed_and_start(no_job_context):
     smk = types.SimpleNamespace(rule="features", wildcards={"run": S.RUN_B, "epoch": "2"}, config=cfg,
                                 params={})
     smk.wildcards = types.SimpleNamespace(items=lambda: {"run": S.RUN_B, "epoch": "2"}.items())
-    P.set_job_context(**P.job_context(smk))
+    P.set_job_context(**job_context(smk))
     a = P.provenance(stage="features")
     assert a["gnc_rule"] == "features"
     assert json.loads(a["gnc_wildcards"]) == {"run": S.RUN_B, "epoch": "2"}
@@ -76,7 +77,7 @@ def test_job_context_adds_rule_config_run_spec_seed_and_start(no_job_context):
     # a codes job: the seed comes from the solver options
     smk = types.SimpleNamespace(rule="ufm", wildcards=types.SimpleNamespace(items=lambda: {"d": "2"}.items()),
                                 config=cfg, params=types.SimpleNamespace(options={"seed": 7, "ufm_n": 3}))
-    P.set_job_context(**P.job_context(smk))
+    P.set_job_context(**job_context(smk))
     assert P.provenance()["gnc_seed"] == 7 and "gnc_run_config" not in P.provenance()
     P.clear_job_context()
     assert "gnc_rule" not in P.provenance()

@@ -20,6 +20,8 @@ from typing import Any
 
 import yaml
 
+from . import data as gdata
+
 SCHEMA_PATH = Path(__file__).resolve().parents[1] / "schemas" / "config.schema.yaml"
 
 #: the default training recipe; config ``train:`` and each experiment's ``train:`` override it
@@ -149,8 +151,6 @@ def _check_recipe(recipe: dict, where: str) -> None:
 
 
 def _check_semantics(cfg: dict) -> None:
-    from . import data as gdata
-
     if cfg.get("train"):
         _check_recipe({**DEFAULT_RECIPE, **cfg["train"]}, "train")
     SKIPPED.clear()

@@ -21,6 +21,10 @@ import sys
 import time
 import traceback
 from pathlib import Path
+from typing import Any
+
+from .config import expand_runs
+from .provenance import set_job_context, utcnow
 
 
 def set_threads(n: int) -> None:
@@ -39,6 +43,36 @@ def set_threads(n: int) -> None:
         pass
 
 
+def job_context(smk) -> dict[str, Any]:
+    """What a Snakemake ``script:`` job knows about itself: rule, wildcards, the resolved study config
+    (``snakemake.config`` is the config after :func:`gnc.config.load_study`), the run's resolved spec for
+    jobs with a ``run`` wildcard, the seed, and the job's start time (now)."""
+    ctx: dict[str, Any] = {"rule": getattr(smk, "rule", None), "started": utcnow()}
+    wildcards = dict(smk.wildcards.items()) if getattr(smk, "wildcards", None) is not None else {}
+    if wildcards:
+        ctx["wildcards"] = wildcards
+    config = dict(getattr(smk, "config", None) or {})
+    if config:
+        ctx["config"] = config
+    run_id = wildcards.get("run")
+    if run_id and config.get("experiments"):
+        try:
+            run = expand_runs(config).get(run_id)
+        except Exception:  # noqa: BLE001 - provenance must never break a job
+            run = None
+        if run is not None:
+            ctx["run_config"] = run.spec()
+            ctx["seed"] = run.seed
+    if "seed" not in ctx:
+        try:
+            opts = smk.params.get("options") if hasattr(smk.params, "get") else getattr(smk.params, "options", None)
+        except Exception:  # noqa: BLE001
+            opts = None
+        if isinstance(opts, dict) and "seed" in opts:
+            ctx["seed"] = opts["seed"]
+    return ctx
+
+
 @contextlib.contextmanager
 def job(smk):
     log_path = Path(smk.log[0]) if len(smk.log) else None
@@ -52,8 +86,6 @@ def job(smk):
     set_threads(getattr(smk, "threads", 1))
     log = logging.getLogger(f"gnc.{smk.rule}")
     try:  # rule, wildcards, resolved config, run spec, seed, start time -> every provenance() of this job
-        from .provenance import job_context, set_job_context
-
         set_job_context(**job_context(smk))
     except Exception as exc:  # noqa: BLE001 - provenance must never stop a job
         log.warning("no job provenance context: %s", exc)

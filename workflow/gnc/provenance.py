@@ -155,38 +155,6 @@ def clear_job_context() -> None:
     _JOB.clear()
 
 
-def job_context(smk) -> dict[str, Any]:
-    """What a Snakemake ``script:`` job knows about itself: rule, wildcards, the resolved study config
-    (``snakemake.config`` is the config after :func:`gnc.config.load_study`), the run's resolved spec for
-    jobs with a ``run`` wildcard, the seed, and the job's start time (now)."""
-    ctx: dict[str, Any] = {"rule": getattr(smk, "rule", None), "started": utcnow()}
-    wildcards = dict(smk.wildcards.items()) if getattr(smk, "wildcards", None) is not None else {}
-    if wildcards:
-        ctx["wildcards"] = wildcards
-    config = dict(getattr(smk, "config", None) or {})
-    if config:
-        ctx["config"] = config
-    run_id = wildcards.get("run")
-    if run_id and config.get("experiments"):
-        try:
-            from .config import expand_runs
-
-            run = expand_runs(config).get(run_id)
-        except Exception:  # noqa: BLE001 - provenance must never break a job
-            run = None
-        if run is not None:
-            ctx["run_config"] = run.spec()
-            ctx["seed"] = run.seed
-    if "seed" not in ctx:
-        try:
-            opts = smk.params.get("options") if hasattr(smk.params, "get") else getattr(smk.params, "options", None)
-        except Exception:  # noqa: BLE001
-            opts = None
-        if isinstance(opts, dict) and "seed" in opts:
-            ctx["seed"] = opts["seed"]
-    return ctx
-
-
 # ------------------------------------------------------------------------------- attributes
 
 def provenance(**extra: Any) -> dict[str, Any]:

@@ -45,7 +45,6 @@ import numpy as np
 import torch
 import xarray as xr
 
-from ..provenance import provenance
 from .accumulators import NCStats, NCStream
 from .ovr import normalize_rows, ovr_distances, ovr_subgradient, pairwise_bounds
 
@@ -343,9 +342,10 @@ def checkpoint_metrics(features_ds: xr.Dataset, *, gnc2_method: str = "exact",
     for key in ("head", "tau"):
         if key in features_ds.attrs:
             ds.attrs[f"gnc_metrics_{key}"] = features_ds.attrs[key]
-    # provenance: the features' own attributes (dataset, checkpoint, ...) first, then this computation
+    # the features' own attributes (dataset, checkpoint, ...); the provenance of this computation (code
+    # version, host, times) is added by whoever writes the result file (workflow/scripts/metrics.py)
     for key, value in features_ds.attrs.items():
         if key.startswith("gnc_") and key not in ds.attrs:
             ds.attrs[key] = value
-    ds.attrs.update(provenance(metrics_batch_size=batch_size))
+    ds.attrs["gnc_metrics_batch_size"] = batch_size
     return ds
