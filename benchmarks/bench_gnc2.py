@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from scipy.optimize import nnls
 
+from gnc.maths import normalize_rows
 from gnc.metrics.ovr import ovr_distances, ovr_subgradient
 
 
@@ -30,8 +31,7 @@ from gnc.metrics.ovr import ovr_distances, ovr_subgradient
 
 def random_code(K: int, d: int, seed: int = 0) -> np.ndarray:
     rng = np.random.default_rng(seed)
-    W = rng.standard_normal((K, d))
-    return W / np.linalg.norm(W, axis=1, keepdims=True)
+    return normalize_rows(rng.standard_normal((K, d)))
 
 
 def repulsion_code(K: int, d: int, steps: int = 300, seed: int = 0, neighbours: int = 32,
@@ -88,7 +88,7 @@ def large_on_cpu(K: int, d: int) -> None:
     W = np.empty((K, d))
     for b0 in range(0, K, 10_000):  # generated in chunks: the generation itself stays below the run's peak
         blk = rng.standard_normal((min(10_000, K - b0), d))
-        W[b0:b0 + len(blk)] = blk / np.linalg.norm(blk, axis=1, keepdims=True)
+        W[b0:b0 + len(blk)] = normalize_rows(blk)
     base = rss_bytes()
     t0, c0 = time.perf_counter(), time.process_time()
     res = ovr_distances(W, device="cpu")
