@@ -49,7 +49,9 @@ def test_workflow_catalog_file():
     assert set(stack) <= {"conda", "apptainer", "apptainer+conda"} and stack["conda"] is True
     assert (ROOT / "envs" / "gnc.yaml").exists()
     assert usage["report"] is True and "report:" in (ROOT / "Snakefile").read_text()
-    for path in re.findall(r"`?((?:config|workflow|profiles)/[\w./-]+)`?", usage["mandatory-flags"]["desc"]):
+    named = re.findall(r"`?((?:config|workflow|profiles)/[\w./-]+)`?", usage["mandatory-flags"]["desc"])
+    assert named, "the usage text names the config and profiles to use"
+    for path in named:
         assert (ROOT / path.rstrip(".")).exists(), path
 
 

@@ -172,15 +172,23 @@ def test_version_changes_when_input_files_change(tmp_path):
     assert gd.version_id("mine", {**spec, "path": str(moved)}) == v2
 
 
-def test_version_is_cheap():
-    import time
+def test_version_is_cheap(monkeypatch):
+    """A version id renders nothing and reads no data (after the digits file's hash is cached): every
+    loader, renderer and file hasher fails if called."""
+    from gnc.data.sources import SOURCES, digits, glyphs
 
-    gd.version_id("glyphs", {})  # warm caches
-    t = time.perf_counter()
-    for s in range(20):
-        gd.version_id("glyphs", {"seed": s})
-        gd.version_id("digits", {"split_seed": s})
-    assert time.perf_counter() - t < 2.0  # no rendering, no data read (well under 100 ms per call)
+    gd.version_id("digits", {})  # hashes the scikit-learn file once (cached by path, size, mtime)
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("version_id must not load, render or hash data")
+
+    for src in SOURCES.values():
+        monkeypatch.setattr(type(src), "load", forbidden)
+    for name in ("render_samples", "render_master", "similarity_matrix", "derive_classes"):
+        monkeypatch.setattr(glyphs, name, forbidden)
+    monkeypatch.setattr(digits, "hash_file", forbidden)
+    ids = {gd.version_id(name, {key: s}) for s in range(20) for name, key in (("glyphs", "seed"), ("digits", "split_seed"))}
+    assert len(ids) == 40  # and each option value gives its own version
 
 
 # ------------------------------------------------------------------------------------------ spec

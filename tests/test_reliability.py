@@ -1,4 +1,4 @@
-"""Reliability of the library pieces the workflow relies on (issue #10): atomic writes survive a
+"""Reliability of the library pieces the workflow relies on: atomic writes survive a
 SIGKILL in the middle of a write, untrusted checkpoints are refused without running anything, no
 result is ever pickled, non-finite features and empty classes raise clear errors.
 

@@ -1,4 +1,4 @@
-"""Reliability with the REAL workflow (issue #10): bad configs, bad data, corrupt and untrusted
+"""Reliability with the REAL workflow: bad configs, bad data, corrupt and untrusted
 checkpoints, SIGKILL mid-epoch, non-finite training and NaN features — each stops with a message
 naming the field or file, writes no result from bad input, and loses no result that existed.
 
