@@ -48,12 +48,13 @@ def config() -> dict:
 
 
 def copy_workflow(dst: Path) -> Path:
-    """Copy the workflow (Snakefile, workflow/, config/, profiles/) into ``dst``; returns dst/Snakefile."""
+    """Copy the workflow (Snakefile, workflow/, config/, profiles/, envs/) into ``dst``; returns dst/Snakefile.
+    (envs/ too: Snakemake reads every rule's `conda:` file when it records a finished job.)"""
     dst.mkdir(parents=True, exist_ok=True)
     shutil.copy2(ROOT / "Snakefile", dst / "Snakefile")
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info")
     shutil.copytree(ROOT / "workflow", dst / "workflow", ignore=ignore)
-    for folder in ("config", "profiles"):  # profiles/default is the workflow profile Snakemake picks up
+    for folder in ("config", "profiles", "envs"):  # profiles/default: the workflow profile Snakemake picks up
         if (ROOT / folder).is_dir():
             shutil.copytree(ROOT / folder, dst / folder, ignore=ignore)
     return dst / "Snakefile"
