@@ -184,7 +184,22 @@ def job_context(smk) -> dict[str, Any]:
             opts = None
         if isinstance(opts, dict) and "seed" in opts:
             ctx["seed"] = opts["seed"]
+    ctx.update(code_fingerprint_attrs(smk))
     return ctx
+
+
+def code_fingerprint_attrs(smk) -> dict[str, Any]:
+    """``code_fingerprint`` (sha256 of the code the job runs, see gnc.fingerprint) and ``code_scope``
+    (the script and dispatch-table selection it covers, so ``--stale`` can recompute it), from the
+    rule's ``params.code``."""
+    try:
+        code = getattr(smk.params, "code", None)
+    except Exception:  # noqa: BLE001 - provenance must never break a job
+        code = None
+    if not isinstance(code, dict) or not code.get("fingerprint"):
+        return {}
+    scope = {"script": code.get("script"), **({"select": code["select"]} if code.get("select") else {})}
+    return {"code_fingerprint": code["fingerprint"], "code_scope": scope}
 
 
 # ------------------------------------------------------------------------------- attributes

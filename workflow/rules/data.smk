@@ -9,6 +9,7 @@ rule prepare_dataset:
     # everything; the script reads the spec from the (resolved) config
     params:
         root=RES,
+        code=code_fingerprint("prepare_dataset"),
     log:
         f"{OUT}/logs/prepare/{{name}}-{{version}}.log",
     threads: 1

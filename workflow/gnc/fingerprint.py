@@ -1,0 +1,567 @@
+"""Fingerprint of the code a Snakemake job runs: its ``workflow/scripts/<name>.py`` plus every
+definition of the ``gnc`` package that the script reaches, found by static analysis (``ast``; nothing
+is imported, so computing it never loads torch).
+
+The rules pass ``code_fingerprint("<script>")`` (rules/common.smk) as a ``params`` entry; Snakemake's
+params trigger then reruns exactly the jobs whose code changed, and :mod:`gnc.provenance` records the
+value as ``gnc_code_fingerprint`` on every result file (``gnc-provenance --stale`` compares it with the
+current code).
+
+What counts (``closure``):
+
+* the unit is a top-level statement of a module (a function, a class, an assignment, an import...);
+  the script's statements all count;
+* a statement counts when code that counts names it: a bare name bound in its module, an imported
+  name (``from gnc.metrics import checkpoint_metrics``), an attribute of an imported module
+  (``F.make_figure``, ``gnc.metrics.measures.gnc1``), also through imports inside functions and
+  re-exports in ``__init__.py``; a module used as a value (not through an attribute) counts whole;
+* importing a module runs its top-level statements that bind no name (calls, registrations), so
+  those count for every module the job loads (its packages included); ``if __name__ == "__main__"``
+  blocks do not;
+* files that are not Python inside a loaded package folder (e.g. ``gnc/codes/data/*.csv``) count by
+  their bytes;
+* a *dispatch table* (a module-level dict literal such as ``gnc.figures.FIGURES``) may be narrowed to
+  one key with ``select``: then only that entry counts, so a change to one figure function reruns
+  that figure only. A selected table that the analysis never reaches, or that is not a dict literal
+  with that key, is an error (a rename must not silently widen or empty the fingerprint).
+
+Each counted statement contributes a canonical form of its syntax tree with docstrings removed and
+empty fields dropped: comments, docstrings, blank lines, formatting, line numbers and the order of
+definitions do not change the fingerprint; any change of the code does (a renamed local variable
+too — the analysis does not try to prove two codes equivalent). Dynamic access the analysis cannot
+see (``getattr(module, name)`` with a computed name, ``importlib.import_module``) is not followed: the
+package uses neither.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import functools
+import hashlib
+import json
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+PACKAGE = "gnc"
+#: the folder holding ``gnc/`` and ``scripts/`` (the repository's ``workflow/``)
+WORKFLOW_DIR = Path(__file__).resolve().parents[1]
+#: bumped when the analysis changes, so fingerprints of different analyses never compare equal
+FORMAT = "gnc-code-1"
+
+
+class FingerprintError(ValueError):
+    """The code cannot be fingerprinted as asked (syntax error, unknown script, bad selection)."""
+
+
+# ------------------------------------------------------------------------------------ canonical form
+
+def _strip_docstring(body: list) -> list:
+    if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) \
+            and isinstance(body[0].value.value, str):
+        return body[1:]
+    return body
+
+
+def canonical(node) -> str:
+    """A text form of a syntax tree that ignores docstrings, positions and empty fields (so the same
+    code gives the same text on every Python version that parses it the same way)."""
+    if isinstance(node, ast.AST):
+        parts = []
+        for name, value in ast.iter_fields(node):
+            if name == "body" and isinstance(node, (ast.Module, ast.FunctionDef, ast.AsyncFunctionDef,
+                                                    ast.ClassDef)):
+                value = _strip_docstring(value)
+            if value is None or value == []:
+                continue
+            parts.append(f"{name}={canonical(value)}")
+        return f"{type(node).__name__}({','.join(parts)})"
+    if isinstance(node, list):
+        return "[" + ",".join(canonical(v) for v in node) + "]"
+    return repr(node)
+
+
+def _digest(text: str | bytes) -> str:
+    data = text.encode() if isinstance(text, str) else text
+    return hashlib.sha256(data).hexdigest()
+
+
+# ------------------------------------------------------------------------------------ modules
+
+def _is_main_guard(stmt) -> bool:
+    t = getattr(stmt, "test", None)
+    return (isinstance(stmt, ast.If) and isinstance(t, ast.Compare) and isinstance(t.left, ast.Name)
+            and t.left.id == "__name__" and len(t.comparators) == 1
+            and isinstance(t.comparators[0], ast.Constant) and t.comparators[0].value == "__main__")
+
+
+def _bound_names(stmt) -> set[str]:
+    """Names a top-level statement binds in its module's namespace."""
+    if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+        return {stmt.name}
+    if isinstance(stmt, (ast.Import, ast.ImportFrom)):
+        if isinstance(stmt, ast.ImportFrom) and stmt.module == "__future__":
+            return set()
+        return {(a.asname or a.name.split(".")[0]) for a in stmt.names if a.name != "*"}
+    out: set[str] = set()
+
+    def visit(node):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            out.add(node.name)
+            return
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            out.update(_bound_names(node))
+            return
+        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+            out.add(node.id)
+        if isinstance(node, (ast.Lambda, ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)):
+            return
+        for child in ast.iter_child_nodes(node):
+            visit(child)
+
+    visit(stmt)
+    return out
+
+
+@dataclass
+class Module:
+    name: str                   # dotted name; "" for a script
+    path: Path
+    is_package: bool
+    stmts: list
+    binds: dict[str, list[int]] = field(default_factory=dict)
+    unnamed: list[int] = field(default_factory=list)
+    _hash: dict[int, str] = field(default_factory=dict)
+    _names: dict[int, set] = field(default_factory=dict)
+    _imports: dict[int, dict] = field(default_factory=dict)
+    _stmt_items: dict[int, list] = field(default_factory=dict)
+    _sym_items: dict[str, list] = field(default_factory=dict)
+
+    @property
+    def package(self) -> str:
+        return self.name if self.is_package else self.name.rpartition(".")[0]
+
+    def names_of(self, i: int) -> set[str]:
+        if i not in self._names:
+            self._names[i] = _bound_names(self.stmts[i])
+        return self._names[i]
+
+    def import_targets(self, i: int, pkg: "Package") -> dict[str, list[tuple]]:
+        """{name: [targets]} of the imports anywhere in statement i."""
+        if i not in self._imports:
+            out: dict[str, list[tuple]] = {}
+            for sub in ast.walk(self.stmts[i]):
+                if isinstance(sub, (ast.Import, ast.ImportFrom)):
+                    for name, t in _import_targets(sub, self, pkg).items():
+                        out.setdefault(name, []).append(t)
+            self._imports[i] = out
+        return self._imports[i]
+
+    def stmt_hash(self, i: int) -> str:
+        if i not in self._hash:
+            self._hash[i] = _digest(canonical(self.stmts[i]))
+        return self._hash[i]
+
+
+def _parse(path: Path, name: str, is_package: bool) -> Module:
+    try:
+        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    except SyntaxError as exc:
+        raise FingerprintError(f"{path}: cannot fingerprint code that does not parse: {exc}") from exc
+    mod = Module(name, path, is_package, _strip_docstring(tree.body))
+    for i, stmt in enumerate(mod.stmts):
+        names = mod.names_of(i)
+        for n in names:
+            mod.binds.setdefault(n, []).append(i)
+        if not names and not _is_main_guard(stmt):
+            mod.unnamed.append(i)
+    return mod
+
+
+@functools.lru_cache(maxsize=512)
+def _parse_cached(path: str, stamp: tuple, name: str, is_package: bool) -> Module:
+    return _parse(Path(path), name, is_package)
+
+
+def _stamp(path: Path) -> tuple:
+    st = path.stat()
+    return (st.st_mtime_ns, st.st_size, st.st_ino)
+
+
+class Package:
+    """The modules of one package tree on disk (``<root>/gnc``), parsed on demand."""
+
+    def __init__(self, root: Path, name: str = PACKAGE):
+        self.root, self.name = Path(root), name
+        self._files: dict[str, tuple[Path, bool] | None] = {}
+
+    def file_of(self, modname: str) -> tuple[Path, bool] | None:
+        if modname not in self._files:
+            self._files[modname] = self._find(modname)
+        return self._files[modname]
+
+    def _find(self, modname: str) -> tuple[Path, bool] | None:
+        if modname != self.name and not modname.startswith(self.name + "."):
+            return None
+        rel = Path(*modname.split("."))
+        pkg = self.root / rel / "__init__.py"
+        if pkg.is_file():
+            return pkg, True
+        mod = (self.root / rel).with_suffix(".py")
+        if mod.is_file():
+            return mod, False
+        return None
+
+    def is_module(self, modname: str) -> bool:
+        return self.file_of(modname) is not None
+
+    def module(self, modname: str) -> Module:
+        found = self.file_of(modname)
+        if found is None:
+            raise FingerprintError(f"no module {modname} under {self.root}")
+        path, is_pkg = found
+        return _parse_cached(str(path), _stamp(path), modname, is_pkg)
+
+    def data_files(self, modname: str) -> list[Path]:
+        """Non-Python files in a package's folder (not in its subpackages, not caches)."""
+        found = self.file_of(modname)
+        if found is None or not found[1]:
+            return []
+        out = []
+        folder = found[0].parent
+        for dirpath, dirnames, filenames in os.walk(folder):
+            d = Path(dirpath)
+            dirnames[:] = sorted(x for x in dirnames if x != "__pycache__" and not x.startswith(".")
+                                 and not (d / x / "__init__.py").is_file())
+            out.extend(d / f for f in sorted(filenames)
+                       if not f.endswith((".py", ".pyc")) and not f.startswith("."))
+        return out
+
+
+@functools.lru_cache(maxsize=8)
+def _package(root: str) -> Package:
+    return Package(Path(root))
+
+
+@functools.lru_cache(maxsize=64)
+def _file_digest(path: str, stamp: tuple) -> str:
+    return _digest(Path(path).read_bytes())
+
+
+# ------------------------------------------------------------------------------------ references
+
+def _import_targets(node, mod: Module, pkg: Package) -> dict[str, tuple]:
+    """{bound name: target} of one import statement; targets are ("mod", M) or ("sym", M, name),
+    only inside the package (other imports are not part of the fingerprint)."""
+    out: dict[str, tuple] = {}
+    if isinstance(node, ast.Import):
+        for a in node.names:
+            if not pkg.is_module(a.name):
+                continue
+            if a.asname:
+                out[a.asname] = ("mod", a.name, a.name)
+            else:  # `import gnc.a.b` binds gnc and loads gnc.a.b
+                out[a.name.split(".")[0]] = ("mod", a.name.split(".")[0], a.name)
+        return out
+    if node.level:
+        base = mod.package.split(".") if mod.package else []
+        if node.level > 1:
+            base = base[: len(base) - (node.level - 1)]
+        base_name = ".".join(base + ([node.module] if node.module else []))
+    else:
+        base_name = node.module or ""
+    if not pkg.is_module(base_name):
+        return out
+    for a in node.names:
+        if a.name == "*":
+            out["*"] = ("all", base_name)
+            continue
+        sub = f"{base_name}.{a.name}"
+        out[a.asname or a.name] = ("mod", sub, sub) if pkg.is_module(sub) else ("sym", base_name, a.name)
+    return out
+
+
+def _attr_chain(node) -> tuple[str, list[str]] | None:
+    attrs = []
+    while isinstance(node, ast.Attribute):
+        attrs.append(node.attr)
+        node = node.value
+    if isinstance(node, ast.Name):
+        return node.id, attrs[::-1]
+    return None
+
+
+def _references(pkg: Package, mod: Module, node) -> list[tuple]:
+    """Work items for what ``node`` (code of ``mod``) uses: ("stmt", M, i), ("sym", M, name),
+    ("all", M), ("load", M)."""
+    out: list[tuple] = []
+    local: dict[str, list[tuple]] = {}
+    for sub in ast.walk(node):
+        if isinstance(sub, (ast.Import, ast.ImportFrom)):
+            for name, target in _import_targets(sub, mod, pkg).items():
+                local.setdefault(name, []).append(target)
+                out.append(("all", target[1]) if target[0] == "all" else
+                           ("load", target[2] if target[0] == "mod" else target[1]))
+    chained: set[int] = set()
+    seen: set[tuple] = set()
+    for sub in ast.walk(node):
+        if id(sub) in chained:
+            continue
+        if isinstance(sub, ast.Attribute):
+            chain = _attr_chain(sub)
+            if chain is None:
+                continue
+            inner = sub.value  # the chain's inner nodes are resolved with it
+            while isinstance(inner, ast.Attribute):
+                chained.add(id(inner))
+                inner = inner.value
+            chained.add(id(inner))
+            name, attrs = chain
+        elif isinstance(sub, ast.Name):
+            name, attrs = sub.id, []
+        else:
+            continue
+        key = (name, tuple(attrs))
+        if key not in seen:
+            seen.add(key)
+            out.extend(_name_items(pkg, mod, name, attrs, local))
+    return out
+
+
+def _name_items(pkg: Package, mod: Module, name: str, attrs: list[str], local: dict) -> list[tuple]:
+    """A name used in ``mod``: the statements binding it there count (the script's count anyway), and
+    what it is imported as is followed (through module attributes ``F.make_figure``)."""
+    out: list[tuple] = []
+    targets = list(local.get(name, []))
+    for j in mod.binds.get(name, []):
+        for t in mod.import_targets(j, pkg).get(name, []):
+            targets.append(t)
+        if mod.name:
+            out.append(("stmt", mod.name, j))
+    for t in targets:
+        if t[0] == "sym":
+            out.append(("sym", t[1], t[2]))
+        elif t[0] == "all":
+            out.append(("all", t[1]))
+        else:
+            modname = t[1]
+            out.append(("load", t[2]))
+            for a in attrs:
+                sub = f"{modname}.{a}"
+                if pkg.is_module(sub):
+                    modname = sub
+                    out.append(("load", modname))
+                    continue
+                out.append(("sym", modname, a))
+                break
+            else:  # the module itself is used as a value
+                out.append(("all", modname))
+    return out
+
+
+class _Closure:
+    def __init__(self, pkg: Package, select: dict[str, str]):
+        self.pkg = pkg
+        self.select = dict(select)
+        self.reached_select: set[str] = set()
+        self.items: dict[tuple, str] = {}     # (module, what) -> digest
+        self.done: set[tuple] = set()
+        self.todo: list[tuple] = []
+
+    def push_all(self, items):
+        for item in items:
+            if item not in self.done:
+                self.done.add(item)
+                self.todo.append(item)
+
+    def run(self):
+        while self.todo:
+            item = self.todo.pop()
+            getattr(self, "_" + item[0])(*item[1:])
+
+    def _load(self, modname: str):
+        parts = modname.split(".")
+        for k in range(1, len(parts) + 1):  # importing a.b.c runs a, a.b and a.b.c
+            name = ".".join(parts[:k])
+            if not self.pkg.is_module(name):
+                continue
+            mod = self.pkg.module(name)
+            self.push_all(("stmt", name, i) for i in mod.unnamed)
+            for f in self.pkg.data_files(name):
+                rel = f.relative_to(self.pkg.root).as_posix()
+                self.items[(name, "file:" + rel)] = _file_digest(str(f), _stamp(f))
+
+    def _all(self, modname: str):
+        self.push_all([("load", modname)])
+        self.push_all(("stmt", modname, i) for i in range(len(self.pkg.module(modname).stmts)))
+
+    def _sym(self, modname: str, name: str):
+        mod = self.pkg.module(modname)
+        self.push_all([("load", modname)])
+        if not mod.binds.get(name):  # defined dynamically or by a star import: the whole module counts
+            self.push_all([("all", modname)])
+            return
+        if name not in mod._sym_items:
+            mod._sym_items[name] = _name_items(self.pkg, mod, name, [], {})
+        self.push_all(mod._sym_items[name])
+
+    def _stmt(self, modname: str, i: int):
+        mod = self.pkg.module(modname)
+        names = mod.names_of(i)
+        key = f"{modname}.{next(iter(names))}" if len(names) == 1 else None
+        if key in self.select:
+            self.reached_select.add(key)
+            entry = self._selected_entry(mod, mod.stmts[i], key)
+            self.items[(modname, f"select:{key}")] = _digest(canonical(entry))
+            self.push_all(_references(self.pkg, mod, entry))
+            return
+        h = mod.stmt_hash(i)
+        self.items[(modname, f"stmt:{h}")] = h
+        if i not in mod._stmt_items:
+            mod._stmt_items[i] = _references(self.pkg, mod, mod.stmts[i])
+        self.push_all(mod._stmt_items[i])
+
+    def _selected_entry(self, mod: Module, stmt, key: str):
+        want = self.select[key]
+        if not (isinstance(stmt, ast.Assign) and isinstance(stmt.value, ast.Dict)):
+            raise FingerprintError(f"{mod.path}: {key} is selected by {want!r} but is not a dict literal")
+        for k, v in zip(stmt.value.keys, stmt.value.values):
+            if isinstance(k, ast.Constant) and k.value == want:
+                return ast.Dict(keys=[k], values=[v])
+        raise FingerprintError(f"{mod.path}: {key} has no entry {want!r}")
+
+
+def closure(script: str | os.PathLike, select: dict[str, str] | None = None,
+            root: str | os.PathLike | None = None) -> dict[tuple, str]:
+    """{(module, item): digest} of everything the script's code reaches (see the module docstring)."""
+    root = Path(root) if root is not None else WORKFLOW_DIR
+    script = Path(script)
+    if not script.is_file():
+        raise FingerprintError(f"no script {script}")
+    pkg = _package(str(Path(root).resolve()))
+    smod = _parse_cached(str(script), _stamp(script), "", False)
+    cl = _Closure(pkg, select or {})
+    cl.items[("<script>", "")] = _digest(canonical(ast.Module(body=smod.stmts, type_ignores=[])))
+    for stmt in smod.stmts:
+        cl.push_all(_references(pkg, smod, stmt))
+    cl.run()
+    missing = set(cl.select) - cl.reached_select
+    if missing:
+        raise FingerprintError(f"{script.name}: selected table(s) {', '.join(sorted(missing))} not reached by "
+                               "the code (renamed or no longer used?)")
+    return cl.items
+
+
+def script_path(script: str, root: str | os.PathLike | None = None) -> Path:
+    """``workflow/scripts/<script>.py`` for a script name (``metrics``) or the path itself."""
+    root = Path(root) if root is not None else WORKFLOW_DIR
+    p = Path(script)
+    if p.suffix == ".py" or len(p.parts) > 1:
+        return p if p.is_absolute() else root / p
+    return root / "scripts" / f"{script}.py"
+
+
+def fingerprint(script: str, select: dict[str, str] | None = None,
+                root: str | os.PathLike | None = None) -> str:
+    """sha256 (hex) of the code the script runs; ``select`` narrows dispatch tables to one key."""
+    items = closure(script_path(script, root), select, root)
+    payload = json.dumps([FORMAT, sorted([list(k), v] for k, v in items.items())])
+    return _digest(payload)
+
+
+def code_param(script: str, select: dict[str, str] | None = None,
+               root: str | os.PathLike | None = None) -> dict:
+    """The ``params: code=...`` value of a rule: what was fingerprinted and the fingerprint. The job
+    records it (gnc_code_fingerprint, gnc_code_scope); ``gnc-provenance --stale`` recomputes it."""
+    out = {"script": script, "fingerprint": fingerprint(script, select, root)}
+    if select:
+        out["select"] = dict(sorted(select.items()))
+    return out
+
+
+def explain(script: str, select: dict[str, str] | None = None,
+            root: str | os.PathLike | None = None) -> dict[str, list[str]]:
+    """{module: sorted names of the counted definitions} (``<unnamed>`` for import-time statements)."""
+    root_p = Path(root) if root is not None else WORKFLOW_DIR
+    items = closure(script_path(script, root_p), select, root_p)
+    pkg = _package(str(root_p.resolve()))
+    out: dict[str, set] = {}
+    for (modname, what) in items:
+        if modname == "<script>":
+            out.setdefault(modname, set()).add(script)
+        elif what.startswith("stmt:"):
+            mod = pkg.module(modname)
+            for i in range(len(mod.stmts)):
+                if mod.stmt_hash(i) == what[5:]:
+                    names = _bound_names(mod.stmts[i])
+                    out.setdefault(modname, set()).update(names or {"<unnamed>"})
+        else:
+            out.setdefault(modname, set()).add(what.split(":", 1)[1])
+    return {k: sorted(v) for k, v in sorted(out.items())}
+
+
+# ------------------------------------------------------------------------------------ stale results
+
+def recorded_scope(attrs: dict) -> dict | None:
+    """The fingerprint a result file records: {"script", "select", "fingerprint"} or None."""
+    fp = attrs.get("gnc_code_fingerprint")
+    if not fp:
+        return None
+    scope = attrs.get("gnc_code_scope")
+    if isinstance(scope, str):
+        try:
+            scope = json.loads(scope)
+        except json.JSONDecodeError:
+            scope = None
+    if not isinstance(scope, dict) or "script" not in scope:
+        return None
+    return {"script": scope["script"], "select": scope.get("select") or None, "fingerprint": str(fp)}
+
+
+def staleness(attrs: dict, root: str | os.PathLike | None = None, cache: dict | None = None) -> tuple[str, str]:
+    """("current" | "stale" | "unknown", explanation) for one file's provenance attributes, against the
+    code now on disk under ``root`` (default: the workflow this package belongs to)."""
+    rec = recorded_scope(attrs)
+    if rec is None:
+        return "unknown", "no code fingerprint recorded (made before fingerprints, or not by a workflow job)"
+    key = (rec["script"], json.dumps(rec["select"], sort_keys=True))
+    cache = {} if cache is None else cache
+    if key not in cache:
+        try:
+            cache[key] = fingerprint(rec["script"], rec["select"], root)
+        except FingerprintError as exc:
+            cache[key] = exc
+    now = cache[key]
+    if isinstance(now, Exception):
+        return "stale", f"the code it was made with cannot be fingerprinted now: {now}"
+    what = rec["script"] + (f" {rec['select']}" if rec["select"] else "")
+    if now == rec["fingerprint"]:
+        return "current", f"code of {what} unchanged ({now[:12]})"
+    return "stale", f"code of {what} changed: made with {rec['fingerprint'][:12]}, now {now[:12]}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m gnc.fingerprint",
+                                 description="Print the code fingerprint of a workflow script and what it counts.")
+    ap.add_argument("script", help="script name (metrics, train, figure, ...) or path")
+    ap.add_argument("--select", action="append", default=[], metavar="TABLE=KEY",
+                    help="narrow a dispatch table, e.g. gnc.figures.FIGURES=tau_sweep")
+    ap.add_argument("--root", default=None, help="the workflow/ folder (default: this package's)")
+    ap.add_argument("--explain", action="store_true", help="list the counted definitions per module")
+    args = ap.parse_args(argv)
+    select = dict(s.split("=", 1) for s in args.select)
+    try:
+        print(fingerprint(args.script, select, args.root))
+        if args.explain:
+            for modname, names in explain(args.script, select, args.root).items():
+                print(f"  {modname}: {', '.join(names)}")
+    except FingerprintError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
