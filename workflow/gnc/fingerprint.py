@@ -42,6 +42,7 @@ import hashlib
 import json
 import os
 import sys
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -83,12 +84,14 @@ def canonical(node) -> str:
     return repr(node)
 
 
-def _digest(text: str | bytes) -> str:
-    data = text.encode() if isinstance(text, str) else text
-    return hashlib.sha256(data).hexdigest()
+def _digest(data: str | bytes) -> str:
+    return hashlib.sha256(data.encode() if isinstance(data, str) else data).hexdigest()
 
 
-# ------------------------------------------------------------------------------------ modules
+# ------------------------------------------------------------------------------------ analysis of one file
+# A file's analysis depends on its text only (cached by content hash, also on disk): per top-level
+# statement the names it binds, its canonical hash, the imports in it (anywhere, function bodies
+# included) and the names/attribute chains it uses; per module-level dict literal the same per entry.
 
 def _is_main_guard(stmt) -> bool:
     t = getattr(stmt, "test", None)
@@ -125,77 +128,147 @@ def _bound_names(stmt) -> set[str]:
     return out
 
 
+def _code_facts(node) -> dict:
+    """{"hash", "imports": [[kind, level, module, [[name, asname], ...]]], "uses": [[name, [attr, ...]]]}."""
+    imports, uses, chained = [], set(), set()
+    for sub in ast.walk(node):
+        if isinstance(sub, ast.Import):
+            imports.append(["import", 0, None, [[a.name, a.asname] for a in sub.names]])
+        elif isinstance(sub, ast.ImportFrom):
+            imports.append(["from", sub.level, sub.module, [[a.name, a.asname] for a in sub.names]])
+        elif id(sub) in chained:
+            continue
+        elif isinstance(sub, ast.Attribute):
+            attrs, inner = [], sub
+            while isinstance(inner, ast.Attribute):
+                attrs.append(inner.attr)
+                chained.add(id(inner))
+                inner = inner.value
+            if isinstance(inner, ast.Name):  # the chain's inner nodes are resolved with it
+                chained.add(id(inner))
+                uses.add((inner.id, tuple(attrs[::-1])))
+        elif isinstance(sub, ast.Name):
+            uses.add((sub.id, ()))
+    return {"hash": _digest(canonical(node)), "imports": imports,
+            "uses": [[n, list(a)] for n, a in sorted(uses)]}
+
+
+def analyze_source(text: str, filename: str = "<code>") -> dict:
+    """The facts the fingerprint needs from one Python file (JSON-serializable)."""
+    try:
+        tree = ast.parse(text, filename=filename)
+    except SyntaxError as exc:
+        raise FingerprintError(f"{filename}: cannot fingerprint code that does not parse: {exc}") from exc
+    body = _strip_docstring(tree.body)
+    stmts, dicts = [], {}
+    for stmt in body:
+        stmts.append({**_code_facts(stmt), "names": sorted(_bound_names(stmt)), "main": _is_main_guard(stmt)})
+        if isinstance(stmt, ast.Assign) and len(stmt.targets) == 1 and isinstance(stmt.targets[0], ast.Name) \
+                and isinstance(stmt.value, ast.Dict):
+            dicts[stmt.targets[0].id] = {
+                str(k.value): _code_facts(ast.Dict(keys=[k], values=[v]))
+                for k, v in zip(stmt.value.keys, stmt.value.values)
+                if isinstance(k, ast.Constant) and isinstance(k.value, (str, int))}
+    return {"stmts": stmts, "dicts": dicts,
+            "hash": _digest(canonical(ast.Module(body=body, type_ignores=[])))}
+
+
+class _Cache:
+    """Analyses by content hash: in memory, and in a JSON file when one is set (``use_cache``)."""
+
+    def __init__(self):
+        self.mem: dict[str, dict] = {}
+        self.used: set[str] = set()
+        self.keys: dict[tuple, str] = {}   # (path, stat stamp) -> content hash
+        self.path: Path | None = None
+        self.dirty = False
+
+    def use(self, path: str | os.PathLike | None) -> None:
+        self.path = Path(path) if path is not None else None
+        if self.path is not None and self.path.is_file():
+            try:
+                data = json.loads(self.path.read_text())
+                if data.get("format") == FORMAT:
+                    for k, v in data.get("entries", {}).items():
+                        self.mem.setdefault(k, v)
+            except (OSError, ValueError, AttributeError):
+                pass  # a damaged cache is rebuilt
+
+    def analysis(self, path: Path) -> dict:
+        stamp = (str(path), _stamp(path))
+        key = self.keys.get(stamp)
+        if key is None:
+            data = path.read_bytes()
+            key = self.keys[stamp] = _digest(data)
+            if key not in self.mem:
+                self.mem[key] = analyze_source(data.decode("utf-8"), str(path))
+                self.dirty = True
+        self.used.add(key)
+        return self.mem[key]
+
+    def save(self) -> None:
+        """Write the analyses this process used (older ones are dropped)."""
+        if self.path is None or not self.dirty:
+            return
+        entries = {k: v for k, v in self.mem.items() if k in self.used}
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=self.path.name + ".")
+            with os.fdopen(fd, "w") as fh:
+                json.dump({"format": FORMAT, "entries": entries}, fh)
+            os.replace(tmp, self.path)
+            self.dirty = False
+        except OSError:
+            pass  # the cache only saves time
+
+
+_CACHE = _Cache()
+
+
+def use_cache(path: str | os.PathLike | None) -> None:
+    """Keep file analyses in ``path`` (JSON) between processes; ``None``: memory only."""
+    _CACHE.use(path)
+
+
+# ------------------------------------------------------------------------------------ modules
+
 @dataclass
 class Module:
     name: str                   # dotted name; "" for a script
     path: Path
     is_package: bool
-    stmts: list
+    facts: dict
     binds: dict[str, list[int]] = field(default_factory=dict)
     unnamed: list[int] = field(default_factory=list)
-    _hash: dict[int, str] = field(default_factory=dict)
-    _names: dict[int, set] = field(default_factory=dict)
-    _imports: dict[int, dict] = field(default_factory=dict)
-    _stmt_items: dict[int, list] = field(default_factory=dict)
-    _sym_items: dict[str, list] = field(default_factory=dict)
+    _refs: dict = field(default_factory=dict)
 
     @property
     def package(self) -> str:
         return self.name if self.is_package else self.name.rpartition(".")[0]
 
-    def names_of(self, i: int) -> set[str]:
-        if i not in self._names:
-            self._names[i] = _bound_names(self.stmts[i])
-        return self._names[i]
-
-    def import_targets(self, i: int, pkg: "Package") -> dict[str, list[tuple]]:
-        """{name: [targets]} of the imports anywhere in statement i."""
-        if i not in self._imports:
-            out: dict[str, list[tuple]] = {}
-            for sub in ast.walk(self.stmts[i]):
-                if isinstance(sub, (ast.Import, ast.ImportFrom)):
-                    for name, t in _import_targets(sub, self, pkg).items():
-                        out.setdefault(name, []).append(t)
-            self._imports[i] = out
-        return self._imports[i]
-
-    def stmt_hash(self, i: int) -> str:
-        if i not in self._hash:
-            self._hash[i] = _digest(canonical(self.stmts[i]))
-        return self._hash[i]
+    @property
+    def stmts(self) -> list[dict]:
+        return self.facts["stmts"]
 
 
-def _parse(path: Path, name: str, is_package: bool) -> Module:
-    try:
-        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
-    except SyntaxError as exc:
-        raise FingerprintError(f"{path}: cannot fingerprint code that does not parse: {exc}") from exc
-    mod = Module(name, path, is_package, _strip_docstring(tree.body))
-    for i, stmt in enumerate(mod.stmts):
-        names = mod.names_of(i)
-        for n in names:
+def _module(path: Path, name: str, is_package: bool) -> Module:
+    facts = _CACHE.analysis(path)
+    mod = Module(name, path, is_package, facts)
+    for i, st in enumerate(facts["stmts"]):
+        for n in st["names"]:
             mod.binds.setdefault(n, []).append(i)
-        if not names and not _is_main_guard(stmt):
+        if not st["names"] and not st["main"]:
             mod.unnamed.append(i)
     return mod
 
 
-@functools.lru_cache(maxsize=512)
-def _parse_cached(path: str, stamp: tuple, name: str, is_package: bool) -> Module:
-    return _parse(Path(path), name, is_package)
-
-
-def _stamp(path: Path) -> tuple:
-    st = path.stat()
-    return (st.st_mtime_ns, st.st_size, st.st_ino)
-
-
 class Package:
-    """The modules of one package tree on disk (``<root>/gnc``), parsed on demand."""
+    """The modules of one package tree on disk (``<root>/gnc``), analysed on demand."""
 
     def __init__(self, root: Path, name: str = PACKAGE):
         self.root, self.name = Path(root), name
         self._files: dict[str, tuple[Path, bool] | None] = {}
+        self._modules: dict[str, Module] = {}
 
     def file_of(self, modname: str) -> tuple[Path, bool] | None:
         if modname not in self._files:
@@ -203,7 +276,7 @@ class Package:
         return self._files[modname]
 
     def _find(self, modname: str) -> tuple[Path, bool] | None:
-        if modname != self.name and not modname.startswith(self.name + "."):
+        if not modname or (modname != self.name and not modname.startswith(self.name + ".")):
             return None
         rel = Path(*modname.split("."))
         pkg = self.root / rel / "__init__.py"
@@ -218,11 +291,12 @@ class Package:
         return self.file_of(modname) is not None
 
     def module(self, modname: str) -> Module:
-        found = self.file_of(modname)
-        if found is None:
-            raise FingerprintError(f"no module {modname} under {self.root}")
-        path, is_pkg = found
-        return _parse_cached(str(path), _stamp(path), modname, is_pkg)
+        if modname not in self._modules:
+            found = self.file_of(modname)
+            if found is None:
+                raise FingerprintError(f"no module {modname} under {self.root}")
+            self._modules[modname] = _module(found[0], modname, found[1])
+        return self._modules[modname]
 
     def data_files(self, modname: str) -> list[Path]:
         """Non-Python files in a package's folder (not in its subpackages, not caches)."""
@@ -240,104 +314,65 @@ class Package:
         return out
 
 
-@functools.lru_cache(maxsize=8)
-def _package(root: str) -> Package:
-    return Package(Path(root))
-
-
-@functools.lru_cache(maxsize=64)
-def _file_digest(path: str, stamp: tuple) -> str:
-    return _digest(Path(path).read_bytes())
-
-
 # ------------------------------------------------------------------------------------ references
 
-def _import_targets(node, mod: Module, pkg: Package) -> dict[str, tuple]:
-    """{bound name: target} of one import statement; targets are ("mod", M) or ("sym", M, name),
-    only inside the package (other imports are not part of the fingerprint)."""
+def _import_targets(imp: list, mod: Module, pkg: Package) -> dict[str, tuple]:
+    """{bound name: target} of one import; targets are ("mod", M, loaded), ("sym", M, name) or
+    ("all", M), only inside the package (other imports are not part of the fingerprint)."""
+    kind, level, module, names = imp
     out: dict[str, tuple] = {}
-    if isinstance(node, ast.Import):
-        for a in node.names:
-            if not pkg.is_module(a.name):
+    if kind == "import":
+        for name, asname in names:
+            if not pkg.is_module(name):
                 continue
-            if a.asname:
-                out[a.asname] = ("mod", a.name, a.name)
+            if asname:
+                out[asname] = ("mod", name, name)
             else:  # `import gnc.a.b` binds gnc and loads gnc.a.b
-                out[a.name.split(".")[0]] = ("mod", a.name.split(".")[0], a.name)
+                out[name.split(".")[0]] = ("mod", name.split(".")[0], name)
         return out
-    if node.level:
+    if level:
         base = mod.package.split(".") if mod.package else []
-        if node.level > 1:
-            base = base[: len(base) - (node.level - 1)]
-        base_name = ".".join(base + ([node.module] if node.module else []))
+        if level > 1:
+            base = base[: len(base) - (level - 1)]
+        base_name = ".".join(base + ([module] if module else []))
     else:
-        base_name = node.module or ""
+        base_name = module or ""
     if not pkg.is_module(base_name):
         return out
-    for a in node.names:
-        if a.name == "*":
+    for name, asname in names:
+        if name == "*":
             out["*"] = ("all", base_name)
             continue
-        sub = f"{base_name}.{a.name}"
-        out[a.asname or a.name] = ("mod", sub, sub) if pkg.is_module(sub) else ("sym", base_name, a.name)
+        sub = f"{base_name}.{name}"
+        out[asname or name] = ("mod", sub, sub) if pkg.is_module(sub) else ("sym", base_name, name)
     return out
 
 
-def _attr_chain(node) -> tuple[str, list[str]] | None:
-    attrs = []
-    while isinstance(node, ast.Attribute):
-        attrs.append(node.attr)
-        node = node.value
-    if isinstance(node, ast.Name):
-        return node.id, attrs[::-1]
-    return None
-
-
-def _references(pkg: Package, mod: Module, node) -> list[tuple]:
-    """Work items for what ``node`` (code of ``mod``) uses: ("stmt", M, i), ("sym", M, name),
+def _references(pkg: Package, mod: Module, facts: dict) -> list[tuple]:
+    """Work items for what a piece of code of ``mod`` uses: ("stmt", M, i), ("sym", M, name),
     ("all", M), ("load", M)."""
     out: list[tuple] = []
     local: dict[str, list[tuple]] = {}
-    for sub in ast.walk(node):
-        if isinstance(sub, (ast.Import, ast.ImportFrom)):
-            for name, target in _import_targets(sub, mod, pkg).items():
-                local.setdefault(name, []).append(target)
-                out.append(("all", target[1]) if target[0] == "all" else
-                           ("load", target[2] if target[0] == "mod" else target[1]))
-    chained: set[int] = set()
-    seen: set[tuple] = set()
-    for sub in ast.walk(node):
-        if id(sub) in chained:
-            continue
-        if isinstance(sub, ast.Attribute):
-            chain = _attr_chain(sub)
-            if chain is None:
-                continue
-            inner = sub.value  # the chain's inner nodes are resolved with it
-            while isinstance(inner, ast.Attribute):
-                chained.add(id(inner))
-                inner = inner.value
-            chained.add(id(inner))
-            name, attrs = chain
-        elif isinstance(sub, ast.Name):
-            name, attrs = sub.id, []
-        else:
-            continue
-        key = (name, tuple(attrs))
-        if key not in seen:
-            seen.add(key)
-            out.extend(_name_items(pkg, mod, name, attrs, local))
+    for imp in facts["imports"]:
+        for name, target in _import_targets(imp, mod, pkg).items():
+            local.setdefault(name, []).append(target)
+            out.append(("all", target[1]) if target[0] == "all" else
+                       ("load", target[2] if target[0] == "mod" else target[1]))
+    for name, attrs in facts["uses"]:
+        out.extend(_name_items(pkg, mod, name, attrs, local))
     return out
 
 
 def _name_items(pkg: Package, mod: Module, name: str, attrs: list[str], local: dict) -> list[tuple]:
     """A name used in ``mod``: the statements binding it there count (the script's count anyway), and
-    what it is imported as is followed (through module attributes ``F.make_figure``)."""
+    what it is imported as is followed (through module attributes: ``F.make_figure``)."""
     out: list[tuple] = []
     targets = list(local.get(name, []))
     for j in mod.binds.get(name, []):
-        for t in mod.import_targets(j, pkg).get(name, []):
-            targets.append(t)
+        for imp in mod.stmts[j]["imports"]:
+            t = _import_targets(imp, mod, pkg).get(name)
+            if t is not None:
+                targets.append(t)
         if mod.name:
             out.append(("stmt", mod.name, j))
     for t in targets:
@@ -364,7 +399,7 @@ def _name_items(pkg: Package, mod: Module, name: str, attrs: list[str], local: d
 class _Closure:
     def __init__(self, pkg: Package, select: dict[str, str]):
         self.pkg = pkg
-        self.select = dict(select)
+        self.select = {k: str(v) for k, v in select.items()}
         self.reached_select: set[str] = set()
         self.items: dict[tuple, str] = {}     # (module, what) -> digest
         self.done: set[tuple] = set()
@@ -403,34 +438,39 @@ class _Closure:
         if not mod.binds.get(name):  # defined dynamically or by a star import: the whole module counts
             self.push_all([("all", modname)])
             return
-        if name not in mod._sym_items:
-            mod._sym_items[name] = _name_items(self.pkg, mod, name, [], {})
-        self.push_all(mod._sym_items[name])
+        if ("sym", name) not in mod._refs:
+            mod._refs[("sym", name)] = _name_items(self.pkg, mod, name, [], {})
+        self.push_all(mod._refs[("sym", name)])
 
     def _stmt(self, modname: str, i: int):
         mod = self.pkg.module(modname)
-        names = mod.names_of(i)
-        key = f"{modname}.{next(iter(names))}" if len(names) == 1 else None
+        st = mod.stmts[i]
+        key = f"{modname}.{st['names'][0]}" if len(st["names"]) == 1 else None
         if key in self.select:
             self.reached_select.add(key)
-            entry = self._selected_entry(mod, mod.stmts[i], key)
-            self.items[(modname, f"select:{key}")] = _digest(canonical(entry))
-            self.push_all(_references(self.pkg, mod, entry))
+            want = self.select[key]
+            table = mod.facts["dicts"].get(st["names"][0])
+            if table is None:
+                raise FingerprintError(f"{mod.path}: {key} is selected by {want!r} but is not a dict literal")
+            if want not in table:
+                raise FingerprintError(f"{mod.path}: {key} has no entry {want!r}")
+            self.items[(modname, f"select:{key}")] = table[want]["hash"]
+            self.push_all(_references(self.pkg, mod, table[want]))
             return
-        h = mod.stmt_hash(i)
-        self.items[(modname, f"stmt:{h}")] = h
-        if i not in mod._stmt_items:
-            mod._stmt_items[i] = _references(self.pkg, mod, mod.stmts[i])
-        self.push_all(mod._stmt_items[i])
+        self.items[(modname, f"stmt:{st['hash']}")] = st["hash"]
+        if i not in mod._refs:
+            mod._refs[i] = _references(self.pkg, mod, st)
+        self.push_all(mod._refs[i])
 
-    def _selected_entry(self, mod: Module, stmt, key: str):
-        want = self.select[key]
-        if not (isinstance(stmt, ast.Assign) and isinstance(stmt.value, ast.Dict)):
-            raise FingerprintError(f"{mod.path}: {key} is selected by {want!r} but is not a dict literal")
-        for k, v in zip(stmt.value.keys, stmt.value.values):
-            if isinstance(k, ast.Constant) and k.value == want:
-                return ast.Dict(keys=[k], values=[v])
-        raise FingerprintError(f"{mod.path}: {key} has no entry {want!r}")
+
+def _stamp(path: Path) -> tuple:
+    st = path.stat()
+    return (st.st_mtime_ns, st.st_size, st.st_ino)
+
+
+@functools.lru_cache(maxsize=64)
+def _file_digest(path: str, stamp: tuple) -> str:
+    return _digest(Path(path).read_bytes())
 
 
 def closure(script: str | os.PathLike, select: dict[str, str] | None = None,
@@ -440,12 +480,12 @@ def closure(script: str | os.PathLike, select: dict[str, str] | None = None,
     script = Path(script)
     if not script.is_file():
         raise FingerprintError(f"no script {script}")
-    pkg = _package(str(Path(root).resolve()))
-    smod = _parse_cached(str(script), _stamp(script), "", False)
+    pkg = Package(root)
+    smod = _module(script, "", False)
     cl = _Closure(pkg, select or {})
-    cl.items[("<script>", "")] = _digest(canonical(ast.Module(body=smod.stmts, type_ignores=[])))
-    for stmt in smod.stmts:
-        cl.push_all(_references(pkg, smod, stmt))
+    cl.items[("<script>", "")] = smod.facts["hash"]
+    for st in smod.stmts:
+        cl.push_all(_references(pkg, smod, st))
     cl.run()
     missing = set(cl.select) - cl.reached_select
     if missing:
@@ -467,6 +507,7 @@ def fingerprint(script: str, select: dict[str, str] | None = None,
                 root: str | os.PathLike | None = None) -> str:
     """sha256 (hex) of the code the script runs; ``select`` narrows dispatch tables to one key."""
     items = closure(script_path(script, root), select, root)
+    _CACHE.save()
     payload = json.dumps([FORMAT, sorted([list(k), v] for k, v in items.items())])
     return _digest(payload)
 
@@ -486,17 +527,16 @@ def explain(script: str, select: dict[str, str] | None = None,
     """{module: sorted names of the counted definitions} (``<unnamed>`` for import-time statements)."""
     root_p = Path(root) if root is not None else WORKFLOW_DIR
     items = closure(script_path(script, root_p), select, root_p)
-    pkg = _package(str(root_p.resolve()))
+    pkg = Package(root_p)
     out: dict[str, set] = {}
     for (modname, what) in items:
         if modname == "<script>":
             out.setdefault(modname, set()).add(script)
         elif what.startswith("stmt:"):
             mod = pkg.module(modname)
-            for i in range(len(mod.stmts)):
-                if mod.stmt_hash(i) == what[5:]:
-                    names = _bound_names(mod.stmts[i])
-                    out.setdefault(modname, set()).update(names or {"<unnamed>"})
+            for st in mod.stmts:
+                if st["hash"] == what[5:]:
+                    out.setdefault(modname, set()).update(st["names"] or {"<unnamed>"})
         else:
             out.setdefault(modname, set()).add(what.split(":", 1)[1])
     return {k: sorted(v) for k, v in sorted(out.items())}

@@ -8,7 +8,7 @@ sys.path.insert(0, str(Path(workflow.basedir) / "workflow"))  # the gnc package,
 
 from gnc.config import SKIPPED, ConfigError, code_grid, fmt_num, load_study
 from gnc import data as gnc_data
-from gnc.fingerprint import code_param as _code_param
+from gnc.fingerprint import code_param as _code_param, use_cache as _fingerprint_cache
 
 try:
     config, RUNS = load_study(config)
@@ -59,6 +59,10 @@ def all_run_metrics():
 
 def all_histories():
     return [f"{run_dir(r)}/history.nc" for r in RUNS]
+
+
+# per-file analyses kept between runs (by content hash): `snakemake -n` re-reads only what changed
+_fingerprint_cache(Path(".snakemake") / "gnc-code-analysis.json")
 
 
 @functools.lru_cache(maxsize=None)
