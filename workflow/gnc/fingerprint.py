@@ -582,6 +582,45 @@ def staleness(attrs: dict, root: str | os.PathLike | None = None, cache: dict | 
     return "stale", f"code of {what} changed: made with {rec['fingerprint'][:12]}, now {now[:12]}"
 
 
+#: result files a folder stands for in a staleness check (checkpoints: their run's history.nc says the same)
+RESULT_GLOBS = ("*.nc", "*.provenance.json", "manifest.json")
+
+
+def result_files(paths) -> list[Path]:
+    """Files as given; a folder stands for the result files anywhere under it (not logs, not .work)."""
+    out: list[Path] = []
+    for p in map(Path, paths):
+        if not p.is_dir():
+            out.append(p)
+            continue
+        found = set()
+        for pattern in RESULT_GLOBS:
+            found.update(f for f in p.rglob(pattern) if f.is_file()
+                         and not any(part in ("logs", ".work", ".snakemake") for part in f.relative_to(p).parts))
+        out.extend(sorted(found))
+    return out
+
+
+def report_stale(paths, root: str | os.PathLike | None = None, read=None, out=sys.stdout) -> int:
+    """Print, per result file, whether the code that made it is still the code on disk (no job is
+    run). Exit status 0 when every file is current, 1 when one is stale, unreadable or has no
+    fingerprint."""
+    if read is None:
+        from .provenance import read_attrs as read
+    counts = {"current": 0, "stale": 0, "unknown": 0}
+    cache: dict = {}
+    for f in result_files(paths):
+        try:
+            state, why = staleness(read(f), root, cache)
+        except Exception as exc:  # noqa: BLE001 - report every unreadable file and go on
+            state, why = "unknown", f"no readable provenance: {exc}"
+        counts[state] += 1
+        print(f"{state.upper() if state != 'current' else state:8s} {f}: {why}", file=out)
+    print(f"== {counts['current']} current, {counts['stale']} stale, {counts['unknown']} without a fingerprint "
+          f"(code under {Path(root) if root else WORKFLOW_DIR})", file=out)
+    return 0 if counts["stale"] == counts["unknown"] == 0 else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m gnc.fingerprint",
                                  description="Print the code fingerprint of a workflow script and what it counts.")
