@@ -153,6 +153,9 @@ def _code_facts(node) -> dict:
             "uses": [[n, list(a)] for n, a in sorted(uses)]}
 
 
+_IMPORT_TIME = (ast.Import, ast.ImportFrom, ast.If, ast.Try, ast.With) + ((ast.TryStar,) if hasattr(ast, "TryStar") else ())
+
+
 def analyze_source(text: str, filename: str = "<code>") -> dict:
     """The facts the fingerprint needs from one Python file (JSON-serializable)."""
     try:
@@ -162,7 +165,9 @@ def analyze_source(text: str, filename: str = "<code>") -> dict:
     body = _strip_docstring(tree.body)
     stmts, dicts = [], {}
     for stmt in body:
-        stmts.append({**_code_facts(stmt), "names": sorted(_bound_names(stmt)), "main": _is_main_guard(stmt)})
+        stmts.append({**_code_facts(stmt), "names": sorted(_bound_names(stmt)), "main": _is_main_guard(stmt),
+                      # its imports run when the module is imported (not those inside a function)
+                      "runs_imports": isinstance(stmt, _IMPORT_TIME) and not _is_main_guard(stmt)})
         if isinstance(stmt, ast.Assign) and len(stmt.targets) == 1 and isinstance(stmt.targets[0], ast.Name) \
                 and isinstance(stmt.value, ast.Dict):
             dicts[stmt.targets[0].id] = {
@@ -424,6 +429,11 @@ class _Closure:
                 continue
             mod = self.pkg.module(name)
             self.push_all(("stmt", name, i) for i in mod.unnamed)
+            for st in mod.stmts:  # the modules its top-level imports load run their import-time code too
+                if st.get("runs_imports"):
+                    for imp in st["imports"]:
+                        for t in _import_targets(imp, mod, self.pkg).values():
+                            self.push_all([("load", t[2] if t[0] == "mod" else t[1])])
             for f in self.pkg.data_files(name):
                 rel = f.relative_to(self.pkg.root).as_posix()
                 self.items[(name, "file:" + rel)] = _file_digest(str(f), _stamp(f))
@@ -473,9 +483,8 @@ def _file_digest(path: str, stamp: tuple) -> str:
     return _digest(Path(path).read_bytes())
 
 
-def closure(script: str | os.PathLike, select: dict[str, str] | None = None,
-            root: str | os.PathLike | None = None) -> dict[tuple, str]:
-    """{(module, item): digest} of everything the script's code reaches (see the module docstring)."""
+def _run(script: str | os.PathLike, select: dict[str, str] | None,
+         root: str | os.PathLike | None) -> _Closure:
     root = Path(root) if root is not None else WORKFLOW_DIR
     script = Path(script)
     if not script.is_file():
@@ -491,7 +500,25 @@ def closure(script: str | os.PathLike, select: dict[str, str] | None = None,
     if missing:
         raise FingerprintError(f"{script.name}: selected table(s) {', '.join(sorted(missing))} not reached by "
                                "the code (renamed or no longer used?)")
-    return cl.items
+    return cl
+
+
+def closure(script: str | os.PathLike, select: dict[str, str] | None = None,
+            root: str | os.PathLike | None = None) -> dict[tuple, str]:
+    """{(module, item): digest} of everything the script's code reaches (see the module docstring)."""
+    return _run(script, select, root).items
+
+
+def loaded_modules(script: str | os.PathLike, select: dict[str, str] | None = None,
+                   root: str | os.PathLike | None = None) -> set[str]:
+    """The package modules the analysis considers loaded by the job (their import-time code counts)."""
+    cl = _run(script, select, root)
+    out = set()
+    for item in cl.done:
+        if item[0] in ("load", "all"):
+            parts = item[1].split(".") if item[0] == "all" else item[1].split(".")
+            out.update(n for n in (".".join(parts[:k]) for k in range(1, len(parts) + 1)) if cl.pkg.is_module(n))
+    return out
 
 
 def script_path(script: str, root: str | os.PathLike | None = None) -> Path:
@@ -601,12 +628,13 @@ def result_files(paths) -> list[Path]:
     return out
 
 
-def report_stale(paths, root: str | os.PathLike | None = None, read=None, out=sys.stdout) -> int:
+def report_stale(paths, root: str | os.PathLike | None = None, read=None, out=None) -> int:
     """Print, per result file, whether the code that made it is still the code on disk (no job is
     run). Exit status 0 when every file is current, 1 when one is stale, unreadable or has no
     fingerprint."""
     if read is None:
         from .provenance import read_attrs as read
+    out = sys.stdout if out is None else out
     counts = {"current": 0, "stale": 0, "unknown": 0}
     cache: dict = {}
     for f in result_files(paths):
