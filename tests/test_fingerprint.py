@@ -414,6 +414,8 @@ def test_results_record_the_fingerprint_and_stale_says_which_are_stale(clone, ca
     attrs = P.read_attrs(metrics)
     assert attrs["gnc_code_fingerprint"] == FP.fingerprint("metrics", None, root)
     assert json.loads(attrs["gnc_code_scope"]) == {"script": "metrics"}
+    ckpt = next((clone / "results" / "runs" / RUN_B / "ckpt").glob("*.pt"))
+    assert P.read_attrs(ckpt)["gnc_code_fingerprint"] == FP.fingerprint("train", None, root)
     side = json.loads((clone / "results" / "figures" / "tau_sweep.provenance.json").read_text())
     assert json.loads(side["gnc_code_scope"]) == {"script": "figure", "select": {"gnc.figures.FIGURES": "tau_sweep"}}
     assert P.main(["--stale", "--code-root", str(root), str(clone / "results"), str(clone / "resources")]) == 0

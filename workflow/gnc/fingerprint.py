@@ -16,8 +16,8 @@ What counts (``closure``):
   (``F.make_figure``, ``gnc.metrics.measures.gnc1``), also through imports inside functions and
   re-exports in ``__init__.py``; a module used as a value (not through an attribute) counts whole;
 * importing a module runs its top-level statements that bind no name (calls, registrations), so
-  those count for every module the job loads (its packages included); ``if __name__ == "__main__"``
-  blocks do not;
+  those count for every module the job loads: its packages, and the modules their top-level imports
+  load in turn; ``if __name__ == "__main__"`` blocks do not;
 * files that are not Python inside a loaded package folder (e.g. ``gnc/codes/data/*.csv``) count by
   their bytes;
 * a *dispatch table* (a module-level dict literal such as ``gnc.figures.FIGURES``) may be narrowed to
@@ -66,22 +66,69 @@ def _strip_docstring(body: list) -> list:
     return body
 
 
+_DOC_OWNERS = (ast.Module, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
+
+
+class _Facts:
+    """One pass over a syntax tree: its canonical text, the imports in it and the names it uses."""
+
+    def __init__(self):
+        self.parts: list[str] = []
+        self.imports: list[list] = []
+        self.uses: set[tuple] = set()
+
+    def visit(self, node, chained: bool = False) -> None:
+        cls = type(node)
+        emit = self.parts.append
+        if cls is list:
+            emit("[")
+            for v in node:
+                self.visit(v)
+                emit(",")
+            emit("]")
+            return
+        if not isinstance(node, ast.AST):
+            emit(repr(node))
+            return
+        chain = False
+        if cls is ast.Import:
+            self.imports.append(["import", 0, None, [[a.name, a.asname] for a in node.names]])
+        elif cls is ast.ImportFrom:
+            self.imports.append(["from", node.level, node.module, [[a.name, a.asname] for a in node.names]])
+        elif not chained:
+            if cls is ast.Attribute:  # gnc.metrics.measures.f: one use, the inner nodes are part of it
+                attrs, inner = [], node
+                while type(inner) is ast.Attribute:
+                    attrs.append(inner.attr)
+                    inner = inner.value
+                if type(inner) is ast.Name:
+                    self.uses.add((inner.id, tuple(reversed(attrs))))
+                    chain = True
+            elif cls is ast.Name:
+                self.uses.add((node.id, ()))
+        elif cls is ast.Attribute:
+            chain = True
+        emit(cls.__name__)
+        emit("(")
+        for name in node._fields:
+            value = getattr(node, name, None)
+            if value is None or (type(value) is list and not value):
+                continue
+            if name == "body" and isinstance(node, _DOC_OWNERS):
+                value = _strip_docstring(value)
+            emit(name)
+            emit("=")
+            self.visit(value, chain and name == "value")
+            emit(",")
+        emit(")")
+
+
 def canonical(node) -> str:
     """A text form of a syntax tree that ignores docstrings, positions and empty fields (so the same
     code gives the same text on every Python version that parses it the same way)."""
-    if isinstance(node, ast.AST):
-        parts = []
-        for name, value in ast.iter_fields(node):
-            if name == "body" and isinstance(node, (ast.Module, ast.FunctionDef, ast.AsyncFunctionDef,
-                                                    ast.ClassDef)):
-                value = _strip_docstring(value)
-            if value is None or value == []:
-                continue
-            parts.append(f"{name}={canonical(value)}")
-        return f"{type(node).__name__}({','.join(parts)})"
-    if isinstance(node, list):
-        return "[" + ",".join(canonical(v) for v in node) + "]"
-    return repr(node)
+    f = _Facts()
+    f.visit(node)
+    return "".join(f.parts)
 
 
 def _digest(data: str | bytes) -> str:
@@ -130,27 +177,10 @@ def _bound_names(stmt) -> set[str]:
 
 def _code_facts(node) -> dict:
     """{"hash", "imports": [[kind, level, module, [[name, asname], ...]]], "uses": [[name, [attr, ...]]]}."""
-    imports, uses, chained = [], set(), set()
-    for sub in ast.walk(node):
-        if isinstance(sub, ast.Import):
-            imports.append(["import", 0, None, [[a.name, a.asname] for a in sub.names]])
-        elif isinstance(sub, ast.ImportFrom):
-            imports.append(["from", sub.level, sub.module, [[a.name, a.asname] for a in sub.names]])
-        elif id(sub) in chained:
-            continue
-        elif isinstance(sub, ast.Attribute):
-            attrs, inner = [], sub
-            while isinstance(inner, ast.Attribute):
-                attrs.append(inner.attr)
-                chained.add(id(inner))
-                inner = inner.value
-            if isinstance(inner, ast.Name):  # the chain's inner nodes are resolved with it
-                chained.add(id(inner))
-                uses.add((inner.id, tuple(attrs[::-1])))
-        elif isinstance(sub, ast.Name):
-            uses.add((sub.id, ()))
-    return {"hash": _digest(canonical(node)), "imports": imports,
-            "uses": [[n, list(a)] for n, a in sorted(uses)]}
+    f = _Facts()
+    f.visit(node)
+    return {"hash": _digest("".join(f.parts)), "imports": f.imports,
+            "uses": [[n, list(a)] for n, a in sorted(f.uses)]}
 
 
 _IMPORT_TIME = (ast.Import, ast.ImportFrom, ast.If, ast.Try, ast.With) + ((ast.TryStar,) if hasattr(ast, "TryStar") else ())
