@@ -382,6 +382,12 @@ STAGE_EDITS = {
     "softmax-code solver": ("gnc/codes/softmax.py", "solve_softmax_code",
                             {("solve_code", "tammes/d2-K4"), ("solve_code", "softmax/d2-K4"),
                              ("compare_codes", ""), ("study", ""), FIG_TAU}),
+    "feature extraction": ("gnc/features.py", "extract_features",
+                           {("features", f"{r}@{e}") for r in (RUN_A, RUN_B) for e in (0, 2)}
+                           | {("metrics", RUN_A), ("metrics", RUN_B)} | AGGREGATE | {FIG_TAU, FIG_SPHERE}),
+    "UFM solver": ("gnc/codes/ufm.py", "solve_ufm", {("ufm", "d2-K4"), ("compare_codes", ""), ("study", ""), FIG_TAU}),
+    "codes comparison": ("gnc/comparison.py", "build_codes_file", {("compare_codes", ""), ("study", ""), FIG_TAU}),
+    "study catalog": ("gnc/results.py", "build_study", {("study", "")}),
     "one figure (tau sweep)": ("gnc/figures/training.py", "fig_tau_sweep", {FIG_TAU}),
     "another figure (sphere)": ("gnc/figures/geometry.py", "fig_sphere", {FIG_SPHERE}),
 }
