@@ -197,6 +197,7 @@ def test_disk_cache_gives_the_same_fingerprint(pkg, tmp_path):
     FP.use_cache(cache)
     try:
         first = fp(pkg)
+        FP._CACHE.save()  # (at process exit otherwise)
         assert json.loads(cache.read_text())["format"] == FP.FORMAT
         FP._CACHE.mem.clear()
         FP._CACHE.keys.clear()

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import atexit
 import functools
 import hashlib
 import json
@@ -204,8 +205,7 @@ def analyze_source(text: str, filename: str = "<code>") -> dict:
                 str(k.value): _code_facts(ast.Dict(keys=[k], values=[v]))
                 for k, v in zip(stmt.value.keys, stmt.value.values)
                 if isinstance(k, ast.Constant) and isinstance(k.value, (str, int))}
-    return {"stmts": stmts, "dicts": dicts,
-            "hash": _digest(canonical(ast.Module(body=body, type_ignores=[])))}
+    return {"stmts": stmts, "dicts": dicts}
 
 
 class _Cache:
@@ -215,6 +215,7 @@ class _Cache:
         self.mem: dict[str, dict] = {}
         self.used: set[str] = set()
         self.keys: dict[tuple, str] = {}   # (path, stat stamp) -> content hash
+        self.registered = False
         self.path: Path | None = None
         self.dirty = False
 
@@ -261,8 +262,12 @@ _CACHE = _Cache()
 
 
 def use_cache(path: str | os.PathLike | None) -> None:
-    """Keep file analyses in ``path`` (JSON) between processes; ``None``: memory only."""
+    """Keep file analyses in ``path`` (JSON) between processes, written once when the process exits;
+    ``None``: memory only."""
     _CACHE.use(path)
+    if path is not None and not _CACHE.registered:
+        atexit.register(_CACHE.save)
+        _CACHE.registered = True
 
 
 # ------------------------------------------------------------------------------------ modules
@@ -404,10 +409,11 @@ def _name_items(pkg: Package, mod: Module, name: str, attrs: list[str], local: d
     out: list[tuple] = []
     targets = list(local.get(name, []))
     for j in mod.binds.get(name, []):
-        for imp in mod.stmts[j]["imports"]:
-            t = _import_targets(imp, mod, pkg).get(name)
-            if t is not None:
-                targets.append(t)
+        if ("imports", j) not in mod._refs:
+            mod._refs[("imports", j)] = [_import_targets(imp, mod, pkg) for imp in mod.stmts[j]["imports"]]
+        for bound in mod._refs[("imports", j)]:
+            if name in bound:
+                targets.append(bound[name])
         if mod.name:
             out.append(("stmt", mod.name, j))
     for t in targets:
@@ -522,7 +528,7 @@ def _run(script: str | os.PathLike, select: dict[str, str] | None,
     pkg = Package(root)
     smod = _module(script, "", False)
     cl = _Closure(pkg, select or {})
-    cl.items[("<script>", "")] = smod.facts["hash"]
+    cl.items[("<script>", "")] = _digest("\n".join(st["hash"] for st in smod.stmts))  # in order
     for st in smod.stmts:
         cl.push_all(_references(pkg, smod, st))
     cl.run()
@@ -564,7 +570,6 @@ def fingerprint(script: str, select: dict[str, str] | None = None,
                 root: str | os.PathLike | None = None) -> str:
     """sha256 (hex) of the code the script runs; ``select`` narrows dispatch tables to one key."""
     items = closure(script_path(script, root), select, root)
-    _CACHE.save()
     payload = json.dumps([FORMAT, sorted([list(k), v] for k, v in items.items())])
     return _digest(payload)
 
