@@ -30,7 +30,7 @@ empty fields dropped: comments, docstrings, blank lines, formatting, line number
 definitions do not change the fingerprint; any change of the code does (a renamed local variable
 too — the analysis does not try to prove two codes equivalent). Dynamic access the analysis cannot
 see (``getattr(module, name)`` with a computed name, ``importlib.import_module``) is not followed: the
-package uses neither.
+package uses neither on its own modules.
 """
 
 from __future__ import annotations
@@ -220,7 +220,8 @@ class _Cache:
         self.dirty = False
 
     def use(self, path: str | os.PathLike | None) -> None:
-        self.path = Path(path) if path is not None else None
+        # absolute: Snakemake parses the Snakefile in the working directory but exits elsewhere
+        self.path = Path(path).absolute() if path is not None else None
         if self.path is not None and self.path.is_file():
             try:
                 data = json.loads(self.path.read_text())
