@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import expand_runs
-from .provenance import set_job_context, utcnow
+from .provenance import code_fingerprint_attrs, set_job_context, utcnow
 
 
 def set_threads(n: int) -> None:
@@ -70,6 +70,7 @@ def job_context(smk) -> dict[str, Any]:
             opts = None
         if isinstance(opts, dict) and "seed" in opts:
             ctx["seed"] = opts["seed"]
+    ctx.update(code_fingerprint_attrs(smk))
     return ctx
 
 

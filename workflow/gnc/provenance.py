@@ -17,6 +17,9 @@ inside a Snakemake job (``gnc.jobs.job`` calls :func:`set_job_context`) also
   gnc_config         the study's resolved configuration (defaults filled in), JSON
   gnc_run_config     for jobs of one training run: the run's resolved spec (recipe + grid point), JSON
   gnc_seed           the run's seed (codes jobs: the solvers' seed)
+  gnc_code_fingerprint   sha256 of the code the job ran: its script and the gnc definitions it reaches
+                     (gnc.fingerprint; comments and docstrings do not count)
+  gnc_code_scope     JSON {"script", "select"}: what that fingerprint covers
 
 plus whatever the caller adds (dataset name/version/checksum/path, stage, options...). Files that
 depend on one dataset carry scalar ``gnc_dataset``, ``gnc_dataset_version``, ``gnc_dataset_checksum``,
@@ -27,7 +30,9 @@ depend on one dataset carry scalar ``gnc_dataset``, ``gnc_dataset_version``, ``g
 netCDF (.nc), checkpoint (.pt, or a ckpt/ folder), JSON sidecars, a dataset's manifest.json, and
 .csv/.png/.pdf/.svg files through their ``<stem>.provenance.json`` sidecar — and re-hashes every
 prepared dataset it names. Exit status 1 when a file has no readable provenance or a dataset no
-longer matches (the message names the file that differs), else 0.
+longer matches (the message names the file that differs), else 0. ``gnc-provenance --stale PATH...``
+says which results were made by code that has changed since (recomputes the fingerprints from the
+code on disk, runs nothing).
 """
 
 from __future__ import annotations
@@ -153,6 +158,20 @@ def set_job_context(**attrs: Any) -> None:
 
 def clear_job_context() -> None:
     _JOB.clear()
+
+
+def code_fingerprint_attrs(smk) -> dict[str, Any]:
+    """``code_fingerprint`` (sha256 of the code the job runs, see gnc.fingerprint) and ``code_scope``
+    (the script and dispatch-table selection it covers, so ``--stale`` can recompute it), from the
+    rule's ``params.code``."""
+    try:
+        code = getattr(smk.params, "code", None)
+    except Exception:  # noqa: BLE001 - provenance must never break a job
+        code = None
+    if not isinstance(code, dict) or not code.get("fingerprint"):
+        return {}
+    scope = {"script": code.get("script"), **({"select": code["select"]} if code.get("select") else {})}
+    return {"code_fingerprint": code["fingerprint"], "code_scope": scope}
 
 
 # ------------------------------------------------------------------------------- attributes
@@ -444,7 +463,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-verify", action="store_true", help="only print, do not re-hash datasets")
     ap.add_argument("--full", action="store_true", help="print long attributes (config, sources) in full")
     ap.add_argument("--json", action="store_true", help="print one JSON object {file: attributes} instead")
+    ap.add_argument("--stale", action="store_true",
+                    help="only say which results were made by code that has changed since (compares each file's "
+                         "gnc_code_fingerprint with the code now on disk; runs nothing). Folders: every result "
+                         "file under them. Exit status 1 when a file is stale or has no fingerprint")
+    ap.add_argument("--code-root", default=None,
+                    help="with --stale: the workflow/ folder holding scripts/ and gnc/ (default: this package's)")
     args = ap.parse_args(argv)
+    if args.stale:
+        from .fingerprint import report_stale
+
+        return report_stale(args.files, args.code_root)
     status = 0
     cache: dict = {}
     collected: dict[str, Any] = {}

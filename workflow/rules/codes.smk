@@ -10,6 +10,7 @@ rule solve_code:
     params:
         # only what the solvers use: adding a (d, K) to codes.extra or changing a UFM option reruns no solve
         options={k: config["codes"][k] for k in ("restarts", "seed", "time_budget")},
+        code=code_fingerprint("solve_code"),
     log:
         f"{OUT}/logs/codes/{{problem}}-d{{d}}-K{{K}}.log",
     conda:
@@ -27,6 +28,7 @@ rule ufm:
         f"{OUT}/codes/ufm/d{{d}}-K{{K}}.nc",
     params:
         options={k: config["codes"][k] for k in ("ufm_n", "ufm_tau", "ufm_steps", "seed")},
+        code=code_fingerprint("ufm"),
     log:
         f"{OUT}/logs/codes/ufm-d{{d}}-K{{K}}.log",
     conda:
@@ -51,6 +53,7 @@ rule compare_codes:
     params:
         runs=lambda wc: {r: RUNS[r].coords for r in RUNS},
         features=final_features(),
+        code=code_fingerprint("compare_codes"),
     log:
         f"{OUT}/logs/compare_codes.log",
     conda:

@@ -8,6 +8,7 @@ sys.path.insert(0, str(Path(workflow.basedir) / "workflow"))  # the gnc package,
 
 from gnc.config import SKIPPED, ConfigError, code_grid, fmt_num, load_study
 from gnc import data as gnc_data
+from gnc.fingerprint import code_param as _code_param, use_cache as _fingerprint_cache
 
 try:
     config, RUNS = load_study(config)
@@ -63,3 +64,20 @@ def all_histories():
 def final_features():
     """run id -> features file of the run's last checkpoint"""
     return {r: f"{run_dir(r)}/features/epoch={checkpoints_of(r)[-1]}.nc" for r in RUNS}
+
+
+# per-file analyses kept between runs (by content hash): `snakemake -n` re-reads only what changed
+_fingerprint_cache(Path(".snakemake") / "gnc-code-analysis.json")
+
+
+@functools.lru_cache(maxsize=None)
+def _code_fingerprint(script, select):
+    return _code_param(script, dict(select) or None)
+
+
+def code_fingerprint(script, select=None):
+    """``params: code=code_fingerprint("metrics")``: the fingerprint of what workflow/scripts/<script>.py
+    runs (the script and the gnc definitions it reaches; comments and docstrings do not count), so a
+    code change reruns exactly the jobs that run that code (gnc.fingerprint). ``select`` narrows a
+    dispatch table to one entry, e.g. {"gnc.figures.FIGURES": kind}."""
+    return _code_fingerprint(script, tuple(sorted((select or {}).items())))

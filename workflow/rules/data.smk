@@ -7,6 +7,8 @@ rule prepare_dataset:
     # no params: every content-affecting option is in the version (the output path), and
     # non-content options (raw-data `path`/`root`, `download`) must not re-prepare and so retrain
     # everything; the script reads the spec from the (resolved) config
+    params:
+        code=code_fingerprint("prepare_dataset"),
     log:
         f"{OUT}/logs/prepare/{{name}}-{{version}}.log",
     conda:

@@ -10,6 +10,7 @@ rule features:
         f"{OUT}/runs/{{run}}/features/epoch={{epoch}}.nc",
     params:
         batch_size=config["metrics"]["batch_size"],
+        code=code_fingerprint("features"),
     log:
         f"{OUT}/logs/features/{{run}}/epoch={{epoch}}.log",
     conda:

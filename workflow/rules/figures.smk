@@ -76,6 +76,7 @@ for _kind in FIGURE_KINDS:
             kind=_kind,
             titles=sphere_features() if _kind == "sphere" else {},
             dpi=config["figures"]["dpi"],
+            code=code_fingerprint("figure", {"gnc.figures.FIGURES": _kind}),
         log:
             f"{OUT}/logs/figures/{_kind}.log",
         conda:

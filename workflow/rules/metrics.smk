@@ -12,6 +12,7 @@ rule metrics:
         options=config["metrics"],
         coords=lambda wc: run_of(wc).coords,
         epochs=lambda wc: checkpoints_of(wc.run),
+        code=code_fingerprint("metrics"),
     log:
         f"{OUT}/logs/metrics/{{run}}.log",
     conda:
@@ -29,6 +30,8 @@ rule combine_metrics:
         all_run_metrics(),
     output:
         f"{OUT}/metrics.nc",
+    params:
+        code=code_fingerprint("combine_metrics"),
     log:
         f"{OUT}/logs/combine_metrics.log",
     conda:
@@ -58,8 +61,10 @@ rule study:
             caption="../report/summary.rst",
             category="Tables",
         ),
-    # no params: the study's inputs change whenever its content would, and the resolved config it
-    # records (gnc_config) comes from snakemake.config, so e.g. a figure option does not rerun it
+    # no config params: the study's inputs change whenever its content would, and the resolved config
+    # it records (gnc_config) comes from snakemake.config, so e.g. a figure option does not rerun it
+    params:
+        code=code_fingerprint("study"),
     log:
         f"{OUT}/logs/study.log",
     conda:

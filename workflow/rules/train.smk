@@ -11,6 +11,7 @@ rule train:
     params:
         spec=lambda wc: run_of(wc).spec(),
         work=lambda wc: f"{OUT}/.work/{wc.run}",
+        code=code_fingerprint("train"),
     log:
         f"{OUT}/logs/train/{{run}}.log",
     conda:

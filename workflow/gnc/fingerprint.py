@@ -1,0 +1,710 @@
+"""Fingerprint of the code a Snakemake job runs: its ``workflow/scripts/<name>.py`` plus every
+definition of the ``gnc`` package that the script reaches, found by static analysis (``ast``; nothing
+is imported, so computing it never loads torch).
+
+The rules pass ``code_fingerprint("<script>")`` (rules/common.smk) as a ``params`` entry; Snakemake's
+params trigger then reruns exactly the jobs whose code changed, and :mod:`gnc.provenance` records the
+value as ``gnc_code_fingerprint`` on every result file (``gnc-provenance --stale`` compares it with the
+current code).
+
+What counts (``closure``):
+
+* the unit is a top-level statement of a module (a function, a class, an assignment, an import...);
+  the script's statements all count;
+* a statement counts when code that counts names it: a bare name bound in its module, an imported
+  name (``from gnc.metrics import checkpoint_metrics``), an attribute of an imported module
+  (``F.make_figure``, ``gnc.metrics.measures.gnc1``), also through imports inside functions and
+  re-exports in ``__init__.py``; a module used as a value (not through an attribute) counts whole;
+* importing a module runs its top-level statements that bind no name (calls, registrations), so
+  those count for every module the job loads: its packages, and the modules their top-level imports
+  load in turn; ``if __name__ == "__main__"`` blocks do not;
+* files that are not Python inside a loaded package folder (e.g. ``gnc/codes/data/*.csv``) count by
+  their bytes;
+* a *dispatch table* (a module-level dict literal such as ``gnc.figures.FIGURES``) may be narrowed to
+  one key with ``select``: then only that entry counts, so a change to one figure function reruns
+  that figure only. A selected table that the analysis never reaches, or that is not a dict literal
+  with that key, is an error (a rename must not silently widen or empty the fingerprint).
+
+Each counted statement contributes a canonical form of its syntax tree with docstrings removed and
+empty fields dropped: comments, docstrings, blank lines, formatting, line numbers and the order of
+definitions do not change the fingerprint; any change of the code does (a renamed local variable
+too — the analysis does not try to prove two codes equivalent). Dynamic access the analysis cannot
+see (``getattr(module, name)`` with a computed name, ``importlib.import_module``) is not followed: the
+package uses neither on its own modules.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import atexit
+import functools
+import hashlib
+import json
+import os
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+PACKAGE = "gnc"
+#: the folder holding ``gnc/`` and ``scripts/`` (the repository's ``workflow/``)
+WORKFLOW_DIR = Path(__file__).resolve().parents[1]
+#: bumped when the analysis changes, so fingerprints of different analyses never compare equal
+FORMAT = "gnc-code-1"
+
+
+class FingerprintError(ValueError):
+    """The code cannot be fingerprinted as asked (syntax error, unknown script, bad selection)."""
+
+
+# ------------------------------------------------------------------------------------ canonical form
+
+def _strip_docstring(body: list) -> list:
+    if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) \
+            and isinstance(body[0].value.value, str):
+        return body[1:]
+    return body
+
+
+_DOC_OWNERS = (ast.Module, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
+
+
+class _Facts:
+    """One pass over a syntax tree: its canonical text, the imports in it and the names it uses."""
+
+    def __init__(self):
+        self.parts: list[str] = []
+        self.imports: list[list] = []
+        self.uses: set[tuple] = set()
+
+    def visit(self, node, chained: bool = False) -> None:
+        cls = type(node)
+        emit = self.parts.append
+        if cls is list:
+            emit("[")
+            for v in node:
+                self.visit(v)
+                emit(",")
+            emit("]")
+            return
+        if not isinstance(node, ast.AST):
+            emit(repr(node))
+            return
+        chain = False
+        if cls is ast.Import:
+            self.imports.append(["import", 0, None, [[a.name, a.asname] for a in node.names]])
+        elif cls is ast.ImportFrom:
+            self.imports.append(["from", node.level, node.module, [[a.name, a.asname] for a in node.names]])
+        elif not chained:
+            if cls is ast.Attribute:  # gnc.metrics.measures.f: one use, the inner nodes are part of it
+                attrs, inner = [], node
+                while type(inner) is ast.Attribute:
+                    attrs.append(inner.attr)
+                    inner = inner.value
+                if type(inner) is ast.Name:
+                    self.uses.add((inner.id, tuple(reversed(attrs))))
+                    chain = True
+            elif cls is ast.Name:
+                self.uses.add((node.id, ()))
+        elif cls is ast.Attribute:
+            chain = True
+        emit(cls.__name__)
+        emit("(")
+        for name in node._fields:
+            value = getattr(node, name, None)
+            if value is None or (type(value) is list and not value):
+                continue
+            if name == "body" and isinstance(node, _DOC_OWNERS):
+                value = _strip_docstring(value)
+            emit(name)
+            emit("=")
+            self.visit(value, chain and name == "value")
+            emit(",")
+        emit(")")
+
+
+def canonical(node) -> str:
+    """A text form of a syntax tree that ignores docstrings, positions and empty fields (so the same
+    code gives the same text on every Python version that parses it the same way)."""
+    f = _Facts()
+    f.visit(node)
+    return "".join(f.parts)
+
+
+def _digest(data: str | bytes) -> str:
+    return hashlib.sha256(data.encode() if isinstance(data, str) else data).hexdigest()
+
+
+# ------------------------------------------------------------------------------------ analysis of one file
+# A file's analysis depends on its text only (cached by content hash, also on disk): per top-level
+# statement the names it binds, its canonical hash, the imports in it (anywhere, function bodies
+# included) and the names/attribute chains it uses; per module-level dict literal the same per entry.
+
+def _is_main_guard(stmt) -> bool:
+    t = getattr(stmt, "test", None)
+    return (isinstance(stmt, ast.If) and isinstance(t, ast.Compare) and isinstance(t.left, ast.Name)
+            and t.left.id == "__name__" and len(t.comparators) == 1
+            and isinstance(t.comparators[0], ast.Constant) and t.comparators[0].value == "__main__")
+
+
+def _bound_names(stmt) -> set[str]:
+    """Names a top-level statement binds in its module's namespace."""
+    if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+        return {stmt.name}
+    if isinstance(stmt, (ast.Import, ast.ImportFrom)):
+        if isinstance(stmt, ast.ImportFrom) and stmt.module == "__future__":
+            return set()
+        return {(a.asname or a.name.split(".")[0]) for a in stmt.names if a.name != "*"}
+    out: set[str] = set()
+
+    def visit(node):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            out.add(node.name)
+            return
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            out.update(_bound_names(node))
+            return
+        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+            out.add(node.id)
+        if isinstance(node, (ast.Lambda, ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)):
+            return
+        for child in ast.iter_child_nodes(node):
+            visit(child)
+
+    visit(stmt)
+    return out
+
+
+def _code_facts(node) -> dict:
+    """{"hash", "imports": [[kind, level, module, [[name, asname], ...]]], "uses": [[name, [attr, ...]]]}."""
+    f = _Facts()
+    f.visit(node)
+    return {"hash": _digest("".join(f.parts)), "imports": f.imports,
+            "uses": [[n, list(a)] for n, a in sorted(f.uses)]}
+
+
+_IMPORT_TIME = (ast.Import, ast.ImportFrom, ast.If, ast.Try, ast.With) + ((ast.TryStar,) if hasattr(ast, "TryStar") else ())
+
+
+def analyze_source(text: str, filename: str = "<code>") -> dict:
+    """The facts the fingerprint needs from one Python file (JSON-serializable)."""
+    try:
+        tree = ast.parse(text, filename=filename)
+    except SyntaxError as exc:
+        raise FingerprintError(f"{filename}: cannot fingerprint code that does not parse: {exc}") from exc
+    body = _strip_docstring(tree.body)
+    stmts, dicts = [], {}
+    for stmt in body:
+        stmts.append({**_code_facts(stmt), "names": sorted(_bound_names(stmt)), "main": _is_main_guard(stmt),
+                      # its imports run when the module is imported (not those inside a function)
+                      "runs_imports": isinstance(stmt, _IMPORT_TIME) and not _is_main_guard(stmt)})
+        if isinstance(stmt, ast.Assign) and len(stmt.targets) == 1 and isinstance(stmt.targets[0], ast.Name) \
+                and isinstance(stmt.value, ast.Dict):
+            dicts[stmt.targets[0].id] = {
+                str(k.value): _code_facts(ast.Dict(keys=[k], values=[v]))
+                for k, v in zip(stmt.value.keys, stmt.value.values)
+                if isinstance(k, ast.Constant) and isinstance(k.value, (str, int))}
+    return {"stmts": stmts, "dicts": dicts}
+
+
+class _Cache:
+    """Analyses by content hash: in memory, and in a JSON file when one is set (``use_cache``)."""
+
+    def __init__(self):
+        self.mem: dict[str, dict] = {}
+        self.used: set[str] = set()
+        self.keys: dict[tuple, str] = {}   # (path, stat stamp) -> content hash
+        self.registered = False
+        self.path: Path | None = None
+        self.dirty = False
+
+    def use(self, path: str | os.PathLike | None) -> None:
+        # absolute: Snakemake parses the Snakefile in the working directory but exits elsewhere
+        self.path = Path(path).absolute() if path is not None else None
+        if self.path is not None and self.path.is_file():
+            try:
+                data = json.loads(self.path.read_text())
+                if data.get("format") == FORMAT:
+                    for k, v in data.get("entries", {}).items():
+                        self.mem.setdefault(k, v)
+            except (OSError, ValueError, AttributeError):
+                pass  # a damaged cache is rebuilt
+
+    def analysis(self, path: Path) -> dict:
+        stamp = (str(path), _stamp(path))
+        key = self.keys.get(stamp)
+        if key is None:
+            data = path.read_bytes()
+            key = self.keys[stamp] = _digest(data)
+            if key not in self.mem:
+                self.mem[key] = analyze_source(data.decode("utf-8"), str(path))
+                self.dirty = True
+        self.used.add(key)
+        return self.mem[key]
+
+    def save(self) -> None:
+        """Write the analyses this process used (older ones are dropped)."""
+        if self.path is None or not self.dirty:
+            return
+        entries = {k: v for k, v in self.mem.items() if k in self.used}
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=self.path.name + ".")
+            with os.fdopen(fd, "w") as fh:
+                json.dump({"format": FORMAT, "entries": entries}, fh)
+            os.replace(tmp, self.path)
+            self.dirty = False
+        except OSError:
+            pass  # the cache only saves time
+
+
+_CACHE = _Cache()
+
+
+def use_cache(path: str | os.PathLike | None) -> None:
+    """Keep file analyses in ``path`` (JSON) between processes, written once when the process exits;
+    ``None``: memory only."""
+    _CACHE.use(path)
+    if path is not None and not _CACHE.registered:
+        atexit.register(_CACHE.save)
+        _CACHE.registered = True
+
+
+# ------------------------------------------------------------------------------------ modules
+
+@dataclass
+class Module:
+    name: str                   # dotted name; "" for a script
+    path: Path
+    is_package: bool
+    facts: dict
+    binds: dict[str, list[int]] = field(default_factory=dict)
+    unnamed: list[int] = field(default_factory=list)
+    _refs: dict = field(default_factory=dict)
+
+    @property
+    def package(self) -> str:
+        return self.name if self.is_package else self.name.rpartition(".")[0]
+
+    @property
+    def stmts(self) -> list[dict]:
+        return self.facts["stmts"]
+
+
+def _module(path: Path, name: str, is_package: bool) -> Module:
+    facts = _CACHE.analysis(path)
+    mod = Module(name, path, is_package, facts)
+    for i, st in enumerate(facts["stmts"]):
+        for n in st["names"]:
+            mod.binds.setdefault(n, []).append(i)
+        if not st["names"] and not st["main"]:
+            mod.unnamed.append(i)
+    return mod
+
+
+class Package:
+    """The modules of one package tree on disk (``<root>/gnc``), analysed on demand."""
+
+    def __init__(self, root: Path, name: str = PACKAGE):
+        self.root, self.name = Path(root), name
+        self._files: dict[str, tuple[Path, bool] | None] = {}
+        self._modules: dict[str, Module] = {}
+
+    def file_of(self, modname: str) -> tuple[Path, bool] | None:
+        if modname not in self._files:
+            self._files[modname] = self._find(modname)
+        return self._files[modname]
+
+    def _find(self, modname: str) -> tuple[Path, bool] | None:
+        if not modname or (modname != self.name and not modname.startswith(self.name + ".")):
+            return None
+        rel = Path(*modname.split("."))
+        pkg = self.root / rel / "__init__.py"
+        if pkg.is_file():
+            return pkg, True
+        mod = (self.root / rel).with_suffix(".py")
+        if mod.is_file():
+            return mod, False
+        return None
+
+    def is_module(self, modname: str) -> bool:
+        return self.file_of(modname) is not None
+
+    def module(self, modname: str) -> Module:
+        if modname not in self._modules:
+            found = self.file_of(modname)
+            if found is None:
+                raise FingerprintError(f"no module {modname} under {self.root}")
+            self._modules[modname] = _module(found[0], modname, found[1])
+        return self._modules[modname]
+
+    def data_files(self, modname: str) -> list[Path]:
+        """Non-Python files in a package's folder (not in its subpackages, not caches)."""
+        found = self.file_of(modname)
+        if found is None or not found[1]:
+            return []
+        out = []
+        folder = found[0].parent
+        for dirpath, dirnames, filenames in os.walk(folder):
+            d = Path(dirpath)
+            dirnames[:] = sorted(x for x in dirnames if x != "__pycache__" and not x.startswith(".")
+                                 and not (d / x / "__init__.py").is_file())
+            out.extend(d / f for f in sorted(filenames)
+                       if not f.endswith((".py", ".pyc")) and not f.startswith("."))
+        return out
+
+
+# ------------------------------------------------------------------------------------ references
+
+def _import_targets(imp: list, mod: Module, pkg: Package) -> dict[str, tuple]:
+    """{bound name: target} of one import; targets are ("mod", M, loaded), ("sym", M, name) or
+    ("all", M), only inside the package (other imports are not part of the fingerprint)."""
+    kind, level, module, names = imp
+    out: dict[str, tuple] = {}
+    if kind == "import":
+        for name, asname in names:
+            if not pkg.is_module(name):
+                continue
+            if asname:
+                out[asname] = ("mod", name, name)
+            else:  # `import gnc.a.b` binds gnc and loads gnc.a.b
+                out[name.split(".")[0]] = ("mod", name.split(".")[0], name)
+        return out
+    if level:
+        base = mod.package.split(".") if mod.package else []
+        if level > 1:
+            base = base[: len(base) - (level - 1)]
+        base_name = ".".join(base + ([module] if module else []))
+    else:
+        base_name = module or ""
+    if not pkg.is_module(base_name):
+        return out
+    for name, asname in names:
+        if name == "*":
+            out["*"] = ("all", base_name)
+            continue
+        sub = f"{base_name}.{name}"
+        out[asname or name] = ("mod", sub, sub) if pkg.is_module(sub) else ("sym", base_name, name)
+    return out
+
+
+def _references(pkg: Package, mod: Module, facts: dict) -> list[tuple]:
+    """Work items for what a piece of code of ``mod`` uses: ("stmt", M, i), ("sym", M, name),
+    ("all", M), ("load", M)."""
+    out: list[tuple] = []
+    local: dict[str, list[tuple]] = {}
+    for imp in facts["imports"]:
+        for name, target in _import_targets(imp, mod, pkg).items():
+            local.setdefault(name, []).append(target)
+            out.append(("all", target[1]) if target[0] == "all" else
+                       ("load", target[2] if target[0] == "mod" else target[1]))
+    for name, attrs in facts["uses"]:
+        out.extend(_name_items(pkg, mod, name, attrs, local))
+    return out
+
+
+def _name_items(pkg: Package, mod: Module, name: str, attrs: list[str], local: dict) -> list[tuple]:
+    """A name used in ``mod``: the statements binding it there count (the script's count anyway), and
+    what it is imported as is followed (through module attributes: ``F.make_figure``)."""
+    out: list[tuple] = []
+    targets = list(local.get(name, []))
+    for j in mod.binds.get(name, []):
+        if ("imports", j) not in mod._refs:
+            mod._refs[("imports", j)] = [_import_targets(imp, mod, pkg) for imp in mod.stmts[j]["imports"]]
+        for bound in mod._refs[("imports", j)]:
+            if name in bound:
+                targets.append(bound[name])
+        if mod.name:
+            out.append(("stmt", mod.name, j))
+    for t in targets:
+        if t[0] == "sym":
+            out.append(("sym", t[1], t[2]))
+        elif t[0] == "all":
+            out.append(("all", t[1]))
+        else:
+            modname = t[1]
+            out.append(("load", t[2]))
+            for a in attrs:
+                sub = f"{modname}.{a}"
+                if pkg.is_module(sub):
+                    modname = sub
+                    out.append(("load", modname))
+                    continue
+                out.append(("sym", modname, a))
+                break
+            else:  # the module itself is used as a value
+                out.append(("all", modname))
+    return out
+
+
+class _Closure:
+    def __init__(self, pkg: Package, select: dict[str, str]):
+        self.pkg = pkg
+        self.select = {k: str(v) for k, v in select.items()}
+        self.reached_select: set[str] = set()
+        self.items: dict[tuple, str] = {}     # (module, what) -> digest
+        self.done: set[tuple] = set()
+        self.todo: list[tuple] = []
+
+    def push_all(self, items):
+        for item in items:
+            if item not in self.done:
+                self.done.add(item)
+                self.todo.append(item)
+
+    def run(self):
+        while self.todo:
+            item = self.todo.pop()
+            getattr(self, "_" + item[0])(*item[1:])
+
+    def _load(self, modname: str):
+        parts = modname.split(".")
+        for k in range(1, len(parts) + 1):  # importing a.b.c runs a, a.b and a.b.c
+            name = ".".join(parts[:k])
+            if not self.pkg.is_module(name):
+                continue
+            mod = self.pkg.module(name)
+            self.push_all(("stmt", name, i) for i in mod.unnamed)
+            for st in mod.stmts:  # the modules its top-level imports load run their import-time code too
+                if st.get("runs_imports"):
+                    for imp in st["imports"]:
+                        for t in _import_targets(imp, mod, self.pkg).values():
+                            self.push_all([("load", t[2] if t[0] == "mod" else t[1])])
+            for f in self.pkg.data_files(name):
+                rel = f.relative_to(self.pkg.root).as_posix()
+                self.items[(name, "file:" + rel)] = _file_digest(str(f), _stamp(f))
+
+    def _all(self, modname: str):
+        self.push_all([("load", modname)])
+        self.push_all(("stmt", modname, i) for i in range(len(self.pkg.module(modname).stmts)))
+
+    def _sym(self, modname: str, name: str):
+        mod = self.pkg.module(modname)
+        self.push_all([("load", modname)])
+        if not mod.binds.get(name):  # defined dynamically or by a star import: the whole module counts
+            self.push_all([("all", modname)])
+            return
+        if ("sym", name) not in mod._refs:
+            mod._refs[("sym", name)] = _name_items(self.pkg, mod, name, [], {})
+        self.push_all(mod._refs[("sym", name)])
+
+    def _stmt(self, modname: str, i: int):
+        mod = self.pkg.module(modname)
+        st = mod.stmts[i]
+        key = f"{modname}.{st['names'][0]}" if len(st["names"]) == 1 else None
+        if key in self.select:
+            self.reached_select.add(key)
+            want = self.select[key]
+            table = mod.facts["dicts"].get(st["names"][0])
+            if table is None:
+                raise FingerprintError(f"{mod.path}: {key} is selected by {want!r} but is not a dict literal")
+            if want not in table:
+                raise FingerprintError(f"{mod.path}: {key} has no entry {want!r}")
+            self.items[(modname, f"select:{key}")] = table[want]["hash"]
+            self.push_all(_references(self.pkg, mod, table[want]))
+            return
+        self.items[(modname, f"stmt:{st['hash']}")] = st["hash"]
+        if i not in mod._refs:
+            mod._refs[i] = _references(self.pkg, mod, st)
+        self.push_all(mod._refs[i])
+
+
+def _stamp(path: Path) -> tuple:
+    st = path.stat()
+    return (st.st_mtime_ns, st.st_size, st.st_ino)
+
+
+@functools.lru_cache(maxsize=64)
+def _file_digest(path: str, stamp: tuple) -> str:
+    return _digest(Path(path).read_bytes())
+
+
+def _run(script: str | os.PathLike, select: dict[str, str] | None,
+         root: str | os.PathLike | None) -> _Closure:
+    root = Path(root) if root is not None else WORKFLOW_DIR
+    script = Path(script)
+    if not script.is_file():
+        raise FingerprintError(f"no script {script}")
+    pkg = Package(root)
+    smod = _module(script, "", False)
+    cl = _Closure(pkg, select or {})
+    cl.items[("<script>", "")] = _digest("\n".join(st["hash"] for st in smod.stmts))  # in order
+    for st in smod.stmts:
+        cl.push_all(_references(pkg, smod, st))
+    cl.run()
+    missing = set(cl.select) - cl.reached_select
+    if missing:
+        raise FingerprintError(f"{script.name}: selected table(s) {', '.join(sorted(missing))} not reached by "
+                               "the code (renamed or no longer used?)")
+    return cl
+
+
+def closure(script: str | os.PathLike, select: dict[str, str] | None = None,
+            root: str | os.PathLike | None = None) -> dict[tuple, str]:
+    """{(module, item): digest} of everything the script's code reaches (see the module docstring)."""
+    return _run(script, select, root).items
+
+
+def loaded_modules(script: str | os.PathLike, select: dict[str, str] | None = None,
+                   root: str | os.PathLike | None = None) -> set[str]:
+    """The package modules the analysis considers loaded by the job (their import-time code counts)."""
+    cl = _run(script, select, root)
+    out = set()
+    for item in cl.done:
+        if item[0] in ("load", "all"):
+            parts = item[1].split(".") if item[0] == "all" else item[1].split(".")
+            out.update(n for n in (".".join(parts[:k]) for k in range(1, len(parts) + 1)) if cl.pkg.is_module(n))
+    return out
+
+
+def script_path(script: str, root: str | os.PathLike | None = None) -> Path:
+    """``workflow/scripts/<script>.py`` for a script name (``metrics``) or the path itself."""
+    root = Path(root) if root is not None else WORKFLOW_DIR
+    p = Path(script)
+    if p.suffix == ".py" or len(p.parts) > 1:
+        return p if p.is_absolute() else root / p
+    return root / "scripts" / f"{script}.py"
+
+
+def fingerprint(script: str, select: dict[str, str] | None = None,
+                root: str | os.PathLike | None = None) -> str:
+    """sha256 (hex) of the code the script runs; ``select`` narrows dispatch tables to one key."""
+    items = closure(script_path(script, root), select, root)
+    payload = json.dumps([FORMAT, sorted([list(k), v] for k, v in items.items())])
+    return _digest(payload)
+
+
+def code_param(script: str, select: dict[str, str] | None = None,
+               root: str | os.PathLike | None = None) -> dict:
+    """The ``params: code=...`` value of a rule: what was fingerprinted and the fingerprint. The job
+    records it (gnc_code_fingerprint, gnc_code_scope); ``gnc-provenance --stale`` recomputes it."""
+    out = {"script": script, "fingerprint": fingerprint(script, select, root)}
+    if select:
+        out["select"] = dict(sorted(select.items()))
+    return out
+
+
+def explain(script: str, select: dict[str, str] | None = None,
+            root: str | os.PathLike | None = None) -> dict[str, list[str]]:
+    """{module: sorted names of the counted definitions} (``<unnamed>`` for import-time statements)."""
+    root_p = Path(root) if root is not None else WORKFLOW_DIR
+    items = closure(script_path(script, root_p), select, root_p)
+    pkg = Package(root_p)
+    out: dict[str, set] = {}
+    for (modname, what) in items:
+        if modname == "<script>":
+            out.setdefault(modname, set()).add(script)
+        elif what.startswith("stmt:"):
+            mod = pkg.module(modname)
+            for st in mod.stmts:
+                if st["hash"] == what[5:]:
+                    out.setdefault(modname, set()).update(st["names"] or {"<unnamed>"})
+        else:
+            out.setdefault(modname, set()).add(what.split(":", 1)[1])
+    return {k: sorted(v) for k, v in sorted(out.items())}
+
+
+# ------------------------------------------------------------------------------------ stale results
+
+def recorded_scope(attrs: dict) -> dict | None:
+    """The fingerprint a result file records: {"script", "select", "fingerprint"} or None."""
+    fp = attrs.get("gnc_code_fingerprint")
+    if not fp:
+        return None
+    scope = attrs.get("gnc_code_scope")
+    if isinstance(scope, str):
+        try:
+            scope = json.loads(scope)
+        except json.JSONDecodeError:
+            scope = None
+    if not isinstance(scope, dict) or "script" not in scope:
+        return None
+    return {"script": scope["script"], "select": scope.get("select") or None, "fingerprint": str(fp)}
+
+
+def staleness(attrs: dict, root: str | os.PathLike | None = None, cache: dict | None = None) -> tuple[str, str]:
+    """("current" | "stale" | "unknown", explanation) for one file's provenance attributes, against the
+    code now on disk under ``root`` (default: the workflow this package belongs to)."""
+    rec = recorded_scope(attrs)
+    if rec is None:
+        return "unknown", "no code fingerprint recorded (made before fingerprints, or not by a workflow job)"
+    key = (rec["script"], json.dumps(rec["select"], sort_keys=True))
+    cache = {} if cache is None else cache
+    if key not in cache:
+        try:
+            cache[key] = fingerprint(rec["script"], rec["select"], root)
+        except FingerprintError as exc:
+            cache[key] = exc
+    now = cache[key]
+    if isinstance(now, Exception):
+        return "stale", f"the code it was made with cannot be fingerprinted now: {now}"
+    what = rec["script"] + (f" {rec['select']}" if rec["select"] else "")
+    if now == rec["fingerprint"]:
+        return "current", f"code of {what} unchanged ({now[:12]})"
+    return "stale", f"code of {what} changed: made with {rec['fingerprint'][:12]}, now {now[:12]}"
+
+
+#: result files a folder stands for in a staleness check (checkpoints: their run's history.nc says the same)
+RESULT_GLOBS = ("*.nc", "*.provenance.json", "manifest.json")
+
+
+def result_files(paths) -> list[Path]:
+    """Files as given; a folder stands for the result files anywhere under it (not logs, not .work)."""
+    out: list[Path] = []
+    for p in map(Path, paths):
+        if not p.is_dir():
+            out.append(p)
+            continue
+        found = set()
+        for pattern in RESULT_GLOBS:
+            found.update(f for f in p.rglob(pattern) if f.is_file()
+                         and not any(part in ("logs", ".work", ".snakemake") for part in f.relative_to(p).parts))
+        out.extend(sorted(found))
+    return out
+
+
+def report_stale(paths, root: str | os.PathLike | None = None, read=None, out=None) -> int:
+    """Print, per result file, whether the code that made it is still the code on disk (no job is
+    run). Exit status 0 when every file is current, 1 when one is stale, unreadable or has no
+    fingerprint."""
+    if read is None:
+        from .provenance import read_attrs as read
+    out = sys.stdout if out is None else out
+    counts = {"current": 0, "stale": 0, "unknown": 0}
+    cache: dict = {}
+    for f in result_files(paths):
+        try:
+            state, why = staleness(read(f), root, cache)
+        except Exception as exc:  # noqa: BLE001 - report every unreadable file and go on
+            state, why = "unknown", f"no readable provenance: {exc}"
+        counts[state] += 1
+        print(f"{state.upper() if state != 'current' else state:8s} {f}: {why}", file=out)
+    print(f"== {counts['current']} current, {counts['stale']} stale, {counts['unknown']} without a fingerprint "
+          f"(code under {Path(root) if root else WORKFLOW_DIR})", file=out)
+    return 0 if counts["stale"] == counts["unknown"] == 0 else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m gnc.fingerprint",
+                                 description="Print the code fingerprint of a workflow script and what it counts.")
+    ap.add_argument("script", help="script name (metrics, train, figure, ...) or path")
+    ap.add_argument("--select", action="append", default=[], metavar="TABLE=KEY",
+                    help="narrow a dispatch table, e.g. gnc.figures.FIGURES=tau_sweep")
+    ap.add_argument("--root", default=None, help="the workflow/ folder (default: this package's)")
+    ap.add_argument("--explain", action="store_true", help="list the counted definitions per module")
+    args = ap.parse_args(argv)
+    select = dict(s.split("=", 1) for s in args.select)
+    try:
+        print(fingerprint(args.script, select, args.root))
+        if args.explain:
+            for modname, names in explain(args.script, select, args.root).items():
+                print(f"  {modname}: {', '.join(names)}")
+    except FingerprintError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
