@@ -22,6 +22,8 @@ rule solve_code:
 
 
 rule ufm:
+    input:
+        softmax=f"{OUT}/codes/softmax/d{{d}}-K{{K}}.nc",
     output:
         f"{OUT}/codes/ufm/d{{d}}-K{{K}}.nc",
     params:
