@@ -84,7 +84,7 @@ def evaluate(name: str, W: np.ndarray, seconds: float = 0.0) -> Candidate:
                      seconds, np.asarray(res.dist, dtype=np.float64))
 
 
-def _polish_tammes(c: Candidate, time_limit: float) -> np.ndarray | None:
+def _polish_tammes(c: Candidate, time_limit: float | None) -> np.ndarray | None:
     from .tammes import POLISH_MAX_VARS
 
     K, d = c.W.shape
@@ -94,7 +94,7 @@ def _polish_tammes(c: Candidate, time_limit: float) -> np.ndarray | None:
     return X
 
 
-def _polish_softmax(c: Candidate, time_limit: float) -> np.ndarray | None:
+def _polish_softmax(c: Candidate, time_limit: float | None) -> np.ndarray | None:
     import torch
 
     from ._smooth import Schedule, smooth_softmax
@@ -107,7 +107,8 @@ def _polish_softmax(c: Candidate, time_limit: float) -> np.ndarray | None:
         return W
     Wt = torch.as_tensor(c.W, dtype=torch.float64)[None]
     Ht = torch.as_tensor(H, dtype=torch.float64)[None]
-    W, _ = smooth_softmax(Wt, Ht, Schedule(*DENSE_REFINE), deadline=time.perf_counter() + time_limit)
+    deadline = None if time_limit is None else time.perf_counter() + time_limit
+    W, _ = smooth_softmax(Wt, Ht, Schedule(*DENSE_REFINE), deadline=deadline)
     return W[0].numpy()
 
 
@@ -135,9 +136,10 @@ class CrossResult:
     seconds: float
 
 
-def cross_refine(d: int, K: int, candidates: dict[str, np.ndarray], *, time_budget: float = 30.0,
+def cross_refine(d: int, K: int, candidates: dict[str, np.ndarray], *, time_budget: float | None = 30.0,
                  n_polish: int = 2) -> CrossResult:
-    """Best Tammes and softmax codes over ``candidates`` and their polishes (see the module docstring)."""
+    """Best Tammes and softmax codes over ``candidates`` and their polishes (see the module docstring).
+    ``time_budget`` (seconds, evaluation included; None: every polish runs until it stops improving)."""
     if not candidates:
         raise ValueError(f"cross_refine(d={d}, K={K}): no candidate codes")
     for name, W in candidates.items():
@@ -146,13 +148,11 @@ def cross_refine(d: int, K: int, candidates: dict[str, np.ndarray], *, time_budg
                              f"expected ({K}, {d})")
     t0 = time.perf_counter()
     pool = [evaluate(name, W) for name, W in candidates.items()]
-    share = time_budget / 2.0
     objectives = (("tammes", lambda c: c.angle, _polish_tammes), ("softmax", lambda c: c.ovr, _polish_softmax))
     for i, (obj, key, polish) in enumerate(objectives):
-        end = t0 + (i + 1) * share
         for c in _distinct(pool, key, n_polish):
-            left = end - time.perf_counter()
-            if left <= 0.05:
+            left = None if time_budget is None else t0 + (i + 1) * time_budget / 2.0 - time.perf_counter()
+            if left is not None and left <= 0.05:
                 break
             tp = time.perf_counter()
             W = polish(c, left)
