@@ -29,12 +29,10 @@ import json
 import numpy as np
 import xarray as xr
 
+from .codes.cross import GAP_TOL
 from .io import open_netcdf, write_netcdf
 from .provenance import merge_dataset_attrs, provenance
 from .results import RUN_DIMS, combine_runs, with_run_coords
-
-#: a published one-vs-rest value must be certified to this duality gap (relative to max(1, value))
-GAP_TOL = 1e-7
 
 #: (name, long_name, units) of the per-(d, K) variables, and the attribute of the refine file they come from
 _TABLE = [

@@ -8,9 +8,10 @@ rho_ovr with its certified gap), polishes the best ``n_polish`` distinct candida
 objective for that objective (the polished codes join the pool), and returns
 
 * ``tammes`` = the pool's code of largest minimum angle,
-* ``softmax`` = the pool's code of largest certified rho_ovr.
+* ``softmax`` = the pool's code of largest rho_ovr,
 
-Both are maxima over the same pool, so ``tammes.angle >= softmax.angle`` and
+both among the candidates whose rho_ovr is certified to ``GAP_TOL``.  Both are maxima over the same
+set, so ``tammes.angle >= softmax.angle`` and
 ``softmax.ovr >= tammes.ovr`` hold by construction.
 
 Polish: for Tammes the SLP of :func:`gnc.codes._polish.slp_tammes`; for softmax codes the joint
@@ -44,6 +45,9 @@ import numpy as np
 from ._common import exact_ovr, min_angle_deg, normalize_rows
 from ._polish import kkt_residual_softmax, kkt_residual_tammes, slp_softmax, slp_tammes
 
+#: a published one-vs-rest value must be certified to this duality gap (relative to max(1, value));
+#: candidates whose value is not are kept in the pool's record but never chosen
+GAP_TOL = 1e-7
 #: RMS distance per vector after the best rotation/reflection and relabelling below which two codes are the same
 SAME_TOL = 1e-3
 #: differences of the minimum angle (degrees) at or below this are not a difference
@@ -158,9 +162,18 @@ def cross_refine(d: int, K: int, candidates: dict[str, np.ndarray], *, time_budg
             W = polish(c, left)
             if W is not None:
                 pool.append(evaluate(f"{c.name}>{obj}", W, time.perf_counter() - tp))
-    tam = max(pool, key=lambda c: c.angle)
-    soft = max((c for c in pool if math.isfinite(c.ovr)), key=lambda c: c.ovr)
+    eligible = [c for c in pool if certified(c)]
+    if not eligible:
+        raise ValueError(f"cross_refine(d={d}, K={K}): no candidate's one-vs-rest value could be certified to a "
+                         f"duality gap <= {GAP_TOL:g}: " + ", ".join(f"{c.name} (gap {c.ovr_gap:.1e})" for c in pool))
+    tam = max(eligible, key=lambda c: c.angle)
+    soft = max(eligible, key=lambda c: c.ovr)
     return CrossResult(d, K, tam, soft, pool, verdict(tam, soft), time.perf_counter() - t0)
+
+
+def certified(c: Candidate) -> bool:
+    """Whether the candidate's rho_ovr is certified to the published tolerance ``GAP_TOL``."""
+    return math.isfinite(c.ovr) and math.isfinite(c.ovr_gap) and c.ovr_gap <= GAP_TOL * max(1.0, abs(c.ovr))
 
 
 def verdict(tam: Candidate, soft: Candidate) -> dict:
@@ -205,8 +218,8 @@ def cross_dataset(r: CrossResult):
 
     ev = r.evidence
     n_soft_rattlers = int(np.sum(r.softmax.dist > r.softmax.ovr + RATTLER_TOL)) if r.softmax.dist is not None else -1
-    pool = [{"name": c.name, "angle": c.angle, "ovr": c.ovr, "ovr_gap": c.ovr_gap, "seconds": c.seconds}
-            for c in r.pool]
+    pool = [{"name": c.name, "angle": c.angle, "ovr": c.ovr, "ovr_gap": c.ovr_gap, "certified": certified(c),
+             "seconds": c.seconds} for c in r.pool]
     one = {"units": "1"}
     ds = xr.Dataset({
         "tammes_code": (("k", "component"), r.tammes.W, {"long_name": "best Tammes code (unit rows)", **one}),
