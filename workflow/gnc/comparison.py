@@ -137,7 +137,8 @@ def _ufm_table(ufm_paths, best_codes):
         d, K = int(u.attrs["d"]), int(u.attrs["K"])
         dist = [code_distance(u["ufm_W"].sel(ufm_tau=t).values, best_codes[(d, K)]) if (d, K) in best_codes
                 else np.nan for t in u["ufm_tau"].values]
-        part = u.drop_vars(["ufm_W"]).drop_dims([dm for dm in ("code_row", "component") if dm in u.dims])
+        part = u.drop_vars(["ufm_W"])
+        part = part.drop_dims([dm for dm in ("code_row", "component") if dm in part.dims])
         part["ufm_distance_to_code"] = xr.DataArray(np.asarray(dist), dims=["ufm_tau"], attrs={
             "long_name": "RMS distance per vector of the UFM classifier to the best softmax code after the best "
                          "rotation/reflection and relabelling", "units": "1"})
@@ -217,6 +218,8 @@ def build_codes_file(*, refined, ufm, metrics, features: dict, runs: dict, out) 
         for v in p.variables:
             if v in ds.variables and p[v].attrs:
                 ds[v].attrs = dict(p[v].attrs)
+    for c in ds.coords:  # label coordinates (variant, dataset, arch) are dimensionless too
+        ds[c].attrs.setdefault("units", "1")
     ds.attrs = {**provenance(stage="codes"), **codes_ds.attrs, **parts[2].attrs}
     ds.attrs.update(merge_dataset_attrs(m.attrs))
     write_netcdf(ds, out)

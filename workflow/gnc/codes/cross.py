@@ -10,8 +10,9 @@ objective for that objective (the polished codes join the pool), and returns
 * ``tammes`` = the pool's code of largest minimum angle,
 * ``softmax`` = the pool's code of largest rho_ovr,
 
-both among the candidates whose rho_ovr is certified to ``GAP_TOL``.  Both are maxima over the same
-set, so ``tammes.angle >= softmax.angle`` and
+both among the candidates whose rho_ovr is certified to ``GAP_TOL``.  When one candidate is within the
+tolerances (``ANGLE_TOL``; ``OVR_TOL`` plus its gap) of the best on both objectives, it is both codes
+(optimal sets are often not unique: rattlers move freely).  Both are maxima over the same set, so ``tammes.angle >= softmax.angle`` and
 ``softmax.ovr >= tammes.ovr`` hold by construction.
 
 Polish: for Tammes the SLP of :func:`gnc.codes._polish.slp_tammes`; for softmax codes the joint
@@ -168,6 +169,10 @@ def cross_refine(d: int, K: int, candidates: dict[str, np.ndarray], *, time_budg
                          f"duality gap <= {GAP_TOL:g}: " + ", ".join(f"{c.name} (gap {c.ovr_gap:.1e})" for c in pool))
     tam = max(eligible, key=lambda c: c.angle)
     soft = max(eligible, key=lambda c: c.ovr)
+    # a code within the tolerance of the best on both objectives is the answer to both problems
+    both = [c for c in eligible if c.angle >= tam.angle - ANGLE_TOL and c.ovr >= soft.ovr - OVR_TOL - c.ovr_gap]
+    if both:
+        tam = soft = max(both, key=lambda c: (c.angle, c.ovr))
     return CrossResult(d, K, tam, soft, pool, verdict(tam, soft), time.perf_counter() - t0)
 
 
