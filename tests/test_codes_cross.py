@@ -115,6 +115,8 @@ def test_codes_tables_padding_verdicts_units_and_certificates(tmp_path):
     assert float(ds["tammes_angle"].sel(d=3, K=10)) <= float(ds["best_known_angle"].sel(d=3, K=10)) + 1e-6
     for v in ds.variables:
         assert ds[v].attrs.get("long_name") and "units" in ds[v].attrs, v
+    lines = comparison.verdict_lines(ds)
+    assert len(lines) == 3 and "(d=3, K=12): same" in lines[-1] and "best known: matches" in lines[-1]
     write_netcdf(ds, tmp_path / "codes.nc")
     back = open_netcdf(tmp_path / "codes.nc")
     np.testing.assert_array_equal(back["softmax_code"].values, ds["softmax_code"].values)

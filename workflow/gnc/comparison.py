@@ -224,3 +224,19 @@ def build_codes_file(*, refined, ufm, metrics, features: dict, runs: dict, out) 
     ds.attrs.update(merge_dataset_attrs(m.attrs))
     write_netcdf(ds, out)
     return ds
+
+
+def verdict_lines(ds: xr.Dataset) -> list[str]:
+    """One line per (d, K) of ``codes.nc``: verdict, Tammes angle against the best known, softmax value."""
+    verdicts = ds["verdict"].attrs["flag_meanings"].split()
+    known = ds["best_known_status"].attrs["flag_meanings"].split()
+    out = []
+    for d in ds["d"].values:
+        for K in ds["K"].values:
+            v = int(ds["verdict"].sel(d=d, K=K))
+            if v >= 0:
+                at = {"d": d, "K": K}
+                out.append(f"(d={d}, K={K}): {verdicts[v]}; Tammes {float(ds['tammes_angle'].sel(at)):.9f} deg "
+                           f"(vs the best known: {known[int(ds['best_known_status'].sel(at))].replace('_', ' ')}), "
+                           f"softmax rho_ovr {float(ds['softmax_value'].sel(at)):.10f}")
+    return out

@@ -9,13 +9,5 @@ with job(snakemake) as log:  # noqa: F821
         metrics=snakemake.input.metrics, features=snakemake.params.features, runs=snakemake.params.runs,
         out=snakemake.output[0])
     log.info("codes: %s", dict(ds.sizes))
-    meanings = ds["verdict"].attrs["flag_meanings"].split()
-    known = ds["best_known_status"].attrs["flag_meanings"].split()
-    for d in ds["d"].values:
-        for K in ds["K"].values:
-            v = int(ds["verdict"].sel(d=d, K=K))
-            if v >= 0:
-                log.info("(d=%d, K=%d): %s; Tammes %.9f deg (vs the best known: %s), softmax rho_ovr %.10f", d, K,
-                         meanings[v], float(ds["tammes_angle"].sel(d=d, K=K)),
-                         known[int(ds["best_known_status"].sel(d=d, K=K))].replace("_", " "),
-                         float(ds["softmax_value"].sel(d=d, K=K)))
+    for line in comparison.verdict_lines(ds):
+        log.info("%s", line)
