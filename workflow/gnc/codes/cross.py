@@ -12,8 +12,8 @@ objective for that objective (the polished codes join the pool), and returns
 
 both among the candidates whose rho_ovr is certified to ``GAP_TOL``.  When one candidate is within the
 tolerances (``ANGLE_TOL``; ``OVR_TOL`` plus its gap) of the best on both objectives, it is both codes
-(optimal sets are often not unique: rattlers move freely).  Both are maxima over the same set, so ``tammes.angle >= softmax.angle`` and
-``softmax.ovr >= tammes.ovr`` hold by construction.
+(optimal sets are often not unique: rattlers move freely).  Both are maxima over the same set, so
+``tammes.angle >= softmax.angle`` and ``softmax.ovr >= tammes.ovr`` hold by construction.
 
 Polish: for Tammes the SLP of :func:`gnc.codes._polish.slp_tammes`; for softmax codes the joint
 (W, H) SLP of :func:`gnc.codes._polish.slp_softmax` (H = the dual directions of the exact
@@ -196,7 +196,8 @@ def verdict(tam: Candidate, soft: Candidate) -> dict:
         v, why = "same", f"aligned RMS distance {dist:.2e} <= {SAME_TOL:g}"
     elif first_order and angle_gain > ANGLE_TOL and ovr_gain > ovr_tol:
         v, why = "differ", (f"both first-order optimal (KKT {kt['kkt_residual']:.1e}, {ks['kkt_residual']:.1e}); "
-                            f"Tammes code wins the angle by {angle_gain:.3e} deg, softmax code rho_ovr by {ovr_gain:.3e}")
+                            f"Tammes code wins the angle by {angle_gain:.3e} deg, softmax code rho_ovr by "
+                            f"{ovr_gain:.3e}")
     else:
         reasons = []
         if not first_order:

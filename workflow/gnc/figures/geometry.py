@@ -448,7 +448,8 @@ def fig_codes(codes, *, d=None, K=None, tol: float = 1e-3, style: Style | None =
                     Line2D([], [], color="0.3", linestyle="--", label="Tammes code"),
                     ]
         if verdicts:
-            handles += [Line2D([], [], linestyle="none", label=f"verdict: {v}", **mk) for v, mk in VERDICT_MARKERS.items()]
+            handles += [Line2D([], [], linestyle="none", label=f"verdict: {v}", **mk)
+                        for v, mk in VERDICT_MARKERS.items()]
         else:
             handles.append(Line2D([], [], linestyle="none", marker="o", markersize=10, markerfacecolor="none",
                                   markeredgecolor="black", label=f"differ (> {tol:g})"))
