@@ -1,4 +1,4 @@
-"""gnc.codes.compare and gnc.codes.store: alignment up to symmetry, neighbour tables, codes.nc, store."""
+"""gnc.codes.compare and gnc.codes.store: alignment up to symmetry, neighbour tables, the store."""
 
 import itertools
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from gnc.codes import CodeSolution, CodeStore, align_to_code, codes_dataset, gram_neighbours, known
+from gnc.codes import CodeSolution, CodeStore, align_to_code, code_distance, gram_neighbours, known
 
 torch.set_num_threads(1)
 
@@ -75,6 +75,7 @@ def test_align_noise_level_and_symmetric_code():
     assert dist < 5e-3                           # ~ noise * sqrt(K*d)
     far, _, _ = align_to_code(rng.standard_normal((12, 3)), ico)
     assert far > 0.3
+    assert code_distance(noisy, ico) == pytest.approx(dist / np.sqrt(12))
 
 
 def test_gram_neighbours_square_and_names():
@@ -95,29 +96,6 @@ def _sol(problem, d, K, value, ovr=np.nan, seed=0):
     return CodeSolution(W=W, problem=problem, d=d, K=K, value=value, min_angle_deg=value if problem == "tammes" else 50.0,
                         ovr=ovr, certificate={"lower_bound": 0.1}, rattlers=np.array([1]), settings={"x": 1}, seed=seed,
                         seconds=1.0, history=[(0.0, 1.0), (1.0, 2.0)])
-
-
-def test_codes_dataset_padding_conjecture_and_netcdf(tmp_path):
-    from gnc.io import open_netcdf, write_netcdf
-
-    sols = [_sol("tammes", 3, 4, 109.4, ovr=0.8), _sol("softmax", 3, 4, 0.8), _sol("softmax", 3, 4, 0.7, seed=1),
-            _sol("tammes", 5, 6, 90.0, ovr=0.5), _sol("softmax", 5, 6, 0.6), _sol("hardmax", 5, 6, 0.55)]
-    ds = codes_dataset(sols, tol=1e-6)
-    assert ds["tammes_code"].dims == ("d", "K", "k", "component")
-    assert ds.sizes == {"d": 2, "K": 2, "k": 6, "component": 5}
-    sm = ds["softmax_code"].sel(d=3, K=4).values
-    assert np.isfinite(sm[:4, :3]).all() and np.isnan(sm[4:]).all() and np.isnan(sm[:, 3:]).all()
-    assert np.isnan(ds["softmax_code"].sel(d=3, K=6)).all()
-    assert float(ds["softmax_value"].sel(d=3, K=4)) == 0.8          # best of the two kept
-    assert float(ds["conjecture_holds"].sel(d=3, K=4)) == 1.0
-    assert float(ds["conjecture_holds"].sel(d=5, K=6)) == 0.0
-    assert np.isnan(float(ds["conjecture_holds"].sel(d=3, K=6)))
-    assert ds.attrs["conjecture_differs"] == '["(5,6)"]'
-    assert float(ds["ovr_difference"].sel(d=5, K=6)) == pytest.approx(0.1)
-    assert float(ds["hardmax_value"].sel(d=5, K=6)) == 0.55
-    write_netcdf(ds, tmp_path / "codes.nc")
-    back = open_netcdf(tmp_path / "codes.nc")
-    np.testing.assert_array_equal(back["softmax_code"].values, ds["softmax_code"].values)
 
 
 def test_store_keeps_best_and_does_not_recompute(tmp_path):

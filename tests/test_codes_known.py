@@ -111,4 +111,17 @@ def test_known_values_helpers():
     assert known.known_softmax_value(2, 5) == pytest.approx(1 - math.cos(2 * math.pi / 5))
     assert known.known_softmax_value(3, 6) == 1.0 and known.known_softmax_value(9, 10) == pytest.approx(10 / 9)
     assert known.known_softmax_value(10, 100) is None
-    assert known.PAPER_OPTIMAL_LINES[(10, 100)] == 0.61416
+
+
+def test_best_known_tammes_sources_and_status():
+    """Closed forms, the R^3 table (checked against Danzer's (3, 10) optimum, 66.1468220 degrees) and
+    'no table available' where the package holds none."""
+    assert known.best_known_tammes(2, 5)[0] == 72.0
+    assert known.best_known_tammes(3, 12)[0] == pytest.approx(63.4349488, abs=1e-7)
+    angle, source = known.best_known_tammes(3, 10)
+    assert angle == pytest.approx(66.1468220, abs=1e-7) and "Sloane" in source
+    assert known.best_known_tammes(10, 100) is None
+    assert known.compare_with_best_known(10, 50, 77.1)[0] == "no table available"
+    assert known.compare_with_best_known(3, 10, angle)[0] == "matches"
+    assert known.compare_with_best_known(3, 10, angle - 1e-4)[0] == "trails"
+    assert known.compare_with_best_known(3, 10, angle + 1e-4)[0] == "beats"

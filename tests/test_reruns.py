@@ -150,7 +150,8 @@ def test_figure_option_reruns_only_figures(study):
 
 @pytest.mark.parametrize("key,value,expected", [
     ("ufm_steps", 50, {("ufm", "d2-K4")}),
-    ("restarts", 3, {("solve_code", "tammes/d2-K4"), ("solve_code", "softmax/d2-K4")}),
+    ("restarts", 3, {("solve_code", "tammes/d2-K4"), ("solve_code", "softmax/d2-K4"), ("refine_code", "d2-K4"),
+                     ("ufm", "d2-K4")}),
 ])
 def test_codes_option_reruns_only_the_solves_that_use_it(study, key, value, expected):
     cfg = S.config()

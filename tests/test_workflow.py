@@ -51,8 +51,9 @@ def test_metrics_file(study):
 
 def test_codes_file(study):
     ds = xr.open_dataset(study / "results" / "codes.nc", engine="netcdf4")
-    assert ds["tammes_code"].dims[-2:] == ("k", "component")
-    assert ds["softmax_code"].dims[-2:] == ("k", "component")
+    assert ds["tammes_code"].dims[-2:] == ("code_row", "component")
+    assert ds["softmax_code"].dims[-2:] == ("code_row", "component")
+    assert ds["verdict"].attrs["flag_meanings"].split()[int(ds["verdict"].sel(d=2, K=4))] == "same"
     # (d, K) = (2, 4): the softmax code is the square, rho = 1 - cos(2 pi / 4) = 1
     assert float(ds["softmax_value"].sel(d=2, K=4)) == pytest.approx(1.0, abs=1e-6)
     assert float(ds["tammes_angle"].sel(d=2, K=4)) == pytest.approx(90.0, abs=1e-4)

@@ -1,19 +1,25 @@
-"""The comparison stage: softmax codes vs Tammes codes, and trained classifiers vs softmax codes.
+"""The comparison stage: ``results/codes.nc`` -- softmax codes vs Tammes codes, the UFM tau -> 0
+study, and trained classifiers vs softmax codes.
 
-``build_codes_file`` writes ``results/codes.nc`` with
+``build_codes_file`` writes, over the code grid (d, K):
 
-* per (d, K): ``softmax_value`` (best known softmax-code value = the larger of the exact one-vs-rest
-  values of our softmax-code and Tammes solutions), ``softmax_solver_value``, ``softmax_min_angle``,
-  ``tammes_angle``, ``tammes_ovr``, ``codes_differ`` (1 where the two problems' solutions differ in
-  value: the paper's conjecture that they share optima fails there, or a solver fell short),
-  ``paper_optimal`` (the paper's dashed "Optimal" values, where it gives one), rattler counts, and the
-  vectors ``tammes_code`` / ``softmax_code`` over (d, K, k, component), NaN-padded;
-* per (tau, d, K): the UFM study ``ufm_ovr``, ``ufm_min_angle``, ``ufm_distance_to_code``;
+* from the refine stage (:mod:`gnc.codes.cross`, one file per (d, K)): the best Tammes code and the best
+  softmax code over the pool {Tammes solution, softmax-code solution, trained classifiers, their
+  polishes} (``tammes_code``, ``softmax_code`` over (d, K, code_row, component), NaN-padded), both
+  objectives of both (``tammes_angle``, ``tammes_ovr``, ``softmax_value``, ``softmax_min_angle``;
+  one-vs-rest values certified, with their gaps ``tammes_ovr_gap``, ``softmax_gap``), the verdict
+  ``verdict`` (same / differ / undecided) and its evidence (``code_align_distance``, ``angle_gain``,
+  ``ovr_gain``, ``tammes_kkt_residual``, ``softmax_kkt_residual``), rattler counts;
+* the Tammes code against the best known packing (``best_known_angle``, ``best_known_status``; the
+  sources in the attribute ``gnc_best_known_sources``) and the paper's dashed lines ``paper_optimal``;
+* over (ufm_tau, d, K): the UFM study (``ufm_*``, see :func:`gnc.codes.ufm.ufm_tau_sweep`);
 * per trained run (variant, dataset, arch, tau, d, K, seed), final checkpoint: ``gnc2_fraction`` =
-  GNC2 / softmax_value and ``code_distance`` = distance of the normalized classifier to the nearest
-  softmax code up to rotation/reflection and relabeling (see :func:`gnc.codes.align_to_code`);
+  GNC2 / softmax_value and ``code_distance`` to the softmax code;
 * the assignment question: ``gram`` (cosines of the trained classifier rows) over (seed, k, k2) for
-  the small-K grid points trained with several seeds, with ``class_name`` (k).
+  the first small-K grid point trained with several seeds, with ``class_name`` on the class index k.
+
+Every distance between codes is :func:`gnc.codes.compare.code_distance`: the RMS distance per vector
+after the best rotation/reflection and relabelling.
 """
 
 from __future__ import annotations
@@ -23,127 +29,133 @@ import json
 import numpy as np
 import xarray as xr
 
+from .codes.cross import GAP_TOL
 from .io import open_netcdf, write_netcdf
 from .provenance import merge_dataset_attrs, provenance
 from .results import RUN_DIMS, combine_runs, with_run_coords
 
-#: the paper's dashed "Optimal" softmax-code lines (docs/methods.md §10; Jiang et al. notebooks) — (d, K) -> value
-PAPER_OPTIMAL = {(10, 100): 0.61416, (20, 100): 0.8124, (30, 100): 0.8886, (10, 200): 0.5052,
-                 (20, 200): 0.7211, (30, 200): 0.8053, (512, 10000): 0.7966}
+#: (name, long_name, units) of the per-(d, K) variables, and the attribute of the refine file they come from
+_TABLE = [
+    ("softmax_value", "rho_ovr of the best softmax code (exact, certified to softmax_gap)", "1", "softmax_ovr"),
+    ("softmax_gap", "certified duality gap of softmax_value", "1", "softmax_ovr_gap"),
+    ("softmax_min_angle", "minimum pairwise angle of the best softmax code", "degree", "softmax_angle"),
+    ("tammes_angle", "minimum pairwise angle of the best Tammes code", "degree", "tammes_angle"),
+    ("tammes_ovr", "rho_ovr of the best Tammes code (exact, certified to tammes_ovr_gap)", "1", "tammes_ovr"),
+    ("tammes_ovr_gap", "certified duality gap of tammes_ovr", "1", "tammes_ovr_gap"),
+    ("angle_gain", "tammes_angle - softmax_min_angle (>= 0)", "degree", "angle_gain"),
+    ("ovr_gain", "softmax_value - tammes_ovr (>= 0)", "1", "ovr_gain"),
+    ("code_align_distance", "RMS distance per vector between the best Tammes and softmax codes after the best "
+                            "rotation/reflection and relabelling", "1", "align_distance"),
+    ("tammes_kkt_residual", "first-order (KKT) residual of the Tammes code for the Tammes problem", "1", "tammes_kkt"),
+    ("softmax_kkt_residual", "first-order (KKT) residual of the softmax code for the joint max-min problem", "1",
+     "softmax_kkt"),
+    ("tammes_rattlers", "vectors of the Tammes code not in contact (tolerance 1e-6 in cosine)", "1", "tammes_rattlers"),
+    ("softmax_rattlers", "classes of the softmax code whose one-vs-rest distance exceeds rho_ovr by > 1e-6", "1",
+     "softmax_rattlers"),
+    ("refine_seconds", "wall time of the refine stage (evaluation and polishes)", "s", "seconds"),
+]
 
-DIFFER_TOL = 1e-6
+_BEST_KNOWN = ("matches", "beats", "trails", "no table available")
 
 
-def _unit(W):
-    W = np.asarray(W, dtype=np.float64)
-    return W / np.linalg.norm(W, axis=1, keepdims=True)
+def _check_certified(d, K, name, value, gap):
+    if not (np.isfinite(value) and np.isfinite(gap) and gap <= GAP_TOL * max(1.0, abs(value))):
+        raise ValueError(f"codes.nc: {name} at (d={d}, K={K}) is not certified: value {value!r}, duality gap "
+                         f"{gap!r} > {GAP_TOL:g}; refusing to publish it")
 
 
-def min_angle_deg(W) -> float:
-    Wn = _unit(W)
-    G = Wn @ Wn.T
-    np.fill_diagonal(G, -np.inf)
-    return float(np.degrees(np.arccos(np.clip(G.max(), -1.0, 1.0))))
+def _code_tables(refined: list[xr.Dataset]):
+    from .codes import cross, known
 
-
-def _code_tables(tammes_sols, softmax_sols):
-    from .metrics.ovr import ovr_distances
-
-    grid = sorted({(s.d, s.K) for s in list(tammes_sols) + list(softmax_sols)})
+    grid = sorted((int(r.attrs["d"]), int(r.attrs["K"])) for r in refined)
     ds_ = sorted({d for d, _ in grid})
     Ks = sorted({K for _, K in grid})
-    kmax, cmax = max(Ks), max(ds_)
     shape2 = (len(ds_), len(Ks))
-    names = ["softmax_value", "softmax_solver_value", "softmax_min_angle", "tammes_angle", "tammes_ovr",
-             "codes_differ", "paper_optimal", "softmax_rattlers", "tammes_rattlers", "softmax_seconds",
-             "tammes_seconds", "softmax_gap"]
-    tab = {n: np.full(shape2, np.nan) for n in names}
-    vec = {n: np.full(shape2 + (kmax, cmax), np.nan) for n in ("softmax_code", "tammes_code")}
-    tam = {(s.d, s.K): s for s in tammes_sols}
-    soft = {(s.d, s.K): s for s in softmax_sols}
-    best_codes = {}
-    for (d, K) in grid:
+    tab = {n: np.full(shape2, np.nan) for n, *_ in _TABLE}
+    tab.update(best_known_angle=np.full(shape2, np.nan), paper_optimal=np.full(shape2, np.nan))
+    verdict = np.full(shape2, -1, dtype=np.int8)
+    best_known = np.full(shape2, -1, dtype=np.int8)
+    vec = {n: np.full(shape2 + (max(Ks), max(ds_)), np.nan) for n in ("softmax_code", "tammes_code")}
+    best_codes, evidence, sources = {}, {}, {}
+    for r in refined:
+        d, K = int(r.attrs["d"]), int(r.attrs["K"])
         i, j = ds_.index(d), Ks.index(K)
-        t, s = tam.get((d, K)), soft.get((d, K))
-        cands = []
-        if t is not None:
-            r = ovr_distances(t.W)
-            tab["tammes_angle"][i, j] = min_angle_deg(t.W)
-            tab["tammes_ovr"][i, j] = r.value
-            tab["tammes_rattlers"][i, j] = len(t.rattlers)
-            tab["tammes_seconds"][i, j] = t.seconds
-            vec["tammes_code"][i, j, :K, :d] = _unit(t.W)
-            cands.append((r.value, t.W, r))
-        if s is not None:
-            r = ovr_distances(s.W)
-            tab["softmax_solver_value"][i, j] = r.value
-            tab["softmax_rattlers"][i, j] = len(s.rattlers)
-            tab["softmax_seconds"][i, j] = s.seconds
-            cands.append((r.value, s.W, r))
-        if cands:
-            value, W, r = max(cands, key=lambda c: c[0])
-            tab["softmax_value"][i, j] = value
-            tab["softmax_gap"][i, j] = float(np.max(r.gap))
-            tab["softmax_min_angle"][i, j] = min_angle_deg(W)
-            vec["softmax_code"][i, j, :K, :d] = _unit(W)
-            best_codes[(d, K)] = _unit(W)
-        if t is not None and s is not None:
-            tab["codes_differ"][i, j] = float(abs(tab["tammes_ovr"][i, j] - tab["softmax_solver_value"][i, j])
-                                              > DIFFER_TOL * max(1.0, abs(tab["softmax_value"][i, j])))
-        if (d, K) in PAPER_OPTIMAL:
-            tab["paper_optimal"][i, j] = PAPER_OPTIMAL[(d, K)]
-    attrs = {
-        "softmax_value": ("best known softmax-code value: max over our solutions of the exact min one-vs-rest distance", "1"),
-        "softmax_solver_value": ("exact min one-vs-rest distance of the softmax-code solver's solution", "1"),
-        "softmax_min_angle": ("min pairwise angle of the best softmax code", "degree"),
-        "tammes_angle": ("min pairwise angle of the Tammes solution", "degree"),
-        "tammes_ovr": ("exact min one-vs-rest distance of the Tammes solution", "1"),
-        "codes_differ": ("1 where the Tammes solution's one-vs-rest value differs from the softmax code's", "1"),
-        "paper_optimal": ("the paper's dashed 'Optimal' softmax-code value (not optimal)", "1"),
-        "softmax_rattlers": ("number of rattlers (inactive classes) of the softmax-code solution", "1"),
-        "tammes_rattlers": ("number of rattlers (vectors not in contact) of the Tammes solution", "1"),
-        "softmax_seconds": ("wall time of the softmax-code solve", "s"),
-        "tammes_seconds": ("wall time of the Tammes solve", "s"),
-        "softmax_gap": ("largest per-class duality gap of the exact one-vs-rest distances (certificate)", "1"),
-    }
-    data = {n: xr.DataArray(tab[n], dims=("d", "K"), attrs={"long_name": attrs[n][0], "units": attrs[n][1]})
-            for n in names}
+        a = r.attrs
+        _check_certified(d, K, "softmax_value", a["softmax_ovr"], a["softmax_ovr_gap"])
+        _check_certified(d, K, "tammes_ovr", a["tammes_ovr"], a["tammes_ovr_gap"])
+        for name, _, _, key in _TABLE:
+            tab[name][i, j] = float(a[key])
+        verdict[i, j] = cross.VERDICTS.index(a["verdict"])
+        status, angle, source = known.compare_with_best_known(d, K, float(a["tammes_angle"]))
+        best_known[i, j] = _BEST_KNOWN.index(status)
+        tab["best_known_angle"][i, j] = angle
+        sources[f"({d},{K})"] = source
+        tab["paper_optimal"][i, j] = known.PAPER_OPTIMAL_LINES.get((d, K), np.nan)
+        for n in vec:
+            vec[n][i, j, :K, :d] = r[n].values
+        best_codes[(d, K)] = r["softmax_code"].values
+        evidence[f"({d},{K})"] = {"verdict": a["verdict"], "reason": a["reason"],
+                                  "tammes_source": a["tammes_source"], "softmax_source": a["softmax_source"],
+                                  "pool": json.loads(a["pool"])}
+    data = {name: xr.DataArray(tab[name], dims=("d", "K"), attrs={"long_name": ln, "units": u})
+            for name, ln, u, _ in _TABLE}
+    data["best_known_angle"] = xr.DataArray(tab["best_known_angle"], dims=("d", "K"), attrs={
+        "long_name": "best known Tammes angle (sources: attribute gnc_best_known_sources)", "units": "degree"})
+    data["best_known_status"] = xr.DataArray(best_known, dims=("d", "K"), attrs={
+        "long_name": f"Tammes code vs the best known packing (within {known.BEST_KNOWN_TOL_DEG:g} degree)",
+        "units": "1", "flag_values": np.arange(len(_BEST_KNOWN), dtype=np.int8),
+        "flag_meanings": " ".join(m.replace(" ", "_") for m in _BEST_KNOWN)})
+    data["paper_optimal"] = xr.DataArray(tab["paper_optimal"], dims=("d", "K"), attrs={
+        "long_name": "the paper's dashed 'Optimal' softmax-code value (not optimal)", "units": "1"})
+    data["verdict"] = xr.DataArray(verdict, dims=("d", "K"), attrs={
+        "long_name": "do the softmax-code and Tammes problems share their best code here (evidence: "
+                     "attribute gnc_verdict_evidence)", "units": "1",
+        "flag_values": np.arange(len(cross.VERDICTS), dtype=np.int8), "flag_meanings": " ".join(cross.VERDICTS),
+        "same_tol": cross.SAME_TOL, "angle_tol_deg": cross.ANGLE_TOL, "ovr_tol": cross.OVR_TOL,
+        "kkt_tol": cross.KKT_TOL, "active_tol": cross.ACTIVE_TOL,
+        "rule": "same: code_align_distance <= same_tol; differ: both KKT residuals <= kkt_tol and angle_gain > "
+                "angle_tol_deg and ovr_gain > ovr_tol + softmax_gap + tammes_ovr_gap; undecided: otherwise"})
     for n in vec:
-        data[n] = xr.DataArray(vec[n], dims=("d", "K", "k", "component"),
-                               attrs={"long_name": f"unit vectors of the {n.split('_')[0]} solution (rows k < K)",
-                                      "units": "1"})
-    ds = xr.Dataset(data, coords={"d": ds_, "K": Ks, "k": np.arange(kmax), "component": np.arange(cmax)})
-    settings = {f"{s.problem}_d{s.d}_K{s.K}": {"settings": s.settings, "seed": s.seed}
-                for s in list(tammes_sols) + list(softmax_sols)}
-    ds.attrs["gnc_solver_settings"] = json.dumps(settings, sort_keys=True, default=str)
+        data[n] = xr.DataArray(vec[n], dims=("d", "K", "code_row", "component"), attrs={
+            "long_name": f"unit vectors of the best {n.split('_')[0]} code (rows < K, components < d)", "units": "1"})
+    coords = {"d": ("d", ds_, {"long_name": "feature dimension", "units": "1"}),
+              "K": ("K", Ks, {"long_name": "number of classes", "units": "1"}),
+              "code_row": ("code_row", np.arange(max(Ks)), {"long_name": "row index of a code", "units": "1"}),
+              "component": ("component", np.arange(max(ds_)), {"long_name": "vector component", "units": "1"})}
+    ds = xr.Dataset(data, coords=coords)
+    ds.attrs["gnc_verdict_evidence"] = json.dumps(evidence, sort_keys=True)
+    ds.attrs["gnc_best_known_sources"] = json.dumps(sources, sort_keys=True)
     return ds, best_codes
 
 
 def _ufm_table(ufm_paths, best_codes):
-    from .codes import align_to_code
+    from .codes.compare import code_distance
 
     parts = []
     for p in ufm_paths:
         u = open_netcdf(p)
         d, K = int(u.attrs["d"]), int(u.attrs["K"])
-        dist = []
-        for t in u["tau"].values:
-            W = u["ufm_W"].sel(tau=t).values
-            dist.append(align_to_code(W, best_codes[(d, K)])[0] if (d, K) in best_codes else np.nan)
-        part = xr.Dataset({
-            "ufm_ovr": u["ufm_ovr"], "ufm_min_angle": u["ufm_min_angle"],
-            "ufm_distance_to_code": xr.DataArray(np.asarray(dist), dims=["tau"], attrs={
-                "long_name": "distance of the UFM classifier to the best softmax code up to rotation and relabeling",
-                "units": "1"}),
-        }).expand_dims(d=[d], K=[K])
-        parts.append(part)
+        dist = [code_distance(u["ufm_W"].sel(ufm_tau=t).values, best_codes[(d, K)]) if (d, K) in best_codes
+                else np.nan for t in u["ufm_tau"].values]
+        part = u.drop_vars(["ufm_W"])
+        part = part.drop_dims([dm for dm in ("code_row", "component") if dm in part.dims])
+        part["ufm_distance_to_code"] = xr.DataArray(np.asarray(dist), dims=["ufm_tau"], attrs={
+            "long_name": "RMS distance per vector of the UFM classifier to the best softmax code after the best "
+                         "rotation/reflection and relabelling", "units": "1"})
+        part.attrs = {}
+        parts.append(part.expand_dims(d=[d], K=[K]))
     if not parts:
         return xr.Dataset()
-    return xr.merge(parts, join="outer", compat="no_conflicts", combine_attrs="drop")
+    attrs = {v: dict(parts[0][v].attrs) for v in parts[0].variables}
+    out = xr.merge(parts, join="outer", compat="no_conflicts", combine_attrs="drop")
+    for v, a in attrs.items():
+        if v in out.variables:
+            out[v].attrs = a
+    return out
 
 
 def _trained(features: dict, runs: dict, metrics: xr.Dataset, codes_ds: xr.Dataset, best_codes):
-    from .codes import align_to_code
+    from .codes.compare import code_distance
 
     per_run, grams = [], {}
     for run_id, path in features.items():
@@ -154,17 +166,17 @@ def _trained(features: dict, runs: dict, metrics: xr.Dataset, codes_ds: xr.Datas
         sel = {k: coords[k] for k in RUN_DIMS}
         gnc2 = float(metrics["gnc2"].sel(**sel).dropna("epoch").isel(epoch=-1))
         value = float(codes_ds["softmax_value"].sel(d=d, K=K)) if (d, K) in best_codes else np.nan
-        dist = align_to_code(W, best_codes[(d, K)])[0] if (d, K) in best_codes else np.nan
+        dist = code_distance(W, best_codes[(d, K)]) if (d, K) in best_codes else np.nan
         ds = xr.Dataset({
             "gnc2_fraction": xr.DataArray(gnc2 / value if value == value else np.nan, attrs={
                 "long_name": "GNC2 of the final classifier / best softmax-code value", "units": "1"}),
             "code_distance": xr.DataArray(dist, attrs={
-                "long_name": "distance of the final normalized classifier to the nearest softmax code "
-                             "(up to rotation/reflection and relabeling)", "units": "1"}),
+                "long_name": "RMS distance per vector of the final normalized classifier to the best softmax code "
+                             "after the best rotation/reflection and relabelling", "units": "1"}),
         })
         per_run.append(with_run_coords(ds, coords))
         group = tuple(coords[k] for k in RUN_DIMS if k != "seed")
-        Wn = _unit(W)
+        Wn = W / np.linalg.norm(W, axis=1, keepdims=True)
         grams.setdefault(group, []).append((coords["seed"], Wn @ Wn.T, list(f["class_name"].values)))
     out = combine_runs(per_run) if per_run else xr.Dataset()
     # assignment: the first small-K grid point trained with several seeds
@@ -174,17 +186,20 @@ def _trained(features: dict, runs: dict, metrics: xr.Dataset, codes_ds: xr.Datas
         g = multi[0]
         entries = sorted(grams[g], key=lambda e: e[0])
         K = len(entries[0][2])
-        gram = xr.DataArray(np.stack([e[1] for e in entries]), dims=("seed", "k", "k2"),
-                            coords={"seed": [e[0] for e in entries], "k": np.arange(K), "k2": np.arange(K)},
-                            attrs={"long_name": "cosine between normalized classifier rows at the final epoch",
-                                   "units": "1"})
+        one = {"units": "1"}
+        gram = xr.Dataset(
+            {"gram": (("seed", "k", "k2"), np.stack([e[1] for e in entries]),
+                      {"long_name": "cosine between normalized classifier rows at the final epoch", **one})},
+            coords={"seed": ("seed", [e[0] for e in entries], {"long_name": "random seed of the run", **one}),
+                    "k": ("k", np.arange(K), {"long_name": "class index", **one}),
+                    "k2": ("k2", np.arange(K), {"long_name": "class index (second)", **one}),
+                    "class_name": ("k", np.asarray(entries[0][2]).astype(str),
+                                   {"long_name": "class name", "units": "1"})})
         gram = gram.expand_dims(dataset=[g[RUN_DIMS.index("dataset")]], arch=[g[RUN_DIMS.index("arch")]])
-        gram_ds = gram.to_dataset(name="gram").assign_coords(
-            class_name=("k", np.asarray(entries[0][2]).astype(str)))
         attrs = dict(out.attrs)
-        var_attrs = {v: dict(out[v].attrs) for v in out.data_vars}
-        var_attrs["gram"] = dict(gram.attrs)
-        out = xr.merge([out, gram_ds], join="outer", compat="no_conflicts", combine_attrs="drop")
+        var_attrs = {v: dict(out[v].attrs) for v in out.variables}
+        var_attrs.update({v: dict(gram[v].attrs) for v in gram.variables if v not in ("dataset", "arch")})
+        out = xr.merge([out, gram], join="outer", compat="no_conflicts", combine_attrs="drop")
         for v, a in var_attrs.items():
             out[v].attrs = a
         out.attrs = attrs
@@ -192,22 +207,36 @@ def _trained(features: dict, runs: dict, metrics: xr.Dataset, codes_ds: xr.Datas
     return out
 
 
-def build_codes_file(*, tammes, softmax, ufm, metrics, features: dict, runs: dict, out) -> xr.Dataset:
-    from . import codes
-
-    tammes_sols = [codes.load_solution(p) for p in tammes]
-    softmax_sols = [codes.load_solution(p) for p in softmax]
-    codes_ds, best = _code_tables(tammes_sols, softmax_sols)
+def build_codes_file(*, refined, ufm, metrics, features: dict, runs: dict, out) -> xr.Dataset:
+    """Assemble ``results/codes.nc`` (see the module docstring) and write it atomically."""
+    codes_ds, best = _code_tables([open_netcdf(p) for p in refined])
     m = open_netcdf(metrics)
     parts = [codes_ds, _ufm_table(ufm, best), _trained(features, runs, m, codes_ds, best)]
     ds = xr.merge([p for p in parts if len(p.data_vars)], join="outer", compat="no_conflicts",
                   combine_attrs="drop")
-    if "gram" in ds and "k2" in ds.dims:
-        ds = ds.reindex(k2=ds["k"].values)  # square (k, k2): k was padded to the longest code by the merge
     for p in parts:
-        for v in p.data_vars:
-            ds[v].attrs = dict(p[v].attrs)
+        for v in p.variables:
+            if v in ds.variables and p[v].attrs:
+                ds[v].attrs = dict(p[v].attrs)
+    for c in ds.coords:  # label coordinates (variant, dataset, arch) are dimensionless too
+        ds[c].attrs.setdefault("units", "1")
     ds.attrs = {**provenance(stage="codes"), **codes_ds.attrs, **parts[2].attrs}
     ds.attrs.update(merge_dataset_attrs(m.attrs))
     write_netcdf(ds, out)
     return ds
+
+
+def verdict_lines(ds: xr.Dataset) -> list[str]:
+    """One line per (d, K) of ``codes.nc``: verdict, Tammes angle against the best known, softmax value."""
+    verdicts = ds["verdict"].attrs["flag_meanings"].split()
+    known = ds["best_known_status"].attrs["flag_meanings"].split()
+    out = []
+    for d in ds["d"].values:
+        for K in ds["K"].values:
+            v = int(ds["verdict"].sel(d=d, K=K))
+            if v >= 0:
+                at = {"d": d, "K": K}
+                out.append(f"(d={d}, K={K}): {verdicts[v]}; Tammes {float(ds['tammes_angle'].sel(at)):.9f} deg "
+                           f"(vs the best known: {known[int(ds['best_known_status'].sel(at))].replace('_', ' ')}), "
+                           f"softmax rho_ovr {float(ds['softmax_value'].sel(at)):.10f}")
+    return out

@@ -1,5 +1,6 @@
-# Softmax codes, Tammes codes and the UFM tau -> 0 study for every (d, K) of the grid, then the
-# comparison with what training produced.
+# Softmax codes, Tammes codes and the UFM tau -> 0 study for every (d, K) of the grid; per (d, K) a
+# cross-polish of both codes and the trained classifiers (the verdict same / differ / undecided), then
+# the comparison with what training produced.
 
 
 rule solve_code:
@@ -24,6 +25,8 @@ rule solve_code:
 
 
 rule ufm:
+    input:
+        softmax=f"{OUT}/codes/softmax/d{{d}}-K{{K}}.nc",
     output:
         f"{OUT}/codes/ufm/d{{d}}-K{{K}}.nc",
     params:
@@ -41,10 +44,38 @@ rule ufm:
         "../scripts/ufm.py"
 
 
+def final_features_at(wildcards):
+    """Final-checkpoint features (with the classifier W) of the trained runs at this (d, K)."""
+    d, K = int(wildcards.d), int(wildcards.K)
+    return {r: p for r, p in final_features().items() if (RUNS[r].d, RUNS[r].K) == (d, K)}
+
+
+rule refine_code:
+    input:
+        tammes=f"{OUT}/codes/tammes/d{{d}}-K{{K}}.nc",
+        softmax=f"{OUT}/codes/softmax/d{{d}}-K{{K}}.nc",
+        trained=lambda wc: list(final_features_at(wc).values()),
+    output:
+        f"{OUT}/codes/refined/d{{d}}-K{{K}}.nc",
+    params:
+        options={k: config["codes"][k] for k in ("time_budget",)},
+        trained=final_features_at,
+        code=code_fingerprint("refine_code"),
+    log:
+        f"{OUT}/logs/codes/refine-d{{d}}-K{{K}}.log",
+    conda:
+        "../../envs/gnc.yaml"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    script:
+        "../scripts/refine_code.py"
+
+
 rule compare_codes:
     input:
-        tammes=[f"{OUT}/codes/tammes/d{d}-K{K}.nc" for d, K in CODE_GRID],
-        softmax=[f"{OUT}/codes/softmax/d{d}-K{K}.nc" for d, K in CODE_GRID],
+        refined=[f"{OUT}/codes/refined/d{d}-K{K}.nc" for d, K in CODE_GRID],
         ufm=[f"{OUT}/codes/ufm/d{d}-K{K}.nc" for d, K in CODE_GRID],
         metrics=f"{OUT}/metrics.nc",
         features=list(final_features().values()),

@@ -5,7 +5,9 @@ from gnc.jobs import job
 
 with job(snakemake) as log:  # noqa: F821
     ds = comparison.build_codes_file(
-        tammes=snakemake.input.tammes, softmax=snakemake.input.softmax, ufm=snakemake.input.ufm,
+        refined=snakemake.input.refined, ufm=snakemake.input.ufm,
         metrics=snakemake.input.metrics, features=snakemake.params.features, runs=snakemake.params.runs,
         out=snakemake.output[0])
     log.info("codes: %s", dict(ds.sizes))
+    for line in comparison.verdict_lines(ds):
+        log.info("%s", line)

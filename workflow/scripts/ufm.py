@@ -1,4 +1,5 @@
-"""Snakemake job: the unconstrained-feature model over a grid of tau for one (d, K)."""
+"""Snakemake job: the unconstrained-feature model over a grid of tau for one (d, K), each tau run to
+convergence and probed from the softmax code."""
 import numpy as np
 import xarray as xr
 
@@ -10,13 +11,15 @@ from gnc.provenance import provenance
 with job(snakemake) as log:  # noqa: F821
     d, K = int(snakemake.wildcards.d), int(snakemake.wildcards.K)
     opts = snakemake.params.options
-    sweep, sols = codes.ufm_tau_sweep(d, K, opts["ufm_n"], opts["ufm_tau"], seed=opts["seed"],
-                                      steps=opts["ufm_steps"])
-    ds = sweep.rename({v: f"ufm_{v}" for v in sweep.data_vars})
-    ds["ufm_W"] = xr.DataArray(np.stack([s.W for s in sols]), dims=("tau", "k", "component"),
+    ref = codes.load_solution(snakemake.input.softmax)
+    ds, sols = codes.ufm_tau_sweep(d, K, opts["ufm_n"], opts["ufm_tau"], reference=ref, seed=opts["seed"],
+                                   steps=opts["ufm_steps"], max_rounds=codes.ufm.MAX_ROUNDS)
+    ds["ufm_W"] = xr.DataArray(np.stack([s.W for s in sols]), dims=("ufm_tau", "code_row", "component"),
                                attrs={"long_name": "UFM classifier rows (unit vectors)", "units": "1"})
-    ds["ufm_ovr"].attrs.setdefault("units", "1")
     ds.attrs.update(provenance(stage="ufm", options=dict(opts)))
     write_netcdf(ds, snakemake.output[0])
-    for t, s in zip(opts["ufm_tau"], sols):
-        log.info("ufm d=%d K=%d tau=%g: ovr %.6f min angle %.3f deg", d, K, t, s.ovr, s.min_angle_deg)
+    for i, t in enumerate(ds["ufm_tau"].values):
+        r = ds.isel(ufm_tau=i)
+        log.info("ufm d=%d K=%d tau=%g: ovr %.6f (%.4f of the code), %d steps, converged %d, probe from the code: "
+                 "ovr %.6f, stuck %d", d, K, t, r.ufm_ovr, r.ufm_ovr_ratio, r.ufm_steps, r.ufm_converged,
+                 r.ufm_probe_ovr, r.ufm_stuck)

@@ -1,4 +1,4 @@
-"""Spherical codes (issue #5): Tammes and softmax-code solvers, the paper's HardMax baseline, the
+"""Spherical codes: Tammes and softmax-code solvers, the paper's HardMax baseline, the
 spherical unconstrained feature model, a solution store and trained-vs-code comparisons.
 
 Public API::
@@ -10,20 +10,22 @@ Public API::
     ufm_tau_sweep(d, K, n, taus, ...) -> (xr.Dataset, [CodeSolution])
     CodeStore(root).get_or_solve(problem, d, K, ...)
     align_to_code(W_trained, W_code) -> (distance, perm, R)
+    code_distance(W, code)           -> RMS distance per vector up to rotation and relabelling
+    cross_refine(d, K, candidates)   -> CrossResult (both problems' best codes and the verdict)
     gram_neighbours(W, names)        -> pandas.DataFrame
-    codes_dataset(solutions)         -> xr.Dataset  (results/codes.nc)
     known.*                          closed-form codes, literature values, paper lines
 """
 
 from . import known
 from ._common import CodeSolution, max_cosine, min_angle_deg, normalize_rows
-from .compare import align_to_code, codes_dataset, gram_neighbours
+from .compare import align_to_code, code_distance, gram_neighbours
+from .cross import cross_refine
 from .hardmax import solve_hardmax
 from .softmax import solve_softmax_code
 from .store import CodeStore, load_solution, save_solution
 from .tammes import solve_tammes
 from .ufm import solve_ufm, ufm_tau_sweep
 
-__all__ = ["CodeSolution", "CodeStore", "align_to_code", "codes_dataset", "gram_neighbours", "known",
+__all__ = ["CodeSolution", "CodeStore", "align_to_code", "code_distance", "cross_refine", "gram_neighbours", "known",
            "load_solution", "max_cosine", "min_angle_deg", "normalize_rows", "save_solution", "solve_hardmax",
            "solve_softmax_code", "solve_tammes", "solve_ufm", "ufm_tau_sweep"]

@@ -1,4 +1,4 @@
-"""Comparisons between codes: alignment up to symmetry, neighbour structure, the codes dataset.
+"""Comparisons between codes: alignment up to symmetry, the distance between codes, neighbour structure.
 
 ``align_to_code(W_trained, W_code)`` finds the relabelling ``perm`` and the orthogonal matrix ``R``
 (rotation or reflection) minimising ``|| W_trained - W_code[perm] @ R ||_F`` (rows normalised):
@@ -22,13 +22,12 @@ result is a good local optimum, not a certified global one.  With ``signed=False
 from __future__ import annotations
 
 import itertools
-import json
-from typing import Iterable, Sequence
+from typing import Sequence
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from ._common import CodeSolution, normalize_rows
+from ._common import normalize_rows
 
 
 def _procrustes(A: np.ndarray, B: np.ndarray) -> np.ndarray:
@@ -74,9 +73,8 @@ def align_to_code(W_trained: np.ndarray, W_code: np.ndarray, *, starts: int = 32
 
     Returns ``(distance, perm, R)`` with ``distance = ||W_t - S W_c[perm] R||_F`` where W_t, W_c are
     row-normalised, ``R`` is (d, d) orthogonal and ``S`` = identity (``signed=True``) or the
-    diagonal of per-row signs (``signed=False``, also returned folded into ``perm`` as
-    ``perm_signs`` in ``align_to_code.last_signs``).  ``distance / sqrt(K)`` is the RMS
-    per-vector distance.
+    diagonal of per-row signs (``signed=False``).  ``distance / sqrt(K)`` is the RMS per-vector
+    distance (:func:`code_distance`).
     """
     A = normalize_rows(W_trained)
     B = normalize_rows(W_code)
@@ -85,7 +83,6 @@ def align_to_code(W_trained: np.ndarray, W_code: np.ndarray, *, starts: int = 32
     K, d = A.shape
     if K <= exhaustive_max_K and (signed or K <= 5):
         best = _align_exhaustive(A, B, signed)
-        align_to_code.last_signs = best[3]
         return best[0], np.asarray(best[1], dtype=np.int64), best[2]
     rng = np.random.default_rng(seed)
     best = (np.inf, None, None, None)
@@ -118,8 +115,14 @@ def align_to_code(W_trained: np.ndarray, W_code: np.ndarray, *, starts: int = 32
         out = run(**c)
         if out[0] < best[0]:
             best = out
-    align_to_code.last_signs = best[3]
     return best[0], np.asarray(best[1], dtype=np.int64), best[2]
+
+
+def code_distance(W: np.ndarray, code: np.ndarray, **kwargs) -> float:
+    """The study's one distance between two codes: RMS distance per vector after the best
+    rotation/reflection and relabelling, ``align_to_code(W, code)[0] / sqrt(K)`` (0 = the same code;
+    2 = antipodal).  ``kwargs`` go to :func:`align_to_code`."""
+    return float(align_to_code(W, code, **kwargs)[0] / np.sqrt(np.shape(W)[0]))
 
 
 def gram_neighbours(W: np.ndarray, names: Sequence[str] | None = None, k: int | None = None):
@@ -152,98 +155,3 @@ def gram_neighbours(W: np.ndarray, names: Sequence[str] | None = None, k: int | 
                          "angle_deg": float(np.degrees(np.arccos(np.clip(c, -1, 1)))),
                          "mutual": i in nearest[j], "farthest": bool(j == farthest[i])})
     return pd.DataFrame(rows)
-
-
-def _best_by_key(solutions: Iterable[CodeSolution]) -> dict:
-    best: dict = {}
-    for s in solutions:
-        key = (s.problem, int(s.d), int(s.K))
-        if key not in best or s.value > best[key].value:
-            best[key] = s
-    return best
-
-
-def codes_dataset(solutions: Iterable[CodeSolution], *, tol: float = 1e-6, attrs: dict | None = None):
-    """Assemble Tammes and softmax codes into one ``xr.Dataset`` (``results/codes.nc``).
-
-    Dims ``d``, ``K`` (all values present), ``k`` (row index, up to max K) and ``component``
-    (up to max d); arrays are NaN-padded where a (d, K) pair is absent or smaller.
-
-    Variables: ``tammes_code``, ``softmax_code`` (d, K, k, component); per (d, K):
-    ``tammes_angle`` (deg), ``tammes_ovr``, ``tammes_rattlers``, ``softmax_value`` (exact rho_ovr),
-    ``softmax_min_angle`` (deg), ``softmax_lower_bound``, ``softmax_rattlers``,
-    ``ovr_difference = softmax_value - tammes_ovr``, ``angle_difference = tammes_angle -
-    softmax_min_angle`` and ``conjecture_holds`` (1 where |ovr_difference| <= tol, 0 where not,
-    NaN where either code is missing).  Attribute ``conjecture_differs`` lists every "(d,K)" where
-    the Tammes code's one-vs-rest distance differs from the softmax value by more than ``tol``.
-    When several solutions share a key the best value is kept.  Other problems (hardmax, ufm)
-    are stored as ``<problem>_value`` (d, K).
-    """
-    import xarray as xr
-
-    best = _best_by_key(solutions)
-    if not best:
-        raise ValueError("no solutions")
-    ds_ = sorted({k[1] for k in best})
-    Ks = sorted({k[2] for k in best})
-    nk, nc = max(Ks), max(ds_)
-    di = {d: i for i, d in enumerate(ds_)}
-    ki = {K: i for i, K in enumerate(Ks)}
-    shape2 = (len(ds_), len(Ks))
-    nan2 = lambda: np.full(shape2, np.nan)  # noqa: E731
-    codes = {p: np.full(shape2 + (nk, nc), np.nan) for p in ("tammes", "softmax")}
-    v = {name: nan2() for name in ("tammes_angle", "tammes_ovr", "tammes_rattlers", "tammes_seconds",
-                                    "softmax_value", "softmax_min_angle", "softmax_lower_bound",
-                                    "softmax_rattlers", "softmax_seconds")}
-    others: dict[str, np.ndarray] = {}
-    meta: dict[str, dict] = {}
-    for (p, d, K), s in best.items():
-        i, j = di[d], ki[K]
-        meta[f"{p}:d{d}:K{K}"] = {"seed": s.seed, "settings": s.settings, "certificate": s.certificate}
-        if p in codes:
-            codes[p][i, j, :K, :d] = s.W
-        if p == "tammes":
-            v["tammes_angle"][i, j] = s.min_angle_deg
-            v["tammes_ovr"][i, j] = s.ovr
-            v["tammes_rattlers"][i, j] = len(s.rattlers)
-            v["tammes_seconds"][i, j] = s.seconds
-        elif p == "softmax":
-            v["softmax_value"][i, j] = s.value
-            v["softmax_min_angle"][i, j] = s.min_angle_deg
-            v["softmax_lower_bound"][i, j] = s.certificate.get("lower_bound", np.nan)
-            v["softmax_rattlers"][i, j] = len(s.rattlers)
-            v["softmax_seconds"][i, j] = s.seconds
-        else:
-            others.setdefault(f"{p}_value", nan2())[i, j] = s.value
-    diff = v["softmax_value"] - v["tammes_ovr"]
-    holds = np.where(np.isnan(diff), np.nan, (np.abs(diff) <= tol).astype(float))
-    differs = [f"({ds_[i]},{Ks[j]})" for i, j in zip(*np.nonzero(holds == 0.0))]
-    units = {"tammes_angle": "degree", "softmax_min_angle": "degree", "tammes_seconds": "s", "softmax_seconds": "s"}
-    data = {
-        "tammes_code": xr.DataArray(codes["tammes"], dims=("d", "K", "k", "component")),
-        "softmax_code": xr.DataArray(codes["softmax"], dims=("d", "K", "k", "component")),
-    }
-    for name, arr in {**v, **others}.items():
-        data[name] = xr.DataArray(arr, dims=("d", "K"), attrs={"units": units[name]} if name in units else {})
-    data["ovr_difference"] = xr.DataArray(diff, dims=("d", "K"),
-                                          attrs={"long_name": "softmax_value - tammes_ovr"})
-    data["angle_difference"] = xr.DataArray(v["tammes_angle"] - v["softmax_min_angle"], dims=("d", "K"),
-                                            attrs={"units": "degree"})
-    data["conjecture_holds"] = xr.DataArray(holds, dims=("d", "K"), attrs={
-        "long_name": "Tammes code's min one-vs-rest distance equals the softmax-code value (within tol)",
-        "tol": tol})
-    out = xr.Dataset(data, coords={"d": ds_, "K": Ks, "k": np.arange(nk), "component": np.arange(nc)})
-    out.attrs.update({"conjecture_tol": tol, "conjecture_differs": json.dumps(differs),
-                      "solutions": json.dumps(meta, default=_jsonable, sort_keys=True)})
-    if attrs:
-        out.attrs.update(attrs)
-    return out
-
-
-def _jsonable(o):
-    from ..io import _json_default
-
-    try:
-        return _json_default(o)
-    except TypeError:
-        return str(o)

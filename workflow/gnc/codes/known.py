@@ -161,6 +161,52 @@ def known_tammes_angle(d: int, K: int) -> float | None:
     return table.get((d, K))
 
 
+#: where each closed-form Tammes optimum of :func:`known_tammes_angle` is proved
+_TAMMES_PROOFS = {(3, 12): "icosahedron, proved optimal by Fejes Toth (1943)",
+                  (3, 24): "snub cube, proved optimal by Robinson (1961)",
+                  (4, 24): "24-cell, proved optimal by Musin (2008)",
+                  (4, 120): "600-cell, proved optimal by Andreev (1999)",
+                  (8, 240): "E8 roots, proved optimal by Levenshtein (1979)"}
+
+#: a Tammes code "matches" the best known angle when it is within this many degrees (the R^3 table's
+#: chords are consistent with angles rounded to 1e-7 degree)
+BEST_KNOWN_TOL_DEG = 1e-6
+
+
+def best_known_tammes(d: int, K: int) -> tuple[float, str] | None:
+    """Best known Tammes angle (degrees) for (d, K) with its source, or None when the package holds no
+    table for (d, K): closed forms (simplex and K <= 2d by Rankin 1955, d = 2, the codes of
+    ``_TAMMES_PROOFS``) and the R^3 table of :func:`tammes_records` (N <= 60, sources in its header)."""
+    if K <= d + 1:
+        return known_tammes_angle(d, K), "regular simplex, proved optimal by Rankin (1955)"
+    if K <= 2 * d:
+        return 90.0, "orthoplex subset, proved optimal by Rankin (1955)"
+    if d == 2:
+        return 360.0 / K, "regular K-gon (trivially optimal)"
+    if (d, K) in _TAMMES_PROOFS:
+        return known_tammes_angle(d, K), _TAMMES_PROOFS[(d, K)]
+    if d == 3:
+        rec = tammes_records().get(K)
+        if rec is not None:
+            return rec["angle_deg"], (f"Sloane-Hardin-Smith tables of spherical codes (R^3, N = {K}, {rec['status']}), "
+                                      "package file gnc/codes/data/tammes_records_d3.csv")
+    return None
+
+
+def compare_with_best_known(d: int, K: int, angle: float) -> tuple[str, float, str]:
+    """``(status, best known angle, source)`` with status ``matches`` / ``beats`` / ``trails`` (within
+    :data:`BEST_KNOWN_TOL_DEG`) or ``no table available`` (angle NaN)."""
+    ref = best_known_tammes(d, K)
+    if ref is None:
+        return "no table available", float("nan"), "no table of best-known codes for this (d, K) in the package"
+    best, source = ref
+    if angle > best + BEST_KNOWN_TOL_DEG:
+        return "beats", best, source
+    if angle < best - BEST_KNOWN_TOL_DEG:
+        return "trails", best, source
+    return "matches", best, source
+
+
 def known_softmax_value(d: int, K: int) -> float | None:
     """Softmax-code optimum where the GNC paper proves it (docs/methods.md §10), else None."""
     if K <= d + 1:

@@ -11,6 +11,7 @@ HardMax solutions, whose W is a softmax code (docs/methods.md §4):
 
 from __future__ import annotations
 
+import math
 import time
 
 import numpy as np
@@ -25,15 +26,45 @@ def ufm_labels(K: int, n: int) -> np.ndarray:
     return np.repeat(np.arange(K), n)
 
 
+def log_mean_ce(Wn: torch.Tensor, Hn: torch.Tensor, y: torch.Tensor, tau: float) -> torch.Tensor:
+    """log of the mean cross-entropy of the cosine logits ``Hn Wn^T / tau``, accurate when the loss is tiny.
+
+    Per sample, ``CE = log(1 + sum_{j != y} exp(m_j))`` with ``m_j = (cos_j - cos_y) / tau``; it is
+    computed as softplus(logsumexp_j m_j) and its log as that exponent itself once it is below -30
+    (``log1p(e^s) = e^s`` to float64 precision), so neither the loss (below the resolution of
+    ``log(sum exp(z)) - z_y`` once it drops under ~1e-15) nor its gradient is lost.
+    """
+    Z = (Hn @ Wn.T) / tau
+    M = Z - Z.gather(1, y[:, None])
+    M = M.masked_fill(torch.nn.functional.one_hot(y, Z.shape[1]).bool(), float("-inf"))
+    s = torch.logsumexp(M, dim=1)
+    log_ce = torch.where(s < -30, s, torch.log(F.softplus(torch.clamp(s, min=-30))))
+    return torch.logsumexp(log_ce, dim=0) - math.log(len(y))
+
+
+#: a UFM run has stopped changing when one more round of steps moves rho_ovr(W) by at most this
+#: (absolute) and the log of the loss by at most ``LOGLOSS_TOL``
+OVR_TOL = 1e-6
+LOGLOSS_TOL = 1e-3
+#: rounds of steps the workflow allows each tau
+MAX_ROUNDS = 4
+
+
 def solve_ufm(d: int, K: int, n: int, tau: float, *, steps: int = 2000, lr: float = 0.05,
               optimizer: str = "adam", seed: int = 0, device: str = "cpu", dtype=torch.float64,
               init: np.ndarray | None = None, init_H: np.ndarray | None = None, lr_decay: bool = True,
-              evaluate_ovr: bool = True) -> CodeSolution:
+              max_rounds: int = 1, evaluate_ovr: bool = True) -> CodeSolution:
     """Train the spherical UFM at temperature ``tau``; ``W`` is the classifier, ``H`` the (K n, d) features.
 
-    ``value`` = exact rho_ovr(W).  ``certificate`` holds the final loss, the within-class feature
-    variability (mean 1 - cos(h, class mean direction)) and the self-duality error
-    (mean 1 - cos(w_k, class mean of class k)).
+    The steps minimise the log of the mean cross-entropy (:func:`log_mean_ce`; same minimisers as the
+    loss, but a gradient that does not vanish as tau -> 0: on the loss itself it falls below Adam's
+    eps at tau = 0.02 and the iterates freeze).  Rounds of ``steps`` steps (each with its own cosine
+    learning-rate decay) repeat until a round changes rho_ovr(W) by at most ``OVR_TOL`` and the log
+    loss by at most ``LOGLOSS_TOL`` (``certificate["converged"]``), at most ``max_rounds`` times.
+
+    ``value`` = exact rho_ovr(W).  ``certificate`` holds the final loss, the rounds run, the last
+    round's changes, the within-class feature variability (mean 1 - cos(h, class mean direction))
+    and the self-duality error (mean 1 - cos(w_k, class mean of class k)).
     """
     t_start = time.perf_counter()
     dev = torch_device(device)
@@ -48,30 +79,49 @@ def solve_ufm(d: int, K: int, n: int, tau: float, *, steps: int = 2000, lr: floa
     V.requires_grad_(True)
     Hf.requires_grad_(True)
     y = torch.as_tensor(ufm_labels(K, n), device=dev)
-    if optimizer == "adam":
-        opt = torch.optim.Adam([V, Hf], lr=lr)
-    elif optimizer == "sgd":
-        opt = torch.optim.SGD([V, Hf], lr=lr, momentum=0.9)
-    else:
-        raise ValueError(f"unknown optimizer {optimizer!r}")
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps) if lr_decay else None
-    loss = torch.tensor(float("nan"))
-    for _ in range(steps):
-        Wn = F.normalize(V, dim=1)
-        Hn = F.normalize(Hf, dim=1)
-        loss = F.cross_entropy(Hn @ Wn.T / tau, y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        if sched is not None:
-            sched.step()
+
+    def objective():
+        return log_mean_ce(F.normalize(V, dim=1), F.normalize(Hf, dim=1), y, tau)
+
+    def ovr_now():
+        res = exact_ovr(normalize_rows(V.detach().cpu().numpy().astype(np.float64))) if evaluate_ovr else None
+        return float("nan") if res is None else float(res.value)
+
+    with torch.no_grad():
+        prev_log = float(objective())
+    prev_ovr = ovr_now()
+    rounds, converged, d_ovr, d_log = 0, False, float("nan"), float("nan")
+    while rounds < max(int(max_rounds), 1):
+        if optimizer == "adam":
+            opt = torch.optim.Adam([V, Hf], lr=lr)
+        elif optimizer == "sgd":
+            opt = torch.optim.SGD([V, Hf], lr=lr, momentum=0.9)
+        else:
+            raise ValueError(f"unknown optimizer {optimizer!r}")
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps) if lr_decay else None
+        for _ in range(steps):
+            loss = objective()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            if sched is not None:
+                sched.step()
+            with torch.no_grad():
+                V /= V.norm(dim=1, keepdim=True)
+                Hf /= Hf.norm(dim=1, keepdim=True)
+        rounds += 1
         with torch.no_grad():
-            V /= V.norm(dim=1, keepdim=True)
-            Hf /= Hf.norm(dim=1, keepdim=True)
+            cur_log = float(objective())
+        cur_ovr = ovr_now()
+        d_ovr, d_log = abs(cur_ovr - prev_ovr), abs(cur_log - prev_log)
+        prev_ovr, prev_log = cur_ovr, cur_log
+        if d_ovr <= OVR_TOL and d_log <= LOGLOSS_TOL:
+            converged = True
+            break
     with torch.no_grad():
         Wn = F.normalize(V, dim=1)
         Hn = F.normalize(Hf, dim=1)
-        final_loss = float(F.cross_entropy(Hn @ Wn.T / tau, y))
+        log_loss = float(log_mean_ce(Wn, Hn, y, tau))
     W = normalize_rows(Wn.detach().cpu().numpy().astype(np.float64))
     H = normalize_rows(Hn.detach().cpu().numpy().astype(np.float64))
     labels = ufm_labels(K, n)
@@ -81,31 +131,37 @@ def solve_ufm(d: int, K: int, n: int, tau: float, *, steps: int = 2000, lr: floa
     self_dual = float(np.mean(1.0 - np.einsum("kd,kd->k", W, mdir)))
     res = exact_ovr(W) if evaluate_ovr else None
     of = ovr_fields(res)
-    cert = {"loss": final_loss, "feature_variability": variability, "self_duality_error": self_dual}
+    cert = {"loss": math.exp(log_loss), "log_loss": log_loss, "feature_variability": variability,
+            "self_duality_error": self_dual, "rounds": rounds, "steps": rounds * steps, "converged": converged,
+            "last_round_ovr_change": d_ovr, "last_round_log_loss_change": d_log}
     cert.update({k: v for k, v in of.items() if k != "ovr"})
-    settings = dict(n=n, tau=tau, steps=steps, lr=lr, optimizer=optimizer, lr_decay=lr_decay, device=str(dev),
-                    dtype=str(dtype), labels="np.repeat(arange(K), n)")
+    settings = dict(n=n, tau=tau, steps=steps, max_rounds=max_rounds, lr=lr, optimizer=optimizer, lr_decay=lr_decay,
+                    device=str(dev), dtype=str(dtype), labels="np.repeat(arange(K), n)", objective="log mean CE")
     return CodeSolution(W=W, problem="ufm", d=d, K=K, value=float(of["ovr"]), min_angle_deg=min_angle_deg(W),
                         ovr=float(of["ovr"]), certificate=cert, settings=settings, seed=seed,
                         seconds=time.perf_counter() - t_start, H=H)
 
 
 def ufm_tau_sweep(d: int, K: int, n: int, taus, *, reference: CodeSolution | None = None, seed: int = 0,
-                  align_starts: int = 8, warm_start: bool = True, **kwargs):
-    """Run :func:`solve_ufm` for every tau; returns ``(xr.Dataset over tau, [CodeSolution])``.
+                  warm_start: bool = True, **kwargs):
+    """Run :func:`solve_ufm` for every tau; returns ``(xr.Dataset over ufm_tau, [CodeSolution])``.
 
     With ``warm_start`` (default) the taus are run from the largest to the smallest and each run
     starts from the previous solution (continuation in tau): at small tau the loss is nearly flat
     for correctly classified samples and a cold start stalls far from the optimum.
 
-    Variables: ``ovr`` (exact rho_ovr of W), ``min_angle``, ``loss``, ``feature_variability``,
-    ``self_duality_error`` and, with a ``reference`` code, ``ovr_gap = reference.value - ovr`` and
-    ``align_distance`` (Frobenius distance to the reference after the best rotation/reflection and
-    relabelling, :func:`gnc.codes.compare.align_to_code`, divided by sqrt(K)).
+    With a ``reference`` softmax code, every tau is also run from that code (``probe``: W = the
+    code, every feature of class k = w_k): when the probe ends at a lower loss than the
+    continuation, the continuation is stuck in a worse local minimum of the UFM at that tau
+    (``stuck`` = 1); when it ends at a higher or equal loss, the continuation's value is what the UFM
+    gives at that tau.  Both runs go to convergence (``converged``) or ``max_rounds``.
+
+    Variables (prefix ``ufm_``): ``ovr`` (exact rho_ovr of W), ``min_angle``, ``loss``,
+    ``feature_variability``, ``self_duality_error``, ``steps``, ``converged``,
+    ``last_round_ovr_change``, ``seconds``; with a reference also ``probe_ovr``, ``probe_loss``,
+    ``probe_converged``, ``stuck`` and ``ovr_ratio`` = ovr / reference value.
     """
     import xarray as xr
-
-    from .compare import align_to_code
 
     taus = [float(t) for t in taus]
     by_tau = {}
@@ -116,21 +172,42 @@ def ufm_tau_sweep(d: int, K: int, n: int, taus, *, reference: CodeSolution | Non
             kw.update(init=prev.W, init_H=prev.H)
         prev = by_tau[t] = solve_ufm(d, K, n, t, seed=seed, **kw)
     sols = [by_tau[t] for t in taus]
+    one = "1"
     data = {
-        "ovr": ("tau", [s.ovr for s in sols], {"long_name": "exact min one-vs-rest distance of W"}),
-        "min_angle": ("tau", [s.min_angle_deg for s in sols], {"units": "degree"}),
-        "loss": ("tau", [s.certificate["loss"] for s in sols]),
-        "feature_variability": ("tau", [s.certificate["feature_variability"] for s in sols]),
-        "self_duality_error": ("tau", [s.certificate["self_duality_error"] for s in sols]),
-        "seconds": ("tau", [s.seconds for s in sols], {"units": "s"}),
+        "ovr": ([s.ovr for s in sols], "exact min one-vs-rest distance of the UFM classifier W", one),
+        "min_angle": ([s.min_angle_deg for s in sols], "minimum pairwise angle of the UFM classifier W", "degree"),
+        "loss": ([s.certificate["loss"] for s in sols], "final mean cross-entropy of the UFM", one),
+        "feature_variability": ([s.certificate["feature_variability"] for s in sols],
+                                "mean 1 - cos(feature, its class mean direction)", one),
+        "self_duality_error": ([s.certificate["self_duality_error"] for s in sols],
+                               "mean 1 - cos(w_k, class mean direction of class k)", one),
+        "steps": ([s.certificate["steps"] for s in sols], "optimizer steps run at this temperature", one),
+        "converged": ([int(s.certificate["converged"]) for s in sols],
+                      f"1 when the last round of steps changed rho_ovr by <= {OVR_TOL:g} and log loss by "
+                      f"<= {LOGLOSS_TOL:g}", one),
+        "last_round_ovr_change": ([s.certificate["last_round_ovr_change"] for s in sols],
+                                  "change of rho_ovr over the last round of steps", one),
+        "seconds": ([s.seconds for s in sols], "wall time of the UFM run", "s"),
     }
     attrs = {"d": d, "K": K, "n": n, "seed": seed, "warm_start": int(warm_start)}
     if reference is not None:
-        data["ovr_gap"] = ("tau", [reference.value - s.ovr for s in sols])
-        data["align_distance"] = ("tau", [align_to_code(s.W, reference.W, starts=align_starts, seed=seed)[0]
-                                          / np.sqrt(K) for s in sols])
+        code = normalize_rows(reference.W)
+        probes = [solve_ufm(d, K, n, t, seed=seed, init=code, init_H=np.repeat(code, n, axis=0), **kwargs)
+                  for t in taus]
+        data["probe_ovr"] = ([p.ovr for p in probes], "rho_ovr of the UFM run started at the softmax code", one)
+        data["probe_loss"] = ([p.certificate["loss"] for p in probes],
+                              "final mean cross-entropy of the UFM run started at the softmax code", one)
+        data["probe_converged"] = ([int(p.certificate["converged"]) for p in probes],
+                                   "1 when the run started at the softmax code converged", one)
+        data["stuck"] = ([int(p.certificate["log_loss"] < s.certificate["log_loss"] - LOGLOSS_TOL)
+                          for p, s in zip(probes, sols)],
+                         "1 when the run started at the softmax code reaches a lower loss: the continuation "
+                         "is in a worse local minimum", one)
+        data["ovr_ratio"] = ([s.ovr / reference.value for s in sols], "ufm_ovr / rho_ovr of the reference code", one)
         attrs["reference_value"] = float(reference.value)
         attrs["reference_problem"] = reference.problem
-    ds = xr.Dataset({k: xr.DataArray(v[1], dims=v[0], attrs=v[2] if len(v) > 2 else {}) for k, v in data.items()},
-                    coords={"tau": taus}, attrs=attrs)
+    ds = xr.Dataset({f"ufm_{k}": xr.DataArray(v[0], dims="ufm_tau", attrs={"long_name": v[1], "units": v[2]})
+                     for k, v in data.items()},
+                    coords={"ufm_tau": ("ufm_tau", taus, {"long_name": "UFM softmax temperature", "units": "1"})},
+                    attrs=attrs)
     return ds, sols

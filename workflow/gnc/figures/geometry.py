@@ -162,11 +162,17 @@ def fig_ufm_tau(codes, *, d=None, K=None, taus=None, style: Style | None = None)
     """Fig. 7 — the UFM τ → 0 study: ``ufm_ovr / softmax_value`` vs τ (log x, decreasing to the right;
     1 = the best softmax code), ``ufm_distance_to_code`` vs τ, and ``ufm_min_angle`` vs τ with the
     softmax code's min angle dashed. One colour per (d, K); any extra dims (e.g. seeds) are averaged
-    with a min–max band."""
+    with a min–max band.  Where ``codes.nc`` holds them, the ratio panel also shows the run started at
+    the softmax code (dotted, ``ufm_probe_ovr``), τ where the continuation is stuck in a worse local
+    minimum (``ufm_stuck``: red ring) and τ where it had not stopped changing (``ufm_converged`` = 0:
+    grey cross).  The UFM temperature is the coordinate ``ufm_tau`` (``tau`` in the CSV)."""
     import matplotlib as mpl
     from matplotlib.lines import Line2D
 
     sources = source_records(codes)
+    if codes is not None and "ufm_tau" in codes.dims:  # UFM variables and per-(d, K) references only
+        keep = [v for v in codes.data_vars if "ufm_tau" in codes[v].dims or set(codes[v].dims) <= {"d", "K"}]
+        codes = codes[keep].rename({"ufm_tau": "tau"})
     names = [v for v in UFM_VARS if codes is not None and v in codes.data_vars]
     if not names:
         return no_data_figure("ufm_tau", "codes.nc has no UFM variables (ufm_ovr, ufm_distance_to_code, "
@@ -236,6 +242,8 @@ def fig_ufm_tau(codes, *, d=None, K=None, taus=None, style: Style | None = None)
                 if (part["n"] > 1).any():
                     ax.fill_between(x, part["lower"].to_numpy(float), part["upper"].to_numpy(float), color=colors[s],
                                     alpha=0.18, linewidth=0)
+                if m == "ufm_ovr_ratio":
+                    _ufm_status_marks(ax, codes, s, colors[s])
                 if m == "ufm_min_angle":
                     ref = frame[(frame["metric"] == "softmax_min_angle") & (frame["d"] == s[0]) & (frame["K"] == s[1])]
                     if len(ref):
@@ -253,6 +261,14 @@ def fig_ufm_tau(codes, *, d=None, K=None, taus=None, style: Style | None = None)
                     ax.set_yscale("log")
         handles = [Line2D([], [], color=colors[s], marker="o", label=f"d = {s[0]}, K = {s[1]}") for s in settings]
         handles.append(Line2D([], [], color="black", linestyle="--", label="softmax code (best found)"))
+        if "ufm_probe_ovr" in codes.data_vars:
+            handles.append(Line2D([], [], color="0.3", linestyle=":", label="UFM started at the softmax code"))
+        if "ufm_stuck" in codes.data_vars:
+            handles.append(Line2D([], [], linestyle="none", marker="o", markersize=10, markerfacecolor="none",
+                                  markeredgecolor="red", label="stuck: the start at the code reaches a lower loss"))
+        if "ufm_converged" in codes.data_vars:
+            handles.append(Line2D([], [], linestyle="none", marker="x", color="0.4", markersize=8,
+                                  label="still changing after the last round"))
         if (frame["n"] > 1).any():
             from matplotlib.patches import Patch
 
@@ -264,6 +280,25 @@ def fig_ufm_tau(codes, *, d=None, K=None, taus=None, style: Style | None = None)
     return fig, frame
 
 
+def _ufm_status_marks(ax, codes, setting, color):
+    """Probe curve and stuck / not-converged markers of one (d, K) on the ratio panel."""
+    sm = _code_value(codes, "softmax_value", *setting)
+    if sm is None:
+        return
+    at = {"d": setting[0], "K": setting[1]}
+    if "ufm_probe_ovr" in codes.data_vars:
+        pr = codes["ufm_probe_ovr"].sel(at).dropna("tau")
+        ax.plot(pr["tau"].values, pr.values / sm, color=color, linestyle=":", linewidth=1.2)
+    ratio = codes["ufm_ovr"].sel(at) / sm
+    for var, bad, style in (("ufm_stuck", 1, dict(marker="o", markersize=10, markerfacecolor="none",
+                                                  markeredgecolor="red")),
+                            ("ufm_converged", 0, dict(marker="x", color="0.4", markersize=8))):
+        if var in codes.data_vars:
+            flag = codes[var].sel(at)
+            pts = ratio.where(flag == bad).dropna("tau")
+            ax.plot(pts["tau"].values, pts.values, linestyle="none", **style)
+
+
 def _code_value(codes, var: str, d, K):
     from .training import _code_reference
 
@@ -272,15 +307,38 @@ def _code_value(codes, var: str, d, K):
 
 # ----------------------------------------------------------------------------- fig 8: codes vs Tammes
 
-CODES_COLUMNS = ["metric", "d", "K", "value", "differs"]
+CODES_COLUMNS = ["metric", "d", "K", "value", "differs", "verdict"]
 CODE_VARS = ("softmax_value", "tammes_ovr", "softmax_min_angle", "tammes_angle")
+
+
+#: marker of each verdict on the gain panel
+VERDICT_MARKERS = {"same": dict(marker="o", markersize=10, markerfacecolor="none", markeredgecolor="black"),
+                   "differ": dict(marker="D", markersize=8, color="black"),
+                   "undecided": dict(marker="s", markersize=9, markerfacecolor="none", markeredgecolor="0.45")}
+
+
+def _verdicts(codes) -> dict:
+    """{(d, K): "same" | "differ" | "undecided"} from ``codes.verdict`` (flag values), {} when absent."""
+    if codes is None or "verdict" not in codes.data_vars:
+        return {}
+    v = codes["verdict"]
+    meanings = str(v.attrs.get("flag_meanings", "")).split()
+    out = {}
+    for dd in v["d"].values:
+        for kk in v["K"].values:
+            f = v.sel(d=dd, K=kk).values
+            if np.isfinite(f) and 0 <= int(f) < len(meanings):
+                out[(int(dd), int(kk))] = meanings[int(f)]
+    return out
 
 
 def fig_codes(codes, *, d=None, K=None, tol: float = 1e-3, style: Style | None = None):
     """Fig. 8 — best softmax code vs best Tammes code as functions of K, one colour per d: ρ_ovr of both
-    (solid softmax code, dashed Tammes; × the paper's line), the gain ``softmax_value − tammes_ovr``, and
-    both minimum angles. Circles mark (d, K) where |softmax_value − tammes_ovr| > ``tol`` (column
-    ``differs``). Extra dims of a variable (e.g. solver restarts) are reduced by their maximum."""
+    (solid softmax code, dashed Tammes drawn on top, so it shows where the two coincide; × the paper's
+    line), the gain ``softmax_value − tammes_ovr``, and both minimum angles.  The gain panel marks every
+    (d, K) with its verdict from ``codes.nc`` (``verdict``: same ○, differ ◆, undecided □; column
+    ``verdict``, ``differs`` = verdict is differ); a file without verdicts falls back to marking
+    |softmax_value − tammes_ovr| > ``tol``.  Extra dims of a variable are reduced by their maximum."""
     import matplotlib as mpl
     from matplotlib.lines import Line2D
 
@@ -292,7 +350,9 @@ def fig_codes(codes, *, d=None, K=None, tol: float = 1e-3, style: Style | None =
                               "tammes_angle", CODES_COLUMNS, sources=sources)
     sub, absent = select(codes, d=d, K=K)
     parts = []
-    notes = [f"Circles: |softmax_value − tammes_ovr| > {tol:g}"]
+    verdicts = _verdicts(codes)
+    notes = ["Markers: verdict per (d, K) (same / differ / undecided; evidence in codes.nc)" if verdicts else
+             f"Circles: |softmax_value − tammes_ovr| > {tol:g}"]
     for v in names:
         da, extra = reduce_extra(sub[v], keep=("d", "K"))
         if extra:
@@ -317,7 +377,7 @@ def fig_codes(codes, *, d=None, K=None, tol: float = 1e-3, style: Style | None =
             missing.append({"d": s[0], "K": s[1], "metrics": lacking})
         a, b = row.get("softmax_value", np.nan), row.get("tammes_ovr", np.nan)
         if pd.notna(a) and pd.notna(b):
-            differs[s] = bool(abs(a - b) > tol)
+            differs[s] = verdicts[s] == "differ" if s in verdicts else (not verdicts and bool(abs(a - b) > tol))
             gain_rows.append({"metric": "ovr_gain", "d": s[0], "K": s[1], "value": float(a - b)})
     frame = pd.concat([long, pd.DataFrame(gain_rows)], ignore_index=True)
     frame = frame[frame.apply(lambda r: (int(r["d"]), int(r["K"])) in set(settings), axis=1)]
@@ -325,6 +385,7 @@ def fig_codes(codes, *, d=None, K=None, tol: float = 1e-3, style: Style | None =
     frame["K"] = frame["K"].astype(int)
     frame["differs"] = [differs.get((int(a), int(b))) for a, b in zip(frame["d"], frame["K"])]
     frame["differs"] = frame["differs"].astype("boolean")
+    frame["verdict"] = [verdicts.get((int(a), int(b))) for a, b in zip(frame["d"], frame["K"])]
     frame = frame[CODES_COLUMNS].sort_values(["metric", "d", "K"]).reset_index(drop=True)
     style = style or Style.from_datasets(codes)
     dvals = sorted({s[0] for s in settings})
@@ -344,9 +405,18 @@ def fig_codes(codes, *, d=None, K=None, tol: float = 1e-3, style: Style | None =
                     part = frame[(frame["metric"] == m) & (frame["d"] == dd)].sort_values("K")
                     if not len(part):
                         continue
+                    # the solid line wide and light underneath, the dashed one on top: both visible where equal
                     ax.plot(part["K"].to_numpy(float), part["value"].to_numpy(float), color=col, linestyle=ls,
-                            marker="o" if ls == "-" else None, markersize=3.5)
-                    if m in ("softmax_value", "ovr_gain"):
+                            marker="o" if ls == "-" else None, markersize=3.5,
+                            linewidth=2.6 if ls == "-" else 1.3, alpha=0.55 if ls == "-" else 1.0,
+                            zorder=2 if ls == "-" else 3)
+                    if m == "ovr_gain" and verdicts:
+                        for v, mk in VERDICT_MARKERS.items():
+                            sel = part[part["verdict"] == v]
+                            if len(sel):
+                                ax.plot(sel["K"].to_numpy(float), sel["value"].to_numpy(float), linestyle="none",
+                                        zorder=4, **mk)
+                    elif m in ("softmax_value", "ovr_gain") and not verdicts:
                         dif = part[part["differs"].fillna(False).astype(bool)]
                         if len(dif):
                             ax.plot(dif["K"].to_numpy(float), dif["value"].to_numpy(float), linestyle="none",
@@ -376,8 +446,13 @@ def fig_codes(codes, *, d=None, K=None, tol: float = 1e-3, style: Style | None =
         handles = [Line2D([], [], color=style.d_color(dd), marker="o", label=f"d = {dd}") for dd in dvals]
         handles += [Line2D([], [], color="0.3", linestyle="-", label="softmax code"),
                     Line2D([], [], color="0.3", linestyle="--", label="Tammes code"),
-                    Line2D([], [], linestyle="none", marker="o", markersize=10, markerfacecolor="none",
-                           markeredgecolor="black", label=f"differ (> {tol:g})")]
+                    ]
+        if verdicts:
+            handles += [Line2D([], [], linestyle="none", label=f"verdict: {v}", **mk)
+                        for v, mk in VERDICT_MARKERS.items()]
+        else:
+            handles.append(Line2D([], [], linestyle="none", marker="o", markersize=10, markerfacecolor="none",
+                                  markeredgecolor="black", label=f"differ (> {tol:g})"))
         if (frame["metric"] == "paper_optimal").any():
             handles.append(Line2D([], [], linestyle="none", marker="x", color="0.25", label="paper's 'Optimal'"))
         add_figure_legend(fig, handles, title="feature dim.")
