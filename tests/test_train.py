@@ -436,7 +436,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _launch_ddp(spec, data, work, ckpt, world=2):
+def _launch_ddp(spec, data, work, ckpt, world=2, extra_args=()):
     """Start ``world`` ranks of ``python -m gnc.train`` with the environment torchrun would set."""
     port = _free_port()
     procs = []
@@ -446,7 +446,7 @@ def _launch_ddp(spec, data, work, ckpt, world=2):
                "MASTER_PORT": str(port),
                "PYTHONPATH": str(ROOT / "workflow") + os.pathsep + os.environ.get("PYTHONPATH", "")}
         cmd = [sys.executable, "-m", "gnc.train", "--spec", json.dumps(spec), "--data", str(data), "--work-dir",
-               str(work), f"--ckpt=2={ckpt}"]
+               str(work), f"--ckpt=2={ckpt}", *extra_args]
         procs.append(subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
     outputs = [p.communicate(timeout=240)[0] for p in procs]
     for p, o in zip(procs, outputs):

@@ -366,6 +366,15 @@ class Accel:
     def compiled(self, net: torch.nn.Module) -> torch.nn.Module:
         return torch.compile(net) if self.compile else net
 
+    @classmethod
+    def parse(cls, text: str) -> Accel:
+        """``"bf16,channels_last"`` -> Accel(bf16=True, channels_last=True); ``"none"`` -> fp32."""
+        names = {t.strip() for t in text.split(",") if t.strip() and t.strip() != "none"}
+        bad = names - {"bf16", "channels_last", "compile"}
+        if bad:
+            raise ValueError(f"unknown speed option(s) {sorted(bad)}; use bf16, channels_last, compile or none")
+        return cls(**{n: True for n in names})
+
     def label(self) -> str:
         on = [name for name in ("bf16", "channels_last", "compile") if getattr(self, name)]
         return " + ".join(on) if on else "fp32"
@@ -759,7 +768,8 @@ class _Trainer:
         y = torch.from_numpy(data.train_y).to(self.dev)
         self.identity = spec_identity(spec, data.manifest.get("checksum"), self.world, self.accel)
         self.lg.info(f"[{self.run_id}] {n} training images {list(self.in_shape)}, K={K}, device {self.dev}, "
-                     f"world {self.world}, threads {self.threads}, {self.accel.label()}, "
+                     f"world {self.world}{f' ({dist_backend(self.dev)})' if self.world > 1 else ''}, threads {self.threads}, "
+                     f"{self.accel.label()}, "
                      f"data loaded in {time.time() - t_load:.1f}s")
         return ResidentBatches.for_spec(x, y, spec, rank=self.rank, world=self.world,
                                         channels_last=self.accel.channels_last)
@@ -929,7 +939,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--device", default=None)
     ap.add_argument("--log", default=None, help="append the progress log to this file (default stderr)")
+    ap.add_argument("--accel", default=None, metavar="OPTS",
+                    help="speed options to use on any device, comma-separated from bf16, channels_last, compile "
+                         "('none': fp32); default: the spec's bf16/channels_last on CUDA, compile if set")
     args = ap.parse_args(argv)
+    accel = None if args.accel is None else Accel.parse(args.accel)
     text = args.spec if args.spec.lstrip().startswith("{") else Path(args.spec).read_text()
     spec = json.loads(text)
     out = {}
@@ -939,7 +953,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     fh = open(args.log, "a") if args.log else None  # noqa: SIM115
     try:
-        train_run(spec, args.data, args.work_dir, out, threads=args.threads, log=fh, device=args.device)
+        train_run(spec, args.data, args.work_dir, out, threads=args.threads, log=fh, device=args.device,
+                  accel=accel)
     except TrainingInterrupted as exc:
         print(exc, file=sys.stderr)
         if fh:
