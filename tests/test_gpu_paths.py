@@ -109,7 +109,7 @@ MLP_SPEC = {**{k: v for k, v in SPEC.items() if k != "width"}, "arch": "mlp", "a
 
 def test_torch_compile_mlp_equals_eager(data, tmp_path):
     """torch.compile (inductor, C++ on the CPU) of the training model, one epoch (7 steps) of an
-    MLP — about 15 s of compilation on an idle core; the SmallCNN version below is marked slow."""
+    MLP (13 s of CPU time here); the SmallCNN version below takes minutes and is marked slow."""
     import torch._dynamo
 
     torch._dynamo.reset()
