@@ -648,8 +648,9 @@ def train_run(spec: dict, data_folder, work_dir, out_ckpts: dict, *, threads: in
     world, rank, local_rank = _dist_env()
     dev = pick_device(device, local_rank)
     lg = _Logger(log) if rank == 0 else _Logger(logging.getLogger("gnc.train.rank%d" % rank), quiet=True)
-    trainer = _Trainer(spec, Path(data_folder), Path(work_dir), {int(k): Path(v) for k, v in out_ckpts.items()},
-                       lg, dev, world, rank, threads, accel or Accel.for_run(spec, dev))
+    trainer = _Trainer(spec, data_folder=Path(data_folder), work_dir=Path(work_dir),
+                       out_ckpts={int(k): Path(v) for k, v in out_ckpts.items()}, lg=lg, dev=dev, world=world,
+                       rank=rank, threads=threads, accel=accel or Accel.for_run(spec, dev))
     own_pg = _init_process_group(world, dev)
     try:
         with _sigterm_raises():
@@ -708,7 +709,7 @@ class _Trainer:
     """One training job: the run's data, model, optimizer, history and state store, and the steps
     of :meth:`run` (load, build, resume, train epochs, publish)."""
 
-    def __init__(self, spec, data_folder: Path, work_dir: Path, out_ckpts: dict[int, Path], lg: _Logger,
+    def __init__(self, spec: dict, *, data_folder: Path, work_dir: Path, out_ckpts: dict[int, Path], lg: _Logger,
                  dev: torch.device, world: int, rank: int, threads: int, accel: Accel):
         self.spec, self.data_folder, self.work_dir, self.out_ckpts = spec, data_folder, work_dir, out_ckpts
         self.lg, self.dev, self.world, self.rank, self.threads, self.accel = lg, dev, world, rank, threads, accel
@@ -892,6 +893,8 @@ class _Trainer:
         if self.saved_epoch:
             what = (f"state saved at epoch {self.saved_epoch} in {self.work_dir}; "
                     f"run the same command to resume")
+        elif self.store.state.exists() or self.store.prev.exists():  # interrupted before it was read
+            what = f"the earlier state in {self.work_dir} is kept; run the same command to resume"
         else:
             what = "no epoch was completed, so no state was saved; run the same command to start again"
         return TrainingInterrupted(f"[{self.run_id}] interrupted by {signal_name}{during}: {what}",
