@@ -7,7 +7,6 @@ solver with the device as a parameter, and ``gnc-gpu-check --quick``. What canno
 """
 
 import io
-import json
 import sys
 from dataclasses import replace
 from pathlib import Path

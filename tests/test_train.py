@@ -1,7 +1,6 @@
 """gnc.train: augmentation, schedule, determinism, checkpoints, resume after SIGKILL / SIGINT / SIGTERM,
 NaN, DDP (gloo), the one default recipe."""
 
-import copy
 import io
 import json
 import os
@@ -347,7 +346,7 @@ def test_same_losses_as_the_trainer_before_the_refactor(reference, data, tmp_pat
 def test_one_default_recipe():
     """The trainer's defaults are the workflow's recipe (config.DEFAULT_RECIPE), and the head x loss
     rule is the config's."""
-    from gnc.config import DEFAULT_RECIPE, ConfigError, validate_config  # noqa: F401
+    from gnc.config import DEFAULT_RECIPE
 
     spec = normalize_spec({})
     for key, value in DEFAULT_RECIPE.items():
