@@ -285,7 +285,7 @@ def test_resume_after_sigkill_mid_epoch_equals_uninterrupted(reference, data, tm
         assert a["history"]["loss"] == b["history"]["loss"]
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_ctrl_c_and_sigterm_print_one_line_and_the_same_command_resumes(reference, data, tmp_path, sig):
     """SIGINT (Ctrl-C) / SIGTERM in the middle of epoch 3: one line saying what is saved and how to
     resume, no traceback, exit status 128 + signal; the same command then resumes from epoch 2 and
