@@ -319,6 +319,35 @@ def test_interruption_before_the_first_epoch_says_nothing_was_saved(data, tmp_pa
     assert err.value.saved_epoch is None and err.value.exit_code == 130
 
 
+def test_snakemake_job_glue_turns_an_interruption_into_one_line_and_its_exit_status(tmp_path):
+    """In a Snakemake job (gnc.jobs.job) the interruption is logged as its one line, without a
+    traceback, and the job exits with 128 + the signal number."""
+    import logging
+    from types import SimpleNamespace
+
+    from gnc.jobs import job
+
+    log = tmp_path / "job.log"
+    smk = SimpleNamespace(log=[str(log)], rule="train", wildcards={}, threads=1, config={}, params=SimpleNamespace(),
+                          input=[], output=[])
+    line = "[r] interrupted by SIGTERM during epoch 3/4: state saved at epoch 2 in w; run the same command to resume"
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    try:
+        with pytest.raises(SystemExit) as exit_:
+            with job(smk):
+                raise gtrain.TrainingInterrupted(line, signal_name="SIGTERM", saved_epoch=2)
+    finally:
+        for h in root.handlers:
+            h.close()
+        root.handlers[:] = saved[0]
+        root.setLevel(saved[1])
+        logging.captureWarnings(False)
+    assert exit_.value.code == 143
+    text = log.read_text()
+    assert line in text and "Traceback" not in text and "FAILED" not in text
+
+
 # per-epoch training losses of SPEC (and variants) made by the trainer at commit a90b9d1 (its own
 # SGD copy, before the loop was split into pieces) on this machine kind: the refactored loop must
 # reproduce them (they were bit-identical here; 1e-6 leaves room for another CPU's kernels)
