@@ -453,6 +453,9 @@ def run_check(quick: bool, dev, *, steps: int | None = None, compile_: bool | No
 
 
 def _report_study(config, achieved: float, setup: Setup, out) -> None:
+    if not Path(config).is_file():
+        out(f"[6] study cost: {config} not found (run from a clone of the repository, or pass --config)")
+        return
     rows, skipped = study_cost(config)
     known = [r for r in rows if r["flops"] is not None]
     total = sum(r["flops"] for r in known)
