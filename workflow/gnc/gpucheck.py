@@ -407,6 +407,8 @@ def run_check(quick: bool, dev, *, steps: int | None = None, compile_: bool | No
     out("[1] environment")
     for line in environment(dev):
         out(line)
+    if not cuda and not quick:
+        out("  note: the full check is sized for a GPU; on a CPU it takes hours (--quick takes a minute)")
 
     out(f"[2] paths vs fp32: {setup.steps} steps of {setup.arch} width {setup.width}, batch {setup.batch}, "
         f"random 3x32x32 data (K={setup.K}), crop-flip-rotate")
