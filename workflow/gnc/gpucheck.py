@@ -1,6 +1,6 @@
 """``gnc-gpu-check``: the command to run on a new GPU machine before the paper study.
 
-It prints one text block (paste it into a bug report) with five sections:
+It prints one text block (paste it into a bug report) with six sections:
 
 1. **environment** — torch, CUDA, device, NCCL, a C compiler for ``torch.compile``.
 2. **paths vs fp32** — ``steps`` training steps of ResNet18 (``--quick``: a narrow SmallCNN) on
