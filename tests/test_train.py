@@ -14,6 +14,8 @@ import numpy as np
 import pytest
 import torch
 
+sys.path.insert(0, str(Path(__file__).parent))
+
 from gnc import io as gio
 from gnc.data import dataset_checksum
 from gnc.models import build_model
@@ -99,33 +101,15 @@ def stop_after_epoch(monkeypatch, epoch: int) -> None:
     monkeypatch.setattr(gtrain._StateStore, "write", write)
 
 
-# runs ``python -m gnc.train ARGS`` with train_step replaced: step number AT (0-based, counted over
-# the whole run) writes MARKER and sleeps until a signal arrives
-HANGING_TRAINER = """
-import sys, time
-import gnc.train as t
-marker, at, calls, real = sys.argv[1], int(sys.argv[2]), [0], t.train_step
-def step(*args, **kwargs):
-    if calls[0] == at:
-        open(marker, "w").write("hang")
-        while True:
-            time.sleep(0.05)
-    calls[0] += 1
-    return real(*args, **kwargs)
-t.train_step = step
-sys.exit(t.main(sys.argv[3:]))
-"""
-STEPS_PER_EPOCH = (5 * 24) // SPEC["batch_size"]  # make_prepared: 5 classes x 24 training images
-
-
 def start_hanging_trainer(data, work: Path, out: dict, log: Path, epoch: int, step: int):
-    """A trainer subprocess that hangs at ``step`` of (1-based) ``epoch``; returns it once it hangs."""
-    at = (epoch - 1) * STEPS_PER_EPOCH + step
+    """A trainer subprocess (gnc.train's command line) that hangs at ``step`` of (1-based) ``epoch``;
+    returned once it hangs."""
+    from _trainhang import hang_env
+
     marker = work.parent / "hang.marker"
-    cmd = [sys.executable, "-c", HANGING_TRAINER, str(marker), str(at), "--spec", json.dumps(SPEC), "--data",
-           str(data), "--work-dir", str(work), "--log", str(log)] + [f"--ckpt={e}={p}" for e, p in out.items()]
-    env = {**os.environ, "OMP_NUM_THREADS": "1",
-           "PYTHONPATH": str(ROOT / "workflow") + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    cmd = [sys.executable, "-c", "import sys; from gnc.train import main; sys.exit(main(sys.argv[1:]))", "--spec", json.dumps(SPEC), "--data", str(data), "--work-dir", str(work),
+           "--log", str(log)] + [f"--ckpt={e}={p}" for e, p in out.items()]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", **hang_env(work.parent / "hang-site", epoch, step, marker)}
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.time() + 120
     while not marker.exists():
