@@ -300,14 +300,17 @@ def test_sigkill_mid_epoch_then_rerun_resumes_and_equals_uninterrupted(baseline,
     from gnc.io import open_netcdf
     from gnc.train import load_checkpoint
 
+    from _trainhang import hang_env
+
     wd = clone(baseline, tmp_path / "wd", full=False)
     work = wd / "results" / ".work" / RUN
+    marker = tmp_path / "hang.marker"
     p = subprocess.Popen(smk_cmd(wd, "--cores", "2", TARGET), stdout=subprocess.DEVNULL,
                          stderr=subprocess.DEVNULL, start_new_session=True,
-                         env={**os.environ, "GNC_TRAIN_HANG_AT": "3:1"})  # epoch 3, step 1
+                         env={**os.environ, **hang_env(tmp_path / "hang-site", 3, 1, marker)})  # epoch 3, step 1
     try:
         t0 = time.time()
-        while not (work / "hang.marker").exists():
+        while not marker.exists():
             assert p.poll() is None, "snakemake ended before the train job reached the hang point"
             assert time.time() - t0 < 300
             time.sleep(0.05)

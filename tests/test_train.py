@@ -1,6 +1,6 @@
-"""gnc.train: augmentation, schedule, determinism, checkpoints, resume after SIGKILL, NaN, DDP (gloo)."""
+"""gnc.train: augmentation, schedule, determinism, checkpoints, resume after SIGKILL / SIGINT / SIGTERM,
+NaN, DDP (gloo), the one default recipe."""
 
-import copy
 import io
 import json
 import os
@@ -14,11 +14,13 @@ import numpy as np
 import pytest
 import torch
 
+sys.path.insert(0, str(Path(__file__).parent))
+
 from gnc import io as gio
 from gnc.data import dataset_checksum
 from gnc.models import build_model
-from gnc.train import (NonFiniteLossError, TrainingInterrupted, augment, channel_stats, learning_rate,
-                       normalize_spec, train_run)
+from gnc import train as gtrain
+from gnc.train import NonFiniteLossError, augment, channel_stats, learning_rate, normalize_spec, train_run
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -83,6 +85,41 @@ def reference(data, tmp_path_factory):
     return outs(base / "out"), log.getvalue(), summary
 
 
+class _Stop(Exception):
+    """Raised by :func:`stop_after_epoch` once the state of the chosen epoch is written."""
+
+
+def stop_after_epoch(monkeypatch, epoch: int) -> None:
+    """Make train_run stop (raise _Stop) right after it has written the state of ``epoch``."""
+    real = gtrain._StateStore.write
+
+    def write(self, state):
+        real(self, state)
+        if state["epoch"] == epoch:
+            raise _Stop(epoch)
+
+    monkeypatch.setattr(gtrain._StateStore, "write", write)
+
+
+def start_hanging_trainer(data, work: Path, out: dict, log: Path, epoch: int, step: int):
+    """A trainer subprocess (gnc.train's command line) that hangs at ``step`` of (1-based) ``epoch``;
+    returned once it hangs."""
+    from _trainhang import hang_env
+
+    marker = work.parent / "hang.marker"
+    cmd = [sys.executable, "-c", "import sys; from gnc.train import main; sys.exit(main(sys.argv[1:]))", "--spec", json.dumps(SPEC), "--data", str(data), "--work-dir", str(work),
+           "--log", str(log)] + [f"--ckpt={e}={p}" for e, p in out.items()]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", **hang_env(work.parent / "hang-site", epoch, step, marker)}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 120
+    while not marker.exists():
+        if proc.poll() is not None:
+            pytest.fail(f"trainer exited early: {proc.stdout.read()}")
+        assert time.time() < deadline, "trainer never reached the hang point"
+        time.sleep(0.05)
+    return proc
+
+
 # ------------------------------------------------------------------------------------ pieces
 
 def test_augment_crop_flip_rotate_match_explicit_operations():
@@ -126,29 +163,6 @@ def test_cosine_schedule_matches_torch_cosine_annealing():
         sched.step()
     step = normalize_spec({"lr": 1.0, "epochs": 9, "schedule": "step"})
     assert [learning_rate(step, e) for e in (0, 2, 3, 5, 6, 8)] == pytest.approx([1, 1, 0.1, 0.1, 0.01, 0.01])
-
-
-@pytest.mark.parametrize("momentum,nesterov,wd", [(0.9, True, 5e-4), (0.9, False, 0.0), (0.0, False, 1e-3)])
-def test_sgd_is_bit_identical_to_torch_optim_sgd(momentum, nesterov, wd):
-    from gnc.train import SGD
-
-    torch.manual_seed(0)
-    a = build_model("smallcnn", (1, 8, 8), 3, 5, width=4)
-    b = build_model("smallcnn", (1, 8, 8), 3, 5, width=4)
-    b.load_state_dict(a.state_dict())
-    ours = SGD(a.parameters(), lr=0.1, momentum=momentum, nesterov=nesterov, weight_decay=wd)
-    ref = torch.optim.SGD(b.parameters(), lr=0.1, momentum=momentum, nesterov=nesterov, weight_decay=wd)
-    for step in range(4):
-        x, y = torch.rand(6, 1, 8, 8), torch.randint(0, 5, (6,))
-        for m, opt in ((a, ours), (b, ref)):
-            opt.zero_grad(set_to_none=True)
-            torch.nn.functional.cross_entropy(m(x, y), y).backward()
-            opt.step()
-        if step == 1:  # state_dict round trip, both ways (same layout)
-            ref.load_state_dict(copy.deepcopy(ours.state_dict()))
-            ours.load_state_dict(copy.deepcopy(ref.state_dict()))
-        for (k, pa), pb in zip(a.named_parameters(), b.parameters()):
-            assert torch.equal(pa, pb), (step, k)
 
 
 def test_channel_stats_exact():
@@ -236,18 +250,7 @@ def test_resume_after_sigkill_mid_epoch_equals_uninterrupted(reference, data, tm
     """A real subprocess is SIGKILLed in the middle of epoch 3; the restarted job resumes from the
     state of epoch 2 and publishes exactly the same checkpoints."""
     work, out = tmp_path / "work", outs(tmp_path / "out")
-    cmd = [sys.executable, "-m", "gnc.train", "--spec", json.dumps(SPEC), "--data", str(data), "--work-dir",
-           str(work), "--log", str(tmp_path / "train.log")] + [f"--ckpt={e}={p}" for e, p in out.items()]
-    env = {**os.environ, "GNC_TRAIN_HANG_AT": "3:2", "OMP_NUM_THREADS": "1",
-           "PYTHONPATH": str(ROOT / "workflow") + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    marker = work / "hang.marker"
-    deadline = time.time() + 120
-    while not marker.exists():
-        if proc.poll() is not None:
-            pytest.fail(f"trainer exited early: {proc.stdout.read().decode()}")
-        assert time.time() < deadline, "trainer never reached the hang point"
-        time.sleep(0.05)
+    proc = start_hanging_trainer(data, work, out, tmp_path / "train.log", epoch=3, step=2)
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=30)
     assert proc.returncode == -signal.SIGKILL
@@ -266,12 +269,118 @@ def test_resume_after_sigkill_mid_epoch_equals_uninterrupted(reference, data, tm
         assert a["history"]["loss"] == b["history"]["loss"]
 
 
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_ctrl_c_and_sigterm_print_one_line_and_the_same_command_resumes(reference, data, tmp_path, sig):
+    """SIGINT (Ctrl-C) / SIGTERM in the middle of epoch 3: one line saying what is saved and how to
+    resume, no traceback, exit status 128 + signal; the same command then resumes from epoch 2 and
+    ends with the uninterrupted run's checkpoints."""
+    work, out = tmp_path / "work", outs(tmp_path / "out")
+    proc = start_hanging_trainer(data, work, out, tmp_path / "train.log", epoch=3, step=2)
+    proc.send_signal(sig)
+    console = proc.communicate(timeout=60)[0]
+    assert proc.returncode == 128 + sig
+    name = signal.Signals(sig).name
+    expected = (f"[t-run] interrupted by {name} during epoch 3/4: state saved at epoch 2 in {work}; "
+                f"run the same command to resume")
+    assert console.strip().splitlines() == [expected], console
+    assert expected in (tmp_path / "train.log").read_text()
+    assert load(work / "state.pt")["epoch"] == 2
+
+    summary = train_run(SPEC, data, work, out, log=io.StringIO())
+    assert summary["resumed_from"] == 2
+    for e in CKPTS:
+        assert_same_models(load(reference[0][e]), load(out[e]))
+
+
+def test_interruption_before_the_first_epoch_says_nothing_was_saved(data, tmp_path, monkeypatch):
+    def interrupt(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(gtrain, "train_step", interrupt)
+    with pytest.raises(gtrain.TrainingInterrupted, match=r"interrupted by SIGINT during epoch 1/4: no epoch "
+                                                         r"was completed, so no state was saved") as err:
+        train_run(SPEC, data, tmp_path / "work", outs(tmp_path / "out"), log=io.StringIO())
+    assert err.value.saved_epoch is None and err.value.exit_code == 130
+
+
+def test_snakemake_job_glue_turns_an_interruption_into_one_line_and_its_exit_status(tmp_path):
+    """In a Snakemake job (gnc.jobs.job) the interruption is logged as its one line, without a
+    traceback, and the job exits with 128 + the signal number."""
+    import logging
+    from types import SimpleNamespace
+
+    from gnc.jobs import job
+
+    log = tmp_path / "job.log"
+    smk = SimpleNamespace(log=[str(log)], rule="train", wildcards={}, threads=1, config={}, params=SimpleNamespace(),
+                          input=[], output=[])
+    line = "[r] interrupted by SIGTERM during epoch 3/4: state saved at epoch 2 in w; run the same command to resume"
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    try:
+        with pytest.raises(SystemExit) as exit_:
+            with job(smk):
+                raise gtrain.TrainingInterrupted(line, signal_name="SIGTERM", saved_epoch=2)
+    finally:
+        for h in root.handlers:
+            h.close()
+        root.handlers[:] = saved[0]
+        root.setLevel(saved[1])
+        logging.captureWarnings(False)
+    assert exit_.value.code == 143
+    text = log.read_text()
+    assert line in text and "Traceback" not in text and "FAILED" not in text
+
+
+# per-epoch training losses of SPEC (and variants) made by the trainer at commit a90b9d1 (its own
+# SGD copy, before the loop was split into pieces) on this machine kind: the refactored loop must
+# reproduce them (they were bit-identical here; 1e-6 leaves room for another CPU's kernels)
+A90B9D1_LOSSES = {
+    "smallcnn": (SPEC, [2.204697608947754, 1.6061208929334367, 1.47194162436894, 1.4081646714891707]),
+    "cmf": ({**SPEC, "head": "cmf", "epochs": 2, "classes": [4, 0, 2], "augmentation": "crop"},
+            [1.0148218423128128, 0.7928378134965897]),
+    "hardmax": ({**SPEC, "loss": "hardmax", "epochs": 2}, [109.48295593261719, 109.95144762311664]),
+    "linear": ({**SPEC, "head": "linear", "epochs": 2, "augmentation": "flip", "schedule": "step"},
+               [1.5421381507601057, 1.2529454657009669]),
+}
+
+
+@pytest.mark.parametrize("name", sorted(A90B9D1_LOSSES))
+def test_same_losses_as_the_trainer_before_the_refactor(reference, data, tmp_path, name):
+    spec, losses = A90B9D1_LOSSES[name]
+    if name == "smallcnn":
+        got = load(reference[0][4])["history"]["loss"]
+    else:
+        got = train_run(spec, data, tmp_path / "w", {spec["epochs"]: tmp_path / "o.pt"},
+                        log=io.StringIO())["history"]["loss"]
+    np.testing.assert_allclose(got, losses, rtol=1e-6, atol=0)
+
+
+def test_one_default_recipe():
+    """The trainer's defaults are the workflow's recipe (config.DEFAULT_RECIPE), and the head x loss
+    rule is the config's."""
+    from gnc.config import DEFAULT_RECIPE
+
+    spec = normalize_spec({})
+    for key, value in DEFAULT_RECIPE.items():
+        if key == "checkpoints":  # which epochs are published: the caller's out_ckpts
+            continue
+        if key == "width":  # an architecture option: the default arch's default width
+            from gnc.models import ARCH_OPTIONS
+
+            assert spec["arch_opts"] == {} and ARCH_OPTIONS[spec["arch"]][key] == value
+            continue
+        assert spec[key] == value, key
+    with pytest.raises(ValueError, match="hardmax loss needs a cosine head"):
+        normalize_spec({"loss": "hardmax", "head": "linear"})
+
+
 def test_corrupt_state_falls_back_to_previous(reference, data, tmp_path, monkeypatch):
     work, out = tmp_path / "work", outs(tmp_path / "out")
-    monkeypatch.setenv("GNC_TRAIN_STOP_AFTER", "3")
-    with pytest.raises(TrainingInterrupted):
-        train_run(SPEC, data, work, out, log=io.StringIO())
-    monkeypatch.delenv("GNC_TRAIN_STOP_AFTER")
+    with monkeypatch.context() as m:
+        stop_after_epoch(m, 3)
+        with pytest.raises(_Stop):
+            train_run(SPEC, data, work, out, log=io.StringIO())
     assert load(work / "state.pt")["epoch"] == 3 and load(work / "state.prev.pt")["epoch"] == 2
     blob = (work / "state.pt").read_bytes()
     (work / "state.pt").write_bytes(blob[: len(blob) // 2])  # truncated, as after a disk problem
@@ -285,19 +394,19 @@ def test_corrupt_state_falls_back_to_previous(reference, data, tmp_path, monkeyp
 
 def test_changed_spec_does_not_resume(data, tmp_path, monkeypatch):
     work = tmp_path / "work"
-    monkeypatch.setenv("GNC_TRAIN_STOP_AFTER", "1")
     spec = {**SPEC, "epochs": 2, "augmentation": "none"}
-    with pytest.raises(TrainingInterrupted):
-        train_run(spec, data, work, {2: tmp_path / "a.pt"}, log=io.StringIO())
-    monkeypatch.delenv("GNC_TRAIN_STOP_AFTER")
+    with monkeypatch.context() as m:
+        stop_after_epoch(m, 1)
+        with pytest.raises(_Stop):
+            train_run(spec, data, work, {2: tmp_path / "a.pt"}, log=io.StringIO())
     log = io.StringIO()
     summary = train_run({**spec, "lr": 0.01}, data, work, {2: tmp_path / "b.pt"}, log=log)
     assert summary["resumed_from"] == 0 and "different run spec" in log.getvalue()
     # ... but run_id is not part of the identity
-    monkeypatch.setenv("GNC_TRAIN_STOP_AFTER", "1")
-    with pytest.raises(TrainingInterrupted):
-        train_run(spec, data, tmp_path / "w3", {2: tmp_path / "c.pt"}, log=io.StringIO())
-    monkeypatch.delenv("GNC_TRAIN_STOP_AFTER")
+    with monkeypatch.context() as m:
+        stop_after_epoch(m, 1)
+        with pytest.raises(_Stop):
+            train_run(spec, data, tmp_path / "w3", {2: tmp_path / "c.pt"}, log=io.StringIO())
     assert train_run({**spec, "run_id": "renamed"}, data, tmp_path / "w3", {2: tmp_path / "c.pt"},
                      log=io.StringIO())["resumed_from"] == 1
 
@@ -339,7 +448,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _launch_ddp(spec, data, work, ckpt, world=2):
+def _launch_ddp(spec, data, work, ckpt, world=2, extra_args=()):
     """Start ``world`` ranks of ``python -m gnc.train`` with the environment torchrun would set."""
     port = _free_port()
     procs = []
@@ -349,7 +458,7 @@ def _launch_ddp(spec, data, work, ckpt, world=2):
                "MASTER_PORT": str(port),
                "PYTHONPATH": str(ROOT / "workflow") + os.pathsep + os.environ.get("PYTHONPATH", "")}
         cmd = [sys.executable, "-m", "gnc.train", "--spec", json.dumps(spec), "--data", str(data), "--work-dir",
-               str(work), f"--ckpt=2={ckpt}"]
+               str(work), f"--ckpt=2={ckpt}", *extra_args]
         procs.append(subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
     outputs = [p.communicate(timeout=240)[0] for p in procs]
     for p, o in zip(procs, outputs):

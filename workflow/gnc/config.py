@@ -46,6 +46,13 @@ DEFAULT_RECIPE: dict[str, Any] = {
 }
 
 
+def head_loss_problem(head: str, loss: str) -> str | None:
+    """The rule on head x loss (checked by the config and by gnc.train): HardMax is defined on cosine scores."""
+    if loss == "hardmax" and head == "linear":
+        return "the hardmax loss needs a cosine head: head 'normalized' or 'cmf'"
+    return None
+
+
 #: optional datasets skipped by the last validation: name -> reason
 SKIPPED: dict[str, str] = {}
 
@@ -146,8 +153,9 @@ def _check_recipe(recipe: dict, where: str) -> None:
     if ck[-1] > recipe["epochs"]:
         raise ConfigError(f"config field {where}.checkpoints: epoch {ck[-1]} is beyond epochs = "
                           f"{recipe['epochs']}; allowed values: 0..{recipe['epochs']}")
-    if recipe["loss"] == "hardmax" and recipe["head"] == "linear":
-        raise ConfigError(f"config field {where}.loss: 'hardmax' needs head 'normalized' or 'cmf'")
+    problem = head_loss_problem(recipe["head"], recipe["loss"])
+    if problem:
+        raise ConfigError(f"config field {where}.loss: {problem}")
 
 
 def _check_semantics(cfg: dict) -> None:

@@ -94,6 +94,9 @@ def job(smk):
     log.info("rule %s, wildcards %s, threads %s", smk.rule, dict(smk.wildcards.items()), smk.threads)
     try:
         yield log
+    except KeyboardInterrupt as exc:  # Ctrl-C / SIGTERM: one line (gnc.train's says what was saved)
+        log.error("%s", exc or "interrupted")
+        raise SystemExit(getattr(exc, "exit_code", 130)) from None
     except BaseException as exc:
         log.error("FAILED: %s: %s\n%s", type(exc).__name__, exc, traceback.format_exc())
         raise

@@ -16,6 +16,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from .config import head_loss_problem
+
 LOSSES = ("ce", "hardmax")
 
 
@@ -45,7 +47,8 @@ def compute_loss(name: str, logits: torch.Tensor, y: torch.Tensor, *, head: str,
             return cross_entropy(logits, y, "sum") * (world_size / float(global_batch))
         return cross_entropy(logits, y)
     if name == "hardmax":
-        if head == "linear":
-            raise ValueError("the hardmax loss is defined on cosine scores: use head 'normalized' or 'cmf'")
+        problem = head_loss_problem(head, name)
+        if problem:
+            raise ValueError(problem)
         return hardmax_loss(logits.float() * tau, y, hardmax_scale)
     raise ValueError(f"unknown loss {name!r}; expected one of {LOSSES}")

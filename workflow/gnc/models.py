@@ -35,6 +35,7 @@ Heads (classifier matrices are (K, d): row k is w_k):
 
 from __future__ import annotations
 
+import contextlib
 import math
 from typing import Any
 
@@ -256,6 +257,12 @@ def _all_reduce_sum_(t: torch.Tensor) -> torch.Tensor:
     return t
 
 
+def _float32_region(device: torch.device):
+    """Autocast off (the heads compute in float32 under bf16 autocast); the meta device used to
+    count FLOPs has no autocast."""
+    return contextlib.nullcontext() if device.type == "meta" else torch.autocast(device.type, enabled=False)
+
+
 class NormalizedHead(nn.Module):
     """logits = cos(h, w_k) / tau with a learnable W (K, d), no bias. Computed in float32."""
 
@@ -268,7 +275,7 @@ class NormalizedHead(nn.Module):
         nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))  # nn.Linear's default
 
     def forward(self, h, y=None):
-        with torch.autocast(h.device.type, enabled=False):
+        with _float32_region(h.device):
             return F.normalize(h.float(), dim=1) @ F.normalize(self.weight.float(), dim=1).t() / self.tau
 
     def weights(self):
@@ -312,7 +319,7 @@ class CMFHead(nn.Module):
         self.C.copy_(F.normalize(self.beta * self.C + (1.0 - self.beta) * s, dim=1))
 
     def forward(self, h, y=None):
-        with torch.autocast(h.device.type, enabled=False):
+        with _float32_region(h.device):
             hn = F.normalize(h.float(), dim=1)
             if self.training and y is not None:
                 self.update(hn.detach(), y)

@@ -5,13 +5,18 @@
 
 Design
 ------
-* The whole (class-subset) training set sits in one uint8 tensor on the device; batches are drawn
-  with a permutation from a generator seeded by (seed, epoch), converted to float on the fly and
-  augmented on the device (random crop with zero padding, horizontal flip, rotation — one batched
-  ``grid_sample``). No DataLoader, no workers. Because every random draw of an epoch comes from
-  generators seeded by (seed, epoch), the trajectory depends only on the state at the epoch start.
+* The whole (class-subset) training set sits in one uint8 tensor on the device
+  (:class:`ResidentBatches`); batches are drawn with a permutation from a generator seeded by
+  (seed, epoch), converted to float on the fly and augmented on the device (random crop with zero
+  padding, horizontal flip, rotation — one batched ``grid_sample``). No DataLoader, no workers.
+  Because every random draw of an epoch comes from generators seeded by (seed, epoch), the
+  trajectory depends only on the state at the epoch start.
 * Deterministic: on CPU the same run twice gives bit-identical model tensors (timings and the
   provenance timestamp of course differ).
+* Speed options (:class:`Accel`): bf16 autocast, channels-last memory format and ``torch.compile``
+  are written device-agnostic (``torch.autocast(device.type, ...)``) and tested on CPU against
+  fp32; by default a run takes the spec's ``bf16``/``channels_last`` on CUDA only (on a CPU they
+  would slow it down and change the fp32 trajectory) and ``compile`` wherever it is set.
 * Resumable: at the end of every epoch the full state (model, optimizer, schedule position, RNG
   states, history, spec identity) is written atomically to ``work_dir/state.pt`` (the previous
   one kept as ``state.prev.pt``), and requested epoch checkpoints to ``work_dir/ckpt/epoch=E.pt``.
@@ -19,12 +24,16 @@ Design
   A restarted job resumes from the newest valid state with the same identity; a corrupt state is
   reported in the log and the previous one (or a fresh start) is used. A job killed at any moment
   and restarted produces the same checkpoints as an uninterrupted one (tested with SIGKILL).
+* Ctrl-C (SIGINT) and SIGTERM raise :class:`TrainingInterrupted`, whose message is one line saying
+  which epoch's state is saved where and that the same command resumes; the CLI prints that line
+  and exits with 128 + the signal number.
 * Only at the end are the checkpoints copied atomically to the ``out_ckpts`` paths.
 * Data parallel: launched by ``torchrun`` (WORLD_SIZE > 1) every rank takes one contiguous shard of
-  every global batch (``batch_size`` is global), gloo on CPU / nccl on CUDA, only rank 0 writes.
-  The CE loss is scaled so the averaged gradient is exactly that of the global-batch mean; CMF
-  class sums are all-reduced. BatchNorm statistics are per rank (as in the reference, which does
-  not use SyncBN) unless ``sync_bn`` is set (CUDA only).
+  every global batch (``batch_size`` is global), gloo on CPU / nccl on CUDA (:func:`dist_backend`),
+  only rank 0 writes. The CE loss is scaled so the averaged gradient is exactly that of the
+  global-batch mean; CMF class sums are all-reduced. BatchNorm statistics are per rank (as in the
+  reference, which does not use SyncBN) unless ``sync_bn`` is set (CUDA only: torch's SyncBatchNorm
+  has no CPU kernel).
 
 Checkpoint (loadable with ``torch.load(weights_only=True)``)::
 
@@ -33,11 +42,6 @@ Checkpoint (loadable with ``torch.load(weights_only=True)``)::
 
 ``history`` holds per-epoch lists: epoch, loss, train_acc (running, on augmented batches, during
 the epoch), lr, images_per_s, seconds.
-
-Test hooks (environment variables, used by the test-suite only): ``GNC_TRAIN_HANG_AT="E:S"`` makes
-the loop write ``work_dir/hang.marker`` and sleep at step S of epoch E (1-based epoch, 0-based
-step) so a test can SIGKILL it mid-epoch; ``GNC_TRAIN_STOP_AFTER=E`` raises
-:class:`TrainingInterrupted` after the state of epoch E is written.
 """
 
 from __future__ import annotations
@@ -52,7 +56,9 @@ import math
 import os
 import random
 import shutil
+import signal
 import sys
+import threading
 import time
 import warnings
 from dataclasses import dataclass
@@ -64,42 +70,47 @@ import torch
 import torch.nn.functional as F
 
 from . import io as gio
+from .config import DEFAULT_RECIPE, head_loss_problem
 from .losses import LOSSES, compute_loss
 from .models import HEADS, build_model
 
 FORMAT = 1
 
+# the run-level defaults; the recipe defaults (epochs, optimizer, schedule, head, loss, speed
+# options ...) are config.DEFAULT_RECIPE's, so a spec trains the same through the workflow and here
+_R = DEFAULT_RECIPE
 DEFAULT_SPEC: dict[str, Any] = {
     "run_id": None,
     "arch": "smallcnn",
-    "arch_opts": {},
-    "head": "normalized",
-    "loss": "ce",
+    "arch_opts": {},        # architecture options (width ...); defaults per arch in gnc.models.ARCH_OPTIONS
+    "head": _R["head"],
+    "loss": _R["loss"],
     "tau": 0.1,
     "d": 10,
     "K": None,              # None: all classes of the dataset (or len(classes))
     "classes": None,        # original class indices, in label order; None: gnc.data.class_subset
-    "class_subset_seed": 0,  # seed of gnc.data.class_subset when K < number of classes and classes is None
+    "class_subset_seed": _R["class_subset_seed"],  # seed of gnc.data.class_subset (K < classes, no classes)
     "seed": 0,
-    "epochs": 10,
-    "batch_size": 128,
-    "lr": 0.05,
-    "momentum": 0.9,
-    "nesterov": True,
-    "weight_decay": 5e-4,
-    "schedule": "cosine",   # cosine (per-epoch, T_max = epochs) | constant | step (x0.1 at 1/3, 2/3)
-    "augmentation": "none",  # none | any '-'-joined subset of crop, flip, rotate (e.g. crop-flip-rotate)
+    "epochs": _R["epochs"],
+    "batch_size": _R["batch_size"],
+    "lr": _R["lr"],
+    "momentum": _R["momentum"],
+    "nesterov": _R["nesterov"],
+    "weight_decay": _R["weight_decay"],
+    "schedule": _R["schedule"],  # cosine (per-epoch, T_max = epochs) | constant | step (x0.1 at 1/3, 2/3)
+    "augmentation": _R["augmentation"],  # none | any '-'-joined subset of crop, flip, rotate
     "aug_pad": None,        # crop padding in pixels; None: H // 8 (4 for 32x32, as for CIFAR)
     "aug_degrees": 15.0,
-    "cmf_momentum": 0.9,    # CMF beta: C <- beta*C + (1-beta)*S
+    "cmf_momentum": _R["cmf_momentum"],  # CMF beta: C <- beta*C + (1-beta)*S
     "hardmax_scale": 100.0,
-    "bf16": True,           # bf16 autocast, CUDA only
-    "channels_last": True,  # CUDA only
-    "compile": False,
+    "bf16": _R["bf16"],     # bf16 autocast (on CUDA; see Accel)
+    "channels_last": _R["channels_last"],  # (on CUDA; see Accel)
+    "compile": _R["compile"],
     "deterministic": False,  # CUDA: deterministic algorithms (slower); CPU is always deterministic
     "sync_bn": False,       # DDP on CUDA only
     "verify_data": True,
 }
+del _R
 # keys that do not change the trajectory and may differ between a run and its resumption
 _IDENTITY_EXCLUDE = {"run_id", "verify_data", "checkpoints"}  # checkpoints: which epochs are kept
 _TOP_LEVEL_ARCH_OPTS = ("width", "depth", "bn", "groups", "width_per_group")
@@ -114,8 +125,18 @@ class NonFiniteLossError(FloatingPointError):
                          f"(lower the learning rate or raise tau); no checkpoint published")
 
 
-class TrainingInterrupted(RuntimeError):
-    """Raised by the GNC_TRAIN_STOP_AFTER test hook."""
+class TrainingInterrupted(KeyboardInterrupt):
+    """Training stopped by SIGINT (Ctrl-C) or SIGTERM. ``str(exc)`` is one line saying what is saved;
+    ``exit_code`` is 128 + the signal number (the shell's convention)."""
+
+    def __init__(self, message: str, *, signal_name: str, saved_epoch: int | None):
+        super().__init__(message)
+        self.signal_name, self.saved_epoch = signal_name, saved_epoch
+        self.exit_code = 128 + int(getattr(signal, signal_name, signal.SIGINT))
+
+
+class _Terminated(BaseException):
+    """Raised by the SIGTERM handler inside :func:`train_run` (turned into TrainingInterrupted)."""
 
 
 # ------------------------------------------------------------------------------------ spec
@@ -141,8 +162,9 @@ def normalize_spec(spec: dict) -> dict:
     _parse_augmentation(out["augmentation"])
     if int(out["epochs"]) < 0 or int(out["batch_size"]) < 1:
         raise ValueError("spec needs epochs >= 0 and batch_size >= 1")
-    if out["loss"] == "hardmax" and out["head"] == "linear":
-        raise ValueError("the hardmax loss needs a cosine head (normalized or cmf)")
+    problem = head_loss_problem(out["head"], out["loss"])
+    if problem:
+        raise ValueError(f"spec: {problem}")
     return out
 
 
@@ -158,11 +180,14 @@ def _json_default(o):
     raise TypeError(f"spec value not JSON serialisable: {type(o)}")
 
 
-def spec_identity(spec: dict, dataset_checksum: str | None, world_size: int) -> str:
-    """Hash of everything that determines the trajectory (resume only into the same identity)."""
+def spec_identity(spec: dict, dataset_checksum: str | None, world_size: int, accel: Accel | None = None) -> str:
+    """Hash of everything that determines the trajectory (resume only into the same identity);
+    speed options that change the arithmetic (any of :class:`Accel`) are part of it."""
     key = {k: v for k, v in spec.items() if k not in _IDENTITY_EXCLUDE}
-    blob = json.dumps({"spec": key, "data": dataset_checksum, "world": world_size, "format": FORMAT},
-                      sort_keys=True)
+    payload = {"spec": key, "data": dataset_checksum, "world": world_size, "format": FORMAT}
+    if accel is not None and accel != Accel():
+        payload["accel"] = [accel.bf16, accel.channels_last, accel.compile]
+    blob = json.dumps(payload, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:20]
 
 
@@ -310,91 +335,112 @@ def augment(x: torch.Tensor, params: dict[str, torch.Tensor]) -> torch.Tensor:
     return F.grid_sample(x.float(), grid, mode="nearest", padding_mode="zeros", align_corners=False).to(x.dtype)
 
 
-# ------------------------------------------------------------------------------------ optimizer
+# ------------------------------------------------------------------------------------ speed options
 
-class SGD:
-    """SGD with momentum / Nesterov / weight decay: the arithmetic of ``torch.optim.SGD`` (its foreach
-    path, op for op; ``tests/test_train.py`` checks bit-equality), without its machinery.
+@dataclass(frozen=True)
+class Accel:
+    """The speed options of the training step, written for any device (all three run in the CPU
+    test-suite against fp32): ``bf16`` = ``torch.autocast(device.type, bfloat16)`` around the
+    forward pass (heads and loss stay float32), ``channels_last`` = model and batches in
+    channels-last memory format, ``compile`` = ``torch.compile`` (inductor) of the model."""
 
-    Why: the first call of any ``torch.optim.Optimizer`` method imports ``torch._dynamo`` (about 2 s
-    of CPU per process on this machine, as much as importing torch), which every Snakemake training
-    job would pay. Exposes what the trainer needs: ``param_groups`` (one group; set ``lr`` there),
-    ``state`` ({param: {"momentum_buffer": tensor}}), ``step``, ``zero_grad``, ``state_dict``,
-    ``load_state_dict`` (same layout as torch's, so either loads the other's state).
+    bf16: bool = False
+    channels_last: bool = False
+    compile: bool = False
+
+    @classmethod
+    def for_run(cls, spec: dict, dev: torch.device) -> Accel:
+        """What a run takes by default: the spec's bf16 and channels_last on CUDA only (on a CPU
+        they slow training down and would change the fp32 trajectory), compile wherever set."""
+        cuda = dev.type == "cuda"
+        return cls(bf16=cuda and bool(spec["bf16"]), channels_last=cuda and bool(spec["channels_last"]),
+                   compile=bool(spec["compile"]))
+
+    def autocast(self, dev: torch.device):
+        return torch.autocast(dev.type, dtype=torch.bfloat16, enabled=self.bf16)
+
+    def memory_format(self, model: torch.nn.Module) -> torch.nn.Module:
+        """``model`` in channels-last format if set (in place; parameters keep their identity)."""
+        return model.to(memory_format=torch.channels_last) if self.channels_last else model
+
+    def compiled(self, net: torch.nn.Module) -> torch.nn.Module:
+        return torch.compile(net) if self.compile else net
+
+    @classmethod
+    def parse(cls, text: str) -> Accel:
+        """``"bf16,channels_last"`` -> Accel(bf16=True, channels_last=True); ``"none"`` -> fp32."""
+        names = {t.strip() for t in text.split(",") if t.strip() and t.strip() != "none"}
+        bad = names - {"bf16", "channels_last", "compile"}
+        if bad:
+            raise ValueError(f"unknown speed option(s) {sorted(bad)}; use bf16, channels_last, compile or none")
+        return cls(**{n: True for n in names})
+
+    def label(self) -> str:
+        on = [name for name in ("bf16", "channels_last", "compile") if getattr(self, name)]
+        return " + ".join(on) if on else "fp32"
+
+
+def dist_backend(dev: torch.device) -> str:
+    """The torch.distributed backend for ``dev``: NCCL on CUDA (needs GPUs), gloo elsewhere."""
+    return "nccl" if dev.type == "cuda" else "gloo"
+
+
+def _configure_cuda(spec: dict, dev: torch.device) -> None:
+    """cuDNN autotuning (or deterministic algorithms) and TF32 matmuls; nothing to do on a CPU."""
+    if dev.type != "cuda":
+        return
+    if spec["deterministic"]:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True)
+        torch.backends.cudnn.benchmark = False
+    else:
+        torch.backends.cudnn.benchmark = True
+    torch.backends.cuda.matmul.allow_tf32 = True
+    torch.backends.cudnn.allow_tf32 = True
+
+
+# ------------------------------------------------------------------------------------ batches and one step
+
+class ResidentBatches:
+    """The training set resident on the device as uint8; the batches of one epoch.
+
+    :meth:`epoch` yields (x, y) on the device: a permutation from a generator seeded by (seed,
+    epoch, 1), augmentation parameters from one seeded by (seed, epoch, 2) drawn for the global
+    batch (so every rank agrees), then rank ``rank`` of ``world`` keeps its contiguous shard.
+    ``steps`` = n // batch_size (drop_last, as the reference; at least one smaller batch).
     """
 
-    def __init__(self, params, lr: float, momentum: float = 0.0, weight_decay: float = 0.0, nesterov: bool = False,
-                 dampening: float = 0.0):
-        params = list(params)
-        if nesterov and (momentum <= 0 or dampening != 0):
-            raise ValueError("Nesterov momentum requires a momentum and zero dampening")
-        self.param_groups = [{"params": params, "lr": float(lr), "momentum": float(momentum),
-                              "dampening": float(dampening), "weight_decay": float(weight_decay),
-                              "nesterov": bool(nesterov)}]
-        self.state: dict = {}
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, *, batch_size: int, seed: int, augmentation="none",
+                 pad: int | None = None, degrees: float = 15.0, rank: int = 0, world: int = 1,
+                 channels_last: bool = False):
+        self.x, self.y, self.seed = x, y, int(seed)
+        self.n = int(y.shape[0])
+        self.parts = _parse_augmentation(augmentation)
+        self.pad = int(pad) if pad is not None else int(x.shape[2]) // 8
+        self.degrees, self.channels_last = float(degrees), bool(channels_last)
+        self.steps = max(1, self.n // int(batch_size))
+        self.global_batch = min(int(batch_size), self.n)
+        self.lo, self.hi = (rank * self.global_batch) // world, ((rank + 1) * self.global_batch) // world
 
-    @torch.no_grad()
-    def step(self) -> None:
-        for g in self.param_groups:
-            params = [p for p in g["params"] if p.grad is not None]
-            if not params:
-                continue
-            grads = [p.grad for p in params]
-            if g["weight_decay"] != 0:
-                grads = torch._foreach_add(grads, params, alpha=g["weight_decay"])
-            if g["momentum"] != 0:
-                bufs = [self.state.get(p, {}).get("momentum_buffer") for p in params]
-                if all(b is not None for b in bufs):
-                    torch._foreach_mul_(bufs, g["momentum"])
-                    torch._foreach_add_(bufs, grads, alpha=1 - g["dampening"])
-                else:
-                    for i, p in enumerate(params):
-                        if bufs[i] is None:
-                            bufs[i] = grads[i].clone().detach()
-                            self.state.setdefault(p, {})["momentum_buffer"] = bufs[i]
-                        else:
-                            bufs[i].mul_(g["momentum"]).add_(grads[i], alpha=1 - g["dampening"])
-                if g["nesterov"]:
-                    torch._foreach_add_(grads, bufs, alpha=g["momentum"])
-                else:
-                    grads = bufs
-            torch._foreach_add_(params, grads, alpha=-g["lr"])
+    @classmethod
+    def for_spec(cls, x, y, spec: dict, *, rank: int = 0, world: int = 1, channels_last: bool = False):
+        return cls(x, y, batch_size=int(spec["batch_size"]), seed=int(spec["seed"]), augmentation=spec["augmentation"],
+                   pad=spec["aug_pad"], degrees=float(spec["aug_degrees"]), rank=rank, world=world,
+                   channels_last=channels_last)
 
-    def zero_grad(self, set_to_none: bool = True) -> None:
-        for g in self.param_groups:
-            for p in g["params"]:
-                if set_to_none:
-                    p.grad = None
-                elif p.grad is not None:
-                    p.grad.zero_()
+    def epoch(self, epoch: int):
+        dev, gb = self.x.device, self.global_batch
+        g_perm = torch.Generator().manual_seed(_seed(self.seed, epoch, 1))
+        perm = torch.randperm(self.n, generator=g_perm).to(dev)
+        g_aug = torch.Generator(device=dev).manual_seed(_seed(self.seed, epoch, 2))
+        for step in range(self.steps):
+            idx = perm[step * gb:(step + 1) * gb]
+            params = augment_params(len(idx), parts=self.parts, pad=self.pad, degrees=self.degrees,
+                                    generator=g_aug, device=dev)
+            idx = idx[self.lo:self.hi]
+            params = {k: v[self.lo:self.hi] for k, v in params.items()}
+            yield make_batch(self.x, self.y, idx, params, self.channels_last)
 
-    def state_dict(self) -> dict:
-        index = {id(p): i for i, p in enumerate(p for g in self.param_groups for p in g["params"])}
-        groups, start = [], 0
-        for g in self.param_groups:
-            groups.append({**{k: v for k, v in g.items() if k != "params"},
-                           "params": list(range(start, start + len(g["params"])))})
-            start += len(g["params"])
-        state = {index[id(p)]: {k: v for k, v in st.items()} for p, st in self.state.items()}
-        return {"state": state, "param_groups": groups}
-
-    def load_state_dict(self, sd: dict) -> None:
-        flat = [p for g in self.param_groups for p in g["params"]]
-        if len(sd["param_groups"]) != len(self.param_groups) or \
-                sum(len(g["params"]) for g in sd["param_groups"]) != len(flat):
-            raise ValueError("optimizer state does not match the parameters")
-        for g, sg in zip(self.param_groups, sd["param_groups"]):
-            for k in ("lr", "momentum", "dampening", "weight_decay", "nesterov"):
-                if k in sg:
-                    g[k] = sg[k]
-        self.state = {}
-        for i, st in sd["state"].items():
-            p = flat[int(i)]
-            self.state[p] = {k: (v.to(device=p.device, dtype=p.dtype, copy=True) if torch.is_tensor(v) else v)
-                             for k, v in st.items()}
-
-
-# ------------------------------------------------------------------------------------ one step
 
 def make_batch(train_x: torch.Tensor, train_y: torch.Tensor, idx: torch.Tensor, params: dict,
                channels_last: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
@@ -403,6 +449,14 @@ def make_batch(train_x: torch.Tensor, train_y: torch.Tensor, idx: torch.Tensor, 
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
     return x, train_y[idx]
+
+
+def make_optimizer(params, spec: dict) -> torch.optim.SGD:
+    """SGD with the spec's momentum, Nesterov (only with a momentum) and weight decay; the foreach
+    implementation on every device (on a CPU torch defaults to a per-tensor loop: same values, slower)."""
+    momentum = float(spec["momentum"])
+    return torch.optim.SGD(params, lr=float(spec["lr"]), momentum=momentum, foreach=True,
+                           nesterov=bool(spec["nesterov"]) and momentum > 0, weight_decay=float(spec["weight_decay"]))
 
 
 def train_step(net, opt, x, y, spec: dict, *, autocast=None, world_size: int = 1, global_batch: int | None = None):
@@ -580,36 +634,31 @@ class _StateStore:
 # ------------------------------------------------------------------------------------ training
 
 def train_run(spec: dict, data_folder, work_dir, out_ckpts: dict, *, threads: int = 1, log=None,
-              device=None) -> dict:
+              device=None, accel: Accel | None = None) -> dict:
     """Train one run; publish ``out_ckpts`` ({epoch: path}); return a summary dict.
 
-    Raises :class:`NonFiniteLossError` (nothing published) when the loss becomes NaN/inf.
+    ``accel``: the speed options (default :meth:`Accel.for_run`: the spec's, on CUDA).
+    Raises :class:`NonFiniteLossError` (nothing published) when the loss becomes NaN/inf, and
+    :class:`TrainingInterrupted` on SIGINT / SIGTERM.
     """
     spec = normalize_spec(spec)
-    lg = _Logger(log)
-    run_id = spec.get("run_id") or "run"
     threads = max(1, int(threads))
     os.environ["OMP_NUM_THREADS"] = str(threads)
     torch.set_num_threads(threads)
-
     world, rank, local_rank = _dist_env()
     dev = pick_device(device, local_rank)
-    own_pg = False
-    if world > 1:
-        import torch.distributed as dist
-
-        if not dist.is_initialized():
-            if dev.type == "cuda":
-                torch.cuda.set_device(dev)
-            dist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
-            own_pg = True
-    is_main = rank == 0
-    if not is_main:
-        lg = _Logger(logging.getLogger("gnc.train.rank%d" % rank), quiet=True)
-
+    lg = _Logger(log) if rank == 0 else _Logger(logging.getLogger("gnc.train.rank%d" % rank), quiet=True)
+    trainer = _Trainer(spec, data_folder=Path(data_folder), work_dir=Path(work_dir),
+                       out_ckpts={int(k): Path(v) for k, v in out_ckpts.items()}, lg=lg, dev=dev, world=world,
+                       rank=rank, threads=threads, accel=accel or Accel.for_run(spec, dev))
+    own_pg = _init_process_group(world, dev)
     try:
-        return _train(spec, Path(data_folder), Path(work_dir), {int(k): Path(v) for k, v in out_ckpts.items()},
-                      lg, dev, world, rank, is_main, run_id, threads)
+        with _sigterm_raises():
+            return trainer.run()
+    except (KeyboardInterrupt, _Terminated) as exc:
+        if isinstance(exc, TrainingInterrupted):
+            raise
+        raise trainer.interrupted("SIGTERM" if isinstance(exc, _Terminated) else "SIGINT") from None
     finally:
         if own_pg:
             import torch.distributed as dist
@@ -617,199 +666,239 @@ def train_run(spec: dict, data_folder, work_dir, out_ckpts: dict, *, threads: in
             dist.destroy_process_group()
 
 
-def _train(spec, data_folder, work_dir, out_ckpts, lg, dev, world, rank, is_main, run_id, threads):
-    epochs = int(spec["epochs"])
-    bad = [e for e in out_ckpts if e < 0 or e > epochs]
-    if bad:
-        raise ValueError(f"run {run_id}: checkpoint epochs {bad} outside 0..{epochs}")
-    cuda = dev.type == "cuda"
-    if cuda:
-        if spec["deterministic"]:
-            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-            torch.use_deterministic_algorithms(True)
-            torch.backends.cudnn.benchmark = False
-        else:
-            torch.backends.cudnn.benchmark = True
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
+def _init_process_group(world: int, dev: torch.device) -> bool:
+    """Join the torchrun process group (WORLD_SIZE > 1) unless already in one; True if we created it."""
+    if world <= 1:
+        return False
+    import torch.distributed as dist
 
-    # ---- data
-    t_load = time.time()
-    manifest_num = json.loads((data_folder / "manifest.json").read_text()).get("num_classes")
-    classes = resolve_classes(spec, int(manifest_num))
-    data = load_run_data(data_folder, classes, verify=bool(spec["verify_data"]))
-    K = len(classes)
-    if spec.get("K") is None:
-        spec["K"] = K
-    spec["classes"] = classes
-    n, in_shape = int(data.train_x.shape[0]), tuple(int(s) for s in data.train_x.shape[1:])
-    if n == 0:
-        raise ValueError(f"run {run_id}: no training samples for classes {classes}")
-    mean, std = channel_stats(data.train_x)
-    train_x = torch.from_numpy(np.ascontiguousarray(data.train_x)).to(dev)
-    train_y = torch.from_numpy(data.train_y).to(dev)
-    identity = spec_identity(spec, data.manifest.get("checksum"), world)
-    lg.info(f"[{run_id}] {n} training images {list(in_shape)}, K={K}, device {dev}, world {world}, "
-            f"threads {threads}, data loaded in {time.time() - t_load:.1f}s")
+    if dist.is_initialized():
+        return False
+    if dev.type == "cuda":
+        torch.cuda.set_device(dev)
+    dist.init_process_group(dist_backend(dev))
+    return True
 
-    # ---- model and optimizer
-    seed = int(spec["seed"])
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-    model = build_model(spec["arch"], in_shape, int(spec["d"]), K, spec["head"], tau=float(spec["tau"]),
-                        cmf_beta=float(spec["cmf_momentum"]), **spec["arch_opts"])
-    model.set_input_stats(mean, std)
-    model.to(dev)
-    channels_last = cuda and bool(spec["channels_last"]) and len(in_shape) == 3
-    if channels_last:
-        model.to(memory_format=torch.channels_last)
-    opt = SGD(model.parameters(), lr=float(spec["lr"]), momentum=float(spec["momentum"]),
-              nesterov=bool(spec["nesterov"]) and float(spec["momentum"]) > 0, weight_decay=float(spec["weight_decay"]))
 
-    # ---- resume
-    store = _StateStore(work_dir)
-    history = {k: [] for k in ("epoch", "loss", "train_acc", "lr", "images_per_s", "seconds")}
-    start = 0
-    candidates = store.candidates(lg, identity)
-    for path, st in candidates:
-        missing = [e for e in out_ckpts if e <= int(st["epoch"]) and not store.ckpt(e).exists()]
-        if missing:
-            lg.warning(f"[{run_id}] state {path} (epoch {st['epoch']}) lacks checkpoint copies for epochs "
-                       f"{missing}; not resuming from it")
-            continue
-        model.load_state_dict(st["model"])
-        opt.load_state_dict(st["optimizer"])
-        _set_rng_state(st["rng"])
-        history = {k: list(v) for k, v in st["history"].items()}
-        start = int(st["epoch"])
-        lg.info(f"[{run_id}] resuming from {path} at epoch {start}")
-        break
-    else:
-        if candidates or store.state.exists() or store.prev.exists():
-            lg.warning(f"[{run_id}] no usable training state in {work_dir}; starting from scratch")
-    if world > 1:  # every rank has decided before rank 0 removes anything
+def _barrier(world: int) -> None:
+    if world > 1:
         import torch.distributed as dist
 
         dist.barrier()
-    if is_main and start == 0:
-        store.clear()
 
-    prov_base = _provenance_base(spec, data, dev, world, threads)
 
-    def write_ckpt(epoch: int):
-        if is_main and epoch in out_ckpts:
-            ckpt = {"format": FORMAT, "model": _cpu_state_dict(model), "epoch": epoch, "spec": copy.deepcopy(spec),
-                    "history": {k: list(v) for k, v in history.items()}, "classes": list(classes),
-                    "class_names": list(data.class_names), "in_shape": list(in_shape),
-                    "provenance": _provenance(prov_base, epoch)}
-            _save_atomic(ckpt, store.ckpt(epoch))
+@contextlib.contextmanager
+def _sigterm_raises():
+    """SIGTERM (a scheduler's cancel or time limit, ``kill``) raises, as Ctrl-C does, so both end in
+    one interruption line. Signal handlers can only be set from the main thread."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
 
-    if start == 0:
-        write_ckpt(0)
+    def handler(signum, frame):
+        raise _Terminated()
 
-    # ---- wrappers
-    net = model
-    if world > 1:
-        from torch.nn.parallel import DistributedDataParallel as DDP
+    old = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
 
-        if cuda and spec["sync_bn"]:
-            net = torch.nn.SyncBatchNorm.convert_sync_batchnorm(net)
-        net = DDP(net, device_ids=[dev.index] if cuda else None)  # buffers (BN, CMF) synced from rank 0
-    if spec["compile"]:
-        net = torch.compile(net)
 
-    aug_parts = _parse_augmentation(spec["augmentation"])
-    pad = int(spec["aug_pad"]) if spec["aug_pad"] is not None else in_shape[1] // 8
-    bsz = int(spec["batch_size"])
-    steps = max(1, n // bsz)  # drop_last, as the reference; at least one (smaller) batch
-    gbatch = min(bsz, n)
-    lo, hi = (rank * gbatch) // world, ((rank + 1) * gbatch) // world
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda and bool(spec["bf16"]))
-    hang = os.environ.get("GNC_TRAIN_HANG_AT")
-    hang_at = tuple(int(v) for v in hang.split(":")) if hang else None
-    stop_after = int(os.environ["GNC_TRAIN_STOP_AFTER"]) if os.environ.get("GNC_TRAIN_STOP_AFTER") else None
-    t_run = time.time()
+class _Trainer:
+    """One training job: the run's data, model, optimizer, history and state store, and the steps
+    of :meth:`run` (load, build, resume, train epochs, publish)."""
 
-    for epoch in range(start, epochs):
-        lr = learning_rate(spec, epoch)
-        for g in opt.param_groups:
+    def __init__(self, spec: dict, *, data_folder: Path, work_dir: Path, out_ckpts: dict[int, Path], lg: _Logger,
+                 dev: torch.device, world: int, rank: int, threads: int, accel: Accel):
+        self.spec, self.data_folder, self.work_dir, self.out_ckpts = spec, data_folder, work_dir, out_ckpts
+        self.lg, self.dev, self.world, self.rank, self.threads, self.accel = lg, dev, world, rank, threads, accel
+        self.run_id = spec.get("run_id") or "run"
+        self.is_main = rank == 0
+        self.epochs = int(spec["epochs"])
+        self.store = _StateStore(work_dir)
+        self.history = {k: [] for k in ("epoch", "loss", "train_acc", "lr", "images_per_s", "seconds")}
+        self.saved_epoch: int | None = None  # the newest state written or resumed from
+        self.running_epoch: int | None = None  # 1-based epoch in progress
+
+    def run(self) -> dict:
+        bad = [e for e in self.out_ckpts if e < 0 or e > self.epochs]
+        if bad:
+            raise ValueError(f"run {self.run_id}: checkpoint epochs {bad} outside 0..{self.epochs}")
+        _configure_cuda(self.spec, self.dev)
+        batches = self._load_data()
+        self._build_model()
+        start = self._resume()
+        _barrier(self.world)  # every rank has decided before rank 0 removes anything
+        if self.is_main and start == 0:
+            self.store.clear()
+        self.prov_base = _provenance_base(self.spec, self.data, self.dev, self.world, self.threads)
+        if start == 0:
+            self._write_ckpt(0)
+        net = self._wrap()
+        t_run = time.time()
+        for epoch in range(start, self.epochs):
+            self.running_epoch = epoch + 1
+            lr, losses, correct, seconds = self._train_epoch(net, batches, epoch)
+            self._end_epoch(epoch, lr, losses, correct, seconds, batches.steps * batches.global_batch)
+            self.running_epoch = None
+            elapsed = time.time() - t_run
+            eta = elapsed / (epoch + 1 - start) * (self.epochs - epoch - 1)
+            h = self.history
+            self.lg.info(f"[{self.run_id}] epoch {epoch + 1}/{self.epochs} loss {h['loss'][-1]:.4f} "
+                         f"train_acc {h['train_acc'][-1]:.4f} lr {lr:.4g} {h['images_per_s'][-1]:.0f} img/s "
+                         f"epoch {seconds:.2f}s elapsed {_fmt_time(elapsed)} ETA {_fmt_time(eta)}")
+        self._publish_all()
+        return {"run_id": self.run_id, "epochs": self.epochs, "history": self.history, "classes": self.classes,
+                "checkpoints": {e: str(p) for e, p in self.out_ckpts.items()}, "device": str(self.dev),
+                "world_size": self.world, "resumed_from": start, "accel": self.accel.label()}
+
+    def _load_data(self) -> ResidentBatches:
+        spec, t_load = self.spec, time.time()
+        manifest_num = json.loads((self.data_folder / "manifest.json").read_text()).get("num_classes")
+        self.classes = resolve_classes(spec, int(manifest_num))
+        self.data = data = load_run_data(self.data_folder, self.classes, verify=bool(spec["verify_data"]))
+        K = len(self.classes)
+        if spec.get("K") is None:
+            spec["K"] = K
+        spec["classes"] = self.classes
+        n, self.in_shape = int(data.train_x.shape[0]), tuple(int(s) for s in data.train_x.shape[1:])
+        if n == 0:
+            raise ValueError(f"run {self.run_id}: no training samples for classes {self.classes}")
+        self.input_stats = channel_stats(data.train_x)
+        x = torch.from_numpy(np.ascontiguousarray(data.train_x)).to(self.dev)
+        y = torch.from_numpy(data.train_y).to(self.dev)
+        self.identity = spec_identity(spec, data.manifest.get("checksum"), self.world, self.accel)
+        self.lg.info(f"[{self.run_id}] {n} training images {list(self.in_shape)}, K={K}, device {self.dev}, "
+                     f"world {self.world}{f' ({dist_backend(self.dev)})' if self.world > 1 else ''}, threads {self.threads}, "
+                     f"{self.accel.label()}, "
+                     f"data loaded in {time.time() - t_load:.1f}s")
+        return ResidentBatches.for_spec(x, y, spec, rank=self.rank, world=self.world,
+                                        channels_last=self.accel.channels_last)
+
+    def _build_model(self) -> None:
+        spec, seed = self.spec, int(self.spec["seed"])
+        random.seed(seed)
+        np.random.seed(seed % 2**32)
+        torch.manual_seed(seed)
+        self.model = build_model(spec["arch"], self.in_shape, int(spec["d"]), len(self.classes), spec["head"],
+                                 tau=float(spec["tau"]), cmf_beta=float(spec["cmf_momentum"]), **spec["arch_opts"])
+        self.model.set_input_stats(*self.input_stats)
+        self.model.to(self.dev)
+        self.accel.memory_format(self.model)
+        self.opt = make_optimizer(self.model.parameters(), spec)
+
+    def _resume(self) -> int:
+        """Load the newest usable state of this identity; return its epoch (0: fresh start)."""
+        candidates = self.store.candidates(self.lg, self.identity)
+        for path, st in candidates:
+            missing = [e for e in self.out_ckpts if e <= int(st["epoch"]) and not self.store.ckpt(e).exists()]
+            if missing:
+                self.lg.warning(f"[{self.run_id}] state {path} (epoch {st['epoch']}) lacks checkpoint copies "
+                                f"for epochs {missing}; not resuming from it")
+                continue
+            self.model.load_state_dict(st["model"])
+            self.opt.load_state_dict(st["optimizer"])
+            _set_rng_state(st["rng"])
+            self.history = {k: list(v) for k, v in st["history"].items()}
+            self.saved_epoch = int(st["epoch"])
+            self.lg.info(f"[{self.run_id}] resuming from {path} at epoch {self.saved_epoch}")
+            return self.saved_epoch
+        if candidates or self.store.state.exists() or self.store.prev.exists():
+            self.lg.warning(f"[{self.run_id}] no usable training state in {self.work_dir}; starting from scratch")
+        return 0
+
+    def _wrap(self) -> torch.nn.Module:
+        """DDP (buffers such as BN statistics and the CMF classes are synced from rank 0), then compile."""
+        net = self.model
+        if self.world > 1:
+            from torch.nn.parallel import DistributedDataParallel as DDP
+
+            cuda = self.dev.type == "cuda"
+            if cuda and self.spec["sync_bn"]:
+                net = torch.nn.SyncBatchNorm.convert_sync_batchnorm(net)
+            net = DDP(net, device_ids=[self.dev.index] if cuda else None)
+        return self.accel.compiled(net)
+
+    def _train_epoch(self, net, batches: ResidentBatches, epoch: int):
+        """One epoch of steps; returns (lr, per-step losses on the CPU, correct count, seconds)."""
+        lr = learning_rate(self.spec, epoch)
+        for g in self.opt.param_groups:
             g["lr"] = lr
         net.train()
         t0 = time.time()
-        g_perm = torch.Generator().manual_seed(_seed(seed, epoch, 1))
-        perm = torch.randperm(n, generator=g_perm).to(dev)
-        g_aug = torch.Generator(device=dev).manual_seed(_seed(seed, epoch, 2))
-        losses = torch.zeros(steps, device=dev, dtype=torch.float32)
-        correct = torch.zeros((), device=dev, dtype=torch.int64)
-        for step in range(steps):
-            idx = perm[step * gbatch:(step + 1) * gbatch]
-            params = augment_params(len(idx), parts=aug_parts, pad=pad, degrees=float(spec["aug_degrees"]),
-                                    generator=g_aug, device=dev)
-            idx = idx[lo:hi]
-            params = {k: v[lo:hi] for k, v in params.items()}
-            x, y = make_batch(train_x, train_y, idx, params, channels_last)
-            if hang_at is not None and (epoch + 1, step) == hang_at:
-                _hang(work_dir)
-            loss, logits = train_step(net, opt, x, y, spec, autocast=autocast, world_size=world,
-                                      global_batch=gbatch)
+        autocast = self.accel.autocast(self.dev)
+        losses = torch.zeros(batches.steps, device=self.dev, dtype=torch.float32)
+        correct = torch.zeros((), device=self.dev, dtype=torch.int64)
+        for step, (x, y) in enumerate(batches.epoch(epoch)):
+            loss, logits = train_step(net, self.opt, x, y, self.spec, autocast=autocast, world_size=self.world,
+                                      global_batch=batches.global_batch)
             losses[step] = loss
             correct += (logits.argmax(1) == y).sum()
-        if world > 1:
+        if self.world > 1:
             import torch.distributed as dist
 
             dist.all_reduce(losses)
-            losses /= world
+            losses /= self.world
             dist.all_reduce(correct)
         loss_values = losses.cpu()
-        if cuda:
-            torch.cuda.synchronize(dev)
+        if self.dev.type == "cuda":
+            torch.cuda.synchronize(self.dev)
         finite = torch.isfinite(loss_values)
         if not bool(finite.all()):
             bad_step = int((~finite).nonzero()[0])
-            raise NonFiniteLossError(run_id, epoch + 1, bad_step, float(loss_values[bad_step]))
-        seconds = time.time() - t0
-        seen = steps * gbatch
-        history["epoch"].append(epoch + 1)
-        history["loss"].append(float(loss_values.double().mean()))
-        history["train_acc"].append(int(correct) / seen)
-        history["lr"].append(lr)
-        history["images_per_s"].append(seen / seconds if seconds > 0 else float("inf"))
-        history["seconds"].append(seconds)
-        write_ckpt(epoch + 1)
-        if is_main:
-            store.write({"format": FORMAT, "identity": identity, "epoch": epoch + 1, "model": _cpu_state_dict(model),
-                         "optimizer": opt.state_dict(), "rng": _rng_state(),
-                         "history": {k: list(v) for k, v in history.items()}, "spec": copy.deepcopy(spec)})
-        if world > 1:
-            import torch.distributed as dist
+            raise NonFiniteLossError(self.run_id, epoch + 1, bad_step, float(loss_values[bad_step]))
+        return lr, loss_values, int(correct), time.time() - t0
 
-            dist.barrier()
-        elapsed = time.time() - t_run
-        done = epoch + 1 - start
-        eta = elapsed / done * (epochs - epoch - 1)
-        lg.info(f"[{run_id}] epoch {epoch + 1}/{epochs} loss {history['loss'][-1]:.4f} "
-                f"train_acc {history['train_acc'][-1]:.4f} lr {lr:.4g} {history['images_per_s'][-1]:.0f} img/s "
-                f"epoch {seconds:.2f}s elapsed {_fmt_time(elapsed)} ETA {_fmt_time(eta)}")
-        if stop_after is not None and epoch + 1 == stop_after:
-            raise TrainingInterrupted(f"GNC_TRAIN_STOP_AFTER={stop_after}")
+    def _end_epoch(self, epoch: int, lr: float, losses: torch.Tensor, correct: int, seconds: float, seen: int):
+        """Record the epoch in the history; write its checkpoint (if requested) and the state."""
+        h = self.history
+        h["epoch"].append(epoch + 1)
+        h["loss"].append(float(losses.double().mean()))
+        h["train_acc"].append(correct / seen)
+        h["lr"].append(lr)
+        h["images_per_s"].append(seen / seconds if seconds > 0 else float("inf"))
+        h["seconds"].append(seconds)
+        self._write_ckpt(epoch + 1)
+        if self.is_main:
+            self.store.write({"format": FORMAT, "identity": self.identity, "epoch": epoch + 1,
+                              "model": _cpu_state_dict(self.model), "optimizer": self.opt.state_dict(),
+                              "rng": _rng_state(), "history": {k: list(v) for k, v in h.items()},
+                              "spec": copy.deepcopy(self.spec)})
+        self.saved_epoch = epoch + 1
+        _barrier(self.world)
 
-    # ---- publish
-    if is_main:
-        for e, dst in sorted(out_ckpts.items()):
-            src = store.ckpt(e)
-            if not src.exists():  # can only happen if work_dir was tampered with
-                raise CheckpointError(f"run {run_id}: checkpoint copy {src} missing in work_dir")
-            _publish(src, dst)
-        lg.info(f"[{run_id}] published {len(out_ckpts)} checkpoint(s); "
-                f"train time {_fmt_time(sum(history['seconds']))}")
-    if world > 1:
-        import torch.distributed as dist
+    def _write_ckpt(self, epoch: int) -> None:
+        if self.is_main and epoch in self.out_ckpts:
+            ckpt = {"format": FORMAT, "model": _cpu_state_dict(self.model), "epoch": epoch,
+                    "spec": copy.deepcopy(self.spec), "history": {k: list(v) for k, v in self.history.items()},
+                    "classes": list(self.classes), "class_names": list(self.data.class_names),
+                    "in_shape": list(self.in_shape), "provenance": _provenance(self.prov_base, epoch)}
+            _save_atomic(ckpt, self.store.ckpt(epoch))
 
-        dist.barrier()
-    return {"run_id": run_id, "epochs": epochs, "history": history, "classes": classes,
-            "checkpoints": {e: str(p) for e, p in out_ckpts.items()}, "device": str(dev), "world_size": world,
-            "resumed_from": start}
+    def _publish_all(self) -> None:
+        if self.is_main:
+            for e, dst in sorted(self.out_ckpts.items()):
+                src = self.store.ckpt(e)
+                if not src.exists():  # can only happen if work_dir was tampered with
+                    raise CheckpointError(f"run {self.run_id}: checkpoint copy {src} missing in work_dir")
+                _publish(src, dst)
+            self.lg.info(f"[{self.run_id}] published {len(self.out_ckpts)} checkpoint(s); "
+                         f"train time {_fmt_time(sum(self.history['seconds']))}")
+        _barrier(self.world)
+
+    def interrupted(self, signal_name: str) -> TrainingInterrupted:
+        """The one line an interruption prints, as an exception."""
+        during = f" during epoch {self.running_epoch}/{self.epochs}" if self.running_epoch else ""
+        if self.saved_epoch:
+            what = (f"state saved at epoch {self.saved_epoch} in {self.work_dir}; "
+                    f"run the same command to resume")
+        elif self.store.state.exists() or self.store.prev.exists():  # interrupted before it was read
+            what = f"the earlier state in {self.work_dir} is kept; run the same command to resume"
+        else:
+            what = "no epoch was completed, so no state was saved; run the same command to start again"
+        return TrainingInterrupted(f"[{self.run_id}] interrupted by {signal_name}{during}: {what}",
+                                   signal_name=signal_name, saved_epoch=self.saved_epoch)
 
 
 def _publish(src: Path, dst: Path) -> None:
@@ -821,12 +910,6 @@ def _publish(src: Path, dst: Path) -> None:
             os.link(src, tmp)
         except OSError:
             shutil.copyfile(src, tmp)
-
-
-def _hang(work_dir: Path) -> None:
-    (Path(work_dir) / "hang.marker").write_text(str(os.getpid()))
-    while True:  # until killed
-        time.sleep(0.05)
 
 
 def _provenance_base(spec, data: _Data, dev, world, threads) -> dict:
@@ -860,7 +943,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--device", default=None)
     ap.add_argument("--log", default=None, help="append the progress log to this file (default stderr)")
+    ap.add_argument("--accel", default=None, metavar="OPTS",
+                    help="speed options to use on any device, comma-separated from bf16, channels_last, compile "
+                         "('none': fp32); default: the spec's bf16/channels_last on CUDA, compile if set")
     args = ap.parse_args(argv)
+    accel = None if args.accel is None else Accel.parse(args.accel)
     text = args.spec if args.spec.lstrip().startswith("{") else Path(args.spec).read_text()
     spec = json.loads(text)
     out = {}
@@ -870,7 +957,13 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     fh = open(args.log, "a") if args.log else None  # noqa: SIM115
     try:
-        train_run(spec, args.data, args.work_dir, out, threads=args.threads, log=fh, device=args.device)
+        train_run(spec, args.data, args.work_dir, out, threads=args.threads, log=fh, device=args.device,
+                  accel=accel)
+    except TrainingInterrupted as exc:
+        print(exc, file=sys.stderr)
+        if fh:
+            fh.write(time.strftime("%Y-%m-%d %H:%M:%S ") + str(exc) + "\n")
+        return exc.exit_code
     finally:
         if fh:
             fh.close()
