@@ -136,6 +136,29 @@ def test_cli_prints_and_verifies(prepared, tmp_path, monkeypatch, capsys):
     assert parsed[str(nc)]["problems"] == [] and parsed[str(nc)]["attributes"]["gnc_stage"] == "test"
 
 
+def test_cli_resolves_datasets_for_results_outside_the_project(prepared, tmp_path, monkeypatch, capsys,
+                                                               no_job_context):
+    """results: outside the workflow's working directory, the checker run from a third directory: the
+    relative dataset path is resolved against the job's recorded working directory (gnc_workdir)."""
+    wd, folder = prepared
+    manifest = dict(json.loads((folder / "manifest.json").read_text()), path=str(folder.relative_to(wd)))
+    monkeypatch.chdir(wd)  # the workflow's working directory while the job writes the file
+    attrs = {**P.provenance(stage="test"), **P.dataset_attrs(manifest)}
+    assert attrs["gnc_workdir"] == str(wd)
+    out = tmp_path / "elsewhere" / "results" / "study.nc"
+    out.parent.mkdir(parents=True)
+    write_netcdf(xr.Dataset({"v": ("x", np.arange(3.0))}, attrs=attrs), out)
+    (tmp_path / "third").mkdir()
+    monkeypatch.chdir(tmp_path / "third")
+    assert P.main([str(out)]) == 0, capsys.readouterr().out
+    assert "datasets verified: 1" in capsys.readouterr().out
+    # without the recorded working directory nothing locates the dataset: the failure names the path
+    del attrs["gnc_workdir"]
+    write_netcdf(xr.Dataset({"v": ("x", np.arange(3.0))}, attrs=attrs), out)
+    assert P.main([str(out)]) == 1
+    assert "manifest.json: missing" in capsys.readouterr().out
+
+
 def test_cli_fails_on_tampered_dataset_naming_the_file(prepared, tmp_path, capsys):
     wd0, folder0 = prepared
     wd = tmp_path / "wd"
