@@ -1,5 +1,7 @@
 """Config validation: every bad config stops with one message naming the field and the allowed values."""
 import copy
+import subprocess
+import sys
 
 import pytest
 import yaml
@@ -192,3 +194,41 @@ def test_raw_files_default_to_the_resources_folder(tmp_path, monkeypatch):
     monkeypatch.setenv("GNC_DATA_ROOT", str(tmp_path / "env"))
     spec = load_study(cfg)[0]["datasets"]["c10"]
     assert "root" not in spec and gd.download_plan("c10", spec)["target"] == str(tmp_path / "env")
+
+
+# ------------------------------------------------------------------------------ through Snakemake (dry runs)
+
+def _dry_run(wd, *args):
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory", str(wd), "-n", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=wd)
+
+
+def test_snakemake_config_handling_and_plan_summary(tmp_path, monkeypatch):
+    monkeypatch.delenv("GNC_DATA_ROOT", raising=False)
+    # a study with a pending download and a skipped optional dataset: a short summary, before the jobs
+    cfg = copy.deepcopy(TINY_CONFIG)
+    cfg["resources"] = "res"
+    cfg["datasets"]["c10"] = {"source": "cifar10", "download": True}
+    cfg["datasets"]["face"] = {"source": "image_folder", "root": str(tmp_path / "no-faces"), "optional": True}
+    cfg["experiments"]["c10"] = {"dataset": "c10", "arch": ["mlp"], "tau": [0.1], "d": [2], "K": [3]}
+    cfg["experiments"]["face"] = {"dataset": "face", "arch": ["mlp"], "tau": [0.1], "d": [2], "K": [3]}
+    (tmp_path / "study.yaml").write_text(yaml.safe_dump(cfg))
+    proc = _dry_run(tmp_path, "--configfile", str(tmp_path / "study.yaml"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = [ln for ln in proc.stderr.splitlines() if "gnc-study" in ln or ln.startswith("  download ")]
+    assert lines == [
+        "gnc-study: 1 download(s), 0.16 GiB:",
+        "  download c10: https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz (163 MiB) -> res/raw",
+        f"gnc-study: skipped optional dataset 'face': image_folder: folder {tmp_path / 'no-faces'} does not "
+        "exist (spec key 'root') (experiments skipped with it: face)",
+    ], proc.stderr[:2000]
+    # --config alone: merged over the default study
+    proc = _dry_run(tmp_path, "--config", "results=elsewhere")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "gnc-study: results from the command line, over the default study" in proc.stderr
+    assert "elsewhere/study.nc" in proc.stdout + proc.stderr
+    # the default config.yaml with a syntax error: the message names the file and the line
+    (tmp_path / "config.yaml").write_text("results: r\ndatasets:\n  digits: {source: digits\n")
+    proc = _dry_run(tmp_path)
+    assert proc.returncode != 0
+    assert "config.yaml:4:1: YAML syntax error" in proc.stderr, proc.stderr[-2000:]
