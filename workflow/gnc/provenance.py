@@ -355,10 +355,10 @@ def _candidate_folders(path: str, search_root: Path | None, near: Path | None,
     roots = []
     if search_root is not None:
         roots.append(Path(search_root))
+    if near is not None:  # the working directory of a run: an ancestor of the result file (moved with it)
+        roots.extend(Path(near).resolve().parents)
     if workdir:  # the working directory the file's job ran in (recorded as gnc_workdir)
         roots.append(Path(workdir))
-    if near is not None:  # the working directory of a run: an ancestor of the result file
-        roots.extend(Path(near).resolve().parents)
     roots.append(Path.cwd())
     return [r / p for r in roots]
 
@@ -366,8 +366,9 @@ def _candidate_folders(path: str, search_root: Path | None, near: Path | None,
 def resolve_dataset_folder(path: str, search_root: Path | None = None, near: Path | None = None,
                            workdir: str | None = None) -> Path:
     """The folder a recorded (possibly relative) dataset path refers to: the first of these that holds
-    a manifest.json: relative to ``search_root``, to the job's recorded working directory ``workdir``,
-    to an ancestor of the result file ``near``, to the current directory."""
+    a manifest.json: relative to ``search_root``, to an ancestor of the result file ``near`` (a project
+    copied or moved as a whole), to the job's recorded working directory ``workdir`` (results written
+    outside the project), to the current directory."""
     cands = _candidate_folders(path, search_root, near, workdir)
     for c in cands:
         if (c / "manifest.json").is_file():
