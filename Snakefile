@@ -2,6 +2,7 @@
 #
 #   snakemake --cores all                          the default study (config.yaml), offline, CPU
 #   snakemake --cores all --configfile config/paper.yaml   the paper's study (GPU)
+#   snakemake --cores all --config results=out      the default study, into out/ (merged over config.yaml)
 #   snakemake --report results/report.html         HTML report of the figures
 #
 # Stages (one rules file each; the logic lives in workflow/gnc/):
@@ -10,13 +11,8 @@ from snakemake.utils import min_version
 
 min_version("9.27")  # as pyproject.toml requires
 
-# The embedded default study is used only when no --configfile/--config is given, so a user's
-# config replaces it instead of being merged into it.
-if not config:
-
-    configfile: "config.yaml"
-
-
+# The study: config.yaml, unless --configfile/--config give one of their own (workflow/rules/common.smk
+# reads and validates it before anything else).
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"

@@ -1,11 +1,15 @@
 """Config validation: every bad config stops with one message naming the field and the allowed values."""
 import copy
+import subprocess
+import sys
 
 import pytest
 import yaml
 
 from conftest import ROOT, TINY_CONFIG
-from gnc.config import ConfigError, code_grid, expand_runs, load_study, validate_config
+from gnc import data as gd
+from gnc.config import (SKIPPED, ConfigError, code_grid, expand_runs, load_study, main, merge_over_default,
+                        read_config_file, validate_config)
 
 
 def _bad(mutate):
@@ -60,7 +64,9 @@ BAD_CONFIGS = [
     ("unknown head", _set(["train", "head"], "arcface"), ["train.head", "normalized"]),
     ("momentum above 1", _set(["train", "momentum"], 1.5), ["train.momentum", "<= 1"]),
     ("duplicate taus", _set(E + ["tau"], [0.1, 0.1]), ["experiments.easy.tau", "unique"]),
-    ("missing image folder path", _set(["datasets", "mine"], {"source": "image_folder", "path": "/nonexistent/x"}),
+    ("image folder given as path", _set(["datasets", "mine"], {"source": "image_folder", "path": "/x"}),
+     ["datasets.mine", "'root'", "not 'path'"]),
+    ("missing image folder path", _set(["datasets", "mine"], {"source": "image_folder", "root": "/nonexistent/x"}),
      ["datasets.mine", "/nonexistent/x"]),
     ("hardmax with linear head", _set(["train", "loss"], "hardmax") , None),  # valid: head stays normalized
     ("same run, two recipes", _set(["experiments", "again"], {**TINY_CONFIG["experiments"]["easy"],
@@ -108,11 +114,12 @@ def test_shared_runs_are_trained_once():
 
 def test_optional_missing_dataset_is_skipped():
     cfg = copy.deepcopy(TINY_CONFIG)
-    cfg["datasets"]["mine"] = {"source": "image_folder", "path": "/nonexistent/folder", "optional": True}
+    cfg["datasets"]["mine"] = {"source": "image_folder", "root": "/nonexistent/folder", "optional": True}
     cfg["experiments"]["mine"] = {"dataset": "mine", "arch": ["mlp"], "tau": [0.1], "d": [2], "K": [3]}
     cfg2, runs = load_study(cfg)
     assert "mine" not in cfg2["datasets"] and "mine" not in cfg2["experiments"]
     assert all(r.dataset == "digits" for r in runs.values())
+    assert "/nonexistent/folder does not exist" in SKIPPED["mine"] and "skipped with it: mine" in SKIPPED["mine"]
 
 
 @pytest.mark.parametrize("path", ["config.yaml", "config/paper.yaml"])
@@ -122,3 +129,106 @@ def test_shipped_configs_are_valid(path):
     cfg = yaml.safe_load((ROOT / path).read_text())
     cfg, runs = load_study(cfg)
     assert runs
+
+
+# ------------------------------------------------------------------------------ config files
+
+@pytest.mark.parametrize("text, where, words", [
+    ("results: r\ndatasets: {digits: {source: digits}\nexperiments: [\n", ":3:", ["YAML syntax error"]),
+    ("a: 1\n  b: 2\n", ":2:", ["YAML syntax error", "mapping values"]),
+    ("", "", ["empty"]),
+    ("# only a comment\n", "", ["empty"]),
+    ("- a\n- b\n", ":1:", ["mapping of keys", "list"]),
+])
+def test_config_file_errors_name_the_file_and_line(tmp_path, text, where, words):
+    path = tmp_path / "study.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as ei:
+        read_config_file(path)
+    msg = str(ei.value)
+    assert msg.startswith(f"{path}{where}"), msg
+    for w in words:
+        assert w in msg, msg
+    with pytest.raises(ConfigError, match="cannot read"):
+        read_config_file(tmp_path / "missing.yaml")
+
+
+def test_config_without_a_study_is_merged_over_the_default(tmp_path):
+    default = tmp_path / "config.yaml"
+    default.write_text(yaml.safe_dump(TINY_CONFIG))
+    cfg = {"results": "elsewhere", "train": {"epochs": 4, "checkpoints": [0, 4]}}
+    assert merge_over_default(cfg, default)
+    assert cfg["results"] == "elsewhere" and cfg["experiments"] == TINY_CONFIG["experiments"]
+    assert cfg["train"] == {**TINY_CONFIG["train"], "epochs": 4, "checkpoints": [0, 4]}  # merged key by key
+    own = {"datasets": {"digits": {"source": "digits"}}, "experiments": {}}
+    assert not merge_over_default(own, default) and own["experiments"] == {}  # a study of its own
+
+
+def test_config_check_command(tmp_path, capsys):
+    good, bad = tmp_path / "good.yaml", tmp_path / "bad.yaml"
+    good.write_text(yaml.safe_dump(TINY_CONFIG))
+    bad.write_text(yaml.safe_dump({**TINY_CONFIG, "trainning": {}}))
+    assert main([str(good)]) == 0 and "2 run(s) in 2 experiment(s)" in capsys.readouterr().out
+    assert main([str(bad)]) == 1 and "trainning" in capsys.readouterr().err
+
+
+def test_raw_files_default_to_the_resources_folder(tmp_path, monkeypatch):
+    monkeypatch.delenv("GNC_DATA_ROOT", raising=False)
+    res = tmp_path / "res"
+    cfg = {**copy.deepcopy(TINY_CONFIG), "resources": str(res)}
+    cfg["datasets"]["c10"] = {"source": "cifar10"}
+    cfg["experiments"]["c10"] = {"dataset": "c10", "arch": ["mlp"], "tau": [0.1], "d": [2], "K": [3]}
+    with pytest.raises(ConfigError) as ei:  # the message names the folder the files are expected in
+        load_study(cfg)
+    assert str(res / "raw" / "cifar-10-batches-py") in str(ei.value)
+    cfg["datasets"]["c10"]["download"] = True
+    resolved, _ = load_study(cfg)
+    assert resolved["datasets"]["c10"]["root"] == f"{res}/raw"
+    plan = gd.download_plan("c10", resolved["datasets"]["c10"])
+    assert plan == {"target": f"{res}/raw",
+                    "files": [("https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz", 170_498_071)]}
+    # an explicit root or $GNC_DATA_ROOT wins
+    cfg["datasets"]["c10"]["root"] = str(tmp_path / "mine")
+    assert load_study(cfg)[0]["datasets"]["c10"]["root"] == str(tmp_path / "mine")
+    del cfg["datasets"]["c10"]["root"]
+    monkeypatch.setenv("GNC_DATA_ROOT", str(tmp_path / "env"))
+    spec = load_study(cfg)[0]["datasets"]["c10"]
+    assert "root" not in spec and gd.download_plan("c10", spec)["target"] == str(tmp_path / "env")
+
+
+# ------------------------------------------------------------------------------ through Snakemake (dry runs)
+
+def _dry_run(wd, *args):
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory", str(wd), "-n", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=wd)
+
+
+def test_snakemake_config_handling_and_plan_summary(tmp_path, monkeypatch):
+    monkeypatch.delenv("GNC_DATA_ROOT", raising=False)
+    # a study with a pending download and a skipped optional dataset: a short summary, before the jobs
+    cfg = copy.deepcopy(TINY_CONFIG)
+    cfg["resources"] = "res"
+    cfg["datasets"]["c10"] = {"source": "cifar10", "download": True}
+    cfg["datasets"]["face"] = {"source": "image_folder", "root": str(tmp_path / "no-faces"), "optional": True}
+    cfg["experiments"]["c10"] = {"dataset": "c10", "arch": ["mlp"], "tau": [0.1], "d": [2], "K": [3]}
+    cfg["experiments"]["face"] = {"dataset": "face", "arch": ["mlp"], "tau": [0.1], "d": [2], "K": [3]}
+    (tmp_path / "study.yaml").write_text(yaml.safe_dump(cfg))
+    proc = _dry_run(tmp_path, "--configfile", str(tmp_path / "study.yaml"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = [ln for ln in proc.stderr.splitlines() if "gnc-study" in ln or ln.startswith("  download ")]
+    assert lines == [
+        "gnc-study: 1 download(s), 0.16 GiB:",
+        "  download c10: https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz (163 MiB) -> res/raw",
+        f"gnc-study: skipped optional dataset 'face': image_folder: folder {tmp_path / 'no-faces'} does not "
+        "exist (spec key 'root') (experiments skipped with it: face)",
+    ], proc.stderr[:2000]
+    # --config alone: merged over the default study
+    proc = _dry_run(tmp_path, "--config", "results=elsewhere")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "gnc-study: results from the command line, over the default study" in proc.stderr
+    assert "elsewhere/study.nc" in proc.stdout + proc.stderr
+    # the default config.yaml with a syntax error: the message names the file and the line
+    (tmp_path / "config.yaml").write_text("results: r\ndatasets:\n  digits: {source: digits\n")
+    proc = _dry_run(tmp_path)
+    assert proc.returncode != 0
+    assert "config.yaml:4:1: YAML syntax error" in proc.stderr, proc.stderr[-2000:]

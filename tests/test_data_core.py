@@ -161,7 +161,7 @@ def test_version_changes_when_input_files_change(tmp_path):
     for c in ("a", "b"):
         (root / c).mkdir(parents=True)
         Image.new("RGB", (8, 8), (10, 20, 30)).save(root / c / "0.png")
-    spec = {"source": "image_folder", "path": str(root)}
+    spec = {"source": "image_folder", "root": str(root)}
     v1 = gd.version_id("mine", spec)
     assert gd.version_id("mine", spec) == v1
     Image.new("RGB", (8, 8), (1, 2, 3)).save(root / "a" / "1.png")
@@ -169,7 +169,7 @@ def test_version_changes_when_input_files_change(tmp_path):
     assert v2 != v1
     moved = tmp_path / "moved"
     shutil.copytree(root, moved, copy_function=shutil.copy2)  # same relative paths, sizes, mtimes
-    assert gd.version_id("mine", {**spec, "path": str(moved)}) == v2
+    assert gd.version_id("mine", {**spec, "root": str(moved)}) == v2
 
 
 def test_version_is_cheap(monkeypatch):
@@ -202,8 +202,13 @@ def test_spec_errors():
         gd.version_id("digits", {"test_fraction": 1.5})
     with pytest.raises(SpecError, match="num_classes"):
         gd.num_classes("glyphs", {"num_classes": 10_000})
-    with pytest.raises(SpecError, match="path"):
+    with pytest.raises(SpecError, match="root"):
         gd.version_id("x", {"source": "image_folder"})
+    # every source names the folder of its raw files 'root'
+    for spec in ({"source": "image_folder", "path": "/x"}, {"source": "fashion_mnist_debian", "path": "/x"},
+                 {"source": "cifar10", "path": "/x"}):
+        with pytest.raises(SpecError, match="'root'.*not 'path'"):
+            gd.version_id("x", spec)
 
 
 def test_num_classes_cheap_values():
@@ -223,7 +228,7 @@ def test_num_classes_reports_unavailable_sources(tmp_path):
         gd.num_classes("cifar100", {"root": str(tmp_path)})
     assert str(tmp_path / "cifar-100-python" / "train") in str(ei.value) and "download: true" in str(ei.value)
     with pytest.raises(gd.DatasetNotFoundError, match="apt-get install dataset-fashion-mnist"):
-        gd.num_classes("fashion_mnist_debian", {"path": str(tmp_path)})
+        gd.num_classes("fashion_mnist_debian", {"root": str(tmp_path)})
     with pytest.raises(gd.DatasetNotFoundError, match="tiny-imagenet-200.zip"):
         gd.num_classes("tiny_imagenet", {"root": str(tmp_path)})
     # the version stays computable (e.g. for a dataset prepared before the raw files were removed)

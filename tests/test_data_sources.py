@@ -254,15 +254,15 @@ def test_fashion_mnist_debian_layout_with_declared_checksums(tmp_path):
     path = tmp_path / "usr-share-datasets-fashion-mnist"
     truth = write_idx_set(path, MNIST_NAMES, compress=True)
     with pytest.raises(SourceChecksumError, match="train-images-idx3-ubyte.gz"):
-        gd.prepare("fashion_mnist_debian", {"path": str(path)}, tmp_path / "bad")  # not Debian's files
-    spec = {"path": str(path), "checksums": {f.name: md5(f) for f in path.glob("*.gz")}}
+        gd.prepare("fashion_mnist_debian", {"root": str(path)}, tmp_path / "bad")  # not Debian's files
+    spec = {"root": str(path), "checksums": {f.name: md5(f) for f in path.glob("*.gz")}}
     m, p = prep(tmp_path, "fashion_mnist_debian", spec)
     np.testing.assert_array_equal(p.test_x[:, 0], truth["test"][0])
     assert p.class_names[0] == "T-shirt/top"
 
 
 def test_fashion_mnist_debian_missing_package_message(tmp_path):
-    spec = {"path": str(tmp_path / "nowhere")}
+    spec = {"root": str(tmp_path / "nowhere")}
     assert not gd.available("fashion_mnist_debian", spec)
     with pytest.raises(DatasetNotFoundError, match="apt-get install dataset-fashion-mnist"):
         gd.prepare("fashion_mnist_debian", spec, tmp_path / "out")
@@ -371,7 +371,7 @@ def test_image_folder_single_tree_png(tmp_path):
             Image.fromarray(arr).save(root / c / f"{i}.png")
             truth[(c, i)] = arr
     (root / "dog" / "notes.txt").write_text("not an image")
-    spec = {"source": "image_folder", "path": str(root), "size": 16, "test_fraction": 0.4}
+    spec = {"source": "image_folder", "root": str(root), "size": 16, "test_fraction": 0.4}
     assert gd.num_classes("pets", spec) == 3
     m, p = prep(tmp_path, "pets", spec)
     assert p.class_names == ["cat", "dog", "emu"]
@@ -397,20 +397,20 @@ def test_image_folder_train_val_jpeg_and_crop(tmp_path):
                 img = np.zeros((20, 40, 3), np.uint8)
                 img[:, 6:34] = 200  # centre band: a centre crop (20x20) then resize to 10 sees only the band
                 Image.fromarray(img).save(root / split / c / f"{i}.jpg", quality=95)
-    m, p = prep(tmp_path, "tree", {"source": "image_folder", "path": str(root), "size": 10})
+    m, p = prep(tmp_path, "tree", {"source": "image_folder", "root": str(root), "size": 10})
     assert p.class_names == ["a", "b", "c"] and m["counts"]["test"]["per_class"] == [2, 0, 2]
     np.testing.assert_array_equal(p.test_y, [0, 0, 2, 2])
     assert abs(p.train_x.astype(int) - 200).max() <= 6  # JPEG noise only
-    _, ps = prep(tmp_path, "tree", {"source": "image_folder", "path": str(root), "size": 10, "resize": "stretch"})
+    _, ps = prep(tmp_path, "tree", {"source": "image_folder", "root": str(root), "size": 10, "resize": "stretch"})
     assert ps.train_x[..., 0].astype(int).mean() < 100  # stretching keeps the black margins
     (root / "val" / "zebra").mkdir()
     with pytest.raises(gd.SpecError, match="zebra"):
-        gd.prepare("tree", {"source": "image_folder", "path": str(root), "size": 10}, tmp_path / "z")
+        gd.prepare("tree", {"source": "image_folder", "root": str(root), "size": 10}, tmp_path / "z")
 
 
 def test_image_folder_missing_path_message(tmp_path):
     missing = tmp_path / "no" / "such" / "folder"
-    spec = {"source": "image_folder", "path": str(missing)}
+    spec = {"source": "image_folder", "root": str(missing)}
     with pytest.raises(DatasetNotFoundError, match=str(missing)):
         gd.version_id("mine", spec)
     with pytest.raises(DatasetNotFoundError, match=str(missing)):

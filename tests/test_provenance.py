@@ -137,6 +137,29 @@ def test_cli_prints_and_verifies(prepared, tmp_path, monkeypatch, capsys):
     assert parsed[str(nc)]["problems"] == [] and parsed[str(nc)]["attributes"]["gnc_stage"] == "test"
 
 
+def test_cli_resolves_datasets_for_results_outside_the_project(prepared, tmp_path, monkeypatch, capsys,
+                                                               no_job_context):
+    """results: outside the workflow's working directory, the checker run from a third directory: the
+    relative dataset path is resolved against the job's recorded working directory (gnc_workdir)."""
+    wd, folder = prepared
+    manifest = dict(json.loads((folder / "manifest.json").read_text()), path=str(folder.relative_to(wd)))
+    monkeypatch.chdir(wd)  # the workflow's working directory while the job writes the file
+    attrs = {**P.provenance(stage="test"), **P.dataset_attrs(manifest)}
+    assert attrs["gnc_workdir"] == str(wd)
+    out = tmp_path / "elsewhere" / "results" / "study.nc"
+    out.parent.mkdir(parents=True)
+    write_netcdf(xr.Dataset({"v": ("x", np.arange(3.0))}, attrs=attrs), out)
+    (tmp_path / "third").mkdir()
+    monkeypatch.chdir(tmp_path / "third")
+    assert P.main([str(out)]) == 0, capsys.readouterr().out
+    assert "datasets verified: 1" in capsys.readouterr().out
+    # without the recorded working directory nothing locates the dataset: the failure names the path
+    del attrs["gnc_workdir"]
+    write_netcdf(xr.Dataset({"v": ("x", np.arange(3.0))}, attrs=attrs), out)
+    assert P.main([str(out)]) == 1
+    assert "manifest.json: missing" in capsys.readouterr().out
+
+
 def test_cli_fails_on_tampered_dataset_naming_the_file(prepared, tmp_path, capsys):
     wd0, folder0 = prepared
     wd = tmp_path / "wd"
@@ -186,22 +209,6 @@ def test_summary_rst_is_valid_restructuredtext():
     text = P.summary_rst(attrs)
     html = publish_parts(text, writer="html", settings_overrides={"halt_level": 2, "report_level": 5})["body"]
     assert "my_data_" in html and "results/m_.nc" in html and "/abs/results/m_.nc" not in html
-
-
-def test_final_epoch_summary_picks_each_runs_last_checkpoint():
-    from gnc.results import final_epoch_summary
-
-    coords = {"variant": ["normalized-ce"], "dataset": ["digits"], "arch": ["smallcnn"], "tau": [0.1, 0.2],
-              "d": [2], "K": [4], "seed": [0], "epoch": [0, 1, 2, 3]}
-    shape = tuple(len(v) for v in coords.values())
-    gnc1 = np.full(shape, np.nan)
-    gnc1[..., 0, :, :, :, 0] = 5.0
-    gnc1[..., 0, :, :, :, 2] = 2.0  # tau 0.1: checkpoints 0, 2
-    gnc1[..., 1, :, :, :, 3] = 1.0  # tau 0.2: checkpoint 3 only
-    loss = np.ones(shape)  # history at every epoch: must not decide the epoch
-    ds = xr.Dataset({"gnc1": (tuple(coords), gnc1), "train_loss": (tuple(coords), loss)}, coords=coords)
-    df = final_epoch_summary(ds)
-    assert df[["tau", "epoch", "gnc1"]].values.tolist() == [[0.1, 2, 2.0], [0.2, 3, 1.0]]
 
 
 # ------------------------------------------------------------------------------ the tiny study
@@ -310,27 +317,32 @@ def test_study_catalog(study):
 
     _, runs = load_study(S.config())
     ds = xr.open_dataset(study / "results" / "study.nc")  # one call: all runs, epochs, metrics
-    for v in ("gnc1", "gnc2", "gnc3", "nc1", "test_acc", "train_loss", "gnc2_fraction"):
+    for v in ("gnc1", "gnc2", "gnc3", "nc1", "test_acc", "train_loss", "gnc2_fraction", "final_gnc1"):
         assert v in ds, v
     assert ds["gnc1"].attrs.get("long_name") and ds["test_acc"].attrs.get("units") == "1"
+    assert sorted(ds["run"].values) == sorted(runs)
     for run in runs.values():
-        sel = ds.sel({k: v for k, v in run.coords.items()})
+        sel = ds.sel(run=run.run_id)
+        assert {k: sel[k].item() for k in run.coords} == run.coords
         assert np.isfinite(sel["gnc1"].sel(epoch=run.recipe["checkpoints"]).values).all(), run.run_id
         assert np.isfinite(sel["train_loss"].sel(epoch=run.recipe["epochs"]).values), run.run_id
+        assert int(sel["final_epoch"]) == run.recipe["checkpoints"][-1]
         # the per-run metrics file holds the same numbers
         per_run = xr.open_dataset(study / "results" / "runs" / run.run_id / "metrics.nc")
         np.testing.assert_allclose(sel["gnc1"].sel(epoch=per_run["epoch"].values).values, per_run["gnc1"].values)
-    assert sorted(ds["tau"].values.tolist()) == sorted({r.tau for r in runs.values()})  # no empty labels
-    tidy = pd.read_csv(study / "results" / "study.csv")
-    assert len(tidy.dropna(subset=["gnc1"])) == sum(len(r.recipe["checkpoints"]) for r in runs.values())
+        assert float(sel["final_gnc1"]) == float(per_run["gnc1"].isel(epoch=-1))
+    long = pd.read_csv(study / "results" / "study.csv")
+    gnc1 = long[long["variable"] == "gnc1"]
+    assert len(gnc1) == sum(len(r.recipe["checkpoints"]) for r in runs.values())
     summary = pd.read_csv(study / "results" / "summary.csv")
-    assert len(summary) == len(runs)
+    assert sorted(summary["run"]) == sorted(runs)
     for _, row in summary.iterrows():
-        run = next(r for r in runs.values() if r.dataset == row["dataset"] and r.tau == row["tau"])
+        run = runs[row["run"]]
         assert row["epoch"] == run.recipe["checkpoints"][-1]
-        point = ds.sel({**run.coords, "epoch": row["epoch"]})
-        for v in ("gnc1", "test_acc", "gnc2_fraction"):
+        point = ds.sel(run=row["run"], epoch=row["epoch"])
+        for v in ("gnc1", "test_acc"):
             assert row[v] == pytest.approx(float(point[v]), rel=1e-5), v
+        assert row["gnc2_fraction"] == pytest.approx(float(point["gnc2_fraction"]), rel=1e-5)
 
 
 def test_report_shows_config_figures_and_provenance(study):

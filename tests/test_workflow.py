@@ -72,7 +72,8 @@ def test_study_catalog_and_figures(study):
     import pandas as pd
 
     df = pd.read_csv(study / "results" / "study.csv")
-    assert {"dataset", "tau", "d", "K", "epoch", "gnc1"} <= set(df.columns)
+    assert {"run", "experiment", "dataset", "tau", "d", "K", "epoch", "variable", "value"} <= set(df.columns)
+    assert "gnc1" in set(df["variable"])
     for kind in ("tau_sweep", "codes", "sphere", "ufm_tau"):
         for ext in ("png", "pdf", "csv", "provenance.json"):
             assert (study / "results" / "figures" / f"{kind}.{ext}").stat().st_size > 0

@@ -9,6 +9,11 @@ Stages (one module each, rules stay thin):
   codes      Tammes, softmax-code, HardMax and UFM solvers; comparisons
   figures    one function per figure: data in, (figure, tidy frame) out
   io, provenance   atomic writes, netCDF helpers, provenance attributes
+  analysis   reading a finished study: open_study (xarray), study_table (pandas)
 """
 
 __version__ = "0.1.0"
+
+from .analysis import open_study, study_table  # noqa: E402
+
+__all__ = ["open_study", "study_table"]

@@ -158,6 +158,20 @@ def _check_recipe(recipe: dict, where: str) -> None:
         raise ConfigError(f"config field {where}.loss: {problem}")
 
 
+def _default_raw_root(name: str, spec: dict, resources: str) -> None:
+    """Raw files of downloadable sources default to ``<resources>/raw`` (unless the spec's ``root`` or
+    $GNC_DATA_ROOT says otherwise): set ``root`` so the jobs and the messages use that folder."""
+    import os
+
+    from . import data as gdata
+    from .data.sources.base import DEFAULT_ROOT_ENV, ROOT_SCHEMA
+
+    kind = spec.get("source", name)
+    props = gdata.SPEC_SCHEMA.get(kind, {}).get("properties", {})
+    if props.get("root") == ROOT_SCHEMA and not spec.get("root") and not os.environ.get(DEFAULT_ROOT_ENV):
+        spec["root"] = f"{resources}/raw"
+
+
 def _check_semantics(cfg: dict) -> None:
     if cfg.get("train"):
         _check_recipe({**DEFAULT_RECIPE, **cfg["train"]}, "train")
@@ -165,6 +179,7 @@ def _check_semantics(cfg: dict) -> None:
     for name in list(cfg["datasets"]):
         spec = cfg["datasets"][name]
         optional = bool(spec.pop("optional", False))
+        _default_raw_root(name, spec, cfg["resources"])
         try:
             # cheap: reads no data, but checks the source exists (paths, packages, option values)
             gdata.num_classes(name, spec)
@@ -176,7 +191,8 @@ def _check_semantics(cfg: dict) -> None:
             dropped = [e for e, x in cfg["experiments"].items() if x["dataset"] == name]
             for e in dropped:
                 del cfg["experiments"][e]
-            SKIPPED[name] = f"{exc} (optional dataset skipped with experiments: {', '.join(dropped) or 'none'})"
+            reason = str(exc).removeprefix(f"dataset {name!r}: ")
+            SKIPPED[name] = f"{reason} (experiments skipped with it: {', '.join(dropped) or 'none'})"
     if not cfg["experiments"]:
         raise ConfigError("config field experiments: no experiment left to run (all use skipped optional datasets)")
     for ename, exp in cfg["experiments"].items():
@@ -281,3 +297,80 @@ def code_grid(cfg: dict, runs: dict[str, Run] | None = None) -> list[tuple[int, 
 def load_study(config: dict) -> tuple[dict, dict[str, Run]]:
     cfg = validate_config(config)
     return cfg, expand_runs(cfg)
+
+
+def read_config_file(path: str | Path) -> dict:
+    """A study config file as a dict. Raises ConfigError naming the file (and, for YAML syntax errors,
+    the line and column) when it is missing, unreadable, empty or not a mapping of keys."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read the config file ({exc})") from None
+    try:
+        obj = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(path)
+        what = " ".join(str(x) for x in (getattr(exc, "context", None), getattr(exc, "problem", None)) if x)
+        raise ConfigError(f"{where}: YAML syntax error: {what or exc}") from None
+    if obj is None:
+        raise ConfigError(f"{path}: the config file is empty (a study needs at least 'datasets' and "
+                          f"'experiments'; see config.yaml)")
+    if not isinstance(obj, dict):
+        raise ConfigError(f"{path}:1: the config file must be a mapping of keys (results, datasets, "
+                          f"experiments, ...), not a {type(obj).__name__}")
+    return obj
+
+
+#: keys that make a config a study of its own; a config without them is merged over the default study
+STUDY_KEYS = ("datasets", "experiments")
+
+
+def merge_over_default(config: dict, default_path: str | Path) -> bool:
+    """Complete ``config`` in place with the default study when it defines neither ``datasets`` nor
+    ``experiments`` (e.g. ``snakemake --config results=X`` alone): the default file's keys first, then
+    ``config``'s on top (nested mappings merged key by key). Returns True when it merged.
+
+    A config with ``datasets`` or ``experiments`` is a study of its own and is left as it is."""
+    if any(k in config for k in STUDY_KEYS):
+        return False
+    merged = read_config_file(default_path)
+    _deep_update(merged, copy.deepcopy(dict(config)))
+    config.clear()
+    config.update(merged)
+    return True
+
+
+def _deep_update(base: dict, over: dict) -> None:
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            _deep_update(base[key], value)
+        else:
+            base[key] = value
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m gnc.config FILE...``: check study config files (YAML syntax with file and line, the
+    schema, the datasets, the grid) without Snakemake; prints the number of runs per file."""
+    import argparse
+    import sys
+
+    ap = argparse.ArgumentParser(prog="python -m gnc.config", description=main.__doc__.split(":", 1)[1])
+    ap.add_argument("files", nargs="+")
+    args = ap.parse_args(argv)
+    status = 0
+    for f in args.files:
+        try:
+            cfg, runs = load_study(read_config_file(f))
+        except ConfigError as exc:
+            print(f"{exc}" if str(exc).startswith(str(f)) else f"{f}: {exc}", file=sys.stderr)
+            status = 1
+            continue
+        skipped = "".join(f"; skipped dataset {n!r}: {why}" for n, why in SKIPPED.items())
+        print(f"{f}: ok, {len(runs)} run(s) in {len(cfg['experiments'])} experiment(s){skipped}")
+    return status
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

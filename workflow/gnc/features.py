@@ -33,6 +33,17 @@ from .models import build_model
 from .train import CheckpointError, load_checkpoint, load_run_data, normalize_spec, pick_device
 
 
+#: long_name of each variable of a features file (all dimensionless)
+FEATURE_VARS = {
+    "train_h": "raw penultimate feature h of a training sample (not normalized)",
+    "train_y": "label of a training sample (class position 0..K-1)",
+    "test_h": "raw penultimate feature h of a test sample (not normalized)",
+    "test_y": "label of a test sample (class position 0..K-1)",
+    "W": "classifier rows w_k as used by the head (not normalized)",
+    "b": "classifier bias b_k (zero for the normalized and CMF heads)",
+}
+
+
 def model_from_checkpoint(ckpt: dict, device="cpu"):
     """Rebuild the model of a loaded checkpoint dict and load its weights (eval mode)."""
     spec = normalize_spec(ckpt["spec"])
@@ -108,6 +119,8 @@ def extract_features(ckpt_path, data_folder, *, batch_size: int = 1024, device=N
                 "class_name": (("k",), np.asarray(data.class_names, dtype=object).astype(str))},
         attrs=attrs,
     )
-    ds["train_h"].attrs["long_name"] = "raw penultimate feature h (not normalized)"
-    ds["W"].attrs["long_name"] = "classifier rows w_k as used by the head (not normalized)"
-    return ds
+    from .results import label_coords
+
+    for name, long_name in FEATURE_VARS.items():
+        ds[name].attrs.update(long_name=long_name, units="1")
+    return label_coords(ds)

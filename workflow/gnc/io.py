@@ -2,7 +2,9 @@
 
 Every result file of gnc-study is written to a temporary file in the destination folder and
 moved into place with :func:`os.replace`, so a reader (or Snakemake after a crash) never sees a
-half-written file: either the old content or the complete new one exists.
+half-written file: either the old content or the complete new one exists. The file gets the mode a
+plain ``open(path, "w")`` would give it (0666 minus the process umask), not the 0600 of the
+temporary file, so collaborators in a shared group folder can read the results.
 """
 
 from __future__ import annotations
@@ -16,6 +18,25 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
+
+
+def current_umask() -> int:
+    """The process umask, read without changing it (Linux: /proc/self/status), else set and restored."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def file_mode() -> int:
+    """Mode of a newly created regular file: 0666 minus the umask."""
+    return 0o666 & ~current_umask()
 
 
 @contextlib.contextmanager
@@ -35,6 +56,7 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
         yield tmp
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
+        os.chmod(tmp, file_mode())
         os.replace(tmp, path)
     finally:
         if tmp.exists():

@@ -10,6 +10,11 @@ which (1) sets torch/OpenMP/BLAS threads to the rule's ``threads`` (two jobs wit
 each on 2 cores run 4x slower each than one — see the README), (2) sends Python logging and
 warnings to the rule's log file, and (3) writes any exception with its traceback to the log before
 re-raising, so ``snakemake`` shows the message and the log names the cause.
+
+What goes where: the log file gets the ``gnc.*`` loggers from INFO and every other library's loggers
+from WARNING (no third-party INFO chatter). The console (stderr) gets one line when the job starts,
+one when it ends, the INFO lines of the rules in :data:`CONSOLE_INFO_RULES` (training progress), and
+warnings and errors.
 """
 
 from __future__ import annotations
@@ -74,15 +79,36 @@ def job_context(smk) -> dict[str, Any]:
     return ctx
 
 
+#: rules whose INFO lines are progress a user watches on the console (one line per epoch)
+CONSOLE_INFO_RULES = frozenset({"train"})
+
+_CONSOLE = {"console": True}  # ``extra`` of the job's start and end lines
+
+
+def _ours(record: logging.LogRecord) -> bool:
+    return record.name == "gnc" or record.name.startswith("gnc.")
+
+
+def handlers_for(rule: str, log_path: Path | None) -> list[logging.Handler]:
+    """The console and (with ``log_path``) log-file handlers of a job (see the module docstring)."""
+    own = f"gnc.{rule}"
+    console = logging.StreamHandler(sys.stderr)
+    console.addFilter(lambda r: r.levelno >= logging.WARNING or getattr(r, "console", False)
+                      or (rule in CONSOLE_INFO_RULES and (r.name == own or r.name.startswith(own + "."))))
+    handlers: list[logging.Handler] = [console]
+    if log_path is not None:
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        file = logging.FileHandler(log_path, mode="a")  # keep an interrupted attempt's log
+        file.addFilter(lambda r: r.levelno >= logging.WARNING or _ours(r))
+        handlers.append(file)
+    return handlers
+
+
 @contextlib.contextmanager
 def job(smk):
     log_path = Path(smk.log[0]) if len(smk.log) else None
-    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
-    if log_path is not None:
-        log_path.parent.mkdir(parents=True, exist_ok=True)
-        handlers.append(logging.FileHandler(log_path, mode="a"))  # keep an interrupted attempt's log
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                        handlers=handlers, force=True)
+                        handlers=handlers_for(smk.rule, log_path), force=True)
     logging.captureWarnings(True)
     set_threads(getattr(smk, "threads", 1))
     log = logging.getLogger(f"gnc.{smk.rule}")
@@ -91,7 +117,9 @@ def job(smk):
     except Exception as exc:  # noqa: BLE001 - provenance must never stop a job
         log.warning("no job provenance context: %s", exc)
     start = time.time()
-    log.info("rule %s, wildcards %s, threads %s", smk.rule, dict(smk.wildcards.items()), smk.threads)
+    wildcards = dict(smk.wildcards.items())
+    log.info("start %s%s (threads %s)", smk.rule, "".join(f" {k}={v}" for k, v in wildcards.items()),
+             smk.threads, extra=_CONSOLE)
     try:
         yield log
     except KeyboardInterrupt as exc:  # Ctrl-C / SIGTERM: one line (gnc.train's says what was saved)
@@ -100,4 +128,5 @@ def job(smk):
     except BaseException as exc:
         log.error("FAILED: %s: %s\n%s", type(exc).__name__, exc, traceback.format_exc())
         raise
-    log.info("done in %.1f s", time.time() - start)
+    log.info("done %s%s in %.1f s", smk.rule, "".join(f" {k}={v}" for k, v in wildcards.items()),
+             time.time() - start, extra=_CONSOLE)

@@ -186,6 +186,7 @@ def provenance(**extra: Any) -> dict[str, Any]:
         "gnc_versions": json.dumps(package_versions(), sort_keys=True),
         "gnc_host": socket.gethostname(),
         "gnc_device": device_description(None),
+        "gnc_workdir": os.getcwd(),
         "gnc_started": process_start(),
         "gnc_finished": now,
         "gnc_created": now,
@@ -333,23 +334,29 @@ def expand_paths(paths: Iterable[str | os.PathLike]) -> list[Path]:
 
 # ----------------------------------------------------------------------------------------- verifying
 
-def _candidate_folders(path: str, search_root: Path | None, near: Path | None) -> list[Path]:
+def _candidate_folders(path: str, search_root: Path | None, near: Path | None,
+                       workdir: str | None = None) -> list[Path]:
     p = Path(path)
     if p.is_absolute():
         return [p]
     roots = []
     if search_root is not None:
         roots.append(Path(search_root))
-    if near is not None:  # the working directory of a run: an ancestor of the result file
+    if near is not None:  # the working directory of a run: an ancestor of the result file (moved with it)
         roots.extend(Path(near).resolve().parents)
+    if workdir:  # the working directory the file's job ran in (recorded as gnc_workdir)
+        roots.append(Path(workdir))
     roots.append(Path.cwd())
     return [r / p for r in roots]
 
 
-def resolve_dataset_folder(path: str, search_root: Path | None = None, near: Path | None = None) -> Path:
-    """The folder a recorded (possibly relative) dataset path refers to: relative to ``search_root``,
-    else to an ancestor of the result file ``near``, else the current directory."""
-    cands = _candidate_folders(path, search_root, near)
+def resolve_dataset_folder(path: str, search_root: Path | None = None, near: Path | None = None,
+                           workdir: str | None = None) -> Path:
+    """The folder a recorded (possibly relative) dataset path refers to: the first of these that holds
+    a manifest.json: relative to ``search_root``, to an ancestor of the result file ``near`` (a project
+    copied or moved as a whole), to the job's recorded working directory ``workdir`` (results written
+    outside the project), to the current directory."""
+    cands = _candidate_folders(path, search_root, near, workdir)
     for c in cands:
         if (c / "manifest.json").is_file():
             return c
@@ -369,7 +376,7 @@ def verify_datasets(attrs: dict[str, Any], search_root: Path | None = None, near
             if ds["checksum"]:
                 problems.append(f"dataset {ds['name']} {ds['version']}: checksum recorded without a path")
             continue
-        folder = resolve_dataset_folder(ds["path"], search_root, near)
+        folder = resolve_dataset_folder(ds["path"], search_root, near, _decode(attrs.get("gnc_workdir")))
         key = str(folder.resolve())
         if key not in cache:
             try:

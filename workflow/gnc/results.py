@@ -1,8 +1,17 @@
 """Combining per-run results into labelled study-wide datasets.
 
-Per-run files carry their grid coordinates as scalar coordinates (variant, dataset, arch, tau, d, K,
-seed); :func:`combine_runs` turns them into one Dataset over those dimensions (outer join: grid points
-that were not run are NaN). Variables with a per-class dimension (``k``) are dropped, since K varies.
+Two layouts of the same numbers:
+
+* ``results/metrics.nc`` (:func:`combine_runs`): a dense array over the grid dimensions (variant,
+  dataset, arch, tau, d, K, seed, epoch), outer-joined, so grid points that were not run are NaN.
+  The figures read it.
+* ``results/study.nc`` (:func:`build_study`): one entry per trained run along the dimension ``run``
+  (the run id), with the experiment name(s) and every grid coordinate as coordinates on ``run``; the
+  metrics and training history over (run, epoch); ``final_*`` variables over ``run`` holding each
+  run's last checkpoint; and the comparison with the softmax codes. ``results/study.csv`` is the same
+  data as a long table (one row per run x epoch x variable), ``results/summary.csv`` one row per run.
+
+Variables with a per-class dimension (``k``) stay in the per-run files, since K varies across runs.
 """
 
 from __future__ import annotations
@@ -16,10 +25,40 @@ import xarray as xr
 
 RUN_DIMS = ("variant", "dataset", "arch", "tau", "d", "K", "seed")
 
+#: long_name/units of every coordinate a result file of this package may carry
+COORD_ATTRS = {
+    "run": {"long_name": "run id (<dataset>/<variant>/<arch>/tau<tau>-d<d>-K<K>-s<seed>)", "units": "1"},
+    "experiment": {"long_name": "experiment(s) of the config that contain the run (space-separated)",
+                   "units": "1"},
+    "variant": {"long_name": "classifier head and loss", "units": "1"},
+    "dataset": {"long_name": "dataset name", "units": "1"},
+    "arch": {"long_name": "backbone architecture", "units": "1"},
+    "tau": {"long_name": "softmax temperature of training (logits = cos / tau)", "units": "1"},
+    "d": {"long_name": "feature dimension", "units": "1"},
+    "K": {"long_name": "number of classes", "units": "1"},
+    "seed": {"long_name": "random seed of the run", "units": "1"},
+    "epoch": {"long_name": "training epoch of the checkpoint (0 = initial model)", "units": "1"},
+    "k": {"long_name": "class position in the run (0..K-1)", "units": "1"},
+    "k2": {"long_name": "class position in the run (0..K-1), second axis", "units": "1"},
+    "class_index": {"long_name": "class index in the dataset", "units": "1"},
+    "class_name": {"long_name": "class name in the dataset", "units": "1"},
+    "component": {"long_name": "feature component (0..d-1)", "units": "1"},
+    "train_sample": {"long_name": "position of the sample in the run's training split", "units": "1"},
+    "test_sample": {"long_name": "position of the sample in the run's test split", "units": "1"},
+}
+
+
+def label_coords(ds: xr.Dataset) -> xr.Dataset:
+    """Set long_name and units on every coordinate named in :data:`COORD_ATTRS` (others are kept)."""
+    for name in ds.coords:
+        if name in COORD_ATTRS:
+            ds[name].attrs.update(COORD_ATTRS[name])
+    return ds
+
 
 def with_run_coords(ds: xr.Dataset, coords: dict) -> xr.Dataset:
     """Attach a run's grid coordinates as scalar coordinates."""
-    return ds.assign_coords({k: coords[k] for k in RUN_DIMS})
+    return label_coords(ds.assign_coords({k: coords[k] for k in RUN_DIMS}))
 
 
 def _expand(ds: xr.Dataset) -> xr.Dataset:
@@ -50,31 +89,11 @@ def combine_runs(datasets: Iterable[xr.Dataset], attrs: dict | None = None) -> x
     for v, a in var_attrs.items():
         combined[v].attrs = a
     combined = combined.sortby(list(RUN_DIMS))
-    for dim in RUN_DIMS:
-        combined[dim].attrs.update(_DIM_ATTRS.get(dim, {}))
     if "epoch" in combined.dims:
         combined = combined.sortby("epoch")
-        combined["epoch"].attrs.update(long_name="training epoch of the checkpoint (0 = initial model)", units="1")
+    label_coords(combined)
     combined.attrs = dict(attrs or {})
     return combined
-
-
-_DIM_ATTRS = {
-    "variant": {"long_name": "classifier head and loss"},
-    "dataset": {"long_name": "dataset name"},
-    "arch": {"long_name": "backbone architecture"},
-    "tau": {"long_name": "softmax temperature (logits = cos / tau)", "units": "1"},
-    "d": {"long_name": "feature dimension", "units": "1"},
-    "K": {"long_name": "number of classes", "units": "1"},
-    "seed": {"long_name": "random seed of the run", "units": "1"},
-}
-
-
-def tidy_frame(ds: xr.Dataset, variables: list[str] | None = None):
-    """One row per (run coordinates, epoch) that has at least one value; columns = variables."""
-    variables = variables or [v for v in ds.data_vars if ds[v].dtype.kind == "f"]
-    df = ds[variables].to_dataframe().dropna(how="all", subset=variables).reset_index()
-    return df
 
 
 def provenance_summary(paths: Iterable[str | Path]) -> dict:
@@ -120,55 +139,176 @@ def history_dataset(history: dict, coords: dict, attrs: dict | None = None) -> x
     return ds
 
 
-#: columns of the final-epoch summary table (those present in the study)
+# ----------------------------------------------------------------------------------- the study catalog
+
+#: variables of the per-run metrics files that decide a run's last checkpoint (the first one present)
+_FINAL_KEYS = ("gnc1", "test_acc", "train_acc")
+
+#: columns of the final-checkpoint summary table (those present in the study)
 SUMMARY_VARS = ("train_acc", "test_acc", "ncc_test_acc", "gnc1", "gnc2", "gnc3", "nc1", "min_angle",
                 "gnc2_fraction", "code_distance", "train_loss")
 
 
+def _epoch_vars(ds: xr.Dataset) -> xr.Dataset:
+    """The variables over (epoch,) only, without the scalar run coordinates."""
+    keep = [v for v in ds.data_vars if set(ds[v].dims) <= {"epoch"}]
+    out = ds[keep]
+    return out.drop_vars([c for c in out.coords if c != "epoch"])
+
+
+def _run_part(run_id: str, metrics: xr.Dataset, history: xr.Dataset | None) -> xr.Dataset:
+    m = _epoch_vars(metrics)
+    key = next((v for v in _FINAL_KEYS if v in m), None)
+    if key is None:
+        raise ValueError(f"run {run_id}: its metrics file has none of {', '.join(_FINAL_KEYS)}")
+    done = m["epoch"].values[np.isfinite(m[key].values)]
+    if not len(done):
+        raise ValueError(f"run {run_id}: no checkpoint with a finite {key}")
+    part = m if history is None else xr.merge([m, _epoch_vars(history)], join="outer", compat="no_conflicts",
+                                               combine_attrs="drop")
+    final_epoch = int(done.max())
+    final = {f"final_{v}": part[v].sel(epoch=final_epoch, drop=True) for v in part.data_vars}
+    part = part.assign(final_epoch=xr.DataArray(final_epoch), **final)
+    return part.expand_dims(run=[run_id])
+
+
+def _codes_run_vars(codes: xr.Dataset | None, coords: list[dict], n: int) -> dict[str, xr.DataArray]:
+    """Per-run variables of codes.nc (dims a subset of the run dims), picked at each run's grid point."""
+    out: dict[str, xr.DataArray] = {}
+    if codes is None:
+        return out
+    for v in codes.data_vars:
+        dims = set(codes[v].dims)
+        if not dims or not dims <= set(RUN_DIMS) or not dims & {"variant", "arch", "seed"}:
+            continue
+        if codes[v].dtype.kind not in "fiub":
+            continue
+        values = np.full(n, np.nan)
+        for i, c in enumerate(coords):
+            try:
+                values[i] = float(codes[v].sel({d: c[d] for d in codes[v].dims}))
+            except KeyError:
+                pass
+        out[v] = xr.DataArray(values, dims=["run"], attrs=dict(codes[v].attrs))
+    return out
+
+
+def study_dataset(runs: dict, metrics: dict[str, xr.Dataset], histories: dict[str, xr.Dataset] | None = None,
+                  codes: xr.Dataset | None = None) -> xr.Dataset:
+    """The run-indexed study: ``runs`` {run id: :class:`gnc.config.Run`}, ``metrics`` and ``histories``
+    {run id: the run's metrics.nc / history.nc}, ``codes`` the codes.nc Dataset (its per-run comparison
+    variables are copied). Dimensions (run, epoch); see the module docstring."""
+    histories = histories or {}
+    ids = [r for r in runs if r in metrics]
+    if not ids:
+        raise ValueError("no run results to combine")
+    parts = [_run_part(r, metrics[r], histories.get(r)) for r in ids]
+    var_attrs: dict[str, dict] = {}
+    for r in ids:
+        for src in (metrics[r], histories.get(r)):
+            for v in (src.data_vars if src is not None else ()):
+                var_attrs.setdefault(v, dict(src[v].attrs))
+    study = xr.merge(parts, join="outer", compat="no_conflicts", combine_attrs="drop")
+    study = study.reindex(run=ids).sortby("epoch")
+    for v in list(study.data_vars):
+        base = v[len("final_"):] if v.startswith("final_") else v
+        a = dict(var_attrs.get(base, {}))
+        if v.startswith("final_") and v != "final_epoch":
+            a["long_name"] = f"{a.get('long_name', base)}, at the run's last checkpoint"
+        study[v].attrs = a
+    study["final_epoch"] = study["final_epoch"].astype(np.int64)
+    study["final_epoch"].attrs = {"long_name": "epoch of the run's last checkpoint with metrics", "units": "1"}
+    coords = [runs[r].coords for r in ids]
+    study = study.assign(_codes_run_vars(codes, coords, len(ids)))
+    study = study.assign_coords(
+        experiment=("run", [" ".join(sorted(runs[r].experiment)) for r in ids]),
+        **{d: ("run", [c[d] for c in coords]) for d in RUN_DIMS})
+    return label_coords(study)
+
+
+def long_table(study: xr.Dataset):
+    """One row per (run, epoch, variable) with a value: the run's coordinates, ``epoch``, ``variable``,
+    ``value`` and ``final`` (True at the run's last checkpoint). Per-run variables without an epoch
+    (the code comparisons) are placed at the run's last checkpoint."""
+    import pandas as pd
+
+    labels = ["experiment", *RUN_DIMS]
+    per_epoch = [v for v in study.data_vars if study[v].dims == ("run", "epoch")]
+    per_run = [v for v in study.data_vars if study[v].dims == ("run",)
+               and not v.startswith("final_") and v not in per_epoch]
+    frames = []
+    if per_epoch:
+        f = study[per_epoch].reset_coords(labels, drop=True).to_dataframe()
+        frames.append(f.reset_index().melt(id_vars=["run", "epoch"], var_name="variable", value_name="value"))
+    if per_run:
+        f = study[per_run].reset_coords(labels, drop=True).to_dataframe().reset_index()
+        f["epoch"] = study["final_epoch"].values
+        frames.append(f.melt(id_vars=["run", "epoch"], var_name="variable", value_name="value"))
+    df = pd.concat(frames, ignore_index=True).dropna(subset=["value"])
+    info = study[labels].reset_coords().to_dataframe().reset_index()
+    info["final_epoch"] = study["final_epoch"].values
+    df = df.merge(info, on="run", how="left")
+    df["final"] = df["epoch"] == df["final_epoch"]
+    cols = ["run", *labels, "epoch", "variable", "value", "final"]
+    order = {r: i for i, r in enumerate(study["run"].values)}
+    df = df.assign(_o=df["run"].map(order)).sort_values(["_o", "epoch", "variable"], kind="stable")
+    return df[cols].reset_index(drop=True)
+
+
 def final_epoch_summary(study: xr.Dataset, variables=SUMMARY_VARS):
-    """One row per trained run: its grid coordinates, its last checkpoint epoch that has metrics, and the
-    main metrics there (a pandas DataFrame sorted by the run coordinates)."""
-    cols = [v for v in variables if v in study.data_vars]
-    frame = tidy_frame(study, cols)
-    have = [v for v in ("gnc1", "test_acc", "train_acc") if v in frame.columns]
-    if have:
-        frame = frame.dropna(how="all", subset=have)
-    keys = [d for d in RUN_DIMS if d in frame.columns]
-    if frame.empty or "epoch" not in frame.columns:
-        return frame
-    last = frame.loc[frame.groupby(keys, sort=True)["epoch"].idxmax()]
-    return last[keys + ["epoch"] + cols].sort_values(keys).reset_index(drop=True)
+    """One row per trained run: run id, experiment(s), grid coordinates, its last checkpoint epoch
+    (``epoch``) and the main metrics there (a pandas DataFrame in the study's run order)."""
+    cols = {}
+    for v in variables:
+        if f"final_{v}" in study:
+            cols[v] = f"final_{v}"
+        elif v in study and study[v].dims == ("run",):
+            cols[v] = v
+    frame = study[["final_epoch", *cols.values()]].to_dataframe().reset_index()
+    frame = frame.rename(columns={"final_epoch": "epoch", **{src: v for v, src in cols.items()}})
+    return frame[["run", "experiment", *RUN_DIMS, "epoch", *cols]]
 
 
-def build_study(metrics_path, history_paths, codes_path, *, config: dict, nc_out, csv_out,
-                summary_out=None) -> xr.Dataset:
-    """results/study.nc: metrics + training history + code comparisons, one Dataset; a tidy CSV of it
-    and (``summary_out``) the final-epoch summary table (:func:`final_epoch_summary`) as CSV."""
+def files_by_run(run_ids: Iterable[str], paths: Iterable[str | Path], name: str) -> dict[str, str]:
+    """{run id: path} for the per-run files ``<results>/runs/<run id>/<name>``; raises ValueError when
+    a run has no such file among ``paths``."""
+    paths = [str(p) for p in paths]
+    out = {}
+    for r in run_ids:
+        hits = [p for p in paths if Path(p).as_posix().endswith(f"runs/{r}/{name}")]
+        if len(hits) != 1:
+            raise ValueError(f"run {r}: expected one runs/{r}/{name} among the inputs, found {len(hits)}")
+        out[r] = hits[0]
+    return out
+
+
+def build_study(run_metrics: dict, histories: dict, codes_path, *, runs: dict, config: dict, metrics_path=None,
+                nc_out, csv_out, summary_out=None) -> xr.Dataset:
+    """results/study.nc (:func:`study_dataset`) from the per-run metrics and history files ({run id:
+    path}) and codes.nc; its long table (:func:`long_table`) as ``csv_out`` and (``summary_out``) the
+    one-row-per-run summary (:func:`final_epoch_summary`) as CSV. The dataset provenance is that of the
+    per-run metrics files (and of ``metrics_path``, the combined metrics.nc, when given)."""
     from .io import atomic_path, open_netcdf, write_json_atomic, write_netcdf
     from .provenance import merge_dataset_attrs, provenance
 
-    metrics = open_netcdf(metrics_path)
-    hist = combine_runs([open_netcdf(p) for p in history_paths])
-    codes = open_netcdf(codes_path)
-    run_vars = [v for v in codes.data_vars if set(codes[v].dims) <= set(RUN_DIMS) and
-                set(codes[v].dims) & {"variant", "arch", "seed"}]
-    parts = [metrics, hist]
-    if run_vars:
-        parts.append(codes[run_vars].drop_vars([c for c in codes[run_vars].coords if c not in RUN_DIMS]))
-    study = xr.merge(parts, join="outer", compat="no_conflicts", combine_attrs="drop")
-    for p in parts:
-        for v in p.data_vars:
-            study[v].attrs = dict(p[v].attrs)
-    for dim in RUN_DIMS:  # labels only other tables use (e.g. the UFM's tau grid in codes.nc) carry no run data
-        if dim in study.dims:
-            study = study.dropna(dim, how="all")
+    missing = sorted(set(runs) - set(run_metrics))
+    if missing:
+        raise ValueError(f"no metrics file for run(s) {', '.join(missing)}")
+    metrics = {r: open_netcdf(p) for r, p in run_metrics.items()}
+    hist = {r: open_netcdf(p) for r, p in histories.items()}
+    codes = open_netcdf(codes_path) if codes_path is not None else None
+    study = study_dataset(runs, metrics, hist, codes)
     attrs = {**provenance(stage="study", config=config)}
-    attrs.update(merge_dataset_attrs(metrics.attrs, codes.attrs))
+    sources = [m.attrs for m in metrics.values()]
+    if metrics_path is not None:
+        sources.append(open_netcdf(metrics_path).attrs)
+    if codes is not None:
+        sources.append(codes.attrs)
+    attrs.update(merge_dataset_attrs(*sources))
     study.attrs = attrs
     write_netcdf(study, nc_out)
-    frame = tidy_frame(study)
     with atomic_path(csv_out) as tmp:
-        frame.to_csv(tmp, index=False)
+        long_table(study).to_csv(tmp, index=False)
     write_json_atomic(str(csv_out).rsplit(".", 1)[0] + ".provenance.json", attrs)
     if summary_out is not None:
         with atomic_path(summary_out) as tmp:

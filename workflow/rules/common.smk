@@ -6,17 +6,23 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(workflow.basedir) / "workflow"))  # the gnc package, also without pip -e
 
-from gnc.config import SKIPPED, ConfigError, code_grid, fmt_num, load_study
+from gnc.config import SKIPPED, ConfigError, code_grid, fmt_num, load_study, merge_over_default
 from gnc import data as gnc_data
 from gnc.fingerprint import code_param as _code_param, use_cache as _fingerprint_cache
 
+# The default study is config.yaml in the working directory (else next to the Snakefile). A config from
+# the command line that defines neither `datasets` nor `experiments` (`--config results=X`) is merged
+# over it; one that does is a study of its own and replaces it.
+_DEFAULT_CONFIG = Path("config.yaml") if Path("config.yaml").is_file() else Path(workflow.basedir) / "config.yaml"
 try:
+    _given = sorted(config)
+    if merge_over_default(config, _DEFAULT_CONFIG) and _given and workflow.is_main_process:
+        sys.stderr.write(f"gnc-study: {', '.join(_given)} from the command line, over the default study "
+                         f"{_DEFAULT_CONFIG}\n")
     config, RUNS = load_study(config)
 except ConfigError as _err:
     sys.stderr.write(f"\ngnc-study: {_err}\n\n")
     raise SystemExit(1)
-for _name, _why in SKIPPED.items():
-    sys.stderr.write(f"gnc-study: note: dataset {_name!r}: {_why}\n")
 
 OUT = config["results"]
 RES = config["resources"]
@@ -81,3 +87,32 @@ def code_fingerprint(script, select=None):
     code change reruns exactly the jobs that run that code (gnc.fingerprint). ``select`` narrows a
     dispatch table to one entry, e.g. {"gnc.figures.FIGURES": kind}."""
     return _code_fingerprint(script, tuple(sorted((select or {}).items())))
+
+
+def plan_summary():
+    """Lines saying what this invocation will download (datasets not prepared yet whose raw files are
+    missing, with download: true) and which optional datasets are skipped, and why."""
+    lines = []
+    total, unknown = 0, False
+    for name, spec in config["datasets"].items():
+        if Path(dataset_manifest(name)).is_file():
+            continue
+        plan = gnc_data.download_plan(name, spec)
+        if plan is None:
+            continue
+        for url, size in plan["files"]:
+            total += size or 0
+            unknown |= size is None
+            mib = f"{size / 2**20:,.0f} MiB" if size else "size not recorded"
+            lines.append(f"  download {name}: {url} ({mib}) -> {plan['target']}")
+    if lines:
+        head = f"gnc-study: {len(lines)} download(s), {total / 2**30:.2f} GiB{' + unknown' if unknown else ''}:"
+        lines.insert(0, head)
+    for name, why in SKIPPED.items():
+        lines.append(f"gnc-study: skipped optional dataset {name!r}: {why}")
+    return lines
+
+
+if workflow.is_main_process:
+    for _line in plan_summary():
+        sys.stderr.write(_line + "\n")

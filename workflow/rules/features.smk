@@ -6,8 +6,14 @@ rule features:
         ckpt=f"{OUT}/runs/{{run}}/ckpt",
         history=f"{OUT}/runs/{{run}}/history.nc",
         manifest=lambda wc: dataset_manifest(run_of(wc).dataset),
+    # metrics.keep_features: false makes them temporary: deleted once the metrics, codes and figures
+    # that read them are done (made again from the checkpoint if a later change needs them)
     output:
-        f"{OUT}/runs/{{run}}/features/epoch={{epoch}}.nc",
+        (
+            f"{OUT}/runs/{{run}}/features/epoch={{epoch}}.nc"
+            if config["metrics"]["keep_features"]
+            else temp(f"{OUT}/runs/{{run}}/features/epoch={{epoch}}.nc")
+        ),
     params:
         batch_size=config["metrics"]["batch_size"],
         code=code_fingerprint("features"),

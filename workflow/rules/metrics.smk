@@ -47,6 +47,7 @@ rule combine_metrics:
 rule study:
     input:
         metrics=f"{OUT}/metrics.nc",
+        run_metrics=all_run_metrics(),
         histories=all_histories(),
         codes=f"{OUT}/codes.nc",
     output:

@@ -17,6 +17,7 @@ with job(snakemake) as log:  # noqa: F821
         log.info("epoch %s: gnc1=%.4g gnc2=%.4g gnc3=%.4g test_acc=%.4g", epoch, float(m.gnc1), float(m.gnc2),
                  float(m.gnc3), float(m.test_acc))
     ds = xr.concat(parts, dim="epoch", join="outer", combine_attrs="drop_conflicts")
+    ds = ds.assign_coords(class_index=feats["class_index"], class_name=feats["class_name"])  # on k
     ds = with_run_coords(ds, snakemake.params.coords)
     keep = {k: v for k, v in feats.attrs.items() if k.startswith("gnc_") and k not in ("gnc_created",)}
     ds.attrs = {**keep, **provenance(metrics_options=opts, stage="metrics")}

@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.cmd == "list":
         for kind, src in sorted(SOURCES.items()):
             try:
-                ok = available(kind, {"path": "."} if kind == "image_folder" else {})
+                ok = available(kind, {"root": "."} if kind == "image_folder" else {})
             except Exception:  # noqa: BLE001 - listing only
                 ok = False
             print(f"{kind:22s} {'available' if ok else 'not available':14s} {src.description}")

@@ -88,16 +88,10 @@ def missing_files(root: Path, names: Iterable[str]) -> list[Path]:
 
 def gunzip_atomic(src: Path, dst: Path) -> None:
     """Decompress ``src`` (.gz) into ``dst``, written through a temporary file and renamed."""
-    dst = Path(dst)
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dst.parent, prefix=f".{dst.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as out, gzip.open(src, "rb") as inp:
-            shutil.copyfileobj(inp, out, 1 << 20)
-        os.replace(tmp, dst)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    from ..io import atomic_path
+
+    with atomic_path(dst, suffix=".tmp") as tmp, open(tmp, "wb") as out, gzip.open(src, "rb") as inp:
+        shutil.copyfileobj(inp, out, 1 << 20)
 
 
 def extract_zip_atomic(archive: Path, dest_parent: Path, top: str) -> Path:

@@ -98,6 +98,9 @@ def resolve_spec(name: str, spec: dict | None) -> tuple[Source, dict]:
     kind = source_kind(name, spec)
     src = SOURCES[kind]
     schema = SPEC_SCHEMA[kind]
+    if "path" in spec and "root" in schema["properties"]:
+        raise SpecError(f"dataset {name!r} (source {kind}): the folder of the raw files is the key 'root' "
+                        f"(as for every source), not 'path'")
     opts = {"source": kind}
     for key, prop in schema["properties"].items():
         if key in spec:
@@ -170,6 +173,17 @@ def num_classes(name: str, spec: dict | None) -> int:
     if not opts.get("download") and not src.available(opts):
         raise DatasetNotFoundError(f"dataset {name!r}: {src.unavailable_reason(opts)}")
     return int(src.num_classes(opts))
+
+
+def download_plan(name: str, spec: dict | None) -> dict | None:
+    """What :func:`prepare` would download: ``{"target": raw folder, "files": [(url, bytes or None)]}``,
+    or None when nothing is fetched (raw files present, or ``download`` off). Cheap (``stat`` only)."""
+    src, opts = resolve_spec(name, spec)
+    if not opts.get("download") or src.available(opts):
+        return None
+    from .sources.base import resolve_root
+
+    return {"target": str(resolve_root(opts)), "files": list(src.downloads(opts))}
 
 
 def available(name: str, spec: dict | None) -> bool:

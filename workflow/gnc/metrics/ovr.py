@@ -162,6 +162,24 @@ class OVRResult:
 
 # ------------------------------------------------------------------------------------- helpers
 
+def certificate_message(n_failed: int, dist: np.ndarray, gap: np.ndarray) -> str:
+    """What a failed certificate means for the result: the classes are still bounded by their gap, and
+    rho_ovr = min_k dist_k is certified to within ``min dist - min (dist - gap)`` (0: the failing classes
+    are not the minimum), stated as significant digits of the value."""
+    rho = float(dist.min())
+    value_gap = float(rho - (dist - gap).min())
+    head = (f"ovr_distances: {n_failed} of {len(dist)} class(es) stopped with a certificate gap above the "
+            f"tolerance (largest {float(gap.max()):.1e}); each distance is certified to within its gap "
+            f"(ovr_gap). ")
+    if value_gap <= 0:
+        return head + f"rho_ovr = {rho:.10g} is not affected (those classes are not the minimum)."
+    if rho > 0 and value_gap < rho:
+        digits = int(np.floor(-np.log10(value_gap / rho)))
+        return head + (f"rho_ovr = {rho:.10g} is certified to within {value_gap:.1e} ({digits} significant "
+                       f"digit(s)); more digits than that need a longer solve.")
+    return head + f"rho_ovr = {rho:.3g} is uncertain: certified only to within {value_gap:.1e}."
+
+
 def normalize_rows(W, *, what: str = "W") -> np.ndarray:
     """Return the row-normalized float64 copy of a (K, d) array; raise on non-finite or zero rows."""
     W = np.asarray(W.detach().cpu().numpy() if isinstance(W, torch.Tensor) else W, dtype=np.float64)
@@ -821,8 +839,7 @@ def ovr_distances(W, *, candidates: int | None = None, tol: float = 1e-12, devic
         support, weights = np.split(flat_i, cuts), np.split(flat_w, cuts)
     ncand = ncand.cpu().numpy()
     if warn and stats["failed_certificate"]:
-        warnings.warn(f"ovr_distances: {stats['failed_certificate']} class(es) did not reach the certificate "
-                      f"tolerance with all K-1 candidates; their gap is reported in OVRResult.gap",
+        warnings.warn(certificate_message(stats["failed_certificate"], dist.cpu().numpy(), gap.cpu().numpy()),
                       RuntimeWarning, stacklevel=2)
     mc = maxcos.clamp(-1.0, 1.0).cpu().numpy()
     info = dict(stats, seconds=time.perf_counter() - t_start, device=str(dev), tol=tol,

@@ -43,7 +43,8 @@ class RawData:
 
 
 def resolve_root(opts: dict) -> Path:
-    """The folder holding a source's raw files: spec ``root``, else $GNC_DATA_ROOT, else resources/raw."""
+    """The folder holding a source's raw files: spec ``root``, else $GNC_DATA_ROOT, else resources/raw
+    (the study config sets ``root`` to ``<resources>/raw`` when neither is given)."""
     root = opts.get("root") or os.environ.get(DEFAULT_ROOT_ENV) or DEFAULT_ROOT
     return Path(os.path.expanduser(str(root)))
 
@@ -51,8 +52,8 @@ def resolve_root(opts: dict) -> Path:
 ROOT_SCHEMA = {
     "type": ["string", "null"],
     "default": None,
-    "description": f"folder with the raw files; default ${DEFAULT_ROOT_ENV} or '{DEFAULT_ROOT}' "
-                   "(relative to the working directory). Not part of the version.",
+    "description": f"folder with the raw files; default ${DEFAULT_ROOT_ENV}, else '<resources>/raw' "
+                   "(the study's resources folder; relative to the working directory). Not part of the version.",
 }
 DOWNLOAD_SCHEMA = {
     "type": "boolean",
@@ -100,6 +101,10 @@ class Source:
     def unavailable_reason(self, opts: dict) -> str:
         """Why :meth:`available` is False: the expected path(s) and how to get the data."""
         return f"{self.kind}: input files not found"
+
+    def downloads(self, opts: dict) -> list[tuple[str, int | None]]:
+        """(URL, size in bytes, None where not recorded) of each file ``download: true`` fetches."""
+        return []
 
     def validate(self, opts: dict) -> None:
         """Extra checks beyond the JSON schema (raise SpecError)."""

@@ -50,18 +50,18 @@ class FashionMnistDebian(Source):
     description = ("Fashion-MNIST from the Debian package dataset-fashion-mnist, read with "
                    "torchvision.datasets.FashionMNIST")
     schema = {
-        "path": {"type": "string", "default": DEBIAN_PATH,
+        "root": {"type": "string", "default": DEBIAN_PATH,
                  "description": "folder with the package's .gz files (not part of the version)"},
         "checksums": CHECKSUMS_SCHEMA,
     }
-    non_content = frozenset({"path"})
+    non_content = frozenset({"root"})
 
     def num_classes(self, opts):
         return 10
 
     def record(self, opts):
         published = dict(DEBIAN_MD5)
-        if Path(opts["path"]) == Path(DEBIAN_PATH):
+        if Path(opts["root"]) == Path(DEBIAN_PATH):
             published.update(dpkg_md5sums())
         return effective_record(published, opts.get("checksums"))
 
@@ -69,10 +69,10 @@ class FashionMnistDebian(Source):
         return {"package": DEBIAN_PACKAGE, "checksums": self.record(opts)}
 
     def available(self, opts):
-        return all((Path(opts["path"]) / f).is_file() for f in FILES)
+        return all((Path(opts["root"]) / f).is_file() for f in FILES)
 
     def unavailable_reason(self, opts):
-        path = Path(opts["path"])
+        path = Path(opts["root"])
         missing = [path / f for f in FILES if not (path / f).is_file()]
         return (f"{self.kind}: {missing[0] if missing else path} not found. Install the Debian package with "
                 f"`apt-get install {DEBIAN_PACKAGE}` (or use source 'fashion_mnist' with download: true).")
@@ -80,7 +80,7 @@ class FashionMnistDebian(Source):
     def load(self, opts):
         from ..._torchvision_compat import import_torchvision
 
-        path = Path(opts["path"])
+        path = Path(opts["root"])
         if not self.available(opts):
             raise DatasetNotFoundError(self.unavailable_reason(opts))
         record = self.record(opts)

@@ -2,9 +2,9 @@
 
 Layouts (chosen automatically):
 
-* ``<path>/train/<class>/*`` plus ``<path>/val/<class>/*`` (or ``test/``): those are the splits; the
+* ``<root>/train/<class>/*`` plus ``<root>/val/<class>/*`` (or ``test/``): those are the splits; the
   classes are the sub-folders of ``train/``; the test tree may miss classes but not add new ones.
-* ``<path>/<class>/*``: one tree, split per class by a seeded permutation (``test_fraction``).
+* ``<root>/<class>/*``: one tree, split per class by a seeded permutation (``test_fraction``).
 
 Images are read by torchvision's ``ImageFolder`` (PIL loader, the extensions ImageFolder accepts),
 converted to ``channels`` (1 = L, 3 = RGB) and brought to ``size``×``size`` (``resize``:
@@ -45,7 +45,7 @@ class ImageFolderSource(Source):
     kind = "image_folder"
     description = "an ImageFolder tree on disk (train/ + val/ or test/, or one tree split by seed)"
     schema = {
-        "path": {"type": "string", "description": "the tree's root folder (not part of the version; its "
+        "root": {"type": "string", "description": "the tree's root folder (not part of the version; its "
                                                   "fingerprint is)"},
         "size": {"type": "integer", "minimum": 4, "maximum": 1024, "default": 32, "description": "image side"},
         "resize": {"enum": ["center_crop", "stretch"], "default": "center_crop",
@@ -56,13 +56,13 @@ class ImageFolderSource(Source):
         "split_seed": {"type": "integer", "minimum": 0, "default": 0,
                        "description": "single-tree layout: seed of the split"},
     }
-    required = ("path",)
-    non_content = frozenset({"path"})
+    required = ("root",)
+    non_content = frozenset({"root"})
 
     def _path(self, opts) -> Path:
-        path = Path(opts["path"]).expanduser()
+        path = Path(opts["root"]).expanduser()
         if not path.is_dir():
-            raise DatasetNotFoundError(f"image_folder: folder {path} does not exist (spec key 'path')")
+            raise DatasetNotFoundError(f"image_folder: folder {path} does not exist (spec key 'root')")
         return path
 
     def num_classes(self, opts):
@@ -73,10 +73,10 @@ class ImageFolderSource(Source):
         return {"fingerprint": tree_fingerprint(self._path(opts))}
 
     def available(self, opts):
-        return Path(opts["path"]).expanduser().is_dir()
+        return Path(opts["root"]).expanduser().is_dir()
 
     def unavailable_reason(self, opts):
-        return f"image_folder: folder {Path(opts['path']).expanduser()} does not exist (spec key 'path')"
+        return f"image_folder: folder {Path(opts['root']).expanduser()} does not exist (spec key 'root')"
 
     def load(self, opts):
         from ..._torchvision_compat import import_torchvision

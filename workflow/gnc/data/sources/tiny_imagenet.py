@@ -25,6 +25,7 @@ TINY_URL = "http://cs231n.stanford.edu/tiny-imagenet-200.zip"
 TINY_ZIP = "tiny-imagenet-200.zip"
 TINY_MD5 = "90528d7ca1a48142e341f4ef8d21d0de"
 TINY_DIR = "tiny-imagenet-200"
+TINY_BYTES = 248_100_043  # size of the archive at TINY_URL (md5 TINY_MD5)
 
 
 def to_array(img, size: int, channels: int, mode: str = "center_crop") -> np.ndarray:
@@ -62,6 +63,9 @@ class TinyImageNet(Source):
 
     def num_classes(self, opts):
         return 200
+
+    def downloads(self, opts):
+        return [(opts["url"], TINY_BYTES if opts["url"] == TINY_URL else None)]
 
     def record(self, opts):
         return effective_record({TINY_ZIP: TINY_MD5}, opts.get("checksums"))

@@ -75,7 +75,13 @@ class TorchvisionSource(Source):
     def download(self, tv, root: Path, opts) -> None:
         raise NotImplementedError
 
+    #: size in bytes of the publisher's file at ``url`` (None: not recorded)
+    download_bytes: int | None = None
+
     # -- shared
+    def downloads(self, opts):
+        return [(self.url, self.download_bytes)] if self.url else []
+
     def record(self, opts) -> dict[str, str | None]:
         return effective_record(self.published(opts), opts.get("checksums"))
 
@@ -122,6 +128,7 @@ CIFAR_PUBLISHED = {
     "cifar10": {
         "base_folder": "cifar-10-batches-py",
         "url": "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",
+        "bytes": 170_498_071,
         "files": {
             "data_batch_1": "c99cafc152244af753f735de768cd75f",
             "data_batch_2": "d4bba439e000b95fd0a9bffe97cbabec",
@@ -135,6 +142,7 @@ CIFAR_PUBLISHED = {
     "cifar100": {
         "base_folder": "cifar-100-python",
         "url": "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz",
+        "bytes": 169_001_437,
         "files": {
             "train": "16019d7e3df5f24257cddd939b257f8d",
             "test": "f0ef6b0ae62326f3e7ffdfab6717acfc",
@@ -149,6 +157,7 @@ class Cifar(TorchvisionSource):
         self.kind = kind
         self.tv_name = {"cifar10": "CIFAR10", "cifar100": "CIFAR100"}[kind]
         self.url = CIFAR_PUBLISHED[kind]["url"]
+        self.download_bytes = CIFAR_PUBLISHED[kind]["bytes"]
         self.description = f"{self.tv_name} (python pickle batches), read with torchvision.datasets.{self.tv_name}"
 
     def num_classes(self, opts):
@@ -205,6 +214,8 @@ MNIST_URLS = {
     "FashionMNIST": "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
     "KMNIST": "http://codh.rois.ac.jp/kmnist/dataset/kmnist/",
 }
+#: total size in bytes of the four .gz files (where recorded)
+MNIST_BYTES = {"MNIST": 9_912_422 + 28_881 + 1_648_877 + 4_542}
 
 
 def ensure_idx_files(kind: str, raw: Path, rel_raw: str, names: list[str], record: dict) -> dict:
@@ -230,6 +241,7 @@ class MnistFamily(TorchvisionSource):
         self.kind = kind
         self.tv_name = tv_name
         self.url = MNIST_URLS[tv_name]
+        self.download_bytes = MNIST_BYTES.get(tv_name)
         self.description = f"{tv_name} IDX files (.gz or plain), read with torchvision.datasets.{tv_name}"
 
     def num_classes(self, opts):
@@ -309,6 +321,7 @@ class Emnist(MnistFamily):
         self.kind = "emnist"
         self.tv_name = "EMNIST"
         self.url = "https://biometrics.nist.gov/cs_links/EMNIST/gzip.zip"
+        self.download_bytes = 561_753_746
 
     def num_classes(self, opts):
         return EMNIST_NUM_CLASSES[opts["split"]]
@@ -361,6 +374,7 @@ SVHN_PUBLISHED = {
     "test": "eb5a983be6a315427106f1b164d9cef3",
     "extra": "a93ce644f1a588dc4d68dda5feec44a7",
 }
+SVHN_BYTES = {"train": 182_040_794, "test": 64_275_384, "extra": 1_329_278_602}
 
 
 class Svhn(TorchvisionSource):
@@ -387,6 +401,9 @@ class Svhn(TorchvisionSource):
         base = tv.datasets.SVHN
         split_list = {s: [url, fname, md5s.get(f"svhn/{fname}", md5)] for s, (url, fname, md5) in base.split_list.items()}
         return type("GncSVHN", (base,), {"split_list": split_list})
+
+    def downloads(self, opts):
+        return [(f"{self.url}{s}_32x32.mat", SVHN_BYTES[s]) for s in self._splits(opts)]
 
     def download(self, tv, root, opts):
         for s in self._splits(opts):
@@ -415,6 +432,7 @@ class Stl10(TorchvisionSource):
     kind = "stl10"
     tv_name = "STL10"
     url = "http://ai.stanford.edu/~acoates/stl10/stl10_binary.tar.gz"
+    download_bytes = 2_640_397_119
     description = ("STL-10 labelled train/test (96x96x3 binary files), read with torchvision.datasets.STL10 "
                    "(the unlabelled part is not needed)")
 
