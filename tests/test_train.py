@@ -357,9 +357,9 @@ def test_same_losses_as_the_trainer_before_the_refactor(reference, data, tmp_pat
 
 
 def test_one_default_recipe():
-    """The trainer's defaults are the workflow's recipe (config.DEFAULT_RECIPE), and the head x loss
+    """The trainer's defaults are the workflow's recipe (gnc.recipe.DEFAULT_RECIPE), and the head x loss
     rule is the config's."""
-    from gnc.config import DEFAULT_RECIPE
+    from gnc.recipe import DEFAULT_RECIPE
 
     spec = normalize_spec({})
     for key, value in DEFAULT_RECIPE.items():

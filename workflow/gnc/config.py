@@ -21,37 +21,9 @@ from typing import Any
 import yaml
 
 from . import data as gdata
+from .recipe import DEFAULT_RECIPE, head_loss_problem
 
 SCHEMA_PATH = Path(__file__).resolve().parents[1] / "schemas" / "config.schema.yaml"
-
-#: the default training recipe; config ``train:`` and each experiment's ``train:`` override it
-DEFAULT_RECIPE: dict[str, Any] = {
-    "epochs": 30,
-    "checkpoints": [0, 5, 10, 20, 30],
-    "batch_size": 128,
-    "lr": 0.05,
-    "momentum": 0.9,
-    "nesterov": True,
-    "weight_decay": 5e-4,
-    "schedule": "cosine",
-    "augmentation": "none",
-    "head": "normalized",
-    "cmf_momentum": 0.9,
-    "loss": "ce",
-    "width": 16,
-    "class_subset_seed": 0,
-    "bf16": True,
-    "channels_last": True,
-    "compile": False,
-}
-
-
-def head_loss_problem(head: str, loss: str) -> str | None:
-    """The rule on head x loss (checked by the config and by gnc.train): HardMax is defined on cosine scores."""
-    if loss == "hardmax" and head == "linear":
-        return "the hardmax loss needs a cosine head: head 'normalized' or 'cmf'"
-    return None
-
 
 #: optional datasets skipped by the last validation: name -> reason
 SKIPPED: dict[str, str] = {}
@@ -163,7 +135,6 @@ def _default_raw_root(name: str, spec: dict, resources: str) -> None:
     $GNC_DATA_ROOT says otherwise): set ``root`` so the jobs and the messages use that folder."""
     import os
 
-    from . import data as gdata
     from .data.sources.base import DEFAULT_ROOT_ENV, ROOT_SCHEMA
 
     kind = spec.get("source", name)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .config import head_loss_problem
+from .recipe import head_loss_problem
 
 LOSSES = ("ce", "hardmax")
 

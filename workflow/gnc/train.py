@@ -70,14 +70,14 @@ import torch
 import torch.nn.functional as F
 
 from . import io as gio
-from .config import DEFAULT_RECIPE, head_loss_problem
+from .recipe import DEFAULT_RECIPE, head_loss_problem
 from .losses import LOSSES, compute_loss
 from .models import HEADS, build_model
 
 FORMAT = 1
 
 # the run-level defaults; the recipe defaults (epochs, optimizer, schedule, head, loss, speed
-# options ...) are config.DEFAULT_RECIPE's, so a spec trains the same through the workflow and here
+# options ...) are recipe.DEFAULT_RECIPE's, so a spec trains the same through the workflow and here
 _R = DEFAULT_RECIPE
 DEFAULT_SPEC: dict[str, Any] = {
     "run_id": None,

@@ -44,12 +44,6 @@ rule ufm:
         "../scripts/ufm.py"
 
 
-def final_features_at(wildcards):
-    """Final-checkpoint features (with the classifier W) of the trained runs at this (d, K)."""
-    d, K = int(wildcards.d), int(wildcards.K)
-    return {r: p for r, p in final_features().items() if (RUNS[r].d, RUNS[r].K) == (d, K)}
-
-
 rule refine_code:
     input:
         tammes=f"{OUT}/codes/tammes/d{{d}}-K{{K}}.nc",

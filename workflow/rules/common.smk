@@ -17,8 +17,8 @@ _DEFAULT_CONFIG = Path("config.yaml") if Path("config.yaml").is_file() else Path
 try:
     _given = sorted(config)
     if merge_over_default(config, _DEFAULT_CONFIG) and _given and workflow.is_main_process:
-        sys.stderr.write(f"gnc-study: {', '.join(_given)} from the command line, over the default study "
-                         f"{_DEFAULT_CONFIG}\n")
+        _note = f"gnc-study: {', '.join(_given)} from the command line, over the default study {_DEFAULT_CONFIG}"
+        print(_note, file=sys.stderr)
     config, RUNS = load_study(config)
 except ConfigError as _err:
     sys.stderr.write(f"\ngnc-study: {_err}\n\n")
@@ -72,6 +72,12 @@ def final_features():
     return {r: f"{run_dir(r)}/features/epoch={checkpoints_of(r)[-1]}.nc" for r in RUNS}
 
 
+def final_features_at(wildcards):
+    """Final-checkpoint features (with the classifier W) of the trained runs at this (d, K)."""
+    d, K = int(wildcards.d), int(wildcards.K)
+    return {r: p for r, p in final_features().items() if (RUNS[r].d, RUNS[r].K) == (d, K)}
+
+
 # per-file analyses kept between runs (by content hash): `snakemake -n` re-reads only what changed
 _fingerprint_cache(Path(".snakemake") / "gnc-code-analysis.json")
 
@@ -106,7 +112,7 @@ def plan_summary():
             mib = f"{size / 2**20:,.0f} MiB" if size else "size not recorded"
             lines.append(f"  download {name}: {url} ({mib}) -> {plan['target']}")
     if lines:
-        head = f"gnc-study: {len(lines)} download(s), {total / 2**30:.2f} GiB{' + unknown' if unknown else ''}:"
+        head = f"gnc-study: {len(lines)} download(s), {total / 2**30:.2f} GiB{' (some sizes not recorded)' if unknown else ''}:"
         lines.insert(0, head)
     for name, why in SKIPPED.items():
         lines.append(f"gnc-study: skipped optional dataset {name!r}: {why}")
@@ -115,4 +121,4 @@ def plan_summary():
 
 if workflow.is_main_process:
     for _line in plan_summary():
-        sys.stderr.write(_line + "\n")
+        print(_line, file=sys.stderr)
