@@ -669,6 +669,62 @@ def _nnls_min_norm(Wn: np.ndarray, k: int):
     return idx[keep], u[keep] / total
 
 
+def _polish_active_set(Wn: np.ndarray, k: int, idx: np.ndarray, lam: np.ndarray, max_steps: int = 200):
+    """Wolfe's method for one class in numpy, started from the corral ``idx`` with weights ``lam``,
+    with the affine minimizers solved by least squares on the differences ŵ_i − ŵ_base (QR: the
+    conditioning of the vectors, not of their Gram matrix — this resolves tiny distances, e.g.
+    near-duplicate rows, that a Gram-based solve loses). Returns (indices, weights) on the simplex."""
+    wk = Wn[k]
+    S, lam = list(map(int, idx)), [float(x) for x in lam]
+    K = Wn.shape[0]
+    added = None
+    for _ in range(max_steps):
+        for _minor in range(len(S) + 1):  # minor cycle: affine minimizer, or move towards it and drop a point
+            b = int(np.argmax(lam))
+            rest = [i for t, i in enumerate(S) if t != b]
+            if rest:
+                D = (Wn[rest] - Wn[S[b]]).T
+                alpha = np.linalg.lstsq(D, -(Wn[S[b]] - wk), rcond=None)[0]
+                a = np.insert(alpha, b, 1.0 - alpha.sum())
+            else:
+                a = np.ones(1)
+            if (a > 0).all():
+                lam = list(a)
+                break
+            la = np.array(lam)
+            neg = a <= 0
+            theta = float(np.min(la[neg] / np.maximum(la[neg] - a[neg], 1e-300)))
+            la = np.maximum((1 - theta) * la + theta * a, 0.0)
+            drop = int(np.flatnonzero(neg)[np.argmin(la[neg])])
+            la[drop] = 0.0
+            keep = la > 0
+            S = [i for i, kp in zip(S, keep) if kp]
+            lam = list(la[keep] / la[keep].sum())
+        if added is not None and added not in S:  # the point just added left at once: no progress
+            break
+        x = -_residual_from_base(Wn, k, S, lam)
+        g = (Wn - wk) @ x
+        g[k] = np.inf
+        g[S] = np.inf
+        j = int(np.argmin(g))
+        if not np.isfinite(g[j]) or float(x @ x) - g[j] <= 0.0:
+            break
+        S.append(j)
+        lam.append(0.0)
+        added = j
+    lam = np.array(lam) / np.sum(lam)
+    return np.array(S), lam, _residual_from_base(Wn, k, S, lam)
+
+
+def _residual_from_base(Wn: np.ndarray, k: int, S, lam) -> np.ndarray:
+    """r = ŵ_k − Σ λ_i ŵ_i written as (ŵ_k − ŵ_b) − Σ_{i≠b} λ_i (ŵ_i − ŵ_b) with b the largest weight:
+    accurate to rounding relative to ||r|| even when ŵ_b nearly duplicates ŵ_k."""
+    S, lam = np.asarray(S), np.asarray(lam, dtype=np.float64)
+    b = int(np.argmax(lam))
+    rest = np.arange(len(S)) != b
+    return (Wn[k] - Wn[S[b]]) - lam[rest] @ (Wn[S[rest]] - Wn[S[b]])
+
+
 def ovr_distances(W, *, candidates: int | None = None, tol: float = 1e-12, device=None,
                   block_size: int | None = None, tile: int = 8192, memory_budget: int | None = None,
                   max_iter: int | None = None, refresh: int = 32, pricing: int = 3,
@@ -692,10 +748,11 @@ def ovr_distances(W, *, candidates: int | None = None, tol: float = 1e-12, devic
     tol : accuracy. Wolfe's stopping rule is ``||x||² − min_j <x, v_j> ≤ tol·s_k`` (a bound on the
         duality gap of the *squared* distance), with the scale s_k = min_j ||ŵ_k − ŵ_j||² clipped to
         [1e-8, 1] (dense codes with tiny distances keep a relative accuracy). A class is certified
-        when its distance gap satisfies ``gap_k ≤ gap_tol_k = max(4·tol·s_k / dist_k, 64·ε)``
-        (ε = 2.2e-16). Since dist_k ≥ 1 − max_j cos = s_k/2, this means ``gap_k ≤ 8·tol`` (8e-12 by
-        default) whenever the nearest neighbour is at distance ≥ 1e-4, and ``gap_k ≤ 2·sqrt(tol·1e-8)``
-        (2e-10) otherwise.
+        when its distance gap satisfies ``gap_k ≤ gap_tol_k = max(min(4·tol·s_k / dist_k,
+        2·sqrt(tol·s_k)), 64·ε)`` (ε = 2.2e-16; the min only matters for dist_k ≤ 2·sqrt(tol·s_k), where
+        gap_k ≤ dist_k holds anyway). Since dist_k ≥ 1 − max_j cos = s_k/2, ``gap_tol_k ≤ 8·tol``
+        (8e-12 by default) whenever the nearest neighbour is at distance ≥ 1e-4, and
+        ``gap_tol_k ≤ 2·sqrt(tol·1e-8)`` (2e-10) otherwise (e.g. duplicated rows, distance 0).
     device : torch device (``"cpu"``, ``"cuda"``, ``None`` → CUDA if available else CPU).
     block_size : classes solved together; default from ``memory_budget``.
     tile : column tile of the K×K cosine / certificate products.
@@ -783,7 +840,8 @@ def ovr_distances(W, *, candidates: int | None = None, tol: float = 1e-12, devic
         nr = rr.sqrt()
         low = torch.where(nr > 0, mins / nr.clamp_min(1e-300), torch.zeros_like(nr)).clamp_min(0.0)
         g = (nr - low).clamp_min(0.0)
-        eps_k = torch.clamp_min(4.0 * tol * tol_scale[rows] / nr.clamp_min(1e-300), 64 * _EPS)
+        ts = tol * tol_scale[rows]
+        eps_k = torch.minimum(4.0 * ts / nr.clamp_min(1e-300), 2.0 * ts.sqrt()).clamp_min(64 * _EPS)
         # λ must be a point of the simplex (then ||r|| ≥ true distance ≥ 1 − max cos)
         lam_ok = ((lam >= 0) | ~sel).all(1) & ((torch.where(sel, lam, torch.zeros_like(lam)).sum(1) - 1).abs() <= 1e-12)
         ok = (torch.isfinite(nr) & torch.isfinite(g) & lam_ok & (g <= eps_k)
@@ -920,18 +978,19 @@ def ovr_distances(W, *, candidates: int | None = None, tol: float = 1e-12, devic
         sols = []
         for k in rows_np:
             try:
-                sols.append(_nnls_min_norm(Wn_np, int(k)))
+                sols.append(_polish_active_set(Wn_np, int(k), *_nnls_min_norm(Wn_np, int(k))))
             except (RuntimeError, FloatingPointError, ValueError, np.linalg.LinAlgError):
-                sols.append((np.array([(int(k) + 1) % K]), np.array([math.nan])))  # refused by settle
-        s_fb = max(len(i) for i, _ in sols)
+                sols.append((np.array([(int(k) + 1) % K]), np.array([math.nan]), np.full(d, math.nan)))  # refused
+        s_fb = max(len(i) for i, _, _ in sols)
         gpos = torch.zeros(len(sols), s_fb, dtype=torch.long, device=dev)
         lam = torch.zeros(len(sols), s_fb, dtype=torch.float64, device=dev)
         valid = torch.zeros(len(sols), s_fb, dtype=torch.bool, device=dev)
-        for i, (j, w) in enumerate(sols):
+        R = torch.empty(len(sols), d, dtype=torch.float64, device=dev)
+        for i, (j, w, r) in enumerate(sols):
             gpos[i, :len(j)] = torch.as_tensor(j, device=dev)
             lam[i, :len(w)] = torch.as_tensor(w, device=dev)
             valid[i, :len(j)] = True
-        R, lam = residuals(pending, gpos, valid, lam)
+            R[i] = torch.as_tensor(r, device=dev)
         ok, _ = settle(pending, R, gpos, valid & (lam > 0), lam, K - 1)
         pending = pending[~ok]
         stats["uncertified"] = int(pending.numel())
