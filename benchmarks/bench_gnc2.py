@@ -3,7 +3,7 @@
 Compares, in the same run and on the same machine:
   * ours: batched Wolfe minimum-norm-point on candidate neighbours + full dual certificate;
   * baseline: scipy.optimize.nnls per class, the sum-to-one constraint as a heavily weighted extra
-    row (weight 1e5; λ renormalized to a feasible point) — the "exact NNLS-QP" of STUDY.md §2.5;
+    row (weight 1e5; λ renormalized to a feasible point) — the per-class "exact NNLS-QP" approach;
   * reference approach: the repository's dual projected sub-gradient, 10,000 steps over all
     classes, vectorised (gnc.metrics.ovr.ovr_subgradient).
 Codes: random unit vectors and a "trained-like" code (random, then Riesz repulsion steps).

@@ -6,7 +6,7 @@ normalized rows,
 
     dist_k = min_{λ ∈ Δ}  || ŵ_k − Σ_{j≠k} λ_j ŵ_j ||,       Δ = probability simplex,
 
-and GNC2 = ρ_ovr(Ŵ) = min_k dist_k (STUDY.md §2.1, §12). :func:`ovr_distances` solves the K
+and GNC2 = ρ_ovr(Ŵ) = min_k dist_k. :func:`ovr_distances` solves the K
 quadratic programs *exactly* (to a tolerance on a duality gap that it reports per class).
 
 Algorithm
@@ -42,20 +42,30 @@ Algorithm
 
    evaluated over **all** j ≠ k (tiled products r·Ŵᵀ) in float64, in vector space (not λ-space).
    ``gap_k = ||r|| − max(0, that bound)`` ≥ 0 is reported; the bound is attained (gap 0) exactly at
-   the optimum, i.e. when <ŵ_k − ŵ_j, r> ≥ ||r||² for all j (STUDY.md §12 GNC2 step 4).
-4. **Enlarge on failure.** Classes whose certificate fails (||r||² − min_j <ŵ_k − ŵ_j, r> > 4·tol·s_k)
-   are solved again, warm-started from their corral, with candidates re-ranked by <ŵ_j, r> (the
-   violated constraints are exactly the j with the largest <ŵ_j, r>); from the third round on the
-   number of candidates doubles, up to all K−1 (then the solution is global by construction).
+   the optimum, i.e. when <ŵ_k − ŵ_j, r> ≥ ||r||² for all j.
+   A class is **accepted only if certified**: ``gap_k ≤ gap_tol_k`` (see ``tol`` of
+   :func:`ovr_distances`: ≤ 8·tol unless the nearest neighbour is closer than 1e-4), ``λ`` is a point
+   of the simplex, every number is finite and ``dist_k ≥ 1 − max_j cos`` (a theorem; a violation
+   means a failed solve).
+4. **Escalate on failure.** Classes whose certificate fails are solved again in float64,
+   warm-started from their corral, with candidates re-ranked by <ŵ_j, r> (the violated constraints
+   are exactly the j with the largest <ŵ_j, r>); from the third round on the number of candidates
+   doubles, up to all K−1. If float64 Wolfe with all K−1 candidates still fails (a warm start can
+   stall on a corral that is affinely dependent in float64), the class is started again cold with
+   exact corral inverses at every step; if that fails, the independent exact per-class solver
+   decides: scipy's Lawson–Hanson NNLS on the least-distance problem, refined by Wolfe's active-set
+   method in numpy with least-squares affine steps (conditioned like the vectors, not like their
+   Gram matrix: it resolves near-duplicate rows). A class no stage certifies gets ``dist = gap =
+   NaN``, ``certified = False`` and a warning naming it — never an uncertified number.
 
 The reported ``dist`` is ||r|| for a feasible λ (an upper bound that is exact up to ``gap``), so
-``dist − gap ≤ true distance ≤ dist`` always holds, whatever happens numerically.
+``dist − gap ≤ true distance ≤ dist`` holds for every returned value.
 
-Cheap bounds (STUDY.md §2.1): ``lower_k = 1 − max_{j≠k} cos(ŵ_k, ŵ_j) ≤ dist_k ≤
+Cheap bounds: ``lower_k = 1 − max_{j≠k} cos(ŵ_k, ŵ_j) ≤ dist_k ≤
 upper_k = min_{j≠k} ||ŵ_k − ŵ_j||``. (If w_k duplicates another row, lower_k = upper_k = 0.)
 
-:func:`ovr_subgradient` is the reference repository's estimator (projected sub-gradient on the dual,
-STUDY.md §2.5), vectorised, for comparison.
+:func:`ovr_subgradient` is the reference repository's estimator (projected sub-gradient on the dual),
+vectorised, for comparison.
 
 Example::
 
@@ -1027,7 +1037,7 @@ def ovr_distances(W, *, candidates: int | None = None, tol: float = 1e-12, devic
 
 def ovr_subgradient(W, *, steps: int = 10_000, lr: float = 0.01, decay_every: int = 2000,
                     decay: float = 0.1, seed: int = 0, device=None, block: int = 4096) -> np.ndarray:
-    """The reference repository's GNC2 estimator (STUDY.md §2.5), vectorised over all classes.
+    """The reference repository's GNC2 estimator, vectorised over all classes.
 
     Dual projected sub-gradient: H (K, d) random Gaussian rows, normalized; objective_k =
     max_{j≠k} <ŵ_j − ŵ_k, h_k>; ``steps`` steps of size ``lr`` (×``decay`` every ``decay_every``),
