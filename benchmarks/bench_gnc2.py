@@ -71,7 +71,7 @@ def certified(res) -> str:
     """How many classes are certified, and how many needed each fallback stage."""
     i = res.info
     return (f"certified {int(res.certified.sum())}/{res.K} (float64 cold starts {i['cold_restarts']}, exact NNLS "
-            f"fallback {i['exact_fallback']}, max gap/tolerance {np.max(res.gap / res.gap_tol):.2f})")
+            f"fallback {i['exact_fallback']}, max gap/tolerance {np.max(res.gap / res.gap_tol):.1e})")
 
 
 def nnls_baseline(W, classes, weight=1e5):

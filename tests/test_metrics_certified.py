@@ -22,7 +22,7 @@ def test_certified_flag_present_and_one():
 
 
 def test_uncertified_class_fails_the_metrics(monkeypatch):
-    def broken(Wn, k):
+    def broken(Wn, k, cols=None):
         raise FloatingPointError("simulated failure")
 
     monkeypatch.setattr(ovr_mod, "_nnls_min_norm", broken)  # exact fallback unavailable

@@ -314,7 +314,7 @@ def test_uncertified_is_nan_flagged_and_named(monkeypatch):
     NaN, flagged and named in the warning; require_certified raises naming it; the others stay certified."""
     import gnc.metrics.ovr as ovr_mod
 
-    def broken(Wn, k):
+    def broken(Wn, k, cols=None):
         raise FloatingPointError("simulated failure")
 
     monkeypatch.setattr(ovr_mod, "_nnls_min_norm", broken)

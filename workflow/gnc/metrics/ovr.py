@@ -653,17 +653,18 @@ def _exact_weights(Gs: torch.Tensor, valid, lam):
 
 # --------------------------------------------------------------------------------- main entry
 
-def _nnls_min_norm(Wn: np.ndarray, k: int):
+def _nnls_min_norm(Wn: np.ndarray, k: int, cols: np.ndarray | None = None):
     """Independent exact solver for one class: the least-distance problem through one NNLS.
 
     With v_j = ŵ_j − ŵ_k (j ≠ k) scaled by σ = max_j ||v_j||, scipy's Lawson–Hanson active-set
     NNLS solves min_{u ≥ 0} ||Σ_j u_j v_j/σ||² + (Σ_j u_j − 1)²; its solution is u = λ*/(1 + D²)
     with λ* the optimal simplex weights and D the distance (write u = tλ, λ ∈ Δ: the objective is
-    t²·||Σλ_j v_j||²/σ² + (t − 1)²), so λ* = u / Σu. Returns (indices j, weights λ_j > 0)."""
+    t²·||Σλ_j v_j||²/σ² + (t − 1)²), so λ* = u / Σu. Over the rows ``cols`` (default: all j ≠ k).
+    Returns (indices j, weights λ_j > 0)."""
     from scipy.optimize import nnls
 
     K = Wn.shape[0]
-    idx = np.delete(np.arange(K), k)
+    idx = np.delete(np.arange(K), k) if cols is None else np.asarray(cols)
     V = Wn[idx] - Wn[k]
     sigma = math.sqrt(float((V * V).sum(1).max()))
     if sigma == 0.0:  # every other row duplicates ŵ_k
@@ -671,7 +672,7 @@ def _nnls_min_norm(Wn: np.ndarray, k: int):
     E = np.vstack([V.T / sigma, np.ones(K - 1)])
     f = np.zeros(E.shape[0])
     f[-1] = 1.0
-    u, _ = nnls(E, f, maxiter=max(1000, 50 * (K - 1)))
+    u, _ = nnls(E, f, maxiter=max(1000, 50 * len(idx)))
     total = float(u.sum())
     if not (math.isfinite(total) and total > 0.0):
         raise FloatingPointError(f"NNLS returned no feasible weights for class {k}")
@@ -980,29 +981,39 @@ def ovr_distances(W, *, candidates: int | None = None, tol: float = 1e-12, devic
                 m = 2 * m
             m = min(K - 1, m)
         pending = failed
-    # ---- 4. the independent exact per-class solver for what Wolfe could not certify
+    # ---- 4. the independent exact per-class solver for what Wolfe could not certify: NNLS on the
+    # nearest rows by cosine, then the active-set refinement over all rows (it adds any violated row);
+    # what that does not certify, NNLS over all K−1 rows
     if pending.numel():
         t0 = time.perf_counter()
-        rows_np = pending.cpu().numpy()
-        stats["exact_fallback"] = int(rows_np.size)
-        sols = []
-        for k in rows_np:
-            try:
-                sols.append(_polish_active_set(Wn_np, int(k), *_nnls_min_norm(Wn_np, int(k))))
-            except (RuntimeError, FloatingPointError, ValueError, np.linalg.LinAlgError):
-                sols.append((np.array([(int(k) + 1) % K]), np.array([math.nan]), np.full(d, math.nan)))  # refused
-        s_fb = max(len(i) for i, _, _ in sols)
-        gpos = torch.zeros(len(sols), s_fb, dtype=torch.long, device=dev)
-        lam = torch.zeros(len(sols), s_fb, dtype=torch.float64, device=dev)
-        valid = torch.zeros(len(sols), s_fb, dtype=torch.bool, device=dev)
-        R = torch.empty(len(sols), d, dtype=torch.float64, device=dev)
-        for i, (j, w, r) in enumerate(sols):
-            gpos[i, :len(j)] = torch.as_tensor(j, device=dev)
-            lam[i, :len(w)] = torch.as_tensor(w, device=dev)
-            valid[i, :len(j)] = True
-            R[i] = torch.as_tensor(r, device=dev)
-        ok, _ = settle(pending, R, gpos, valid & (lam > 0), lam, K - 1)
-        pending = pending[~ok]
+        stats["exact_fallback"] = int(pending.numel())
+        n_near = min(K - 1, max(64, 4 * (d + 1)))
+        for near in ((True, False) if n_near < K - 1 else (False,)):
+            sols = []
+            for k in pending.cpu().numpy().tolist():
+                cols = None
+                if near:
+                    c = Wn_np @ Wn_np[k]
+                    c[k] = -math.inf
+                    cols = np.argpartition(-c, n_near - 1)[:n_near]
+                try:
+                    sols.append(_polish_active_set(Wn_np, k, *_nnls_min_norm(Wn_np, k, cols)))
+                except (RuntimeError, FloatingPointError, ValueError, np.linalg.LinAlgError):
+                    sols.append((np.array([(k + 1) % K]), np.array([math.nan]), np.full(d, math.nan)))  # refused
+            s_fb = max(len(i) for i, _, _ in sols)
+            gpos = torch.zeros(len(sols), s_fb, dtype=torch.long, device=dev)
+            lam = torch.zeros(len(sols), s_fb, dtype=torch.float64, device=dev)
+            valid = torch.zeros(len(sols), s_fb, dtype=torch.bool, device=dev)
+            R = torch.empty(len(sols), d, dtype=torch.float64, device=dev)
+            for i, (j, w, r) in enumerate(sols):
+                gpos[i, :len(j)] = torch.as_tensor(j, device=dev)
+                lam[i, :len(w)] = torch.as_tensor(w, device=dev)
+                valid[i, :len(j)] = True
+                R[i] = torch.as_tensor(r, device=dev)
+            ok, _ = settle(pending, R, gpos, valid & (lam > 0), lam, K - 1)
+            pending = pending[~ok]
+            if not pending.numel():
+                break
         stats["uncertified"] = int(pending.numel())
         clock("t_fallback", t0)
     if return_support:
