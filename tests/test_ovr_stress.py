@@ -217,11 +217,12 @@ def test_stress_large(K, d, kind):
     check(W * rng.uniform(0.5, 2.0, (K, 1)), f"{kind} K={K} d={d}")
 
 
-def test_forced_fallbacks_match_reference():
+@pytest.mark.parametrize("K,d", [(40, 6), (150, 4)])  # NNLS over all rows / over the nearest 64 first
+def test_forced_fallbacks_match_reference(K, d):
     """Wolfe capped at one iteration: the float64 cold start and the exact NNLS solver certify every class."""
     rng = np.random.default_rng(77)
-    W = repel(_unit(rng.standard_normal((40, 6))), 100)
-    res = check(W, "max_iter=1", max_iter=1)
+    W = repel(_unit(rng.standard_normal((K, d))), 100)
+    res = check(W, f"max_iter=1 K={K} d={d}", max_iter=1)
     assert res.info["exact_fallback"] > 0 and res.info["uncertified"] == 0
 
 
