@@ -876,6 +876,7 @@ def ovr_distances(W, *, candidates: int | None = None, tol: float = 1e-12, devic
         """Exact weights on the final corral and r = ŵ_k − Σ λ_j ŵ_j, from the vectors (float64)."""
         Vs = Wn[gpos] - Wn[rows].unsqueeze(1)
         lam = _exact_weights(torch.bmm(Vs, Vs.transpose(1, 2)), valid, lam.to(torch.float64))
+        lam = lam / lam.sum(1, keepdim=True).clamp_min(1e-300)  # a point of the simplex (float32 weights too)
         return -(lam.unsqueeze(2) * Vs).sum(1), lam
 
     pending = torch.arange(K, device=dev)
