@@ -669,7 +669,7 @@ def _nnls_min_norm(Wn: np.ndarray, k: int, cols: np.ndarray | None = None):
     sigma = math.sqrt(float((V * V).sum(1).max()))
     if sigma == 0.0:  # every other row duplicates ŵ_k
         return idx[:1], np.ones(1)
-    E = np.vstack([V.T / sigma, np.ones(K - 1)])
+    E = np.vstack([V.T / sigma, np.ones(len(idx))])
     f = np.zeros(E.shape[0])
     f[-1] = 1.0
     u, _ = nnls(E, f, maxiter=max(1000, 50 * len(idx)))
@@ -687,7 +687,6 @@ def _polish_active_set(Wn: np.ndarray, k: int, idx: np.ndarray, lam: np.ndarray,
     near-duplicate rows, that a Gram-based solve loses). Returns (indices, weights) on the simplex."""
     wk = Wn[k]
     S, lam = list(map(int, idx)), [float(x) for x in lam]
-    K = Wn.shape[0]
     added = None
     for _ in range(max_steps):
         for _minor in range(len(S) + 1):  # minor cycle: affine minimizer, or move towards it and drop a point
@@ -830,7 +829,7 @@ def ovr_distances(W, *, candidates: int | None = None, tol: float = 1e-12, devic
     ncand = torch.zeros(K, dtype=torch.long, device=dev)
     support = weights = None
     stats = {"rounds": 0, "iterations": 0, "blocks": 0, "retried": 0, "stalled": 0, "max_iter": 0,
-             "cold_restarts": 0, "exact_fallback": 0, "uncertified": 0, "t_candidates": 0.0, "t_gram": 0.0,
+             "cold_restarts": 0, "exact_fallback": 0, "exact_fallback_all_rows": 0, "uncertified": 0, "t_candidates": 0.0, "t_gram": 0.0,
              "t_solve": 0.0, "t_certificate": 0.0, "t_fallback": 0.0}
     sup_idx = torch.full((K, 1), -1, dtype=torch.long, device=dev)
     sup_w = torch.zeros(K, 1, dtype=torch.float64, device=dev)
@@ -990,6 +989,8 @@ def ovr_distances(W, *, candidates: int | None = None, tol: float = 1e-12, devic
         stats["exact_fallback"] = int(pending.numel())
         n_near = min(K - 1, max(64, 4 * (d + 1)))
         for near in ((True, False) if n_near < K - 1 else (False,)):
+            if not near:
+                stats["exact_fallback_all_rows"] = int(pending.numel())
             sols = []
             for k in pending.cpu().numpy().tolist():
                 cols = None
