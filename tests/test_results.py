@@ -183,15 +183,3 @@ def test_readme_analysis_examples_run(study_dir, monkeypatch, capsys):
     for i, block in enumerate(_readme_examples()):
         exec(compile(block, f"README.md example {i + 1}", "exec"), namespace)  # noqa: S102
         assert capsys.readouterr().out.strip(), f"example {i + 1} printed nothing"
-
-
-def test_certificate_warning_says_what_the_gap_means():
-    from gnc.metrics.ovr import certificate_message
-
-    dist = np.array([0.5, 0.6, 0.7])
-    msg = certificate_message(1, dist, np.array([0.0, 2e-9, 0.0]))  # the failing class is not the minimum
-    assert "1 of 3 class(es)" in msg and "not affected" in msg and "largest 2.0e-09" in msg
-    msg = certificate_message(2, dist, np.array([3e-9, 0.0, 1e-8]))  # 0.5 certified within 3e-9: 8 digits
-    assert "certified to within 3.0e-09 (8 significant digit(s))" in msg
-    msg = certificate_message(1, dist, np.array([0.9, 0.0, 0.0]))  # lower bound below zero
-    assert "uncertain" in msg

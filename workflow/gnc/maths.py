@@ -19,7 +19,8 @@ def normalize_rows(W, *, what: str = "W") -> np.ndarray:
     bad = ~np.isfinite(W).all(axis=1)
     if bad.any():
         raise FloatingPointError(f"{what}: {int(bad.sum())} row(s) with non-finite values, e.g. row {int(np.flatnonzero(bad)[0])}")
-    norms = np.linalg.norm(W, axis=1)
-    if (norms == 0).any():
-        raise ValueError(f"{what}: row(s) {np.flatnonzero(norms == 0)[:10].tolist()} are zero and cannot be normalized")
-    return W / norms[:, None]
+    top = np.abs(W).max(axis=1) if W.shape[1] else np.zeros(W.shape[0])
+    if (top == 0).any():
+        raise ValueError(f"{what}: row(s) {np.flatnonzero(top == 0)[:10].tolist()} are zero and cannot be normalized")
+    W = W / top[:, None]  # largest entry ±1 first: no overflow or underflow in the norm
+    return W / np.linalg.norm(W, axis=1)[:, None]

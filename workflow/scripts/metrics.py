@@ -3,7 +3,7 @@ import xarray as xr
 
 from gnc.io import open_netcdf, write_netcdf
 from gnc.jobs import job
-from gnc.metrics import checkpoint_metrics
+from gnc.metrics import checkpoint_metrics, require_certified
 from gnc.provenance import provenance
 from gnc.results import with_run_coords
 
@@ -12,7 +12,8 @@ with job(snakemake) as log:  # noqa: F821
     parts = []
     for epoch, path in zip(snakemake.params.epochs, snakemake.input.features):
         feats = open_netcdf(path)
-        m = checkpoint_metrics(feats, pinv_rtol=opts["pinv_rtol"])
+        # an uncertified GNC2 distance fails the job (nothing is written), naming the epoch and classes
+        m = require_certified(checkpoint_metrics(feats, pinv_rtol=opts["pinv_rtol"]), f"{path} (epoch {epoch})")
         parts.append(m.expand_dims(epoch=[int(epoch)]))
         log.info("epoch %s: gnc1=%.4g gnc2=%.4g gnc3=%.4g test_acc=%.4g", epoch, float(m.gnc1), float(m.gnc2),
                  float(m.gnc3), float(m.test_acc))

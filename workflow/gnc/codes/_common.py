@@ -13,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-import warnings
 from typing import Any
 
 import numpy as np
@@ -136,69 +135,22 @@ def tangent_bases(X: np.ndarray) -> np.ndarray:
     return Hh[:, :, 1:]
 
 
-def exact_ovr(W: np.ndarray, gap_tol: float = 1e-7):
-    """Exact one-vs-rest distances via :func:`gnc.metrics.ovr.ovr_distances` (lazy import).
+def exact_ovr(W: np.ndarray):
+    """rho_ovr of a code: :func:`gnc.metrics.ovr.ovr_distances`, the one implementation of the
+    one-vs-rest distances (every class certified to its documented tolerance, or NaN with
+    ``certified`` False and a RuntimeWarning naming the class -- never an uncertified number)."""
+    from gnc.metrics.ovr import ovr_distances
 
-    Optimal codes are highly degenerate (many classes with d+1 or more equidistant neighbours).
-    If the default call fails, returns a distance below the cheap bound ``1 - max_j cos`` (seen on
-    codes from the HardMax baseline: a class reported at distance 0 with gap 0) or leaves a
-    certified gap on rho_ovr above ``gap_tol``, it is repeated with exact corral inverses at every
-    step (``refresh=1``) and then also single pricing; the valid result with the smallest certified
-    gap is returned.  Returns ``None`` (with a warning) when the
-    metrics module is unavailable or every attempt fails.
-    """
-    try:
-        from gnc.metrics.ovr import ovr_distances
-    except ImportError as exc:  # pragma: no cover - only while gnc.metrics is missing
-        warnings.warn(f"gnc.metrics.ovr unavailable ({exc}); ovr left as NaN", RuntimeWarning, stacklevel=2)
-        return None
-    W = np.ascontiguousarray(W, dtype=np.float64)
-    best, errors = None, []
-    for kw in ({}, {"refresh": 1}, {"refresh": 1, "pricing": 1}):
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", RuntimeWarning)
-                res = ovr_distances(W, **kw)
-        except Exception as exc:  # noqa: BLE001 - numerical failure inside the QP solver
-            errors.append(f"{kw}: {type(exc).__name__}: {exc}")
-            continue
-        res.info = dict(getattr(res, "info", {}) or {}, codes_call=kw)
-        lower = getattr(res, "lower", None)
-        if lower is not None and np.any(np.asarray(res.dist) < np.asarray(lower) - 1e-9):
-            # inconsistent with the cheap bound dist_k >= 1 - max_j cos: a failed solve
-            errors.append(f"{kw}: distance below the bound 1 - max cos (class "
-                          f"{int(np.argmax(np.asarray(lower) - np.asarray(res.dist)))})")
-            continue
-        if best is None or res.value_gap < best.value_gap:
-            best = res
-        if best.value_gap <= gap_tol * max(1.0, abs(best.value)):
-            break
-    if best is None:
-        warnings.warn("ovr_distances failed: " + "; ".join(errors), RuntimeWarning, stacklevel=2)
-    elif best.value_gap > gap_tol * max(1.0, abs(best.value)):
-        warnings.warn(f"ovr_distances: certified gap {best.value_gap:.2e} on rho_ovr", RuntimeWarning, stacklevel=2)
-    return best
+    return ovr_distances(np.ascontiguousarray(W, dtype=np.float64))
 
 
 def ovr_fields(res) -> dict[str, Any]:
-    """Scalar summary of an OVRResult for certificates (tolerant to optional fields)."""
+    """Scalar summary of an OVRResult for certificates (``{"ovr": nan}`` when not evaluated)."""
     if res is None:
         return {"ovr": float("nan")}
-    out: dict[str, Any] = {"ovr": float(getattr(res, "value", np.min(res.dist)))}
-    for name in ("lower", "upper", "mean"):
-        v = getattr(res, name, None)
-        if v is not None and np.ndim(v) == 0:
-            out[f"ovr_{name}"] = float(v)
-    gap = getattr(res, "gap", None)
-    if gap is not None:
-        out["ovr_max_gap"] = float(np.max(gap))
-    vg = getattr(res, "value_gap", None)
-    if vg is not None:
-        out["ovr_value_gap"] = float(vg)
-    call = (getattr(res, "info", None) or {}).get("codes_call")
-    if call:
-        out["ovr_call"] = call
-    return out
+    return {"ovr": float(res.value), "ovr_mean": float(res.mean), "ovr_max_gap": float(np.max(res.gap)),
+            "ovr_value_gap": float(res.value_gap), "ovr_max_gap_tol": float(np.max(res.gap_tol)),
+            "ovr_uncertified": int(res.uncertified.size)}
 
 
 def solver_start(d: int, K: int, time_budget, dfl: dict, restarts, iters):

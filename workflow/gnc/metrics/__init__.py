@@ -12,9 +12,9 @@
 
 from .accumulators import NCStats, NCStream
 from .measures import (METRIC_ATTRS, SCALAR_METRICS, checkpoint_metrics, compute_metrics, metrics_from_stats,
-                       pairwise_cosine_stats, trace_pinv)
-from .ovr import OVRResult, normalize_rows, ovr_distances, ovr_subgradient, pairwise_bounds
+                       pairwise_cosine_stats, require_certified, trace_pinv)
+from .ovr import OVRResult, UncertifiedError, normalize_rows, ovr_distances, ovr_subgradient, pairwise_bounds
 
-__all__ = ["OVRResult", "ovr_distances", "ovr_subgradient", "pairwise_bounds", "normalize_rows", "NCStream",
+__all__ = ["OVRResult", "UncertifiedError", "ovr_distances", "ovr_subgradient", "pairwise_bounds", "normalize_rows", "NCStream",
            "NCStats", "checkpoint_metrics", "compute_metrics", "metrics_from_stats", "trace_pinv",
-           "pairwise_cosine_stats", "METRIC_ATTRS", "SCALAR_METRICS"]
+           "pairwise_cosine_stats", "require_certified", "METRIC_ATTRS", "SCALAR_METRICS"]

@@ -26,9 +26,11 @@ tr(Σ_W Σ_B^†) = Σ_kept (vᵀ Σ_W v)/λ with each numerator clipped at 0: t
 (the "NC is negative?" failure of unstable pinv). Default ``pinv_rtol = 1e-10``.
 
 Every output variable carries CF-style ``units`` and ``long_name`` attributes; per-class variables
-``ovr_dist``, ``ovr_gap``, ``gnc3_per_class``, ``n_train`` are over dim ``k``. No NaN is returned
-silently: missing pieces (no test split, no certificate for the sub-gradient estimator: a
-``comment`` attribute says so; Σ_B = 0) give NaN together with a ``RuntimeWarning``.
+``ovr_dist``, ``ovr_gap``, ``ovr_certified``, ``gnc3_per_class``, ``n_train`` are over dim ``k``. No
+NaN is returned silently: missing pieces (no test split, no certificate for the sub-gradient
+estimator: a ``comment`` attribute says so; Σ_B = 0) give NaN together with a ``RuntimeWarning``; a
+one-vs-rest distance that could not be certified is NaN with ``ovr_certified = 0`` (and so are
+``gnc2``, ``gnc2_mean``, ``gnc2_gap``), and :func:`require_certified` raises naming the classes.
 
 Cost: the streams are O(N·d²) for the scatter plus O(N·K·d) for the NCC / classifier predictions;
 GNC2 see :func:`gnc.metrics.ovr.ovr_distances`; memory O(K·d + d²) besides the input batches.
@@ -46,9 +48,9 @@ import torch
 import xarray as xr
 
 from .accumulators import NCStats, NCStream
-from .ovr import normalize_rows, ovr_distances, ovr_subgradient, pairwise_bounds
+from .ovr import UncertifiedError, normalize_rows, ovr_distances, ovr_subgradient, pairwise_bounds
 
-__all__ = ["METRIC_ATTRS", "SCALAR_METRICS", "trace_pinv", "pairwise_cosine_stats", "gnc3_cosines",
+__all__ = ["METRIC_ATTRS", "SCALAR_METRICS", "require_certified", "trace_pinv", "pairwise_cosine_stats", "gnc3_cosines",
            "nc3_self_duality", "compute_metrics", "checkpoint_metrics", "metrics_from_stats"]
 
 DEFAULT_PINV_RTOL = 1e-10
@@ -79,6 +81,8 @@ METRIC_ATTRS: dict[str, tuple[str, str]] = {
     "min_angle": ("degree", "minimal pairwise angle between normalized classifier rows"),
     "ovr_dist": ("1", "one-vs-rest distance of each normalized classifier row to the hull of the others"),
     "ovr_gap": ("1", "certified duality gap of each one-vs-rest distance"),
+    "ovr_certified": ("1", "1 where the one-vs-rest distance is certified (gap within tolerance), 0 where it "
+                           "could not be (ovr_dist is NaN there)"),
     "gnc3_per_class": ("1", "1 - cos(mu_k - mu_G, w_k) per class (normalized features, centred means)"),
     "n_train": ("1", "number of training samples per class"),
 }
@@ -194,9 +198,10 @@ def metrics_from_stats(gstats: NCStats, rstats: NCStats, W, b=None, *, head: str
     t0 = time.perf_counter()
     if K >= 2:
         if gnc2_method == "exact":
-            res = ovr_distances(Wn, device=device, **(ovr_kwargs or {}))
+            res = ovr_distances(W, device=device, **(ovr_kwargs or {}))
             dist, gap, lower, upper, max_cos = res.dist, res.gap, res.lower, res.upper, res.max_cos
             value_gap = res.value_gap
+            certified = res.certified.astype(np.float64)
             attrs["gnc_metrics_ovr_info"] = {k: v for k, v in res.info.items()}
             gap_comment = None
         elif gnc2_method == "subgradient":
@@ -204,6 +209,7 @@ def metrics_from_stats(gstats: NCStats, rstats: NCStats, W, b=None, *, head: str
             lower, upper, max_cos = pairwise_bounds(Wn, device=device)
             gap = np.full(K, math.nan)
             value_gap = math.nan
+            certified = np.zeros(K)
             gap_comment = "no certificate for the sub-gradient estimator (a lower bound of the distance)"
             warnings.warn("gnc2_method='subgradient': gnc2_gap / ovr_gap are NaN (no certificate)",
                           RuntimeWarning, stacklevel=2)
@@ -251,6 +257,7 @@ def metrics_from_stats(gstats: NCStats, rstats: NCStats, W, b=None, *, head: str
     # ---- per class
     data["ovr_dist"] = _var(dist, "ovr_dist", ("k",))
     data["ovr_gap"] = _var(gap, "ovr_gap", ("k",), comment=gap_comment)
+    data["ovr_certified"] = _var(certified, "ovr_certified", ("k",), comment=gap_comment)
     data["gnc3_per_class"] = _var(1 - cos_c, "gnc3_per_class", ("k",))
     data["n_train"] = _var(gstats.counts, "n_train", ("k",))
     ds = xr.Dataset(data, coords={"k": np.arange(K)}, attrs=attrs)
@@ -310,7 +317,8 @@ def checkpoint_metrics(features_ds: xr.Dataset, *, gnc2_method: str = "exact",
     ``features_ds``: ``train_h (train_sample, component)``, ``train_y``, ``test_h``, ``test_y``,
     ``W (k, component)``, ``b (k)``; attrs ``head`` in {normalized, linear, cmf} (and ``tau``).
     Returns the scalar variables of :data:`SCALAR_METRICS` plus ``ovr_dist``, ``ovr_gap``,
-    ``gnc3_per_class`` and ``n_train`` over ``k``; see the module docstring for definitions.
+    ``ovr_certified``, ``gnc3_per_class`` and ``n_train`` over ``k``; see the module docstring for
+    definitions.
     Raises FloatingPointError for non-finite features (naming the count of bad rows) and
     ValueError for a class without training samples (naming it).
     """
@@ -348,4 +356,19 @@ def checkpoint_metrics(features_ds: xr.Dataset, *, gnc2_method: str = "exact",
         if key.startswith("gnc_") and key not in ds.attrs:
             ds.attrs[key] = value
     ds.attrs["gnc_metrics_batch_size"] = batch_size
+    return ds
+
+
+def require_certified(ds: xr.Dataset, what: str) -> xr.Dataset:
+    """Return ``ds``, or raise :class:`~gnc.metrics.ovr.UncertifiedError` naming the classes whose
+    exact one-vs-rest distance could not be certified (``ovr_certified == 0``). Metrics from the
+    sub-gradient estimator (no certificate by construction) are returned unchanged."""
+    if ds.attrs.get("gnc_metrics_gnc2_method", "exact") != "exact":
+        return ds
+    flag = np.asarray(ds["ovr_certified"].values)
+    bad = np.flatnonzero(flag.reshape(-1) == 0) if flag.ndim == 1 else np.flatnonzero((flag == 0).any(0))
+    if bad.size:
+        raise UncertifiedError(f"{what}: GNC2 one-vs-rest distance of class(es) {bad[:20].tolist()} could not be "
+                               f"certified even by the exact fallback solver; refusing to write metrics "
+                               f"(ovr_dist is NaN there)")
     return ds

@@ -43,13 +43,23 @@ Algorithm
    evaluated over **all** j ≠ k (tiled products r·Ŵᵀ) in float64, in vector space (not λ-space).
    ``gap_k = ||r|| − max(0, that bound)`` ≥ 0 is reported; the bound is attained (gap 0) exactly at
    the optimum, i.e. when <ŵ_k − ŵ_j, r> ≥ ||r||² for all j (docs/methods.md §2.3).
-4. **Enlarge on failure.** Classes whose certificate fails (||r||² − min_j <ŵ_k − ŵ_j, r> > 4·tol·s_k)
-   are solved again, warm-started from their corral, with candidates re-ranked by <ŵ_j, r> (the
-   violated constraints are exactly the j with the largest <ŵ_j, r>); from the third round on the
-   number of candidates doubles, up to all K−1 (then the solution is global by construction).
+   A class is **accepted only if certified**: ``gap_k ≤ gap_tol_k`` (see ``tol`` of
+   :func:`ovr_distances`: ≤ 8·tol unless the nearest neighbour is closer than 1e-4), ``λ`` is a point
+   of the simplex, every number is finite and ``dist_k ≥ 1 − max_j cos`` (a theorem; a violation
+   means a failed solve).
+4. **Escalate on failure.** Classes whose certificate fails are solved again in float64,
+   warm-started from their corral, with candidates re-ranked by <ŵ_j, r> (the violated constraints
+   are exactly the j with the largest <ŵ_j, r>); from the third round on the number of candidates
+   doubles, up to all K−1. If float64 Wolfe with all K−1 candidates still fails (a warm start can
+   stall on a corral that is affinely dependent in float64), the class is started again cold with
+   exact corral inverses at every step; if that fails, the independent exact per-class solver
+   decides: scipy's Lawson–Hanson NNLS on the least-distance problem, refined by Wolfe's active-set
+   method in numpy with least-squares affine steps (conditioned like the vectors, not like their
+   Gram matrix: it resolves near-duplicate rows). A class no stage certifies gets ``dist = gap =
+   NaN``, ``certified = False`` and a warning naming it — never an uncertified number.
 
 The reported ``dist`` is ||r|| for a feasible λ (an upper bound that is exact up to ``gap``), so
-``dist − gap ≤ true distance ≤ dist`` always holds, whatever happens numerically.
+``dist − gap ≤ true distance ≤ dist`` holds for every returned value.
 
 Cheap bounds (docs/methods.md §2.2): ``lower_k = 1 − max_{j≠k} cos(ŵ_k, ŵ_j) ≤ dist_k ≤
 upper_k = min_{j≠k} ||ŵ_k − ŵ_j||``. (If w_k duplicates another row, lower_k = upper_k = 0.)
@@ -78,7 +88,9 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["OVRResult", "ovr_distances", "ovr_subgradient", "normalize_rows", "pairwise_bounds"]
+from ..maths import normalize_rows
+
+__all__ = ["OVRResult", "UncertifiedError", "ovr_distances", "ovr_subgradient", "normalize_rows", "pairwise_bounds"]
 
 
 
@@ -116,8 +128,11 @@ class OVRResult:
     support : per class, the indices j with λ_j > 0 (sorted), or None if not requested.
     weights : per class, the λ_j for ``support`` (sum to 1), or None.
     n_candidates : number of candidate neighbours the accepted solution used per class.
-    info : timings, device, rounds and settings.
+    info : timings, device, rounds, the classes each fallback stage handled, settings.
     max_cos : ``max_{j≠k} cos(ŵ_k, ŵ_j)`` per class (min pairwise angle = arccos of its max).
+    certified : True where ``gap ≤ gap_tol`` was proved; False only where every fallback failed
+        (there ``dist`` and ``gap`` are NaN).
+    gap_tol : the tolerance each class was certified to (see ``tol`` of :func:`ovr_distances`).
     """
 
     dist: np.ndarray
@@ -129,6 +144,8 @@ class OVRResult:
     n_candidates: np.ndarray | None = None
     info: dict[str, Any] = field(default_factory=dict)
     max_cos: np.ndarray | None = None
+    certified: np.ndarray | None = None
+    gap_tol: np.ndarray | None = None
 
     @property
     def K(self) -> int:
@@ -159,40 +176,28 @@ class OVRResult:
         """Certified gap on ρ_ovr: ``min_k dist_k − min_k (dist_k − gap_k)`` (≤ max gap)."""
         return float(self.dist.min() - self.certified_lower.min())
 
+    @property
+    def uncertified(self) -> np.ndarray:
+        """Classes that could not be certified (their ``dist`` and ``gap`` are NaN); normally empty."""
+        if self.certified is None:
+            return np.flatnonzero(~np.isfinite(self.dist))
+        return np.flatnonzero(~self.certified)
+
+    def require_certified(self, what: str = "W") -> "OVRResult":
+        """Return self, or raise :class:`UncertifiedError` naming the classes that are not certified."""
+        bad = self.uncertified
+        if bad.size:
+            raise UncertifiedError(f"{what}: one-vs-rest distance of class(es) {bad[:20].tolist()}"
+                                   f"{' …' if bad.size > 20 else ''} ({bad.size} of {self.K}) could not be certified "
+                                   f"(gap above the tolerance after every fallback); refusing to publish them")
+        return self
+
+
+class UncertifiedError(RuntimeError):
+    """A one-vs-rest distance could not be certified (see :meth:`OVRResult.require_certified`)."""
+
 
 # ------------------------------------------------------------------------------------- helpers
-
-def certificate_message(n_failed: int, dist: np.ndarray, gap: np.ndarray) -> str:
-    """What a failed certificate means for the result: the classes are still bounded by their gap, and
-    rho_ovr = min_k dist_k is certified to within ``min dist - min (dist - gap)`` (0: the failing classes
-    are not the minimum), stated as significant digits of the value."""
-    rho = float(dist.min())
-    value_gap = float(rho - (dist - gap).min())
-    head = (f"ovr_distances: {n_failed} of {len(dist)} class(es) stopped with a certificate gap above the "
-            f"tolerance (largest {float(gap.max()):.1e}); each distance is certified to within its gap "
-            f"(ovr_gap). ")
-    if value_gap <= 0:
-        return head + f"rho_ovr = {rho:.10g} is not affected (those classes are not the minimum)."
-    if rho > 0 and value_gap < rho:
-        digits = int(np.floor(-np.log10(value_gap / rho)))
-        return head + (f"rho_ovr = {rho:.10g} is certified to within {value_gap:.1e} ({digits} significant "
-                       f"digit(s)); more digits than that need a longer solve.")
-    return head + f"rho_ovr = {rho:.3g} is uncertain: certified only to within {value_gap:.1e}."
-
-
-def normalize_rows(W, *, what: str = "W") -> np.ndarray:
-    """Return the row-normalized float64 copy of a (K, d) array; raise on non-finite or zero rows."""
-    W = np.asarray(W.detach().cpu().numpy() if isinstance(W, torch.Tensor) else W, dtype=np.float64)
-    if W.ndim != 2:
-        raise ValueError(f"{what} must be 2-D (K, d), got shape {W.shape}")
-    bad = ~np.isfinite(W).all(axis=1)
-    if bad.any():
-        raise FloatingPointError(f"{what}: {int(bad.sum())} row(s) with non-finite values, e.g. row {int(np.flatnonzero(bad)[0])}")
-    norms = np.linalg.norm(W, axis=1)
-    if (norms == 0).any():
-        raise ValueError(f"{what}: row(s) {np.flatnonzero(norms == 0)[:10].tolist()} are zero and cannot be normalized")
-    return W / norms[:, None]
-
 
 def _device(device) -> torch.device:
     if device is None or device == "auto":
@@ -415,15 +420,18 @@ class _Block:
             use[:, c] = ok_c
             f = torch.where(ok_c, 1.0 / torch.where(ok_c, piv, torch.ones_like(piv)), torch.zeros_like(piv))
             S = S - (S[:, :, c] * f.unsqueeze(1)).unsqueeze(2) * S[:, c, :].unsqueeze(1)
+        uu = use.unsqueeze(2) & use.unsqueeze(1)
+        eye = torch.eye(p, dtype=Sig.dtype, device=Sig.device)
+        Sinv, info = torch.linalg.inv_ex(torch.where(uu, Sig, eye.expand(B, p, p)))
+        # a singular or non-finite Schur complement (rounding beat the pivot test) adds nothing
+        use &= ((info == 0) & torch.isfinite(Sinv).flatten(1).all(1)).unsqueeze(1)
+        uu = use.unsqueeze(2) & use.unsqueeze(1)
         stalled = cand_ok[:, 0] & ~use.any(1) & (not seeding)
         if stalled.any():
             self._stop(stalled, 2)
         rows = use.any(1)
         if not rows.any():
             return
-        uu = use.unsqueeze(2) & use.unsqueeze(1)
-        eye = torch.eye(p, dtype=Sig.dtype, device=Sig.device)
-        Sinv = torch.linalg.inv(torch.where(uu, Sig, eye.expand(B, p, p)))
         Sinv = torch.where(uu, Sinv, torch.zeros_like(Sinv))
         # free slots for the used candidates, in order
         key = (~valid) * torch.arange(s_, 0, -1, device=valid.device)  # free slots, lowest index first
@@ -632,28 +640,123 @@ def _exact_weights(Gs: torch.Tensor, valid, lam):
 
 # --------------------------------------------------------------------------------- main entry
 
+def _nnls_min_norm(Wn: np.ndarray, k: int, cols: np.ndarray | None = None):
+    """Independent exact solver for one class: the least-distance problem through one NNLS.
+
+    With v_j = ŵ_j − ŵ_k (j ≠ k) scaled by σ = max_j ||v_j||, scipy's Lawson–Hanson active-set
+    NNLS solves min_{u ≥ 0} ||Σ_j u_j v_j/σ||² + (Σ_j u_j − 1)²; its solution is u = λ*/(1 + D²)
+    with λ* the optimal simplex weights and D the distance (write u = tλ, λ ∈ Δ: the objective is
+    t²·||Σλ_j v_j||²/σ² + (t − 1)²), so λ* = u / Σu. Over the rows ``cols`` (default: all j ≠ k).
+    Returns (indices j, weights λ_j > 0)."""
+    from scipy.optimize import nnls
+
+    K = Wn.shape[0]
+    idx = np.delete(np.arange(K), k) if cols is None else np.asarray(cols)
+    V = Wn[idx] - Wn[k]
+    sigma = math.sqrt(float((V * V).sum(1).max()))
+    if sigma == 0.0:  # every other row duplicates ŵ_k
+        return idx[:1], np.ones(1)
+    E = np.vstack([V.T / sigma, np.ones(len(idx))])
+    f = np.zeros(E.shape[0])
+    f[-1] = 1.0
+    u, _ = nnls(E, f, maxiter=max(1000, 50 * len(idx)))
+    total = float(u.sum())
+    if not (math.isfinite(total) and total > 0.0):
+        raise FloatingPointError(f"NNLS returned no feasible weights for class {k}")
+    keep = u > 0
+    return idx[keep], u[keep] / total
+
+
+def _polish_active_set(Wn: np.ndarray, k: int, idx: np.ndarray, lam: np.ndarray, max_steps: int = 200):
+    """Wolfe's method for one class in numpy, started from the corral ``idx`` with weights ``lam``,
+    with the affine minimizers solved by least squares on the differences ŵ_i − ŵ_base (QR: the
+    conditioning of the vectors, not of their Gram matrix — this resolves tiny distances, e.g.
+    near-duplicate rows, that a Gram-based solve loses). Returns (indices, weights) on the simplex."""
+    wk = Wn[k]
+    S, lam = list(map(int, idx)), [float(x) for x in lam]
+    added = None
+    for _ in range(max_steps):
+        for _minor in range(len(S) + 1):  # minor cycle: affine minimizer, or move towards it and drop a point
+            b = int(np.argmax(lam))
+            rest = [i for t, i in enumerate(S) if t != b]
+            if rest:
+                D = (Wn[rest] - Wn[S[b]]).T
+                alpha = np.linalg.lstsq(D, -(Wn[S[b]] - wk), rcond=None)[0]
+                a = np.insert(alpha, b, 1.0 - alpha.sum())
+            else:
+                a = np.ones(1)
+            if (a > 0).all():
+                lam = list(a)
+                break
+            la = np.array(lam)
+            neg = a <= 0
+            theta = float(np.min(la[neg] / np.maximum(la[neg] - a[neg], 1e-300)))
+            la = np.maximum((1 - theta) * la + theta * a, 0.0)
+            drop = int(np.flatnonzero(neg)[np.argmin(la[neg])])
+            la[drop] = 0.0
+            keep = la > 0
+            S = [i for i, kp in zip(S, keep) if kp]
+            lam = list(la[keep] / la[keep].sum())
+        if added is not None and added not in S:  # the point just added left at once: no progress
+            break
+        x = -_residual_from_base(Wn, k, S, lam)
+        g = (Wn - wk) @ x
+        g[k] = np.inf
+        g[S] = np.inf
+        j = int(np.argmin(g))
+        if not np.isfinite(g[j]) or float(x @ x) - g[j] <= 0.0:
+            break
+        S.append(j)
+        lam.append(0.0)
+        added = j
+    lam = np.array(lam) / np.sum(lam)
+    return np.array(S), lam, _residual_from_base(Wn, k, S, lam)
+
+
+def _residual_from_base(Wn: np.ndarray, k: int, S, lam) -> np.ndarray:
+    """r = ŵ_k − Σ λ_i ŵ_i written as (ŵ_k − ŵ_b) − Σ_{i≠b} λ_i (ŵ_i − ŵ_b) with b the largest weight:
+    accurate to rounding relative to ||r|| even when ŵ_b nearly duplicates ŵ_k."""
+    S, lam = np.asarray(S), np.asarray(lam, dtype=np.float64)
+    b = int(np.argmax(lam))
+    rest = np.arange(len(S)) != b
+    return (Wn[k] - Wn[S[b]]) - lam[rest] @ (Wn[S[rest]] - Wn[S[b]])
+
+
 def ovr_distances(W, *, candidates: int | None = None, tol: float = 1e-12, device=None,
                   block_size: int | None = None, tile: int = 8192, memory_budget: int | None = None,
                   max_iter: int | None = None, refresh: int = 32, pricing: int = 3,
                   precision: str = "auto", return_support: bool = True, warn: bool = True) -> OVRResult:
-    """Exact distance of each normalized row of ``W`` to the convex hull of the other rows.
+    """Certified distance of each normalized row of ``W`` to the convex hull of the other rows.
+
+    The one function for one-vs-rest distances: every caller (metrics, codes, comparison,
+    benchmarks) uses it. Every class is either **certified** — ``gap_k ≤ gap_tol_k`` (see ``tol``),
+    with ``dist_k − gap_k ≤ true distance ≤ dist_k`` — or, if even the exact fallback cannot
+    certify it, reported as ``dist_k = gap_k = NaN`` with ``certified[k] = False`` and a
+    ``RuntimeWarning`` naming the class. An uncertified number is never returned.
 
     Parameters
     ----------
-    W : (K, d) array-like (numpy or torch); rows are the class vectors; normalized here.
+    W : (K, d) array-like (numpy or torch, any float dtype, any row norms); rows are the class
+        vectors; normalized here (rows scaled by their largest entry first, so finite rows of any
+        magnitude normalize without overflow or underflow).
     candidates : initial number m of nearest neighbours (by cosine) per class searched by the QP;
         default ``min(K−1, max(32, min(1.5·(d+1), 160)))``. Classes whose certificate fails are re-solved
         with 2m, 4m, … up to K−1, so this only affects speed, never the result.
-    tol : tolerance of Wolfe's stopping rule, ``||x||² − min_j <x, v_j> ≤ tol·s_k`` (a bound on the
+    tol : accuracy. Wolfe's stopping rule is ``||x||² − min_j <x, v_j> ≤ tol·s_k`` (a bound on the
         duality gap of the *squared* distance), with the scale s_k = min_j ||ŵ_k − ŵ_j||² clipped to
-        [1e-8, 1] (so dense codes with tiny distances keep a relative accuracy); the final
-        certificate accepts ``4·tol·s_k`` (or a distance gap below 64 machine epsilons).
+        [1e-8, 1] (dense codes with tiny distances keep a relative accuracy). A class is certified
+        when its distance gap satisfies ``gap_k ≤ gap_tol_k = max(min(4·tol·s_k / dist_k,
+        2·sqrt(tol·s_k)), 64·ε)`` (ε = 2.2e-16; the min only matters for dist_k ≤ 2·sqrt(tol·s_k), where
+        gap_k ≤ dist_k holds anyway). Since dist_k ≥ 1 − max_j cos = s_k/2, ``gap_tol_k ≤ 8·tol``
+        (8e-12 by default) whenever the nearest neighbour is at distance ≥ 1e-4, and
+        ``gap_tol_k ≤ 2·sqrt(tol·1e-8)`` (2e-10) otherwise (e.g. duplicated rows, distance 0).
     device : torch device (``"cpu"``, ``"cuda"``, ``None`` → CUDA if available else CPU).
     block_size : classes solved together; default from ``memory_budget``.
     tile : column tile of the K×K cosine / certificate products.
     memory_budget : bytes for one block's work tensors (default 512 MiB on CPU, 40 % of free GPU
         memory, at most 8 GiB, on CUDA).
-    max_iter : cap on lock-step iterations per block (default ``50·(d+1) + 100``).
+    max_iter : cap on lock-step iterations per block (default ``50·(d+1) + 100``; twice that in
+        the float64 cold-start round).
     refresh : recompute the corral inverses exactly every this many iterations (0: never).
     pricing : number of most-violated candidates added per major step (1 = Wolfe's rule; more
         means fewer lock-step iterations; the result is the same).
@@ -663,6 +766,7 @@ def ovr_distances(W, *, candidates: int | None = None, tol: float = 1e-12, devic
         certificate decides; classes that fail it go to the float64 rounds. ``"auto"`` (default):
         mixed on CPU, float64 on CUDA. The result is certified either way.
     return_support : also return the support (indices with λ > 0) and weights per class.
+    warn : warn (naming the classes) when a class cannot be certified.
 
     Returns
     -------
@@ -670,8 +774,17 @@ def ovr_distances(W, *, candidates: int | None = None, tol: float = 1e-12, devic
 
     Notes
     -----
+    Escalation for the classes whose certificate fails (each stage only sees the failures of the
+    previous one): float64 Wolfe warm-started from the failed corral with candidates re-ranked by
+    the residual and doubled up to all K−1; then, once float64 Wolfe with all K−1 candidates has
+    failed, a float64 *cold* start with exact corral inverses at every step and single pricing;
+    then the independent exact per-class solver (scipy's Lawson–Hanson NNLS on the least-distance
+    problem, :func:`_nnls_min_norm`), whose weights are re-solved on their support and certified
+    by the same float64 certificate. ``info`` counts each stage (``cold_restarts``,
+    ``exact_fallback``, ``uncertified``).
+
     Memory is O(K·d) for W plus O(block·(m·d + m² + tile)); the K×K matrix is never stored.
-    Float64 throughout. For K = 100,000, d = 512 use a CUDA device (tiles keep it in memory).
+    For K = 100,000, d = 512 use a CUDA device (tiles keep it in memory).
     """
     t_start = time.perf_counter()
     Wn_np = normalize_rows(W)
@@ -697,12 +810,14 @@ def ovr_distances(W, *, candidates: int | None = None, tol: float = 1e-12, devic
 
     dist = torch.full((K,), math.nan, dtype=torch.float64, device=dev)
     gap = torch.full((K,), math.nan, dtype=torch.float64, device=dev)
+    gap_tol = torch.full((K,), math.nan, dtype=torch.float64, device=dev)
+    certified = torch.zeros(K, dtype=torch.bool, device=dev)
     maxcos = torch.full((K,), math.nan, dtype=torch.float64, device=dev)
     ncand = torch.zeros(K, dtype=torch.long, device=dev)
     support = weights = None
     stats = {"rounds": 0, "iterations": 0, "blocks": 0, "retried": 0, "stalled": 0, "max_iter": 0,
-             "failed_certificate": 0, "t_candidates": 0.0, "t_gram": 0.0, "t_solve": 0.0,
-             "t_certificate": 0.0}
+             "cold_restarts": 0, "exact_fallback": 0, "exact_fallback_all_rows": 0, "uncertified": 0, "t_candidates": 0.0, "t_gram": 0.0,
+             "t_solve": 0.0, "t_certificate": 0.0, "t_fallback": 0.0}
     sup_idx = torch.full((K, 1), -1, dtype=torch.long, device=dev)
     sup_w = torch.zeros(K, 1, dtype=torch.float64, device=dev)
 
@@ -713,21 +828,59 @@ def ovr_distances(W, *, candidates: int | None = None, tol: float = 1e-12, devic
         stats[key] += t1 - t0
         return t1
 
+    def settle(rows, R, gpos, sel, lam, mc):
+        """Certificate of the feasible points r = ŵ_k − Σ λ_j ŵ_j (rows of R) over all j ≠ k, in
+        float64 and vector space; store the certified classes. Returns (certified mask, ||r||²)."""
+        nonlocal sup_idx, sup_w
+        rr = (R * R).sum(1)
+        mins = _certificate_min(Wn, rows, R, tile, chunk)  # min_{j≠k} <ŵ_k − ŵ_j, r>
+        nr = rr.sqrt()
+        low = torch.where(nr > 0, mins / nr.clamp_min(1e-300), torch.zeros_like(nr)).clamp_min(0.0)
+        g = (nr - low).clamp_min(0.0)
+        ts = tol * tol_scale[rows]
+        eps_k = torch.minimum(4.0 * ts / nr.clamp_min(1e-300), 2.0 * ts.sqrt()).clamp_min(64 * _EPS)
+        # λ must be a point of the simplex (then ||r|| ≥ true distance ≥ 1 − max cos)
+        lam_ok = ((lam >= 0) | ~sel).all(1) & ((torch.where(sel, lam, torch.zeros_like(lam)).sum(1) - 1).abs() <= 1e-12)
+        ok = (torch.isfinite(nr) & torch.isfinite(g) & lam_ok & (g <= eps_k)
+              & (nr >= (1.0 - maxcos[rows]).clamp_min(0.0) - 1e-12))
+        acc = rows[ok]
+        dist[acc] = nr[ok]
+        gap[acc] = g[ok]
+        gap_tol[acc] = eps_k[ok]
+        certified[acc] = True
+        ncand[acc] = mc
+        if return_support and ok.any():
+            smax = gpos.shape[1]
+            if smax > sup_idx.shape[1]:
+                sup_idx = torch.cat([sup_idx, sup_idx.new_full((K, smax - sup_idx.shape[1]), -1)], 1)
+                sup_w = torch.cat([sup_w, sup_w.new_zeros(K, smax - sup_w.shape[1])], 1)
+            sup_idx[acc, :smax] = torch.where(sel, gpos, torch.full_like(gpos, -1))[ok]
+            sup_w[acc, :smax] = torch.where(sel, lam, torch.zeros_like(lam))[ok]
+        return ok, rr
+
+    def residuals(rows, gpos, valid, lam):
+        """Exact weights on the final corral and r = ŵ_k − Σ λ_j ŵ_j, from the vectors (float64)."""
+        Vs = Wn[gpos] - Wn[rows].unsqueeze(1)
+        lam = _exact_weights(torch.bmm(Vs, Vs.transpose(1, 2)), valid, lam.to(torch.float64))
+        lam = lam / lam.sum(1, keepdim=True).clamp_min(1e-300)  # a point of the simplex (float32 weights too)
+        return -(lam.unsqueeze(2) * Vs).sum(1), lam
+
     pending = torch.arange(K, device=dev)
     dirs = None  # candidate ranking directions: ŵ_k first, then the residual r of the failed try
     prev = None  # (global corral indices (n, s), valid, λ) of the failed try: warm start
+    careful = False  # the float64 cold-start round (exact inverses at every step, single pricing)
     m = m0
     while pending.numel():
         stats["rounds"] += 1
         n = pending.numel()
-        last_round = m >= K - 1 and not (mixed and prev is None)  # a float32 round is never final
+        low_prec = mixed and stats["rounds"] == 1  # first round on CPU: float32 Wolfe, float64 polish + certificate
         # ---- 1. candidates (tiled products, chunks of rows)
         t0 = time.perf_counter()
         cv, cand = _topk_rows(Wn, pending, m, tile, chunk, queries=dirs)
-        if dirs is None:
+        if stats["rounds"] == 1:
             maxcos[pending] = cv[:, 0]
             tol_scale = (2.0 - 2.0 * maxcos).clamp(1e-8, 1.0)
-        else:
+        elif prev is not None:
             # the violated constraints j maximize <ŵ_j, r>: candidates ranked by r, plus the old corral
             # (the old corral points are usually among them; the missing ones are appended)
             gidx, gval, glam = prev
@@ -761,7 +914,6 @@ def ovr_distances(W, *, candidates: int | None = None, tol: float = 1e-12, devic
             stats["blocks"] += 1
             wk = Wn[rows]
             cb = cand[b0:b0 + B]
-            low_prec = mixed and prev is None  # first round on CPU: float32 Wolfe, float64 polish + certificate
             if low_prec:
                 V = Wn32[cb] - Wn32[rows].unsqueeze(1)
             else:
@@ -772,22 +924,18 @@ def ovr_distances(W, *, candidates: int | None = None, tol: float = 1e-12, devic
             init = None
             if prev is not None:
                 init = (init_pos[b0:b0 + B], prev[1][b0:b0 + B], prev[2][b0:b0 + B].to(G.dtype))
-            blk = _Block(G, s_limit=min(mc, d + 1) + 1, init=init, pricing=pricing, start=START_CORRAL)
+            blk = _Block(G, s_limit=min(mc, d + 1) + 1, init=init, pricing=1 if careful else pricing,
+                         start=START_CORRAL)
             t_row = tol * tol_scale[rows]
             if low_prec:  # float32 Wolfe only identifies the corral; float64 decides (certificate)
                 t_row = (max(tol, tol32) * tol_scale[rows]).to(torch.float32)
-            stats["iterations"] += blk.run(t_row, max_iter, refresh)
+            stats["iterations"] += blk.run(t_row, 2 * max_iter if careful else max_iter, 1 if careful else refresh)
             pos, valid, lam, status = blk.results(nb)
             stats["stalled"] += int((status == 2).sum())
             stats["max_iter"] += int((status == 3).sum())
             del G, blk
-            # exact weights on the final corral and the residual r = ŵ_k − Σ λ_j ŵ_j, both from the
-            # vectors themselves (float64, vector space)
             gpos = torch.gather(cb, 1, pos)
-            Vs = Wn[gpos] - wk.unsqueeze(1)
-            lam = _exact_weights(torch.bmm(Vs, Vs.transpose(1, 2)), valid, lam.to(torch.float64))
-            R[b0:b0 + nb] = -(lam.unsqueeze(2) * Vs).sum(1)
-            del Vs
+            R[b0:b0 + nb], lam = residuals(rows, gpos, valid, lam)
             outs.append((gpos, valid & (lam > 0), lam))
             t0 = clock("t_solve", t0)
         smax = max(o[0].shape[1] for o in outs)
@@ -796,38 +944,67 @@ def ovr_distances(W, *, candidates: int | None = None, tol: float = 1e-12, devic
         sel = torch.cat([padw(o[1], False) for o in outs])
         lam = torch.cat([padw(o[2], 0.0) for o in outs])
         del outs
-        # ---- 3. certificate over all j != k (tiled): min_j <ŵ_k − ŵ_j, r>
-        rr = (R * R).sum(1)
-        mins = _certificate_min(Wn, pending, R, tile, chunk)
-        nr = rr.sqrt()
-        low = torch.where(nr > 0, mins / nr.clamp_min(1e-300), torch.zeros_like(nr)).clamp_min(0.0)
-        # accepted: Wolfe-type criterion, or a distance gap at the rounding level of unit vectors
-        ok = ((rr - mins) <= 4.0 * tol * tol_scale[pending]) | ((nr - low) <= 64 * _EPS)
-        accept = ok | last_round
-        acc = pending[accept]
-        dist[acc] = nr[accept]
-        gap[acc] = (nr - low).clamp_min(0.0)[accept]
-        ncand[acc] = mc
-        if last_round:
-            stats["failed_certificate"] += int((~ok).sum())
-        if return_support and accept.any():
-            if smax > sup_idx.shape[1]:
-                sup_idx = torch.cat([sup_idx, sup_idx.new_full((K, smax - sup_idx.shape[1]), -1)], 1)
-                sup_w = torch.cat([sup_w, sup_w.new_zeros(K, smax - sup_w.shape[1])], 1)
-            sup_idx[acc, :smax] = torch.where(sel, gpos, torch.full_like(gpos, -1))[accept]
-            sup_w[acc, :smax] = torch.where(sel, lam, torch.zeros_like(lam))[accept]
+        # ---- 3. certificate over all j != k (tiled): accept only certified classes
+        ok, rr = settle(pending, R, gpos, sel, lam, mc)
         t0 = clock("t_certificate", t0)
-        f = ~accept
-        if f.any():
-            dirs = torch.where(rr[f].unsqueeze(1) > 0, R[f], Wn[pending[f]])
+        f = ~ok
+        if not f.any():
+            pending = pending[:0]
+            break
+        failed = pending[f]
+        stats["retried"] += int(failed.numel())
+        if careful:  # float64 cold start failed too: the exact per-class solver decides
+            pending = failed
+            break
+        if m >= K - 1 and not low_prec:
+            # float64 Wolfe with every candidate did not certify (a warm start can stall on a corral
+            # that is affinely dependent in float64): start again cold, exact inverses every step
+            careful, dirs, prev = True, None, None
+            stats["cold_restarts"] += int(failed.numel())
+        else:
+            dirs = torch.where(rr[f].unsqueeze(1) > 0, R[f], Wn[failed])
             prev = (gpos[f], sel[f], lam[f])
-            pending = pending[f]
-            stats["retried"] += int(pending.numel())
             if stats["rounds"] >= 2:
                 m = 2 * m
             m = min(K - 1, m)
-        else:
-            pending = pending[:0]
+        pending = failed
+    # ---- 4. the independent exact per-class solver for what Wolfe could not certify: NNLS on the
+    # nearest rows by cosine, then the active-set refinement over all rows (it adds any violated row);
+    # what that does not certify, NNLS over all K−1 rows
+    if pending.numel():
+        t0 = time.perf_counter()
+        stats["exact_fallback"] = int(pending.numel())
+        n_near = min(K - 1, max(64, 4 * (d + 1)))
+        for near in ((True, False) if n_near < K - 1 else (False,)):
+            if not near:
+                stats["exact_fallback_all_rows"] = int(pending.numel())
+            sols = []
+            for k in pending.cpu().numpy().tolist():
+                cols = None
+                if near:
+                    c = Wn_np @ Wn_np[k]
+                    c[k] = -math.inf
+                    cols = np.argpartition(-c, n_near - 1)[:n_near]
+                try:
+                    sols.append(_polish_active_set(Wn_np, k, *_nnls_min_norm(Wn_np, k, cols)))
+                except (RuntimeError, FloatingPointError, ValueError, np.linalg.LinAlgError):
+                    sols.append((np.array([(k + 1) % K]), np.array([math.nan]), np.full(d, math.nan)))  # refused
+            s_fb = max(len(i) for i, _, _ in sols)
+            gpos = torch.zeros(len(sols), s_fb, dtype=torch.long, device=dev)
+            lam = torch.zeros(len(sols), s_fb, dtype=torch.float64, device=dev)
+            valid = torch.zeros(len(sols), s_fb, dtype=torch.bool, device=dev)
+            R = torch.empty(len(sols), d, dtype=torch.float64, device=dev)
+            for i, (j, w, r) in enumerate(sols):
+                gpos[i, :len(j)] = torch.as_tensor(j, device=dev)
+                lam[i, :len(w)] = torch.as_tensor(w, device=dev)
+                valid[i, :len(j)] = True
+                R[i] = torch.as_tensor(r, device=dev)
+            ok, _ = settle(pending, R, gpos, valid & (lam > 0), lam, K - 1)
+            pending = pending[~ok]
+            if not pending.numel():
+                break
+        stats["uncertified"] = int(pending.numel())
+        clock("t_fallback", t0)
     if return_support:
         key = torch.where(sup_idx >= 0, sup_idx, torch.full_like(sup_idx, K))
         key, order = torch.sort(key, dim=1)
@@ -838,8 +1015,13 @@ def ovr_distances(W, *, candidates: int | None = None, tol: float = 1e-12, devic
         cuts = np.cumsum(counts)[:-1]
         support, weights = np.split(flat_i, cuts), np.split(flat_w, cuts)
     ncand = ncand.cpu().numpy()
-    if warn and stats["failed_certificate"]:
-        warnings.warn(certificate_message(stats["failed_certificate"], dist.cpu().numpy(), gap.cpu().numpy()),
+    cert = certified.cpu().numpy()
+    if warn and not cert.all():
+        bad = np.flatnonzero(~cert)
+        warnings.warn(f"ovr_distances: class(es) {bad[:20].tolist()}{' …' if bad.size > 20 else ''} ({bad.size} of {K}) "
+                      f"could not be certified (Wolfe in float64 with all K-1 candidates, a float64 cold start and "
+                      f"the exact NNLS solver all left a gap above the tolerance); their dist and gap are NaN and "
+                      f"OVRResult.certified is False there. Every other class is certified.",
                       RuntimeWarning, stacklevel=2)
     mc = maxcos.clamp(-1.0, 1.0).cpu().numpy()
     info = dict(stats, seconds=time.perf_counter() - t_start, device=str(dev), tol=tol,
@@ -848,7 +1030,7 @@ def ovr_distances(W, *, candidates: int | None = None, tol: float = 1e-12, devic
         dist=dist.cpu().numpy(), gap=gap.cpu().numpy(),
         lower=np.maximum(0.0, 1.0 - mc), upper=np.sqrt(np.maximum(0.0, 2.0 - 2.0 * mc)),
         support=support if return_support else None, weights=weights if return_support else None,
-        n_candidates=ncand, info=info, max_cos=mc)
+        n_candidates=ncand, info=info, max_cos=mc, certified=cert, gap_tol=gap_tol.cpu().numpy())
 
 
 # ------------------------------------------------------------------ reference (repo) estimator
