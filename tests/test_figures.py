@@ -22,12 +22,13 @@ from gnc.io import open_netcdf, write_netcdf
 
 import gnc.figures as F
 
-VARIANTS = ["normalized-ce", "cmf-ce", "linear-ce"]
+VARIANTS = ["normalized-ce", "cmf-ce", "linear-ce", "normalized-hardmax"]
+DATASETS = ["digits", "glyphs"]
 ARCHS = ["resnet8", "smallcnn"]
 TAUS = [1.0, 0.2, 1 / 7, 0.1]
-DS_ = [2, 10]
-KS = [10]
-SEEDS = [0, 1]
+DS_ = [2, 3, 10]
+KS = [5, 10, 12]
+SEEDS = [0, 1, 2]
 EPOCHS = [0, 5, 10, 15, 20]
 METRIC_VARS = ["gnc1", "gnc2", "gnc2_mean", "gnc2_lower", "gnc2_upper", "gnc2_gap", "gnc3", "gnc3_uncentered",
                "nc1", "nc2_equinorm_means", "nc2_equinorm_weights", "nc2_equiangular_means",
@@ -40,25 +41,35 @@ CLASS_NAMES = ["automobile", "cat", "dog", "truck"]
 # ----------------------------------------------------------------------------- synthetic files
 
 def _runs():
-    """(variant, arch, tau, d) combinations that were 'run' (the sparse study grid)."""
+    """(variant, dataset, arch, tau, d, K, seed) of the runs of a sparse synthetic study with every
+    comparison of the default study: the headline setting is glyphs / smallcnn / d = 10 / K = 12."""
     runs = set()
-    for t in TAUS:  # tau sweep
-        runs.add(("normalized-ce", "smallcnn", t, 10))
-    for a in ARCHS:  # architecture comparison + CMF / linear baselines
-        for v in VARIANTS:
-            runs.add((v, a, 0.1, 10))
-    runs.add(("normalized-ce", "smallcnn", 0.1, 2))  # d sweep
-    runs.add(("normalized-ce", "resnet8", 0.1, 2))
+    for t in TAUS:  # tau sweep; tau = 0.1 has three seeds, the others one
+        for s in (SEEDS if t == 0.1 else [0]):
+            runs.add(("normalized-ce", "glyphs", "smallcnn", t, 10, 12, s))
+    for s in (0, 1):  # second architecture
+        runs.add(("normalized-ce", "glyphs", "resnet8", 0.1, 10, 12, s))
+    for v in ("cmf-ce", "normalized-hardmax"):  # classifier variants next to the learnable classifier
+        runs.add((v, "glyphs", "smallcnn", 0.1, 10, 12, 0))
+    for s in (0, 1):  # linear-head baseline, K <= d + 1
+        runs.add(("linear-ce", "glyphs", "smallcnn", 1.0, 10, 5, s))
+    for dd in DS_:  # d sweep at K = 12
+        runs.add(("normalized-ce", "glyphs", "smallcnn", 0.1, dd, 12, 0))
+    for k in KS:  # K sweep at d = 10
+        runs.add(("normalized-ce", "glyphs", "smallcnn", 0.1, 10, k, 0))
+    for t in (1.0, 0.1):  # a smaller second tau sweep on another dataset
+        runs.add(("normalized-ce", "digits", "smallcnn", t, 3, 5, 0))
     return runs
 
 
 def make_metrics(seed: int = 0) -> xr.Dataset:
     rng = np.random.default_rng(seed)
-    coords = dict(variant=VARIANTS, dataset=["glyphs"], arch=ARCHS, tau=TAUS, d=DS_, K=KS, seed=SEEDS, epoch=EPOCHS)
+    coords = dict(variant=VARIANTS, dataset=DATASETS, arch=ARCHS, tau=TAUS, d=DS_, K=KS, seed=SEEDS, epoch=EPOCHS)
     shape = tuple(len(coords[d]) for d in DIMS)
     run = np.zeros(shape, dtype=bool)
-    for v, a, t, dd in _runs():
-        run[VARIANTS.index(v), 0, ARCHS.index(a), TAUS.index(t), DS_.index(dd)] = True
+    for v, ds_, a, t, dd, k, s in _runs():
+        run[VARIANTS.index(v), DATASETS.index(ds_), ARCHS.index(a), TAUS.index(t), DS_.index(dd), KS.index(k),
+            SEEDS.index(s)] = True
     ep = np.asarray(EPOCHS, float).reshape((1,) * 7 + (-1,))
     data = {}
     for name in METRIC_VARS:
@@ -79,6 +90,13 @@ def make_metrics(seed: int = 0) -> xr.Dataset:
     ds = xr.Dataset(data, coords=coords, attrs={"gnc_code_version": "test", "gnc_dataset_path": "resources/x",
                                                  "gnc_dataset_checksum": "abc"})
     return ds
+
+
+def expected_runs(**sel):
+    """The synthetic runs as coordinate dicts (what the workflow passes as ``expected``)."""
+    keys = ("variant", "dataset", "arch", "tau", "d", "K", "seed")
+    out = [dict(zip(keys, r)) for r in sorted(_runs(), key=str)]
+    return [r for r in out if all(r[k] == v for k, v in sel.items())]
 
 
 def make_codes(seed: int = 1) -> xr.Dataset:
