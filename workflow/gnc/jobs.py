@@ -23,10 +23,13 @@ import traceback
 from pathlib import Path
 
 
-def set_threads(n: int) -> None:
+def set_threads(n: int, torch: bool = True) -> None:
+    """Thread limits for the BLAS libraries and, unless ``torch=False``, for torch (which it imports)."""
     n = max(1, int(n))
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         os.environ[var] = str(n)
+    if not torch:
+        return
     try:
         import torch
 
@@ -40,7 +43,7 @@ def set_threads(n: int) -> None:
 
 
 @contextlib.contextmanager
-def job(smk):
+def job(smk, torch: bool = True):
     log_path = Path(smk.log[0]) if len(smk.log) else None
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
     if log_path is not None:
@@ -49,7 +52,7 @@ def job(smk):
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         handlers=handlers, force=True)
     logging.captureWarnings(True)
-    set_threads(getattr(smk, "threads", 1))
+    set_threads(getattr(smk, "threads", 1), torch=torch)  # torch=False: a job that never uses torch
     log = logging.getLogger(f"gnc.{smk.rule}")
     try:  # rule, wildcards, resolved config, run spec, seed, start time -> every provenance() of this job
         from .provenance import job_context, set_job_context

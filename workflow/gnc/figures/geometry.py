@@ -53,7 +53,6 @@ def fig_assignment(codes, *, dataset=None, arch=None, seeds=None, class_names: S
     epoch), one row per (dataset, arch, ...) setting and one column per seed, labelled with class names
     (``codes.class_name`` or ``class_names``)."""
     import matplotlib as mpl
-    import seaborn as sns
 
     sources = source_records(codes)
     if codes is None or "gram" not in codes.data_vars:
@@ -98,17 +97,22 @@ def fig_assignment(codes, *, dataset=None, arch=None, seeds=None, class_names: S
                     continue
                 mm = m[np.ix_(ks, ks)]
                 names = _class_names(codes, facet_index, ks, class_names)
-                small = len(ks) <= 10
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore", PendingDeprecationWarning)  # seaborn's cmap.set_bad
-                    sns.heatmap(mm, ax=ax, vmin=-1, vmax=1, center=0, cmap="vlag", square=True,
-                                annot=small, fmt=".2f", annot_kws={"fontsize": 8}, cbar=(j == len(seed_idx) - 1),
-                                cbar_kws={"label": "cos(ŵ_k, ŵ_k')", "shrink": 0.8} if j == len(seed_idx) - 1
-                                else None, xticklabels=names, yticklabels=names if j == 0 else False,
-                                linewidths=0.5, linecolor="white")
-                ax.set_xticklabels(names, rotation=40, ha="right", rotation_mode="anchor", fontsize=9)
-                if j == 0:
-                    ax.set_yticklabels(names, rotation=0, fontsize=9)
+                image = ax.imshow(mm, vmin=-1, vmax=1, cmap="RdBu_r", aspect="equal", interpolation="nearest")
+                ax.grid(False)
+                ax.set_xticks(range(len(ks)), names, rotation=40, ha="right", rotation_mode="anchor", fontsize=9)
+                ax.set_yticks(range(len(ks)), names if j == 0 else [], fontsize=9)
+                ax.set_xticks(np.arange(len(ks) + 1) - 0.5, minor=True)
+                ax.set_yticks(np.arange(len(ks) + 1) - 0.5, minor=True)
+                ax.grid(which="minor", color="white", linewidth=1.0)
+                ax.tick_params(which="both", length=0)
+                if len(ks) <= 10:
+                    for a in range(len(ks)):
+                        for b in range(len(ks)):
+                            if not math.isnan(mm[a, b]):
+                                ax.text(b, a, f"{mm[a, b]:.2f}", ha="center", va="center", fontsize=8,
+                                        color="white" if abs(mm[a, b]) > 0.6 else "0.15")
+                if j == len(seed_idx) - 1:
+                    fig.colorbar(image, ax=ax, shrink=0.8, label="cos(ŵ_k, ŵ_k′)")
                 title = f"seed {seed_vals[j]}"
                 if len(combos) > 1:
                     title = f"{fmt_coords(facet)}\n{title}"
@@ -154,7 +158,7 @@ UFM_VARS = ("ufm_ovr", "ufm_distance_to_code", "ufm_min_angle")
 
 def _setting_colors(settings: list[tuple[int, int]]):
     cols = categorical_colors(len(settings), "husl") if len(settings) > 8 else \
-        list(__import__("seaborn").color_palette("Dark2", max(len(settings), 1)))
+        categorical_colors(len(settings), "Dark2")
     return {s: cols[i] for i, s in enumerate(settings)}
 
 
@@ -545,7 +549,7 @@ def fig_sphere(features, *, class_names: Sequence[str] | None = None, n_features
             K = pts["W"].shape[0]
             K_all = max(K_all, K)
             names = _names_from(ds, K, class_names)
-            colors = categorical_colors(K, "husl") if K > 10 else list(__import__("seaborn").color_palette("colorblind", K))
+            colors = categorical_colors(K, "colorblind")
             for k in range(K):
                 if np.isnan(pts["means"][k]).any():
                     missing.append({"panel": name, "k": k, "metrics": ["class_mean"], "what": "no training samples"})

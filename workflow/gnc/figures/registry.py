@@ -233,3 +233,33 @@ def plan_figures(runs: Sequence[Mapping], figures_config: Mapping | None = None)
     """:func:`plan_figure` for every registered figure (``figures_config`` = the config's ``figures:``)."""
     cfg = figures_config or {}
     return {kind: plan_figure(kind, runs, cfg.get(kind)) for kind in REGISTRY}
+
+
+def _fmt(dim: str, value) -> str:
+    if isinstance(value, (list, tuple)):
+        return "{" + ", ".join(_fmt(dim, v) for v in value) + "}"
+    if dim == "tau":
+        from ._style import format_tau
+
+        return format_tau(value)
+    return str(value)
+
+
+def figure_index_rst(plans: Mapping[str, Plan]) -> str:
+    """reStructuredText for the report's front page: the figures drawn, with the setting each shows,
+    and the figures not drawn, with the reason."""
+    drawn = [p for p in plans.values() if p.draw]
+    skipped = [p for p in plans.values() if not p.draw]
+    lines = []
+    for p in drawn:
+        shown = ", ".join(f"{k} = {_fmt(k, v)}" for k, v in p.select.items() if k != "seed")
+        seeds = p.select.get("seed")
+        if seeds:
+            shown += (", " if shown else "") + f"seed{'s' if len(seeds) > 1 else ''} {_fmt('seed', seeds)}"
+        lines.append(f"- **{REGISTRY[p.kind].title}** (``{p.kind}``)" + (f": {shown}" if shown else ""))
+    if skipped:
+        lines += ["", "Not drawn in this study:", ""]
+        lines += [f"- **{REGISTRY[p.kind].title}** (``{p.kind}``): {p.why}." for p in skipped]
+    lines += ["", "Choose the setting of a figure in the config, e.g. "
+                  "``figures: {tau_sweep: {dataset: glyphs, K: 100}}``."]
+    return "\n".join(lines) + "\n"
