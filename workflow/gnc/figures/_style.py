@@ -242,4 +242,4 @@ def categorical_colors(n: int, palette: str = "husl") -> list:
         base = _palette(palette)
         if n <= len(base):
             return base[:max(n, 1)]
-    return [tuple(hsv_to_rgb((0.01 + i / max(n, 1)) % 1.0, 0.75, 0.85)) for i in range(max(n, 1))]
+    return [tuple(float(x) for x in hsv_to_rgb([(0.01 + i / max(n, 1)) % 1.0, 0.75, 0.85])) for i in range(max(n, 1))]

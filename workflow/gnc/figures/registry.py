@@ -175,7 +175,7 @@ class Plan:
 
 
 def _describe(select: Mapping) -> str:
-    return ", ".join(f"{k} = {v}" for k, v in select.items() if v is not None) or "the whole study"
+    return describe_setting(select) or "any setting"
 
 
 def plan_figure(kind: str, runs: Sequence[Mapping], options: Mapping | None = None) -> Plan:
@@ -220,8 +220,8 @@ def plan_figure(kind: str, runs: Sequence[Mapping], options: Mapping | None = No
     if spec.compares:
         levels = _levels(r.get(spec.compares) for r in chosen)
         if len(levels) < 2:
-            return Plan(kind, False, why=f"the study has a single {DIM_WORDS[spec.compares]} at every setting "
-                                         f"({_describe(wanted)}), nothing to compare")
+            return Plan(kind, False, why=f"no two runs that differ only in the {DIM_WORDS[spec.compares]} "
+                                         f"(runs considered: {_describe(wanted)})")
         select = {**setting, spec.compares: levels}
     else:
         select = dict(setting)
@@ -236,8 +236,6 @@ def plan_figures(runs: Sequence[Mapping], figures_config: Mapping | None = None)
 
 
 def _fmt(dim: str, value) -> str:
-    if isinstance(value, (list, tuple)):
-        return "{" + ", ".join(_fmt(dim, v) for v in value) + "}"
     if dim == "tau":
         from ._style import format_tau
 
@@ -245,21 +243,41 @@ def _fmt(dim: str, value) -> str:
     return str(value)
 
 
+def describe_setting(select: Mapping) -> str:
+    """'dataset glyphs, arch smallcnn, d = 10, K = 100, τ ∈ {1/10, 1}, seed 0' for a selection."""
+    parts = []
+    for dim in ("variant", "dataset", "arch", "d", "K", "tau", "seed"):
+        if dim not in select or select[dim] is None:
+            continue
+        v = select[dim]
+        name = {"tau": "τ"}.get(dim, dim)
+        if isinstance(v, (list, tuple)):
+            if len(v) == 1:
+                v = v[0]
+            else:
+                parts.append(f"{name}{'s' if dim == 'seed' else ''} " + ", ".join(_fmt(dim, x) for x in v)
+                             if dim == "seed" else f"{name} ∈ {{{', '.join(_fmt(dim, x) for x in v)}}}")
+                continue
+        parts.append(f"{name} {_fmt(dim, v)}" if dim in ("variant", "dataset", "arch", "seed")
+                     else f"{name} = {_fmt(dim, v)}")
+    return ", ".join(parts)
+
+
 def figure_index_rst(plans: Mapping[str, Plan]) -> str:
     """reStructuredText for the report's front page: the figures drawn, with the setting each shows,
     and the figures not drawn, with the reason."""
-    drawn = [p for p in plans.values() if p.draw]
-    skipped = [p for p in plans.values() if not p.draw]
     lines = []
-    for p in drawn:
-        shown = ", ".join(f"{k} = {_fmt(k, v)}" for k, v in p.select.items() if k != "seed")
-        seeds = p.select.get("seed")
-        if seeds:
-            shown += (", " if shown else "") + f"seed{'s' if len(seeds) > 1 else ''} {_fmt('seed', seeds)}"
+    for p in plans.values():
+        if not p.draw:
+            continue
+        shown = describe_setting(p.select)
+        if p.kind == "sphere":
+            shown = "; ".join(describe_setting(r) for r in p.expected)
         lines.append(f"- **{REGISTRY[p.kind].title}** (``{p.kind}``)" + (f": {shown}" if shown else ""))
+    skipped = [p for p in plans.values() if not p.draw]
     if skipped:
         lines += ["", "Not drawn in this study:", ""]
         lines += [f"- **{REGISTRY[p.kind].title}** (``{p.kind}``): {p.why}." for p in skipped]
-    lines += ["", "Choose the setting of a figure in the config, e.g. "
+    lines += ["", "The setting of a figure is chosen in the config, e.g. "
                   "``figures: {tau_sweep: {dataset: glyphs, K: 100}}``."]
     return "\n".join(lines) + "\n"

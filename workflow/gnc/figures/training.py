@@ -405,6 +405,8 @@ def _final_figure(kind: str, metrics, codes, *, x: str, panels: Sequence[Panel],
                             "what": "softmax-code value not in codes.nc" if codes is not None else "codes.nc not given"})
             continue
         ref_rows.append({x: xv, "series": "softmax code", "metric": "gnc2", "value": sm})
+        if not any("gnc2_fraction" in p.metrics for p in panels):
+            continue
         g = runs[(runs["metric"] == "gnc2") & (runs[x] == xv)]
         for _, r in g.iterrows():
             per_run.append({**r.to_dict(), "metric": "gnc2_fraction", "value": r["value"] / sm})
