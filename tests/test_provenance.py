@@ -221,7 +221,7 @@ def _outputs(wd: Path) -> dict[str, list[Path]]:
         "metrics": [r / "metrics.nc"],
         "codes": [r / "codes.nc"],
         "study": [r / "study.nc", r / "study.csv", r / "summary.csv"],
-        "figures": [r / "figures" / "tau_sweep.png", r / "figures" / "sphere.csv"],
+        "figures": [r / "figures" / "codes.png", r / "figures" / "sphere.csv"],
         "solutions": sorted((r / "codes").glob("*/*.nc")),
     }
 
@@ -338,6 +338,6 @@ def test_report_shows_config_figures_and_provenance(study):
     assert "gnc-study: Generalized Neural Collapse" in html
     assert "pinv_rtol" in html and "max_per_class" in html  # the resolved config
     assert html.count("Provenance of the data behind this item") >= 2  # one per figure caption
-    checksum = json.loads((study / "results" / "figures" / "tau_sweep.provenance.json").read_text())
+    checksum = json.loads((study / "results" / "figures" / "codes.provenance.json").read_text())
     assert json.loads(checksum["gnc_dataset_checksum"])[0][:16] in html
     assert "summary.csv" in html and "Final-epoch summary" in html

@@ -10,7 +10,7 @@ the config expands them) and the ``figures:`` section of the config, and decides
 * the *setting* it shows — the value of every other coordinate (dataset, architecture, variant, d,
   K, τ): the config's choice (``figures: {tau_sweep: {dataset: glyphs, K: 100}}``) narrows the runs,
   and among the settings left the headline one is taken: most levels of the compared coordinate,
-  then most seeds, then the largest K, then the largest d, then the first name;
+  then most seeds, then the largest K, then the largest d, then the first name, then the smallest τ;
 * the runs it expects (to list those without data as missing, and only those);
 * or that it is not drawn, and why — when no setting has two levels of what it compares.
 
@@ -141,7 +141,8 @@ def _levels(values: Iterable) -> list:
 
 def headline(runs: Sequence[Mapping], compares: str | None) -> dict | None:
     """The headline setting of ``runs`` (all run dims but ``compares`` and the seed): most levels of
-    ``compares``, then most seeds, then the largest K, then the largest d, then the first names."""
+    ``compares``, then most seeds, then the largest K, then the largest d, then the first names, then
+    the smallest τ."""
     groups: dict[tuple, list[Mapping]] = {}
     fixed = [d for d in RUN_DIMS if d not in (compares, "seed")]
     for r in runs:
@@ -156,7 +157,7 @@ def headline(runs: Sequence[Mapping], compares: str | None) -> dict | None:
         n_levels = len(_levels(r.get(compares) for r in rs)) if compares else 1
         n_seeds = len(_levels(r.get("seed") for r in rs))
         return (-n_levels, -n_seeds, -(rec.get("K") or 0), -(rec.get("d") or 0),
-                str(rec.get("dataset")), str(rec.get("arch")), str(rec.get("variant")), -(rec.get("tau") or 0))
+                str(rec.get("dataset")), str(rec.get("arch")), str(rec.get("variant")), rec.get("tau") or 0)
 
     key, _ = sorted(groups.items(), key=rank)[0]
     return dict(zip(fixed, key))
