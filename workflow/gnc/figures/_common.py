@@ -477,14 +477,15 @@ def figure_caption(kind: str, ds=None, frame: pd.DataFrame | None = None, *, rst
     if seed_text:
         many = "mean" in seed_text or ";" in seed_text or seed_text.startswith("seeds")
         parts.append(seed_text[0].upper() + seed_text[1:] + (
-            " (a line is the mean over the seeds that have the point, a band their min–max)." if many else "."))
+            " (a line is the mean over the seeds that have the point; where two or more do, a band shows their "
+            "min–max)." if many else "."))
     elif seeds:
         s = ", ".join(str(py(x)) for x in seeds)
         if kind == "assignment":
             parts.append(f"Seed{'s' if len(seeds) > 1 else ''} {s} (one heatmap each).")
         elif len(seeds) > 1:
-            parts.append(f"Seeds {s}: a line is the mean over the seeds that have the point, a band their "
-                         f"min–max where two or more seeds exist.")
+            parts.append(f"Seeds {s}: a line is the mean over the seeds that have the point; where two or more "
+                         f"do, a band shows their min–max.")
         else:
             parts.append(f"Seed {s} (one run per point).")
     if epochs:
