@@ -89,8 +89,9 @@ def test_new_tau_value_schedules_only_the_new_run(study):
     cfg = S.config()
     cfg["experiments"]["a"]["tau"] = [0.1, 0.2]
     new = "digits/normalized-ce/smallcnn/tau0.2-d2-K4-s0"
-    # same (d, K): no new code solves; the sphere figure keeps showing its run (the smallest τ)
-    check(study, cfg, run_jobs(new) | AGGREGATE | {("figure_codes", "")})
+    # same (d, K): no new code solves; the sphere figure keeps showing its run (the smallest τ), and
+    # the index of figures changes (two temperatures: the temperature sweep can now be drawn)
+    check(study, cfg, run_jobs(new) | AGGREGATE | {("figure_codes", ""), ("figure_index", "")})
 
 
 def test_metric_option_reruns_metrics_and_figures_not_training(study):

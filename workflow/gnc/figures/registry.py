@@ -282,3 +282,30 @@ def figure_index_rst(plans: Mapping[str, Plan]) -> str:
     lines += ["", "The setting of a figure is chosen in the config, e.g. "
                   "``figures: {tau_sweep: {dataset: glyphs, K: 100}}``."]
     return "\n".join(lines) + "\n"
+
+
+# ----------------------------------------------------------------------------- workflow paths
+
+def sphere_features(plan: Plan, runs: Mapping[str, Any], out: str) -> dict[str, str]:
+    """{panel title: last-checkpoint features file} of the runs the sphere figure shows; ``runs`` maps
+    run ids to objects with ``coords`` and ``recipe["checkpoints"]`` (gnc.config.Run)."""
+    from ._style import format_tau
+
+    files = {}
+    for c in plan.expected:
+        run_id = next(r for r, run in runs.items() if run.coords == c)
+        title = f"{c['dataset']}, d={c['d']}, K={c['K']}, τ={format_tau(c['tau'])}, seed {c['seed']}"
+        files[title] = f"{out}/runs/{run_id}/features/epoch={runs[run_id].recipe['checkpoints'][-1]}.nc"
+    return files
+
+
+def figure_inputs(kind: str, out: str, features: Mapping[str, str]) -> dict:
+    """The named inputs of figure ``kind``'s rule."""
+    return {need: list(features.values()) if need == "features" else f"{out}/{need}.nc"
+            for need in REGISTRY[kind].inputs}
+
+
+def figure_targets(plans: Mapping[str, Plan], out: str, formats: Sequence[str]) -> list[str]:
+    """Every file of the figures drawn, in every format, and the index."""
+    drawn = [f"{out}/figures/{kind}.{fmt}" for kind, p in plans.items() if p.draw for fmt in formats]
+    return drawn + [f"{out}/figures/index.rst"]
