@@ -104,7 +104,8 @@ def test_metric_option_reruns_metrics_and_figures_not_training(study):
 def test_training_hyperparameter_reruns_that_run_only(study):
     cfg = S.config()
     cfg["experiments"]["b"]["train"] = {"lr": 0.02}
-    jobs = check(study, cfg, run_jobs(S.RUN_B) | AGGREGATE | FIGURES)
+    # the sphere figure shows run A (the headline run of d = 2): it stays
+    jobs = check(study, cfg, run_jobs(S.RUN_B) | AGGREGATE | {("figure_codes", "")})
     assert "Params have changed" in reasons(jobs, "train")[0]
 
 
@@ -116,7 +117,8 @@ def test_dataset_option_makes_a_new_version_and_reruns_its_branch_only(study):
     cfg["datasets"]["digits_b"]["max_per_class"] = 50
     new = gd.version_id("digits_b", cfg["datasets"]["digits_b"])
     assert new != old
-    jobs = check(study, cfg, {("prepare_dataset", f"digits_b/{new}")} | run_jobs(S.RUN_B) | AGGREGATE | FIGURES)
+    jobs = check(study, cfg, {("prepare_dataset", f"digits_b/{new}")} | run_jobs(S.RUN_B) | AGGREGATE
+                 | {("figure_codes", "")})
     assert "Set of input files has changed" in reasons(jobs, "train")[0]
     # the previous version stays where it was (results made from it remain verifiable)
     assert (study / "resources" / "datasets" / "digits_b" / old / "manifest.json").is_file()
@@ -155,7 +157,7 @@ def test_figure_option_reruns_only_figures(study):
 def test_codes_option_reruns_only_the_solves_that_use_it(study, key, value, expected):
     cfg = S.config()
     cfg["codes"][key] = value
-    check(study, cfg, expected | {("compare_codes", ""), ("study", ""), ("figure_tau_sweep", "")})
+    check(study, cfg, expected | {("compare_codes", ""), ("study", ""), ("figure_codes", "")})
 
 
 def test_a_dataset_no_experiment_uses_reruns_nothing(study):
