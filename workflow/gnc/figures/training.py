@@ -154,11 +154,17 @@ def _title(kind: str, setting: Mapping, frame: pd.DataFrame, hue: str | None) ->
 
 
 def _wrap_title(text: str, fig, fontsize: float = 12) -> str:
-    """Break a title at "; " or " — " so that it fits the figure's width."""
-    import textwrap
+    """Break a title between its parts (at " — " and "; ") so that each line fits the figure's width."""
+    import re
 
     width = max(30, int(fig.get_figwidth() * 72 / (0.55 * fontsize)))
-    return "\n".join(textwrap.wrap(text, width, break_long_words=False))
+    parts = [p for p in re.split(r"(?<= — )|(?<=; )", text) if p]
+    lines = [""]
+    for part in parts:
+        if lines[-1] and len(lines[-1]) + len(part) > width:
+            lines.append("")
+        lines[-1] += part
+    return "\n".join(line.rstrip() for line in lines)
 
 
 def _code_reference(codes, var: str, d, K):
