@@ -20,7 +20,7 @@ import math
 import os
 import warnings
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -28,8 +28,6 @@ import pandas as pd
 from ._style import format_tau, rc_params
 from .registry import REGISTRY
 
-METRIC_DIMS = ("variant", "dataset", "arch", "tau", "d", "K", "seed", "epoch")
-SETTING_DIMS = ("variant", "dataset", "arch", "tau", "d", "K")
 FLOAT_DIMS = {"tau"}
 
 # Short axis labels (the netCDF long_name may be long); units come from the variable's attrs.
@@ -54,15 +52,6 @@ SHORT_LABELS = {
     "ufm_ovr": "UFM ρ_ovr",
     "ufm_min_angle": "UFM min angle",
     "ufm_distance_to_code": "UFM distance to softmax code",
-}
-PANEL_TITLES = {
-    "gnc1": "GNC1 (variability collapse)",
-    "gnc2": "GNC2 (one-vs-rest distance)",
-    "gnc3": "GNC3 (self-duality)",
-    "test_acc": "test accuracy",
-    "train_acc": "train accuracy",
-    "ncc_train_acc": "NCC train accuracy",
-    "ncc_test_acc": "NCC test accuracy",
 }
 ACCURACY_VARS = {"train_acc", "test_acc", "ncc_train_acc", "ncc_test_acc"}
 DIM_NAMES = {"variant": "variant", "dataset": "dataset", "arch": "architecture", "tau": "τ", "d": "d",
@@ -139,12 +128,6 @@ def select(ds, **sel):
                 absent.setdefault(dim, []).append(py(w))
         ds = ds.isel({dim: idx})
     return ds, absent
-
-
-def present_data_vars(ds, names: Iterable[str]) -> list[str]:
-    if ds is None:
-        return []
-    return [n for n in names if n in ds.data_vars]
 
 
 def reduce_extra(da, keep: Sequence[str], how: str = "max"):
@@ -497,9 +480,8 @@ def figure_caption(kind: str, ds=None, frame: pd.DataFrame | None = None, *, rst
             parts.append(f"Epochs {ep[0]}–{ep[-1]} ({len(ep)} checkpoints)." if len(ep) > 1 else f"Epoch {ep[0]}.")
     if frame is not None and kind == "sphere" and len(frame):
         panels = list(dict.fromkeys(frame["panel"].tolist()))
-        ncls = frame.loc[frame["kind"] == "classifier", "k"].nunique()
         sel_ = frame.attrs.get("selection", {})
-        parts.append(f"Panels: {', '.join(panels)}; K = {ncls} classes; {sel_.get('n_features', '?')} features "
+        parts.append(f"Panels: {'; '.join(panels)}. At most {sel_.get('n_features', '?')} features "
                      f"sampled per panel (seed {sel_.get('seed', '?')}); class means "
                      f"{'centred by the global mean' if sel_.get('center') else 'not centred'}.")
     if frame is not None:
@@ -634,12 +616,6 @@ def save_figure(fig, frame: pd.DataFrame, out_prefix: str | os.PathLike, *, sour
         write_text_atomic(cap, rst_escape(caption.rstrip()) + "\n")
         written["caption"] = cap
     return written
-
-
-def _decode(value):
-    from ..provenance import _decode as decode
-
-    return decode(value)
 
 
 def _file_attrs(path) -> dict:
