@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
 
 RUN_DIMS = ("variant", "dataset", "arch", "tau", "d", "K", "seed")
-SELECT_DIMS = RUN_DIMS  # keys a `figures: {<kind>: {...}}` entry may set
+SELECT_DIMS = RUN_DIMS  # keys a `figures: {<kind>: {...}}` entry may set (kinds drawn from runs)
 DIM_WORDS = {"tau": "temperature τ", "arch": "architecture", "d": "feature dimension d", "K": "number of classes K",
              "variant": "classifier variant", "seed": "seed", "dataset": "dataset"}
 
@@ -187,8 +187,11 @@ def plan_figure(kind: str, runs: Sequence[Mapping], options: Mapping | None = No
     unknown = set(options) - set(SELECT_DIMS)
     if unknown:
         raise ValueError(f"figures.{kind}: unknown key(s) {sorted(unknown)}; allowed: {', '.join(SELECT_DIMS)}")
-    if spec.compares is None and not spec.needs:  # drawn from codes.nc whatever the runs
-        return Plan(kind, True)
+    if spec.inputs == ("codes",):  # shows what codes.nc holds
+        if options:
+            raise ValueError(f"figures.{kind}: this figure shows what codes.nc holds; it takes no selection")
+        if spec.needs != "assignment":
+            return Plan(kind, True)
     wanted = {**spec.defaults, **options}
     pool = [r for r in runs if matches(r, wanted)]
     if spec.needs == "linear" and "variant" not in options:
