@@ -284,6 +284,14 @@ def test_plan_picks_the_headline_setting_and_refuses_single_levels():
         F.plan_figure("tau_sweep", expected_runs(), {"datset": "glyphs"})
     with pytest.raises(ValueError, match="codes.nc"):
         F.plan_figure("codes", expected_runs(), {"d": 3})
+    # what the workflow passes to each figure drawn from the runs draws that setting
+    metrics = make_metrics()
+    for kind in ("tau_sweep", "arch_comparison", "cmf", "ncc", "nc", "k_sweep", "d_sweep"):
+        fig, frame = F.make_figure(kind, metrics=metrics, codes=make_codes(), **plans[kind].as_params())
+        assert not frame.attrs["no_data"] and frame.attrs["missing"] == [] or kind == "d_sweep", kind
+        for dim, value in plans[kind].select.items():
+            if dim != "seed" and not isinstance(value, list):
+                assert frame.attrs["selection"][dim] == value, (kind, dim)
     index = F.registry.figure_index_rst({**plans, "arch_comparison": plan})
     assert "Not drawn in this study" in index and "arch_comparison" in index.split("Not drawn")[1]
 

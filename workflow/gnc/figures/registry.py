@@ -172,7 +172,8 @@ class Plan:
     why: str = ""                                 # why it is not drawn
 
     def as_params(self) -> dict:
-        return {"select": dict(self.select), "expected": [dict(r) for r in self.expected]}
+        """Keyword arguments of the figure function: the selection and the runs expected."""
+        return {**self.select, "expected": [dict(r) for r in self.expected]}
 
 
 def _describe(select: Mapping) -> str:
