@@ -31,4 +31,4 @@ rule all:
         f"{OUT}/study.nc",
         f"{OUT}/study.csv",
         f"{OUT}/codes.nc",
-        figure_targets(),
+        FIGURE_TARGETS,

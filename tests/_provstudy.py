@@ -38,7 +38,8 @@ CONFIG = {
 RUN_A = "digits/normalized-ce/smallcnn/tau0.1-d2-K4-s0"
 RUN_B = "digits_b/normalized-ce/smallcnn/tau0.1-d2-K4-s0"
 
-TARGETS = ["results/study.nc", "results/figures/tau_sweep.png", "results/figures/sphere.png"]
+TARGETS = ["results/study.nc", "results/figures/codes.png", "results/figures/sphere.png",
+           "results/figures/index.rst"]
 
 _CACHE: dict[str, Path] = {}
 

@@ -229,7 +229,7 @@ def _outputs(wd: Path) -> dict[str, list[Path]]:
         "metrics": [r / "metrics.nc"],
         "codes": [r / "codes.nc"],
         "study": [r / "study.nc", r / "study.csv", r / "summary.csv"],
-        "figures": [r / "figures" / "tau_sweep.png", r / "figures" / "sphere.csv"],
+        "figures": [r / "figures" / "codes.png", r / "figures" / "codes.csv"],
         "solutions": sorted((r / "codes").glob("*/*.nc")),
     }
 
@@ -293,7 +293,7 @@ def test_cli_on_every_result_kind(study, tmp_path):
 def test_cli_names_a_tampered_dataset_file(study, tmp_path, monkeypatch, capsys):
     """On a copy (the shared study stays intact): flip one byte of a prepared array."""
     rel_ckpt = Path("results") / "runs" / S.RUN_B / "ckpt" / "epoch=2.pt"
-    rel_fig = Path("results") / "figures" / "sphere.provenance.json"
+    rel_fig = Path("results") / "figures" / "codes.provenance.json"  # codes.nc: every dataset
     for rel in (rel_ckpt, Path("results") / "metrics.nc", rel_fig):
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(study / rel, tmp_path / rel)
@@ -351,6 +351,6 @@ def test_report_shows_config_figures_and_provenance(study):
     assert "gnc-study: Generalized Neural Collapse" in html
     assert "pinv_rtol" in html and "max_per_class" in html  # the resolved config
     assert html.count("Provenance of the data behind this item") >= 2  # one per figure caption
-    checksum = json.loads((study / "results" / "figures" / "tau_sweep.provenance.json").read_text())
+    checksum = json.loads((study / "results" / "figures" / "codes.provenance.json").read_text())
     assert json.loads(checksum["gnc_dataset_checksum"])[0][:16] in html
     assert "summary.csv" in html and "Final-epoch summary" in html

@@ -24,7 +24,7 @@ def run_jobs(run):
 
 
 AGGREGATE = {("combine_metrics", ""), ("compare_codes", ""), ("study", "")}
-FIGURES = {("figure_tau_sweep", ""), ("figure_sphere", "")}
+FIGURES = {("figure_codes", ""), ("figure_sphere", "")}
 
 
 def check(study, cfg, expected, **kw):
@@ -89,21 +89,23 @@ def test_new_tau_value_schedules_only_the_new_run(study):
     cfg = S.config()
     cfg["experiments"]["a"]["tau"] = [0.1, 0.2]
     new = "digits/normalized-ce/smallcnn/tau0.2-d2-K4-s0"
-    # same (d, K): no new code solves; the sphere figure shows the new run too
-    check(study, cfg, run_jobs(new) | AGGREGATE | FIGURES)
+    # same (d, K): no new code solves; the sphere figure keeps showing its run (the smallest τ), and
+    # the index of figures changes (two temperatures: the temperature sweep can now be drawn)
+    check(study, cfg, run_jobs(new) | AGGREGATE | {("figure_codes", ""), ("figure_index", "")})
 
 
 def test_metric_option_reruns_metrics_and_figures_not_training(study):
     cfg = S.config()
     cfg["metrics"]["pinv_rtol"] = 1.0e-8
-    jobs = check(study, cfg, {("metrics", S.RUN_A), ("metrics", S.RUN_B)} | AGGREGATE | {("figure_tau_sweep", "")})
+    jobs = check(study, cfg, {("metrics", S.RUN_A), ("metrics", S.RUN_B)} | AGGREGATE | {("figure_codes", "")})
     assert all("Params have changed" in r for r in reasons(jobs, "metrics"))
 
 
 def test_training_hyperparameter_reruns_that_run_only(study):
     cfg = S.config()
     cfg["experiments"]["b"]["train"] = {"lr": 0.02}
-    jobs = check(study, cfg, run_jobs(S.RUN_B) | AGGREGATE | FIGURES)
+    # the sphere figure shows run A (the headline run of d = 2): it stays
+    jobs = check(study, cfg, run_jobs(S.RUN_B) | AGGREGATE | {("figure_codes", "")})
     assert "Params have changed" in reasons(jobs, "train")[0]
 
 
@@ -115,7 +117,8 @@ def test_dataset_option_makes_a_new_version_and_reruns_its_branch_only(study):
     cfg["datasets"]["digits_b"]["max_per_class"] = 50
     new = gd.version_id("digits_b", cfg["datasets"]["digits_b"])
     assert new != old
-    jobs = check(study, cfg, {("prepare_dataset", f"digits_b/{new}")} | run_jobs(S.RUN_B) | AGGREGATE | FIGURES)
+    jobs = check(study, cfg, {("prepare_dataset", f"digits_b/{new}")} | run_jobs(S.RUN_B) | AGGREGATE
+                 | {("figure_codes", "")})
     assert "Set of input files has changed" in reasons(jobs, "train")[0]
     # the previous version stays where it was (results made from it remain verifiable)
     assert (study / "resources" / "datasets" / "digits_b" / old / "manifest.json").is_file()
@@ -156,7 +159,7 @@ def test_figure_option_reruns_only_figures(study):
 def test_codes_option_reruns_only_the_solves_that_use_it(study, key, value, expected):
     cfg = S.config()
     cfg["codes"][key] = value
-    check(study, cfg, expected | {("compare_codes", ""), ("study", ""), ("figure_tau_sweep", "")})
+    check(study, cfg, expected | {("compare_codes", ""), ("study", ""), ("figure_codes", "")})
 
 
 def test_a_dataset_no_experiment_uses_reruns_nothing(study):

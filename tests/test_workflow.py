@@ -74,15 +74,19 @@ def test_study_catalog_and_figures(study):
     df = pd.read_csv(study / "results" / "study.csv")
     assert {"run", "experiment", "dataset", "tau", "d", "K", "epoch", "variable", "value"} <= set(df.columns)
     assert "gnc1" in set(df["variable"])
-    for kind in ("tau_sweep", "codes", "sphere", "ufm_tau"):
+    for kind in ("codes", "sphere", "ufm_tau"):
         for ext in ("png", "pdf", "csv", "provenance.json"):
             assert (study / "results" / "figures" / f"{kind}.{ext}").stat().st_size > 0
+    # one temperature: no temperature sweep to draw, and the index of figures says so
+    assert not (study / "results" / "figures" / "tau_sweep.png").exists()
+    index = (study / "results" / "figures" / "index.rst").read_text()
+    assert "tau_sweep" in index.split("Not drawn in this study")[1]
 
 
 def test_report(study):
     snakemake(study, "--report", "results/report.html")
     html = (study / "results" / "report.html").read_text(errors="replace")
-    assert "tau_sweep.png" in html and len(html) > 100_000
+    assert "sphere.png" in html and "Not drawn in this study" in html and len(html) > 100_000
 
 
 def test_second_run_has_nothing_to_do(study):

@@ -32,10 +32,13 @@ from .config import expand_runs
 from .provenance import code_fingerprint_attrs, set_job_context, utcnow
 
 
-def set_threads(n: int) -> None:
+def set_threads(n: int, torch: bool = True) -> None:
+    """Thread limits for the BLAS libraries and, unless ``torch=False``, for torch (which it imports)."""
     n = max(1, int(n))
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         os.environ[var] = str(n)
+    if not torch:
+        return
     try:
         import torch
 
@@ -105,12 +108,12 @@ def handlers_for(rule: str, log_path: Path | None) -> list[logging.Handler]:
 
 
 @contextlib.contextmanager
-def job(smk):
+def job(smk, torch: bool = True):
     log_path = Path(smk.log[0]) if len(smk.log) else None
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         handlers=handlers_for(smk.rule, log_path), force=True)
     logging.captureWarnings(True)
-    set_threads(getattr(smk, "threads", 1))
+    set_threads(getattr(smk, "threads", 1), torch=torch)  # torch=False: a job that never uses torch
     log = logging.getLogger(f"gnc.{smk.rule}")
     try:  # rule, wildcards, resolved config, run spec, seed, start time -> every provenance() of this job
         set_job_context(**job_context(smk))

@@ -129,10 +129,11 @@ def code_dirty() -> int:
 
 def device_description(device: Any | None = None) -> str:
     try:
-        import torch
+        if device is not None and str(device).startswith("cuda"):  # torch only where a GPU is named
+            import torch
 
-        if device is not None and str(device).startswith("cuda") and torch.cuda.is_available():
-            return f"{device} ({torch.cuda.get_device_name(torch.device(device))})"
+            if torch.cuda.is_available():
+                return f"{device} ({torch.cuda.get_device_name(torch.device(device))})"
     except Exception:  # pragma: no cover - torch missing
         pass
     return f"{device or 'cpu'} ({platform.processor() or platform.machine()})"

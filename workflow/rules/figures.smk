@@ -1,80 +1,40 @@
-# Figures: one rule per figure, drawn from the netCDF results only (never retrains). Each writes
-# PNG + PDF, the tidy CSV of exactly the plotted data, a provenance sidecar and a generated caption.
+# Figures: one rule per figure of the registry (gnc.figures.registry) that the study can draw, from
+# the netCDF results only (never retrains). Each writes the configured image formats (PNG always: the
+# report shows it), the tidy CSV of exactly the plotted data, a provenance sidecar and a caption.
+# What each figure shows, or why it is not drawn, is planned from the runs and the `figures:` config.
+from gnc.figures import registry as FR
 
-FIGURE_KINDS = [
-    "tau_sweep",
-    "arch_comparison",
-    "d_sweep",
-    "cmf",
-    "ncc",
-    "assignment",
-    "ufm_tau",
-    "codes",
-    "sphere",
-]
-FIGURE_CATEGORY = {
-    "tau_sweep": "1. Training dynamics",
-    "arch_comparison": "1. Training dynamics",
-    "cmf": "1. Training dynamics",
-    "ncc": "1. Training dynamics",
-    "d_sweep": "2. Classifier geometry",
-    "assignment": "2. Classifier geometry",
-    "sphere": "2. Classifier geometry",
-    "ufm_tau": "3. Softmax codes and Tammes",
-    "codes": "3. Softmax codes and Tammes",
-}
+FIGURE_PLANS = FR.plan_figures([r.coords for r in RUNS.values()], config["figures"])
+FIGURE_FORMATS = ["png"] + [f for f in config["figures"]["formats"] if f != "png"]
+SPHERE_FEATURES = FR.sphere_features(FIGURE_PLANS["sphere"], RUNS, OUT)
+FIGURE_TARGETS = FR.figure_targets(FIGURE_PLANS, OUT, FIGURE_FORMATS)
 
 
-def sphere_features():
-    """Final-checkpoint features of the d = 2 and d = 3 runs (seed 0 first), at most 4 panels."""
-    picks = [r for r in RUNS if RUNS[r].d in (2, 3)]
-    picks.sort(key=lambda r: (RUNS[r].seed, RUNS[r].d, RUNS[r].K, r))
-    out = {}
-    for r in picks[:4]:
-        x = RUNS[r]
-        title = f"{x.dataset} d={x.d} K={x.K} tau={fmt_num(x.tau)} seed {x.seed}"
-        out[title] = f"{run_dir(r)}/features/epoch={checkpoints_of(r)[-1]}.nc"
-    return out
-
-
-def figure_inputs(kind):
-    from gnc.figures import FIGURE_INPUTS
-
-    files = {}
-    needs = FIGURE_INPUTS[kind]
-    if "metrics" in needs:
-        files["metrics"] = f"{OUT}/metrics.nc"
-    if "codes" in needs:
-        files["codes"] = f"{OUT}/codes.nc"
-    if "features" in needs:
-        files["features"] = list(sphere_features().values())
-    return files
-
-
-def figure_targets():
-    return [f"{OUT}/figures/{kind}.png" for kind in FIGURE_KINDS]
-
-
-for _kind in FIGURE_KINDS:
+for _kind, _spec in FR.REGISTRY.items():
+    if not FIGURE_PLANS[_kind].draw:
+        continue
 
     rule:
         name:
             f"figure_{_kind}"
         input:
-            **figure_inputs(_kind),
+            **FR.figure_inputs(_kind, OUT, SPHERE_FEATURES),
         output:
             png=report(
                 f"{OUT}/figures/{_kind}.png",
-                caption=f"../report/{_kind}.rst",
-                category=FIGURE_CATEGORY[_kind],
+                caption=f"../report/{_spec.report_caption}",
+                category=_spec.category,
             ),
-            pdf=f"{OUT}/figures/{_kind}.pdf",
+            **{fmt: f"{OUT}/figures/{_kind}.{fmt}" for fmt in FIGURE_FORMATS if fmt != "png"},
             csv=f"{OUT}/figures/{_kind}.csv",
             provenance=f"{OUT}/figures/{_kind}.provenance.json",
             caption=f"{OUT}/figures/{_kind}.caption.rst",
         params:
             kind=_kind,
-            titles=sphere_features() if _kind == "sphere" else {},
+            # the setting shown and the runs expected (figures drawn from metrics.nc)
+            options=FIGURE_PLANS[_kind].as_params() if _spec.inputs[0] == "metrics" else {},
+            titles=list(SPHERE_FEATURES) if _kind == "sphere" else [],
+            formats=FIGURE_FORMATS,
             dpi=config["figures"]["dpi"],
             code=code_fingerprint("figure", {"gnc.figures.FIGURES": _kind}),
         log:
@@ -87,3 +47,16 @@ for _kind in FIGURE_KINDS:
             runtime=15,
         script:
             "../scripts/figure.py"
+
+
+rule figure_index:
+    """Which figures the study draws, what each shows, and why the others are not drawn."""
+    output:
+        f"{OUT}/figures/index.rst",
+    params:
+        plans={k: (p.draw, p.why, p.select) for k, p in FIGURE_PLANS.items()},
+    localrule: True
+    run:
+        from gnc.io import write_text_atomic
+
+        write_text_atomic(output[0], FR.figure_index_rst(FIGURE_PLANS))

@@ -1,4 +1,4 @@
-"""Snakemake job: draw one figure from the netCDF results; write PNG, PDF, CSV, provenance, caption."""
+"""Snakemake job: draw one figure from the netCDF results; write its image formats, CSV, provenance, caption."""
 import json
 from pathlib import Path
 
@@ -7,7 +7,7 @@ from gnc.io import open_netcdf, write_text_atomic
 from gnc.provenance import summary_rst
 from gnc.jobs import job
 
-with job(snakemake) as log:  # noqa: F821
+with job(snakemake, torch=False) as log:  # noqa: F821
     kind = snakemake.params.kind
     inputs, sources = {}, []
     for key in ("metrics", "codes"):
@@ -18,10 +18,10 @@ with job(snakemake) as log:  # noqa: F821
         titles = list(snakemake.params.titles)
         inputs["features"] = {t: open_netcdf(p) for t, p in zip(titles, snakemake.input.features)}
         sources.extend(snakemake.input.features)
-    fig, frame = F.make_figure(kind, **inputs)
+    fig, frame = F.make_figure(kind, **inputs, **snakemake.params.options)
     prefix = str(Path(snakemake.output.png).with_suffix(""))
     written = F.save_figure(fig, frame, prefix, sources=sources, caption=F.figure_caption(kind, frame=frame),
-                            dpi=snakemake.params.dpi)
+                            dpi=snakemake.params.dpi, formats=snakemake.params.formats)
     # the report shows the caption file: append the provenance of the data behind the figure
     prov = json.loads(Path(written["provenance"]).read_text())
     cap = Path(written["caption"])

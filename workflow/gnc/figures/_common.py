@@ -20,15 +20,14 @@ import math
 import os
 import warnings
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
 from ._style import format_tau, rc_params
+from .registry import REGISTRY
 
-METRIC_DIMS = ("variant", "dataset", "arch", "tau", "d", "K", "seed", "epoch")
-SETTING_DIMS = ("variant", "dataset", "arch", "tau", "d", "K")
 FLOAT_DIMS = {"tau"}
 
 # Short axis labels (the netCDF long_name may be long); units come from the variable's attrs.
@@ -53,15 +52,6 @@ SHORT_LABELS = {
     "ufm_ovr": "UFM ρ_ovr",
     "ufm_min_angle": "UFM min angle",
     "ufm_distance_to_code": "UFM distance to softmax code",
-}
-PANEL_TITLES = {
-    "gnc1": "GNC1 (variability collapse)",
-    "gnc2": "GNC2 (one-vs-rest distance)",
-    "gnc3": "GNC3 (self-duality)",
-    "test_acc": "test accuracy",
-    "train_acc": "train accuracy",
-    "ncc_train_acc": "NCC train accuracy",
-    "ncc_test_acc": "NCC test accuracy",
 }
 ACCURACY_VARS = {"train_acc", "test_acc", "ncc_train_acc", "ncc_test_acc"}
 DIM_NAMES = {"variant": "variant", "dataset": "dataset", "arch": "architecture", "tau": "τ", "d": "d",
@@ -138,12 +128,6 @@ def select(ds, **sel):
                 absent.setdefault(dim, []).append(py(w))
         ds = ds.isel({dim: idx})
     return ds, absent
-
-
-def present_data_vars(ds, names: Iterable[str]) -> list[str]:
-    if ds is None:
-        return []
-    return [n for n in names if n in ds.data_vars]
 
 
 def reduce_extra(da, keep: Sequence[str], how: str = "max"):
@@ -423,42 +407,8 @@ def _compact_ints(values) -> str:
 
 # ----------------------------------------------------------------------------- captions
 
-FIGURE_TITLES = {
-    "tau_sweep": "Temperature sweep",
-    "arch_comparison": "Architecture comparison",
-    "d_sweep": "Feature-dimension sweep",
-    "cmf": "Class-mean-feature (CMF) vs learnable classifier",
-    "ncc": "Nearest-class-centre accuracy",
-    "assignment": "Assignment of classes to code vectors",
-    "ufm_tau": "UFM, τ → 0",
-    "codes": "Softmax code vs Tammes code",
-    "sphere": "Classifier and class means on the sphere",
-}
-
-DESCRIPTIONS = {
-    "tau_sweep": ("GNC1 (log scale), GNC2 (one-vs-rest distance of the normalized classifier; dashed: the best "
-                  "softmax code we found for the same (d, K)), GNC3 (log scale) and test accuracy versus "
-                  "epoch, one line per temperature τ."),
-    "arch_comparison": ("GNC1 (log scale), GNC2 (dashed: best softmax code found), GNC3 (log scale) and test "
-                        "accuracy versus epoch, one line per architecture."),
-    "d_sweep": ("GNC2 of the trained classifier at the final epoch versus the feature dimension d, with the "
-                "softmax-code value of the same (d, K) (left) and the fraction GNC2 / softmax-code value "
-                "(right)."),
-    "cmf": ("Train (solid) and test (dashed) accuracy versus epoch for each classifier variant "
-            "(learnable normalized classifier vs class-mean-feature classifier, and baselines)."),
-    "ncc": "Nearest-class-centre (NCC) accuracy on the train (solid) and test (dashed) split versus epoch.",
-    "assignment": ("Cosine Gram matrices cos(ŵ_k, ŵ_k') of the trained classifier at the last epoch, one "
-                   "heatmap per seed, rows and columns labelled by class name."),
-    "ufm_tau": ("Unconstrained-feature model trained at decreasing temperature τ: one-vs-rest distance of the "
-                "solution relative to the best softmax code (1 = optimal), its distance to that code, and its "
-                "minimum angle (dashed: softmax code), versus τ on a log axis."),
-    "codes": ("Best softmax code vs best Tammes code as functions of K for several d: their one-vs-rest "
-              "distances ρ_ovr (solid: softmax code, dashed: Tammes code), the gain of the softmax code, and "
-              "their minimum pairwise angles; circles mark (d, K) where the two differ."),
-    "sphere": ("Normalized classifier vectors ŵ_k (stars, with class labels), normalized class means (circles) "
-               "and a random sample of normalized training features (dots), coloured by class; d = 3 is "
-               "shown as two orthographic views (front hemisphere z ≥ 0 and back hemisphere z < 0)."),
-}
+FIGURE_TITLES = {kind: spec.title for kind, spec in REGISTRY.items()}
+DESCRIPTIONS = {kind: spec.description for kind, spec in REGISTRY.items()}
 
 
 def _levels(frame: pd.DataFrame, col: str) -> list:
@@ -506,25 +456,32 @@ def figure_caption(kind: str, ds=None, frame: pd.DataFrame | None = None, *, rst
             epochs = _with_data(sub, "epoch")
     if setting:
         parts.append("Setting: " + "; ".join(setting) + ".")
-    if seeds:
+    seed_text = frame.attrs.get("seed_text") if frame is not None else None
+    if seed_text:
+        many = "mean" in seed_text or ";" in seed_text or seed_text.startswith("seeds")
+        parts.append(seed_text[0].upper() + seed_text[1:] + (
+            " (a line is the mean over the seeds that have the point; where two or more do, a band shows their "
+            "min–max)." if many else "."))
+    elif seeds:
         s = ", ".join(str(py(x)) for x in seeds)
         if kind == "assignment":
             parts.append(f"Seed{'s' if len(seeds) > 1 else ''} {s} (one heatmap each).")
         elif len(seeds) > 1:
-            parts.append(f"Seeds {s} (lines: mean over seeds; bands: min–max).")
+            parts.append(f"Seeds {s}: a line is the mean over the seeds that have the point; where two or more "
+                         f"do, a band shows their min–max.")
         else:
-            parts.append(f"Seed {s} (single run per point).")
+            parts.append(f"Seed {s} (one run per point).")
     if epochs:
         ep = [int(e) for e in epochs]
-        if kind == "d_sweep":
-            parts.append(f"Final epoch {', '.join(str(e) for e in ep)}.")
+        if kind in ("d_sweep", "k_sweep"):
+            parts.append(f"Last checkpoint of each run: epoch{'s' if len(ep) > 1 else ''} "
+                         f"{', '.join(str(e) for e in ep)}.")
         else:
             parts.append(f"Epochs {ep[0]}–{ep[-1]} ({len(ep)} checkpoints)." if len(ep) > 1 else f"Epoch {ep[0]}.")
     if frame is not None and kind == "sphere" and len(frame):
         panels = list(dict.fromkeys(frame["panel"].tolist()))
-        ncls = frame.loc[frame["kind"] == "classifier", "k"].nunique()
         sel_ = frame.attrs.get("selection", {})
-        parts.append(f"Panels: {', '.join(panels)}; K = {ncls} classes; {sel_.get('n_features', '?')} features "
+        parts.append(f"Panels: {'; '.join(panels)}. At most {sel_.get('n_features', '?')} features "
                      f"sampled per panel (seed {sel_.get('seed', '?')}); class means "
                      f"{'centred by the global mean' if sel_.get('center') else 'not centred'}.")
     if frame is not None:
@@ -601,6 +558,8 @@ def save_figure(fig, frame: pd.DataFrame, out_prefix: str | os.PathLike, *, sour
     :func:`figure_caption`) also ``<prefix>.caption.rst`` (RST-escaped; the report captions in
     workflow/report/ include it when the rule declares it as an output). ``sources`` are extra input file paths to record (their sha256 and, for
     netCDF, their gnc_* attributes). Returns the written paths by key."""
+    import logging
+
     import matplotlib as mpl
 
     from ..io import atomic_path, sha256_file, write_json_atomic, write_text_atomic
@@ -608,13 +567,16 @@ def save_figure(fig, frame: pd.DataFrame, out_prefix: str | os.PathLike, *, sour
 
     prefix = _strip_suffix(out_prefix)
     prefix.parent.mkdir(parents=True, exist_ok=True)
+    # matplotlib's PDF backend subsets fonts with fontTools, which logs every table at INFO
+    logging.getLogger("fontTools").setLevel(logging.WARNING)
     written: dict[str, Path] = {}
     with mpl.rc_context(rc_params()):
         for fmt in formats:
             path = Path(f"{prefix}.{fmt}")
             meta = {"Software": None} if fmt == "png" else ({"CreationDate": None} if fmt == "pdf" else None)
             with atomic_path(path) as tmp:
-                fig.savefig(tmp, format=fmt, dpi=dpi, metadata=meta)
+                # "tight": rotated tick labels and outside legends are never clipped
+                fig.savefig(tmp, format=fmt, dpi=dpi, metadata=meta, bbox_inches="tight", pad_inches=0.08)
             written[fmt] = path
     csv_path = Path(f"{prefix}.csv")
     with atomic_path(csv_path) as tmp:
@@ -654,12 +616,6 @@ def save_figure(fig, frame: pd.DataFrame, out_prefix: str | os.PathLike, *, sour
         write_text_atomic(cap, rst_escape(caption.rstrip()) + "\n")
         written["caption"] = cap
     return written
-
-
-def _decode(value):
-    from ..provenance import _decode as decode
-
-    return decode(value)
 
 
 def _file_attrs(path) -> dict:

@@ -7,7 +7,8 @@ architecture has the same colour in every figure of a study:
   the lightest, the smallest (τ → 0) the darkest. Levels are the sorted τ coordinate of the study's datasets.
 * architecture — a categorical colour-blind palette keyed by the sorted architecture names.
 * variant (classifier head / loss) — a second categorical palette ("Dark2").
-* feature dimension d — sequential ("crest"); (d, K) settings and classes — categorical ("husl").
+* feature dimension d — sequential ("viridis"); (d, K) settings and classes — categorical (evenly
+  spaced hues).
 
 Build a :class:`Style` once per study (``Style.from_datasets(metrics, codes)``) and pass it to every
 figure function; a figure function called without one builds it from its own inputs (same
@@ -23,14 +24,34 @@ from typing import Any, Iterable
 
 import numpy as np
 
-# rcParams for every figure: seaborn's whitegrid look, sized to stay readable when the report
-# shows a 4-panel figure at ~1000 px width.
-def rc_params() -> dict[str, Any]:
-    import seaborn as sns
+# seaborn's "whitegrid" style and "notebook" context, written out so that a figure job does not
+# import seaborn (and scipy with it): tests/test_figures.py checks them against seaborn.
+_WHITEGRID = {
+    "figure.facecolor": "white", "axes.facecolor": "white", "axes.edgecolor": ".8", "axes.grid": True,
+    "axes.axisbelow": True, "axes.labelcolor": ".15", "grid.color": ".8", "grid.linestyle": "-",
+    "text.color": ".15", "xtick.color": ".15", "ytick.color": ".15", "xtick.direction": "out",
+    "ytick.direction": "out", "xtick.top": False, "ytick.right": False, "xtick.bottom": False, "ytick.left": False,
+    "lines.solid_capstyle": "round", "patch.edgecolor": "w", "patch.force_edgecolor": True,
+    "font.family": ["sans-serif"], "font.sans-serif": ["Arial", "DejaVu Sans", "Liberation Sans",
+                                                       "Bitstream Vera Sans", "sans-serif"],
+    "axes.spines.left": True, "axes.spines.bottom": True, "axes.spines.right": True, "axes.spines.top": True,
+}
+_NOTEBOOK = {
+    "axes.linewidth": 1.25, "grid.linewidth": 1, "lines.linewidth": 1.5, "lines.markersize": 6,
+    "patch.linewidth": 1, "xtick.major.width": 1.25, "ytick.major.width": 1.25, "xtick.minor.width": 1,
+    "ytick.minor.width": 1, "xtick.major.size": 6, "ytick.major.size": 6, "xtick.minor.size": 4,
+    "ytick.minor.size": 4, "font.size": 12, "axes.labelsize": 12, "axes.titlesize": 12, "xtick.labelsize": 11,
+    "ytick.labelsize": 11, "legend.fontsize": 11, "legend.title_fontsize": 12,
+}
+# seaborn's "colorblind" palette (categorical, colour-blind safe)
+COLORBLIND = ["#0173b2", "#de8f05", "#029e73", "#d55e00", "#cc78bc", "#ca9161", "#fbafe4", "#949494", "#ece133",
+              "#56b4e9"]
 
-    rc: dict[str, Any] = {}
-    rc.update(sns.axes_style("whitegrid"))
-    rc.update(sns.plotting_context("notebook", font_scale=1.0))
+
+# rcParams for every figure: the whitegrid look, sized to stay readable when the report shows a
+# 4-panel figure at ~1000 px width.
+def rc_params() -> dict[str, Any]:
+    rc: dict[str, Any] = {**_WHITEGRID, **_NOTEBOOK}
     rc.update({
         "axes.titlesize": 11.5,
         "axes.labelsize": 11,
@@ -45,7 +66,7 @@ def rc_params() -> dict[str, Any]:
         "savefig.dpi": 150,
         "pdf.fonttype": 42,  # embed TrueType, text stays selectable/editable
         "svg.fonttype": "none",
-        "axes.formatter.use_mathtext": True,
+        "axes.formatter.use_mathtext": False,  # mathtext tick labels cost ~1 s per figure to parse
     })
     return rc
 
@@ -158,13 +179,14 @@ class Style:
         return _categorical(self.variants, str(variant), "Dark2")
 
     def d_color(self, d: int):
-        import seaborn as sns
+        import matplotlib as mpl
 
         levels = self.dims or [int(d)]
         if int(d) not in levels:
             levels = sorted(set(levels) | {int(d)})
-        pal = sns.color_palette("crest", max(len(levels), 2))
-        return pal[levels.index(int(d))]
+        # sequential, light to dark with d; "viridis" restricted to [0.15, 0.85] stays visible on white
+        frac = 0.5 if len(levels) == 1 else levels.index(int(d)) / (len(levels) - 1)
+        return tuple(mpl.colormaps["viridis"](0.85 - 0.7 * frac)[:3])
 
     def color(self, dim: str, value):
         if dim == "tau":
@@ -193,18 +215,31 @@ def _index_close(levels: list[float], value: float) -> int | None:
 
 
 def _categorical(levels: list[str], value: str, palette: str):
-    import seaborn as sns
-
     if value not in levels:
         levels = sorted(set(levels) | {value})
-    base = sns.color_palette(palette)
+    base = _palette(palette)
     i = levels.index(value)
     if i < len(base):
         return base[i]
-    return sns.color_palette("husl", len(levels))[i]
+    return categorical_colors(len(levels))[i]
+
+
+def _palette(name: str) -> list:
+    import matplotlib as mpl
+    from matplotlib.colors import to_rgb
+
+    if name == "colorblind":
+        return [to_rgb(c) for c in COLORBLIND]
+    return [tuple(c[:3]) for c in mpl.colormaps[name].colors]  # a listed matplotlib colormap, e.g. Dark2
 
 
 def categorical_colors(n: int, palette: str = "husl") -> list:
-    import seaborn as sns
+    """``n`` distinct colours: the named palette when it has enough, else ``n`` hues evenly spaced
+    around the colour circle at fixed saturation and value."""
+    from matplotlib.colors import hsv_to_rgb
 
-    return list(sns.color_palette(palette, max(n, 1)))
+    if palette != "husl":
+        base = _palette(palette)
+        if n <= len(base):
+            return base[:max(n, 1)]
+    return [tuple(float(x) for x in hsv_to_rgb([(0.01 + i / max(n, 1)) % 1.0, 0.75, 0.85])) for i in range(max(n, 1))]

@@ -53,7 +53,6 @@ def fig_assignment(codes, *, dataset=None, arch=None, seeds=None, class_names: S
     epoch), one row per (dataset, arch, ...) setting and one column per seed, labelled with class names
     (``codes.class_name`` or ``class_names``)."""
     import matplotlib as mpl
-    import seaborn as sns
 
     sources = source_records(codes)
     if codes is None or "gram" not in codes.data_vars:
@@ -98,27 +97,32 @@ def fig_assignment(codes, *, dataset=None, arch=None, seeds=None, class_names: S
                     continue
                 mm = m[np.ix_(ks, ks)]
                 names = _class_names(codes, facet_index, ks, class_names)
-                small = len(ks) <= 10
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore", PendingDeprecationWarning)  # seaborn's cmap.set_bad
-                    sns.heatmap(mm, ax=ax, vmin=-1, vmax=1, center=0, cmap="vlag", square=True,
-                                annot=small, fmt=".2f", annot_kws={"fontsize": 8}, cbar=(j == len(seed_idx) - 1),
-                                cbar_kws={"label": "cos(ŵ_k, ŵ_k')", "shrink": 0.8} if j == len(seed_idx) - 1
-                                else None, xticklabels=names, yticklabels=names if j == 0 else False,
-                                linewidths=0.5, linecolor="white")
-                ax.set_xticklabels(names, rotation=40, ha="right", rotation_mode="anchor", fontsize=9)
-                if j == 0:
-                    ax.set_yticklabels(names, rotation=0, fontsize=9)
+                image = ax.imshow(mm, vmin=-1, vmax=1, cmap="RdBu_r", aspect="equal", interpolation="nearest")
+                ax.grid(False)
+                ax.set_xticks(range(len(ks)), names, rotation=40, ha="right", rotation_mode="anchor", fontsize=9)
+                ax.set_yticks(range(len(ks)), names if j == 0 else [], fontsize=9)
+                ax.set_xticks(np.arange(len(ks) + 1) - 0.5, minor=True)
+                ax.set_yticks(np.arange(len(ks) + 1) - 0.5, minor=True)
+                ax.grid(which="minor", color="white", linewidth=1.0)
+                ax.tick_params(which="both", length=0)
+                if len(ks) <= 10:
+                    for a in range(len(ks)):
+                        for b in range(len(ks)):
+                            if not math.isnan(mm[a, b]):
+                                ax.text(b, a, f"{mm[a, b]:.2f}", ha="center", va="center", fontsize=8,
+                                        color="white" if abs(mm[a, b]) > 0.6 else "0.15")
+                if j == len(seed_idx) - 1:
+                    fig.colorbar(image, ax=ax, shrink=0.8, label="cos(ŵ_k, ŵ_k′)")
                 title = f"seed {seed_vals[j]}"
-                if len(combos) > 1 or facet:
-                    title = f"{fmt_coords(facet)}\n{title}" if facet else title
+                if len(combos) > 1:
+                    title = f"{fmt_coords(facet)}\n{title}"
                 ax.set_title(title)
                 for a, ka in enumerate(ks):
                     for b, kb in enumerate(ks):
                         if not math.isnan(mm[a, b]):
                             rows.append({**facet, "seed": seed_vals[j], "k": ka, "k2": kb, "class_k": names[a],
                                          "class_k2": names[b], "cosine": float(mm[a, b])})
-        fig.suptitle("Assignment: cosine Gram matrix of the trained classifier (last epoch)", fontsize=13)
+        fig.suptitle(_assignment_title(codes, facet if len(combos) == 1 else {}, len(ks)), fontsize=12)
         annotate_missing(fig, missing)
     frame = pd.DataFrame(rows)
     cols = [c for c in ASSIGNMENT_COLUMNS if c in frame.columns] + [c for c in frame.columns
@@ -129,6 +133,23 @@ def fig_assignment(codes, *, dataset=None, arch=None, seeds=None, class_names: S
     return fig, frame
 
 
+def _assignment_title(codes, facet: dict, K: int) -> str:
+    """The grid point of the Gram matrices (codes.nc records it in ``gnc_assignment_setting``)."""
+    try:
+        setting = json.loads(codes.attrs.get("gnc_assignment_setting", "{}"))
+    except (TypeError, ValueError):
+        setting = {}
+    setting = {**{k: py(v) for k, v in facet.items()}, **setting}
+    setting.setdefault("K", K)
+    if "tau" in setting:
+        setting["tau"] = float(setting["tau"])
+    for key in ("d", "K"):
+        if key in setting:
+            setting[key] = int(setting[key])
+    where = fmt_coords(setting, ["dataset", "arch", "variant", "d", "K", "tau"])
+    return f"Assignment — {where}: cosine Gram matrix of the trained classifier (last checkpoint)"
+
+
 # ----------------------------------------------------------------------------- fig 7: UFM tau -> 0
 
 UFM_COLUMNS = ["metric", "d", "K", "tau", "value", "lower", "upper", "n"]
@@ -137,7 +158,7 @@ UFM_VARS = ("ufm_ovr", "ufm_distance_to_code", "ufm_min_angle")
 
 def _setting_colors(settings: list[tuple[int, int]]):
     cols = categorical_colors(len(settings), "husl") if len(settings) > 8 else \
-        list(__import__("seaborn").color_palette("Dark2", max(len(settings), 1)))
+        categorical_colors(len(settings), "Dark2")
     return {s: cols[i] for i, s in enumerate(settings)}
 
 
@@ -590,29 +611,32 @@ def fig_sphere(features, *, class_names: Sequence[str] | None = None, n_features
         return no_data_figure("sphere", reason, SPHERE_COLUMNS, sources=sources)
     rows = []
     missing = [{"panel": n, "metrics": "all", "what": r} for n, r in skipped]
-    ncols = sum(1 if dd == 2 else 2 for _, _, dd in usable)
+    widths = [1 if dd == 2 else 2 for _, _, dd in usable]
     with mpl.rc_context(rc_params()):
-        fig, axes = new_figure(1, ncols, panel_w=3.6, panel_h=3.6, extra_h=0.9)
-        col = 0
+        from matplotlib.figure import Figure
+
+        # one sub-figure per panel (its title: the run), one disk per view (its title: the hemisphere)
+        fig = Figure(figsize=(3.3 * sum(widths) + 0.4, 4.4), layout="constrained")
+        subfigs = np.atleast_1d(fig.subfigures(1, len(usable), width_ratios=widths, wspace=0.04))
         K_all = 0
-        for name, ds, dd in usable:
+        for sub_fig, (name, ds, dd) in zip(subfigs, usable):
             pts = sphere_points(ds, n_features=n_features, seed=seed, center=center)
             K = pts["W"].shape[0]
             K_all = max(K_all, K)
             names = _names_from(ds, K, class_names)
-            colors = categorical_colors(K, "husl") if K > 10 else list(__import__("seaborn").color_palette("colorblind", K))
+            colors = categorical_colors(K, "colorblind")
             for k in range(K):
                 if np.isnan(pts["means"][k]).any():
                     missing.append({"panel": name, "k": k, "metrics": ["class_mean"], "what": "no training samples"})
             views = [("", None)] if dd == 2 else [("front", 1.0), ("back", -1.0)]
-            for view, sign in views:
-                ax = axes[0, col]
-                col += 1
+            sub_fig.suptitle(name, fontsize=11.5)
+            axes = np.atleast_1d(sub_fig.subplots(1, len(views)))
+            for ax, (view, sign) in zip(axes, views):
                 ax.set_gid(f"sphere|{name}|{view or 'circle'}")
                 ax.add_patch(Circle((0, 0), 1.0, fill=False, color="0.35", linewidth=1.0))
                 ax.set_aspect("equal")
-                ax.set_xlim(-1.3, 1.3)
-                ax.set_ylim(-1.3, 1.3)
+                ax.set_xlim(-1.45, 1.45)
+                ax.set_ylim(-1.45, 1.45)
                 ax.set_axis_off()
 
                 def proj(p):
@@ -638,25 +662,31 @@ def fig_sphere(features, *, class_names: Sequence[str] | None = None, n_features
                     ax.plot(mx[k], my[k], marker="o", markersize=7.5, color=colors[k], markeredgecolor="black",
                             markeredgewidth=0.8, linestyle="none")
                     rows.append(_sphere_row(name, "class_mean", k, names, k, pts["means"][k], dd, view, mx[k], my[k]))
-                # classifier vectors
+                # classifier vectors, labelled away from the centre so the label does not cover the marker
                 wx, wy, won = proj(pts["W"])
                 for k in np.flatnonzero(won):
                     ax.plot([0, wx[k]], [0, wy[k]], color=colors[k], linewidth=1.0, alpha=0.8)
                     ax.plot(wx[k], wy[k], marker="*", markersize=13, color=colors[k], markeredgecolor="black",
                             markeredgewidth=0.7, linestyle="none")
                     if K <= 12:
-                        ax.annotate(names[k], (wx[k] * 1.12, wy[k] * 1.12), ha="center", va="center", fontsize=8)
+                        r = math.hypot(wx[k], wy[k])
+                        ux, uy = (wx[k] / r, wy[k] / r) if r > 0.15 else (0.0, 1.0)
+                        ax.annotate(names[k], (wx[k], wy[k]), xytext=(13 * ux, 13 * uy), textcoords="offset points",
+                                    ha="left" if ux > 0.35 else ("right" if ux < -0.35 else "center"),
+                                    va="bottom" if uy > 0.35 else ("top" if uy < -0.35 else "center"), fontsize=8.5,
+                                    bbox=dict(boxstyle="round,pad=0.15", fc="white", ec="none", alpha=0.75))
                     rows.append(_sphere_row(name, "classifier", k, names, k, pts["W"][k], dd, view, wx[k], wy[k]))
-                vt = {"": "", "front": " — front (z ≥ 0)", "back": " — back (z < 0, seen from −z)"}[view]
-                ax.set_title(f"{name}{vt}")
+                if view:
+                    ax.set_title({"front": "front: z ≥ 0, seen from +z", "back": "back: z < 0, seen from −z"}[view],
+                                 fontsize=10)
         handles = [Line2D([], [], marker="*", markersize=12, color="0.5", markeredgecolor="black", linestyle="none",
                           label="classifier ŵ_k"),
                    Line2D([], [], marker="o", markersize=7, color="0.5", markeredgecolor="black", linestyle="none",
                           label="class mean (normalized)"),
                    Line2D([], [], marker="o", markersize=3, color="0.5", alpha=0.5, linestyle="none",
                           label=f"training features (≤ {n_features} sampled)")]
-        add_figure_legend(fig, handles, loc="outside lower center", ncol=3)
-        fig.suptitle(title or "Normalized classifier and class means on the sphere", fontsize=13)
+        fig.legend(handles=handles, loc="outside lower center", ncol=3, frameon=False)
+        fig.suptitle(title or "Normalized classifier and class means on the sphere (last checkpoint)", fontsize=12.5)
         annotate_missing(fig, missing)
     frame = pd.DataFrame(rows, columns=SPHERE_COLUMNS)
     frame = finish_frame(frame, "sphere", missing=merge_missing(missing), sources=sources,

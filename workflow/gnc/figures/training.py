@@ -1,214 +1,174 @@
-"""Figures drawn from ``results/metrics.nc`` (training curves) and the codes they are compared with.
+"""Figures drawn from ``results/metrics.nc`` (and the softmax-code values of ``results/codes.nc``).
 
-fig_tau_sweep, fig_arch_comparison  GNC1 / GNC2 / GNC3 / test accuracy vs epoch (hue τ / arch)
-fig_d_sweep                         final-epoch GNC2 vs d, with the softmax-code values
-fig_cmf                             train (solid) / test (dashed) accuracy per classifier variant
-fig_ncc                             NCC train (solid) / test (dashed) accuracy vs epoch
+Curves versus epoch, one colour per level of the compared coordinate:
 
-Seeds are averaged: a line is the mean over the seeds that have the point, a band their min–max.
-The returned frame holds one row per plotted point (``series`` = "trained" for curves, or the
-reference line it belongs to) with the coordinates of the netCDF cell(s) it was drawn from.
+fig_tau_sweep, fig_arch_comparison  GNC1 / GNC2 (+ code value) / GNC3 / test accuracy (hue τ / architecture)
+fig_cmf                             train (solid) / test (dashed) accuracy (hue classifier variant)
+fig_ncc                             NCC train (solid) / test (dashed) accuracy (hue τ)
+fig_nc                              Papyan et al.'s NC1–NC4 panels for the linear head (one line)
+
+Values at each run's last checkpoint versus a coordinate:
+
+fig_k_sweep                         GNC1 / GNC2 (+ code values) / GNC3 / test accuracy vs K
+fig_d_sweep                         GNC2 (+ code values) / GNC2 ÷ code value / test accuracy vs d
+
+Each figure shows ONE setting: every coordinate but the compared one is fixed, by the keyword
+arguments (``dataset="glyphs", K=100``, a value or a list) and, where they leave a choice, by
+:func:`gnc.figures.registry.headline`; the title says the setting. Seeds are averaged over the seeds
+that have the point: a line is their mean, a band (drawn only where two or more seeds exist) their
+min–max. ``expected`` (the runs the study asked for, as coordinate dicts) lists the runs without data as
+missing; without it nothing is called missing. The returned frame has one row per plotted point.
 """
 
 from __future__ import annotations
 
 import math
 import warnings
-from typing import Sequence
+from dataclasses import dataclass
+from typing import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
-from ._common import (ACCURACY_VARS, DIM_NAMES, PANEL_TITLES, SETTING_DIMS, add_figure_legend, annotate_missing, as_list,
-                      axis_label, finish_frame, fmt_coords, fmt_value, long_frame, merge_missing, new_figure,
-                      no_data_figure, py, reduce_extra, select, source_records)
+from ._common import (ACCURACY_VARS, DIM_NAMES, add_figure_legend, annotate_missing, axis_label, finish_frame,
+                      fmt_coords, fmt_value, new_figure, no_data_figure, py, reduce_extra, select, source_records)
 from ._style import Style, rc_params
+from .registry import REGISTRY, RUN_DIMS, headline, matches
 
-CURVE_COLUMNS = ["series", "metric", *SETTING_DIMS, "epoch", "value", "lower", "upper", "n_seeds"]
+CURVE_COLUMNS = ["series", "metric", *RUN_DIMS[:-1], "epoch", "value", "lower", "upper", "n_seeds", "seeds"]
 LOG_METRICS = {"gnc1", "gnc3", "gnc3_uncentered", "nc1"}
-FOUR_PANELS = ("gnc1", "gnc2", "gnc3", "test_acc")
+HUE_TITLES = {"tau": "temperature", "arch": "architecture", "variant": "classifier", "K": "classes", "d": "dim."}
+REF_STYLE = {
+    "softmax code": dict(color="black", linestyle="--", linewidth=1.4),
+    "paper 'Optimal'": dict(color="0.45", linestyle=":", linewidth=1.6),
+}
+REF_LABELS = {"softmax code": "best softmax code found", "paper 'Optimal'": "paper's 'Optimal' line"}
 
 
-# ----------------------------------------------------------------------------- data preparation
+@dataclass(frozen=True)
+class Panel:
+    title: str
+    lines: tuple[tuple[str, str, str], ...]   # (metric, linestyle, legend label or "")
+    ylabel: str | None = None
+    log: bool = False
+    percent: bool = False
 
-def _default_value(has, dim: str, preferred=None):
-    """The value of ``dim`` with the most data (``preferred`` wins when it has data)."""
-    other = [d for d in has.dims if d != dim]
-    counts = has.sum(dim=other) if other else has
-    vals = list(has[dim].values)
-    if preferred is not None:
-        for pref in as_list(preferred):
-            for i, v in enumerate(vals):
-                if str(v) == str(pref) and counts.values[i] > 0:
-                    return i
-    if counts.values.max(initial=0) <= 0:
-        return None
-    return int(np.argmax(counts.values))
+    @property
+    def metrics(self) -> list[str]:
+        return [m for m, _, _ in self.lines]
 
 
-def _curves_data(metrics, names: Sequence[str], *, hue: str, facet_dims: Sequence[str], fixed: dict,
-                 sel: dict, min_hue: int = 2, max_facets: int = 6, hue_descending: bool = False):
-    """Select, aggregate over seeds and list missing grid points for curve figures.
+def _panel(metric: str, title: str, **kw) -> Panel:
+    kw.setdefault("percent", metric in ACCURACY_VARS)
+    return Panel(title, ((metric, "-", ""),), log=metric in LOG_METRICS, **kw)
 
-    Returns None when none of ``names`` has any data in the selection, else a dict with
-    frame (trained rows), facets (list of {dim: value}), hue_levels, seeds, missing, notes, selection.
-    """
-    names = [n for n in names if metrics is not None and n in metrics.data_vars]
-    if not names:
-        return None
-    sub, absent = select(metrics[names], **sel)
-    if any(sub.sizes[d] == 0 for d in sub.dims) or "epoch" not in sub.dims:
+
+GNC_PANELS = (_panel("gnc1", "GNC1 (variability collapse)"), _panel("gnc2", "GNC2 (one-vs-rest distance)"),
+              _panel("gnc3", "GNC3 (self-duality)"), _panel("test_acc", "test accuracy"))
+NC_PANELS = (
+    _panel("train_error", "train error", ylabel="train error [%]", percent=True),
+    _panel("nc1", "NC1 (variability collapse)"),
+    Panel("equinorm", (("nc2_equinorm_means", "-", "class means"), ("nc2_equinorm_weights", "--", "classifier")),
+          ylabel="std / mean of the norms"),
+    Panel("equiangularity", (("nc2_equiangular_means", "-", "class means"),
+                             ("nc2_equiangular_weights", "--", "classifier")), ylabel="std of the cosines"),
+    Panel("max-angle", (("nc2_maxangle_means", "-", "class means"), ("nc2_maxangle_weights", "--", "classifier")),
+          ylabel="mean |cos + 1/(K−1)|"),
+    _panel("nc3", "NC3 (self-duality)", ylabel="‖W/‖W‖ − M/‖M‖‖²"),
+    _panel("nc4", "NC4 (mismatch with NCC)", ylabel="mismatch [%]", percent=True),
+)
+
+
+# ----------------------------------------------------------------------------- data
+
+def _with_derived(metrics):
+    if metrics is not None and "train_acc" in metrics.data_vars and "train_error" not in metrics.data_vars:
+        metrics = metrics.assign(train_error=1.0 - metrics["train_acc"])
+        metrics["train_error"].attrs = {"long_name": "training error", "units": "1"}
+    return metrics
+
+
+def _runs_with_data(has) -> list[dict]:
+    """Coordinates of the (variant, dataset, arch, tau, d, K, seed) cells of ``has`` that are True."""
+    dims = [d for d in RUN_DIMS if d in has.dims]
+    h = has.any(dim=[d for d in has.dims if d not in dims]).transpose(*dims)
+    return [{d: py(h[d].values[i]) for d, i in zip(dims, ix)} for ix in np.argwhere(h.values)]
+
+
+def _pick_setting(metrics, names, compares, sel, defaults):
+    """(sub-dataset of one setting, its runs with data, setting) or None when nothing has data."""
+    sub, _ = select(metrics[names], **{k: v for k, v in sel.items() if v is not None})
+    if any(sub.sizes[d] == 0 for d in sub.dims):
         return None
     if "seed" not in sub.dims:  # a study without a seed dimension: one implicit seed
-        sub = sub.expand_dims(seed=[0], axis=-2)
-    da = sub.to_array("metric")
-    has = da.notnull()
-    if not bool(has.any()):
+        sub = sub.expand_dims(seed=[0])
+    has = sub.to_array("metric").notnull()
+    runs = _runs_with_data(has)
+    if not runs:
         return None
-    notes: list[str] = []
-    selection: dict = {}
-    # fixed dims: one value each
-    for dim, preferred in fixed.items():
-        if dim not in da.dims:
-            continue
-        if da.sizes[dim] > 1:
-            i = _default_value(has, dim, preferred)
-            if i is None:
-                return None
-            others = [py(v) for j, v in enumerate(da[dim].values) if j != i and bool(has.isel({dim: j}).any())]
-            if others:
-                notes.append(f"Other {DIM_NAMES.get(dim, dim)}s with data, not shown: "
-                             f"{', '.join(fmt_value(dim, o) for o in others)}")
-            da = da.isel({dim: [i]})
-            has = has.isel({dim: [i]})
-        selection[dim] = py(da[dim].values[0])
-    facet_dims = [d for d in facet_dims if d in da.dims]
-    reduce_dims = [d for d in da.dims if d not in facet_dims]
-    present = has.any(dim=reduce_dims).transpose(*facet_dims)
-    hue_has = has.any(dim=[d for d in da.dims if d not in facet_dims and d != hue]).transpose(*facet_dims, hue)
-    n_hue = hue_has.sum(dim=hue).transpose(*facet_dims)
-    combos = [tuple(int(i) for i in ix) for ix in np.argwhere(present.values)] if facet_dims else [()]
-    if not combos:
-        return None
-    counts = {c: int(n_hue.values[c]) if facet_dims else int(n_hue.values) for c in combos}
-    need = min(min_hue, max(counts.values()))
-    dropped = [c for c in combos if counts[c] < need]
-    combos = [c for c in combos if counts[c] >= need]
-    if dropped:
-        notes.append(f"{len(dropped)} setting(s) with a single {DIM_NAMES.get(hue, hue)} not shown")
-    if len(combos) > max_facets:
-        notes.append(f"only the first {max_facets} of {len(combos)} settings shown (select explicitly for others)")
-        combos = combos[:max_facets]
-    facets = []
-    for c in combos:
-        rec = {d: py(da[d].values[i]) for d, i in zip(facet_dims, c)}
-        facets.append({"coords": rec, "index": dict(zip(facet_dims, c))})
-    # hue levels with data in a kept facet
-    hue_keep = np.zeros(da.sizes[hue], dtype=bool)
-    for f in facets:
-        hue_keep |= hue_has.isel(f["index"]).values.reshape(-1) if f["index"] else hue_has.values.reshape(-1)
-    hue_idx = list(np.flatnonzero(hue_keep))
-    hue_levels = [py(da[hue].values[i]) for i in hue_idx]
-    if hue_descending:
-        order = sorted(range(len(hue_levels)), key=lambda j: -float(hue_levels[j]))
-        hue_idx = [hue_idx[j] for j in order]
-        hue_levels = [hue_levels[j] for j in order]
-    da = da.isel({hue: hue_idx})
-    has = has.isel({hue: hue_idx})
-    # seeds with data in kept facets
-    seeds_all = list(da["seed"].values) if "seed" in da.dims else []
-    seed_keep = np.zeros(len(seeds_all), dtype=bool)
-    for f in facets:
-        h = has.isel(f["index"]) if f["index"] else has
-        if "seed" in h.dims:
-            seed_keep |= h.any(dim=[d for d in h.dims if d != "seed"]).values
-    seeds = [py(s) for s, k in zip(seeds_all, seed_keep) if k]
-    if "seed" in da.dims:
-        da = da.isel(seed=list(np.flatnonzero(seed_keep)))
-        has = has.isel(seed=list(np.flatnonzero(seed_keep)))
-
-    # aggregate over seeds (one row per plotted point)
-    rows = []
-    missing: list[dict] = []
-    for dim, vals in absent.items():
-        for v in vals:
-            missing.append({dim: v, "metrics": "all", "what": "not in the results"})
-    for f in facets:
-        part = da.isel(f["index"]) if f["index"] else da
-        hpart = has.isel(f["index"]) if f["index"] else has
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            agg = {
-                "value": part.mean("seed", skipna=True),
-                "lower": part.min("seed", skipna=True),
-                "upper": part.max("seed", skipna=True),
-                "n_seeds": hpart.sum("seed"),
-            }
-        import xarray as xr
-
-        df = xr.Dataset(agg).to_dataframe().reset_index()
-        df = df[df["n_seeds"] > 0]
-        for d, v in f["coords"].items():
-            df[d] = v
-        rows.append(df)
-        missing += _curve_missing(hpart, hue, f["coords"], names)
-    frame = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
-    frame["series"] = "trained"
-    for d in SETTING_DIMS:
-        if d not in frame.columns:
-            frame[d] = selection.get(d, np.nan)
-    frame["n_seeds"] = frame["n_seeds"].astype(int)
-    frame = frame[[c for c in CURVE_COLUMNS if c in frame.columns]]
-    frame = frame.sort_values(["metric", *[d for d in facet_dims], hue, "epoch"], key=None).reset_index(drop=True)
-    return {"frame": frame, "facets": [f["coords"] for f in facets], "hue_levels": hue_levels, "seeds": seeds,
-            "missing": merge_missing(missing), "notes": notes, "selection": selection, "names": names,
-            "facet_dims": facet_dims}
+    preferred = [r for r in runs if matches(r, {k: v for k, v in defaults.items() if sel.get(k) is None})]
+    setting = headline(preferred or runs, compares)
+    chosen = [r for r in runs if matches(r, setting)]
+    sub, _ = select(sub, **{k: [v] for k, v in setting.items()})
+    return sub, chosen, setting
 
 
-def _curve_missing(h, hue: str, facet: dict, names: Sequence[str]) -> list[dict]:
-    """Missing (hue, seed) curves / epochs inside one facet; ``h`` is the boolean has-data array."""
+def _missing(expected, chosen, hue) -> list[dict]:
+    got = [{k: r[k] for k in ("seed", hue) if k in r} for r in chosen]
     out = []
-    other_fixed = [d for d in h.dims if d not in ("metric", hue, "seed", "epoch")]
-    if other_fixed:
-        h = h.any(dim=other_fixed)
-    ref = h.any(dim=[hue, "seed"])  # (metric, epoch): epochs that exist for this facet
-    epochs = h["epoch"].values
-    metric_names = [str(m) for m in h["metric"].values]
-    rv_all = ref.transpose("metric", "epoch").values
-    for mi, m in enumerate(metric_names):  # a metric with no value at all in this setting
-        if not rv_all[mi].any():
-            out.append({**facet, "metrics": [m], "what": "no data in this setting"})
-    for hv in h[hue].values:
-        for sv in h["seed"].values:
-            cur = h.sel({hue: hv, "seed": sv}).transpose("metric", "epoch").values
-            rv = ref.transpose("metric", "epoch").values
-            miss = rv & ~cur
-            if not miss.any():
-                continue
-            base = {**facet, hue: py(hv), "seed": py(sv)}
-            if not cur.any():
-                out.append({**base, "metrics": "all", "what": "no data"})
-                continue
-            by_epochs: dict[tuple, list[str]] = {}
-            for mi, m in enumerate(metric_names):
-                if not miss[mi].any():
-                    continue
-                if not cur[mi].any():
-                    by_epochs.setdefault(("all",), []).append(m)
-                else:
-                    by_epochs.setdefault(tuple(int(e) for e in epochs[miss[mi]]), []).append(m)
-            for key, ms in by_epochs.items():
-                rec = {**base, "metrics": ms}
-                if key == ("all",):
-                    rec["what"] = "no data"
-                else:
-                    rec["epochs"] = list(key)
-                out.append(rec)
+    for e in expected or []:
+        key = {k: e[k] for k in ("seed", hue) if k in e}
+        if not any(matches(g, key) for g in got):
+            out.append({**{k: py(v) for k, v in e.items()}, "metrics": "all", "what": "no data"})
     return out
 
 
+def _aggregate(da, over: str = "seed") -> dict:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return {"value": da.mean(over, skipna=True), "lower": da.min(over, skipna=True),
+                "upper": da.max(over, skipna=True), "n_seeds": da.notnull().sum(over)}
+
+
+def _seed_text(frame: pd.DataFrame, hue: str | None) -> str:
+    """'seed 0', 'mean of seeds 0, 1, 2' or, when the lines have different seeds, which line has which
+    (levels with the same seeds grouped: 'seeds: τ=1, 1/5: 0; τ=1/10: 0, 1, 2')."""
+    trained = frame[frame["series"] == "trained"]
+    per = trained.groupby(hue if hue else "series", sort=False)["seeds"].agg(
+        lambda s: tuple(sorted(set(",".join(s).split(",")), key=int)))
+    groups: dict[tuple, list] = {}
+    for level, seeds in per.items():
+        groups.setdefault(seeds, []).append(level)
+    if len(groups) == 1:
+        seeds = next(iter(groups))
+        return f"seed {seeds[0]}" if len(seeds) == 1 else f"mean of seeds {', '.join(seeds)}"
+    name = DIM_NAMES.get(hue, hue)
+    return "seeds: " + "; ".join(f"{name}={', '.join(fmt_value(hue, v) for v in levels)}: {', '.join(seeds)}"
+                                 for seeds, levels in groups.items())
+
+
+def _title(kind: str, setting: Mapping, frame: pd.DataFrame, hue: str | None) -> str:
+    fixed = {k: v for k, v in setting.items() if k not in (hue, "seed")}
+    return f"{REGISTRY[kind].title} — {fmt_coords(fixed, ['dataset', 'arch', 'variant', 'd', 'K', 'tau'])}; " \
+           f"{_seed_text(frame, hue)}"
+
+
+def _wrap_title(text: str, fig, fontsize: float = 12) -> str:
+    """Break a title between its parts (at " — " and "; ") so that each line fits the figure's width."""
+    import re
+
+    width = max(30, int(fig.get_figwidth() * 72 / (0.55 * fontsize)))
+    parts = [p for p in re.split(r"(?<= — )|(?<=; )", text) if p]
+    lines = [""]
+    for part in parts:
+        if lines[-1] and len(lines[-1]) + len(part) > width:
+            lines.append("")
+        lines[-1] += part
+    return "\n".join(line.rstrip() for line in lines)
+
+
 def _code_reference(codes, var: str, d, K):
-    """A code value at (d, K) (max over any extra run dims), or None."""
+    """A code value at (d, K) (max over any extra dims), or None."""
     if codes is None or var not in getattr(codes, "data_vars", {}):
         return None
     da = codes[var]
@@ -222,131 +182,142 @@ def _code_reference(codes, var: str, d, K):
     return None if math.isnan(v) else v
 
 
-# ----------------------------------------------------------------------------- drawing helpers
+def _eq(series: pd.Series, value) -> pd.Series:
+    if isinstance(value, float) or series.dtype.kind == "f":
+        try:
+            return pd.Series(np.isclose(series.astype(float), float(value), rtol=1e-9, atol=0.0), index=series.index)
+        except (TypeError, ValueError):
+            pass
+    return series.astype(str) == str(value)
 
-def _hue_color(style: Style, hue: str, level):
+
+def _format_axis(ax, panel: Panel, ds, xlabel: str):
+    metric = panel.metrics[0]
+    ax.set_ylabel(panel.ylabel or axis_label(metric, ds, percent=panel.percent))
+    ax.set_xlabel(xlabel)
+    if panel.log:
+        ax.set_yscale("log")
+    if panel.percent:
+        from matplotlib.ticker import PercentFormatter
+
+        ax.yaxis.set_major_formatter(PercentFormatter(xmax=1.0, decimals=0))
+    ax.set_title(panel.title)
+
+
+def _grid(n: int, ncols: int = 4, **kw):
+    ncols = min(ncols, n)
+    nrows = int(math.ceil(n / ncols))
+    fig, axes = new_figure(nrows, ncols, **kw)
+    flat = list(axes.reshape(-1))
+    for ax in flat[n:]:
+        ax.set_axis_off()
+    return fig, flat[:n]
+
+
+def _color(style: Style, hue: str | None, level, setting: Mapping):
+    if hue is None:
+        return style.arch_color(setting.get("arch", ""))
     try:
         return style.color(hue, level)
     except KeyError:
         return None
 
 
-def _plot_series(ax, part: pd.DataFrame, color, *, linestyle="-", label=None, marker=True):
+# ----------------------------------------------------------------------------- curves vs epoch
+
+def _curve_figure(kind: str, metrics, codes=None, *, hue: str | None, panels: Sequence[Panel], sel: Mapping,
+                  expected=None, style: Style | None = None, band_label: str = "min–max over seeds"):
+    import matplotlib as mpl
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
+    spec = REGISTRY[kind]
+    sources = source_records(metrics, codes)
+    metrics = _with_derived(metrics)
+    names = [m for p in panels for m in p.metrics if metrics is not None and m in metrics.data_vars]
+    picked = _pick_setting(metrics, names, hue, sel, spec.defaults) if names else None
+    if picked is None:
+        return no_data_figure(kind, f"none of {', '.join(dict.fromkeys(m for p in panels for m in p.metrics))} "
+                                    f"has values in metrics.nc for this selection", CURVE_COLUMNS,
+                              sources=sources, selection={k: v for k, v in sel.items() if v is not None})
+    sub, chosen, setting = picked
+    style = style or Style.from_datasets(metrics, codes)
+    import xarray as xr
+
+    levels = sorted({r[hue] for r in chosen}, key=lambda v: -float(v) if hue == "tau" else str(v)) if hue else [None]
+    rows = []
+    for lv in levels:
+        runs = [r for r in chosen if hue is None or matches(r, {hue: lv})]
+        seeds = sorted({r["seed"] for r in runs})
+        part, _ = select(sub, **({hue: [lv]} if hue else {}), seed=seeds)
+        da = part.to_array("metric")
+        da = da.squeeze([d for d in da.dims if d not in ("metric", "seed", "epoch")], drop=True)
+
+        df = xr.Dataset(_aggregate(da)).to_dataframe().reset_index()
+        df = df[df["n_seeds"] > 0].copy()
+        df["seeds"] = ",".join(str(s) for s in seeds)
+        for d in RUN_DIMS[:-1]:
+            df[d] = lv if d == hue else setting.get(d, np.nan)
+        rows.append(df)
+    frame = pd.concat(rows, ignore_index=True)
+    frame["series"] = "trained"
+    frame["n_seeds"] = frame["n_seeds"].astype(int)
+    missing = _missing(expected, chosen, hue or "seed")
+    ref_rows = []
+    with mpl.rc_context(rc_params()):
+        fig, axes = _grid(len(panels), panel_w=3.3, panel_h=2.8, extra_w=1.9, extra_h=0.6)
+        for ax, panel in zip(axes, panels):
+            ax.set_gid(panel.metrics[0])
+            for metric, ls, _ in panel.lines:
+                msel = frame[frame["metric"] == metric]
+                for lv in levels:
+                    part = msel if hue is None else msel[_eq(msel[hue], lv)]
+                    if len(part):
+                        _plot_series(ax, part, _color(style, hue, lv, setting), linestyle=ls)
+            if panel.metrics == ["gnc2"]:
+                for rrow in _gnc2_refs(codes, setting, missing):
+                    ax.axhline(rrow["value"], **REF_STYLE[rrow["series"]])
+                    ref_rows.append(rrow)
+            _format_axis(ax, panel, metrics, "epoch")
+        handles = []
+        if hue:
+            handles += [Line2D([], [], color=_color(style, hue, lv, setting), lw=2, label=style.label(hue, lv))
+                        for lv in levels]
+        styles = {(ls, lab) for p in panels for _, ls, lab in p.lines if lab}
+        handles += [Line2D([], [], color="0.3", linestyle=ls, label=lab) for ls, lab in sorted(styles)]
+        for series in REF_STYLE:
+            if any(r["series"] == series for r in ref_rows):
+                handles.append(Line2D([], [], label=REF_LABELS[series], **REF_STYLE[series]))
+        if (frame["n_seeds"] > 1).any():
+            handles.append(Patch(color="0.6", alpha=0.35, label=band_label))
+        add_figure_legend(fig, handles, title=HUE_TITLES.get(hue, hue) if hue else None)
+        fig.suptitle(_wrap_title(_title(kind, setting, frame, hue), fig), fontsize=12)
+        annotate_missing(fig, missing)
+    if ref_rows:
+        frame = pd.concat([frame, pd.DataFrame(ref_rows)], ignore_index=True)
+    frame = frame[[c for c in CURVE_COLUMNS if c in frame.columns]]
+    frame = finish_frame(frame, kind, missing=missing, selection={k: v for k, v in setting.items()},
+                         seeds=sorted({r["seed"] for r in chosen}), sources=sources)
+    frame.attrs["seed_text"] = _seed_text(frame, hue)
+    return fig, frame
+
+
+def _plot_series(ax, part: pd.DataFrame, color, *, linestyle="-"):
     part = part.sort_values("epoch")
     x = part["epoch"].to_numpy(dtype=float)
     y = part["value"].to_numpy(dtype=float)
-    mk = "o" if (marker and len(x) <= 25) else None
-    ax.plot(x, y, color=color, linestyle=linestyle, marker=mk, markersize=3.5, label=label)
+    ax.plot(x, y, color=color, linestyle=linestyle, marker="o" if len(x) <= 25 else None, markersize=3.5)
     if (part["n_seeds"] > 1).any():
         ax.fill_between(x, part["lower"].to_numpy(float), part["upper"].to_numpy(float), color=color, alpha=0.18,
                         linewidth=0)
 
 
-def _format_metric_axis(ax, metric: str, ds):
-    pct = metric in ACCURACY_VARS
-    ax.set_ylabel(axis_label(metric, ds, percent=pct))
-    ax.set_xlabel("epoch")
-    if metric in LOG_METRICS:
-        ax.set_yscale("log")
-    if pct:
-        from matplotlib.ticker import PercentFormatter
-
-        ax.yaxis.set_major_formatter(PercentFormatter(xmax=1.0, decimals=0))
-        ax.set_ylim(-0.02, 1.02)
-
-
-def _facet_text(facet: dict) -> str:
-    return fmt_coords(facet)
-
-
-def _legend_handles(style: Style, hue: str, levels, extra=()):
-    from matplotlib.lines import Line2D
-
-    handles = [Line2D([], [], color=_hue_color(style, hue, lv), lw=2, label=style.label(hue, lv)) for lv in levels]
-    return handles + list(extra)
-
-
-# ----------------------------------------------------------------------------- fig 1 / fig 2
-
-def _metric_grid_figure(kind: str, metrics, codes, *, hue: str, facet_dims, fixed, sel, style, names=FOUR_PANELS,
-                        hue_descending=False, max_facets=6):
-    import matplotlib as mpl
-    from matplotlib.lines import Line2D
-
-    sources = source_records(metrics, codes)
-    style = style or Style.from_datasets(metrics, codes)
-    data = _curves_data(metrics, names, hue=hue, facet_dims=facet_dims, fixed=fixed, sel=sel,
-                        hue_descending=hue_descending, max_facets=max_facets)
-    if data is None:
-        return no_data_figure(kind, f"none of {', '.join(names)} has values in metrics.nc for this selection",
-                              CURVE_COLUMNS, sources=sources, selection={k: v for k, v in sel.items() if v is not None})
-    frame = data["frame"]
-    missing = list(data["missing"])
-    notes = list(data["notes"])
-    facets = data["facets"]
-    panel_names = [n for n in names if n in data["names"]]
-    ref_rows = []
-    ref_handles = []
-    with mpl.rc_context(rc_params()):
-        fig, axes = new_figure(len(facets), len(panel_names), extra_w=1.6)
-        for r, facet in enumerate(facets):
-            fsel = frame
-            for dcol, v in facet.items():
-                fsel = fsel[_eq(fsel[dcol], v)]
-            for c, metric in enumerate(panel_names):
-                ax = axes[r, c]
-                ax.set_gid(f"{metric}|{r}")
-                msel = fsel[fsel["metric"] == metric]
-                for lv in data["hue_levels"]:
-                    part = msel[_eq(msel[hue], lv)]
-                    if len(part):
-                        _plot_series(ax, part, _hue_color(style, hue, lv), label=style.label(hue, lv))
-                if metric == "gnc2":
-                    refs = _gnc2_refs(codes, facet, data["selection"], missing)
-                    for rrow in refs:
-                        ax.axhline(rrow["value"], **REF_STYLE[rrow["series"]])
-                        ref_rows.append(rrow)
-                _format_metric_axis(ax, metric, metrics)
-                title = PANEL_TITLES.get(metric, metric)
-                ax.set_title(title if len(facets) == 1 else f"{title}\n{_facet_text(facet)}")
-        used = {r["series"] for r in ref_rows}
-        for series in ("softmax code", "paper 'Optimal'"):
-            if series in used:
-                ref_handles.append(Line2D([], [], label=REF_LABELS[series], **REF_STYLE[series]))
-        if frame["n_seeds"].max() > 1:
-            from matplotlib.patches import Patch
-
-            ref_handles.append(Patch(color="0.6", alpha=0.35, label="min–max over seeds"))
-        add_figure_legend(fig, _legend_handles(style, hue, data["hue_levels"], ref_handles),
-                          title={"tau": "temperature", "arch": "architecture"}.get(hue, hue))
-        fig.suptitle(_suptitle(kind, facets, data), fontsize=13)
-        annotate_missing(fig, missing)
-    if ref_rows:
-        frame = pd.concat([frame, pd.DataFrame(ref_rows)], ignore_index=True)
-    frame = frame[[c for c in CURVE_COLUMNS if c in frame.columns]]
-    frame = finish_frame(frame, kind, missing=missing, selection=data["selection"], seeds=data["seeds"],
-                         notes=notes, sources=sources)
-    return fig, frame
-
-
-REF_STYLE = {
-    "softmax code": dict(color="black", linestyle="--", linewidth=1.4),
-    "paper 'Optimal'": dict(color="0.45", linestyle=":", linewidth=1.6),
-}
-REF_LABELS = {
-    "softmax code": "best softmax code found (ours)",
-    "paper 'Optimal'": "paper's 'Optimal' line",
-}
-
-
-def _gnc2_refs(codes, facet: dict, selection: dict, missing: list) -> list[dict]:
-    d = facet.get("d", selection.get("d"))
-    K = facet.get("K", selection.get("K"))
+def _gnc2_refs(codes, setting: Mapping, missing: list) -> list[dict]:
+    d, K = setting.get("d"), setting.get("K")
     if d is None or K is None:
         return []
+    base = {dim: setting.get(dim, np.nan) for dim in RUN_DIMS[:-1]}
     out = []
-    base = {dim: facet.get(dim, selection.get(dim, np.nan)) for dim in SETTING_DIMS}
-    # a reference line does not depend on the hue dimension (tau / arch) or the variant
     sm = _code_reference(codes, "softmax_value", d, K)
     if sm is None:
         missing.append({"d": py(d), "K": py(K), "metrics": ["softmax_value"],
@@ -361,301 +332,148 @@ def _gnc2_refs(codes, facet: dict, selection: dict, missing: list) -> list[dict]
     return out
 
 
-def _eq(series: pd.Series, value) -> pd.Series:
-    if isinstance(value, float) or series.dtype.kind == "f":
-        try:
-            return np.isclose(series.astype(float), float(value), rtol=1e-9, atol=0.0)
-        except (TypeError, ValueError):
-            pass
-    return series.astype(str) == str(value)
+def _sel(kw: Mapping) -> dict:
+    unknown = set(kw) - set(RUN_DIMS) - {"epoch"}
+    if unknown:
+        raise TypeError(f"unknown selection keyword(s) {sorted(unknown)}; use {', '.join(RUN_DIMS)} or epoch")
+    return dict(kw)
 
 
-def _suptitle(kind: str, facets, data) -> str:
-    from ._common import FIGURE_TITLES
-
-    parts = [FIGURE_TITLES.get(kind, kind)]
-    common = {}
-    if facets:
-        for dim in facets[0]:
-            vals = {str(f[dim]) for f in facets}
-            if len(vals) == 1:
-                common[dim] = facets[0][dim]
-    common.update({k: v for k, v in data["selection"].items()})
-    if common:
-        parts.append(fmt_coords(common))
-    seeds = data["seeds"]
-    if len(seeds) > 1:
-        parts.append(f"mean of seeds {', '.join(str(s) for s in seeds)}")
-    elif seeds:
-        parts.append(f"seed {seeds[0]}")
-    return " — ".join(parts[:1]) + (": " + "; ".join(parts[1:]) if len(parts) > 1 else "")
+def fig_tau_sweep(metrics, codes=None, *, expected=None, style: Style | None = None, **sel):
+    """GNC1 (log), GNC2 (+ softmax-code / paper lines), GNC3 (log), test accuracy vs epoch, one line per τ."""
+    return _curve_figure("tau_sweep", metrics, codes, hue="tau", panels=GNC_PANELS, sel=_sel(sel),
+                         expected=expected, style=style)
 
 
-def fig_tau_sweep(metrics, codes=None, *, variant=None, dataset=None, arch=None, d=None, K=None, taus=None,
-                  seeds=None, epochs=None, style: Style | None = None, max_facets: int = 6):
-    """Fig. 1 — GNC1 (log), GNC2 (+ softmax-code / paper lines), GNC3 (log), test accuracy vs epoch, one line
-    per τ; one row of panels per (dataset, arch, d, K) setting that has ≥ 2 temperatures.
-
-    ``variant`` defaults to "normalized-ce" (else the variant with most data). Any argument may be a
-    value or a list; None = every value with data."""
-    sel = dict(variant=variant, dataset=dataset, arch=arch, d=d, K=K, tau=taus, seed=seeds, epoch=epochs)
-    return _metric_grid_figure("tau_sweep", metrics, codes, hue="tau", facet_dims=("dataset", "arch", "d", "K"),
-                               fixed={"variant": "normalized-ce"}, sel=sel, style=style, hue_descending=True,
-                               max_facets=max_facets)
+def fig_arch_comparison(metrics, codes=None, *, expected=None, style: Style | None = None, **sel):
+    """The four panels of :func:`fig_tau_sweep` at one τ, one line per architecture."""
+    return _curve_figure("arch_comparison", metrics, codes, hue="arch", panels=GNC_PANELS, sel=_sel(sel),
+                         expected=expected, style=style)
 
 
-def fig_arch_comparison(metrics, codes=None, *, variant=None, dataset=None, archs=None, tau=None, d=None, K=None,
-                        seeds=None, epochs=None, style: Style | None = None, max_facets: int = 6):
-    """Fig. 2 — the same four panels as :func:`fig_tau_sweep` with one line per architecture; one row per
-    (dataset, τ, d, K) setting that has ≥ 2 architectures."""
-    sel = dict(variant=variant, dataset=dataset, arch=archs, tau=tau, d=d, K=K, seed=seeds, epoch=epochs)
-    return _metric_grid_figure("arch_comparison", metrics, codes, hue="arch",
-                               facet_dims=("dataset", "tau", "d", "K"), fixed={"variant": "normalized-ce"}, sel=sel,
-                               style=style, max_facets=max_facets)
+_ACC = (_panel("train_acc", "train accuracy"), _panel("test_acc", "test accuracy"))
+_NCC = (_panel("ncc_train_acc", "NCC train accuracy"), _panel("ncc_test_acc", "NCC test accuracy"))
 
 
-# ----------------------------------------------------------------------------- fig 4 / fig 5
+def fig_cmf(metrics, *, expected=None, style: Style | None = None, **sel):
+    """Train and test accuracy vs epoch at one grid point, one line per classifier variant."""
+    return _curve_figure("cmf", metrics, hue="variant", panels=_ACC, sel=_sel(sel), expected=expected,
+                         style=style)
 
-def _styled_panels_figure(kind: str, metrics, *, names, hue: str, facet_dims, fixed, sel, style, max_facets=6,
-                          linestyles=("-", "--"), style_labels=("train", "test")):
+
+def fig_ncc(metrics, *, expected=None, style: Style | None = None, **sel):
+    """NCC train and test accuracy vs epoch, one line per τ."""
+    return _curve_figure("ncc", metrics, hue="tau", panels=_NCC, sel=_sel(sel), expected=expected, style=style)
+
+
+def fig_nc(metrics, *, expected=None, style: Style | None = None, **sel):
+    """Papyan et al.'s panels for one linear-head setting: train error, NC1, equinorm, equiangularity,
+    max-angle, NC3 and NC4 versus epoch (class means solid, classifier rows dashed)."""
+    return _curve_figure("nc", metrics, hue=None, panels=NC_PANELS, sel=_sel(sel), expected=expected, style=style)
+
+
+# ----------------------------------------------------------------------------- last checkpoint vs K or d
+
+def _final_figure(kind: str, metrics, codes, *, x: str, panels: Sequence[Panel], sel: Mapping, expected=None,
+                  style: Style | None = None):
+    """Each run's value at its last checkpoint with data, mean / min–max over seeds, versus ``x``."""
     import matplotlib as mpl
     from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
 
-    sources = source_records(metrics)
-    style = style or Style.from_datasets(metrics)
-    data = _curves_data(metrics, names, hue=hue, facet_dims=facet_dims, fixed=fixed, sel=sel,
-                        hue_descending=(hue == "tau"), max_facets=max_facets)
-    if data is None:
-        return no_data_figure(kind, f"none of {', '.join(names)} has values in metrics.nc for this selection",
-                              CURVE_COLUMNS, sources=sources, selection={k: v for k, v in sel.items() if v is not None})
-    frame = data["frame"]
-    facets = data["facets"]
-    n = len(facets)
-    ncols = min(3, n)
-    nrows = int(math.ceil(n / ncols))
-    with mpl.rc_context(rc_params()):
-        fig, axes = new_figure(nrows, ncols, panel_w=3.8, panel_h=3.0, extra_w=1.8)
-        for i, facet in enumerate(facets):
-            ax = axes[i // ncols, i % ncols]
-            ax.set_gid(f"panel|{i}")
-            fsel = frame
-            for dcol, v in facet.items():
-                fsel = fsel[_eq(fsel[dcol], v)]
-            for metric, ls in zip(names, linestyles):
-                msel = fsel[fsel["metric"] == metric]
-                for lv in data["hue_levels"]:
-                    part = msel[_eq(msel[hue], lv)]
-                    if len(part):
-                        _plot_series(ax, part, _hue_color(style, hue, lv), linestyle=ls)
-            ax.set_xlabel("epoch")
-            ax.set_ylabel("accuracy [%]")
-            from matplotlib.ticker import PercentFormatter
-
-            ax.yaxis.set_major_formatter(PercentFormatter(xmax=1.0, decimals=0))
-            ax.set_ylim(-0.02, 1.02)
-            ax.set_title(_facet_text(facet) or FIGURE_TITLE(kind))
-        for j in range(n, nrows * ncols):
-            axes[j // ncols, j % ncols].set_axis_off()
-        extra = [Line2D([], [], color="0.3", linestyle=ls, label=lab) for ls, lab in zip(linestyles, style_labels)]
-        if frame["n_seeds"].max() > 1:
-            from matplotlib.patches import Patch
-
-            extra.append(Patch(color="0.6", alpha=0.35, label="min–max over seeds"))
-        add_figure_legend(fig, _legend_handles(style, hue, data["hue_levels"], extra),
-                          title={"tau": "temperature", "arch": "architecture", "variant": "classifier"}.get(hue, hue))
-        fig.suptitle(_suptitle(kind, facets, data), fontsize=13)
-        annotate_missing(fig, data["missing"])
-    frame = finish_frame(frame, kind, missing=data["missing"], selection=data["selection"], seeds=data["seeds"],
-                         notes=data["notes"], sources=sources)
-    return fig, frame
-
-
-def FIGURE_TITLE(kind):
-    from ._common import FIGURE_TITLES
-
-    return FIGURE_TITLES.get(kind, kind)
-
-
-def fig_cmf(metrics, *, variants=None, dataset=None, arch=None, tau=None, d=None, K=None, seeds=None, epochs=None,
-            style: Style | None = None, max_facets: int = 6):
-    """Fig. 4 — CMF vs learnable classifier: train (solid) and test (dashed) accuracy vs epoch, one colour per
-    variant, one panel per (dataset, arch, τ, d, K) setting that has ≥ 2 variants."""
-    sel = dict(variant=variants, dataset=dataset, arch=arch, tau=tau, d=d, K=K, seed=seeds, epoch=epochs)
-    return _styled_panels_figure("cmf", metrics, names=("train_acc", "test_acc"), hue="variant",
-                                 facet_dims=("dataset", "arch", "tau", "d", "K"), fixed={}, sel=sel, style=style,
-                                 max_facets=max_facets)
-
-
-def fig_ncc(metrics, *, hue: str = "arch", variant=None, dataset=None, arch=None, tau=None, d=None, K=None,
-            seeds=None, epochs=None, style: Style | None = None, max_facets: int = 6):
-    """Fig. 5 — nearest-class-centre accuracy, train (solid) and test (dashed) vs epoch; one colour per
-    ``hue`` ("arch" or "tau"), one panel per remaining setting."""
-    if hue not in ("arch", "tau", "variant", "dataset"):
-        raise ValueError(f"hue must be arch, tau, variant or dataset, not {hue!r}")
-    sel = dict(variant=variant, dataset=dataset, arch=arch, tau=tau, d=d, K=K, seed=seeds, epoch=epochs)
-    facet_dims = [x for x in ("dataset", "arch", "tau", "d", "K") if x != hue]
-    fixed = {} if hue == "variant" else {"variant": "normalized-ce"}
-    return _styled_panels_figure("ncc", metrics, names=("ncc_train_acc", "ncc_test_acc"), hue=hue,
-                                 facet_dims=facet_dims, fixed=fixed, sel=sel, style=style, max_facets=max_facets,
-                                 style_labels=("NCC train", "NCC test"))
-
-
-# ----------------------------------------------------------------------------- fig 3
-
-D_SWEEP_COLUMNS = ["series", "metric", *SETTING_DIMS, "epoch", "value", "lower", "upper", "n_seeds"]
-
-
-def fig_d_sweep(metrics, codes=None, *, variant=None, dataset=None, archs=None, tau=None, d=None, K=None,
-                seeds=None, style: Style | None = None, max_facets: int = 4):
-    """Fig. 3 — GNC2 at the final epoch vs d (left, with the softmax-code value of each (d, K) and the
-    paper's line where known) and the fraction GNC2 / softmax-code value (right). One colour per
-    architecture, one row per (dataset, τ, K) setting with ≥ 2 values of d. The final epoch of a setting
-    is the last epoch where any seed has GNC2; lines are the mean over seeds at that epoch."""
-    import matplotlib as mpl
-    from matplotlib.lines import Line2D
-
+    spec = REGISTRY[kind]
     sources = source_records(metrics, codes)
+    names = [m for p in panels for m in p.metrics if m != "gnc2_fraction"]
+    names = [m for m in names if metrics is not None and m in metrics.data_vars and "epoch" in metrics[m].dims]
+    picked = _pick_setting(metrics, names, x, sel, spec.defaults) if names else None
+    if picked is None:
+        return no_data_figure(kind, f"none of {', '.join(names) or 'its metrics'} has values in metrics.nc for "
+                                    f"this selection", CURVE_COLUMNS, sources=sources)
+    sub, chosen, setting = picked
     style = style or Style.from_datasets(metrics, codes)
-    sel = dict(variant=variant, dataset=dataset, arch=archs, tau=tau, K=K, d=d, seed=seeds)
-    if metrics is None or "gnc2" not in metrics.data_vars or "epoch" not in metrics["gnc2"].dims:
-        return no_data_figure("d_sweep", "metrics.nc has no gnc2 variable", D_SWEEP_COLUMNS, sources=sources)
-    sub, absent = select(metrics[["gnc2"]], **sel)
-    if "seed" not in sub.dims:
-        sub = sub.expand_dims(seed=[0])
-    da = sub["gnc2"]
-    has = da.notnull()
-    if da.size == 0 or not bool(has.any()):
-        return no_data_figure("d_sweep", "no GNC2 values for this selection", D_SWEEP_COLUMNS, sources=sources,
-                              selection={k: v for k, v in sel.items() if v is not None})
-    notes: list[str] = []
-    selection: dict = {}
-    if da.sizes["variant"] > 1:
-        i = _default_value(has, "variant", "normalized-ce")
-        da = da.isel(variant=[i])
-        has = has.isel(variant=[i])
-    selection["variant"] = py(da["variant"].values[0])
-    # last epoch with data per setting (any seed)
-    long = long_frame(da)
-    setting = ["variant", "dataset", "arch", "tau", "d", "K"]
-    last = long.groupby(setting, dropna=False)["epoch"].max().rename("final_epoch").reset_index()
-    long = long.merge(last, on=setting)
-    at_final = long[long["epoch"] == long["final_epoch"]]
-    agg = at_final.groupby(setting + ["epoch"], dropna=False)["value"].agg(["mean", "min", "max", "count"]).reset_index()
-    agg = agg.rename(columns={"mean": "value", "min": "lower", "max": "upper", "count": "n_seeds"})
-    # facets: (dataset, tau, K) with >= 2 d values (if any has)
-    facet_dims = ["dataset", "tau", "K"]
-    nd = agg.groupby(facet_dims)["d"].nunique().reset_index()
-    need = min(2, int(nd["d"].max()))
-    kept = nd[nd["d"] >= need]
-    if len(kept) < len(nd):
-        notes.append(f"{len(nd) - len(kept)} setting(s) with a single d not shown")
-    if len(kept) > max_facets:
-        notes.append(f"only the first {max_facets} of {len(kept)} settings shown")
-        kept = kept.iloc[:max_facets]
-    agg = agg.merge(kept[facet_dims], on=facet_dims)
-    agg["series"] = "trained"
-    agg["metric"] = "gnc2"
-    missing: list[dict] = [{dim: v, "metrics": "all", "what": "not in the results"}
-                           for dim, vals in absent.items() for v in vals]
-    # seeds lacking the final epoch
-    all_seeds = sorted(long["seed"].unique().tolist())
-    for key, grp in at_final.groupby(setting + ["epoch"], dropna=False):
-        rec = dict(zip(setting + ["epoch"], key))
-        if not _row_in(kept, rec, facet_dims):
-            continue
-        for s in all_seeds:
-            if s not in set(grp["seed"].tolist()):
-                missing.append({**{k: py(rec[k]) for k in ("dataset", "arch", "tau", "d", "K")}, "seed": py(s),
-                                "metrics": ["gnc2"], "epochs": [int(rec["epoch"])]})
-    # (arch, d) combinations absent within a kept facet
-    for _, f in kept.iterrows():
-        fa = agg[(agg["dataset"] == f["dataset"]) & np.isclose(agg["tau"], f["tau"]) & (agg["K"] == f["K"])]
-        for a in sorted(fa["arch"].unique()):
-            for dval in sorted(fa["d"].unique()):
-                if not ((fa["arch"] == a) & (fa["d"] == dval)).any():
-                    missing.append({"dataset": py(f["dataset"]), "arch": py(a), "tau": py(f["tau"]), "d": py(dval),
-                                    "K": py(f["K"]), "metrics": ["gnc2"], "what": "no data"})
-    # references and fractions
+    missing = _missing(expected, chosen, x)
+    per_run = []
+    for r in chosen:
+        cell, _ = select(sub, **{x: [r[x]], "seed": [r["seed"]]})
+        for m in names:
+            s = cell[m]
+            s = s.squeeze([d for d in s.dims if d != "epoch"], drop=True).dropna("epoch")
+            if s.size:
+                per_run.append({x: r[x], "seed": r["seed"], "metric": m, "epoch": int(s["epoch"].values[-1]),
+                                "value": float(s.values[-1])})
+    runs = pd.DataFrame(per_run)
     ref_rows = []
-    frac_rows = []
-    for _, f in kept.iterrows():
-        fa = agg[(agg["dataset"] == f["dataset"]) & np.isclose(agg["tau"], f["tau"]) & (agg["K"] == f["K"])]
-        for dval in sorted(fa["d"].unique()):
-            base = {"variant": selection["variant"], "dataset": f["dataset"], "arch": np.nan, "tau": f["tau"],
-                    "d": dval, "K": f["K"], "epoch": np.nan, "n_seeds": 0}
-            sm = _code_reference(codes, "softmax_value", dval, f["K"])
-            if sm is None:
-                missing.append({"d": py(dval), "K": py(f["K"]), "metrics": ["softmax_value"],
-                                "what": "softmax-code value not in codes.nc" if codes is not None else "codes.nc not given"})
-            else:
-                ref_rows.append({**base, "series": "softmax code", "metric": "gnc2", "value": sm, "lower": sm,
-                                 "upper": sm})
-                for _, r in fa[fa["d"] == dval].iterrows():
-                    frac_rows.append({**r.to_dict(), "series": "trained", "metric": "gnc2_fraction",
-                                      "value": r["value"] / sm, "lower": r["lower"] / sm, "upper": r["upper"] / sm})
-            po = _code_reference(codes, "paper_optimal", dval, f["K"])
-            if po is not None:
-                ref_rows.append({**base, "series": "paper 'Optimal'", "metric": "gnc2", "value": po, "lower": po,
-                                 "upper": po})
-    frame = pd.concat([agg, pd.DataFrame(ref_rows), pd.DataFrame(frac_rows)], ignore_index=True)
-    frame = frame[[c for c in D_SWEEP_COLUMNS if c in frame.columns]]
-    frame["n_seeds"] = frame["n_seeds"].astype(int)
-    seeds_used = sorted(at_final["seed"].unique().tolist())
-    archs_all = sorted(agg["arch"].unique().tolist())
+    for xv in sorted(runs[x].unique()):
+        d, K = (xv, setting["K"]) if x == "d" else (setting["d"], xv)
+        sm = _code_reference(codes, "softmax_value", d, K)
+        if sm is None:
+            missing.append({"d": py(d), "K": py(K), "metrics": ["softmax_value"],
+                            "what": "softmax-code value not in codes.nc" if codes is not None else "codes.nc not given"})
+            continue
+        ref_rows.append({x: xv, "series": "softmax code", "metric": "gnc2", "value": sm})
+        if not any("gnc2_fraction" in p.metrics for p in panels):
+            continue
+        g = runs[(runs["metric"] == "gnc2") & (runs[x] == xv)]
+        for _, r in g.iterrows():
+            per_run.append({**r.to_dict(), "metric": "gnc2_fraction", "value": r["value"] / sm})
+    runs = pd.DataFrame(per_run)
+    agg = runs.groupby(["metric", x]).agg(value=("value", "mean"), lower=("value", "min"), upper=("value", "max"),
+                                          n_seeds=("seed", "nunique"), epoch=("epoch", "max"),
+                                          seeds=("seed", lambda s: ",".join(str(v) for v in sorted(s)))).reset_index()
+    agg["series"] = "trained"
+    frame = pd.concat([agg, pd.DataFrame(ref_rows)], ignore_index=True)
+    for d in RUN_DIMS[:-1]:
+        if d != x:
+            frame[d] = setting.get(d, np.nan)
+    frame["n_seeds"] = frame["n_seeds"].fillna(0).astype(int)
+    xlabel = {"K": "number of classes K", "d": "feature dimension d"}[x]
+    color = style.arch_color(setting.get("arch", ""))
     with mpl.rc_context(rc_params()):
-        fig, axes = new_figure(len(kept), 2, panel_w=4.0, panel_h=3.0, extra_w=1.8)
-        for r, (_, f) in enumerate(kept.iterrows()):
-            fsel = frame[(frame["dataset"] == f["dataset"]) & np.isclose(frame["tau"].astype(float), f["tau"])
-                         & (frame["K"] == f["K"])]
-            ax, axf = axes[r, 0], axes[r, 1]
-            ax.set_gid(f"gnc2|{r}")
-            axf.set_gid(f"gnc2_fraction|{r}")
-            for a in archs_all:
-                col = style.arch_color(a)
-                for metric, target in (("gnc2", ax), ("gnc2_fraction", axf)):
-                    part = fsel[(fsel["series"] == "trained") & (fsel["metric"] == metric) & (fsel["arch"] == a)]
-                    part = part.sort_values("d")
-                    if len(part):
-                        x = part["d"].to_numpy(float)
-                        target.plot(x, part["value"].to_numpy(float), color=col, marker="o")
-                        if (part["n_seeds"] > 1).any():
-                            target.fill_between(x, part["lower"].to_numpy(float), part["upper"].to_numpy(float),
-                                                color=col, alpha=0.18, linewidth=0)
-            for series, mk in (("softmax code", "s"), ("paper 'Optimal'", "x")):
-                part = fsel[fsel["series"] == series].sort_values("d")
-                if len(part):
-                    st = dict(REF_STYLE[series])
-                    ax.plot(part["d"].to_numpy(float), part["value"].to_numpy(float), marker=mk, **st)
-            axf.axhline(1.0, color="black", linestyle="--", linewidth=1.0)
-            ax.set_xlabel("feature dimension d")
-            axf.set_xlabel("feature dimension d")
-            ax.set_ylabel(axis_label("gnc2", metrics) + " (final epoch)")
-            axf.set_ylabel("GNC2 / softmax-code value")
-            facet_text = fmt_coords({"dataset": f["dataset"], "tau": f["tau"], "K": f["K"]})
-            ax.set_title(f"GNC2 at the final epoch\n{facet_text}")
-            axf.set_title(f"fraction of the softmax-code value\n{facet_text}")
-            dvals = sorted(fsel["d"].dropna().unique())
-            for a_ in (ax, axf):
-                a_.set_xticks(dvals)
-        handles = [Line2D([], [], color=style.arch_color(a), marker="o", label=str(a)) for a in archs_all]
-        for series, mk in (("softmax code", "s"), ("paper 'Optimal'", "x")):
-            if (frame["series"] == series).any():
-                handles.append(Line2D([], [], marker=mk, label=REF_LABELS[series], **REF_STYLE[series]))
-        add_figure_legend(fig, handles, title="architecture")
-        seeds_txt = (f"mean of seeds {', '.join(str(s) for s in seeds_used)}" if len(seeds_used) > 1
-                     else f"seed {seeds_used[0]}")
-        fig.suptitle(f"Feature-dimension sweep: variant {selection['variant']}; {seeds_txt}", fontsize=13)
+        fig, axes = _grid(len(panels), panel_w=3.3, panel_h=2.8, extra_w=1.9, extra_h=0.6)
+        for ax, panel in zip(axes, panels):
+            m = panel.metrics[0]
+            ax.set_gid(m)
+            part = frame[(frame["series"] == "trained") & (frame["metric"] == m)].sort_values(x)
+            if len(part):
+                xs = part[x].to_numpy(float)
+                ax.plot(xs, part["value"].to_numpy(float), color=color, marker="o")
+                if (part["n_seeds"] > 1).any():
+                    ax.fill_between(xs, part["lower"].to_numpy(float), part["upper"].to_numpy(float), color=color,
+                                    alpha=0.18, linewidth=0)
+            if m == "gnc2":
+                ref = frame[frame["series"] == "softmax code"].sort_values(x)
+                if len(ref):
+                    ax.plot(ref[x].to_numpy(float), ref["value"].to_numpy(float), marker="s", markersize=5,
+                            **REF_STYLE["softmax code"])
+            if m == "gnc2_fraction":
+                ax.axhline(1.0, color="black", linestyle="--", linewidth=1.0)
+            _format_axis(ax, panel, metrics, xlabel)
+            ax.set_xticks(sorted(frame[x].dropna().unique()))
+        handles = [Line2D([], [], color=color, marker="o", label=f"trained ({setting.get('arch')})")]
+        if (frame["series"] == "softmax code").any():
+            handles.append(Line2D([], [], marker="s", label=REF_LABELS["softmax code"], **REF_STYLE["softmax code"]))
+        if (frame["n_seeds"] > 1).any():
+            handles.append(Patch(color="0.6", alpha=0.35, label="min–max over seeds"))
+        add_figure_legend(fig, handles)
+        fig.suptitle(_wrap_title(_title(kind, setting, frame, x) + "; last checkpoint of each run", fig), fontsize=12)
         annotate_missing(fig, missing)
-    frame = finish_frame(frame, "d_sweep", missing=merge_missing(missing), selection=selection, seeds=seeds_used,
-                         notes=notes, sources=sources)
+    frame = frame[[c for c in CURVE_COLUMNS if c in frame.columns]]
+    frame = finish_frame(frame, kind, missing=missing, selection=dict(setting),
+                         seeds=sorted({r["seed"] for r in chosen}), sources=sources)
+    frame.attrs["seed_text"] = _seed_text(frame, x)
     return fig, frame
 
 
-def _row_in(kept: pd.DataFrame, rec: dict, dims) -> bool:
-    m = np.ones(len(kept), dtype=bool)
-    for d in dims:
-        if d == "tau":
-            m &= np.isclose(kept[d].astype(float), float(rec[d]))
-        else:
-            m &= (kept[d] == rec[d]).to_numpy()
-    return bool(m.any())
+def fig_k_sweep(metrics, codes=None, *, expected=None, style: Style | None = None, **sel):
+    """GNC1, GNC2 (+ softmax-code value of each (d, K)), GNC3 and test accuracy at the last checkpoint vs K."""
+    return _final_figure("k_sweep", metrics, codes, x="K", panels=GNC_PANELS, sel=_sel(sel), expected=expected,
+                         style=style)
+
+
+def fig_d_sweep(metrics, codes=None, *, expected=None, style: Style | None = None, **sel):
+    """GNC2 (+ softmax-code value of each (d, K)), GNC2 / code value and test accuracy at the last checkpoint
+    vs d."""
+    panels = (GNC_PANELS[1], Panel("fraction of the softmax-code value", (("gnc2_fraction", "-", ""),),
+                                   ylabel="GNC2 / softmax-code value"), GNC_PANELS[3])
+    return _final_figure("d_sweep", metrics, codes, x="d", panels=panels, sel=_sel(sel), expected=expected,
+                         style=style)
