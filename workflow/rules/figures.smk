@@ -59,8 +59,4 @@ rule figure_index:
         f"{OUT}/logs/figures/index.log",
     localrule: True
     run:
-        from gnc.io import write_text_atomic
-
-        write_text_atomic(output[0], FR.figure_index_rst(FIGURE_PLANS))
-        drawn = sum(p.draw for p in FIGURE_PLANS.values())
-        write_text_atomic(log[0], f"{drawn} of {len(FIGURE_PLANS)} figures drawn; see {output[0]}\n")
+        FR.write_figure_index(FIGURE_PLANS, output[0], log[0])

@@ -23,6 +23,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
 
+from ..io import write_text_atomic
+
 RUN_DIMS = ("variant", "dataset", "arch", "tau", "d", "K", "seed")
 SELECT_DIMS = RUN_DIMS  # keys a `figures: {<kind>: {...}}` entry may set (kinds drawn from runs)
 DIM_WORDS = {"tau": "temperature τ", "arch": "architecture", "d": "feature dimension d", "K": "number of classes K",
@@ -313,3 +315,10 @@ def figure_targets(plans: Mapping[str, Plan], out: str, formats: Sequence[str]) 
     """Every file of the figures drawn, in every format, and the index."""
     drawn = [f"{out}/figures/{kind}.{fmt}" for kind, p in plans.items() if p.draw for fmt in formats]
     return drawn + [f"{out}/figures/index.rst"]
+
+
+def write_figure_index(plans: Mapping[str, Plan], path: str, log_path: str) -> None:
+    """Write :func:`figure_index_rst` to ``path`` and a one-line summary to ``log_path``."""
+    write_text_atomic(path, figure_index_rst(plans))
+    drawn = sum(p.draw for p in plans.values())
+    write_text_atomic(log_path, f"{drawn} of {len(plans)} figures drawn; see {path}\n")
