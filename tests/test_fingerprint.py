@@ -283,7 +283,8 @@ def test_every_rule_with_a_script_passes_its_code_fingerprint():
 
 RUN_A, RUN_B = S.RUN_A, S.RUN_B
 AGGREGATE = {("combine_metrics", ""), ("compare_codes", ""), ("study", "")}
-FIG_TAU, FIG_SPHERE = ("figure_tau_sweep", ""), ("figure_sphere", "")
+FIG_CODES, FIG_SPHERE = ("figure_codes", ""), ("figure_sphere", "")
+REFINE = ("refine_code", "d2-K4")
 
 
 def run_jobs(run):
@@ -345,7 +346,7 @@ def test_fresh_clone_of_the_same_commit_reruns_nothing(clone):
     check(clone, set())
     # Snakemake's own code trigger compares a script's mtime with its outputs: with it, the clone's
     # new mtimes would rerun every job (which is why the profile leaves it out)
-    jobs = check(clone, (run_jobs(RUN_A) | run_jobs(RUN_B) | AGGREGATE | {FIG_TAU, FIG_SPHERE}
+    jobs = check(clone, (run_jobs(RUN_A) | run_jobs(RUN_B) | AGGREGATE | {FIG_CODES, FIG_SPHERE, REFINE}
                          | {("prepare_dataset", f"{n}/{v}") for n, v in datasets(clone)}
                          | {("solve_code", "tammes/d2-K4"), ("solve_code", "softmax/d2-K4"), ("ufm", "d2-K4")}),
                  "--rerun-triggers", "code", "input", "mtime", "params", "software-env")
@@ -377,19 +378,19 @@ def test_comment_docstring_and_format_edits_in_every_stage_rerun_nothing(clone):
 
 STAGE_EDITS = {
     "metrics": ("gnc/metrics/measures.py", "checkpoint_metrics",
-                {("metrics", RUN_A), ("metrics", RUN_B)} | AGGREGATE | {FIG_TAU}),
-    "training loop": ("gnc/train.py", "train_run", run_jobs(RUN_A) | run_jobs(RUN_B) | AGGREGATE | {FIG_TAU, FIG_SPHERE}),
+                {("metrics", RUN_A), ("metrics", RUN_B)} | AGGREGATE | {FIG_CODES}),
+    "training loop": ("gnc/train.py", "train_run", run_jobs(RUN_A) | run_jobs(RUN_B) | AGGREGATE | {FIG_CODES, FIG_SPHERE, REFINE}),
     "data preparation": ("gnc/data/core.py", "prepare", None),  # expected set needs the dataset versions
     "softmax-code solver": ("gnc/codes/softmax.py", "solve_softmax_code",
-                            {("solve_code", "tammes/d2-K4"), ("solve_code", "softmax/d2-K4"),
-                             ("compare_codes", ""), ("study", ""), FIG_TAU}),
+                            {("solve_code", "tammes/d2-K4"), ("solve_code", "softmax/d2-K4"), REFINE, ("ufm", "d2-K4"),
+                             ("compare_codes", ""), ("study", ""), FIG_CODES}),
     "feature extraction": ("gnc/features.py", "extract_features",
                            {("features", f"{r}@{e}") for r in (RUN_A, RUN_B) for e in (0, 2)}
-                           | {("metrics", RUN_A), ("metrics", RUN_B)} | AGGREGATE | {FIG_TAU, FIG_SPHERE}),
-    "UFM solver": ("gnc/codes/ufm.py", "solve_ufm", {("ufm", "d2-K4"), ("compare_codes", ""), ("study", ""), FIG_TAU}),
-    "codes comparison": ("gnc/comparison.py", "build_codes_file", {("compare_codes", ""), ("study", ""), FIG_TAU}),
+                           | {("metrics", RUN_A), ("metrics", RUN_B)} | AGGREGATE | {FIG_CODES, FIG_SPHERE, REFINE}),
+    "UFM solver": ("gnc/codes/ufm.py", "solve_ufm", {("ufm", "d2-K4"), ("compare_codes", ""), ("study", ""), FIG_CODES}),
+    "codes comparison": ("gnc/comparison.py", "build_codes_file", {("compare_codes", ""), ("study", ""), FIG_CODES}),
     "study catalog": ("gnc/results.py", "build_study", {("study", "")}),
-    "one figure (tau sweep)": ("gnc/figures/training.py", "fig_tau_sweep", {FIG_TAU}),
+    "one figure (codes)": ("gnc/figures/geometry.py", "fig_codes", {FIG_CODES}),
     "another figure (sphere)": ("gnc/figures/geometry.py", "fig_sphere", {FIG_SPHERE}),
 }
 
@@ -399,7 +400,7 @@ def test_a_semantic_edit_reruns_exactly_that_stage_and_what_depends_on_it(clone,
     rel, func, expected = STAGE_EDITS[stage]
     if expected is None:
         expected = ({("prepare_dataset", f"{n}/{v}") for n, v in datasets(clone)} | run_jobs(RUN_A)
-                    | run_jobs(RUN_B) | AGGREGATE | {FIG_TAU, FIG_SPHERE})
+                    | run_jobs(RUN_B) | AGGREGATE | {FIG_CODES, FIG_SPHERE, REFINE})
     with edited(clone, rel) as (path,):
         insert_statement(path, func, "_fingerprint_test_edit = 1")
         jobs = check(clone, expected)
@@ -412,7 +413,7 @@ def test_a_semantic_edit_of_a_script_reruns_its_jobs(clone):
     with edited(clone, "scripts/metrics.py") as (path,):
         path.write_text(path.read_text().replace("opts = dict(snakemake.params.options)",
                                                  "opts = dict(snakemake.params.options)\n    opts = dict(opts)"))
-        check(clone, {("metrics", RUN_A), ("metrics", RUN_B)} | AGGREGATE | {FIG_TAU})
+        check(clone, {("metrics", RUN_A), ("metrics", RUN_B)} | AGGREGATE | {FIG_CODES})
 
 
 def test_results_record_the_fingerprint_and_stale_says_which_are_stale(clone, capsys):
@@ -423,8 +424,8 @@ def test_results_record_the_fingerprint_and_stale_says_which_are_stale(clone, ca
     assert json.loads(attrs["gnc_code_scope"]) == {"script": "metrics"}
     ckpt = next((clone / "results" / "runs" / RUN_B / "ckpt").glob("*.pt"))
     assert P.read_attrs(ckpt)["gnc_code_fingerprint"] == FP.fingerprint("train", None, root)
-    side = json.loads((clone / "results" / "figures" / "tau_sweep.provenance.json").read_text())
-    assert json.loads(side["gnc_code_scope"]) == {"script": "figure", "select": {"gnc.figures.FIGURES": "tau_sweep"}}
+    side = json.loads((clone / "results" / "figures" / "codes.provenance.json").read_text())
+    assert json.loads(side["gnc_code_scope"]) == {"script": "figure", "select": {"gnc.figures.FIGURES": "codes"}}
     assert P.main(["--stale", "--code-root", str(root), str(clone / "results"), str(clone / "resources")]) == 0
     out = capsys.readouterr().out
     assert " 0 stale, 0 without" in out
