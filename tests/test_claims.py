@@ -318,3 +318,46 @@ def test_metrics_without_any_claim_variable_is_an_error():
     ds = metrics(run({"something_else": 1.0}))
     with pytest.raises(ValueError, match="none of the variables"):
         C.evaluate(ds)
+
+
+def test_the_default_study_holds_every_experiment_the_claims_need():
+    """config.yaml trains what every claim needs: a τ sweep with τ = 1 and τ ≤ 1/5, ≥ 2 architectures,
+    ≥ 3 d at a K > d + 1, ≥ 3 nested K with equal SGD steps, CMF and HardMax next to CE, d = 2 / K = 4 over
+    several seeds, a linear head with K ≤ d + 1 — and ≥ 6 checkpoints in every run."""
+    from pathlib import Path
+
+    from gnc.config import load_study, load_yaml
+
+    cfg, runs = load_study(load_yaml(Path(__file__).resolve().parents[1] / "config.yaml"))
+    frame = pd.DataFrame([{**r.coords, "variant": r.variant, "epochs": r.recipe["epochs"],
+                           "n_ckpt": len(r.recipe["checkpoints"]), "first": r.recipe["checkpoints"][0]}
+                          for r in runs.values()])
+    assert (frame["n_ckpt"] >= 6).all() and (frame["first"] == 0).all()
+    ce = frame[frame["variant"] == "normalized-ce"]
+    keys = [k for k in RUN_DIMS if k != "variant"]
+
+    def levels(vary):
+        """(number of levels, levels, the fixed coordinates) of the largest sweep over ``vary``."""
+        others = [k for k in keys if k != vary]
+        return max((g[vary].nunique(), tuple(sorted(g[vary])), tuple(g[others].iloc[0]))
+                   for _, g in ce.groupby(others))
+
+    n_tau, taus, _ = levels("tau")
+    assert n_tau >= 3 and 1.0 in taus and min(taus) <= 0.2
+    assert levels("arch")[0] >= 2
+    n_d, ds, fixed = levels("d")
+    K = dict(zip([k for k in keys if k != "d"], fixed))["K"]
+    assert n_d >= 3 and K > max(ds) + 1
+    n_K, Ks, _ = levels("K")
+    assert n_K >= 3
+    k_runs = {r.K: r for r in runs.values() if "k_sweep" in r.experiment}
+    steps = {K: r.recipe["epochs"] * K for K, r in k_runs.items()}  # ∝ SGD steps on equally sized classes
+    assert len(set(steps.values())) == 1, steps
+    point = ["dataset", "arch", "tau", "d", "K", "seed"]
+    for variant in ("cmf0.9-ce", "normalized-hardmax"):
+        other = frame[frame["variant"] == variant]
+        assert len(other) and len(other.merge(ce, on=point)) == len(other), variant
+    sq = ce[(ce["d"] == 2) & (ce["K"] == 4)]
+    assert sq["seed"].nunique() >= 3
+    lin = frame[frame["variant"] == "linear-ce"]
+    assert len(lin) and (lin["K"] <= lin["d"] + 1).all()
