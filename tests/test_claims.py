@@ -136,13 +136,16 @@ def test_tau1_fails_to_fit_and_ncc():
 
 def test_hardmax_limit():
     sweep = [run({"gnc2": g}, tau=t) for t, g in ((1.0, 0.1), (0.2, 0.3), (0.1, 0.35))]
-    near = metrics(*sweep, run({"gnc2": 0.4}, variant="normalized-hardmax"))
+    near = metrics(*sweep, run({"gnc2": 0.4, "train_acc": 1.0}, variant="normalized-hardmax"))
     assert check("hardmax_limit", near).holds is True
-    far = metrics(*sweep, run({"gnc2": 0.05}, variant="normalized-hardmax"))
+    far = metrics(*sweep, run({"gnc2": 0.05, "train_acc": 1.0}, variant="normalized-hardmax"))
     assert check("hardmax_limit", far).holds is False
+    unfit = metrics(*sweep, run({"gnc2": 0.4, "train_acc": 0.5}, variant="normalized-hardmax"))
+    f = check("hardmax_limit", unfit)
+    assert f.holds is None and "50.0 %" in f.note
     assert check("hardmax_limit", metrics(*sweep)).holds is None
     # a HardMax run at another grid point is no comparison
-    other = metrics(*sweep, run({"gnc2": 0.4}, variant="normalized-hardmax", d=5))
+    other = metrics(*sweep, run({"gnc2": 0.4, "train_acc": 1.0}, variant="normalized-hardmax", d=5))
     assert check("hardmax_limit", other).holds is None
 
 
