@@ -258,14 +258,14 @@ def _falls(study: Study, var: str, factor: float, runs: pd.DataFrame, what: str)
 
 
 def gnc1_falls(study: Study) -> Finding:
-    """Rule: in every normalized- or CMF-head run, final GNC1 <= 0.1 x its initial value."""
-    return _falls(study, "gnc1", FALL_GNC, _runs(study, head=("normalized", "cmf")),
+    """Rule: in every normalized- or CMF-head CE run, final GNC1 <= 0.1 x its initial value."""
+    return _falls(study, "gnc1", FALL_GNC, _runs(study, head=("normalized", "cmf"), loss="ce"),
                   "normalized-head run with an initial and a final checkpoint")
 
 
 def gnc3_falls(study: Study) -> Finding:
-    """Rule: in every normalized- or CMF-head run, final GNC3 <= 0.1 x its initial value."""
-    return _falls(study, "gnc3", FALL_GNC, _runs(study, head=("normalized", "cmf")),
+    """Rule: in every normalized- or CMF-head CE run, final GNC3 <= 0.1 x its initial value."""
+    return _falls(study, "gnc3", FALL_GNC, _runs(study, head=("normalized", "cmf"), loss="ce"),
                   "normalized-head run with an initial and a final checkpoint")
 
 
@@ -608,10 +608,10 @@ J, P = "Jiang et al. 2024", "Papyan et al. 2020"
 CLAIMS: tuple[Claim, ...] = (
     Claim("gnc1_falls", J, "Fig. 2 (GNC1); Fig. 3", "GNC1: within-class variability of the normalized features "
           "collapses during training", "6.72 -> 3.4e-4 to 5.4e-4 (CIFAR-100, ResNet18, d = 10)",
-          f"every normalized/CMF-head run: final GNC1 <= {FALL_GNC} x initial", gnc1_falls),
+          f"every normalized/CMF-head CE run: final GNC1 ≤ {FALL_GNC} x initial", gnc1_falls),
     Claim("gnc3_falls", J, "Fig. 2 (GNC3); Fig. 3", "GNC3: class means align with their classifier vectors "
           "(self-duality) during training", "0.999 -> 0.0009 to 0.016",
-          f"every normalized/CMF-head run: final GNC3 <= {FALL_GNC} x initial", gnc3_falls),
+          f"every normalized/CMF-head CE run: final GNC3 ≤ {FALL_GNC} x initial", gnc3_falls),
     Claim("gnc2_smaller_tau", J, "Fig. 2 (GNC2)", "GNC2: the classifier ends closer to the softmax code at "
           "smaller temperature", "0.007 (tau = 1), 0.553 (1/5), 0.582 (1/6), 0.591 (1/7); code 0.614",
           f"every τ group: final GNC2 non-decreasing (tolerance {GNC2_TOL}) as τ decreases, and larger at the "
