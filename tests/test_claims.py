@@ -339,7 +339,9 @@ def test_the_default_study_holds_every_experiment_the_claims_need():
     frame = pd.DataFrame([{**r.coords, "variant": r.variant, "epochs": r.recipe["epochs"],
                            "n_ckpt": len(r.recipe["checkpoints"]), "first": r.recipe["checkpoints"][0]}
                           for r in runs.values()])
-    assert (frame["n_ckpt"] >= 6).all() and (frame["first"] == 0).all()
+    assert (frame["n_ckpt"] >= 6).all()
+    # epoch 0 = the untrained model, except CMF: its classifier does not exist before the first step
+    assert (frame["first"][~frame["variant"].str.startswith("cmf")] == 0).all()
     ce = frame[frame["variant"] == "normalized-ce"]
     keys = [k for k in RUN_DIMS if k != "variant"]
 
