@@ -209,7 +209,10 @@ def test_softmax_not_tammes():
     f = check("softmax_not_tammes", m, c)
     assert f.holds is True and "K=100" not in f.measured  # (10, 100): the codes do not differ
     m = metrics(run({"gnc2": 0.75, "train_acc": 1.0}, K=25))
-    assert check("softmax_not_tammes", m, c).holds is False
+    f = check("softmax_not_tammes", m, c)
+    assert f.holds is False and f.note == ""
+    f = check("softmax_not_tammes", metrics(run({"gnc2": 0.5, "train_acc": 1.0}, K=25)), c)
+    assert f.holds is False and "below both" in f.note
     # a run that does not fit is not judged
     m = metrics(run({"gnc2": 0.75, "train_acc": 0.9}, K=25))
     assert check("softmax_not_tammes", m, c).holds is None

@@ -472,7 +472,10 @@ def softmax_not_tammes(study: Study) -> Finding:
     closer = [abs(x.gnc2 - s) < abs(x.gnc2 - t) for x, s, t in rows]
     parts = [f"{x.dataset} {x.arch} tau={x.tau:g} d={x.d} K={x.K} seed={x.seed}: GNC2 {_fmt(x.gnc2, 4)}, "
              f"softmax {_fmt(s, 4)}, Tammes {_fmt(t, 4)}" for x, s, t in rows]
-    return Finding(bool(all(closer)), float(np.mean(closer)), "; ".join(parts))
+    below = all(x.gnc2 < t for x, s, t in rows)
+    note = ("every GNC2 is below both code values: training stopped short of either code, so the values "
+            "cannot tell which one it was heading for" if below else "")
+    return Finding(bool(all(closer)), float(np.mean(closer)), "; ".join(parts), note)
 
 
 def ufm_reaches_code(study: Study) -> Finding:
