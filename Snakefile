@@ -6,10 +6,11 @@
 #   snakemake --report results/report.html         HTML report of the figures
 #
 # Stages (one rules file each; the logic lives in workflow/gnc/):
-#   data -> train -> features -> metrics -> codes -> figures
+#   data -> train -> features -> metrics -> codes -> figures, claims
 from snakemake.utils import min_version
 
 min_version("9.27")  # as pyproject.toml requires
+
 
 # The study: config.yaml, unless --configfile/--config give one of their own (workflow/rules/common.smk
 # reads and validates it before anything else).
@@ -20,6 +21,7 @@ include: "workflow/rules/features.smk"
 include: "workflow/rules/metrics.smk"
 include: "workflow/rules/codes.smk"
 include: "workflow/rules/figures.smk"
+include: "workflow/rules/claims.smk"
 
 
 report: "workflow/report/workflow.rst"
@@ -31,4 +33,5 @@ rule all:
         f"{OUT}/study.nc",
         f"{OUT}/study.csv",
         f"{OUT}/codes.nc",
+        f"{OUT}/claims.csv",
         FIGURE_TARGETS,

@@ -232,3 +232,29 @@ def test_snakemake_config_handling_and_plan_summary(tmp_path, monkeypatch):
     proc = _dry_run(tmp_path)
     assert proc.returncode != 0
     assert "config.yaml:4:1: YAML syntax error" in proc.stderr, proc.stderr[-2000:]
+
+
+def test_epochs_at_K_gives_equal_steps_across_nested_K():
+    cfg = copy.deepcopy(TINY_CONFIG)
+    cfg["experiments"]["ks"] = {"dataset": "digits", "arch": ["smallcnn"], "tau": [0.1], "d": [4], "K": [2, 5, 10],
+                                "train": {"epochs": 10, "checkpoints": [0, 2, 5, 10], "epochs_at_K": 10}}
+    runs = expand_runs(validate_config(cfg))
+    by_K = {r.K: r.recipe for r in runs.values() if "ks" in r.experiment}
+    assert by_K[10]["epochs"] == 10 and by_K[10]["checkpoints"] == [0, 2, 5, 10]
+    assert by_K[5]["epochs"] == 20 and by_K[5]["checkpoints"] == [0, 4, 10, 20]
+    assert by_K[2]["epochs"] == 50 and by_K[2]["checkpoints"] == [0, 10, 25, 50]
+    for K, rec in by_K.items():  # epochs x K (∝ SGD steps on equally sized classes) is the same for every K
+        assert rec["epochs"] * K == 100 and "epochs_at_K" not in rec
+    # the K = 10 run equals an unscaled run of the same grid point, so experiments share it
+    cfg["experiments"]["plain"] = {"dataset": "digits", "arch": ["smallcnn"], "tau": [0.1], "d": [4], "K": [10],
+                                   "train": {"epochs": 10, "checkpoints": [0, 2, 5, 10]}}
+    runs = expand_runs(validate_config(cfg))
+    assert runs["digits/normalized-ce/smallcnn/tau0.1-d4-K10-s0"].experiment == ["ks", "plain"]
+
+
+def test_epochs_at_K_refuses_checkpoints_that_collide():
+    cfg = copy.deepcopy(TINY_CONFIG)
+    cfg["experiments"]["ks"] = {"dataset": "digits", "arch": ["smallcnn"], "tau": [0.1], "d": [4], "K": [10],
+                                "train": {"epochs": 10, "checkpoints": [0, 1, 2, 10], "epochs_at_K": 2}}
+    with pytest.raises(ConfigError, match="epochs_at_K"):
+        expand_runs(validate_config(cfg))

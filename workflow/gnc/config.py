@@ -118,6 +118,28 @@ def recipe_for(cfg: dict, exp: dict) -> dict:
     return recipe
 
 
+def recipe_at_K(recipe: dict, K: int, where: str = "train") -> dict:
+    """The recipe of one run with K classes. With ``epochs_at_K: K0`` the recipe's ``epochs`` and
+    ``checkpoints`` are those of a run with K0 classes, and a run with K classes trains
+    ``round(epochs * K0 / K)`` epochs with every checkpoint epoch scaled alike: on nested class subsets
+    with the same number of samples per class an epoch has ~K/K0 times the SGD steps of the K0 run, so
+    every K gets about the same number of steps (and checkpoints at the same step counts). The key
+    itself is resolved here and never reaches the training spec."""
+    rec = dict(recipe)
+    k0 = rec.pop("epochs_at_K", None)
+    if k0 is None or int(k0) == int(K):
+        return rec
+    factor = int(k0) / int(K)
+    rec["epochs"] = max(1, int(round(rec["epochs"] * factor)))
+    scaled = [int(round(c * factor)) for c in rec["checkpoints"]]
+    if len(set(scaled)) != len(scaled):
+        raise ConfigError(f"config field {where}.checkpoints: scaled to K = {K} (epochs_at_K = {k0}) the "
+                          f"checkpoint epochs {rec['checkpoints']} become {scaled}, which repeat; "
+                          f"space them further apart")
+    rec["checkpoints"] = [min(c, rec["epochs"]) for c in scaled]
+    return rec
+
+
 def _check_recipe(recipe: dict, where: str) -> None:
     ck = recipe["checkpoints"]
     if list(ck) != sorted(ck):
@@ -238,7 +260,7 @@ def expand_runs(cfg: dict) -> dict[str, Run]:
                         for seed in exp.get("seed", [0]):
                             rid = (f"{exp['dataset']}/{variant}/{arch}/"
                                    f"tau{fmt_num(tau)}-d{d}-K{K}-s{seed}")
-                            rec = dict(recipe)
+                            rec = recipe_at_K(recipe, K, f"experiments.{ename}.train")
                             if exp.get("classes") is not None:
                                 rec["classes"] = list(exp["classes"])
                                 rid += "-c" + hashlib.sha256(json.dumps(rec["classes"]).encode()).hexdigest()[:6]

@@ -6,20 +6,20 @@
 rule solve_code:
     output:
         f"{OUT}/codes/{{problem}}/d{{d}}-K{{K}}.nc",
-    wildcard_constraints:
-        problem="tammes|softmax",
-    params:
-        # only what the solvers use: adding a (d, K) to codes.extra or changing a UFM option reruns no solve
-        options={k: config["codes"][k] for k in ("restarts", "seed", "time_budget")},
-        code=code_fingerprint("solve_code"),
     log:
         f"{OUT}/logs/codes/{{problem}}-d{{d}}-K{{K}}.log",
+    wildcard_constraints:
+        problem="tammes|softmax",
     conda:
         "../../envs/gnc.yaml"
     threads: 1
     resources:
         mem_mb=4000,
         runtime=60,
+    params:
+        # only what the solvers use: adding a (d, K) to codes.extra or changing a UFM option reruns no solve
+        options={k: config["codes"][k] for k in ("restarts", "seed", "time_budget")},
+        code=code_fingerprint("solve_code"),
     script:
         "../scripts/solve_code.py"
 
@@ -29,9 +29,6 @@ rule ufm:
         softmax=f"{OUT}/codes/softmax/d{{d}}-K{{K}}.nc",
     output:
         f"{OUT}/codes/ufm/d{{d}}-K{{K}}.nc",
-    params:
-        options={k: config["codes"][k] for k in ("ufm_n", "ufm_tau", "ufm_steps", "seed")},
-        code=code_fingerprint("ufm"),
     log:
         f"{OUT}/logs/codes/ufm-d{{d}}-K{{K}}.log",
     conda:
@@ -40,6 +37,9 @@ rule ufm:
     resources:
         mem_mb=4000,
         runtime=60,
+    params:
+        options={k: config["codes"][k] for k in ("ufm_n", "ufm_tau", "ufm_steps", "seed")},
+        code=code_fingerprint("ufm"),
     script:
         "../scripts/ufm.py"
 
@@ -51,10 +51,6 @@ rule refine_code:
         trained=lambda wc: list(final_features_at(wc).values()),
     output:
         f"{OUT}/codes/refined/d{{d}}-K{{K}}.nc",
-    params:
-        options={k: config["codes"][k] for k in ("time_budget",)},
-        trained=final_features_at,
-        code=code_fingerprint("refine_code"),
     log:
         f"{OUT}/logs/codes/refine-d{{d}}-K{{K}}.log",
     conda:
@@ -63,6 +59,10 @@ rule refine_code:
     resources:
         mem_mb=4000,
         runtime=60,
+    params:
+        options={k: config["codes"][k] for k in ("time_budget",)},
+        trained=final_features_at,
+        code=code_fingerprint("refine_code"),
     script:
         "../scripts/refine_code.py"
 
@@ -75,10 +75,6 @@ rule compare_codes:
         features=list(final_features().values()),
     output:
         f"{OUT}/codes.nc",
-    params:
-        runs=lambda wc: {r: RUNS[r].coords for r in RUNS},
-        features=final_features(),
-        code=code_fingerprint("compare_codes"),
     log:
         f"{OUT}/logs/compare_codes.log",
     conda:
@@ -87,5 +83,9 @@ rule compare_codes:
     resources:
         mem_mb=4000,
         runtime=60,
+    params:
+        runs=lambda wc: {r: RUNS[r].coords for r in RUNS},
+        features=final_features(),
+        code=code_fingerprint("compare_codes"),
     script:
         "../scripts/compare_codes.py"

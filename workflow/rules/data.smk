@@ -4,11 +4,6 @@
 rule prepare_dataset:
     output:
         manifest=f"{RES}/datasets/{{name}}/{{version}}/manifest.json",
-    # no params: every content-affecting option is in the version (the output path), and
-    # non-content options (raw-data `path`/`root`, `download`) must not re-prepare and so retrain
-    # everything; the script reads the spec from the (resolved) config
-    params:
-        code=code_fingerprint("prepare_dataset"),
     log:
         f"{OUT}/logs/prepare/{{name}}-{{version}}.log",
     conda:
@@ -17,5 +12,10 @@ rule prepare_dataset:
     resources:
         mem_mb=4000,
         runtime=60,
+    # no params: every content-affecting option is in the version (the output path), and
+    # non-content options (raw-data `path`/`root`, `download`) must not re-prepare and so retrain
+    # everything; the script reads the spec from the (resolved) config
+    params:
+        code=code_fingerprint("prepare_dataset"),
     script:
         "../scripts/prepare_dataset.py"

@@ -14,9 +14,6 @@ rule features:
             if config["metrics"]["keep_features"]
             else temp(f"{OUT}/runs/{{run}}/features/epoch={{epoch}}.nc")
         ),
-    params:
-        batch_size=config["metrics"]["batch_size"],
-        code=code_fingerprint("features"),
     log:
         f"{OUT}/logs/features/{{run}}/epoch={{epoch}}.log",
     conda:
@@ -25,5 +22,8 @@ rule features:
     resources:
         mem_mb=4000,
         runtime=60,
+    params:
+        batch_size=config["metrics"]["batch_size"],
+        code=code_fingerprint("features"),
     script:
         "../scripts/features.py"

@@ -20,23 +20,15 @@ for _kind, _spec in FR.REGISTRY.items():
         input:
             **FR.figure_inputs(_kind, OUT, SPHERE_FEATURES),
         output:
+            **{fmt: f"{OUT}/figures/{_kind}.{fmt}" for fmt in FIGURE_FORMATS if fmt != "png"},
             png=report(
                 f"{OUT}/figures/{_kind}.png",
                 caption=f"../report/{_spec.report_caption}",
                 category=_spec.category,
             ),
-            **{fmt: f"{OUT}/figures/{_kind}.{fmt}" for fmt in FIGURE_FORMATS if fmt != "png"},
             csv=f"{OUT}/figures/{_kind}.csv",
             provenance=f"{OUT}/figures/{_kind}.provenance.json",
             caption=f"{OUT}/figures/{_kind}.caption.rst",
-        params:
-            kind=_kind,
-            # the setting shown and the runs expected (figures drawn from metrics.nc)
-            options=FIGURE_PLANS[_kind].as_params() if _spec.inputs[0] == "metrics" else {},
-            titles=list(SPHERE_FEATURES) if _kind == "sphere" else [],
-            formats=FIGURE_FORMATS,
-            dpi=config["figures"]["dpi"],
-            code=code_fingerprint("figure", {"gnc.figures.FIGURES": _kind}),
         log:
             f"{OUT}/logs/figures/{_kind}.log",
         conda:
@@ -45,6 +37,14 @@ for _kind, _spec in FR.REGISTRY.items():
         resources:
             mem_mb=2000,
             runtime=15,
+        params:
+            kind=_kind,
+            # the setting shown and the runs expected (figures drawn from metrics.nc)
+            options=FIGURE_PLANS[_kind].as_params() if _spec.inputs[0] == "metrics" else {},
+            titles=list(SPHERE_FEATURES) if _kind == "sphere" else [],
+            formats=FIGURE_FORMATS,
+            dpi=config["figures"]["dpi"],
+            code=code_fingerprint("figure", {"gnc.figures.FIGURES": _kind}),
         script:
             "../scripts/figure.py"
 
@@ -53,10 +53,10 @@ rule figure_index:
     """Which figures the study draws, what each shows, and why the others are not drawn."""
     output:
         f"{OUT}/figures/index.rst",
-    params:
-        plans={k: (p.draw, p.why, p.select) for k, p in FIGURE_PLANS.items()},
     log:
         f"{OUT}/logs/figures/index.log",
     localrule: True
+    params:
+        plans={k: (p.draw, p.why, p.select) for k, p in FIGURE_PLANS.items()},
     run:
         FR.write_figure_index(FIGURE_PLANS, output[0], log[0])

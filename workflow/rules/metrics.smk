@@ -3,16 +3,9 @@
 
 rule metrics:
     input:
-        features=lambda wc: [
-            f"{OUT}/runs/{wc.run}/features/epoch={e}.nc" for e in checkpoints_of(wc.run)
-        ],
+        features=lambda wc: [f"{OUT}/runs/{wc.run}/features/epoch={e}.nc" for e in checkpoints_of(wc.run)],
     output:
         f"{OUT}/runs/{{run}}/metrics.nc",
-    params:
-        options=config["metrics"],
-        coords=lambda wc: run_of(wc).coords,
-        epochs=lambda wc: checkpoints_of(wc.run),
-        code=code_fingerprint("metrics"),
     log:
         f"{OUT}/logs/metrics/{{run}}.log",
     conda:
@@ -21,6 +14,11 @@ rule metrics:
     resources:
         mem_mb=4000,
         runtime=60,
+    params:
+        options=config["metrics"],
+        coords=lambda wc: run_of(wc).coords,
+        epochs=lambda wc: checkpoints_of(wc.run),
+        code=code_fingerprint("metrics"),
     script:
         "../scripts/metrics.py"
 
@@ -30,8 +28,6 @@ rule combine_metrics:
         all_run_metrics(),
     output:
         f"{OUT}/metrics.nc",
-    params:
-        code=code_fingerprint("combine_metrics"),
     log:
         f"{OUT}/logs/combine_metrics.log",
     conda:
@@ -40,6 +36,8 @@ rule combine_metrics:
     resources:
         mem_mb=4000,
         runtime=30,
+    params:
+        code=code_fingerprint("combine_metrics"),
     script:
         "../scripts/combine_metrics.py"
 
@@ -62,10 +60,6 @@ rule study:
             caption="../report/summary.rst",
             category="Tables",
         ),
-    # no config params: the study's inputs change whenever its content would, and the resolved config
-    # it records (gnc_config) comes from snakemake.config, so e.g. a figure option does not rerun it
-    params:
-        code=code_fingerprint("study"),
     log:
         f"{OUT}/logs/study.log",
     conda:
@@ -74,5 +68,9 @@ rule study:
     resources:
         mem_mb=4000,
         runtime=30,
+    # no config params: the study's inputs change whenever its content would, and the resolved config
+    # it records (gnc_config) comes from snakemake.config, so e.g. a figure option does not rerun it
+    params:
+        code=code_fingerprint("study"),
     script:
         "../scripts/study.py"

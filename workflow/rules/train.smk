@@ -8,10 +8,6 @@ rule train:
     output:
         ckpt=directory(f"{OUT}/runs/{{run}}/ckpt"),
         history=f"{OUT}/runs/{{run}}/history.nc",
-    params:
-        spec=lambda wc: run_of(wc).spec(),
-        work=lambda wc: f"{OUT}/.work/{wc.run}",
-        code=code_fingerprint("train"),
     log:
         f"{OUT}/logs/train/{{run}}.log",
     conda:
@@ -21,5 +17,9 @@ rule train:
         mem_mb=4000,
         runtime=240,
         gpu=0,
+    params:
+        spec=lambda wc: run_of(wc).spec(),
+        work=lambda wc: f"{OUT}/.work/{wc.run}",
+        code=code_fingerprint("train"),
     script:
         "../scripts/train.py"
