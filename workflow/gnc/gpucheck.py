@@ -126,8 +126,9 @@ def _sync(dev) -> None:
 
 # ------------------------------------------------------------------------------------------ 2. paths
 
-def loss_curve(setup: Setup, x_np, y_np, spec: dict, dev, accel: Accel) -> list[float]:
-    """Per-step training losses of ``setup.steps`` steps of our loop with the speed options ``accel``."""
+def _our_loop(setup: Setup, x_np, y_np, spec: dict, dev, accel: Accel):
+    """Model (input statistics set, memory format of ``accel``), its compiled form, the optimizer and the
+    resident batches: what our training loop starts from."""
     model = _model(setup, x_np.shape[1:], dev)
     model.set_input_stats(*channel_stats(x_np))
     accel.memory_format(model)
@@ -135,6 +136,12 @@ def loss_curve(setup: Setup, x_np, y_np, spec: dict, dev, accel: Accel) -> list[
     opt = make_optimizer(model.parameters(), spec)
     batches = ResidentBatches.for_spec(torch.from_numpy(x_np).to(dev), torch.from_numpy(y_np).to(dev), spec,
                                        channels_last=accel.channels_last)
+    return model, net, opt, batches
+
+
+def loss_curve(setup: Setup, x_np, y_np, spec: dict, dev, accel: Accel) -> list[float]:
+    """Per-step training losses of ``setup.steps`` steps of our loop with the speed options ``accel``."""
+    model, net, opt, batches = _our_loop(setup, x_np, y_np, spec, dev, accel)
     autocast, losses, epoch = accel.autocast(dev), [], 0
     with tf32(accel != Accel() and dev.type == "cuda"):
         while len(losses) < setup.steps:
@@ -208,13 +215,7 @@ class _PILDataset(torch.utils.data.Dataset):
 
 def images_per_s_ours(setup: Setup, x_np, y_np, spec: dict, dev, accel: Accel, steps: int, warmup: int) -> float:
     """Our loop: resident data, on-device augmentation, ``accel``."""
-    model = _model(setup, x_np.shape[1:], dev)
-    model.set_input_stats(*channel_stats(x_np))
-    accel.memory_format(model)
-    net = accel.compiled(model)
-    opt = make_optimizer(model.parameters(), spec)
-    batches = ResidentBatches.for_spec(torch.from_numpy(x_np).to(dev), torch.from_numpy(y_np).to(dev), spec,
-                                       channels_last=accel.channels_last)
+    model, net, opt, batches = _our_loop(setup, x_np, y_np, spec, dev, accel)
     autocast, done, epoch, t0 = accel.autocast(dev), 0, 0, None
     while done < warmup + steps:
         for xb, yb in batches.epoch(epoch):
