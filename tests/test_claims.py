@@ -43,8 +43,8 @@ def codes(values: dict[tuple[int, int], tuple[float, float]] | None = None, ufm=
     for (d, K), by_tau in (ufm or {}).items():
         taus = sorted(by_tau)
         parts.append(xr.Dataset({"ufm_ovr": xr.DataArray(np.array([by_tau[t] for t in taus])[:, None, None],
-                                                         dims=("tau", "d", "K"))},
-                                coords={"tau": taus, "d": [d], "K": [K]}))
+                                                         dims=("ufm_tau", "d", "K"))},
+                                coords={"ufm_tau": taus, "d": [d], "K": [K]}))
     if gram is not None:
         g = np.asarray(gram, dtype=float)
         parts.append(xr.Dataset({"gram": xr.DataArray(g[None, None], dims=("dataset", "arch", "seed", "k", "k2"))},
@@ -336,9 +336,9 @@ def test_the_default_study_holds_every_experiment_the_claims_need():
     several seeds, a linear head with K ≤ d + 1 — and ≥ 6 checkpoints in every run."""
     from pathlib import Path
 
-    from gnc.config import load_study, load_yaml
+    from gnc.config import load_study, read_config_file
 
-    cfg, runs = load_study(load_yaml(Path(__file__).resolve().parents[1] / "config.yaml"))
+    cfg, runs = load_study(read_config_file(Path(__file__).resolve().parents[1] / "config.yaml"))
     frame = pd.DataFrame([{**r.coords, "variant": r.variant, "epochs": r.recipe["epochs"],
                            "n_ckpt": len(r.recipe["checkpoints"]), "first": r.recipe["checkpoints"][0]}
                           for r in runs.values()])

@@ -125,3 +125,12 @@ def test_codes_tables_padding_verdicts_units_and_certificates(tmp_path):
 def test_uncertified_value_is_refused():
     with pytest.raises(ValueError, match="not certified"):
         comparison._check_certified(10, 50, "softmax_value", 0.77, 1e-3)
+
+
+def test_one_code_best_for_both_but_not_first_order_is_undecided():
+    """A code that is merely the best found for both objectives (here: a random code, nothing else in
+    the pool, no polish) says nothing about whether the two problems share an optimum."""
+    c = cross.evaluate("random", _random_code(10, 3, 5))
+    ev = cross.verdict(c, c)
+    assert ev["align_distance"] == 0.0 and ev["tammes_kkt"] > cross.KKT_TOL
+    assert ev["verdict"] == "undecided" and "first-order" in ev["reason"]

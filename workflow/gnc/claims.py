@@ -34,8 +34,7 @@ from .results import RUN_DIMS
 CODES_VARS = {
     "softmax": "softmax_value",    # (d, K) best known softmax-code value rho_ovr
     "tammes": "tammes_ovr",        # (d, K) rho_ovr of the Tammes solution
-    "differ": "codes_differ",      # (d, K) 1 where the two codes differ in value
-    "ufm": "ufm_ovr",              # (tau, d, K) rho_ovr of the UFM's classifier
+    "ufm": "ufm_ovr",              # (ufm_tau, d, K) rho_ovr of the UFM's classifier
     "gram": "gram",                # (dataset, arch, seed, k, k2) cosines of trained classifier rows
 }
 
@@ -155,7 +154,7 @@ class Codes:
         if not self._has("ufm"):
             return {}
         da = self.ds[CODES_VARS["ufm"]]
-        if set(da.dims) != {"tau", "d", "K"}:
+        if set(da.dims) != {"ufm_tau", "d", "K"}:
             return {}
         out = {}
         for d in da["d"].values:

@@ -24,7 +24,9 @@ budget is split evenly between the two objectives; each polish gets what is left
 Verdict (:func:`verdict`), with the tolerances below:
 
 * ``same``: the two codes are equal up to rotation/reflection and relabelling --
-  :func:`gnc.codes.compare.code_distance` (RMS distance per vector) <= ``SAME_TOL``;
+  :func:`gnc.codes.compare.code_distance` (RMS distance per vector) <= ``SAME_TOL`` -- and that code is
+  first-order optimal for both problems (KKT residuals below, <= ``KKT_TOL``): one code that is merely
+  the best found for both within a budget is not evidence that the problems share an optimum;
 * ``differ``: each code is first-order optimal for its own problem -- KKT residual
   (:func:`gnc.codes._polish.kkt_residual_tammes`, ``kkt_residual_softmax``: the distance from 0 to
   the convex hull of the Riemannian gradients of the active constraints, multipliers by NNLS)
@@ -192,8 +194,9 @@ def verdict(tam: Candidate, soft: Candidate) -> dict:
     ovr_gain = soft.ovr - tam.ovr                       # >= 0 by construction
     ovr_tol = OVR_TOL + soft.ovr_gap + tam.ovr_gap
     first_order = kt["kkt_residual"] <= KKT_TOL and ks["kkt_residual"] <= KKT_TOL
-    if dist <= SAME_TOL:
-        v, why = "same", f"aligned RMS distance {dist:.2e} <= {SAME_TOL:g}"
+    if dist <= SAME_TOL and first_order:
+        v, why = "same", (f"aligned RMS distance {dist:.2e} <= {SAME_TOL:g}, first-order optimal for both problems "
+                          f"(KKT {kt['kkt_residual']:.1e}, {ks['kkt_residual']:.1e})")
     elif first_order and angle_gain > ANGLE_TOL and ovr_gain > ovr_tol:
         v, why = "differ", (f"both first-order optimal (KKT {kt['kkt_residual']:.1e}, {ks['kkt_residual']:.1e}); "
                             f"Tammes code wins the angle by {angle_gain:.3e} deg, softmax code rho_ovr by "

@@ -61,7 +61,7 @@ REGISTRY: dict[str, FigureSpec] = {s.kind: s for s in [
                "The four panels of the temperature sweep (GNC1, GNC2 with the softmax-code value dashed, GNC3, "
                "test accuracy versus epoch) at one temperature, one colour per architecture.",
                _CURVES, compares="arch", defaults={"variant": "normalized-ce"}),
-    FigureSpec("cmf", "fig_cmf", ("metrics",), "Classifier variants (CMF, HardMax, learnable)",
+    FigureSpec("cmf", "fig_cmf", ("metrics",), "Classifier variants at one grid point",
                "Train accuracy and test accuracy versus epoch at one grid point, one colour per classifier variant: the learnable normalized classifier, the class-mean-feature (CMF) classifier, "
                "the HardMax loss and the linear head, whichever the study trained there.",
                _CURVES, compares="variant"),
