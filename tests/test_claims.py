@@ -217,6 +217,12 @@ def test_softmax_not_tammes():
     m = metrics(run({"gnc2": 0.75, "train_acc": 0.9}, K=25))
     assert check("softmax_not_tammes", m, c).holds is None
     assert check("softmax_not_tammes", metrics(run({"gnc2": 0.3, "train_acc": 1.0})), c).holds is None
+    # with a verdict in codes.nc only 'differ' counts: an undecided (10, 25) is not judged
+    c["verdict"] = xr.DataArray([[2.0, np.nan]], dims=("d", "K"), coords={"d": [10], "K": [25, 100]})
+    f = check("softmax_not_tammes", metrics(run({"gnc2": 0.85, "train_acc": 1.0}, K=25)), c)
+    assert f.holds is None and "differ" in f.note
+    c["verdict"] = c["verdict"].fillna(0).where(c["verdict"] != 2, 1.0)
+    assert check("softmax_not_tammes", metrics(run({"gnc2": 0.85, "train_acc": 1.0}, K=25)), c).holds is True
 
 
 def test_ufm_reaches_code():

@@ -34,6 +34,7 @@ from .results import RUN_DIMS
 CODES_VARS = {
     "softmax": "softmax_value",    # (d, K) best known softmax-code value rho_ovr
     "tammes": "tammes_ovr",        # (d, K) rho_ovr of the Tammes solution
+    "verdict": "verdict",          # (d, K) 0 same, 1 differ, 2 undecided (gnc.codes.cross.VERDICTS)
     "ufm": "ufm_ovr",              # (ufm_tau, d, K) rho_ovr of the UFM's classifier
     "gram": "gram",                # (dataset, arch, seed, k, k2) cosines of trained classifier rows
 }
@@ -148,6 +149,14 @@ class Codes:
 
     def tammes(self, d, K) -> float:
         return self.value("tammes", d, K)
+
+    def differ(self, d, K) -> bool:
+        """The two problems' codes differ at (d, K): the verdict says *differ* (1); a file without a
+        verdict falls back to a difference of the values."""
+        if self._has("verdict"):
+            return self.value("verdict", d, K) == 1
+        s, t = self.softmax(d, K), self.tammes(d, K)
+        return bool(np.isfinite(s) and np.isfinite(t) and s - t > 1e-6)
 
     def ufm(self) -> dict[tuple[int, int], dict[float, float]]:
         """{(d, K): {tau: ufm rho_ovr}} for the (d, K) with values."""
@@ -454,20 +463,19 @@ def hardmax_limit(study: Study) -> Finding:
 
 
 def softmax_not_tammes(study: Study) -> Finding:
-    """Rule: for every normalized-head CE run that fits (train >= 99 %) at a (d, K) where the Tammes
-    code's one-vs-rest distance is below the softmax code's, final GNC2 is closer to the softmax-code
-    value than to the Tammes code's."""
+    """Rule: for every normalized-head CE run that fits (train >= 99 %) at a (d, K) where the two codes
+    differ (codes.nc verdict *differ*), final GNC2 is closer to the softmax-code value than to the Tammes
+    code's."""
     r = _runs(study, head="normalized", loss="ce")
     r = r[r["train_acc"] >= FIT]
     rows = []
     for x in r.itertuples():
-        s, t = study.codes.softmax(x.d, x.K), study.codes.tammes(x.d, x.K)
-        if np.isfinite(s) and np.isfinite(t) and s - t > 1e-6:
-            rows.append((x, s, t))
+        if study.codes.differ(x.d, x.K):
+            rows.append((x, study.codes.softmax(x.d, x.K), study.codes.tammes(x.d, x.K)))
     if not rows:
         pairs = study.codes.pairs()
-        return Finding(None, note="not tested: at no trained (d, K) does the Tammes code have a smaller "
-                                  f"one-vs-rest distance than the softmax code (codes for {pairs})")
+        return Finding(None, note="not tested: at no trained (d, K) do the two problems' codes differ (verdict "
+                                  f"'differ' in codes.nc; codes for {pairs})")
     closer = [abs(x.gnc2 - s) < abs(x.gnc2 - t) for x, s, t in rows]
     parts = [f"{x.dataset} {x.arch} tau={x.tau:g} d={x.d} K={x.K} seed={x.seed}: GNC2 {_fmt(x.gnc2, 4)}, "
              f"softmax {_fmt(s, 4)}, Tammes {_fmt(t, 4)}" for x, s, t in rows]
