@@ -57,15 +57,16 @@ def test_lower_bounds_and_pins_agree():
 
 
 def test_every_rule_uses_the_env_file():
-    """Each rule that runs something (script/shell/run) names envs/gnc.yaml in a `conda:` directive."""
+    """Each rule that runs something in a job process (script/shell/notebook/wrapper) names envs/gnc.yaml in
+    a `conda:` directive (a `run:` block runs inside Snakemake's own process, where `conda:` does not apply)."""
     env = (ROOT / "envs" / "gnc.yaml").resolve()
     rules = 0
     for smk in [ROOT / "Snakefile", *sorted((ROOT / "workflow" / "rules").glob("*.smk"))]:
         text = smk.read_text()
         # one block per rule: from `rule ...:` to the next rule (or the end of the file)
         for block in re.split(r"^[ \t]*rule\b", text, flags=re.M)[1:]:
-            if not re.search(r"^\s+(script|shell|run|notebook|wrapper):", block, re.M):
-                continue  # e.g. `rule all`: only inputs
+            if not re.search(r"^\s+(script|shell|notebook|wrapper):", block, re.M):
+                continue  # e.g. `rule all`: only inputs; `figure_index`: a run: block
             rules += 1
             envs = re.findall(r'^\s+conda:\s*\n\s*"([^"]+)"', block, re.M)
             assert len(envs) == 1, f"{smk.name}: a rule without exactly one conda: directive:\n{block[:300]}"

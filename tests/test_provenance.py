@@ -240,7 +240,7 @@ def test_every_output_kind_carries_full_provenance(study):
     cfg, runs = load_study(S.config())
     cfg_json = json.loads(json.dumps(cfg, default=str))
     outs = _outputs(study)
-    assert len(outs["ckpt"]) == 4 and len(outs["features"]) == 4 and len(outs["solutions"]) == 3
+    assert len(outs["ckpt"]) == 4 and len(outs["features"]) == 4 and len(outs["solutions"]) == 4  # tammes, softmax, ufm, refined
     for kind, files in outs.items():
         for f in files:
             a = P.read_attrs(f)

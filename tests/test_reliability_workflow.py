@@ -142,7 +142,7 @@ CLI_BAD_CONFIGS = [
     ("K > classes", _set(E + ["K"], [4, 12]), ["experiments.circle.K[1]", "10 classes", "2..10"]),
     ("empty grid", _set(E + ["seed"], []), ["experiments.circle.seed", "must not be empty"]),
     ("epochs not increasing", _set(["train", "checkpoints"], [4, 2]), ["train.checkpoints", "increasing"]),
-    ("missing dataset path", _set(["datasets", "mine"], {"source": "image_folder", "path": "/nonexistent/imgs"}),
+    ("missing dataset path", _set(["datasets", "mine"], {"source": "image_folder", "root": "/nonexistent/imgs"}),
      ["datasets.mine", "/nonexistent/imgs", "does not exist"]),
     ("codes.restarts 0", _set(["codes", "restarts"], 0), ["codes.restarts", "must be >= 1"]),
     ("negative pinv_rtol", _set(["metrics", "pinv_rtol"], -1e-10), ["metrics.pinv_rtol", "must be > 0"]),
@@ -278,7 +278,7 @@ def test_bad_source_files_and_empty_class_stop_preparation(tmp_path):
             Image.fromarray(rng.integers(0, 255, (8, 8, 3), dtype=np.uint8)).save(imgs / "val" / c / "0.png")
     cfg = copy.deepcopy(CFG)
     cfg["datasets"] = {"mnist": {"source": "mnist", "root": str(tmp_path / "raw")},
-                       "mine": {"source": "image_folder", "path": str(imgs), "size": 8}}
+                       "mine": {"source": "image_folder", "root": str(imgs), "size": 8}}
     cfg["experiments"] = {
         "m": {**CFG["experiments"]["circle"], "dataset": "mnist"},
         "f": {**CFG["experiments"]["circle"], "dataset": "mine", "K": [3]},

@@ -79,6 +79,10 @@ total                3
                                 ("all", "")}
 
 
+#: the refine step of the codes reads the final classifiers of the trained runs at (2, 4)
+REFINE = ("refine_code", "d2-K4")
+
+
 def test_nothing_changed_nothing_reruns(study):
     counts, jobs, out = S.dry_run(study)
     assert jobs == [] and not counts
@@ -91,7 +95,7 @@ def test_new_tau_value_schedules_only_the_new_run(study):
     new = "digits/normalized-ce/smallcnn/tau0.2-d2-K4-s0"
     # same (d, K): no new code solves; the sphere figure keeps showing its run (the smallest τ), and
     # the index of figures changes (two temperatures: the temperature sweep can now be drawn)
-    check(study, cfg, run_jobs(new) | AGGREGATE | {("figure_codes", ""), ("figure_index", "")})
+    check(study, cfg, run_jobs(new) | AGGREGATE | {("figure_codes", ""), ("figure_index", ""), REFINE})
 
 
 def test_metric_option_reruns_metrics_and_figures_not_training(study):
@@ -105,7 +109,7 @@ def test_training_hyperparameter_reruns_that_run_only(study):
     cfg = S.config()
     cfg["experiments"]["b"]["train"] = {"lr": 0.02}
     # the sphere figure shows run A (the headline run of d = 2): it stays
-    jobs = check(study, cfg, run_jobs(S.RUN_B) | AGGREGATE | {("figure_codes", "")})
+    jobs = check(study, cfg, run_jobs(S.RUN_B) | AGGREGATE | {("figure_codes", ""), REFINE})
     assert "Params have changed" in reasons(jobs, "train")[0]
 
 
@@ -118,7 +122,7 @@ def test_dataset_option_makes_a_new_version_and_reruns_its_branch_only(study):
     new = gd.version_id("digits_b", cfg["datasets"]["digits_b"])
     assert new != old
     jobs = check(study, cfg, {("prepare_dataset", f"digits_b/{new}")} | run_jobs(S.RUN_B) | AGGREGATE
-                 | {("figure_codes", "")})
+                 | {("figure_codes", ""), REFINE})
     assert "Set of input files has changed" in reasons(jobs, "train")[0]
     # the previous version stays where it was (results made from it remain verifiable)
     assert (study / "resources" / "datasets" / "digits_b" / old / "manifest.json").is_file()
@@ -126,7 +130,7 @@ def test_dataset_option_makes_a_new_version_and_reruns_its_branch_only(study):
     cfg = S.config()
     cfg["datasets"]["digits"]["split_seed"] = 1
     new_a = gd.version_id("digits", cfg["datasets"]["digits"])
-    check(study, cfg, {("prepare_dataset", f"digits/{new_a}")} | run_jobs(S.RUN_A) | AGGREGATE | FIGURES)
+    check(study, cfg, {("prepare_dataset", f"digits/{new_a}")} | run_jobs(S.RUN_A) | AGGREGATE | FIGURES | {REFINE})
 
 
 def test_editing_a_figure_script_reruns_only_figures(study):

@@ -56,6 +56,10 @@ rule figure_index:
     log:
         f"{OUT}/logs/figures/index.log",
     localrule: True
+    threads: 1
+    resources:
+        mem_mb=500,
+        runtime=5,
     params:
         plans={k: (p.draw, p.why, p.select) for k, p in FIGURE_PLANS.items()},
     run:
