@@ -258,6 +258,8 @@ def test_every_output_kind_carries_full_provenance(study):
                 assert a["gnc_seed"] == runs[run].seed == 0, where
                 ds = P.datasets_of(a)
                 assert [d["name"] for d in ds] == [runs[run].dataset], where
+            elif kind == "solutions" and f.parent.name == "refined":  # deterministic polishes: no seed
+                assert "gnc_seed" not in a and json.loads(a["gnc_code_scope"]) == {"script": "refine_code"}, where
             elif kind == "solutions":
                 assert a["gnc_seed"] == cfg["codes"]["seed"], where
             else:
