@@ -73,10 +73,12 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> None:
 
 
 def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:
-    write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n")
+    write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=True, default=json_default) + "\n")
 
 
-def _json_default(o):
+def json_default(o):
+    """``json.dumps(..., default=json_default)``: numpy scalars and arrays, paths, and sets (sorted, so
+    the text and any hash of it do not depend on the set's iteration order)."""
     if isinstance(o, (np.integer,)):
         return int(o)
     if isinstance(o, (np.floating,)):
@@ -85,6 +87,8 @@ def _json_default(o):
         return o.tolist()
     if isinstance(o, Path):
         return str(o)
+    if isinstance(o, (set, frozenset)):
+        return sorted(o, key=repr)
     raise TypeError(f"not JSON serialisable: {type(o)}")
 
 
@@ -118,7 +122,7 @@ def _netcdf_attr(value: Any):
         return value
     if isinstance(value, bool):
         return int(value)
-    return json.dumps(value, sort_keys=True, default=_json_default)
+    return json.dumps(value, sort_keys=True, default=json_default)
 
 
 def write_netcdf(ds, path: str | os.PathLike, complevel: int = 4) -> None:

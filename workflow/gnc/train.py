@@ -147,7 +147,7 @@ def normalize_spec(spec: dict) -> dict:
     unknown_types = [k for k, v in spec.items() if not isinstance(k, str)]
     if unknown_types:
         raise ValueError(f"spec keys must be strings: {unknown_types}")
-    out = {**DEFAULT_SPEC, **json.loads(json.dumps(spec, default=_json_default))}
+    out = {**DEFAULT_SPEC, **json.loads(json.dumps(spec, default=gio.json_default))}
     opts = dict(out.get("arch_opts") or {})
     for key in _TOP_LEVEL_ARCH_OPTS:
         if key in out:
@@ -166,18 +166,6 @@ def normalize_spec(spec: dict) -> dict:
     if problem:
         raise ValueError(f"spec: {problem}")
     return out
-
-
-def _json_default(o):
-    if isinstance(o, (np.integer,)):
-        return int(o)
-    if isinstance(o, (np.floating,)):
-        return float(o)
-    if isinstance(o, (np.ndarray, tuple, set)):
-        return list(o)
-    if isinstance(o, Path):
-        return str(o)
-    raise TypeError(f"spec value not JSON serialisable: {type(o)}")
 
 
 def spec_identity(spec: dict, dataset_checksum: str | None, world_size: int, accel: Accel | None = None) -> str:
