@@ -29,6 +29,8 @@ import json
 import numpy as np
 import xarray as xr
 
+from .codes import cross, known
+from .codes.compare import code_distance
 from .codes.cross import GAP_TOL
 from .io import open_netcdf, write_netcdf
 from .provenance import merge_dataset_attrs, provenance
@@ -65,8 +67,6 @@ def _check_certified(d, K, name, value, gap):
 
 
 def _code_tables(refined: list[xr.Dataset]):
-    from .codes import cross, known
-
     grid = sorted((int(r.attrs["d"]), int(r.attrs["K"])) for r in refined)
     ds_ = sorted({d for d, _ in grid})
     Ks = sorted({K for _, K in grid})
@@ -129,8 +129,6 @@ def _code_tables(refined: list[xr.Dataset]):
 
 
 def _ufm_table(ufm_paths, best_codes):
-    from .codes.compare import code_distance
-
     parts = []
     for p in ufm_paths:
         u = open_netcdf(p)
@@ -155,8 +153,6 @@ def _ufm_table(ufm_paths, best_codes):
 
 
 def _trained(features: dict, runs: dict, metrics: xr.Dataset, codes_ds: xr.Dataset, best_codes):
-    from .codes.compare import code_distance
-
     per_run, grams = [], {}
     for run_id, path in features.items():
         coords = runs[run_id]

@@ -45,7 +45,7 @@ import time
 
 import numpy as np
 
-from ._common import exact_ovr, min_angle_deg, normalize_rows
+from ._common import exact_ovr, min_angle_deg, normalize_rows, tammes_rattlers
 from ._polish import kkt_residual_softmax, kkt_residual_tammes, slp_softmax, slp_tammes
 
 #: a published one-vs-rest value must be certified to this duality gap (relative to max(1, value));
@@ -222,8 +222,6 @@ RATTLER_TOL = 1e-6
 def cross_dataset(r: CrossResult):
     """The per-(d, K) file of the refine stage: both final codes, the pool and the verdict evidence."""
     import xarray as xr
-
-    from ._common import tammes_rattlers
 
     ev = r.evidence
     n_soft_rattlers = int(np.sum(r.softmax.dist > r.softmax.ovr + RATTLER_TOL)) if r.softmax.dist is not None else -1

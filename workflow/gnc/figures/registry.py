@@ -105,7 +105,8 @@ REGISTRY: dict[str, FigureSpec] = {s.kind: s for s in [
     FigureSpec("codes", "fig_codes", ("codes",), "Softmax code vs Tammes code",
                "Best softmax code vs best Tammes code as functions of K for several d: their one-vs-rest distances "
                "ρ_ovr (solid: softmax code, dashed: Tammes code), the gain of the softmax code, and their minimum "
-               "pairwise angles; circles mark (d, K) where the two differ.",
+               "pairwise angles; the gain panel marks each (d, K) with its verdict (circle: same, diamond: differ, "
+               "square: undecided).",
                _CODES, report_caption="codes.rst"),
 ]}
 
