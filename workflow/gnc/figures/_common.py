@@ -11,13 +11,20 @@ Settings of the sparse study grid that were never run at all are simply not part
 Every figure function returns ``(fig, frame)``; ``frame.attrs`` carries
 ``figure`` (kind), ``missing`` (list of dict records), ``selection`` (fixed coordinates chosen),
 ``seeds``, ``notes``, ``no_data`` and ``sources`` (paths + gnc_* attributes of the input files).
+
+matplotlib and xarray are imported inside the functions that use them, here and in the figure
+modules: the Snakefile imports :mod:`gnc.figures.registry`, hence this package, when it parses, and
+must not pay for them.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
+import re
+import textwrap
 import warnings
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -25,8 +32,10 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from ..io import atomic_path, sha256_file, write_json_atomic, write_text_atomic
+from ..provenance import merge_dataset_attrs, provenance, read_attrs
 from ._style import format_tau, rc_params
-from .registry import REGISTRY
+from .registry import NAME_DIMS, REGISTRY, SETTING_DIMS
 
 FLOAT_DIMS = {"tau"}
 
@@ -102,7 +111,7 @@ def fmt_coords(rec: Mapping, dims: Sequence[str] | None = None) -> str:
     dims = [d for d in (dims or rec.keys()) if d in rec]
     parts = []
     for d in dims:
-        if d in ("dataset", "arch", "variant"):
+        if d in NAME_DIMS:
             parts.append(str(rec[d]))
         else:
             parts.append(f"{DIM_NAMES.get(d, d)}={fmt_value(d, rec[d])}")
@@ -195,6 +204,13 @@ def finish_frame(frame: pd.DataFrame, kind: str, *, missing=None, selection=None
 
 # ----------------------------------------------------------------------------- figures
 
+def figure_style():
+    """The rcParams context every figure is drawn and saved in."""
+    import matplotlib as mpl
+
+    return mpl.rc_context(rc_params())
+
+
 def new_figure(nrows: int, ncols: int, panel_w: float = 3.4, panel_h: float = 2.8, extra_w: float = 0.0,
                extra_h: float = 0.5, **subplot_kw):
     """A pyplot-free Figure with a constrained-layout grid of axes (array of shape (nrows, ncols))."""
@@ -208,10 +224,9 @@ def new_figure(nrows: int, ncols: int, panel_w: float = 3.4, panel_h: float = 2.
 def no_data_figure(kind: str, reason: str = "", columns: Sequence[str] = (), *, sources=None,
                    selection=None):
     """The figure drawn when none of a figure's data exist in this study (never an exception)."""
-    import matplotlib as mpl
     from matplotlib.figure import Figure
 
-    with mpl.rc_context(rc_params()):
+    with figure_style():
         fig = Figure(figsize=(7.0, 2.6), layout="constrained")
         ax = fig.add_subplot(1, 1, 1)
         ax.set_axis_off()
@@ -229,9 +244,74 @@ def no_data_figure(kind: str, reason: str = "", columns: Sequence[str] = (), *, 
 
 
 def _wrap(text: str, width: int) -> str:
-    import textwrap
-
     return "\n".join(textwrap.wrap(text, width)) if text else ""
+
+
+def panel_grid(n: int, ncols: int = 4, **kw):
+    """``n`` panels in rows of at most ``ncols`` (:func:`new_figure` keywords); unused cells hidden.
+    Returns the figure and the list of the ``n`` axes."""
+    ncols = min(ncols, n)
+    nrows = int(math.ceil(n / ncols))
+    fig, axes = new_figure(nrows, ncols, **kw)
+    flat = list(axes.reshape(-1))
+    for ax in flat[n:]:
+        ax.set_axis_off()
+    return fig, flat[:n]
+
+
+def spread(da, over: Sequence[str]):
+    """Dataset of ``value`` (mean), ``lower`` (min), ``upper`` (max) and ``n`` (count of values) over the
+    dims ``over`` of ``da`` (e.g. its seeds), NaN skipped; with no dims to reduce, ``da`` itself."""
+    import xarray as xr
+
+    over = list(over)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        if over:
+            return xr.Dataset({"value": da.mean(over, skipna=True), "lower": da.min(over, skipna=True),
+                               "upper": da.max(over, skipna=True), "n": da.notnull().sum(over)})
+        return xr.Dataset({"value": da, "lower": da, "upper": da, "n": da.notnull().astype(int)})
+
+
+def plot_with_band(ax, x, part: pd.DataFrame, color, count: str, **line):
+    """A line of ``part["value"]`` versus ``x``, with the ``lower``–``upper`` band where some point
+    aggregates two or more values (column ``count``)."""
+    ax.plot(x, part["value"].to_numpy(float), color=color, **line)
+    if (part[count] > 1).any():
+        ax.fill_between(x, part["lower"].to_numpy(float), part["upper"].to_numpy(float), color=color, alpha=0.18,
+                        linewidth=0)
+
+
+def band_handle(label: str):
+    """The legend entry of the min–max bands."""
+    from matplotlib.patches import Patch
+
+    return Patch(color="0.6", alpha=0.35, label=label)
+
+
+def code_value(codes, var: str, d, K) -> float | None:
+    """A code value of ``codes.nc`` at (d, K) (max over any extra dims), or None."""
+    if codes is None or var not in getattr(codes, "data_vars", {}):
+        return None
+    da = codes[var]
+    if "d" not in da.dims or "K" not in da.dims:
+        return None
+    sub, absent = select(da.to_dataset(name=var), d=[d], K=[K])
+    if absent:
+        return None
+    val, _ = reduce_extra(sub[var].isel(d=0, K=0, drop=True), keep=())
+    v = float(val.values) if val.size == 1 else float("nan")
+    return None if math.isnan(v) else v
+
+
+def fmt_setting(rec: Mapping) -> str:
+    """The fixed coordinates of a setting, in the order titles and captions name them."""
+    return fmt_coords(rec, SETTING_DIMS)
+
+
+def absent_records(absent: Mapping[str, list], metrics="all") -> list[dict]:
+    """Missing-point records of requested coordinate values that are not in the file (from :func:`select`)."""
+    return [{dim: v, "metrics": metrics, "what": "not in the results"} for dim, vals in absent.items() for v in vals]
 
 
 def add_figure_legend(fig, handles, *, title=None, ncol: int = 1, loc: str = "outside right center"):
@@ -265,10 +345,7 @@ def missing_points(ds, var: str | Sequence[str], grid_dims: Sequence[str], setti
     names = [var] if isinstance(var, str) else list(var)
     names = [n for n in names if n in ds.data_vars]
     sub, absent = select(ds, **sel)
-    out: list[dict] = []
-    for dim, values in absent.items():
-        for v in values:
-            out.append({dim: v, "metrics": "all", "what": "not in the results"})
+    out = absent_records(absent)
     if not names:
         return out
     setting_dims = list(grid_dims) if setting_dims is None else list(setting_dims)
@@ -326,28 +403,15 @@ def merge_missing(records: list[dict]) -> list[dict]:
     return list(merged.values())
 
 
-def caption_gap_note(source, var=None, grid_dims: Sequence[str] | None = None, *, limit: int = 12,
-                     **sel) -> str:
-    """One sentence listing the missing grid points of a figure.
-
-    ``source`` is a figure's frame (uses ``frame.attrs["missing"]``), a list of missing records, or an
-    xarray Dataset together with ``var`` and ``grid_dims`` (computed with :func:`missing_points`).
-    Returns "" when nothing is missing.
-    """
-    if isinstance(source, pd.DataFrame):
-        records = source.attrs.get("missing", [])
-        if source.attrs.get("no_data"):
-            reason = records[0].get("reason", "") if records else ""
-            return f"No data for this figure in this study{': ' + reason if reason else ''}."
-    elif isinstance(source, list):
-        records = source
-    else:
-        if var is None or grid_dims is None:
-            raise ValueError("caption_gap_note(ds, var, grid_dims, ...) needs var and grid_dims")
-        records = missing_points(source, var, grid_dims, **sel)
+def caption_gap_note(frame: pd.DataFrame, *, limit: int = 12) -> str:
+    """One sentence listing the missing grid points of a figure (``frame.attrs["missing"]``), the seeds of
+    otherwise identical points grouped; "" when nothing is missing."""
+    records = frame.attrs.get("missing", [])
+    if frame.attrs.get("no_data"):
+        reason = records[0].get("reason", "") if records else ""
+        return f"No data for this figure in this study{': ' + reason if reason else ''}."
     if not records:
         return ""
-    # group seeds: identical records except for the seed are listed once with their seeds
     groups: dict[str, dict] = {}
     for rec in records:
         base = {k: v for k, v in rec.items() if k != "seed"}
@@ -355,35 +419,37 @@ def caption_gap_note(source, var=None, grid_dims: Sequence[str] | None = None, *
         g = groups.setdefault(key, {"base": base, "seeds": []})
         if "seed" in rec:
             g["seeds"].append(rec["seed"])
-    items = []
-    for g in groups.values():
-        base = dict(g["base"])
-        metrics = base.pop("metrics", "all")
-        what = base.pop("what", None)
-        epochs = base.pop("epochs", None)
-        reason = base.pop("reason", None)
-        text = fmt_coords(base)
-        if g["seeds"]:
-            seeds = ", ".join(str(s) for s in sorted(g["seeds"]))
-            text += f"{', ' if text else ''}seed{'s' if len(g['seeds']) > 1 else ''} {seeds}"
-        details = []
-        if metrics not in (None, "all"):
-            details.append(", ".join(metrics))
-        if epochs:
-            details.append("epochs " + _compact_ints(epochs))
-        if what:
-            details.append(what)
-        if reason:
-            details.append(reason)
-        if details:
-            text += f" ({'; '.join(details)})"
-        items.append(text.strip())
+    items = [_missing_item(g["base"], g["seeds"]) for g in groups.values()]
     shown = items[:limit]
     more = len(items) - len(shown)
     note = f"Missing grid points ({len(records)}): " + "; ".join(shown)
     if more > 0:
         note += f"; and {more} more (see the provenance sidecar)"
     return note + "."
+
+
+def _missing_item(base: dict, seeds: list) -> str:
+    """One missing grid point (its seeds listed together), with its metrics, epochs and reason."""
+    base = dict(base)
+    metrics = base.pop("metrics", "all")
+    what = base.pop("what", None)
+    epochs = base.pop("epochs", None)
+    reason = base.pop("reason", None)
+    text = fmt_coords(base)
+    if seeds:
+        text += f"{', ' if text else ''}seed{'s' if len(seeds) > 1 else ''} {', '.join(str(s) for s in sorted(seeds))}"
+    details = []
+    if metrics not in (None, "all"):
+        details.append(", ".join(metrics))
+    if epochs:
+        details.append("epochs " + _compact_ints(epochs))
+    if what:
+        details.append(what)
+    if reason:
+        details.append(reason)
+    if details:
+        text += f" ({'; '.join(details)})"
+    return text.strip()
 
 
 def _compact_ints(values) -> str:
@@ -421,78 +487,78 @@ def _levels(frame: pd.DataFrame, col: str) -> list:
         return sorted(vals, key=str)
 
 
-def figure_caption(kind: str, ds=None, frame: pd.DataFrame | None = None, *, rst: bool = False, **sel) -> str:
+def figure_caption(kind: str, frame: pd.DataFrame, *, rst: bool = False) -> str:
     """Caption text stating what the figure shows and its setting (dataset, architecture, variant, d, K,
-    τ, seeds, epochs) plus the missing-grid-point note. Prefer passing the figure's ``frame`` (the
-    setting is then read from exactly the plotted data); with only ``ds`` the setting is read from
-    the coordinates with data after applying ``sel``. ``rst=True`` escapes reStructuredText markup."""
+    τ, seeds, epochs), read from exactly the plotted data (the figure's ``frame``), plus its notes and
+    the missing-grid-point note. ``rst=True`` escapes reStructuredText markup."""
     parts = [f"{FIGURE_TITLES.get(kind, kind)}. {DESCRIPTIONS.get(kind, '')}".strip()]
-    setting: list[str] = []
-    seeds: list = []
-    epochs: list = []
-    if frame is not None and frame.attrs.get("no_data"):
+    if frame.attrs.get("no_data"):
         parts.append(caption_gap_note(frame))
         return _finish_caption(parts, rst)
-    if frame is not None and len(frame):
-        fixed = frame.attrs.get("selection", {})
-        for dim in ("dataset", "arch", "variant", "d", "K", "tau"):
-            vals = _levels(frame, dim)
-            if not vals and dim in fixed and fixed[dim] is not None:
-                vals = [fixed[dim]]
-            if vals:
-                setting.append(_setting_text(dim, vals))
+    seeds: list = []
+    if len(frame):
+        setting = _setting_texts(frame)
+        if setting:
+            parts.append("Setting: " + "; ".join(setting) + ".")
         seeds = frame.attrs.get("seeds") or _levels(frame, "seed")
-        epochs = _levels(frame, "epoch")
-    elif ds is not None:
-        sub, _ = select(ds, **sel)
-        for dim in ("dataset", "arch", "variant", "d", "K", "tau"):
-            if dim in sub.dims:
-                vals = _with_data(sub, dim)
-                if vals:
-                    setting.append(_setting_text(dim, vals))
-        if "seed" in sub.dims:
-            seeds = _with_data(sub, "seed")
-        if "epoch" in sub.dims:
-            epochs = _with_data(sub, "epoch")
-    if setting:
-        parts.append("Setting: " + "; ".join(setting) + ".")
-    seed_text = frame.attrs.get("seed_text") if frame is not None else None
+    parts.append(_seed_sentence(kind, frame.attrs.get("seed_text"), seeds))
+    if len(frame):
+        parts.append(_epoch_sentence(kind, _levels(frame, "epoch")))
+        if kind == "sphere":
+            parts.append(_sphere_sentence(frame))
+    for note in frame.attrs.get("notes", []):
+        parts.append(note if note.endswith(".") else note + ".")
+    parts.append(caption_gap_note(frame))
+    return _finish_caption(parts, rst)
+
+
+def _setting_texts(frame: pd.DataFrame) -> list[str]:
+    """'dataset glyphs', 'τ ∈ {1/10, 1}', ...: the levels of each setting dim in the frame, else the
+    value the figure fixed (``frame.attrs["selection"]``)."""
+    fixed = frame.attrs.get("selection", {})
+    out = []
+    for dim in SETTING_DIMS:
+        vals = _levels(frame, dim)
+        if not vals and dim in fixed and fixed[dim] is not None:
+            vals = [fixed[dim]]
+        if vals:
+            out.append(_setting_text(dim, vals))
+    return out
+
+
+def _seed_sentence(kind: str, seed_text: str | None, seeds: list) -> str:
+    """Which seeds the figure shows and how they are combined."""
     if seed_text:
         many = "mean" in seed_text or ";" in seed_text or seed_text.startswith("seeds")
-        parts.append(seed_text[0].upper() + seed_text[1:] + (
+        return seed_text[0].upper() + seed_text[1:] + (
             " (a line is the mean over the seeds that have the point; where two or more do, a band shows their "
-            "min–max)." if many else "."))
-    elif seeds:
-        s = ", ".join(str(py(x)) for x in seeds)
-        if kind == "assignment":
-            parts.append(f"Seed{'s' if len(seeds) > 1 else ''} {s} (one heatmap each).")
-        elif len(seeds) > 1:
-            parts.append(f"Seeds {s}: a line is the mean over the seeds that have the point; where two or more "
-                         f"do, a band shows their min–max.")
-        else:
-            parts.append(f"Seed {s} (one run per point).")
-    if epochs:
-        ep = [int(e) for e in epochs]
-        if kind in ("d_sweep", "k_sweep"):
-            parts.append(f"Last checkpoint of each run: epoch{'s' if len(ep) > 1 else ''} "
-                         f"{', '.join(str(e) for e in ep)}.")
-        else:
-            parts.append(f"Epochs {ep[0]}–{ep[-1]} ({len(ep)} checkpoints)." if len(ep) > 1 else f"Epoch {ep[0]}.")
-    if frame is not None and kind == "sphere" and len(frame):
-        panels = list(dict.fromkeys(frame["panel"].tolist()))
-        sel_ = frame.attrs.get("selection", {})
-        parts.append(f"Panels: {'; '.join(panels)}. At most {sel_.get('n_features', '?')} features "
-                     f"sampled per panel (seed {sel_.get('seed', '?')}); class means "
-                     f"{'centred by the global mean' if sel_.get('center') else 'not centred'}.")
-    if frame is not None:
-        for note in frame.attrs.get("notes", []):
-            parts.append(note if note.endswith(".") else note + ".")
-        gap = caption_gap_note(frame)
-    else:
-        gap = ""
-    if gap:
-        parts.append(gap)
-    return _finish_caption(parts, rst)
+            "min–max)." if many else ".")
+    if not seeds:
+        return ""
+    s = ", ".join(str(py(x)) for x in seeds)
+    if kind == "assignment":
+        return f"Seed{'s' if len(seeds) > 1 else ''} {s} (one heatmap each)."
+    if len(seeds) > 1:
+        return (f"Seeds {s}: a line is the mean over the seeds that have the point; where two or more "
+                f"do, a band shows their min–max.")
+    return f"Seed {s} (one run per point)."
+
+
+def _epoch_sentence(kind: str, epochs: list) -> str:
+    if not epochs:
+        return ""
+    ep = [int(e) for e in epochs]
+    if kind in ("d_sweep", "k_sweep"):
+        return f"Last checkpoint of each run: epoch{'s' if len(ep) > 1 else ''} {', '.join(str(e) for e in ep)}."
+    return f"Epochs {ep[0]}–{ep[-1]} ({len(ep)} checkpoints)." if len(ep) > 1 else f"Epoch {ep[0]}."
+
+
+def _sphere_sentence(frame: pd.DataFrame) -> str:
+    panels = list(dict.fromkeys(frame["panel"].tolist()))
+    sel = frame.attrs.get("selection", {})
+    return (f"Panels: {'; '.join(panels)}. At most {sel.get('n_features', '?')} features sampled per panel "
+            f"(seed {sel.get('seed', '?')}); class means "
+            f"{'centred by the global mean' if sel.get('center') else 'not centred'}.")
 
 
 def _finish_caption(parts: list[str], rst: bool) -> str:
@@ -505,8 +571,6 @@ def rst_escape(text: str) -> str:
     for ch in ("*", "`", "|"):
         out = out.replace(ch, "\\" + ch)
     # a word ending in "_" is an RST reference
-    import re
-
     return re.sub(r"(\w)_(\W|$)", r"\1\\_\2", out)
 
 
@@ -519,25 +583,6 @@ def _setting_text(dim: str, vals: list) -> str:
         return f"{dim} = {shown[0]}" if len(shown) == 1 else f"{dim} ∈ {{{', '.join(shown)}}}"
     return f"{name}{'s' if len(shown) > 1 and name != 'dataset' else ''} " + ", ".join(shown) if len(shown) > 1 \
         else f"{name} {shown[0]}"
-
-
-def _with_data(ds, dim: str) -> list:
-    vals = []
-    for name in ds.data_vars:
-        da = ds[name]
-        if dim not in da.dims or da.dtype.kind not in "fiuc":
-            continue
-        other = [d for d in da.dims if d != dim]
-        has = da.notnull().any(dim=other) if other else da.notnull()
-        vals += [py(v) for v, h in zip(da[dim].values, has.values) if h]
-    uniq = []
-    for v in vals:
-        if not any(_same(dim, v, u) for u in uniq):
-            uniq.append(v)
-    try:
-        return sorted(uniq)
-    except TypeError:
-        return uniq
 
 
 # ----------------------------------------------------------------------------- saving
@@ -558,19 +603,12 @@ def save_figure(fig, frame: pd.DataFrame, out_prefix: str | os.PathLike, *, sour
     :func:`figure_caption`) also ``<prefix>.caption.rst`` (RST-escaped; the report captions in
     workflow/report/ include it when the rule declares it as an output). ``sources`` are extra input file paths to record (their sha256 and, for
     netCDF, their gnc_* attributes). Returns the written paths by key."""
-    import logging
-
-    import matplotlib as mpl
-
-    from ..io import atomic_path, sha256_file, write_json_atomic, write_text_atomic
-    from ..provenance import merge_dataset_attrs, provenance
-
     prefix = _strip_suffix(out_prefix)
     prefix.parent.mkdir(parents=True, exist_ok=True)
     # matplotlib's PDF backend subsets fonts with fontTools, which logs every table at INFO
     logging.getLogger("fontTools").setLevel(logging.WARNING)
     written: dict[str, Path] = {}
-    with mpl.rc_context(rc_params()):
+    with figure_style():
         for fmt in formats:
             path = Path(f"{prefix}.{fmt}")
             meta = {"Software": None} if fmt == "png" else ({"CreationDate": None} if fmt == "pdf" else None)
@@ -619,13 +657,13 @@ def save_figure(fig, frame: pd.DataFrame, out_prefix: str | os.PathLike, *, sour
 
 
 def _file_attrs(path) -> dict:
+    """The gnc_* attributes of a netCDF input ({} for other files, or when it cannot be read: provenance
+    must not break figure saving)."""
     p = Path(path)
-    if p.suffix == ".nc" and p.is_file():
-        try:
-            import xarray as xr
-
-            with xr.open_dataset(p, engine="netcdf4") as ds:
-                return {k: py(v) for k, v in ds.attrs.items() if str(k).startswith("gnc_")}
-        except Exception:  # noqa: BLE001 - provenance must not break figure saving
-            return {}
-    return {}
+    if p.suffix != ".nc" or not p.is_file():
+        return {}
+    try:
+        attrs = read_attrs(p)
+    except Exception:  # noqa: BLE001
+        return {}
+    return {k: py(v) for k, v in attrs.items() if str(k).startswith("gnc_")}

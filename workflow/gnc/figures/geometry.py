@@ -4,22 +4,23 @@ fig_assignment   Gram matrices cos(ŵ_k, ŵ_k') of trained classifiers, one heat
 fig_ufm_tau      UFM at decreasing τ: ρ_ovr / softmax-code value, distance to the code, min angle
 fig_codes        softmax code vs Tammes code vs K for several d (values, gain, min angles)
 fig_sphere       d = 2 circle / d = 3 orthographic views of ŵ_k, class means and features
+
+The figures of ``codes.nc`` show what the file holds (the study's config selects nothing for them).
 """
 
 from __future__ import annotations
 
 import json
 import math
-import warnings
-from typing import Mapping, Sequence
+from typing import Mapping
 
 import numpy as np
 import pandas as pd
 
-from ._common import (add_figure_legend, annotate_missing, axis_label, finish_frame, fmt_coords, long_frame,
-                      merge_missing, missing_points, new_figure, no_data_figure, py, reduce_extra, select,
-                      source_records)
-from ._style import Style, categorical_colors, format_tau, rc_params
+from ._common import (add_figure_legend, annotate_missing, axis_label, band_handle, code_value, figure_style,
+                      finish_frame, fmt_coords, fmt_setting, long_frame, merge_missing, missing_points, new_figure,
+                      no_data_figure, panel_grid, plot_with_band, py, reduce_extra, source_records, spread)
+from ._style import Style, categorical_colors, format_tau
 
 
 # ----------------------------------------------------------------------------- fig 6: assignment
@@ -27,42 +28,73 @@ from ._style import Style, categorical_colors, format_tau, rc_params
 ASSIGNMENT_COLUMNS = ["dataset", "arch", "seed", "k", "k2", "class_k", "class_k2", "cosine"]
 
 
-def _class_names(codes, facet_index: dict, ks: Sequence[int], fallback=None) -> list[str]:
-    if fallback is not None:
-        return [str(fallback[k]) if k < len(fallback) else f"class {k}" for k in ks]
-    if codes is not None and "class_name" in getattr(codes, "variables", {}):
-        cn = codes["class_name"]
-        idx = {d: i for d, i in facet_index.items() if d in cn.dims}
-        cn = cn.isel(idx) if idx else cn
-        extra = [d for d in cn.dims if d != "k"]
-        if extra:
-            cn = cn.isel({d: 0 for d in extra})
-        vals = [cn.values[k] if k < cn.sizes.get("k", 0) else None for k in ks]
-        out = []
-        for k, v in zip(ks, vals):
-            v = v.decode() if isinstance(v, bytes) else v
-            out.append(f"class {k}" if v is None or (isinstance(v, float) and math.isnan(v)) or str(v) in ("", "nan")
-                       else str(v))
-        return out
-    return [f"class {k}" for k in ks]
+def _class_names(codes, facet_index: dict, ks) -> list[str]:
+    """``codes.class_name`` of the classes ``ks`` of one facet ("class k" where it has none)."""
+    if "class_name" not in getattr(codes, "variables", {}):
+        return [f"class {k}" for k in ks]
+    cn = codes["class_name"]
+    idx = {d: i for d, i in facet_index.items() if d in cn.dims}
+    cn = cn.isel(idx) if idx else cn
+    extra = [d for d in cn.dims if d != "k"]
+    if extra:
+        cn = cn.isel({d: 0 for d in extra})
+    vals = [cn.values[k] if k < cn.sizes.get("k", 0) else None for k in ks]
+    out = []
+    for k, v in zip(ks, vals):
+        v = v.decode() if isinstance(v, bytes) else v
+        out.append(f"class {k}" if v is None or (isinstance(v, float) and math.isnan(v)) or str(v) in ("", "nan")
+                   else str(v))
+    return out
 
 
-def fig_assignment(codes, *, dataset=None, arch=None, seeds=None, class_names: Sequence[str] | None = None,
-                   max_seeds: int = 6, style: Style | None = None):
+def fig_assignment(codes, *, max_seeds: int = 6):
     """Fig. 6 — heatmaps of ``codes.gram`` (cosines of the trained, normalized classifier rows at the last
-    epoch), one row per (dataset, arch, ...) setting and one column per seed, labelled with class names
-    (``codes.class_name`` or ``class_names``)."""
-    import matplotlib as mpl
-
+    epoch), one row per (dataset, arch, ...) setting and one column per seed (the first ``max_seeds``),
+    labelled with the class names of ``codes.class_name``."""
     sources = source_records(codes)
     if codes is None or "gram" not in codes.data_vars:
         return no_data_figure("assignment", "codes.nc has no 'gram' variable (no small-K assignment runs)",
                               ASSIGNMENT_COLUMNS, sources=sources)
-    sub, absent = select(codes[["gram"]], dataset=dataset, arch=arch, seed=seeds)
-    g = sub["gram"]
+    g = codes["gram"]
     if g.size == 0 or not bool(g.notnull().any()):
         return no_data_figure("assignment", "no Gram matrix values for this selection", ASSIGNMENT_COLUMNS,
                               sources=sources)
+    kdims, combos, seed_idx, notes = _gram_facets(g, max_seeds)
+    seed_vals = [py(g["seed"].values[i]) for i in seed_idx]
+    missing, rows = [], []
+    with figure_style():
+        fig, axes = _gram_grid(g, len(combos), len(seed_idx))
+        for r, c in enumerate(combos):
+            facet_index = dict(zip(kdims, c))
+            facet = {d: py(g[d].values[i]) for d, i in facet_index.items()}
+            for j, si in enumerate(seed_idx):
+                ax = axes[r, j]
+                ax.set_gid(f"gram|{r}|{j}")
+                m = g.isel({**facet_index, "seed": si}).transpose("k", "k2").values.astype(float)
+                ks = [k for k in range(m.shape[0]) if not math.isnan(m[k, k]) or np.isfinite(m[k]).any()]
+                if not ks:
+                    _no_data_panel(ax)
+                    missing.append({**facet, "seed": seed_vals[j], "metrics": ["gram"], "what": "no data"})
+                    continue
+                mm = m[np.ix_(ks, ks)]
+                names = _class_names(codes, facet_index, ks)
+                title = f"seed {seed_vals[j]}" if len(combos) == 1 else f"{fmt_coords(facet)}\nseed {seed_vals[j]}"
+                _draw_gram(fig, ax, mm, names, title, first=j == 0, last=j == len(seed_idx) - 1)
+                rows += _gram_rows(facet, seed_vals[j], ks, names, mm)
+        # the K of the title: that of the last panel (every panel of one study has the same K)
+        fig.suptitle(_assignment_title(codes, facet if len(combos) == 1 else {}, len(ks)), fontsize=12)
+        annotate_missing(fig, missing)
+    frame = pd.DataFrame(rows)
+    frame = frame[[c for c in ASSIGNMENT_COLUMNS if c in frame.columns]
+                  + [c for c in frame.columns if c not in ASSIGNMENT_COLUMNS]]
+    frame = finish_frame(frame, "assignment", missing=merge_missing(missing), seeds=seed_vals, notes=notes,
+                         sources=sources)
+    return fig, frame
+
+
+def _gram_facets(g, max_seeds: int):
+    """The facet dims of ``gram`` (all but seed, k, k2), the index tuples of the facets with data, the
+    indices of the seeds with data (at most ``max_seeds``, else a note says so) and the notes."""
     kdims = [d for d in g.dims if d not in ("seed", "k", "k2")]
     has = g.notnull().any(dim=["k", "k2"])
     present = has.any(dim="seed").transpose(*kdims) if kdims else has.any(dim="seed")
@@ -73,64 +105,49 @@ def fig_assignment(codes, *, dataset=None, arch=None, seeds=None, class_names: S
     if len(seed_idx) > max_seeds:
         notes.append(f"first {max_seeds} of {len(seed_idx)} seeds shown")
         seed_idx = seed_idx[:max_seeds]
-    seed_vals = [py(g["seed"].values[i]) for i in seed_idx]
-    missing = [{dim: v, "metrics": ["gram"], "what": "not in the results"} for dim, vals in absent.items()
-               for v in vals]
-    rows = []
-    with mpl.rc_context(rc_params()):
-        diag = np.diagonal(g.values, axis1=g.dims.index("k"), axis2=g.dims.index("k2"))
-        kmax = int(max(1, (~np.isnan(diag)).sum(axis=-1).max()))  # largest K actually present
-        panel = min(max(2.8, 0.45 * kmax + 1.4), 7.0)
-        fig, axes = new_figure(len(combos), len(seed_idx), panel_w=panel, panel_h=panel, extra_w=0.3)
-        for r, c in enumerate(combos):
-            facet_index = dict(zip(kdims, c))
-            facet = {d: py(g[d].values[i]) for d, i in facet_index.items()}
-            for j, si in enumerate(seed_idx):
-                ax = axes[r, j]
-                ax.set_gid(f"gram|{r}|{j}")
-                m = g.isel({**facet_index, "seed": si}).transpose("k", "k2").values.astype(float)
-                ks = [k for k in range(m.shape[0]) if not math.isnan(m[k, k]) or np.isfinite(m[k]).any()]
-                if not ks:
-                    ax.set_axis_off()
-                    ax.text(0.5, 0.5, "no data", ha="center", va="center", transform=ax.transAxes, color="#a33")
-                    missing.append({**facet, "seed": seed_vals[j], "metrics": ["gram"], "what": "no data"})
-                    continue
-                mm = m[np.ix_(ks, ks)]
-                names = _class_names(codes, facet_index, ks, class_names)
-                image = ax.imshow(mm, vmin=-1, vmax=1, cmap="RdBu_r", aspect="equal", interpolation="nearest")
-                ax.grid(False)
-                ax.set_xticks(range(len(ks)), names, rotation=40, ha="right", rotation_mode="anchor", fontsize=9)
-                ax.set_yticks(range(len(ks)), names if j == 0 else [], fontsize=9)
-                ax.set_xticks(np.arange(len(ks) + 1) - 0.5, minor=True)
-                ax.set_yticks(np.arange(len(ks) + 1) - 0.5, minor=True)
-                ax.grid(which="minor", color="white", linewidth=1.0)
-                ax.tick_params(which="both", length=0)
-                if len(ks) <= 10:
-                    for a in range(len(ks)):
-                        for b in range(len(ks)):
-                            if not math.isnan(mm[a, b]):
-                                ax.text(b, a, f"{mm[a, b]:.2f}", ha="center", va="center", fontsize=8,
-                                        color="white" if abs(mm[a, b]) > 0.6 else "0.15")
-                if j == len(seed_idx) - 1:
-                    fig.colorbar(image, ax=ax, shrink=0.8, label="cos(ŵ_k, ŵ_k′)")
-                title = f"seed {seed_vals[j]}"
-                if len(combos) > 1:
-                    title = f"{fmt_coords(facet)}\n{title}"
-                ax.set_title(title)
-                for a, ka in enumerate(ks):
-                    for b, kb in enumerate(ks):
-                        if not math.isnan(mm[a, b]):
-                            rows.append({**facet, "seed": seed_vals[j], "k": ka, "k2": kb, "class_k": names[a],
-                                         "class_k2": names[b], "cosine": float(mm[a, b])})
-        fig.suptitle(_assignment_title(codes, facet if len(combos) == 1 else {}, len(ks)), fontsize=12)
-        annotate_missing(fig, missing)
-    frame = pd.DataFrame(rows)
-    cols = [c for c in ASSIGNMENT_COLUMNS if c in frame.columns] + [c for c in frame.columns
-                                                                   if c not in ASSIGNMENT_COLUMNS]
-    frame = frame[cols]
-    frame = finish_frame(frame, "assignment", missing=merge_missing(missing), seeds=seed_vals, notes=notes,
-                         sources=sources)
-    return fig, frame
+    return kdims, combos, seed_idx, notes
+
+
+def _gram_grid(g, nrows: int, ncols: int):
+    """Square panels sized for the largest K present (class names along both axes)."""
+    diag = np.diagonal(g.values, axis1=g.dims.index("k"), axis2=g.dims.index("k2"))
+    kmax = int(max(1, (~np.isnan(diag)).sum(axis=-1).max()))
+    panel = min(max(2.8, 0.45 * kmax + 1.4), 7.0)
+    return new_figure(nrows, ncols, panel_w=panel, panel_h=panel, extra_w=0.3)
+
+
+def _no_data_panel(ax):
+    ax.set_axis_off()
+    ax.text(0.5, 0.5, "no data", ha="center", va="center", transform=ax.transAxes, color="#a33")
+
+
+def _draw_gram(fig, ax, mm: np.ndarray, names: list[str], title: str, *, first: bool, last: bool):
+    """One heatmap: class names on the axes (rows on the first panel of a row only), the cosines written
+    in the cells when K ≤ 10, the colour bar after the last panel of a row."""
+    n = len(names)
+    image = ax.imshow(mm, vmin=-1, vmax=1, cmap="RdBu_r", aspect="equal", interpolation="nearest")
+    ax.grid(False)
+    ax.set_xticks(range(n), names, rotation=40, ha="right", rotation_mode="anchor", fontsize=9)
+    ax.set_yticks(range(n), names if first else [], fontsize=9)
+    ax.set_xticks(np.arange(n + 1) - 0.5, minor=True)
+    ax.set_yticks(np.arange(n + 1) - 0.5, minor=True)
+    ax.grid(which="minor", color="white", linewidth=1.0)
+    ax.tick_params(which="both", length=0)
+    if n <= 10:
+        for a in range(n):
+            for b in range(n):
+                if not math.isnan(mm[a, b]):
+                    ax.text(b, a, f"{mm[a, b]:.2f}", ha="center", va="center", fontsize=8,
+                            color="white" if abs(mm[a, b]) > 0.6 else "0.15")
+    if last:
+        fig.colorbar(image, ax=ax, shrink=0.8, label="cos(ŵ_k, ŵ_k′)")
+    ax.set_title(title)
+
+
+def _gram_rows(facet: dict, seed, ks: list[int], names: list[str], mm: np.ndarray) -> list[dict]:
+    return [{**facet, "seed": seed, "k": ka, "k2": kb, "class_k": names[a], "class_k2": names[b],
+             "cosine": float(mm[a, b])}
+            for a, ka in enumerate(ks) for b, kb in enumerate(ks) if not math.isnan(mm[a, b])]
 
 
 def _assignment_title(codes, facet: dict, K: int) -> str:
@@ -146,14 +163,18 @@ def _assignment_title(codes, facet: dict, K: int) -> str:
     for key in ("d", "K"):
         if key in setting:
             setting[key] = int(setting[key])
-    where = fmt_coords(setting, ["dataset", "arch", "variant", "d", "K", "tau"])
-    return f"Assignment — {where}: cosine Gram matrix of the trained classifier (last checkpoint)"
+    return f"Assignment — {fmt_setting(setting)}: cosine Gram matrix of the trained classifier (last checkpoint)"
 
 
 # ----------------------------------------------------------------------------- fig 7: UFM tau -> 0
 
 UFM_COLUMNS = ["metric", "d", "K", "tau", "value", "lower", "upper", "n"]
 UFM_VARS = ("ufm_ovr", "ufm_distance_to_code", "ufm_min_angle")
+UFM_PANELS = {  # metric: (title, y label or None for the variable's axis label)
+    "ufm_ovr_ratio": ("one-vs-rest distance vs best code", "ρ_ovr(UFM) / ρ_ovr(softmax code)"),
+    "ufm_distance_to_code": ("distance to the code", None),
+    "ufm_min_angle": ("minimum angle", None),
+}
 
 
 def _setting_colors(settings: list[tuple[int, int]]):
@@ -162,24 +183,15 @@ def _setting_colors(settings: list[tuple[int, int]]):
     return {s: cols[i] for i, s in enumerate(settings)}
 
 
-def _agg_extra(da, keep: Sequence[str]):
-    """mean / min / max / count over every dim not in ``keep`` (e.g. seeds of a UFM solve)."""
-    import xarray as xr
-
-    extra = [d for d in da.dims if d not in keep]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        if extra:
-            agg = xr.Dataset({"value": da.mean(extra, skipna=True), "lower": da.min(extra, skipna=True),
-                              "upper": da.max(extra, skipna=True), "n": da.notnull().sum(extra)})
-        else:
-            agg = xr.Dataset({"value": da, "lower": da, "upper": da, "n": da.notnull().astype(int)})
-    df = agg.to_dataframe().reset_index()
+def _spread_frame(da, keep) -> pd.DataFrame:
+    """:func:`spread` over every dim not in ``keep`` (e.g. the seeds of a UFM solve), as a frame of the
+    ``keep`` coordinates with values."""
+    df = spread(da, [d for d in da.dims if d not in keep]).to_dataframe().reset_index()
     df = df[[c for c in df.columns if c in keep or c in ("value", "lower", "upper", "n")]]
     return df[df["n"] > 0].reset_index(drop=True)
 
 
-def fig_ufm_tau(codes, *, d=None, K=None, taus=None, style: Style | None = None):
+def fig_ufm_tau(codes):
     """Fig. 7 — the UFM τ → 0 study: ``ufm_ovr / softmax_value`` vs τ (log x, decreasing to the right;
     1 = the best softmax code), ``ufm_distance_to_code`` vs τ, and ``ufm_min_angle`` vs τ with the
     softmax code's min angle dashed. One colour per (d, K); any extra dims (e.g. seeds) are averaged
@@ -187,36 +199,57 @@ def fig_ufm_tau(codes, *, d=None, K=None, taus=None, style: Style | None = None)
     the softmax code (dotted, ``ufm_probe_ovr``), τ where the continuation is stuck in a worse local
     minimum (``ufm_stuck``: red ring) and τ where it had not stopped changing (``ufm_converged`` = 0:
     grey cross).  The UFM temperature is the coordinate ``ufm_tau`` (``tau`` in the CSV)."""
-    import matplotlib as mpl
-    from matplotlib.lines import Line2D
-
     sources = source_records(codes)
-    if codes is not None and "ufm_tau" in codes.dims:  # UFM variables and per-(d, K) references only
-        keep = [v for v in codes.data_vars if "ufm_tau" in codes[v].dims or set(codes[v].dims) <= {"d", "K"}]
-        codes = codes[keep].rename({"ufm_tau": "tau"})
-    names = [v for v in UFM_VARS if codes is not None and v in codes.data_vars]
+    codes, names, long = _ufm_values(codes)
     if not names:
         return no_data_figure("ufm_tau", "codes.nc has no UFM variables (ufm_ovr, ufm_distance_to_code, "
                               "ufm_min_angle)", UFM_COLUMNS, sources=sources)
-    sub, absent = select(codes, d=d, K=K, tau=taus)
-    parts = []
-    for v in names:
-        da = sub[v]
-        if not {"tau", "d", "K"} <= set(da.dims) or da.size == 0:
-            continue
-        df = _agg_extra(da, ("tau", "d", "K"))
-        df["metric"] = v
-        parts.append(df)
-    long = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
     if long.empty:
         return no_data_figure("ufm_tau", "no UFM values for this selection", UFM_COLUMNS, sources=sources)
     settings = sorted({(int(a), int(b)) for a, b in zip(long["d"], long["K"])})
     colors = _setting_colors(settings)
-    missing = missing_points(sub, names, ("tau", "d", "K"), setting_dims=("d", "K"))
-    missing += [{dim: v, "metrics": "all", "what": "not in the results"} for dim, vals in absent.items() for v in vals]
+    missing = missing_points(codes, names, ("tau", "d", "K"), setting_dims=("d", "K"))
+    frame = _ufm_frame(codes, long, settings, missing)
+    panels = [m for m in UFM_PANELS if (frame["metric"] == m).any()]
+    if not panels:
+        return no_data_figure("ufm_tau", "UFM values exist but none can be drawn (softmax-code values missing)",
+                              UFM_COLUMNS, sources=sources)
+    with figure_style():
+        fig, axes = panel_grid(len(panels), panel_w=3.8, panel_h=3.1, extra_w=1.6)
+        for ax, m in zip(axes, panels):
+            _draw_ufm_panel(ax, m, frame, settings, colors, codes)
+        add_figure_legend(fig, _ufm_handles(codes, settings, colors, frame), title="setting")
+        fig.suptitle("UFM (spherical, cross-entropy) as τ → 0 versus the softmax code", fontsize=13)
+        annotate_missing(fig, missing)
+    frame = finish_frame(frame, "ufm_tau", missing=merge_missing(missing), sources=sources)
+    return fig, frame
+
+
+def _ufm_values(codes):
+    """(codes.nc restricted to the UFM variables and the per-(d, K) references, its UFM temperature
+    renamed ``tau``; the UFM variables present; their long frame over (tau, d, K) with ``metric``)."""
+    if codes is not None and "ufm_tau" in codes.dims:
+        keep = [v for v in codes.data_vars if "ufm_tau" in codes[v].dims or set(codes[v].dims) <= {"d", "K"}]
+        codes = codes[keep].rename({"ufm_tau": "tau"})
+    names = [v for v in UFM_VARS if codes is not None and v in codes.data_vars]
+    parts = []
+    for v in names:
+        da = codes[v]
+        if not {"tau", "d", "K"} <= set(da.dims) or da.size == 0:
+            continue
+        df = _spread_frame(da, ("tau", "d", "K"))
+        df["metric"] = v
+        parts.append(df)
+    return codes, names, pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+
+
+def _ufm_frame(codes, long: pd.DataFrame, settings, missing: list) -> pd.DataFrame:
+    """The plotted rows: per (d, K) the UFM value relative to the softmax code (``ufm_ovr_ratio``), the
+    distance and angle, and the softmax code's minimum angle; a softmax value codes.nc lacks is added to
+    ``missing``."""
     rows = []
     for (dd, kk) in settings:
-        sm = _code_value(codes, "softmax_value", dd, kk)
+        sm = code_value(codes, "softmax_value", dd, kk)
         sel = long[(long["d"] == dd) & (long["K"] == kk)]
         ovr = sel[sel["metric"] == "ufm_ovr"]
         if len(ovr):
@@ -234,76 +267,66 @@ def fig_ufm_tau(codes, *, d=None, K=None, taus=None, style: Style | None = None)
             if len(part):
                 rows.append(part)
         if (sel["metric"] == "ufm_min_angle").any():
-            ang = _code_value(codes, "softmax_min_angle", dd, kk)
+            ang = code_value(codes, "softmax_min_angle", dd, kk)
             if ang is not None:
                 rows.append(pd.DataFrame([{"metric": "softmax_min_angle", "d": dd, "K": kk, "tau": np.nan,
                                            "value": ang, "lower": ang, "upper": ang, "n": 1}]))
     frame = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=UFM_COLUMNS)
-    frame = frame[UFM_COLUMNS].sort_values(["metric", "d", "K", "tau"]).reset_index(drop=True)
-    panels = [m for m in ("ufm_ovr_ratio", "ufm_distance_to_code", "ufm_min_angle") if (frame["metric"] == m).any()]
-    if not panels:
-        return no_data_figure("ufm_tau", "UFM values exist but none can be drawn (softmax-code values missing)",
-                              UFM_COLUMNS, sources=sources)
-    ylabels = {"ufm_ovr_ratio": "ρ_ovr(UFM) / ρ_ovr(softmax code)",
-               "ufm_distance_to_code": axis_label("ufm_distance_to_code", codes),
-               "ufm_min_angle": axis_label("ufm_min_angle", codes)}
-    titles = {"ufm_ovr_ratio": "one-vs-rest distance vs best code", "ufm_distance_to_code": "distance to the code",
-              "ufm_min_angle": "minimum angle"}
-    with mpl.rc_context(rc_params()):
-        fig, axes = new_figure(1, len(panels), panel_w=3.8, panel_h=3.1, extra_w=1.6)
-        for c, m in enumerate(panels):
-            ax = axes[0, c]
-            ax.set_gid(f"{m}|0")
-            for s in settings:
-                part = frame[(frame["metric"] == m) & (frame["d"] == s[0]) & (frame["K"] == s[1])].sort_values("tau")
-                if not len(part):
-                    continue
-                x = part["tau"].to_numpy(float)
-                ax.plot(x, part["value"].to_numpy(float), color=colors[s], marker="o")
-                if (part["n"] > 1).any():
-                    ax.fill_between(x, part["lower"].to_numpy(float), part["upper"].to_numpy(float), color=colors[s],
-                                    alpha=0.18, linewidth=0)
-                if m == "ufm_ovr_ratio":
-                    _ufm_status_marks(ax, codes, s, colors[s])
-                if m == "ufm_min_angle":
-                    ref = frame[(frame["metric"] == "softmax_min_angle") & (frame["d"] == s[0]) & (frame["K"] == s[1])]
-                    if len(ref):
-                        ax.axhline(float(ref["value"].iloc[0]), color=colors[s], linestyle="--", linewidth=1.2)
-            ax.set_xscale("log")
-            ax.invert_xaxis()
-            ax.set_xlabel("temperature τ (log scale, → 0)")
-            ax.set_ylabel(ylabels[m])
-            ax.set_title(titles[m])
-            if m == "ufm_ovr_ratio":
-                ax.axhline(1.0, color="black", linestyle="--", linewidth=1.0)
-            if m == "ufm_distance_to_code":
-                vals = frame.loc[frame["metric"] == m, "value"]
-                if len(vals) and (vals > 0).all() and vals.max() / max(vals.min(), 1e-300) > 50:
-                    ax.set_yscale("log")
-        handles = [Line2D([], [], color=colors[s], marker="o", label=f"d = {s[0]}, K = {s[1]}") for s in settings]
-        handles.append(Line2D([], [], color="black", linestyle="--", label="softmax code (best found)"))
-        if "ufm_probe_ovr" in codes.data_vars:
-            handles.append(Line2D([], [], color="0.3", linestyle=":", label="UFM started at the softmax code"))
-        if "ufm_stuck" in codes.data_vars:
-            handles.append(Line2D([], [], linestyle="none", marker="o", markersize=10, markerfacecolor="none",
-                                  markeredgecolor="red", label="stuck: the start at the code reaches a lower loss"))
-        if "ufm_converged" in codes.data_vars:
-            handles.append(Line2D([], [], linestyle="none", marker="x", color="0.4", markersize=8,
-                                  label="still changing after the last round"))
-        if (frame["n"] > 1).any():
-            from matplotlib.patches import Patch
+    return frame[UFM_COLUMNS].sort_values(["metric", "d", "K", "tau"]).reset_index(drop=True)
 
-            handles.append(Patch(color="0.6", alpha=0.35, label="min–max over runs"))
-        add_figure_legend(fig, handles, title="setting")
-        fig.suptitle("UFM (spherical, cross-entropy) as τ → 0 versus the softmax code", fontsize=13)
-        annotate_missing(fig, missing)
-    frame = finish_frame(frame, "ufm_tau", missing=merge_missing(missing), sources=sources)
-    return fig, frame
+
+def _draw_ufm_panel(ax, m: str, frame: pd.DataFrame, settings, colors, codes):
+    """One panel versus τ (log axis, decreasing): a line per (d, K); the ratio panel with the probe and
+    status markers and the line at 1, the angle panel with the softmax code's angle dashed; the
+    distance panel on a log axis when its values span more than a factor 50."""
+    ax.set_gid(f"{m}|0")
+    for s in settings:
+        part = frame[(frame["metric"] == m) & (frame["d"] == s[0]) & (frame["K"] == s[1])].sort_values("tau")
+        if not len(part):
+            continue
+        plot_with_band(ax, part["tau"].to_numpy(float), part, colors[s], "n", marker="o")
+        if m == "ufm_ovr_ratio":
+            _ufm_status_marks(ax, codes, s, colors[s])
+        if m == "ufm_min_angle":
+            ref = frame[(frame["metric"] == "softmax_min_angle") & (frame["d"] == s[0]) & (frame["K"] == s[1])]
+            if len(ref):
+                ax.axhline(float(ref["value"].iloc[0]), color=colors[s], linestyle="--", linewidth=1.2)
+    title, ylabel = UFM_PANELS[m]
+    ax.set_xscale("log")
+    ax.invert_xaxis()
+    ax.set_xlabel("temperature τ (log scale, → 0)")
+    ax.set_ylabel(ylabel or axis_label(m, codes))
+    ax.set_title(title)
+    if m == "ufm_ovr_ratio":
+        ax.axhline(1.0, color="black", linestyle="--", linewidth=1.0)
+    if m == "ufm_distance_to_code":
+        vals = frame.loc[frame["metric"] == m, "value"]
+        if len(vals) and (vals > 0).all() and vals.max() / max(vals.min(), 1e-300) > 50:
+            ax.set_yscale("log")
+
+
+def _ufm_handles(codes, settings, colors, frame: pd.DataFrame) -> list:
+    """Legend: a colour per (d, K), the softmax-code line and whichever status marks codes.nc has."""
+    from matplotlib.lines import Line2D
+
+    handles = [Line2D([], [], color=colors[s], marker="o", label=f"d = {s[0]}, K = {s[1]}") for s in settings]
+    handles.append(Line2D([], [], color="black", linestyle="--", label="softmax code (best found)"))
+    if "ufm_probe_ovr" in codes.data_vars:
+        handles.append(Line2D([], [], color="0.3", linestyle=":", label="UFM started at the softmax code"))
+    if "ufm_stuck" in codes.data_vars:
+        handles.append(Line2D([], [], linestyle="none", marker="o", markersize=10, markerfacecolor="none",
+                              markeredgecolor="red", label="stuck: the start at the code reaches a lower loss"))
+    if "ufm_converged" in codes.data_vars:
+        handles.append(Line2D([], [], linestyle="none", marker="x", color="0.4", markersize=8,
+                              label="still changing after the last round"))
+    if (frame["n"] > 1).any():
+        handles.append(band_handle("min–max over runs"))
+    return handles
 
 
 def _ufm_status_marks(ax, codes, setting, color):
     """Probe curve and stuck / not-converged markers of one (d, K) on the ratio panel."""
-    sm = _code_value(codes, "softmax_value", *setting)
+    sm = code_value(codes, "softmax_value", *setting)
     if sm is None:
         return
     at = {"d": setting[0], "K": setting[1]}
@@ -320,16 +343,13 @@ def _ufm_status_marks(ax, codes, setting, color):
             ax.plot(pts["tau"].values, pts.values, linestyle="none", **style)
 
 
-def _code_value(codes, var: str, d, K):
-    from .training import _code_reference
-
-    return _code_reference(codes, var, d, K)
-
 
 # ----------------------------------------------------------------------------- fig 8: codes vs Tammes
 
 CODES_COLUMNS = ["metric", "d", "K", "value", "differs", "verdict"]
 CODE_VARS = ("softmax_value", "tammes_ovr", "softmax_min_angle", "tammes_angle")
+CODES_PANELS = (("ovr", ("softmax_value", "tammes_ovr")), ("gain", ("ovr_gain",)),
+                ("angle", ("softmax_min_angle", "tammes_angle")))
 
 
 #: marker of each verdict on the gain panel
@@ -353,29 +373,52 @@ def _verdicts(codes) -> dict:
     return out
 
 
-def fig_codes(codes, *, d=None, K=None, tol: float = 1e-3, style: Style | None = None):
+def fig_codes(codes, *, tol: float = 1e-3, style: Style | None = None):
     """Fig. 8 — best softmax code vs best Tammes code as functions of K, one colour per d: ρ_ovr of both
     (solid softmax code, dashed Tammes drawn on top, so it shows where the two coincide; × the paper's
     line), the gain ``softmax_value − tammes_ovr``, and both minimum angles.  The gain panel marks every
     (d, K) with its verdict from ``codes.nc`` (``verdict``: same ○, differ ◆, undecided □; column
     ``verdict``, ``differs`` = verdict is differ); a file without verdicts falls back to marking
     |softmax_value − tammes_ovr| > ``tol``.  Extra dims of a variable are reduced by their maximum."""
-    import matplotlib as mpl
-    from matplotlib.lines import Line2D
-
     sources = source_records(codes)
     names = [v for v in (*CODE_VARS, "paper_optimal") if codes is not None and v in codes.data_vars]
     main = [v for v in names if v in CODE_VARS]
     if not main:
         return no_data_figure("codes", "codes.nc has none of softmax_value, tammes_ovr, softmax_min_angle, "
                               "tammes_angle", CODES_COLUMNS, sources=sources)
-    sub, absent = select(codes, d=d, K=K)
-    parts = []
     verdicts = _verdicts(codes)
     notes = ["Markers: verdict per (d, K) (same / differ / undecided; evidence in codes.nc)" if verdicts else
              f"Circles: |softmax_value − tammes_ovr| > {tol:g}"]
+    long = _code_values(codes, names, notes)
+    settings = sorted({(int(a), int(b)) for a, b, m in zip(long["d"], long["K"], long["metric"]) if m in CODE_VARS})
+    if not settings:
+        return no_data_figure("codes", "no code values for this selection", CODES_COLUMNS, sources=sources)
+    frame, missing = _codes_frame(long, settings, main, verdicts, tol)
+    style = style or Style.from_datasets(codes)
+    dvals = sorted({s[0] for s in settings})
+    Kvals = sorted({s[1] for s in settings})
+    panels = [(p, ms) for p, ms in CODES_PANELS if frame["metric"].isin(ms).any()]
+    with figure_style():
+        fig, axes = panel_grid(len(panels), panel_w=3.9, panel_h=3.2, extra_w=1.8)
+        for ax, (pname, ms) in zip(axes, panels):
+            ax.set_gid(f"{pname}|0")
+            for dd in dvals:
+                _draw_code_lines(ax, pname, ms, frame[frame["d"] == dd], style.d_color(dd), verdicts)
+            _format_codes_axis(ax, pname, Kvals, tol, codes)
+        add_figure_legend(fig, _codes_handles(dvals, style, verdicts, tol, frame), title="feature dim.")
+        fig.suptitle("Softmax code vs Tammes code", fontsize=13)
+        annotate_missing(fig, missing)
+    frame = finish_frame(frame, "codes", missing=merge_missing(missing), notes=notes, sources=sources,
+                         selection={"tol": tol})
+    return fig, frame
+
+
+def _code_values(codes, names, notes: list) -> pd.DataFrame:
+    """Long frame (d, K, value, metric) of the code variables over (d, K); a variable with more dims is
+    reduced by its maximum, and ``notes`` says so."""
+    parts = []
     for v in names:
-        da, extra = reduce_extra(sub[v], keep=("d", "K"))
+        da, extra = reduce_extra(codes[v], keep=("d", "K"))
         if extra:
             notes.append(f"{v}: maximum over {', '.join(extra)}")
         if set(da.dims) != {"d", "K"} or da.size == 0:
@@ -383,14 +426,14 @@ def fig_codes(codes, *, d=None, K=None, tol: float = 1e-3, style: Style | None =
         df = long_frame(da.transpose("d", "K"))
         df["metric"] = v
         parts.append(df)
-    long = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["d", "K", "value", "metric"])
-    settings = sorted({(int(a), int(b)) for a, b, m in zip(long["d"], long["K"], long["metric"]) if m in CODE_VARS})
-    if not settings:
-        return no_data_figure("codes", "no code values for this selection", CODES_COLUMNS, sources=sources)
-    missing = [{dim: v, "metrics": "all", "what": "not in the results"} for dim, vals in absent.items() for v in vals]
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["d", "K", "value", "metric"])
+
+
+def _codes_frame(long: pd.DataFrame, settings, main, verdicts: dict, tol: float):
+    """The plotted rows of the settings (with the gain ``ovr_gain`` and each point's verdict and
+    ``differs``) and the missing-point records of settings lacking one of the ``main`` variables."""
     piv = long.pivot_table(index=["d", "K"], columns="metric", values="value", aggfunc="first")
-    differs = {}
-    gain_rows = []
+    differs, gain_rows, missing = {}, [], []
     for s in settings:
         row = piv.loc[s] if s in piv.index else pd.Series(dtype=float)
         lacking = [v for v in main if pd.isna(row.get(v, np.nan))]
@@ -407,86 +450,81 @@ def fig_codes(codes, *, d=None, K=None, tol: float = 1e-3, style: Style | None =
     frame["differs"] = [differs.get((int(a), int(b))) for a, b in zip(frame["d"], frame["K"])]
     frame["differs"] = frame["differs"].astype("boolean")
     frame["verdict"] = [verdicts.get((int(a), int(b))) for a, b in zip(frame["d"], frame["K"])]
-    frame = frame[CODES_COLUMNS].sort_values(["metric", "d", "K"]).reset_index(drop=True)
-    style = style or Style.from_datasets(codes)
-    dvals = sorted({s[0] for s in settings})
-    Kvals = sorted({s[1] for s in settings})
-    logx = len(Kvals) > 1 and Kvals[-1] / max(Kvals[0], 1) > 20
-    panels = [("ovr", ("softmax_value", "tammes_ovr")), ("gain", ("ovr_gain",)),
-              ("angle", ("softmax_min_angle", "tammes_angle"))]
-    panels = [(p, ms) for p, ms in panels if frame["metric"].isin(ms).any()]
-    with mpl.rc_context(rc_params()):
-        fig, axes = new_figure(1, len(panels), panel_w=3.9, panel_h=3.2, extra_w=1.8)
-        for c, (pname, ms) in enumerate(panels):
-            ax = axes[0, c]
-            ax.set_gid(f"{pname}|0")
-            for dd in dvals:
-                col = style.d_color(dd)
-                for m, ls in zip(ms, ("-", "--")):
-                    part = frame[(frame["metric"] == m) & (frame["d"] == dd)].sort_values("K")
-                    if not len(part):
-                        continue
-                    # the solid line wide and light underneath, the dashed one on top: both visible where equal
-                    ax.plot(part["K"].to_numpy(float), part["value"].to_numpy(float), color=col, linestyle=ls,
-                            marker="o" if ls == "-" else None, markersize=3.5,
-                            linewidth=2.6 if ls == "-" else 1.3, alpha=0.55 if ls == "-" else 1.0,
-                            zorder=2 if ls == "-" else 3)
-                    if m == "ovr_gain" and verdicts:
-                        for v, mk in VERDICT_MARKERS.items():
-                            sel = part[part["verdict"] == v]
-                            if len(sel):
-                                ax.plot(sel["K"].to_numpy(float), sel["value"].to_numpy(float), linestyle="none",
-                                        zorder=4, **mk)
-                    elif m in ("softmax_value", "ovr_gain") and not verdicts:
-                        dif = part[part["differs"].fillna(False).astype(bool)]
-                        if len(dif):
-                            ax.plot(dif["K"].to_numpy(float), dif["value"].to_numpy(float), linestyle="none",
-                                    marker="o", markersize=10, markerfacecolor="none", markeredgecolor="black",
-                                    markeredgewidth=1.1)
-                if pname == "ovr":
-                    part = frame[(frame["metric"] == "paper_optimal") & (frame["d"] == dd)]
-                    if len(part):
-                        ax.plot(part["K"].to_numpy(float), part["value"].to_numpy(float), linestyle="none",
-                                marker="x", color="0.25", markersize=7)
-            if logx:
-                ax.set_xscale("log")
-            elif len(Kvals) <= 12:
-                ax.set_xticks(Kvals)
-            ax.set_xlabel("number of classes K")
-            if pname == "ovr":
-                ax.set_ylabel("one-vs-rest distance ρ_ovr")
-                ax.set_title("ρ_ovr: softmax code vs Tammes code")
-            elif pname == "gain":
-                ax.set_ylabel("ρ_ovr(softmax) − ρ_ovr(Tammes)")
-                ax.axhline(0.0, color="black", linewidth=0.8)
-                ax.axhline(tol, color="0.5", linewidth=0.8, linestyle=":")
-                ax.set_title("gain of the softmax code")
-            else:
-                ax.set_ylabel(axis_label("softmax_min_angle", codes, label="minimum pairwise angle"))
-                ax.set_title("minimum angle between code vectors")
-        handles = [Line2D([], [], color=style.d_color(dd), marker="o", label=f"d = {dd}") for dd in dvals]
-        handles += [Line2D([], [], color="0.3", linestyle="-", label="softmax code"),
-                    Line2D([], [], color="0.3", linestyle="--", label="Tammes code"),
-                    ]
-        if verdicts:
-            handles += [Line2D([], [], linestyle="none", label=f"verdict: {v}", **mk)
-                        for v, mk in VERDICT_MARKERS.items()]
-        else:
-            handles.append(Line2D([], [], linestyle="none", marker="o", markersize=10, markerfacecolor="none",
-                                  markeredgecolor="black", label=f"differ (> {tol:g})"))
-        if (frame["metric"] == "paper_optimal").any():
-            handles.append(Line2D([], [], linestyle="none", marker="x", color="0.25", label="paper's 'Optimal'"))
-        add_figure_legend(fig, handles, title="feature dim.")
-        fig.suptitle("Softmax code vs Tammes code", fontsize=13)
-        annotate_missing(fig, missing)
-    frame = finish_frame(frame, "codes", missing=merge_missing(missing), notes=notes, sources=sources,
-                         selection={"tol": tol})
-    return fig, frame
+    return frame[CODES_COLUMNS].sort_values(["metric", "d", "K"]).reset_index(drop=True), missing
+
+
+def _draw_code_lines(ax, pname: str, ms, rows: pd.DataFrame, col, verdicts: dict):
+    """The lines of one d on one panel (solid softmax code, dashed Tammes code), the verdict markers on
+    the gain panel (without verdicts: circles where the two differ), the paper's value on the ρ_ovr panel."""
+    for m, ls in zip(ms, ("-", "--")):
+        part = rows[rows["metric"] == m].sort_values("K")
+        if not len(part):
+            continue
+        # the solid line wide and light underneath, the dashed one on top: both visible where equal
+        ax.plot(part["K"].to_numpy(float), part["value"].to_numpy(float), color=col, linestyle=ls,
+                marker="o" if ls == "-" else None, markersize=3.5,
+                linewidth=2.6 if ls == "-" else 1.3, alpha=0.55 if ls == "-" else 1.0,
+                zorder=2 if ls == "-" else 3)
+        if m == "ovr_gain" and verdicts:
+            for v, mk in VERDICT_MARKERS.items():
+                sel = part[part["verdict"] == v]
+                if len(sel):
+                    ax.plot(sel["K"].to_numpy(float), sel["value"].to_numpy(float), linestyle="none", zorder=4, **mk)
+        elif m in ("softmax_value", "ovr_gain") and not verdicts:
+            dif = part[part["differs"].fillna(False).astype(bool)]
+            if len(dif):
+                ax.plot(dif["K"].to_numpy(float), dif["value"].to_numpy(float), linestyle="none", marker="o",
+                        markersize=10, markerfacecolor="none", markeredgecolor="black", markeredgewidth=1.1)
+    if pname == "ovr":
+        part = rows[rows["metric"] == "paper_optimal"]
+        if len(part):
+            ax.plot(part["K"].to_numpy(float), part["value"].to_numpy(float), linestyle="none", marker="x",
+                    color="0.25", markersize=7)
+
+
+def _format_codes_axis(ax, pname: str, Kvals: list, tol: float, codes):
+    """K axis (log when K spans more than a factor 20), labels and title of one panel; the gain panel
+    with its zero line and the tolerance dotted."""
+    if len(Kvals) > 1 and Kvals[-1] / max(Kvals[0], 1) > 20:
+        ax.set_xscale("log")
+    elif len(Kvals) <= 12:
+        ax.set_xticks(Kvals)
+    ax.set_xlabel("number of classes K")
+    if pname == "ovr":
+        ax.set_ylabel("one-vs-rest distance ρ_ovr")
+        ax.set_title("ρ_ovr: softmax code vs Tammes code")
+    elif pname == "gain":
+        ax.set_ylabel("ρ_ovr(softmax) − ρ_ovr(Tammes)")
+        ax.axhline(0.0, color="black", linewidth=0.8)
+        ax.axhline(tol, color="0.5", linewidth=0.8, linestyle=":")
+        ax.set_title("gain of the softmax code")
+    else:
+        ax.set_ylabel(axis_label("softmax_min_angle", codes, label="minimum pairwise angle"))
+        ax.set_title("minimum angle between code vectors")
+
+
+def _codes_handles(dvals, style: Style, verdicts: dict, tol: float, frame: pd.DataFrame) -> list:
+    """Legend: a colour per d, the two line styles, the verdict (or "differ") markers, the paper's value."""
+    from matplotlib.lines import Line2D
+
+    handles = [Line2D([], [], color=style.d_color(dd), marker="o", label=f"d = {dd}") for dd in dvals]
+    handles += [Line2D([], [], color="0.3", linestyle="-", label="softmax code"),
+                Line2D([], [], color="0.3", linestyle="--", label="Tammes code")]
+    if verdicts:
+        handles += [Line2D([], [], linestyle="none", label=f"verdict: {v}", **mk) for v, mk in VERDICT_MARKERS.items()]
+    else:
+        handles.append(Line2D([], [], linestyle="none", marker="o", markersize=10, markerfacecolor="none",
+                              markeredgecolor="black", label=f"differ (> {tol:g})"))
+    if (frame["metric"] == "paper_optimal").any():
+        handles.append(Line2D([], [], linestyle="none", marker="x", color="0.25", label="paper's 'Optimal'"))
+    return handles
 
 
 # ----------------------------------------------------------------------------- fig 9: sphere pictures
 
 SPHERE_COLUMNS = ["panel", "kind", "k", "class_name", "sample", "x", "y", "z", "hemisphere", "px", "py"]
+SPHERE_VIEWS = {2: [("", None)], 3: [("front", 1.0), ("back", -1.0)]}  # (hemisphere, sign of z shown)
+VIEW_TITLES = {"front": "front: z ≥ 0, seen from +z", "back": "back: z < 0, seen from −z"}
 
 
 def _normalize_rows(a: np.ndarray) -> np.ndarray:
@@ -520,9 +558,8 @@ def sphere_points(features, *, n_features: int = 400, seed: int = 0, center: boo
     return {"W": Wn, "means": means, "sample_idx": idx, "H": Hn[idx], "y": y[idx]}
 
 
-def _names_from(ds, K: int, class_names):
-    if class_names is not None:
-        return [str(class_names[k]) if k < len(class_names) else f"class {k}" for k in range(K)]
+def _names_from(ds, K: int):
+    """The class names of a features file (attrs ``class_names`` / ``classes`` or variable ``class_name``)."""
     for key in ("class_names", "classes"):
         raw = ds.attrs.get(key) if hasattr(ds, "attrs") else None
         if raw is not None:
@@ -581,22 +618,50 @@ def _panel_title(ds, i: int) -> str:
     return ", ".join(parts) or f"panel {i + 1}"
 
 
-def fig_sphere(features, *, class_names: Sequence[str] | None = None, n_features: int = 400, seed: int = 0,
-               center: bool = False, style: Style | None = None, title: str | None = None):
+def fig_sphere(features, *, n_features: int = 400, seed: int = 0, center: bool = False):
     """Fig. 9 — sphere pictures. ``features``: one features Dataset (``train_h``, ``train_y``, ``W``) or a
     mapping {panel title: Dataset} (e.g. several epochs). d = 2: the unit circle; d = 3: two orthographic
     disks, the front hemisphere (z ≥ 0, seen from +z) and the back one (z < 0, seen from −z, plotted at
     (−x, y)). Stars: ŵ_k; circles: normalized class means; dots: ``n_features`` random training features
     (numpy seed ``seed``). Panels with d ∉ {2, 3} say so; if none can be drawn the no-data figure is
     returned."""
-    import matplotlib as mpl
-    from matplotlib.lines import Line2D
-    from matplotlib.patches import Circle
+    from matplotlib.figure import Figure
 
     panels = _panels_of(features)
     sources = source_records(*[p[1] for p in panels]) if panels else []
-    usable = []
-    skipped = []
+    usable, skipped = _sphere_usable(panels)
+    if not usable:
+        reason = "; ".join(f"{n}: {r}" for n, r in skipped) or "no features files given"
+        return no_data_figure("sphere", reason, SPHERE_COLUMNS, sources=sources)
+    rows = []
+    missing = [{"panel": n, "metrics": "all", "what": r} for n, r in skipped]
+    widths = [1 if dd == 2 else 2 for _, _, dd in usable]
+    with figure_style():
+        # one sub-figure per panel (its title: the run), one disk per view (its title: the hemisphere)
+        fig = Figure(figsize=(3.3 * sum(widths) + 0.4, 4.4), layout="constrained")
+        subfigs = np.atleast_1d(fig.subfigures(1, len(usable), width_ratios=widths, wspace=0.04))
+        for sub_fig, (name, ds, dd) in zip(subfigs, usable):
+            pts = sphere_points(ds, n_features=n_features, seed=seed, center=center)
+            K = pts["W"].shape[0]
+            missing += [{"panel": name, "k": k, "metrics": ["class_mean"], "what": "no training samples"}
+                        for k in range(K) if np.isnan(pts["means"][k]).any()]
+            names = _names_from(ds, K)
+            sub_fig.suptitle(name, fontsize=11.5)
+            axes = np.atleast_1d(sub_fig.subplots(1, len(SPHERE_VIEWS[dd])))
+            for ax, (view, sign) in zip(axes, SPHERE_VIEWS[dd]):
+                rows += _draw_sphere_view(ax, name, pts, names, dd, view, sign)
+        _sphere_legend(fig, n_features)
+        fig.suptitle("Normalized classifier and class means on the sphere (last checkpoint)", fontsize=12.5)
+        annotate_missing(fig, missing)
+    frame = pd.DataFrame(rows, columns=SPHERE_COLUMNS)
+    frame = finish_frame(frame, "sphere", missing=merge_missing(missing), sources=sources,
+                         selection={"n_features": n_features, "seed": seed, "center": center})
+    return fig, frame
+
+
+def _sphere_usable(panels) -> tuple[list, list]:
+    """(name, dataset, d) of the panels that can be drawn, and (name, reason) of the others."""
+    usable, skipped = [], []
     for name, ds in panels:
         if not all(v in getattr(ds, "variables", {}) for v in ("W", "train_h", "train_y")):
             skipped.append((name, "features file lacks W / train_h / train_y"))
@@ -606,92 +671,79 @@ def fig_sphere(features, *, class_names: Sequence[str] | None = None, n_features
             skipped.append((name, f"d = {dd}: sphere pictures need d = 2 or 3"))
             continue
         usable.append((name, ds, dd))
-    if not usable:
-        reason = "; ".join(f"{n}: {r}" for n, r in skipped) or "no features files given"
-        return no_data_figure("sphere", reason, SPHERE_COLUMNS, sources=sources)
+    return usable, skipped
+
+
+def _project(p: np.ndarray, dd: int, sign):
+    """Plot coordinates of unit vectors in one view, and which of them the view shows: d = 2 all of them;
+    d = 3 the hemisphere of ``sign`` (z ≥ 0 or z < 0), seen from outside (x mirrored for the back)."""
+    p = np.atleast_2d(p)
+    if dd == 2:
+        return p[:, 0], p[:, 1], np.ones(len(p), dtype=bool)
+    on = (p[:, 2] >= 0) if sign > 0 else (p[:, 2] < 0)
+    return sign * p[:, 0], p[:, 1], on
+
+
+def _draw_sphere_view(ax, name: str, pts: dict, names: list[str], dd: int, view: str, sign) -> list[dict]:
+    """One disk: the unit circle, the sampled features, the class means and the classifier vectors
+    (labelled when K ≤ 12) that the view shows. Returns their rows."""
+    from matplotlib.patches import Circle
+
+    K = pts["W"].shape[0]
+    colors = categorical_colors(K, "colorblind")
+    ax.set_gid(f"sphere|{name}|{view or 'circle'}")
+    ax.add_patch(Circle((0, 0), 1.0, fill=False, color="0.35", linewidth=1.0))
+    ax.set_aspect("equal")
+    ax.set_xlim(-1.45, 1.45)
+    ax.set_ylim(-1.45, 1.45)
+    ax.set_axis_off()
     rows = []
-    missing = [{"panel": n, "metrics": "all", "what": r} for n, r in skipped]
-    widths = [1 if dd == 2 else 2 for _, _, dd in usable]
-    with mpl.rc_context(rc_params()):
-        from matplotlib.figure import Figure
+    px, pyy, on = _project(pts["H"], dd, sign)
+    for k in range(K):
+        m = on & (pts["y"] == k)
+        if m.any():
+            ax.scatter(px[m], pyy[m], s=7, color=colors[k], alpha=0.35, linewidths=0)
+    for i in np.flatnonzero(on):
+        rows.append(_sphere_row(name, "feature", int(pts["y"][i]), names, int(pts["sample_idx"][i]), pts["H"][i],
+                                dd, view, px[i], pyy[i]))
+    mx, my, mon = _project(pts["means"], dd, sign)
+    for k in np.flatnonzero(mon & ~np.isnan(mx)):
+        ax.plot(mx[k], my[k], marker="o", markersize=7.5, color=colors[k], markeredgecolor="black",
+                markeredgewidth=0.8, linestyle="none")
+        rows.append(_sphere_row(name, "class_mean", k, names, k, pts["means"][k], dd, view, mx[k], my[k]))
+    wx, wy, won = _project(pts["W"], dd, sign)
+    for k in np.flatnonzero(won):
+        ax.plot([0, wx[k]], [0, wy[k]], color=colors[k], linewidth=1.0, alpha=0.8)
+        ax.plot(wx[k], wy[k], marker="*", markersize=13, color=colors[k], markeredgecolor="black",
+                markeredgewidth=0.7, linestyle="none")
+        if K <= 12:
+            _label_vector(ax, names[k], wx[k], wy[k])
+        rows.append(_sphere_row(name, "classifier", k, names, k, pts["W"][k], dd, view, wx[k], wy[k]))
+    if view:
+        ax.set_title(VIEW_TITLES[view], fontsize=10)
+    return rows
 
-        # one sub-figure per panel (its title: the run), one disk per view (its title: the hemisphere)
-        fig = Figure(figsize=(3.3 * sum(widths) + 0.4, 4.4), layout="constrained")
-        subfigs = np.atleast_1d(fig.subfigures(1, len(usable), width_ratios=widths, wspace=0.04))
-        K_all = 0
-        for sub_fig, (name, ds, dd) in zip(subfigs, usable):
-            pts = sphere_points(ds, n_features=n_features, seed=seed, center=center)
-            K = pts["W"].shape[0]
-            K_all = max(K_all, K)
-            names = _names_from(ds, K, class_names)
-            colors = categorical_colors(K, "colorblind")
-            for k in range(K):
-                if np.isnan(pts["means"][k]).any():
-                    missing.append({"panel": name, "k": k, "metrics": ["class_mean"], "what": "no training samples"})
-            views = [("", None)] if dd == 2 else [("front", 1.0), ("back", -1.0)]
-            sub_fig.suptitle(name, fontsize=11.5)
-            axes = np.atleast_1d(sub_fig.subplots(1, len(views)))
-            for ax, (view, sign) in zip(axes, views):
-                ax.set_gid(f"sphere|{name}|{view or 'circle'}")
-                ax.add_patch(Circle((0, 0), 1.0, fill=False, color="0.35", linewidth=1.0))
-                ax.set_aspect("equal")
-                ax.set_xlim(-1.45, 1.45)
-                ax.set_ylim(-1.45, 1.45)
-                ax.set_axis_off()
 
-                def proj(p):
-                    p = np.atleast_2d(p)
-                    if dd == 2:
-                        return p[:, 0], p[:, 1], np.ones(len(p), dtype=bool)
-                    on = (p[:, 2] >= 0) if sign > 0 else (p[:, 2] < 0)
-                    return sign * p[:, 0], p[:, 1], on
+def _label_vector(ax, label: str, x: float, y: float):
+    """A class label next to its classifier vector, away from the centre so it does not cover the marker."""
+    r = math.hypot(x, y)
+    ux, uy = (x / r, y / r) if r > 0.15 else (0.0, 1.0)
+    ax.annotate(label, (x, y), xytext=(13 * ux, 13 * uy), textcoords="offset points",
+                ha="left" if ux > 0.35 else ("right" if ux < -0.35 else "center"),
+                va="bottom" if uy > 0.35 else ("top" if uy < -0.35 else "center"), fontsize=8.5,
+                bbox=dict(boxstyle="round,pad=0.15", fc="white", ec="none", alpha=0.75))
 
-                # features
-                px, pyy, on = proj(pts["H"])
-                for k in range(K):
-                    m = on & (pts["y"] == k)
-                    if m.any():
-                        ax.scatter(px[m], pyy[m], s=7, color=colors[k], alpha=0.35, linewidths=0)
-                for i in np.flatnonzero(on):
-                    h = pts["H"][i]
-                    rows.append(_sphere_row(name, "feature", int(pts["y"][i]), names, int(pts["sample_idx"][i]), h,
-                                            dd, view, px[i], pyy[i]))
-                # class means
-                mx, my, mon = proj(pts["means"])
-                for k in np.flatnonzero(mon & ~np.isnan(mx)):
-                    ax.plot(mx[k], my[k], marker="o", markersize=7.5, color=colors[k], markeredgecolor="black",
-                            markeredgewidth=0.8, linestyle="none")
-                    rows.append(_sphere_row(name, "class_mean", k, names, k, pts["means"][k], dd, view, mx[k], my[k]))
-                # classifier vectors, labelled away from the centre so the label does not cover the marker
-                wx, wy, won = proj(pts["W"])
-                for k in np.flatnonzero(won):
-                    ax.plot([0, wx[k]], [0, wy[k]], color=colors[k], linewidth=1.0, alpha=0.8)
-                    ax.plot(wx[k], wy[k], marker="*", markersize=13, color=colors[k], markeredgecolor="black",
-                            markeredgewidth=0.7, linestyle="none")
-                    if K <= 12:
-                        r = math.hypot(wx[k], wy[k])
-                        ux, uy = (wx[k] / r, wy[k] / r) if r > 0.15 else (0.0, 1.0)
-                        ax.annotate(names[k], (wx[k], wy[k]), xytext=(13 * ux, 13 * uy), textcoords="offset points",
-                                    ha="left" if ux > 0.35 else ("right" if ux < -0.35 else "center"),
-                                    va="bottom" if uy > 0.35 else ("top" if uy < -0.35 else "center"), fontsize=8.5,
-                                    bbox=dict(boxstyle="round,pad=0.15", fc="white", ec="none", alpha=0.75))
-                    rows.append(_sphere_row(name, "classifier", k, names, k, pts["W"][k], dd, view, wx[k], wy[k]))
-                if view:
-                    ax.set_title({"front": "front: z ≥ 0, seen from +z", "back": "back: z < 0, seen from −z"}[view],
-                                 fontsize=10)
-        handles = [Line2D([], [], marker="*", markersize=12, color="0.5", markeredgecolor="black", linestyle="none",
-                          label="classifier ŵ_k"),
-                   Line2D([], [], marker="o", markersize=7, color="0.5", markeredgecolor="black", linestyle="none",
-                          label="class mean (normalized)"),
-                   Line2D([], [], marker="o", markersize=3, color="0.5", alpha=0.5, linestyle="none",
-                          label=f"training features (≤ {n_features} sampled)")]
-        fig.legend(handles=handles, loc="outside lower center", ncol=3, frameon=False)
-        fig.suptitle(title or "Normalized classifier and class means on the sphere (last checkpoint)", fontsize=12.5)
-        annotate_missing(fig, missing)
-    frame = pd.DataFrame(rows, columns=SPHERE_COLUMNS)
-    frame = finish_frame(frame, "sphere", missing=merge_missing(missing), sources=sources,
-                         selection={"n_features": n_features, "seed": seed, "center": center})
-    return fig, frame
+
+def _sphere_legend(fig, n_features: int):
+    from matplotlib.lines import Line2D
+
+    handles = [Line2D([], [], marker="*", markersize=12, color="0.5", markeredgecolor="black", linestyle="none",
+                      label="classifier ŵ_k"),
+               Line2D([], [], marker="o", markersize=7, color="0.5", markeredgecolor="black", linestyle="none",
+                      label="class mean (normalized)"),
+               Line2D([], [], marker="o", markersize=3, color="0.5", alpha=0.5, linestyle="none",
+                      label=f"training features (≤ {n_features} sampled)")]
+    fig.legend(handles=handles, loc="outside lower center", ncol=3, frameon=False)
 
 
 def _sphere_row(panel, kind, k, names, sample, p, dd, view, px, py_):

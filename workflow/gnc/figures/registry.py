@@ -24,8 +24,15 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
 
 from ..io import write_text_atomic
+from ._style import format_tau
 
 RUN_DIMS = ("variant", "dataset", "arch", "tau", "d", "K", "seed")
+#: the order in which titles, captions and the figure index name the coordinates of a setting: what
+#: was trained (dataset, architecture, classifier head), then its sizes (d, K), then its temperature
+SETTING_DIMS = ("dataset", "arch", "variant", "d", "K", "tau")
+if set(SETTING_DIMS) != set(RUN_DIMS) - {"seed"}:
+    raise ImportError("SETTING_DIMS must order exactly the run dimensions other than the seed")
+NAME_DIMS = SETTING_DIMS[:3]  # named by their value ("glyphs"), not by "d = 10"
 SELECT_DIMS = RUN_DIMS  # keys a `figures: {<kind>: {...}}` entry may set (kinds drawn from runs)
 DIM_WORDS = {"tau": "temperature τ", "arch": "architecture", "d": "feature dimension d", "K": "number of classes K",
              "variant": "classifier variant", "seed": "seed", "dataset": "dataset"}
@@ -244,17 +251,14 @@ def plan_figures(runs: Sequence[Mapping], figures_config: Mapping | None = None)
 
 
 def _fmt(dim: str, value) -> str:
-    if dim == "tau":
-        from ._style import format_tau
-
-        return format_tau(value)
-    return str(value)
+    return format_tau(value) if dim == "tau" else str(value)
 
 
 def describe_setting(select: Mapping) -> str:
-    """'dataset glyphs, arch smallcnn, d = 10, K = 100, τ ∈ {1/10, 1}, seed 0' for a selection."""
+    """'dataset glyphs, arch smallcnn, variant normalized-ce, d = 10, K = 100, τ ∈ {1/10, 1}, seed 0' for a
+    selection."""
     parts = []
-    for dim in ("variant", "dataset", "arch", "d", "K", "tau", "seed"):
+    for dim in (*SETTING_DIMS, "seed"):
         if dim not in select or select[dim] is None:
             continue
         v = select[dim]
@@ -266,7 +270,7 @@ def describe_setting(select: Mapping) -> str:
                 parts.append(f"{name}{'s' if dim == 'seed' else ''} " + ", ".join(_fmt(dim, x) for x in v)
                              if dim == "seed" else f"{name} ∈ {{{', '.join(_fmt(dim, x) for x in v)}}}")
                 continue
-        parts.append(f"{name} {_fmt(dim, v)}" if dim in ("variant", "dataset", "arch", "seed")
+        parts.append(f"{name} {_fmt(dim, v)}" if dim in (*NAME_DIMS, "seed")
                      else f"{name} = {_fmt(dim, v)}")
     return ", ".join(parts)
 
@@ -296,8 +300,6 @@ def figure_index_rst(plans: Mapping[str, Plan]) -> str:
 def sphere_features(plan: Plan, runs: Mapping[str, Any], out: str) -> dict[str, str]:
     """{panel title: last-checkpoint features file} of the runs the sphere figure shows; ``runs`` maps
     run ids to objects with ``coords`` and ``recipe["checkpoints"]`` (gnc.config.Run)."""
-    from ._style import format_tau
-
     files = {}
     for c in plan.expected:
         run_id = next(r for r, run in runs.items() if run.coords == c)

@@ -23,19 +23,21 @@ missing; without it nothing is called missing. The returned frame has one row pe
 from __future__ import annotations
 
 import math
-import warnings
+import re
 from dataclasses import dataclass
 from typing import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
-from ._common import (ACCURACY_VARS, DIM_NAMES, add_figure_legend, annotate_missing, axis_label, finish_frame,
-                      fmt_coords, fmt_value, new_figure, no_data_figure, py, reduce_extra, select, source_records)
-from ._style import Style, rc_params
+from ._common import (ACCURACY_VARS, DIM_NAMES, add_figure_legend, annotate_missing, axis_label, band_handle,
+                      code_value, figure_style, finish_frame, fmt_setting, fmt_value, no_data_figure, panel_grid,
+                      plot_with_band, py, select, source_records, spread)
+from ._style import Style
 from .registry import REGISTRY, RUN_DIMS, headline, matches
 
-CURVE_COLUMNS = ["series", "metric", *RUN_DIMS[:-1], "epoch", "value", "lower", "upper", "n_seeds", "seeds"]
+SETTING_COLUMNS = [d for d in RUN_DIMS if d != "seed"]
+CURVE_COLUMNS = ["series", "metric", *SETTING_COLUMNS, "epoch", "value", "lower", "upper", "n_seeds", "seeds"]
 LOG_METRICS = {"gnc1", "gnc3", "gnc3_uncentered", "nc1"}
 HUE_TITLES = {"tau": "temperature", "arch": "architecture", "variant": "classifier", "K": "classes", "d": "dim."}
 REF_STYLE = {
@@ -123,13 +125,6 @@ def _missing(expected, chosen, hue) -> list[dict]:
     return out
 
 
-def _aggregate(da, over: str = "seed") -> dict:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        return {"value": da.mean(over, skipna=True), "lower": da.min(over, skipna=True),
-                "upper": da.max(over, skipna=True), "n_seeds": da.notnull().sum(over)}
-
-
 def _seed_text(frame: pd.DataFrame, hue: str | None) -> str:
     """'seed 0', 'mean of seeds 0, 1, 2' or, when the lines have different seeds, which line has which
     (levels with the same seeds grouped: 'seeds: τ=1, 1/5: 0; τ=1/10: 0, 1, 2')."""
@@ -147,16 +142,13 @@ def _seed_text(frame: pd.DataFrame, hue: str | None) -> str:
                                  for seeds, levels in groups.items())
 
 
-def _title(kind: str, setting: Mapping, frame: pd.DataFrame, hue: str | None) -> str:
+def _title(kind: str, setting: Mapping, frame: pd.DataFrame, hue: str | None, suffix: str = "") -> str:
     fixed = {k: v for k, v in setting.items() if k not in (hue, "seed")}
-    return f"{REGISTRY[kind].title} — {fmt_coords(fixed, ['dataset', 'arch', 'variant', 'd', 'K', 'tau'])}; " \
-           f"{_seed_text(frame, hue)}"
+    return f"{REGISTRY[kind].title} — {fmt_setting(fixed)}; {_seed_text(frame, hue)}{suffix}"
 
 
 def _wrap_title(text: str, fig, fontsize: float = 12) -> str:
     """Break a title between its parts (at " — " and "; ") so that each line fits the figure's width."""
-    import re
-
     width = max(30, int(fig.get_figwidth() * 72 / (0.55 * fontsize)))
     parts = [p for p in re.split(r"(?<= — )|(?<=; )", text) if p]
     lines = [""]
@@ -165,21 +157,6 @@ def _wrap_title(text: str, fig, fontsize: float = 12) -> str:
             lines.append("")
         lines[-1] += part
     return "\n".join(line.rstrip() for line in lines)
-
-
-def _code_reference(codes, var: str, d, K):
-    """A code value at (d, K) (max over any extra dims), or None."""
-    if codes is None or var not in getattr(codes, "data_vars", {}):
-        return None
-    da = codes[var]
-    if "d" not in da.dims or "K" not in da.dims:
-        return None
-    sub, absent = select(da.to_dataset(name=var), d=[d], K=[K])
-    if absent:
-        return None
-    val, _ = reduce_extra(sub[var].isel(d=0, K=0, drop=True), keep=())
-    v = float(val.values) if val.size == 1 else float("nan")
-    return None if math.isnan(v) else v
 
 
 def _eq(series: pd.Series, value) -> pd.Series:
@@ -204,16 +181,6 @@ def _format_axis(ax, panel: Panel, ds, xlabel: str):
     ax.set_title(panel.title)
 
 
-def _grid(n: int, ncols: int = 4, **kw):
-    ncols = min(ncols, n)
-    nrows = int(math.ceil(n / ncols))
-    fig, axes = new_figure(nrows, ncols, **kw)
-    flat = list(axes.reshape(-1))
-    for ax in flat[n:]:
-        ax.set_axis_off()
-    return fig, flat[:n]
-
-
 def _color(style: Style, hue: str | None, level, setting: Mapping):
     if hue is None:
         return style.arch_color(setting.get("arch", ""))
@@ -223,14 +190,25 @@ def _color(style: Style, hue: str | None, level, setting: Mapping):
         return None
 
 
+def _sweep_grid(n_panels: int):
+    """The panel grid of every figure of this module (rows of four, room for the legend on the right)."""
+    return panel_grid(n_panels, panel_w=3.3, panel_h=2.8, extra_w=1.9, extra_h=0.6)
+
+
+def _finish_sweep(frame: pd.DataFrame, kind: str, *, hue: str | None, setting: Mapping, chosen, missing,
+                  sources) -> pd.DataFrame:
+    """The plotted rows in CSV column order, with the setting, seeds, missing runs and seed text."""
+    frame = frame[[c for c in CURVE_COLUMNS if c in frame.columns]]
+    frame = finish_frame(frame, kind, missing=missing, selection=dict(setting),
+                         seeds=sorted({r["seed"] for r in chosen}), sources=sources)
+    frame.attrs["seed_text"] = _seed_text(frame, hue)
+    return frame
+
+
 # ----------------------------------------------------------------------------- curves vs epoch
 
 def _curve_figure(kind: str, metrics, codes=None, *, hue: str | None, panels: Sequence[Panel], sel: Mapping,
                   expected=None, style: Style | None = None, band_label: str = "min–max over seeds"):
-    import matplotlib as mpl
-    from matplotlib.lines import Line2D
-    from matplotlib.patches import Patch
-
     spec = REGISTRY[kind]
     sources = source_records(metrics, codes)
     metrics = _with_derived(metrics)
@@ -242,9 +220,26 @@ def _curve_figure(kind: str, metrics, codes=None, *, hue: str | None, panels: Se
                               sources=sources, selection={k: v for k, v in sel.items() if v is not None})
     sub, chosen, setting = picked
     style = style or Style.from_datasets(metrics, codes)
-    import xarray as xr
-
     levels = sorted({r[hue] for r in chosen}, key=lambda v: -float(v) if hue == "tau" else str(v)) if hue else [None]
+    frame = _curve_frame(sub, chosen, setting, hue, levels)
+    missing = _missing(expected, chosen, hue or "seed")
+    ref_rows = []
+    with figure_style():
+        fig, axes = _sweep_grid(len(panels))
+        for ax, panel in zip(axes, panels):
+            ref_rows += _draw_curve_panel(ax, panel, frame, levels, hue, style, setting, codes, missing, metrics)
+        handles = _curve_handles(panels, levels, hue, style, setting, ref_rows, frame, band_label)
+        add_figure_legend(fig, handles, title=HUE_TITLES.get(hue, hue) if hue else None)
+        fig.suptitle(_wrap_title(_title(kind, setting, frame, hue), fig), fontsize=12)
+        annotate_missing(fig, missing)
+    if ref_rows:
+        frame = pd.concat([frame, pd.DataFrame(ref_rows)], ignore_index=True)
+    frame = _finish_sweep(frame, kind, hue=hue, setting=setting, chosen=chosen, missing=missing, sources=sources)
+    return fig, frame
+
+
+def _curve_frame(sub, chosen, setting: Mapping, hue: str | None, levels: list) -> pd.DataFrame:
+    """Per level of ``hue`` and per epoch: mean / min / max over the seeds that have the point."""
     rows = []
     for lv in levels:
         runs = [r for r in chosen if hue is None or matches(r, {hue: lv})]
@@ -252,84 +247,79 @@ def _curve_figure(kind: str, metrics, codes=None, *, hue: str | None, panels: Se
         part, _ = select(sub, **({hue: [lv]} if hue else {}), seed=seeds)
         da = part.to_array("metric")
         da = da.squeeze([d for d in da.dims if d not in ("metric", "seed", "epoch")], drop=True)
-
-        df = xr.Dataset(_aggregate(da)).to_dataframe().reset_index()
+        df = spread(da, ["seed"]).rename(n="n_seeds").to_dataframe().reset_index()
         df = df[df["n_seeds"] > 0].copy()
         df["seeds"] = ",".join(str(s) for s in seeds)
-        for d in RUN_DIMS[:-1]:
+        for d in SETTING_COLUMNS:
             df[d] = lv if d == hue else setting.get(d, np.nan)
         rows.append(df)
     frame = pd.concat(rows, ignore_index=True)
     frame["series"] = "trained"
     frame["n_seeds"] = frame["n_seeds"].astype(int)
-    missing = _missing(expected, chosen, hue or "seed")
-    ref_rows = []
-    with mpl.rc_context(rc_params()):
-        fig, axes = _grid(len(panels), panel_w=3.3, panel_h=2.8, extra_w=1.9, extra_h=0.6)
-        for ax, panel in zip(axes, panels):
-            ax.set_gid(panel.metrics[0])
-            for metric, ls, _ in panel.lines:
-                msel = frame[frame["metric"] == metric]
-                for lv in levels:
-                    part = msel if hue is None else msel[_eq(msel[hue], lv)]
-                    if len(part):
-                        _plot_series(ax, part, _color(style, hue, lv, setting), linestyle=ls)
-            if panel.metrics == ["gnc2"]:
-                for rrow in _gnc2_refs(codes, setting, missing):
-                    ax.axhline(rrow["value"], **REF_STYLE[rrow["series"]])
-                    ref_rows.append(rrow)
-            _format_axis(ax, panel, metrics, "epoch")
-        handles = []
-        if hue:
-            handles += [Line2D([], [], color=_color(style, hue, lv, setting), lw=2, label=style.label(hue, lv))
-                        for lv in levels]
-        styles = {(ls, lab) for p in panels for _, ls, lab in p.lines if lab}
-        handles += [Line2D([], [], color="0.3", linestyle=ls, label=lab) for ls, lab in sorted(styles)]
-        for series in REF_STYLE:
-            if any(r["series"] == series for r in ref_rows):
-                handles.append(Line2D([], [], label=REF_LABELS[series], **REF_STYLE[series]))
-        if (frame["n_seeds"] > 1).any():
-            handles.append(Patch(color="0.6", alpha=0.35, label=band_label))
-        add_figure_legend(fig, handles, title=HUE_TITLES.get(hue, hue) if hue else None)
-        fig.suptitle(_wrap_title(_title(kind, setting, frame, hue), fig), fontsize=12)
-        annotate_missing(fig, missing)
-    if ref_rows:
-        frame = pd.concat([frame, pd.DataFrame(ref_rows)], ignore_index=True)
-    frame = frame[[c for c in CURVE_COLUMNS if c in frame.columns]]
-    frame = finish_frame(frame, kind, missing=missing, selection={k: v for k, v in setting.items()},
-                         seeds=sorted({r["seed"] for r in chosen}), sources=sources)
-    frame.attrs["seed_text"] = _seed_text(frame, hue)
-    return fig, frame
+    return frame
 
 
-def _plot_series(ax, part: pd.DataFrame, color, *, linestyle="-"):
-    part = part.sort_values("epoch")
-    x = part["epoch"].to_numpy(dtype=float)
-    y = part["value"].to_numpy(dtype=float)
-    ax.plot(x, y, color=color, linestyle=linestyle, marker="o" if len(x) <= 25 else None, markersize=3.5)
-    if (part["n_seeds"] > 1).any():
-        ax.fill_between(x, part["lower"].to_numpy(float), part["upper"].to_numpy(float), color=color, alpha=0.18,
-                        linewidth=0)
+def _draw_curve_panel(ax, panel: Panel, frame, levels, hue, style, setting, codes, missing, metrics) -> list[dict]:
+    """One panel: a line per level and metric of the panel, the code references on the GNC2 panel
+    (returned as rows; a missing code value is added to ``missing``)."""
+    ax.set_gid(panel.metrics[0])
+    for metric, ls, _ in panel.lines:
+        msel = frame[frame["metric"] == metric]
+        for lv in levels:
+            part = msel if hue is None else msel[_eq(msel[hue], lv)]
+            if len(part):
+                part = part.sort_values("epoch")
+                x = part["epoch"].to_numpy(dtype=float)
+                plot_with_band(ax, x, part, _color(style, hue, lv, setting), "n_seeds", linestyle=ls,
+                               marker="o" if len(x) <= 25 else None, markersize=3.5)
+    refs = _gnc2_refs(codes, setting, missing) if panel.metrics == ["gnc2"] else []
+    for rrow in refs:
+        ax.axhline(rrow["value"], **REF_STYLE[rrow["series"]])
+    _format_axis(ax, panel, metrics, "epoch")
+    return refs
+
+
+def _curve_handles(panels, levels, hue, style, setting, ref_rows, frame, band_label) -> list:
+    """Legend: a colour per level, a line style per labelled line, the references drawn, the band."""
+    from matplotlib.lines import Line2D
+
+    handles = []
+    if hue:
+        handles += [Line2D([], [], color=_color(style, hue, lv, setting), lw=2, label=style.label(hue, lv))
+                    for lv in levels]
+    styles = {(ls, lab) for p in panels for _, ls, lab in p.lines if lab}
+    handles += [Line2D([], [], color="0.3", linestyle=ls, label=lab) for ls, lab in sorted(styles)]
+    for series in REF_STYLE:
+        if any(r["series"] == series for r in ref_rows):
+            handles.append(Line2D([], [], label=REF_LABELS[series], **REF_STYLE[series]))
+    if (frame["n_seeds"] > 1).any():
+        handles.append(band_handle(band_label))
+    return handles
 
 
 def _gnc2_refs(codes, setting: Mapping, missing: list) -> list[dict]:
     d, K = setting.get("d"), setting.get("K")
     if d is None or K is None:
         return []
-    base = {dim: setting.get(dim, np.nan) for dim in RUN_DIMS[:-1]}
+    base = {dim: setting.get(dim, np.nan) for dim in SETTING_COLUMNS}
     out = []
-    sm = _code_reference(codes, "softmax_value", d, K)
+    sm = code_value(codes, "softmax_value", d, K)
     if sm is None:
-        missing.append({"d": py(d), "K": py(K), "metrics": ["softmax_value"],
-                        "what": "softmax-code value not in codes.nc" if codes is not None else "codes.nc not given"})
+        missing.append(_no_code_value(codes, d, K))
     else:
         out.append({**base, "series": "softmax code", "metric": "gnc2", "value": sm, "lower": sm, "upper": sm,
                     "n_seeds": 0, "epoch": np.nan})
-    po = _code_reference(codes, "paper_optimal", d, K)
+    po = code_value(codes, "paper_optimal", d, K)
     if po is not None:
         out.append({**base, "series": "paper 'Optimal'", "metric": "gnc2", "value": po, "lower": po, "upper": po,
                     "n_seeds": 0, "epoch": np.nan})
     return out
+
+
+def _no_code_value(codes, d, K) -> dict:
+    """The missing-point record of a softmax-code value that codes.nc lacks."""
+    return {"d": py(d), "K": py(K), "metrics": ["softmax_value"],
+            "what": "softmax-code value not in codes.nc" if codes is not None else "codes.nc not given"}
 
 
 def _sel(kw: Mapping) -> dict:
@@ -377,10 +367,6 @@ def fig_nc(metrics, *, expected=None, style: Style | None = None, **sel):
 def _final_figure(kind: str, metrics, codes, *, x: str, panels: Sequence[Panel], sel: Mapping, expected=None,
                   style: Style | None = None):
     """Each run's value at its last checkpoint with data, mean / min–max over seeds, versus ``x``."""
-    import matplotlib as mpl
-    from matplotlib.lines import Line2D
-    from matplotlib.patches import Patch
-
     spec = REGISTRY[kind]
     sources = source_records(metrics, codes)
     names = [m for p in panels for m in p.metrics if m != "gnc2_fraction"]
@@ -392,6 +378,25 @@ def _final_figure(kind: str, metrics, codes, *, x: str, panels: Sequence[Panel],
     sub, chosen, setting = picked
     style = style or Style.from_datasets(metrics, codes)
     missing = _missing(expected, chosen, x)
+    per_run = _last_values(sub, chosen, names, x)
+    fraction = any("gnc2_fraction" in p.metrics for p in panels)
+    ref_rows = _code_refs_vs_x(per_run, x, setting, codes, missing, fraction)
+    frame = _final_frame(per_run, ref_rows, x, setting)
+    xlabel = {"K": "number of classes K", "d": "feature dimension d"}[x]
+    color = style.arch_color(setting.get("arch", ""))
+    with figure_style():
+        fig, axes = _sweep_grid(len(panels))
+        for ax, panel in zip(axes, panels):
+            _draw_final_panel(ax, panel, frame, x, color, metrics, xlabel)
+        add_figure_legend(fig, _final_handles(frame, setting, color))
+        fig.suptitle(_wrap_title(_title(kind, setting, frame, x, "; last checkpoint of each run"), fig), fontsize=12)
+        annotate_missing(fig, missing)
+    frame = _finish_sweep(frame, kind, hue=x, setting=setting, chosen=chosen, missing=missing, sources=sources)
+    return fig, frame
+
+
+def _last_values(sub, chosen, names, x: str) -> list[dict]:
+    """One row per (run, metric): the value at the run's last checkpoint with data."""
     per_run = []
     for r in chosen:
         cell, _ = select(sub, **{x: [r[x]], "seed": [r["seed"]]})
@@ -401,67 +406,72 @@ def _final_figure(kind: str, metrics, codes, *, x: str, panels: Sequence[Panel],
             if s.size:
                 per_run.append({x: r[x], "seed": r["seed"], "metric": m, "epoch": int(s["epoch"].values[-1]),
                                 "value": float(s.values[-1])})
+    return per_run
+
+
+def _code_refs_vs_x(per_run: list[dict], x: str, setting: Mapping, codes, missing: list, fraction: bool) -> list[dict]:
+    """The softmax-code value at each ``x`` (rows returned; missing ones added to ``missing``); with
+    ``fraction``, each run's GNC2 divided by it is appended to ``per_run`` as ``gnc2_fraction``."""
     runs = pd.DataFrame(per_run)
     ref_rows = []
     for xv in sorted(runs[x].unique()):
         d, K = (xv, setting["K"]) if x == "d" else (setting["d"], xv)
-        sm = _code_reference(codes, "softmax_value", d, K)
+        sm = code_value(codes, "softmax_value", d, K)
         if sm is None:
-            missing.append({"d": py(d), "K": py(K), "metrics": ["softmax_value"],
-                            "what": "softmax-code value not in codes.nc" if codes is not None else "codes.nc not given"})
+            missing.append(_no_code_value(codes, d, K))
             continue
         ref_rows.append({x: xv, "series": "softmax code", "metric": "gnc2", "value": sm})
-        if not any("gnc2_fraction" in p.metrics for p in panels):
+        if not fraction:
             continue
         g = runs[(runs["metric"] == "gnc2") & (runs[x] == xv)]
         for _, r in g.iterrows():
             per_run.append({**r.to_dict(), "metric": "gnc2_fraction", "value": r["value"] / sm})
+    return ref_rows
+
+
+def _final_frame(per_run: list[dict], ref_rows: list[dict], x: str, setting: Mapping) -> pd.DataFrame:
+    """Mean / min / max over the seeds of each (metric, x), then the code references, with the setting."""
     runs = pd.DataFrame(per_run)
     agg = runs.groupby(["metric", x]).agg(value=("value", "mean"), lower=("value", "min"), upper=("value", "max"),
                                           n_seeds=("seed", "nunique"), epoch=("epoch", "max"),
                                           seeds=("seed", lambda s: ",".join(str(v) for v in sorted(s)))).reset_index()
     agg["series"] = "trained"
     frame = pd.concat([agg, pd.DataFrame(ref_rows)], ignore_index=True)
-    for d in RUN_DIMS[:-1]:
+    for d in SETTING_COLUMNS:
         if d != x:
             frame[d] = setting.get(d, np.nan)
     frame["n_seeds"] = frame["n_seeds"].fillna(0).astype(int)
-    xlabel = {"K": "number of classes K", "d": "feature dimension d"}[x]
-    color = style.arch_color(setting.get("arch", ""))
-    with mpl.rc_context(rc_params()):
-        fig, axes = _grid(len(panels), panel_w=3.3, panel_h=2.8, extra_w=1.9, extra_h=0.6)
-        for ax, panel in zip(axes, panels):
-            m = panel.metrics[0]
-            ax.set_gid(m)
-            part = frame[(frame["series"] == "trained") & (frame["metric"] == m)].sort_values(x)
-            if len(part):
-                xs = part[x].to_numpy(float)
-                ax.plot(xs, part["value"].to_numpy(float), color=color, marker="o")
-                if (part["n_seeds"] > 1).any():
-                    ax.fill_between(xs, part["lower"].to_numpy(float), part["upper"].to_numpy(float), color=color,
-                                    alpha=0.18, linewidth=0)
-            if m == "gnc2":
-                ref = frame[frame["series"] == "softmax code"].sort_values(x)
-                if len(ref):
-                    ax.plot(ref[x].to_numpy(float), ref["value"].to_numpy(float), marker="s", markersize=5,
-                            **REF_STYLE["softmax code"])
-            if m == "gnc2_fraction":
-                ax.axhline(1.0, color="black", linestyle="--", linewidth=1.0)
-            _format_axis(ax, panel, metrics, xlabel)
-            ax.set_xticks(sorted(frame[x].dropna().unique()))
-        handles = [Line2D([], [], color=color, marker="o", label=f"trained ({setting.get('arch')})")]
-        if (frame["series"] == "softmax code").any():
-            handles.append(Line2D([], [], marker="s", label=REF_LABELS["softmax code"], **REF_STYLE["softmax code"]))
-        if (frame["n_seeds"] > 1).any():
-            handles.append(Patch(color="0.6", alpha=0.35, label="min–max over seeds"))
-        add_figure_legend(fig, handles)
-        fig.suptitle(_wrap_title(_title(kind, setting, frame, x) + "; last checkpoint of each run", fig), fontsize=12)
-        annotate_missing(fig, missing)
-    frame = frame[[c for c in CURVE_COLUMNS if c in frame.columns]]
-    frame = finish_frame(frame, kind, missing=missing, selection=dict(setting),
-                         seeds=sorted({r["seed"] for r in chosen}), sources=sources)
-    frame.attrs["seed_text"] = _seed_text(frame, x)
-    return fig, frame
+    return frame
+
+
+def _draw_final_panel(ax, panel: Panel, frame: pd.DataFrame, x: str, color, metrics, xlabel: str):
+    """One panel versus ``x``: the trained runs (line and band), the code values on the GNC2 panel, the
+    line at 1 on the fraction panel."""
+    m = panel.metrics[0]
+    ax.set_gid(m)
+    part = frame[(frame["series"] == "trained") & (frame["metric"] == m)].sort_values(x)
+    if len(part):
+        plot_with_band(ax, part[x].to_numpy(float), part, color, "n_seeds", marker="o")
+    if m == "gnc2":
+        ref = frame[frame["series"] == "softmax code"].sort_values(x)
+        if len(ref):
+            ax.plot(ref[x].to_numpy(float), ref["value"].to_numpy(float), marker="s", markersize=5,
+                    **REF_STYLE["softmax code"])
+    if m == "gnc2_fraction":
+        ax.axhline(1.0, color="black", linestyle="--", linewidth=1.0)
+    _format_axis(ax, panel, metrics, xlabel)
+    ax.set_xticks(sorted(frame[x].dropna().unique()))
+
+
+def _final_handles(frame: pd.DataFrame, setting: Mapping, color) -> list:
+    from matplotlib.lines import Line2D
+
+    handles = [Line2D([], [], color=color, marker="o", label=f"trained ({setting.get('arch')})")]
+    if (frame["series"] == "softmax code").any():
+        handles.append(Line2D([], [], marker="s", label=REF_LABELS["softmax code"], **REF_STYLE["softmax code"]))
+    if (frame["n_seeds"] > 1).any():
+        handles.append(band_handle("min–max over seeds"))
+    return handles
 
 
 def fig_k_sweep(metrics, codes=None, *, expected=None, style: Style | None = None, **sel):
