@@ -27,7 +27,7 @@ import re
 import textwrap
 import warnings
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -139,23 +139,22 @@ def select(ds, **sel):
     return ds, absent
 
 
-def reduce_extra(da, keep: Sequence[str], how: str = "max"):
-    """Reduce every dim of ``da`` not in ``keep`` (e.g. run dims of a code value) by max/mean."""
+def reduce_extra(da, keep: Sequence[str]):
+    """Reduce every dim of ``da`` not in ``keep`` (e.g. run dims of a code value) by its maximum."""
     extra = [d for d in da.dims if d not in keep]
     if not extra:
         return da, []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        out = getattr(da, how)(dim=extra, skipna=True)
+        out = da.max(dim=extra, skipna=True)
     return out, extra
 
 
-def long_frame(da, name: str = "value") -> pd.DataFrame:
-    """A DataArray as a long frame without NaN values, numeric coords kept as python types."""
-    df = da.rename(name).to_dataframe().reset_index()
-    keep = [c for c in df.columns if c in da.dims or c == name]
-    df = df[keep]
-    return df[df[name].notna()].reset_index(drop=True)
+def long_frame(da) -> pd.DataFrame:
+    """A DataArray as a long frame (its dims and ``value``) without NaN values."""
+    df = da.rename("value").to_dataframe().reset_index()
+    df = df[[c for c in df.columns if c in da.dims or c == "value"]]
+    return df[df["value"].notna()].reset_index(drop=True)
 
 
 def axis_label(var: str, ds=None, *, percent: bool = False, label: str | None = None) -> str:
@@ -212,12 +211,12 @@ def figure_style():
 
 
 def new_figure(nrows: int, ncols: int, panel_w: float = 3.4, panel_h: float = 2.8, extra_w: float = 0.0,
-               extra_h: float = 0.5, **subplot_kw):
+               extra_h: float = 0.5):
     """A pyplot-free Figure with a constrained-layout grid of axes (array of shape (nrows, ncols))."""
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(ncols * panel_w + extra_w, nrows * panel_h + extra_h), layout="constrained")
-    axes = fig.subplots(nrows, ncols, squeeze=False, subplot_kw=subplot_kw or None)
+    axes = fig.subplots(nrows, ncols, squeeze=False)
     return fig, axes
 
 
@@ -309,16 +308,10 @@ def fmt_setting(rec: Mapping) -> str:
     return fmt_coords(rec, SETTING_DIMS)
 
 
-def absent_records(absent: Mapping[str, list], metrics="all") -> list[dict]:
-    """Missing-point records of requested coordinate values that are not in the file (from :func:`select`)."""
-    return [{dim: v, "metrics": metrics, "what": "not in the results"} for dim, vals in absent.items() for v in vals]
-
-
-def add_figure_legend(fig, handles, *, title=None, ncol: int = 1, loc: str = "outside right center"):
-    """One legend per figure, outside the axes (constrained layout keeps room for it)."""
-    if not handles:
-        return None
-    return fig.legend(handles=handles, loc=loc, title=title, ncol=ncol, frameon=False)
+def add_figure_legend(fig, handles, *, title=None):
+    """One legend per figure, right of the axes (constrained layout keeps room for it)."""
+    if handles:
+        fig.legend(handles=handles, loc="outside right center", title=title, frameon=False)
 
 
 def annotate_missing(fig, missing: list[dict]):
@@ -332,20 +325,20 @@ def annotate_missing(fig, missing: list[dict]):
 
 # ----------------------------------------------------------------------------- missing points
 
-def missing_points(ds, var: str | Sequence[str], grid_dims: Sequence[str], setting_dims: Sequence[str] | None = None,
-                   **sel) -> list[dict]:
+def missing_points(ds, var: str | Sequence[str], grid_dims: Sequence[str],
+                   setting_dims: Sequence[str] | None = None) -> list[dict]:
     """Grid points (combinations of ``grid_dims``) of ``ds[var]`` whose values are all NaN over the
-    remaining dims, restricted to ``sel``.
+    remaining dims.
 
     The expected grid is: each combination of ``setting_dims`` (default: all ``grid_dims``, i.e. a full
     product) that has some data, times every value of the other grid dims that has data somewhere. So
     with ``setting_dims=("d", "K")`` and ``grid_dims=("tau", "d", "K")`` a (d, K) never run is not
-    reported, but a τ missing for a (d, K) that was run is. Requested values absent from the file are
-    reported too. Returns records ``{dim: value, ..., "metrics": [...]}``."""
+    reported, but a τ missing for a (d, K) that was run is. Returns records ``{dim: value, ...,
+    "metrics": [...]}``."""
     names = [var] if isinstance(var, str) else list(var)
     names = [n for n in names if n in ds.data_vars]
-    sub, absent = select(ds, **sel)
-    out = absent_records(absent)
+    sub = ds
+    out: list[dict] = []
     if not names:
         return out
     setting_dims = list(grid_dims) if setting_dims is None else list(setting_dims)
@@ -487,14 +480,14 @@ def _levels(frame: pd.DataFrame, col: str) -> list:
         return sorted(vals, key=str)
 
 
-def figure_caption(kind: str, frame: pd.DataFrame, *, rst: bool = False) -> str:
+def figure_caption(kind: str, frame: pd.DataFrame) -> str:
     """Caption text stating what the figure shows and its setting (dataset, architecture, variant, d, K,
     τ, seeds, epochs), read from exactly the plotted data (the figure's ``frame``), plus its notes and
-    the missing-grid-point note. ``rst=True`` escapes reStructuredText markup."""
+    the missing-grid-point note."""
     parts = [f"{FIGURE_TITLES.get(kind, kind)}. {DESCRIPTIONS.get(kind, '')}".strip()]
     if frame.attrs.get("no_data"):
         parts.append(caption_gap_note(frame))
-        return _finish_caption(parts, rst)
+        return _join(parts)
     seeds: list = []
     if len(frame):
         setting = _setting_texts(frame)
@@ -509,7 +502,7 @@ def figure_caption(kind: str, frame: pd.DataFrame, *, rst: bool = False) -> str:
     for note in frame.attrs.get("notes", []):
         parts.append(note if note.endswith(".") else note + ".")
     parts.append(caption_gap_note(frame))
-    return _finish_caption(parts, rst)
+    return _join(parts)
 
 
 def _setting_texts(frame: pd.DataFrame) -> list[str]:
@@ -561,9 +554,8 @@ def _sphere_sentence(frame: pd.DataFrame) -> str:
             f"{'centred by the global mean' if sel.get('center') else 'not centred'}.")
 
 
-def _finish_caption(parts: list[str], rst: bool) -> str:
-    text = " ".join(p for p in parts if p)
-    return rst_escape(text) if rst else text
+def _join(parts: list[str]) -> str:
+    return " ".join(p for p in parts if p)
 
 
 def rst_escape(text: str) -> str:
@@ -587,24 +579,48 @@ def _setting_text(dim: str, vals: list) -> str:
 
 # ----------------------------------------------------------------------------- saving
 
-def _strip_suffix(prefix: str | os.PathLike) -> Path:
-    p = Path(prefix)
-    if p.suffix.lower() in (".png", ".pdf", ".csv", ".svg"):
-        p = p.with_suffix("")
-    return p
-
-
 def save_figure(fig, frame: pd.DataFrame, out_prefix: str | os.PathLike, *, sources: Sequence = (),
-                caption: str | None = None, dpi: int = 150, formats: Sequence[str] = ("png", "pdf"),
-                **extra: Any) -> dict[str, Path]:
+                caption: str | None = None, dpi: int = 150, formats: Sequence[str] = ("png", "pdf")) -> dict[str, Path]:
     """Write ``<prefix>.png`` (dpi 150), ``<prefix>.pdf``, ``<prefix>.csv`` (exactly the plotted data)
     and ``<prefix>.provenance.json`` (gnc provenance + the input files' attributes, checksums,
     selection and missing grid points), each atomically. With ``caption`` (plain text, e.g. from
     :func:`figure_caption`) also ``<prefix>.caption.rst`` (RST-escaped; the report captions in
-    workflow/report/ include it when the rule declares it as an output). ``sources`` are extra input file paths to record (their sha256 and, for
-    netCDF, their gnc_* attributes). Returns the written paths by key."""
-    prefix = _strip_suffix(out_prefix)
+    workflow/report/ include it when the rule declares it as an output). ``sources`` are extra input file
+    paths to record (their sha256 and, for netCDF, their gnc_* attributes). Returns the written paths by key."""
+    prefix = Path(out_prefix)
     prefix.parent.mkdir(parents=True, exist_ok=True)
+    written = _write_images(fig, prefix, formats, dpi)
+    csv_path = Path(f"{prefix}.csv")
+    with atomic_path(csv_path) as tmp:
+        frame.to_csv(tmp, index=False, float_format=None)
+    written["csv"] = csv_path
+    by_path = _source_entries([*frame.attrs.get("sources", []),
+                               *({"path": str(s), "attrs": _file_attrs(s)} for s in sources)])
+    prov = provenance(
+        figure=frame.attrs.get("figure"),
+        figure_files={k: str(v) for k, v in written.items()},
+        selection=frame.attrs.get("selection") or None,
+        seeds=frame.attrs.get("seeds") or None,
+        missing=frame.attrs.get("missing") or None,
+        notes=frame.attrs.get("notes") or None,
+        no_data=int(bool(frame.attrs.get("no_data"))),
+        sources=by_path or None,
+        caption=caption,
+    )
+    # the datasets behind the inputs, as aligned lists (name, version, checksum, path)
+    prov.update(merge_dataset_attrs(*(entry["attrs"] for entry in by_path.values())))
+    side = Path(f"{prefix}.provenance.json")
+    write_json_atomic(side, prov)
+    written["provenance"] = side
+    if caption is not None:
+        cap = Path(f"{prefix}.caption.rst")
+        write_text_atomic(cap, rst_escape(caption.rstrip()) + "\n")
+        written["caption"] = cap
+    return written
+
+
+def _write_images(fig, prefix: Path, formats: Sequence[str], dpi: int) -> dict[str, Path]:
+    """``<prefix>.<fmt>`` for each format, atomically, without timestamps in the files."""
     # matplotlib's PDF backend subsets fonts with fontTools, which logs every table at INFO
     logging.getLogger("fontTools").setLevel(logging.WARNING)
     written: dict[str, Path] = {}
@@ -616,44 +632,19 @@ def save_figure(fig, frame: pd.DataFrame, out_prefix: str | os.PathLike, *, sour
                 # "tight": rotated tick labels and outside legends are never clipped
                 fig.savefig(tmp, format=fmt, dpi=dpi, metadata=meta, bbox_inches="tight", pad_inches=0.08)
             written[fmt] = path
-    csv_path = Path(f"{prefix}.csv")
-    with atomic_path(csv_path) as tmp:
-        frame.to_csv(tmp, index=False, float_format=None)
-    written["csv"] = csv_path
+    return written
 
-    src_records = list(frame.attrs.get("sources", []))
-    for s in sources:
-        src_records.append({"path": str(s), "attrs": _file_attrs(s)})
+
+def _source_entries(records: list[dict]) -> dict[str, dict]:
+    """{path: {"attrs": merged gnc_* attributes, "sha256": checksum of the file}} of the input records."""
     by_path: dict[str, dict] = {}
-    for rec in src_records:
+    for rec in records:
         key = rec.get("path") or f"<in-memory {len(by_path)}>"
         entry = by_path.setdefault(key, {"attrs": {}})
         entry["attrs"].update(rec.get("attrs") or {})
         if rec.get("path") and Path(rec["path"]).is_file():
             entry["sha256"] = sha256_file(rec["path"])
-    # the datasets behind the inputs, as aligned lists (name, version, checksum, path)
-    ds_attrs = merge_dataset_attrs(*(entry["attrs"] for entry in by_path.values()))
-    prov = provenance(
-        figure=frame.attrs.get("figure"),
-        figure_files={k: str(v) for k, v in written.items()},
-        selection=frame.attrs.get("selection") or None,
-        seeds=frame.attrs.get("seeds") or None,
-        missing=frame.attrs.get("missing") or None,
-        notes=frame.attrs.get("notes") or None,
-        no_data=int(bool(frame.attrs.get("no_data"))),
-        sources=by_path or None,
-        caption=caption,
-        **extra,
-    )
-    prov.update(ds_attrs)
-    side = Path(f"{prefix}.provenance.json")
-    write_json_atomic(side, prov)
-    written["provenance"] = side
-    if caption is not None:
-        cap = Path(f"{prefix}.caption.rst")
-        write_text_atomic(cap, rst_escape(caption.rstrip()) + "\n")
-        written["caption"] = cap
-    return written
+    return by_path
 
 
 def _file_attrs(path) -> dict:

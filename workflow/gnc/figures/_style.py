@@ -133,27 +133,19 @@ class Style:
 
     @classmethod
     def from_datasets(cls, *datasets) -> "Style":
-        taus: list = []
-        archs: list = []
-        variants: list = []
-        dims: list = []
+        levels: dict[str, list] = {"tau": [], "arch": [], "variant": [], "d": []}
         for ds in datasets:
             if ds is None:
                 continue
             items = [ds] if hasattr(ds, "data_vars") else (list(ds.values()) if isinstance(ds, dict) else [ds])
             for item in items:
                 coords = getattr(item, "coords", {})
-                if "tau" in coords:
-                    taus += list(np.atleast_1d(coords["tau"].values))
-                if "arch" in coords:
-                    archs += list(np.atleast_1d(coords["arch"].values))
-                if "variant" in coords:
-                    variants += list(np.atleast_1d(coords["variant"].values))
-                if "d" in coords:
-                    dims += list(np.atleast_1d(coords["d"].values))
-        return cls(taus=_unique_sorted(taus, True), archs=_unique_sorted(archs, False),
-                   variants=_unique_sorted(variants, False),
-                   dims=[int(x) for x in _unique_sorted(dims, True)])
+                for dim, vals in levels.items():
+                    if dim in coords:
+                        vals += list(np.atleast_1d(coords[dim].values))
+        return cls(taus=_unique_sorted(levels["tau"], True), archs=_unique_sorted(levels["arch"], False),
+                   variants=_unique_sorted(levels["variant"], False),
+                   dims=[int(x) for x in _unique_sorted(levels["d"], True)])
 
     # ---------------------------------------------------------------- colours
     def tau_color(self, tau: float):

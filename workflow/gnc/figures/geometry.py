@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Mapping
 
 import numpy as np
 import pandas as pd
@@ -577,34 +576,15 @@ def _names_from(ds, K: int):
 
 
 def _panels_of(features) -> list[tuple[str, object]]:
-    panels = _panels_raw(features)
-    seen: dict[str, int] = {}
-    out = []
-    for name, ds in panels:  # panel titles identify the rows of the frame: keep them unique
-        seen[name] = seen.get(name, 0) + 1
-        out.append((name if seen[name] == 1 else f"{name} ({seen[name]})", ds))
-    return out
-
-
-def _panels_raw(features) -> list[tuple[str, object]]:
+    """(title, features dataset) of each panel: one Dataset, or a mapping {panel title: Dataset}."""
     if features is None:
         return []
     if hasattr(features, "data_vars"):  # one xarray Dataset (itself a Mapping of variables)
-        return [(_panel_title(features, 0), features)]
-    if isinstance(features, Mapping):
-        return [(str(k), v) for k, v in features.items() if v is not None]
-    if isinstance(features, (list, tuple)):
-        out = []
-        for i, item in enumerate(features):
-            if isinstance(item, tuple) and len(item) == 2:
-                out.append((str(item[0]), item[1]))
-            elif item is not None:
-                out.append((_panel_title(item, i), item))
-        return out
-    return [(_panel_title(features, 0), features)]
+        return [(_panel_title(features), features)]
+    return [(str(k), v) for k, v in features.items() if v is not None]
 
 
-def _panel_title(ds, i: int) -> str:
+def _panel_title(ds) -> str:
     parts = []
     for key in ("epoch", "gnc_epoch"):
         if key in getattr(ds, "attrs", {}):
@@ -615,7 +595,7 @@ def _panel_title(ds, i: int) -> str:
             parts.append(f"τ = {format_tau(float(ds.attrs['tau']))}")
         except (TypeError, ValueError):
             pass
-    return ", ".join(parts) or f"panel {i + 1}"
+    return ", ".join(parts) or "panel 1"
 
 
 def fig_sphere(features, *, n_features: int = 400, seed: int = 0, center: bool = False):

@@ -22,7 +22,6 @@ missing; without it nothing is called missing. The returned frame has one row pe
 
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass
 from typing import Mapping, Sequence
@@ -208,7 +207,7 @@ def _finish_sweep(frame: pd.DataFrame, kind: str, *, hue: str | None, setting: M
 # ----------------------------------------------------------------------------- curves vs epoch
 
 def _curve_figure(kind: str, metrics, codes=None, *, hue: str | None, panels: Sequence[Panel], sel: Mapping,
-                  expected=None, style: Style | None = None, band_label: str = "min–max over seeds"):
+                  expected=None, style: Style | None = None):
     spec = REGISTRY[kind]
     sources = source_records(metrics, codes)
     metrics = _with_derived(metrics)
@@ -228,7 +227,7 @@ def _curve_figure(kind: str, metrics, codes=None, *, hue: str | None, panels: Se
         fig, axes = _sweep_grid(len(panels))
         for ax, panel in zip(axes, panels):
             ref_rows += _draw_curve_panel(ax, panel, frame, levels, hue, style, setting, codes, missing, metrics)
-        handles = _curve_handles(panels, levels, hue, style, setting, ref_rows, frame, band_label)
+        handles = _curve_handles(panels, levels, hue, style, setting, ref_rows, frame)
         add_figure_legend(fig, handles, title=HUE_TITLES.get(hue, hue) if hue else None)
         fig.suptitle(_wrap_title(_title(kind, setting, frame, hue), fig), fontsize=12)
         annotate_missing(fig, missing)
@@ -279,7 +278,7 @@ def _draw_curve_panel(ax, panel: Panel, frame, levels, hue, style, setting, code
     return refs
 
 
-def _curve_handles(panels, levels, hue, style, setting, ref_rows, frame, band_label) -> list:
+def _curve_handles(panels, levels, hue, style, setting, ref_rows, frame) -> list:
     """Legend: a colour per level, a line style per labelled line, the references drawn, the band."""
     from matplotlib.lines import Line2D
 
@@ -293,7 +292,7 @@ def _curve_handles(panels, levels, hue, style, setting, ref_rows, frame, band_la
         if any(r["series"] == series for r in ref_rows):
             handles.append(Line2D([], [], label=REF_LABELS[series], **REF_STYLE[series]))
     if (frame["n_seeds"] > 1).any():
-        handles.append(band_handle(band_label))
+        handles.append(band_handle("min–max over seeds"))
     return handles
 
 
