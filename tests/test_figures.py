@@ -19,6 +19,7 @@ import xarray as xr
 from matplotlib.colors import to_rgb
 
 from gnc.io import open_netcdf, write_netcdf
+from gnc.results import RUN_DIMS
 
 import gnc.figures as F
 
@@ -36,7 +37,7 @@ METRIC_VARS = ["gnc1", "gnc2", "gnc2_mean", "gnc2_lower", "gnc2_upper", "gnc2_ga
                "nc1", "nc2_equinorm_means", "nc2_equinorm_weights", "nc2_equiangular_means",
                "nc2_equiangular_weights", "nc2_maxangle_means", "nc2_maxangle_weights", "nc3", "nc4",
                "ncc_train_acc", "ncc_test_acc", "train_acc", "test_acc", "min_angle"]
-DIMS = ("variant", "dataset", "arch", "tau", "d", "K", "seed", "epoch")
+DIMS = (*RUN_DIMS, "epoch")
 CLASS_NAMES = ["automobile", "cat", "dog", "truck"]
 
 
@@ -96,8 +97,7 @@ def make_metrics(seed: int = 0) -> xr.Dataset:
 
 def expected_runs(**sel):
     """The synthetic runs as coordinate dicts (what the workflow passes as ``expected``)."""
-    keys = ("variant", "dataset", "arch", "tau", "d", "K", "seed")
-    out = [dict(zip(keys, r)) for r in sorted(_runs(), key=str)]
+    out = [dict(zip(RUN_DIMS, r)) for r in sorted(_runs(), key=str)]
     return [r for r in out if all(r[k] == v for k, v in sel.items())]
 
 

@@ -12,6 +12,9 @@ is a "no data for this figure in this study" figure with an empty frame.
 ``save_figure(fig, frame, out_prefix, formats=...)`` writes the requested image formats (png, pdf,
 svg), the CSV and ``.provenance.json`` atomically; ``figure_caption(kind, frame=frame)`` states the
 setting (dataset, arch, d, K, τ, seeds, epochs) and the missing runs.
+
+matplotlib and xarray are imported inside the functions that use them: the Snakefile imports
+:mod:`gnc.figures.registry`, hence this package, when it parses, and must not pay for them.
 """
 
 from __future__ import annotations

@@ -11,10 +11,6 @@ Settings of the sparse study grid that were never run at all are simply not part
 Every figure function returns ``(fig, frame)``; ``frame.attrs`` carries
 ``figure`` (kind), ``missing`` (list of dict records), ``selection`` (fixed coordinates chosen),
 ``seeds``, ``notes``, ``no_data`` and ``sources`` (paths + gnc_* attributes of the input files).
-
-matplotlib and xarray are imported inside the functions that use them, here and in the figure
-modules: the Snakefile imports :mod:`gnc.figures.registry`, hence this package, when it parses, and
-must not pay for them.
 """
 
 from __future__ import annotations
