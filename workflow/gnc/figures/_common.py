@@ -170,17 +170,14 @@ def axis_label(var: str, ds=None, *, percent: bool = False, label: str | None = 
 
 
 def source_records(*datasets) -> list[dict]:
+    """{"path", "attrs": gnc_* attributes} of each input dataset (None skipped)."""
     out = []
     for ds in datasets:
         if ds is None:
             continue
-        items = [ds] if hasattr(ds, "data_vars") else (list(ds.values()) if isinstance(ds, Mapping) else [ds])
-        for item in items:
-            if item is None or not hasattr(item, "attrs"):
-                continue
-            src = getattr(item, "encoding", {}).get("source")
-            attrs = {k: py(v) for k, v in item.attrs.items() if str(k).startswith("gnc_")}
-            out.append({"path": str(src) if src else None, "attrs": attrs})
+        src = ds.encoding.get("source")
+        attrs = {k: py(v) for k, v in ds.attrs.items() if str(k).startswith("gnc_")}
+        out.append({"path": str(src) if src else None, "attrs": attrs})
     return out
 
 
@@ -333,7 +330,6 @@ def missing_points(ds, var: str | Sequence[str], grid_dims: Sequence[str],
     "metrics": [...]}``."""
     names = [var] if isinstance(var, str) else list(var)
     names = [n for n in names if n in ds.data_vars]
-    sub = ds
     out: list[dict] = []
     if not names:
         return out
@@ -341,13 +337,13 @@ def missing_points(ds, var: str | Sequence[str], grid_dims: Sequence[str],
     # settings with data for any of the names
     setting_has = None
     for name in names:
-        da = sub[name]
+        da = ds[name]
         sd = [d for d in setting_dims if d in da.dims]
         h = da.notnull().any(dim=[d for d in da.dims if d not in sd]).transpose(*sd) if sd else None
         if h is not None:
             setting_has = h if setting_has is None else (setting_has | h)
     for name in names:
-        da = sub[name]
+        da = ds[name]
         gd = [d for d in grid_dims if d in da.dims]
         other = [d for d in da.dims if d not in gd]
         has = da.notnull().any(dim=other) if other else da.notnull()

@@ -137,12 +137,9 @@ class Style:
         for ds in datasets:
             if ds is None:
                 continue
-            items = [ds] if hasattr(ds, "data_vars") else (list(ds.values()) if isinstance(ds, dict) else [ds])
-            for item in items:
-                coords = getattr(item, "coords", {})
-                for dim, vals in levels.items():
-                    if dim in coords:
-                        vals += list(np.atleast_1d(coords[dim].values))
+            for dim, vals in levels.items():
+                if dim in ds.coords:
+                    vals += list(np.atleast_1d(ds.coords[dim].values))
         return cls(taus=_unique_sorted(levels["tau"], True), archs=_unique_sorted(levels["arch"], False),
                    variants=_unique_sorted(levels["variant"], False),
                    dims=[int(x) for x in _unique_sorted(levels["d"], True)])
