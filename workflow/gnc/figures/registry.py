@@ -23,19 +23,20 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
 
-from ..io import write_text_atomic
 from ._style import format_tau
+from ..io import write_text_atomic
 
 RUN_DIMS = ("variant", "dataset", "arch", "tau", "d", "K", "seed")
+SELECT_DIMS = RUN_DIMS  # keys a `figures: {<kind>: {...}}` entry may set (kinds drawn from runs)
+DIM_WORDS = {"tau": "temperature τ", "arch": "architecture", "d": "feature dimension d", "K": "number of classes K",
+             "variant": "classifier variant", "seed": "seed", "dataset": "dataset"}
+
 #: the order in which titles, captions and the figure index name the coordinates of a setting: what
 #: was trained (dataset, architecture, classifier head), then its sizes (d, K), then its temperature
 SETTING_DIMS = ("dataset", "arch", "variant", "d", "K", "tau")
 if set(SETTING_DIMS) != set(RUN_DIMS) - {"seed"}:
     raise ImportError("SETTING_DIMS must order exactly the run dimensions other than the seed")
 NAME_DIMS = SETTING_DIMS[:3]  # named by their value ("glyphs"), not by "d = 10"
-SELECT_DIMS = RUN_DIMS  # keys a `figures: {<kind>: {...}}` entry may set (kinds drawn from runs)
-DIM_WORDS = {"tau": "temperature τ", "arch": "architecture", "d": "feature dimension d", "K": "number of classes K",
-             "variant": "classifier variant", "seed": "seed", "dataset": "dataset"}
 
 
 @dataclass(frozen=True)
