@@ -30,10 +30,6 @@ from .recipe import DEFAULT_RECIPE, head_loss_problem
 
 SCHEMA_PATH = Path(__file__).resolve().parents[1] / "schemas" / "config.schema.yaml"
 
-#: optional datasets skipped by the last validation: name -> reason
-SKIPPED: dict[str, str] = {}
-
-
 class ConfigError(ValueError):
     """A configuration problem; the message names the field and the allowed values."""
 
@@ -97,8 +93,10 @@ def _fill_defaults(instance, schema, root):
                     _fill_defaults(instance[key], addl, root)
 
 
-def validate_config(config: dict) -> dict:
-    """Validate against the JSON schema and the cross-field rules; return a copy with defaults."""
+def validate_config(config: dict, skipped: dict | None = None) -> dict:
+    """Validate against the JSON schema and the cross-field rules; return a copy with defaults, without
+    the optional datasets whose source is unavailable and their experiments (``skipped``, when given,
+    receives {dataset: reason} for those)."""
     import jsonschema  # here, not at the top: every job imports config (gnc.jobs) and none validates
 
     cfg = copy.deepcopy(dict(config))
@@ -110,7 +108,7 @@ def validate_config(config: dict) -> dict:
         more = f"\n  ... and {len(errors) - 5} more" if len(errors) > 5 else ""
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(msgs) + more)
     _fill_defaults(cfg, schema, schema)
-    _check_semantics(cfg)
+    _check_semantics(cfg, {} if skipped is None else skipped)
     return cfg
 
 
@@ -172,13 +170,12 @@ def _check_distinct_taus(taus: list, where: str) -> None:
                                   f"tau to {ID_DIGITS} significant digits: tau{fmt_num(a)}); give distinct values")
 
 
-def _check_semantics(cfg: dict) -> None:
+def _check_semantics(cfg: dict, skipped: dict) -> None:
     if cfg.get("train"):
         _check_recipe({**DEFAULT_RECIPE, **cfg["train"]}, "train")
-    SKIPPED.clear()
     for name in list(cfg["datasets"]):
         spec = cfg["datasets"][name]
-        optional = bool(spec.pop("optional", False))
+        optional = bool(spec.get("optional", False))
         _default_raw_root(name, spec, cfg["resources"])
         try:
             # cheap: reads no data, but checks the source exists (paths, packages, option values)
@@ -192,7 +189,7 @@ def _check_semantics(cfg: dict) -> None:
             for e in dropped:
                 del cfg["experiments"][e]
             reason = str(exc).removeprefix(f"dataset {name!r}: ")
-            SKIPPED[name] = f"{reason} (experiments skipped with it: {', '.join(dropped) or 'none'})"
+            skipped[name] = f"{reason} (experiments skipped with it: {', '.join(dropped) or 'none'})"
     if not cfg["experiments"]:
         raise ConfigError("config field experiments: no experiment left to run (all use skipped optional datasets)")
     _check_distinct_taus(cfg.get("codes", {}).get("ufm_tau", []), "codes.ufm_tau")
@@ -290,8 +287,9 @@ def code_grid(cfg: dict, runs: dict[str, Run] | None = None) -> list[tuple[int, 
     return sorted(pairs)
 
 
-def load_study(config: dict) -> tuple[dict, dict[str, Run]]:
-    cfg = validate_config(config)
+def load_study(config: dict, skipped: dict | None = None) -> tuple[dict, dict[str, Run]]:
+    """The validated config (:func:`validate_config`) and its runs (:func:`expand_runs`)."""
+    cfg = validate_config(config, skipped)
     return cfg, expand_runs(cfg)
 
 
@@ -354,13 +352,14 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     status = 0
     for f in args.files:
+        skipped: dict[str, str] = {}
         try:
-            cfg, runs = load_study(read_config_file(f))
+            cfg, runs = load_study(read_config_file(f), skipped)
         except ConfigError as exc:
             print(f"{exc}" if str(exc).startswith(str(f)) else f"{f}: {exc}", file=sys.stderr)
             status = 1
             continue
-        skipped = "".join(f"; skipped dataset {n!r}: {why}" for n, why in SKIPPED.items())
+        skipped = "".join(f"; skipped dataset {n!r}: {why}" for n, why in skipped.items())
         print(f"{f}: ok, {len(runs)} run(s) in {len(cfg['experiments'])} experiment(s){skipped}")
     return status
 

@@ -339,9 +339,10 @@ def study_cost(config_path) -> tuple[list[dict], dict[str, str]]:
     """
     import yaml
 
-    from .config import SKIPPED, load_study
+    from .config import load_study
 
-    cfg, runs = load_study(yaml.safe_load(Path(config_path).read_text()))
+    skipped: dict[str, str] = {}
+    cfg, runs = load_study(yaml.safe_load(Path(config_path).read_text()), skipped)
     rows, cache = [], {}
     for run in runs.values():
         r = run.spec()
@@ -364,7 +365,7 @@ def study_cost(config_path) -> tuple[list[dict], dict[str, str]]:
                        eval_flops=len(r["checkpoints"]) * (n_train + n_test) * f)
             row["flops"] = row["train_flops"] + row["eval_flops"]
         rows.append(row)
-    return rows, dict(SKIPPED)
+    return rows, skipped
 
 
 # ------------------------------------------------------------------------------------------ report

@@ -62,7 +62,12 @@ COMMON_SCHEMA: dict[str, dict] = {
     },
     "subsample_seed": {"type": "integer", "minimum": 0, "default": 0,
                        "description": "seed of the balanced sub-sampling"},
+    "optional": {"type": "boolean", "description": "the study runs without this dataset when its source is "
+                                                   "unavailable (gnc.config); not a preparation option"},
 }
+
+#: spec keys of the study, not of the data: accepted in a spec, never part of its version
+STUDY_KEYS = frozenset({"optional"})
 
 
 def _build_schema(src: Source) -> dict:
@@ -128,7 +133,7 @@ def _normalize_max_per_class(value) -> dict[str, int | None]:
 
 
 def _content_options(src: Source, opts: dict) -> dict:
-    out = {k: v for k, v in opts.items() if k not in src.non_content}
+    out = {k: v for k, v in opts.items() if k not in src.non_content | STUDY_KEYS}
     if out["max_per_class"] == {"train": None, "test": None}:
         out.pop("subsample_seed", None)  # no sub-sampling: its seed cannot change the content
     return out
