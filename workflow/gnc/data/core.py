@@ -289,7 +289,8 @@ def resolve_dataset_folder(path: str, search_root: Path | None = None, near: Pat
 def verify_datasets(attrs: dict[str, Any], search_root: Path | None = None, near: Path | None = None,
                     cache: dict | None = None) -> list[str]:
     """Re-hash each prepared dataset named in a result file's provenance ``attrs`` and compare with the
-    recorded checksum (``cache``: {folder: manifest or error}, shared across files). Returns a list of problems (empty: all match); each names the file or folder that differs."""
+    recorded checksum (``cache``: {folder: manifest or error}, shared across files). Returns a list of
+    problems (empty: all match); each names the file or folder that differs."""
     cache = {} if cache is None else cache
     problems = []
     for ds in datasets_of(attrs):
