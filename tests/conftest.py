@@ -33,3 +33,28 @@ TINY_CONFIG = {
 @pytest.fixture
 def tiny_config():
     return copy.deepcopy(TINY_CONFIG)
+
+
+# the tiny training task of test_train and test_gpu_paths (its dataset builder, SPEC and checkpoints live in
+# test_train; imported in the fixtures, so that only the modules using them load the trainer)
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    """A tiny prepared dataset (test_train.make_prepared), one per test module."""
+    from test_train import make_prepared
+
+    return make_prepared(tmp_path_factory.mktemp("data") / "synthetic" / "test")
+
+
+@pytest.fixture(scope="module")
+def reference(data, tmp_path_factory):
+    """One uninterrupted fp32 run of test_train.SPEC with checkpoints CKPTS: (outputs, log text, summary)."""
+    import io
+
+    from gnc.train import train_run
+    from test_train import SPEC, outs
+
+    base = tmp_path_factory.mktemp("ref")
+    log = io.StringIO()
+    summary = train_run(SPEC, data, base / "work", outs(base / "out"), log=log)
+    return outs(base / "out"), log.getvalue(), summary

@@ -8,7 +8,7 @@ import yaml
 
 from conftest import ROOT, TINY_CONFIG
 from gnc import data as gd
-from gnc.config import (SKIPPED, ConfigError, code_grid, expand_runs, load_study, main, merge_over_default,
+from gnc.config import (ConfigError, code_grid, expand_runs, load_study, main, merge_over_default,
                         read_config_file, validate_config)
 
 
@@ -116,10 +116,25 @@ def test_optional_missing_dataset_is_skipped():
     cfg = copy.deepcopy(TINY_CONFIG)
     cfg["datasets"]["mine"] = {"source": "image_folder", "root": "/nonexistent/folder", "optional": True}
     cfg["experiments"]["mine"] = {"dataset": "mine", "arch": ["mlp"], "tau": [0.1], "d": [2], "K": [3]}
-    cfg2, runs = load_study(cfg)
+    skipped = {}
+    cfg2, runs = load_study(cfg, skipped)
     assert "mine" not in cfg2["datasets"] and "mine" not in cfg2["experiments"]
     assert all(r.dataset == "digits" for r in runs.values())
-    assert "/nonexistent/folder does not exist" in SKIPPED["mine"] and "skipped with it: mine" in SKIPPED["mine"]
+    assert "/nonexistent/folder does not exist" in skipped["mine"] and "skipped with it: mine" in skipped["mine"]
+    assert list(skipped) == ["mine"] and "mine" in cfg["datasets"]  # the caller's config is not changed
+
+
+def test_an_available_optional_dataset_keeps_its_flag_and_its_version():
+    """The resolved config (recorded as gnc_config) says the dataset is optional; the flag is a key of the
+    study, not of the data, so the dataset's version is the same with and without it."""
+    cfg = copy.deepcopy(TINY_CONFIG)
+    cfg["datasets"]["digits"]["optional"] = True
+    skipped = {}
+    resolved, _ = load_study(cfg, skipped)
+    assert resolved["datasets"]["digits"]["optional"] is True and skipped == {}
+    from gnc import data
+
+    assert data.version_id("digits", resolved["datasets"]["digits"]) == data.version_id("digits", {"source": "digits"})
 
 
 @pytest.mark.parametrize("path", ["config.yaml", "config/paper.yaml"])

@@ -298,7 +298,8 @@ def test_balanced_subsample_and_recorded_ids(tmp_path):
 
 
 def test_provenance_cli_verifies_prepared_dataset(digits_dir):
-    from gnc.provenance import dataset_attrs, verify_datasets
+    from gnc.data import verify_datasets
+    from gnc.provenance import dataset_attrs
 
     p = gd.load_prepared(digits_dir)
     assert verify_datasets(dataset_attrs(p.manifest)) == []

@@ -26,6 +26,7 @@ import _provstudy as S
 from conftest import ROOT
 from gnc import fingerprint as FP
 from gnc import provenance as P
+from gnc.provenance.__main__ import main as provenance_cli
 
 
 # ------------------------------------------------------------------------------ synthetic package
@@ -240,7 +241,7 @@ def test_each_stage_reaches_its_own_code_and_not_the_others():
         if s != "prepare_dataset":
             assert "prepare" not in got[s].get("gnc.data.core", []), s
     # the provenance CLI is not part of any job's code
-    assert all("main" not in got[s].get("gnc.provenance", []) for s in SCRIPTS)
+    assert all("gnc.provenance.__main__" not in got[s] for s in SCRIPTS)
 
 
 def test_each_figure_reaches_only_its_own_figure_function():
@@ -426,14 +427,14 @@ def test_results_record_the_fingerprint_and_stale_says_which_are_stale(clone, ca
     assert P.read_attrs(ckpt)["gnc_code_fingerprint"] == FP.fingerprint("train", None, root)
     side = json.loads((clone / "results" / "figures" / "codes.provenance.json").read_text())
     assert json.loads(side["gnc_code_scope"]) == {"script": "figure", "select": {"gnc.figures.FIGURES": "codes"}}
-    assert P.main(["--stale", "--code-root", str(root), str(clone / "results"), str(clone / "resources")]) == 0
+    assert provenance_cli(["--stale", "--code-root", str(root), str(clone / "results"), str(clone / "resources")]) == 0
     out = capsys.readouterr().out
     assert " 0 stale, 0 without" in out
     n_current = int(out.split("== ")[1].split(" current")[0])
     assert n_current >= 15, out
     with edited(clone, "gnc/metrics/measures.py") as (path,):
         insert_statement(path, "checkpoint_metrics", "_fingerprint_test_edit = 1")
-        assert P.main(["--stale", "--code-root", str(root), str(clone / "results")]) == 1
+        assert provenance_cli(["--stale", "--code-root", str(root), str(clone / "results")]) == 1
         out = capsys.readouterr().out
     stale = {line.split()[1].rstrip(":") for line in out.splitlines() if line.startswith("STALE")}
     assert stale == {str(clone / "results" / "runs" / r / "metrics.nc") for r in (RUN_A, RUN_B)}, out

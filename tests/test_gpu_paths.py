@@ -20,7 +20,7 @@ from gnc.models import build_model
 from gnc.train import Accel, ResidentBatches, dist_backend, make_optimizer, normalize_spec, train_run, train_step
 
 sys.path.insert(0, str(Path(__file__).parent))
-from test_train import SPEC, _launch_ddp, assert_same_models, load, make_prepared  # noqa: E402
+from test_train import SPEC, _launch_ddp, assert_same_models, load  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 # Tolerances on the per-epoch mean losses against fp32 for SPEC-like runs (SmallCNN / MLP, batch 15-16,
@@ -30,17 +30,6 @@ ROOT = Path(__file__).resolve().parents[1]
 BF16_RTOL = 5e-2
 FP32_RTOL = 1e-3
 COMPILE_RTOL = 1e-5
-
-
-@pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    return make_prepared(tmp_path_factory.mktemp("data") / "synthetic" / "test")
-
-
-@pytest.fixture(scope="module")
-def fp32(data, tmp_path_factory):
-    base = tmp_path_factory.mktemp("fp32")
-    return train_run(SPEC, data, base / "w", {4: base / "e4.pt"}, log=io.StringIO(), accel=Accel())
 
 
 def _run(spec, data, tmp_path, accel):
@@ -83,7 +72,8 @@ def test_bf16_training_tracks_fp32(data, tmp_path):
     assert ck["model"]["proj.weight"].dtype == torch.float32  # weights stay float32 (autocast, not .half())
 
 
-def test_channels_last_batches_model_and_training(fp32, data, tmp_path):
+def test_channels_last_batches_model_and_training(reference, data, tmp_path):
+    """``reference`` (conftest) is the fp32 run: on a CPU a run's default Accel is plain fp32."""
     x = torch.randint(0, 256, (40, 3, 8, 8), dtype=torch.uint8)
     y = torch.arange(40) % 5
     rb = ResidentBatches(x, y, batch_size=16, seed=0, augmentation="crop-flip", channels_last=True)
@@ -97,7 +87,7 @@ def test_channels_last_batches_model_and_training(fp32, data, tmp_path):
 
     summary, _ = _run(SPEC, data, tmp_path, Accel(channels_last=True))
     assert summary["accel"] == "channels_last"
-    np.testing.assert_allclose(summary["history"]["loss"], fp32["history"]["loss"], rtol=FP32_RTOL)
+    np.testing.assert_allclose(summary["history"]["loss"], reference[2]["history"]["loss"], rtol=FP32_RTOL)
 
 
 # ------------------------------------------------------------------------------------ torch.compile

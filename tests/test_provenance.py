@@ -21,6 +21,7 @@ import _provstudy as S
 from conftest import ROOT
 from gnc import data as gd
 from gnc import provenance as P
+from gnc.provenance.__main__ import main as provenance_cli
 from gnc.io import write_json_atomic, write_netcdf
 from gnc.jobs import job_context
 
@@ -129,10 +130,10 @@ def test_cli_prints_and_verifies(prepared, tmp_path, monkeypatch, capsys):
     wd, folder = prepared
     nc = _result_file(wd, folder, "nc")
     monkeypatch.chdir(tmp_path)  # elsewhere: the relative dataset path is found from the file's location
-    assert P.main([str(nc), str(folder / "manifest.json")]) == 0
+    assert provenance_cli([str(nc), str(folder / "manifest.json")]) == 0
     out = capsys.readouterr().out
     assert "datasets verified" in out and "dataset: digits" in out and "[software]" in out
-    assert P.main(["--json", str(nc)]) == 0
+    assert provenance_cli(["--json", str(nc)]) == 0
     parsed = json.loads(capsys.readouterr().out)
     assert parsed[str(nc)]["problems"] == [] and parsed[str(nc)]["attributes"]["gnc_stage"] == "test"
 
@@ -151,12 +152,12 @@ def test_cli_resolves_datasets_for_results_outside_the_project(prepared, tmp_pat
     write_netcdf(xr.Dataset({"v": ("x", np.arange(3.0))}, attrs=attrs), out)
     (tmp_path / "third").mkdir()
     monkeypatch.chdir(tmp_path / "third")
-    assert P.main([str(out)]) == 0, capsys.readouterr().out
+    assert provenance_cli([str(out)]) == 0, capsys.readouterr().out
     assert "datasets verified: 1" in capsys.readouterr().out
     # without the recorded working directory nothing locates the dataset: the failure names the path
     del attrs["gnc_workdir"]
     write_netcdf(xr.Dataset({"v": ("x", np.arange(3.0))}, attrs=attrs), out)
-    assert P.main([str(out)]) == 1
+    assert provenance_cli([str(out)]) == 1
     assert "manifest.json: missing" in capsys.readouterr().out
 
 
@@ -170,15 +171,15 @@ def test_cli_fails_on_tampered_dataset_naming_the_file(prepared, tmp_path, capsy
     png = side.with_name("fig.png")
     png.write_bytes(b"\x89PNG")
     side.rename(side.with_name("fig.provenance.json"))
-    assert P.main([str(nc), str(png)]) == 0
+    assert provenance_cli([str(nc), str(png)]) == 0
     capsys.readouterr()
     x = np.load(folder / "train_x.npy")
     x[0, 0, 0, 0] ^= 1
     np.save(folder / "train_x.npy", x)
-    assert P.main([str(nc)]) == 1
+    assert provenance_cli([str(nc)]) == 1
     out = capsys.readouterr().out
     assert "CHECKSUM MISMATCH" in out and "train_x.npy" in out and "sha256 mismatch" in out
-    assert P.main([str(png)]) == 1  # through the figure's sidecar
+    assert provenance_cli([str(png)]) == 1  # through the figure's sidecar
     assert "train_x.npy" in capsys.readouterr().out
     # a re-prepared dataset with a different content: the recorded checksum no longer matches
     np.save(folder / "train_x.npy", x)
@@ -186,7 +187,7 @@ def test_cli_fails_on_tampered_dataset_naming_the_file(prepared, tmp_path, capsy
     m["files"]["train_x.npy"] = gd.core.gio.sha256_file(folder / "train_x.npy")
     m["checksum"] = gd.dataset_checksum(m["files"])
     (folder / "manifest.json").write_text(json.dumps(m))
-    assert P.main([str(nc)]) == 1
+    assert provenance_cli([str(nc)]) == 1
     assert "differs from the recorded" in capsys.readouterr().out
 
 
@@ -195,7 +196,7 @@ def test_cli_errors(tmp_path, capsys):
     (tmp_path / "b.png").write_bytes(b"x")
     write_netcdf(xr.Dataset({"v": ("x", [1.0])}), tmp_path / "c.nc")
     for name in ("missing.nc", "a.txt", "b.png", "c.nc"):
-        assert P.main([str(tmp_path / name)]) == 1, name
+        assert provenance_cli([str(tmp_path / name)]) == 1, name
     assert capsys.readouterr().out.count("ERROR") == 4
 
 
@@ -289,7 +290,7 @@ def test_cli_on_every_result_kind(study, tmp_path):
     assert proc.stdout.count("== ") == len(files) + 1  # the ckpt folder stands for its two checkpoints
     assert "ERROR" not in proc.stdout and "MISMATCH" not in proc.stdout
     # the console script of pyproject.toml points at the same main()
-    assert "gnc-provenance = \"gnc.provenance:main\"" in (ROOT / "pyproject.toml").read_text()
+    assert "gnc-provenance = \"gnc.provenance.__main__:main\"" in (ROOT / "pyproject.toml").read_text()
 
 
 def test_cli_names_a_tampered_dataset_file(study, tmp_path, monkeypatch, capsys):
@@ -307,10 +308,10 @@ def test_cli_names_a_tampered_dataset_file(study, tmp_path, monkeypatch, capsys)
     path.write_bytes(bytes(raw))
     monkeypatch.chdir(ROOT)
     for rel in (rel_ckpt, Path("results") / "metrics.nc", rel_fig):
-        assert P.main([str(tmp_path / rel)]) == 1, rel
+        assert provenance_cli([str(tmp_path / rel)]) == 1, rel
         out = capsys.readouterr().out
         assert f"{path}: sha256 mismatch" in out, out[-2000:]
-    assert P.main([str(study / rel_ckpt)]) == 0  # the original is untouched
+    assert provenance_cli([str(study / rel_ckpt)]) == 0  # the original is untouched
 
 
 def test_study_catalog(study):

@@ -183,3 +183,19 @@ def test_readme_analysis_examples_run(study_dir, monkeypatch, capsys):
     for i, block in enumerate(_readme_examples()):
         exec(compile(block, f"README.md example {i + 1}", "exec"), namespace)  # noqa: S102
         assert capsys.readouterr().out.strip(), f"example {i + 1} printed nothing"
+
+
+def test_rule_study_declares_every_file_build_study_writes(tmp_path):
+    """What build_study writes (besides its inputs) is exactly the outputs of rule ``study``."""
+    text = (ROOT / "workflow" / "rules" / "metrics.smk").read_text()
+    outputs = text.split("\nrule study:", 1)[1].split("\n    log:", 1)[0].split("\n    output:", 1)[1]
+    declared = set(re.findall(r'f"\{OUT\}/([^"]+)"', outputs))
+    runs = dict(list(_default_runs().items())[:3])
+    res = tmp_path / "results"
+    mpaths, hpaths = _write_inputs(res, runs, _synthetic(runs))
+    files = lambda: {str(p.relative_to(res)) for p in res.rglob("*") if p.is_file()}  # noqa: E731
+    before = files()
+    build_study(mpaths, hpaths, res / "codes.nc", runs=runs, config={}, metrics_path=res / "metrics.nc",
+                nc_out=res / "study.nc", csv_out=res / "study.csv", summary_out=res / "summary.csv")
+    written = files() - before
+    assert written == declared, (sorted(written), sorted(declared))

@@ -71,18 +71,7 @@ def assert_same_models(a: dict, b: dict, exact=True):
             torch.testing.assert_close(a["model"][k], b["model"][k], rtol=1e-4, atol=2e-5, msg=k)
 
 
-@pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    return make_prepared(tmp_path_factory.mktemp("data") / "synthetic" / "test")
-
-
-@pytest.fixture(scope="module")
-def reference(data, tmp_path_factory):
-    """One uninterrupted run of SPEC: (outputs, log text, summary)."""
-    base = tmp_path_factory.mktemp("ref")
-    log = io.StringIO()
-    summary = train_run(SPEC, data, base / "work", outs(base / "out"), log=log)
-    return outs(base / "out"), log.getvalue(), summary
+# fixtures `data` (the prepared dataset of make_prepared) and `reference` (one run of SPEC): conftest.py
 
 
 class _Stop(Exception):

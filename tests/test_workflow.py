@@ -10,6 +10,8 @@ import yaml
 
 from conftest import ROOT, TINY_CONFIG
 
+# the dimensions of metrics.nc are a public contract (the README's reading examples name them): written out
+# here on purpose, not imported from gnc.grid, so that changing them fails this test
 RUN_DIMS = ("variant", "dataset", "arch", "tau", "d", "K", "seed")
 
 

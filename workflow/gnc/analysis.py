@@ -39,7 +39,7 @@ def _check_experiment(names, experiment: str, path: Path) -> None:
 def open_study(path="results", experiment: str | None = None):
     """The study catalog ``study.nc`` as an ``xarray.Dataset`` (``path``: the file or the results
     folder); ``experiment``: keep only the runs of that experiment."""
-    from .io import open_netcdf
+    from .io import open_netcdf  # deferred: `import gnc` runs this module, and must not load xarray
 
     path = _file(path, "study.nc")
     ds = open_netcdf(path)
@@ -52,7 +52,7 @@ def open_study(path="results", experiment: str | None = None):
 def study_table(path="results", experiment: str | None = None):
     """The long table ``study.csv`` as a ``pandas.DataFrame`` (``path``: the file or the results
     folder); ``experiment``: keep only the rows of that experiment's runs."""
-    import pandas as pd
+    import pandas as pd  # deferred: `import gnc` runs this module, and must not load pandas
 
     path = _file(path, "study.csv")
     df = pd.read_csv(path)

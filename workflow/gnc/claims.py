@@ -28,7 +28,7 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from .results import RUN_DIMS
+from .grid import RUN_DIMS, same_tau, tau_value
 
 #: every variable read from codes.nc: role -> variable name (dims in the comment)
 CODES_VARS = {
@@ -57,8 +57,8 @@ ACC_MARGIN = 0.02
 NEAR_CODE = 0.9
 #: tolerance of monotone trends in GNC2 (one-vs-rest distance units)
 GNC2_TOL = 0.01
-#: largest tau counted as "small" (the paper's τ ≤ 1/5)
-SMALL_TAU = 0.2 + 1e-9
+#: largest tau counted as "small" (the paper's τ ≤ 1/5; see _small_tau)
+SMALL_TAU = 0.2
 #: agreement with a closed-form code value
 CLOSED_FORM_TOL = 1e-6
 
@@ -236,13 +236,19 @@ def _groups(frame: pd.DataFrame, vary: str, min_levels: int = 2):
     """Sub-frames that share every run coordinate but ``vary`` (and the variant), with >= min_levels
     distinct values of ``vary``, sorted by it."""
     keys = [d for d in RUN_DIMS if d != vary]
-    for key, sub in frame.groupby(keys, sort=True):
+    by = [frame[d].map(tau_value) if d == "tau" else frame[d] for d in keys]  # τ by its grid value (same_tau)
+    for key, sub in frame.groupby(by, sort=True):
         if sub[vary].nunique() >= min_levels:
             yield dict(zip(keys, key)), sub.sort_values(vary)
 
 
 def _label(g: dict, skip=("variant",)) -> str:
     return " ".join(f"{k}={g[k]:g}" if isinstance(g[k], float) else f"{k}={g[k]}" for k in g if k not in skip)
+
+
+def _small_tau(taus) -> np.ndarray:
+    """τ ≤ SMALL_TAU, counting a τ that is the same grid value as SMALL_TAU (gnc.grid.same_tau)."""
+    return np.asarray((taus <= SMALL_TAU) | same_tau(taus, SMALL_TAU), dtype=bool)
 
 
 def _untested(what: str) -> Finding:
@@ -307,13 +313,13 @@ def gnc2_smaller_tau(study: Study) -> Finding:
 def acc_smaller_tau(study: Study) -> Finding:
     """Rule: in every τ group with τ = 1, every τ <= 1/5 has a final test accuracy at least 2 points
     above τ = 1's."""
-    groups = [(g, s) for g, s in _tau_groups(study) if np.isclose(s["tau"], 1.0).any() and (s["tau"] <= SMALL_TAU).any()]
+    groups = [(g, s) for g, s in _tau_groups(study) if same_tau(s["tau"], 1.0).any() and _small_tau(s["tau"]).any()]
     if not groups:
         return _untested("τ sweep containing τ = 1 and a τ ≤ 1/5")
     ok, parts, gains = True, [], []
     for g, sub in groups:
-        base = float(sub.loc[np.isclose(sub["tau"], 1.0), "test_acc"].iloc[0])
-        small = sub[sub["tau"] <= SMALL_TAU]
+        base = float(sub.loc[same_tau(sub["tau"], 1.0), "test_acc"].iloc[0])
+        small = sub[_small_tau(sub["tau"])]
         gain = small["test_acc"] - base
         ok &= bool((gain >= ACC_MARGIN).all())
         gains.append(float(gain.min()))
@@ -325,7 +331,7 @@ def acc_smaller_tau(study: Study) -> Finding:
 def tau1_fails_to_fit(study: Study) -> Finding:
     """Rule: every normalized-head CE run at τ = 1 ends below 99 % train accuracy."""
     r = _runs(study, head="normalized", loss="ce")
-    r = r[np.isclose(r["tau"], 1.0)].dropna(subset=["train_acc"])
+    r = r[same_tau(r["tau"], 1.0)].dropna(subset=["train_acc"])
     if r.empty:
         return _untested("normalized-head CE run at τ = 1")
     measured = "; ".join(f"{x.dataset} {x.arch} d={x.d} K={x.K} seed={x.seed}: train {_pct(x.train_acc)}"
@@ -420,12 +426,13 @@ def cmf_matches(study: Study) -> Finding:
     learnable classifier's minus 2 points."""
     cmf = _runs(study, head="cmf", loss="ce")
     learn = _runs(study, head="normalized", loss="ce")
-    keys = ["dataset", "arch", "tau", "d", "K", "seed"]
-    both = cmf.merge(learn, on=keys, suffixes=("_cmf", "_w"))
+    keys = [d if d != "tau" else "tau_value" for d in RUN_DIMS if d != "variant"]  # τ by same_tau
+    both = cmf.assign(tau_value=cmf["tau"].map(tau_value)).merge(learn.assign(tau_value=learn["tau"].map(tau_value)),
+                                                               on=keys, suffixes=("_cmf", "_w"))
     if both.empty:
         return _untested("CMF run next to a learnable-classifier run at the same grid point")
     diff = both["test_acc_cmf"] - both["test_acc_w"]
-    parts = [f"{x.dataset} {x.arch} tau={x.tau:g} d={x.d} K={x.K} seed={x.seed}: CMF {_pct(x.test_acc_cmf)} "
+    parts = [f"{x.dataset} {x.arch} tau={x.tau_cmf:g} d={x.d} K={x.K} seed={x.seed}: CMF {_pct(x.test_acc_cmf)} "
              f"(train {_pct(x.train_acc_cmf)}) vs learnable {_pct(x.test_acc_w)} (train {_pct(x.train_acc_w)})"
              for x in both.itertuples()]
     return Finding(bool((diff >= -ACC_MARGIN).all()), float(diff.min()), "; ".join(parts))
@@ -571,7 +578,7 @@ def ncc_train_fits(study: Study) -> Finding:
     """Rule: every normalized-head CE run at τ <= 1/5 ends with nearest-class-centre train accuracy
     >= 99 %."""
     r = _runs(study, head="normalized", loss="ce")
-    r = r[r["tau"] <= SMALL_TAU].dropna(subset=["ncc_train_acc"])
+    r = r[_small_tau(r["tau"])].dropna(subset=["ncc_train_acc"])
     if r.empty:
         return _untested("normalized-head CE run at τ ≤ 1/5")
     worst = r.loc[r["ncc_train_acc"].idxmin()]

@@ -32,9 +32,10 @@ import xarray as xr
 from .codes import cross, known
 from .codes.compare import code_distance
 from .codes.cross import GAP_TOL
+from .grid import RUN_DIMS
 from .io import open_netcdf, write_netcdf
 from .provenance import merge_dataset_attrs, provenance
-from .results import RUN_DIMS, combine_runs, with_run_coords
+from .results import combine_runs, with_run_coords
 
 #: (name, long_name, units) of the per-(d, K) variables, and the attribute of the refine file they come from
 _TABLE = [

@@ -11,9 +11,12 @@ the classifier head and loss (``normalized-ce``, ``cmf-ce``, ``linear-ce``, ``no
 
 from __future__ import annotations
 
+import argparse
 import copy
 import hashlib
 import json
+import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,13 +24,11 @@ from typing import Any
 import yaml
 
 from . import data as gdata
+from .data.sources.base import DEFAULT_ROOT_ENV, ROOT_SCHEMA
+from .grid import ID_DIGITS, RUN_DIMS, fmt_num, same_tau
 from .recipe import DEFAULT_RECIPE, head_loss_problem
 
 SCHEMA_PATH = Path(__file__).resolve().parents[1] / "schemas" / "config.schema.yaml"
-
-#: optional datasets skipped by the last validation: name -> reason
-SKIPPED: dict[str, str] = {}
-
 
 class ConfigError(ValueError):
     """A configuration problem; the message names the field and the allowed values."""
@@ -41,8 +42,6 @@ def _path(parts) -> str:
 
 
 def _describe(error) -> str:
-    import jsonschema  # noqa: F401
-
     where = _path(error.absolute_path)
     v = error.validator
     if v == "additionalProperties":
@@ -94,9 +93,11 @@ def _fill_defaults(instance, schema, root):
                     _fill_defaults(instance[key], addl, root)
 
 
-def validate_config(config: dict) -> dict:
-    """Validate against the JSON schema and the cross-field rules; return a copy with defaults."""
-    import jsonschema
+def validate_config(config: dict, skipped: dict | None = None) -> dict:
+    """Validate against the JSON schema and the cross-field rules; return a copy with defaults, without
+    the optional datasets whose source is unavailable and their experiments (``skipped``, when given,
+    receives {dataset: reason} for those)."""
+    import jsonschema  # here, not at the top: every job imports config (gnc.jobs) and none validates
 
     cfg = copy.deepcopy(dict(config))
     schema = load_schema()
@@ -107,7 +108,7 @@ def validate_config(config: dict) -> dict:
         more = f"\n  ... and {len(errors) - 5} more" if len(errors) > 5 else ""
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(msgs) + more)
     _fill_defaults(cfg, schema, schema)
-    _check_semantics(cfg)
+    _check_semantics(cfg, {} if skipped is None else skipped)
     return cfg
 
 
@@ -155,23 +156,26 @@ def _check_recipe(recipe: dict, where: str) -> None:
 def _default_raw_root(name: str, spec: dict, resources: str) -> None:
     """Raw files of downloadable sources default to ``<resources>/raw`` (unless the spec's ``root`` or
     $GNC_DATA_ROOT says otherwise): set ``root`` so the jobs and the messages use that folder."""
-    import os
-
-    from .data.sources.base import DEFAULT_ROOT_ENV, ROOT_SCHEMA
-
     kind = spec.get("source", name)
     props = gdata.SPEC_SCHEMA.get(kind, {}).get("properties", {})
     if props.get("root") == ROOT_SCHEMA and not spec.get("root") and not os.environ.get(DEFAULT_ROOT_ENV):
         spec["root"] = f"{resources}/raw"
 
 
-def _check_semantics(cfg: dict) -> None:
+def _check_distinct_taus(taus: list, where: str) -> None:
+    for i, a in enumerate(taus):
+        for b in taus[:i]:
+            if same_tau(a, b):
+                raise ConfigError(f"config field {where}: {a!r} and {b!r} are the same temperature (run ids name "
+                                  f"tau to {ID_DIGITS} significant digits: tau{fmt_num(a)}); give distinct values")
+
+
+def _check_semantics(cfg: dict, skipped: dict) -> None:
     if cfg.get("train"):
         _check_recipe({**DEFAULT_RECIPE, **cfg["train"]}, "train")
-    SKIPPED.clear()
     for name in list(cfg["datasets"]):
         spec = cfg["datasets"][name]
-        optional = bool(spec.pop("optional", False))
+        optional = bool(spec.get("optional", False))
         _default_raw_root(name, spec, cfg["resources"])
         try:
             # cheap: reads no data, but checks the source exists (paths, packages, option values)
@@ -185,11 +189,13 @@ def _check_semantics(cfg: dict) -> None:
             for e in dropped:
                 del cfg["experiments"][e]
             reason = str(exc).removeprefix(f"dataset {name!r}: ")
-            SKIPPED[name] = f"{reason} (experiments skipped with it: {', '.join(dropped) or 'none'})"
+            skipped[name] = f"{reason} (experiments skipped with it: {', '.join(dropped) or 'none'})"
     if not cfg["experiments"]:
         raise ConfigError("config field experiments: no experiment left to run (all use skipped optional datasets)")
+    _check_distinct_taus(cfg.get("codes", {}).get("ufm_tau", []), "codes.ufm_tau")
     for ename, exp in cfg["experiments"].items():
         where = f"experiments.{ename}"
+        _check_distinct_taus(exp["tau"], f"{where}.tau")
         if exp["dataset"] not in cfg["datasets"]:
             raise ConfigError(f"config field {where}.dataset: {exp['dataset']!r} is not defined under "
                               f"datasets; allowed values: {', '.join(cfg['datasets'])}")
@@ -209,11 +215,6 @@ def _check_semantics(cfg: dict) -> None:
 
 
 # --------------------------------------------------------------------------------- grid expansion
-
-def fmt_num(x: float) -> str:
-    """Stable, short text for a float in paths and labels (0.1 -> '0.1', 1.0 -> '1')."""
-    return format(float(x), ".6g")
-
 
 def variant_of(recipe: dict) -> str:
     head = recipe["head"]
@@ -237,8 +238,7 @@ class Run:
 
     @property
     def coords(self) -> dict:
-        return {"variant": self.variant, "dataset": self.dataset, "arch": self.arch, "tau": self.tau,
-                "d": self.d, "K": self.K, "seed": self.seed}
+        return {dim: getattr(self, dim) for dim in RUN_DIMS}
 
     def spec(self) -> dict:
         """Everything that defines the training job (JSON-able); passed to gnc.train."""
@@ -287,8 +287,9 @@ def code_grid(cfg: dict, runs: dict[str, Run] | None = None) -> list[tuple[int, 
     return sorted(pairs)
 
 
-def load_study(config: dict) -> tuple[dict, dict[str, Run]]:
-    cfg = validate_config(config)
+def load_study(config: dict, skipped: dict | None = None) -> tuple[dict, dict[str, Run]]:
+    """The validated config (:func:`validate_config`) and its runs (:func:`expand_runs`)."""
+    cfg = validate_config(config, skipped)
     return cfg, expand_runs(cfg)
 
 
@@ -346,21 +347,19 @@ def _deep_update(base: dict, over: dict) -> None:
 def main(argv: list[str] | None = None) -> int:
     """``python -m gnc.config FILE...``: check study config files (YAML syntax with file and line, the
     schema, the datasets, the grid) without Snakemake; prints the number of runs per file."""
-    import argparse
-    import sys
-
     ap = argparse.ArgumentParser(prog="python -m gnc.config", description=main.__doc__.split(":", 1)[1])
     ap.add_argument("files", nargs="+")
     args = ap.parse_args(argv)
     status = 0
     for f in args.files:
+        skipped: dict[str, str] = {}
         try:
-            cfg, runs = load_study(read_config_file(f))
+            cfg, runs = load_study(read_config_file(f), skipped)
         except ConfigError as exc:
             print(f"{exc}" if str(exc).startswith(str(f)) else f"{f}: {exc}", file=sys.stderr)
             status = 1
             continue
-        skipped = "".join(f"; skipped dataset {n!r}: {why}" for n, why in SKIPPED.items())
+        skipped = "".join(f"; skipped dataset {n!r}: {why}" for n, why in skipped.items())
         print(f"{f}: ok, {len(runs)} run(s) in {len(cfg['experiments'])} experiment(s){skipped}")
     return status
 

@@ -28,8 +28,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import xarray as xr
 
 from .models import build_model
+from .provenance import dataset_attrs, device_description, provenance
+from .results import label_coords
 from .train import CheckpointError, load_checkpoint, load_run_data, normalize_spec, pick_device
 
 
@@ -68,10 +71,6 @@ def _features(model, x: np.ndarray, batch_size: int, device) -> np.ndarray:
 def extract_features(ckpt_path, data_folder, *, batch_size: int = 1024, device=None, threads: int = 1,
                      verify: bool = True):
     """Features of one checkpoint on the train and test splits (see the module docstring)."""
-    import xarray as xr
-
-    from .provenance import dataset_attrs, device_description, provenance
-
     torch.set_num_threads(max(1, int(threads)))
     dev = pick_device(device)
     ckpt_path = Path(ckpt_path)
@@ -119,8 +118,6 @@ def extract_features(ckpt_path, data_folder, *, batch_size: int = 1024, device=N
                 "class_name": (("k",), np.asarray(data.class_names, dtype=object).astype(str))},
         attrs=attrs,
     )
-    from .results import label_coords
-
     for name, long_name in FEATURE_VARS.items():
         ds[name].attrs.update(long_name=long_name, units="1")
     return label_coords(ds)

@@ -47,6 +47,8 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .provenance import read_attrs
+
 PACKAGE = "gnc"
 #: the folder holding ``gnc/`` and ``scripts/`` (the repository's ``workflow/``)
 WORKFLOW_DIR = Path(__file__).resolve().parents[1]
@@ -668,8 +670,7 @@ def report_stale(paths, root: str | os.PathLike | None = None, read=None, out=No
     """Print, per result file, whether the code that made it is still the code on disk (no job is
     run). Exit status 0 when every file is current, 1 when one is stale, unreadable or has no
     fingerprint."""
-    if read is None:
-        from .provenance import read_attrs as read
+    read = read_attrs if read is None else read
     out = sys.stdout if out is None else out
     counts = {"current": 0, "stale": 0, "unknown": 0}
     cache: dict = {}

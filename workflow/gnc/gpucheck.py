@@ -41,8 +41,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import yaml
 
+from .config import load_study
+from .metrics.ovr import ovr_distances
 from .models import build_model
+from .provenance import code_version
 from .train import Accel, ResidentBatches, channel_stats, make_optimizer, normalize_spec, train_step
 
 #: relative tolerance of the first step's loss (same weights, same batch): bf16 rounds activations
@@ -317,8 +321,6 @@ def measured_matmul(dev, quick: bool) -> tuple[float, str]:
 # ------------------------------------------------------------------------------------------ 5. GNC2
 
 def check_gnc2(K: int, d: int, dev) -> dict:
-    from .metrics.ovr import ovr_distances
-
     W = np.random.default_rng(0).standard_normal((K, d))
     t0 = time.perf_counter()
     res = ovr_distances(W, device=dev, return_support=False, warn=False)
@@ -337,11 +339,8 @@ def study_cost(config_path) -> tuple[list[dict], dict[str, str]]:
     (n_train + n_test) x F_fwd (one feature pass over both splits per checkpoint). Runs on datasets
     whose size is not known here are returned with ``flops`` None.
     """
-    import yaml
-
-    from .config import SKIPPED, load_study
-
-    cfg, runs = load_study(yaml.safe_load(Path(config_path).read_text()))
+    skipped: dict[str, str] = {}
+    cfg, runs = load_study(yaml.safe_load(Path(config_path).read_text()), skipped)
     rows, cache = [], {}
     for run in runs.values():
         r = run.spec()
@@ -364,7 +363,7 @@ def study_cost(config_path) -> tuple[list[dict], dict[str, str]]:
                        eval_flops=len(r["checkpoints"]) * (n_train + n_test) * f)
             row["flops"] = row["train_flops"] + row["eval_flops"]
         rows.append(row)
-    return rows, dict(SKIPPED)
+    return rows, skipped
 
 
 # ------------------------------------------------------------------------------------------ report
@@ -389,8 +388,6 @@ def environment(dev) -> list[str]:
 
 def _code_version() -> str:
     try:
-        from .provenance import code_version
-
         return str(code_version())
     except Exception:  # noqa: BLE001 - a report line, never a failure
         return "(version unknown)"

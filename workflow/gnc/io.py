@@ -145,7 +145,7 @@ def write_netcdf(ds, path: str | os.PathLike, complevel: int = 4) -> None:
 
 def open_netcdf(path: str | os.PathLike):
     """Open a netCDF file fully into memory (the file handle is closed on return)."""
-    import xarray as xr
+    import xarray as xr  # deferred: the Snakefile loads io (through gnc.data), xarray only for netCDF
 
     with xr.open_dataset(path, engine="netcdf4") as ds:
         return ds.load()

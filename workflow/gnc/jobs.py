@@ -39,16 +39,13 @@ def set_threads(n: int, torch: bool = True) -> None:
         os.environ[var] = str(n)
     if not torch:
         return
-    try:
-        import torch
+    import torch  # deferred: torch-free jobs (the figures) call this with torch=False
 
-        torch.set_num_threads(n)
-        try:
-            torch.set_num_interop_threads(max(1, min(n, 4)))
-        except RuntimeError:
-            pass  # already set in this process
-    except ImportError:  # pragma: no cover
-        pass
+    torch.set_num_threads(n)
+    try:
+        torch.set_num_interop_threads(max(1, min(n, 4)))
+    except RuntimeError:
+        pass  # already set in this process
 
 
 def job_context(smk) -> dict[str, Any]:

@@ -21,9 +21,12 @@ from pathlib import Path
 from typing import Iterable
 
 import numpy as np
+import pandas as pd
 import xarray as xr
 
-RUN_DIMS = ("variant", "dataset", "arch", "tau", "d", "K", "seed")
+from .grid import RUN_DIMS
+from .io import atomic_path, open_netcdf, write_json_atomic, write_netcdf
+from .provenance import merge_dataset_attrs, provenance, sidecar_of
 
 #: long_name/units of every coordinate a result file of this package may carry
 COORD_ATTRS = {
@@ -100,8 +103,6 @@ def provenance_summary(paths: Iterable[str | Path]) -> dict:
     """Collect the dataset/code provenance named by a set of files (for the combined file): the code
     versions (JSON list) and the datasets as aligned JSON lists (gnc_dataset, gnc_dataset_version,
     gnc_dataset_checksum, gnc_dataset_path: position i of each list describes the same dataset)."""
-    from .provenance import merge_dataset_attrs
-
     codes: set[str] = set()
     per_file = []
     for p in paths:
@@ -230,8 +231,6 @@ def long_table(study: xr.Dataset):
     """One row per (run, epoch, variable) with a value: the run's coordinates, ``epoch``, ``variable``,
     ``value`` and ``final`` (True at the run's last checkpoint). Per-run variables without an epoch
     (the code comparisons) are placed at the run's last checkpoint."""
-    import pandas as pd
-
     labels = ["experiment", *RUN_DIMS]
     per_epoch = [v for v in study.data_vars if study[v].dims == ("run", "epoch")]
     per_run = [v for v in study.data_vars if study[v].dims == ("run",)
@@ -287,10 +286,9 @@ def build_study(run_metrics: dict, histories: dict, codes_path, *, runs: dict, c
     """results/study.nc (:func:`study_dataset`) from the per-run metrics and history files ({run id:
     path}) and codes.nc; its long table (:func:`long_table`) as ``csv_out`` and (``summary_out``) the
     one-row-per-run summary (:func:`final_epoch_summary`) as CSV. The dataset provenance is that of the
-    per-run metrics files (and of ``metrics_path``, the combined metrics.nc, when given)."""
-    from .io import atomic_path, open_netcdf, write_json_atomic, write_netcdf
-    from .provenance import merge_dataset_attrs, provenance
-
+    per-run metrics files (and of ``metrics_path``, the combined metrics.nc, when given). Each CSV
+    gets its provenance sidecar (:func:`gnc.provenance.sidecar_of`: ``study.provenance.json``,
+    ``summary.provenance.json``), which rule ``study`` declares."""
     missing = sorted(set(runs) - set(run_metrics))
     if missing:
         raise ValueError(f"no metrics file for run(s) {', '.join(missing)}")
@@ -309,9 +307,9 @@ def build_study(run_metrics: dict, histories: dict, codes_path, *, runs: dict, c
     write_netcdf(study, nc_out)
     with atomic_path(csv_out) as tmp:
         long_table(study).to_csv(tmp, index=False)
-    write_json_atomic(str(csv_out).rsplit(".", 1)[0] + ".provenance.json", attrs)
+    write_json_atomic(sidecar_of(csv_out), attrs)
     if summary_out is not None:
         with atomic_path(summary_out) as tmp:
             final_epoch_summary(study).to_csv(tmp, index=False, float_format="%.6g")
-        write_json_atomic(str(summary_out).rsplit(".", 1)[0] + ".provenance.json", attrs)
+        write_json_atomic(sidecar_of(summary_out), attrs)
     return study

@@ -6,7 +6,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(workflow.basedir) / "workflow"))  # the gnc package, also without pip -e
 
-from gnc.config import SKIPPED, ConfigError, code_grid, fmt_num, load_study, merge_over_default
+from gnc.config import ConfigError, code_grid, fmt_num, load_study, merge_over_default
 from gnc import data as gnc_data
 from gnc.fingerprint import code_param as _code_param, use_cache as _fingerprint_cache
 
@@ -19,7 +19,8 @@ try:
     if merge_over_default(config, _DEFAULT_CONFIG) and _given and workflow.is_main_process:
         _note = f"gnc-study: {', '.join(_given)} from the command line, over the default study {_DEFAULT_CONFIG}"
         print(_note, file=sys.stderr)
-    config, RUNS = load_study(config)
+    SKIPPED = {}  # optional datasets left out: name -> reason
+    config, RUNS = load_study(config, SKIPPED)
 except ConfigError as _err:
     sys.stderr.write(f"\ngnc-study: {_err}\n\n")
     raise SystemExit(1)

@@ -60,6 +60,8 @@ rule study:
             caption="../report/summary.rst",
             category="Tables",
         ),
+        csv_provenance=f"{OUT}/study.provenance.json",
+        summary_provenance=f"{OUT}/summary.provenance.json",
     log:
         f"{OUT}/logs/study.log",
     conda:

@@ -2,6 +2,7 @@
 from pathlib import Path
 
 from gnc import train
+from gnc.grid import RUN_DIMS
 from gnc.io import write_netcdf
 from gnc.jobs import job
 from gnc.results import history_dataset
@@ -13,6 +14,6 @@ with job(snakemake) as log:  # noqa: F821
     train.train_run(spec, Path(snakemake.input.manifest).parent, Path(snakemake.params.work), out_ckpts,
                     threads=snakemake.threads, log=log)
     final = train.load_checkpoint(out_ckpts[max(out_ckpts)])
-    coords = {k: spec[k] for k in ("variant", "dataset", "arch", "tau", "d", "K", "seed")}
+    coords = {k: spec[k] for k in RUN_DIMS}
     write_netcdf(history_dataset(final["history"], coords, attrs=final.get("provenance", {})),
                  snakemake.output.history)

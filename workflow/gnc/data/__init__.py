@@ -11,6 +11,7 @@ Public API (see :mod:`gnc.data.core` for the folder layout and the manifest)::
     prepare(name, spec, out_dir) -> manifest      writes the arrays, then manifest.json (atomic)
     load_prepared(folder, classes=None, verify=True) -> Prepared
     verify_prepared(folder) -> manifest           raises DatasetIntegrityError naming the file
+    verify_datasets(attrs, ...) -> [problem]      re-hash the datasets a result file's provenance names
     class_subset(num_classes, K, seed) -> list    first K of a seeded permutation (nested in K)
     SPEC_SCHEMA[source]                           JSON schema of a dataset spec, per source
 
@@ -46,7 +47,7 @@ the publisher's checksums (mirrors, test files).
 from .core import (
     COMMON_SCHEMA, FORMAT_VERSION, SPEC_SCHEMA, Prepared, available, balanced_subsample, class_subset,
     dataset_checksum, download_plan, load_prepared, num_classes, prepare, prepared_path, read_manifest, resolve_spec,
-    verify_prepared, version_id, version_payload,
+    verify_datasets, verify_prepared, version_id, version_payload,
 )
 from .errors import DatasetIntegrityError, DatasetNotFoundError, SourceChecksumError, SpecError
 from .sources import SOURCES
@@ -54,6 +55,6 @@ from .sources import SOURCES
 __all__ = [
     "COMMON_SCHEMA", "FORMAT_VERSION", "SPEC_SCHEMA", "SOURCES", "Prepared", "available", "balanced_subsample",
     "class_subset", "dataset_checksum", "download_plan", "load_prepared", "num_classes", "prepare", "prepared_path",
-    "read_manifest", "resolve_spec", "verify_prepared", "version_id", "version_payload",
+    "read_manifest", "resolve_spec", "verify_datasets", "verify_prepared", "version_id", "version_payload",
     "DatasetIntegrityError", "DatasetNotFoundError", "SourceChecksumError", "SpecError",
 ]

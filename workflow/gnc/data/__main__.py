@@ -18,6 +18,8 @@ import json
 import sys
 from pathlib import Path
 
+import yaml
+
 from . import SOURCES, SPEC_SCHEMA, available, num_classes, prepare, verify_prepared, version_id
 from .errors import DatasetIntegrityError
 
@@ -30,8 +32,6 @@ def _spec(text: str | None) -> dict:
         try:
             return json.loads(raw)
         except json.JSONDecodeError:
-            import yaml
-
             return yaml.safe_load(raw) or {}
     return json.loads(text)
 

@@ -19,13 +19,12 @@ import zipfile
 from pathlib import Path
 from typing import Iterable, Mapping
 
+from ..io import atomic_path, file_digests
 from .errors import DatasetNotFoundError, SourceChecksumError
 
 
 def hash_file(path: str | os.PathLike, chunk: int = 1 << 20) -> dict:
     """md5 and sha256 of a file in one pass, plus its size."""
-    from ..io import file_digests
-
     return file_digests(path, ("md5", "sha256"), chunk)
 
 
@@ -88,8 +87,6 @@ def missing_files(root: Path, names: Iterable[str]) -> list[Path]:
 
 def gunzip_atomic(src: Path, dst: Path) -> None:
     """Decompress ``src`` (.gz) into ``dst``, written through a temporary file and renamed."""
-    from ..io import atomic_path
-
     with atomic_path(dst, suffix=".tmp") as tmp, open(tmp, "wb") as out, gzip.open(src, "rb") as inp:
         shutil.copyfileobj(inp, out, 1 << 20)
 

@@ -32,10 +32,10 @@ from typing import Any
 import numpy as np
 
 from .. import io as gio
-from ..provenance import provenance
+from ..provenance import datasets_of, decode_attr, provenance
 from .errors import DatasetIntegrityError, DatasetNotFoundError, SpecError
 from .sources import SOURCES
-from .sources.base import Source
+from .sources.base import Source, resolve_root
 
 #: bump when the prepared layout or a source's preparation code changes what it writes
 FORMAT_VERSION = 1
@@ -62,7 +62,12 @@ COMMON_SCHEMA: dict[str, dict] = {
     },
     "subsample_seed": {"type": "integer", "minimum": 0, "default": 0,
                        "description": "seed of the balanced sub-sampling"},
+    "optional": {"type": "boolean", "description": "the study runs without this dataset when its source is "
+                                                   "unavailable (gnc.config); not a preparation option"},
 }
+
+#: spec keys of the study, not of the data: accepted in a spec, never part of its version
+STUDY_KEYS = frozenset({"optional"})
 
 
 def _build_schema(src: Source) -> dict:
@@ -107,18 +112,13 @@ def resolve_spec(name: str, spec: dict | None) -> tuple[Source, dict]:
             opts[key] = copy.deepcopy(spec[key])
         elif "default" in prop:
             opts[key] = copy.deepcopy(prop["default"])
-    try:
-        import jsonschema
-    except ImportError:  # pragma: no cover - jsonschema is a dependency
-        unknown = set(spec) - set(schema["properties"])
-        if unknown:
-            raise SpecError(f"dataset {name!r} (source {kind}): unknown keys {sorted(unknown)}") from None
-    else:
-        validator = jsonschema.Draft202012Validator(schema)
-        errors = sorted(validator.iter_errors({**opts, **spec}), key=lambda e: [str(x) for x in e.path])
-        if errors:
-            msgs = "; ".join(f"{'/'.join(map(str, e.path)) or '(spec)'}: {e.message}" for e in errors)
-            raise SpecError(f"dataset {name!r} (source {kind}): invalid spec: {msgs}")
+    import jsonschema  # here, not at the top: the jobs that only load prepared data never validate a spec
+
+    errors = sorted(jsonschema.Draft202012Validator(schema).iter_errors({**opts, **spec}),
+                    key=lambda e: [str(x) for x in e.path])
+    if errors:
+        msgs = "; ".join(f"{'/'.join(map(str, e.path)) or '(spec)'}: {e.message}" for e in errors)
+        raise SpecError(f"dataset {name!r} (source {kind}): invalid spec: {msgs}")
     opts["max_per_class"] = _normalize_max_per_class(opts.get("max_per_class"))
     src.validate(opts)
     return src, opts
@@ -133,7 +133,7 @@ def _normalize_max_per_class(value) -> dict[str, int | None]:
 
 
 def _content_options(src: Source, opts: dict) -> dict:
-    out = {k: v for k, v in opts.items() if k not in src.non_content}
+    out = {k: v for k, v in opts.items() if k not in src.non_content | STUDY_KEYS}
     if out["max_per_class"] == {"train": None, "test": None}:
         out.pop("subsample_seed", None)  # no sub-sampling: its seed cannot change the content
     return out
@@ -181,8 +181,6 @@ def download_plan(name: str, spec: dict | None) -> dict | None:
     src, opts = resolve_spec(name, spec)
     if not opts.get("download") or src.available(opts):
         return None
-    from .sources.base import resolve_root
-
     return {"target": str(resolve_root(opts)), "files": list(src.downloads(opts))}
 
 
@@ -255,6 +253,65 @@ def verify_prepared(folder: str | Path) -> dict:
             f"{folder / MANIFEST}: checksum mismatch: manifest {manifest.get('checksum')}, "
             f"recomputed from its file table {recomputed}")
     return manifest
+
+
+# ------------------------------------------------------------------------------------ verify results' datasets
+
+def _candidate_folders(path: str, search_root: Path | None, near: Path | None,
+                       workdir: str | None = None) -> list[Path]:
+    p = Path(path)
+    if p.is_absolute():
+        return [p]
+    roots = []
+    if search_root is not None:
+        roots.append(Path(search_root))
+    if near is not None:  # the working directory of a run: an ancestor of the result file (moved with it)
+        roots.extend(Path(near).resolve().parents)
+    if workdir:  # the working directory the file's job ran in (recorded as gnc_workdir)
+        roots.append(Path(workdir))
+    roots.append(Path.cwd())
+    return [r / p for r in roots]
+
+
+def resolve_dataset_folder(path: str, search_root: Path | None = None, near: Path | None = None,
+                           workdir: str | None = None) -> Path:
+    """The folder a recorded (possibly relative) dataset path refers to: the first of these that holds
+    a manifest.json: relative to ``search_root``, to an ancestor of the result file ``near`` (a project
+    copied or moved as a whole), to the job's recorded working directory ``workdir`` (results written
+    outside the project), to the current directory."""
+    cands = _candidate_folders(path, search_root, near, workdir)
+    for c in cands:
+        if (c / "manifest.json").is_file():
+            return c
+    return cands[0]
+
+
+def verify_datasets(attrs: dict[str, Any], search_root: Path | None = None, near: Path | None = None,
+                    cache: dict | None = None) -> list[str]:
+    """Re-hash each prepared dataset named in a result file's provenance ``attrs`` and compare with the
+    recorded checksum (``cache``: {folder: manifest or error}, shared across files). Returns a list of
+    problems (empty: all match); each names the file or folder that differs."""
+    cache = {} if cache is None else cache
+    problems = []
+    for ds in datasets_of(attrs):
+        if not ds["path"]:
+            if ds["checksum"]:
+                problems.append(f"dataset {ds['name']} {ds['version']}: checksum recorded without a path")
+            continue
+        folder = resolve_dataset_folder(ds["path"], search_root, near, decode_attr(attrs.get("gnc_workdir")))
+        key = str(folder.resolve())
+        if key not in cache:
+            try:
+                cache[key] = verify_prepared(folder)
+            except Exception as exc:  # noqa: BLE001 - report every failure by name
+                cache[key] = exc
+        res = cache[key]
+        if isinstance(res, Exception):
+            problems.append(f"{ds['path']}: {res}")
+        elif ds["checksum"] and res.get("checksum") != ds["checksum"]:
+            problems.append(f"{folder / 'manifest.json'}: dataset checksum {res.get('checksum')} differs from "
+                            f"the recorded {ds['checksum']} (the dataset was re-prepared or edited)")
+    return problems
 
 
 # ------------------------------------------------------------------------------------ prepare

@@ -26,7 +26,7 @@ from typing import Any, Iterable, Mapping, Sequence
 from ._style import format_tau
 from ..io import write_text_atomic
 
-RUN_DIMS = ("variant", "dataset", "arch", "tau", "d", "K", "seed")
+from ..grid import RUN_DIMS
 SELECT_DIMS = RUN_DIMS  # keys a `figures: {<kind>: {...}}` entry may set (kinds drawn from runs)
 DIM_WORDS = {"tau": "temperature τ", "arch": "architecture", "d": "feature dimension d", "K": "number of classes K",
              "variant": "classifier variant", "seed": "seed", "dataset": "dataset"}

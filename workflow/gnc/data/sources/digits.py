@@ -68,8 +68,8 @@ class Digits(Source):
         return "digits: scikit-learn (sklearn/datasets/data/digits.csv.gz) is not installed"
 
     def load(self, opts):
-        from sklearn.datasets import load_digits
-        import sklearn
+        from sklearn.datasets import load_digits  # deferred: sklearn only for this source
+        import sklearn  # deferred: as above
 
         bunch = load_digits()
         images = np.asarray(bunch.images)

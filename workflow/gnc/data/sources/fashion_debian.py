@@ -78,7 +78,7 @@ class FashionMnistDebian(Source):
                 f"`apt-get install {DEBIAN_PACKAGE}` (or use source 'fashion_mnist' with download: true).")
 
     def load(self, opts):
-        from ..._torchvision_compat import import_torchvision
+        from ..._torchvision_compat import import_torchvision  # deferred: torch, only to load
 
         path = Path(opts["root"])
         if not self.available(opts):

@@ -61,6 +61,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .._files import hash_file
 from ..errors import DatasetNotFoundError, SpecError
 from .base import RawData, Source
 
@@ -138,7 +139,7 @@ def resolve_fonts(names) -> list[Path]:
 
 @functools.lru_cache(maxsize=64)
 def _cmap(path: str) -> frozenset[int]:
-    from fontTools.ttLib import TTFont
+    from fontTools.ttLib import TTFont  # deferred: only to render
 
     with TTFont(path, lazy=True) as f:
         return frozenset(f.getBestCmap())
@@ -157,7 +158,7 @@ def missing_glyphs(fonts, chars: str) -> dict[str, str]:
 
 @functools.lru_cache(maxsize=256)
 def _font(path: str, px: int):
-    from PIL import ImageFont
+    from PIL import ImageFont  # deferred: PIL only to render
 
     return ImageFont.truetype(path, px)
 
@@ -169,7 +170,7 @@ def render_master(font_path, ch: str, size: int, stroke: float = 0.0, fill: floa
 
 
 def _master_image(font_path, ch: str, size: int, stroke: float, fill: float, canvas: int):
-    from PIL import Image, ImageDraw
+    from PIL import Image, ImageDraw  # deferred: PIL only to render
 
     px = 3 * size
     font = _font(str(font_path), px)
@@ -258,7 +259,7 @@ def render_samples(chars: str, fonts, per_font: int, size: int, seed: int, split
     Sample order: class-major, then font, then repetition. Returns x (N,1,size,size) uint8,
     y (N,) int64, and params (N, 7) float64 = (font, stroke level, rotation, scale, shear, tx, ty).
     """
-    from PIL import Image
+    from PIL import Image  # deferred: PIL only to render
 
     n_font = len(fonts)
     k = len(chars)
@@ -288,8 +289,8 @@ def render_samples(chars: str, fonts, per_font: int, size: int, seed: int, split
 
 
 def _renderer_versions() -> dict:
-    import PIL
-    from PIL import features
+    import PIL  # deferred: PIL only to render
+    from PIL import features  # deferred: as above
 
     return {"pillow": PIL.__version__, "freetype2": features.version("freetype2")}
 
@@ -354,8 +355,6 @@ class Glyphs(Source):
         return "glyphs: fonts not found"
 
     def load(self, opts):
-        from .._files import hash_file
-
         chars = GLYPH_CLASSES[: opts["num_classes"]]
         fonts = resolve_fonts(opts["fonts"])
         missing = missing_glyphs(fonts, chars)

@@ -79,7 +79,7 @@ class ImageFolderSource(Source):
         return f"image_folder: folder {Path(opts['root']).expanduser()} does not exist (spec key 'root')"
 
     def load(self, opts):
-        from ..._torchvision_compat import import_torchvision
+        from ..._torchvision_compat import import_torchvision  # deferred: torch, only to load
 
         tv = import_torchvision()
         path = self._path(opts)

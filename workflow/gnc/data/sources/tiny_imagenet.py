@@ -31,7 +31,7 @@ TINY_BYTES = 248_100_043  # size of the archive at TINY_URL (md5 TINY_MD5)
 def to_array(img, size: int, channels: int, mode: str = "center_crop") -> np.ndarray:
     """PIL image -> uint8 (C, size, size): resize the shorter side to ``size`` and centre-crop
     (``center_crop``) or resize both sides (``stretch``)."""
-    from PIL import Image
+    from PIL import Image  # deferred: PIL only to load
 
     img = img.convert("L" if channels == 1 else "RGB")
     if img.size != (size, size):
@@ -90,7 +90,7 @@ class TinyImageNet(Source):
         if not zip_path.is_file() and not (folder / "wnids.txt").is_file():
             if not opts["download"]:
                 raise DatasetNotFoundError(self.unavailable_reason(opts))
-            from ..._torchvision_compat import import_torchvision
+            from ..._torchvision_compat import import_torchvision  # deferred: torch, only to load
 
             tv = import_torchvision()
             tv.datasets.utils.download_url(opts["url"], str(root), TINY_ZIP, md5=self.record(opts)[TINY_ZIP]
@@ -106,7 +106,7 @@ class TinyImageNet(Source):
         return folder, info
 
     def load(self, opts):
-        from ..._torchvision_compat import import_torchvision
+        from ..._torchvision_compat import import_torchvision  # deferred: torch, only to load
 
         root = resolve_root(opts)
         folder, info = self.ensure_extracted(root, opts)

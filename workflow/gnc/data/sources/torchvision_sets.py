@@ -44,7 +44,7 @@ from .base import CHECKSUMS_SCHEMA, DOWNLOAD_SCHEMA, ROOT_SCHEMA, RawData, Sourc
 
 
 def _tv():
-    from ..._torchvision_compat import import_torchvision
+    from ..._torchvision_compat import import_torchvision  # deferred: torch, only to load
 
     return import_torchvision()
 

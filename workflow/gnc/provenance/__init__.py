@@ -26,18 +26,14 @@ depend on one dataset carry scalar ``gnc_dataset``, ``gnc_dataset_version``, ``g
 ``gnc_dataset_path``; combined files carry the same keys as aligned JSON lists
 (:func:`merge_dataset_attrs`).
 
-``gnc-provenance FILE...`` (or ``python -m gnc.provenance``) prints the provenance of any result file —
-netCDF (.nc), checkpoint (.pt, or a ckpt/ folder), JSON sidecars, a dataset's manifest.json, and
-.csv/.png/.pdf/.svg files through their ``<stem>.provenance.json`` sidecar — and re-hashes every
-prepared dataset it names. Exit status 1 when a file has no readable provenance or a dataset no
-longer matches (the message names the file that differs), else 0. ``gnc-provenance --stale PATH...``
-says which results were made by code that has changed since (recomputes the fingerprints from the
-code on disk, runs nothing).
+The command line (``gnc-provenance FILE...``, ``python -m gnc.provenance``) is
+:mod:`gnc.provenance.__main__`; it re-hashes the datasets a file names with
+:func:`gnc.data.verify_datasets`. This module imports neither: it sits below the data and the
+fingerprint layers, which use it.
 """
 
 from __future__ import annotations
 
-import argparse
 import datetime as _dt
 import functools
 import importlib.metadata as _md
@@ -46,15 +42,16 @@ import os
 import platform
 import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any, Iterable
 
+from .. import __version__
+
 PACKAGES = ("torch", "torchvision", "snakemake", "numpy", "xarray", "scipy", "netCDF4", "pandas",
             "scikit-learn", "seaborn", "matplotlib")
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[3]
 #: paths (relative to the repository root) whose changes make the code version "-dirty"
 CODE_PATHS = ("workflow", "Snakefile", "pyproject.toml")
 
@@ -112,8 +109,6 @@ def _git_state() -> tuple[str, int]:
                                capture_output=True, text=True, timeout=10, check=True).stdout.strip()
         return commit + ("-dirty" if dirty else ""), int(bool(dirty))
     except (OSError, subprocess.SubprocessError):
-        from . import __version__
-
         return f"gnc-study {__version__} (no git)", -1
 
 
@@ -130,7 +125,7 @@ def code_dirty() -> int:
 def device_description(device: Any | None = None) -> str:
     try:
         if device is not None and str(device).startswith("cuda"):  # torch only where a GPU is named
-            import torch
+            import torch  # deferred: provenance is stdlib-only for torch-free jobs
 
             if torch.cuda.is_available():
                 return f"{device} ({torch.cuda.get_device_name(torch.device(device))})"
@@ -211,7 +206,8 @@ def dataset_attrs(manifest: dict) -> dict[str, Any]:
     }
 
 
-def _decode(value):
+def decode_attr(value):
+    """An attribute as written by :func:`provenance`: JSON text (a list or an object) decoded, else as is."""
     if isinstance(value, str) and value[:1] in "[{":
         try:
             return json.loads(value)
@@ -221,7 +217,7 @@ def _decode(value):
 
 
 def _as_list(value) -> list | None:
-    value = _decode(value)
+    value = decode_attr(value)
     if value is None:
         return None
     if isinstance(value, (list, tuple)):
@@ -290,12 +286,12 @@ def read_attrs(path: str | os.PathLike) -> dict[str, Any]:
         raise FileNotFoundError(f"{path}: no such file")
     suffix = path.suffix.lower()
     if suffix == ".nc":
-        import xarray as xr
+        import xarray as xr  # deferred: provenance is stdlib-only (the Snakefile loads it)
 
         with xr.open_dataset(path, engine="netcdf4") as ds:
             return dict(ds.attrs)
     if suffix == ".pt":
-        import torch
+        import torch  # deferred: provenance is stdlib-only for torch-free jobs
 
         state = torch.load(path, map_location="cpu", weights_only=True)
         if not isinstance(state, dict) or "provenance" not in state:
@@ -333,66 +329,6 @@ def expand_paths(paths: Iterable[str | os.PathLike]) -> list[Path]:
     return out
 
 
-# ----------------------------------------------------------------------------------------- verifying
-
-def _candidate_folders(path: str, search_root: Path | None, near: Path | None,
-                       workdir: str | None = None) -> list[Path]:
-    p = Path(path)
-    if p.is_absolute():
-        return [p]
-    roots = []
-    if search_root is not None:
-        roots.append(Path(search_root))
-    if near is not None:  # the working directory of a run: an ancestor of the result file (moved with it)
-        roots.extend(Path(near).resolve().parents)
-    if workdir:  # the working directory the file's job ran in (recorded as gnc_workdir)
-        roots.append(Path(workdir))
-    roots.append(Path.cwd())
-    return [r / p for r in roots]
-
-
-def resolve_dataset_folder(path: str, search_root: Path | None = None, near: Path | None = None,
-                           workdir: str | None = None) -> Path:
-    """The folder a recorded (possibly relative) dataset path refers to: the first of these that holds
-    a manifest.json: relative to ``search_root``, to an ancestor of the result file ``near`` (a project
-    copied or moved as a whole), to the job's recorded working directory ``workdir`` (results written
-    outside the project), to the current directory."""
-    cands = _candidate_folders(path, search_root, near, workdir)
-    for c in cands:
-        if (c / "manifest.json").is_file():
-            return c
-    return cands[0]
-
-
-def verify_datasets(attrs: dict[str, Any], search_root: Path | None = None, near: Path | None = None,
-                    cache: dict | None = None) -> list[str]:
-    """Re-hash each prepared dataset named in ``attrs`` and compare with the recorded checksum.
-    Returns a list of problems (empty: all match); each names the file or folder that differs."""
-    from .data import verify_prepared  # local import: data pulls in numpy
-
-    cache = {} if cache is None else cache
-    problems = []
-    for ds in datasets_of(attrs):
-        if not ds["path"]:
-            if ds["checksum"]:
-                problems.append(f"dataset {ds['name']} {ds['version']}: checksum recorded without a path")
-            continue
-        folder = resolve_dataset_folder(ds["path"], search_root, near, _decode(attrs.get("gnc_workdir")))
-        key = str(folder.resolve())
-        if key not in cache:
-            try:
-                cache[key] = verify_prepared(folder)
-            except Exception as exc:  # noqa: BLE001 - report every failure by name
-                cache[key] = exc
-        res = cache[key]
-        if isinstance(res, Exception):
-            problems.append(f"{ds['path']}: {res}")
-        elif ds["checksum"] and res.get("checksum") != ds["checksum"]:
-            problems.append(f"{folder / 'manifest.json'}: dataset checksum {res.get('checksum')} differs from "
-                            f"the recorded {ds['checksum']} (the dataset was re-prepared or edited)")
-    return problems
-
-
 # ----------------------------------------------------------------------------------------- summaries
 
 def summary_lines(attrs: dict[str, Any]) -> list[tuple[str, str]]:
@@ -400,9 +336,9 @@ def summary_lines(attrs: dict[str, Any]) -> list[tuple[str, str]]:
     out = []
     code = attrs.get("gnc_code_version")
     if code is not None:
-        out.append(("code", str(_decode(code))))
+        out.append(("code", str(decode_attr(code))))
     if attrs.get("gnc_rule"):
-        wc = _decode(attrs.get("gnc_wildcards"))
+        wc = decode_attr(attrs.get("gnc_wildcards"))
         wc_text = ", ".join(f"{k}={v}" for k, v in wc.items()) if isinstance(wc, dict) else ""
         out.append(("job", f"rule {attrs['gnc_rule']}" + (f" ({wc_text})" if wc_text else "")))
     if attrs.get("gnc_started") or attrs.get("gnc_finished") or attrs.get("gnc_created"):
@@ -410,17 +346,17 @@ def summary_lines(attrs: dict[str, Any]) -> list[tuple[str, str]]:
                             f"{attrs.get('gnc_finished', attrs.get('gnc_created', '?'))}"))
     if attrs.get("gnc_device"):
         out.append(("device", f"{attrs['gnc_device']} on {attrs.get('gnc_host', '?')}"))
-    versions = _decode(attrs.get("gnc_versions"))
+    versions = decode_attr(attrs.get("gnc_versions"))
     if isinstance(versions, dict):
         out.append(("software", ", ".join(f"{k} {versions[k]}" for k in
                                           ("python", "torch", "torchvision", "snakemake", "numpy", "xarray")
                                           if k in versions)))
     if attrs.get("gnc_seed") is not None:
-        out.append(("seed", str(_decode(attrs["gnc_seed"]))))
+        out.append(("seed", str(decode_attr(attrs["gnc_seed"]))))
     for ds in datasets_of(attrs):
         out.append(("dataset", f"{ds['name']} {ds['version']} (checksum {str(ds['checksum'])[:16]}..., "
                                f"{ds['path']})"))
-    sources = _decode(attrs.get("gnc_sources"))
+    sources = decode_attr(attrs.get("gnc_sources"))
     if isinstance(sources, dict):
         items = [(str(p), rec.get("sha256") if isinstance(rec, dict) else None) for p, rec in sources.items()]
         # the same file recorded once by absolute and once by relative path: list it once
@@ -441,79 +377,3 @@ def summary_rst(attrs: dict[str, Any], title: str = "Provenance of the data behi
         lines.append("- configuration: the study's resolved config (shown on the report's main page) is stored "
                      "in the ``gnc_config`` attribute; print it with ``gnc-provenance --full FILE``")
     return "\n".join(lines) + "\n"
-
-
-# ----------------------------------------------------------------------------------------- CLI
-
-def _print_attrs(attrs: dict[str, Any], full: bool) -> None:
-    for label, text in summary_lines(attrs):
-        print(f"  [{label}] {text}")
-    for k in sorted(attrs):
-        if not str(k).startswith("gnc_"):
-            continue
-        v = _decode(attrs[k])
-        text = json.dumps(v, sort_keys=True, default=str) if isinstance(v, (dict, list)) else str(v)
-        if not full and len(text) > 400:
-            text = text[:400] + f" ... ({len(text)} chars; --full prints all)"
-        print(f"  {k[4:]}: {text}")
-
-
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(
-        prog="gnc-provenance",
-        description="Print the provenance of gnc-study result files and verify the datasets they name.")
-    ap.add_argument("files", nargs="+",
-                    help="result files: .nc, .pt (or a ckpt/ folder), .json sidecar or dataset manifest.json, "
-                         ".csv/.png/.pdf/.svg (through <stem>.provenance.json)")
-    ap.add_argument("--root", default=None,
-                    help="workflow working directory that relative dataset paths refer to (default: found from "
-                         "the file's location, else the current directory)")
-    ap.add_argument("--no-verify", action="store_true", help="only print, do not re-hash datasets")
-    ap.add_argument("--full", action="store_true", help="print long attributes (config, sources) in full")
-    ap.add_argument("--json", action="store_true", help="print one JSON object {file: attributes} instead")
-    ap.add_argument("--stale", action="store_true",
-                    help="only say which results were made by code that has changed since (compares each file's "
-                         "gnc_code_fingerprint with the code now on disk; runs nothing). Folders: every result "
-                         "file under them. Exit status 1 when a file is stale or has no fingerprint")
-    ap.add_argument("--code-root", default=None,
-                    help="with --stale: the workflow/ folder holding scripts/ and gnc/ (default: this package's)")
-    args = ap.parse_args(argv)
-    if args.stale:
-        from .fingerprint import report_stale
-
-        return report_stale(args.files, args.code_root)
-    status = 0
-    cache: dict = {}
-    collected: dict[str, Any] = {}
-    root = Path(args.root) if args.root else None
-    for f in expand_paths(args.files):
-        if not args.json:
-            print(f"== {f}")
-        try:
-            attrs = read_attrs(f)
-            if not any(str(k).startswith("gnc_") for k in attrs):
-                raise ValueError(f"{f}: no gnc_* provenance attributes")
-        except Exception as exc:  # noqa: BLE001 - report every unreadable file and go on
-            print(f"  ERROR: {exc}", file=sys.stderr if args.json else sys.stdout)
-            status = 1
-            continue
-        problems = [] if args.no_verify else verify_datasets(attrs, root, near=Path(f), cache=cache)
-        if args.json:
-            collected[str(f)] = {"attributes": {k: _decode(v) for k, v in attrs.items()},
-                                 "problems": problems}
-        else:
-            _print_attrs(attrs, args.full)
-            if problems:
-                for p in problems:
-                    print(f"  CHECKSUM MISMATCH: {p}")
-            elif not args.no_verify and datasets_of(attrs):
-                print(f"  datasets verified: {len(datasets_of(attrs))} checksum(s) match")
-        if problems:
-            status = 1
-    if args.json:
-        print(json.dumps(collected, indent=2, sort_keys=True, default=str))
-    return status
-
-
-if __name__ == "__main__":
-    sys.exit(main())
