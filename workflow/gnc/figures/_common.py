@@ -28,6 +28,7 @@ from typing import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from ..grid import same_tau
 from ..io import atomic_path, sha256_file, write_json_atomic, write_text_atomic
 from ..provenance import merge_dataset_attrs, provenance, read_attrs
 from ._style import format_tau, rc_params
@@ -66,7 +67,7 @@ def as_list(value) -> list | None:
 def _same(dim: str, a, b) -> bool:
     if dim in FLOAT_DIMS or isinstance(a, float) or isinstance(b, float):
         try:
-            return math.isclose(float(a), float(b), rel_tol=1e-6, abs_tol=1e-12)
+            return same_tau(float(a), float(b))
         except (TypeError, ValueError):
             return str(a) == str(b)
     if isinstance(a, (np.integer, int)) or isinstance(b, (np.integer, int)):

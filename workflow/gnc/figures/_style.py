@@ -24,6 +24,8 @@ from typing import Any, Iterable
 
 import numpy as np
 
+from ..grid import same_tau
+
 # seaborn's "whitegrid" style and "notebook" context, written out so that a figure job does not
 # import seaborn (and scipy with it): tests/test_figures.py checks them against seaborn.
 _WHITEGRID = {
@@ -116,7 +118,7 @@ def _unique_sorted(values: Iterable, numeric: bool) -> list:
     if numeric:
         uniq: list[float] = []
         for v in sorted(float(x) for x in vals):
-            if not uniq or not math.isclose(v, uniq[-1], rel_tol=1e-9, abs_tol=0.0):
+            if not uniq or not same_tau(v, uniq[-1]):
                 uniq.append(v)
         return uniq
     return sorted(set(vals))
@@ -198,7 +200,7 @@ class Style:
 
 def _index_close(levels: list[float], value: float) -> int | None:
     for i, v in enumerate(levels):
-        if math.isclose(v, value, rel_tol=1e-9, abs_tol=0.0):
+        if same_tau(v, value):
             return i
     return None
 

@@ -19,14 +19,13 @@ This module is free of matplotlib and xarray: the workflow imports it when it pa
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
 
 from ._style import format_tau
 from ..io import write_text_atomic
 
-from ..grid import RUN_DIMS
+from ..grid import RUN_DIMS, same_tau
 SELECT_DIMS = RUN_DIMS  # keys a `figures: {<kind>: {...}}` entry may set (kinds drawn from runs)
 DIM_WORDS = {"tau": "temperature τ", "arch": "architecture", "d": "feature dimension d", "K": "number of classes K",
              "variant": "classifier variant", "seed": "seed", "dataset": "dataset"}
@@ -124,7 +123,7 @@ REGISTRY: dict[str, FigureSpec] = {s.kind: s for s in [
 def _same(a, b) -> bool:
     if isinstance(a, float) or isinstance(b, float):
         try:
-            return math.isclose(float(a), float(b), rel_tol=1e-6, abs_tol=1e-12)
+            return same_tau(float(a), float(b))
         except (TypeError, ValueError):
             return False
     return str(a) == str(b)

@@ -29,6 +29,7 @@ from typing import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from ..grid import same_tau
 from ._common import (ACCURACY_VARS, DIM_NAMES, add_figure_legend, annotate_missing, axis_label, band_handle,
                       code_value, figure_style, finish_frame, fmt_setting, fmt_value, no_data_figure, panel_grid,
                       plot_with_band, py, select, source_records, spread)
@@ -161,7 +162,7 @@ def _wrap_title(text: str, fig, fontsize: float = 12) -> str:
 def _eq(series: pd.Series, value) -> pd.Series:
     if isinstance(value, float) or series.dtype.kind == "f":
         try:
-            return pd.Series(np.isclose(series.astype(float), float(value), rtol=1e-9, atol=0.0), index=series.index)
+            return pd.Series(same_tau(series.astype(float), float(value)), index=series.index)
         except (TypeError, ValueError):
             pass
     return series.astype(str) == str(value)
