@@ -13,7 +13,10 @@ runs, in one process and one after another (one core, no parallel jobs):
 and prints, per (d, K): the verdict (same / differ / undecided), both codes' minimum angle and
 certified rho_ovr, the KKT residuals of both codes (the verdict's first-order check, on the pairs /
 margins within ``cross.ACTIVE_TOL`` of the extreme one) and their active-set sizes, the aligned
-distance of the two codes and the wall times.  ``--from DIR`` skips step 1 and starts from a
+distance of the two codes and the wall times.  ``--profile`` also prints both residuals on wider active
+sets (constraints within 1e-7 ... 1e-4 of the extreme one): a code near a first-order point that the
+polish has not converged to shows a residual that drops as the set widens (diagnostic only; the verdict
+uses ``cross.ACTIVE_TOL``).  ``--from DIR`` skips step 1 and starts from a
 finished study's codes (``DIR/codes/{tammes,softmax,refined}/d{d}-K{K}.nc``: the two solver codes
 and the study's two refined codes form the pool).
 
@@ -21,6 +24,7 @@ and the study's two refined codes form the pool).
     python benchmarks/bench_verdicts.py --budget 60          # about 3 min per (d, K)
     python benchmarks/bench_verdicts.py --from results --refine 300 --case 10 50
     python benchmarks/bench_verdicts.py --json out.json      # the printed numbers as JSON
+    python benchmarks/bench_verdicts.py --from results --refine 10 --profile   # KKT vs active-set width
 
 Wall times on a shared machine are noisy; the budgets are wall-clock, so a loaded machine does less
 work within the same budget.
@@ -42,9 +46,11 @@ sys.path.insert(0, str(ROOT / "workflow"))
 
 from gnc import codes  # noqa: E402
 from gnc.codes import cross  # noqa: E402
+from gnc.codes._polish import kkt_residual_softmax, kkt_residual_tammes  # noqa: E402
 from gnc.codes.store import load_solution  # noqa: E402
 
 CASES = ((10, 50), (10, 100), (20, 100), (30, 100))
+PROFILE_TOLS = (1e-9, 1e-7, 1e-6, 1e-5, 1e-4)
 
 
 def candidates_from(study: Path, d: int, K: int) -> dict[str, np.ndarray]:
@@ -60,7 +66,19 @@ def candidates_from(study: Path, d: int, K: int) -> dict[str, np.ndarray]:
     return out
 
 
-def run_case(d: int, K: int, budget: float, refine: float, restarts: int, study: Path | None) -> dict:
+def kkt_profile(res) -> dict:
+    """KKT residuals (and active-set sizes) of both final codes on active sets of growing width."""
+    H = res.softmax.W if res.softmax.H is None else res.softmax.H
+    out = {}
+    for tol in PROFILE_TOLS:
+        kt = kkt_residual_tammes(res.tammes.W, tol=tol)
+        ks = kkt_residual_softmax(res.softmax.W, H, tol=tol)
+        out[f"{tol:g}"] = {"tammes": [kt["kkt_residual"], kt["n_active"]], "softmax": [ks["kkt_residual"], ks["n_active"]]}
+    return out
+
+
+def run_case(d: int, K: int, budget: float, refine: float, restarts: int, study: Path | None,
+             profile: bool = False) -> dict:
     row: dict = {"d": d, "K": K, "budget": budget, "refine_budget": refine}
     if study is None:
         t0 = time.perf_counter()
@@ -80,6 +98,8 @@ def run_case(d: int, K: int, budget: float, refine: float, restarts: int, study:
                softmax_ovr=res.softmax.ovr, tammes_kkt=ev["tammes_kkt"], softmax_kkt=ev["softmax_kkt"],
                tammes_n_active=ev["tammes_n_active"], softmax_n_active=ev["softmax_n_active"],
                align_distance=ev["align_distance"], tammes_source=res.tammes.name, softmax_source=res.softmax.name)
+    if profile:
+        row["kkt_profile"] = kkt_profile(res)
     return row
 
 
@@ -91,6 +111,7 @@ def main(argv=None) -> int:
     ap.add_argument("--case", type=int, nargs=2, action="append", metavar=("D", "K"), help="(d, K); repeatable")
     ap.add_argument("--from", dest="study", type=Path, default=None,
                     help="start from a finished study's codes under this results directory (no solves)")
+    ap.add_argument("--profile", action="store_true", help="also the KKT residuals on wider active sets")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (default 1, as the study's jobs)")
     ap.add_argument("--json", type=Path, default=None, help="write the rows as JSON")
     args = ap.parse_args(argv)
@@ -106,7 +127,7 @@ def main(argv=None) -> int:
           + (f", from {args.study}" if args.study else ""))
     rows = []
     for d, K in cases:
-        r = run_case(d, K, args.budget, refine, args.restarts, args.study)
+        r = run_case(d, K, args.budget, refine, args.restarts, args.study, args.profile)
         rows.append(r)
         print(f"(d={d:2d}, K={K:3d})  {r['verdict']:9s}  Tammes {r['tammes_angle']:.9f} deg / rho {r['tammes_ovr']:.10f}"
               f"  softmax {r['softmax_angle']:.9f} deg / rho {r['softmax_ovr']:.10f}  KKT {r['tammes_kkt']:.1e} "
@@ -115,6 +136,9 @@ def main(argv=None) -> int:
               + (f", solves {r['tammes_solve_s']:.0f} + {r['softmax_solve_s']:.0f} s" if "tammes_solve_s" in r else ""),
               flush=True)
         print(f"    {r['reason']}", flush=True)
+        for tol, v in r.get("kkt_profile", {}).items():
+            print(f"    active within {tol:>6s}: Tammes KKT {v['tammes'][0]:.1e} ({v['tammes'][1]} pairs), "
+                  f"softmax KKT {v['softmax'][0]:.1e} ({v['softmax'][1]} margins)", flush=True)
     if args.json:
         tmp = args.json.with_suffix(args.json.suffix + ".tmp")
         tmp.write_text(json.dumps(rows, indent=1))
