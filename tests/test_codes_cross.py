@@ -134,3 +134,31 @@ def test_one_code_best_for_both_but_not_first_order_is_undecided():
     ev = cross.verdict(c, c)
     assert ev["align_distance"] == 0.0 and ev["tammes_kkt"] > cross.KKT_TOL
     assert ev["verdict"] == "undecided" and "first-order" in ev["reason"]
+
+
+def test_bench_verdicts_runs_and_decides_a_simplex(tmp_path):
+    """benchmarks/bench_verdicts.py end to end on (3, 4) (the regular tetrahedron, optimal for both
+    problems): solves, cross-polish, verdict 'same' with the closed-form angle and rho_ovr, and its JSON;
+    then again from the saved codes of a study directory (``--from``)."""
+    import importlib.util
+    import json
+
+    from gnc import codes
+
+    spec = importlib.util.spec_from_file_location("bench_verdicts", ROOT / "benchmarks" / "bench_verdicts.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    out = tmp_path / "rows.json"
+    assert bench.main(["--budget", "1", "--restarts", "2", "--case", "3", "4", "--json", str(out)]) == 0
+    (row,) = json.loads(out.read_text())
+    assert row["verdict"] == "same"
+    assert row["tammes_angle"] == pytest.approx(known.known_tammes_angle(3, 4), abs=1e-7)
+    assert row["softmax_ovr"] == pytest.approx(known.known_softmax_value(3, 4), abs=1e-9)
+    study = tmp_path / "results"
+    for problem, solver in (("tammes", codes.solve_tammes), ("softmax", codes.solve_softmax_code)):
+        (study / "codes" / problem).mkdir(parents=True)
+        codes.save_solution(solver(3, 4, restarts=2, seed=1, time_budget=1), study / "codes" / problem / "d3-K4.nc")
+    assert bench.main(["--from", str(study), "--budget", "1", "--case", "3", "4", "--json", str(out)]) == 0
+    assert json.loads(out.read_text())[0]["verdict"] == "same"
+    with pytest.raises(SystemExit):
+        bench.main(["--budget", "0"])
