@@ -162,3 +162,27 @@ def test_bench_verdicts_runs_and_decides_a_simplex(tmp_path):
     assert json.loads(out.read_text())[0]["verdict"] == "same"
     with pytest.raises(SystemExit):
         bench.main(["--budget", "0"])
+
+
+def test_one_lp_cannot_take_the_whole_polish_budget(monkeypatch):
+    """Each LP of the SLP polish gets at most LP_TIME_FRACTION of the remaining time (at least
+    LP_MIN_SECONDS); an LP that fails (here: every one) shrinks the trust radius, and with it the next
+    LP, instead of ending the polish.  Checked on the time limits handed to the LP solver (no clock)."""
+    from gnc.codes import _polish
+
+    given = []
+
+    class Failed:
+        status, x = 1, None
+
+    def fake_lp(cost, A, b, r, nv, method, time_left=None, step_penalty=0.0):
+        given.append((time_left, r))
+        return Failed()
+
+    monkeypatch.setattr(_polish, "_lp", fake_lp)
+    X = _random_code(12, 3, 0)
+    _, _, info = _polish.slp_tammes(X, r0=1e-4, time_limit=100.0)
+    assert info["lp_failures"] == len(given) >= 2
+    assert all(t <= _polish.LP_TIME_FRACTION * 100.0 + 1e-9 for t, _ in given)
+    assert given[0][0] >= _polish.LP_MIN_SECONDS
+    assert given[1][1] == pytest.approx(given[0][1] / 4)       # the radius shrank after the failed LP
