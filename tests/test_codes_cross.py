@@ -134,3 +134,55 @@ def test_one_code_best_for_both_but_not_first_order_is_undecided():
     ev = cross.verdict(c, c)
     assert ev["align_distance"] == 0.0 and ev["tammes_kkt"] > cross.KKT_TOL
     assert ev["verdict"] == "undecided" and "first-order" in ev["reason"]
+
+
+def test_bench_verdicts_runs_and_decides_a_simplex(tmp_path):
+    """benchmarks/bench_verdicts.py end to end on (3, 4) (the regular tetrahedron, optimal for both
+    problems): solves, cross-polish, verdict 'same' with the closed-form angle and rho_ovr, and its JSON;
+    then again from the saved codes of a study directory (``--from``)."""
+    import importlib.util
+    import json
+
+    from gnc import codes
+
+    spec = importlib.util.spec_from_file_location("bench_verdicts", ROOT / "benchmarks" / "bench_verdicts.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    out = tmp_path / "rows.json"
+    assert bench.main(["--budget", "1", "--restarts", "2", "--case", "3", "4", "--json", str(out)]) == 0
+    (row,) = json.loads(out.read_text())
+    assert row["verdict"] == "same"
+    assert row["tammes_angle"] == pytest.approx(known.known_tammes_angle(3, 4), abs=1e-7)
+    assert row["softmax_ovr"] == pytest.approx(known.known_softmax_value(3, 4), abs=1e-9)
+    study = tmp_path / "results"
+    for problem, solver in (("tammes", codes.solve_tammes), ("softmax", codes.solve_softmax_code)):
+        (study / "codes" / problem).mkdir(parents=True)
+        codes.save_solution(solver(3, 4, restarts=2, seed=1, time_budget=1), study / "codes" / problem / "d3-K4.nc")
+    assert bench.main(["--from", str(study), "--budget", "1", "--case", "3", "4", "--json", str(out)]) == 0
+    assert json.loads(out.read_text())[0]["verdict"] == "same"
+    with pytest.raises(SystemExit):
+        bench.main(["--budget", "0"])
+
+
+def test_one_lp_cannot_take_the_whole_polish_budget(monkeypatch):
+    """Each LP of the SLP polish gets at most LP_TIME_FRACTION of the remaining time (at least
+    LP_MIN_SECONDS); an LP that fails (here: every one) shrinks the trust radius, and with it the next
+    LP, instead of ending the polish.  Checked on the time limits handed to the LP solver (no clock)."""
+    from gnc.codes import _polish
+
+    given = []
+
+    class Failed:
+        status, x = 1, None
+
+    def fake_lp(cost, A, b, r, nv, method, time_left=None, step_penalty=0.0):
+        given.append((time_left, r))
+        return Failed()
+
+    monkeypatch.setattr(_polish, "_lp", fake_lp)
+    X = _random_code(12, 3, 0)
+    _, _, info = _polish.slp_tammes(X, r0=1e-4, time_limit=100.0)
+    assert info["lp_failures"] == len(given) >= 2
+    assert all(t <= _polish.LP_TIME_FRACTION * 100.0 + 1e-9 for t, _ in given)
+    assert given[0][0] >= _polish.LP_MIN_SECONDS
+    assert given[1][1] == pytest.approx(given[0][1] / 4)       # the radius shrank after the failed LP

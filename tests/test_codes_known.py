@@ -121,7 +121,13 @@ def test_best_known_tammes_sources_and_status():
     angle, source = known.best_known_tammes(3, 10)
     assert angle == pytest.approx(66.1468220, abs=1e-7) and "Sloane" in source
     assert known.best_known_tammes(10, 100) is None
-    assert known.compare_with_best_known(10, 50, 77.1)[0] == "no table available"
+    status, best, source = known.compare_with_best_known(10, 50, 77.1)
+    assert status == "no table available" and math.isnan(best)
+    assert "could not be obtained" in source and "spherical-codes.org" in source   # the reason is stated
+    # the default study's (16, 10) is a regular simplex (K <= d + 1): proved, so it has a best known angle
+    simplex_angle = math.degrees(math.acos(-1 / 9))
+    assert known.compare_with_best_known(16, 10, simplex_angle)[0] == "matches"
+    assert known.compare_with_best_known(16, 10, simplex_angle - 1e-4)[0] == "trails"
     assert known.compare_with_best_known(3, 10, angle)[0] == "matches"
     assert known.compare_with_best_known(3, 10, angle - 1e-4)[0] == "trails"
     assert known.compare_with_best_known(3, 10, angle + 1e-4)[0] == "beats"

@@ -79,8 +79,21 @@ def _pick_method(m: int, nv: int, method: str | None) -> str:
     return "highs-ds" if m * nv <= 2e6 else "highs-ipm"
 
 
+#: one LP may use at most this fraction of the polish's remaining time (at least ``LP_MIN_SECONDS``):
+#: an LP that hits its limit counts as a failure and the trust radius shrinks, which shrinks the next LP
+#: (only constraints within a multiple of the radius of the extreme one enter it) -- one slow, large LP
+#: (e.g. 2400 near-active pairs of a (30, 100) Tammes code) must not eat the whole budget
+LP_TIME_FRACTION = 0.25
+LP_MIN_SECONDS = 1.0
+
+
 def _time_left(t0, time_limit):
     return None if time_limit is None else time_limit - (time.perf_counter() - t0)
+
+
+def _lp_time(t0, time_limit):
+    left = _time_left(t0, time_limit)
+    return None if left is None else max(LP_TIME_FRACTION * left, min(LP_MIN_SECONDS, left))
 
 
 def _slp(state, f, linearise, step, *, max_iter: int, r0: float, tol: float, stall_tol: float,
@@ -104,11 +117,11 @@ def _slp(state, f, linearise, step, *, max_iter: int, r0: float, tol: float, sta
         info["iterations"] = it + 1
         cost, A, b, nv, pred_of = linearise(state, f, r)
         meth = _pick_method(A.shape[0], nv, method)
-        res = _lp(cost, A, b, r, nv, meth, _time_left(t0, time_limit), penalty)
+        res = _lp(cost, A, b, r, nv, meth, _lp_time(t0, time_limit), penalty)
         if penalty > 0 and res.status == 0 and res.x is not None and pred_of(res.x) <= 1e-9:
             # the penalised LP hides slopes below the penalty: switch to the plain LP from here on
             penalty = 0.0
-            res = _lp(cost, A, b, r, nv, meth, _time_left(t0, time_limit), 0.0)
+            res = _lp(cost, A, b, r, nv, meth, _lp_time(t0, time_limit), 0.0)
         if res.status != 0 or res.x is None:
             info["lp_failures"] += 1
             if time_limit is not None and time.perf_counter() - t0 > time_limit:

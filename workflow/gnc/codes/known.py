@@ -168,6 +168,12 @@ _TAMMES_PROOFS = {(3, 12): "icosahedron, proved optimal by Fejes Toth (1943)",
                   (4, 120): "600-cell, proved optimal by Andreev (1999)",
                   (8, 240): "E8 roots, proved optimal by Levenshtein (1979)"}
 
+#: why a (d, K) outside the closed forms and the R^3 table has no best-known angle in the package
+NO_TABLE_REASON = ("no table of best-known codes for this (d, K) in the package: the tables that list it "
+                   "(Sloane, Hardin, Smith et al., neilsloane.com/packings, d <= 24, N <= 130; Cohn, "
+                   "spherical-codes.org, data hdl.handle.net/1721.1/153543, d <= 32) could not be obtained "
+                   "with their provenance, and no public mirror of them was found")
+
 #: a Tammes code "matches" the best known angle when it is within this many degrees (the R^3 table's
 #: chords are consistent with angles rounded to 1e-7 degree)
 BEST_KNOWN_TOL_DEG = 1e-6
@@ -198,7 +204,7 @@ def compare_with_best_known(d: int, K: int, angle: float) -> tuple[str, float, s
     :data:`BEST_KNOWN_TOL_DEG`) or ``no table available`` (angle NaN)."""
     ref = best_known_tammes(d, K)
     if ref is None:
-        return "no table available", float("nan"), "no table of best-known codes for this (d, K) in the package"
+        return "no table available", float("nan"), NO_TABLE_REASON
     best, source = ref
     if angle > best + BEST_KNOWN_TOL_DEG:
         return "beats", best, source
