@@ -24,6 +24,15 @@ include: "workflow/rules/figures.smk"
 include: "workflow/rules/claims.smk"
 
 
+# The profiles set `quiet: [rules, host]`; a failed job's error block (rule, log, the log itself) is
+# printed all the same (workflow/gnc/console.py).
+if workflow.is_main_process:
+    from snakemake.logging import logger as _smk_logger
+    from gnc.console import keep_job_errors
+
+    keep_job_errors(_smk_logger, workflow.output_settings)
+
+
 report: "workflow/report/workflow.rst"
 
 
