@@ -3,6 +3,7 @@
 #   snakemake --cores all                          the default study (config.yaml), offline, CPU
 #   snakemake --cores all --configfile config/paper.yaml   the paper's study (GPU)
 #   snakemake --cores all --config results=out      the default study, into out/ (merged over config.yaml)
+#   snakemake --cores all --config study=my.yaml    your study (YAML errors with file and line)
 #   snakemake --report results/report.html         HTML report of the figures
 #
 # Stages (one rules file each; the logic lives in workflow/gnc/):
