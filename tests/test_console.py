@@ -61,6 +61,21 @@ def test_job_errors_are_printed_when_rules_are_quiet(tmp_path):
     assert keep_job_errors(logging.Logger("c"), _settings(Quietness.RULES, Quietness.ALL)) is None
 
 
+def test_an_interrupted_job_gets_no_error_block(tmp_path):
+    """Ctrl-C / SIGTERM: the job's own INTERRUPTED line (what was saved, how to resume) is enough."""
+    handler = keep_job_errors(logging.Logger("e"), _settings(Quietness.RULES))
+    err = _job_error(tmp_path)
+    log = tmp_path / "train.log"
+    log.write_text("2026-11-26 03:28:05,805 INFO gnc.train: start train run=r (threads 1)\n"
+                   "2026-11-26 03:28:05,805 ERROR gnc.train: INTERRUPTED: [r] interrupted by SIGINT during epoch "
+                   "10/400: state saved at epoch 9 in w; run the same command to resume\n")
+    assert not handler.filter(err)
+    log.write_text(log.read_text() + "2026-11-26 03:29:00,000 ERROR gnc.train: FAILED: OSError: disk full\n")
+    assert handler.filter(err)  # interrupted, resumed, then failed: the block is shown
+    err.log = []
+    assert handler.filter(err)  # no log to look at
+
+
 def test_without_show_failed_logs_the_block_names_the_log_only(tmp_path):
     handler = keep_job_errors(logging.Logger("d"), _settings(Quietness.RULES, show_failed_logs=False))
     text = handler.format(_job_error(tmp_path))

@@ -8,7 +8,9 @@ resources) Snakemake prints when a job starts, nor the header block (host, user,
 Snakemake's ``rules`` quietness also drops the error block of a failed job (rule, jobid, output, log
 path and, with ``show-failed-logs``, the log itself). :func:`keep_job_errors` puts exactly that block
 back: a handler on Snakemake's logger that formats only the job and group error events, with
-Snakemake's own formatter, whenever ``rules`` is quiet.
+Snakemake's own formatter, whenever ``rules`` is quiet. A job whose log ends with its
+:data:`INTERRUPTED` line (Ctrl-C, SIGTERM) gets no block: the job has printed that line, which says
+what was saved and how to resume.
 """
 
 from __future__ import annotations
@@ -19,11 +21,33 @@ import sys
 #: name of the handler :func:`keep_job_errors` adds (added once, however often the Snakefile is read)
 HANDLER_NAME = "gnc-job-errors"
 
+#: start of the message of a job's last log line when it was interrupted (``gnc.jobs.job``)
+INTERRUPTED = "INTERRUPTED: "
+
+
+def _last_line(path) -> str:
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, 2)
+            f.seek(max(0, f.tell() - 4096))
+            lines = f.read().decode("utf-8", "replace").strip().splitlines()
+    except OSError:
+        return ""
+    return lines[-1] if lines else ""
+
+
+def _was_interrupted(logs) -> bool:
+    """True when every log of the job ends with the job's interruption line."""
+    return bool(logs) and all(f": {INTERRUPTED}" in _last_line(p) for p in logs)
+
 
 def _is_job_error(record: logging.LogRecord) -> bool:
     from snakemake_interface_logger_plugins.common import LogEvent
 
-    return getattr(record, "event", None) in (LogEvent.JOB_ERROR, LogEvent.GROUP_ERROR)
+    event = getattr(record, "event", None)
+    if event == LogEvent.JOB_ERROR:
+        return not _was_interrupted(getattr(record, "log", None) or [])
+    return event == LogEvent.GROUP_ERROR
 
 
 def keep_job_errors(logger: logging.Logger, output_settings) -> logging.Handler | None:

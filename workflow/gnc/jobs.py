@@ -16,7 +16,8 @@ from WARNING (no third-party INFO chatter). The console (stderr) gets one line w
 one when it ends, the INFO lines of the rules in :data:`CONSOLE_INFO_RULES` (training progress), and
 warnings and errors, each as one line: a traceback goes to the log file only. A failed job prints
 ``FAILED: <error>: <message> (traceback in <log>)`` and exits with status 1; Snakemake then prints its
-error block with the log (``show-failed-logs``).
+error block with the log (``show-failed-logs``). An interrupted job (Ctrl-C, SIGTERM in training)
+prints ``INTERRUPTED: <what was saved; how to resume>`` and exits with 128 + the signal number.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import expand_runs
+from .console import INTERRUPTED
 from .provenance import code_fingerprint_attrs, set_job_context, utcnow
 
 
@@ -143,7 +145,7 @@ def job(smk, torch: bool = True):
     try:
         yield log
     except KeyboardInterrupt as exc:  # Ctrl-C / SIGTERM: one line (gnc.train's says what was saved)
-        log.error("%s", exc or "interrupted")
+        log.error("%s%s", INTERRUPTED, exc or "interrupted by SIGINT; run the same command to rerun the job")
         raise SystemExit(getattr(exc, "exit_code", 130)) from None
     except SystemExit:
         raise
