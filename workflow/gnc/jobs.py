@@ -147,7 +147,9 @@ def job(smk, torch: bool = True):
     except KeyboardInterrupt as exc:  # Ctrl-C / SIGTERM: one line (gnc.train's says what was saved)
         log.error("%s%s", INTERRUPTED, exc or "interrupted by SIGINT; run the same command to rerun the job")
         raise SystemExit(getattr(exc, "exit_code", 130)) from None
-    except SystemExit:
+    except SystemExit as exc:  # sys.exit() in the job: its status stands
+        if exc.code not in (None, 0):
+            log.error("FAILED: exit status %s", exc.code)
         raise
     except BaseException as exc:  # the traceback once, in the log; the console gets one line
         where = f" (traceback in {log_path})" if log_path is not None else ""
