@@ -180,24 +180,21 @@ def test_yaml_errors_through_snakemake(tmp_path):
 
 # ----------------------------------------------------------------------------------- gnc.jobs
 
-def test_a_failing_job_prints_one_line_and_keeps_the_traceback_in_its_log(tmp_path, capsys):
+def test_a_failing_job_prints_one_line_and_keeps_the_traceback_in_its_log(tmp_path, capsys, monkeypatch):
     from gnc.jobs import job
 
     log = tmp_path / "logs" / "metrics.log"
     smk = SimpleNamespace(log=[str(log)], rule="metrics", wildcards={"run": "r"}, threads=1, config={},
                           params=SimpleNamespace(), input=[], output=[])
-    root = logging.getLogger()
-    saved = root.handlers[:], root.level
-    try:
-        with pytest.raises(SystemExit) as exit_:
-            with job(smk, torch=False):
-                raise ValueError("bad class 3")
-    finally:
-        for h in root.handlers:
-            h.close()
-        root.handlers[:] = saved[0]
-        root.setLevel(saved[1])
-        logging.captureWarnings(False)
+    root = logging.getLogger()  # job() configures the root logger: pytest's own handlers come back after
+    monkeypatch.setattr(root, "handlers", [])
+    monkeypatch.setattr(root, "level", root.level)
+    with pytest.raises(SystemExit) as exit_:
+        with job(smk, torch=False):
+            raise ValueError("bad class 3")
+    for h in root.handlers:
+        h.close()
+    logging.captureWarnings(False)
     assert exit_.value.code == 1
     console = capsys.readouterr().err.splitlines()
     failed = [line for line in console if "FAILED" in line]
