@@ -3,6 +3,7 @@
 #   snakemake --cores all                          the default study (config.yaml), offline, CPU
 #   snakemake --cores all --configfile config/paper.yaml   the paper's study (GPU)
 #   snakemake --cores all --config results=out      the default study, into out/ (merged over config.yaml)
+#   snakemake --cores all --config study=my.yaml    your study (YAML errors with file and line)
 #   snakemake --report results/report.html         HTML report of the figures
 #
 # Stages (one rules file each; the logic lives in workflow/gnc/):
@@ -22,6 +23,15 @@ include: "workflow/rules/metrics.smk"
 include: "workflow/rules/codes.smk"
 include: "workflow/rules/figures.smk"
 include: "workflow/rules/claims.smk"
+
+
+# The profiles set `quiet: [rules, host]`; a failed job's error block (rule, log, the log itself) is
+# printed all the same (workflow/gnc/console.py).
+if workflow.is_main_process:
+    from snakemake.logging import logger as _smk_logger
+    from gnc.console import keep_job_errors
+
+    keep_job_errors(_smk_logger, workflow.output_settings)
 
 
 report: "workflow/report/workflow.rst"

@@ -125,7 +125,9 @@ def dry_run(wd: Path, cfg: dict | None = None, targets=TARGETS) -> tuple[Counter
     if cfg is not None:
         configfile = "config.changed.yaml"
         write_config(wd, cfg, configfile)
-    proc = snakemake(wd, "-n", "--cores", "1", *targets, configfile=configfile)
+    # the profiles' `quiet: [rules, host]` hides the per-job blocks parsed here; a command-line
+    # `--quiet` replaces the profile's, and `host` alone hides only the header (last: it takes several values)
+    proc = snakemake(wd, "-n", "--cores", "1", *targets, "--quiet", "host", configfile=configfile)
     out = proc.stdout + proc.stderr
     counts, jobs = parse_dry_run(out)
     assert sum(counts.values()) == len(jobs), out[-3000:]

@@ -238,7 +238,7 @@ def test_snakemake_config_handling_and_plan_summary(tmp_path, monkeypatch):
         "exist (spec key 'root') (experiments skipped with it: face)",
     ], proc.stderr[:2000]
     # --config alone: merged over the default study
-    proc = _dry_run(tmp_path, "--config", "results=elsewhere")
+    proc = _dry_run(tmp_path, "--config", "results=elsewhere", "--quiet", "host")  # job blocks shown (outputs)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "gnc-study: results from the command line, over the default study" in proc.stderr
     assert "elsewhere/study.nc" in proc.stdout + proc.stderr

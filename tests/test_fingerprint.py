@@ -309,7 +309,8 @@ def clone(tmp_path_factory):
 
 
 def check(wd, expected, *extra):
-    proc = S.snakemake(wd, "-n", "--cores", "1", *S.TARGETS, *extra)  # extra last: --rerun-triggers takes a list
+    # extra, then --quiet last (both take lists); `--quiet host` replaces the profiles' quiet: the job blocks
+    proc = S.snakemake(wd, "-n", "--cores", "1", *S.TARGETS, *extra, "--quiet", "host")
     out = proc.stdout + proc.stderr
     counts, jobs = S.parse_dry_run(out)
     keys = S.job_keys(jobs)

@@ -40,6 +40,8 @@ def dry_run(tmp_path: Path, *args: str) -> str:
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(TINY_CONFIG))
     cmd = [sys.executable, "-m", "snakemake", "-n", "-s", str(ROOT / "Snakefile"), "--directory", str(tmp_path),
            "--configfile", str(tmp_path / "config.yaml"), *args]
+    if "--quiet" not in args:  # the job blocks parsed below; the profiles' `quiet` hides them
+        cmd += ["--quiet", "host"]
     p = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
     return p.stdout + p.stderr
@@ -74,6 +76,10 @@ def rule_names():
 def test_profile_is_valid_for_snakemake(name, monkeypatch):
     args = parse_args(["--workflow-profile", str(PROFILES / name), "-n"], ROOT, monkeypatch)
     assert args.rerun_incomplete and args.show_failed_logs
+    # a quiet console: no block per job, no header; failures are printed all the same (gnc.console)
+    assert {q.item_to_choice() for q in args.quiet} == {"rules", "host"}
+    assert parse_args(["--workflow-profile", str(PROFILES / name), "-n", "--quiet", "host"], ROOT,
+                      monkeypatch).quiet == {type(next(iter(args.quiet))).HOST}  # the command line replaces it
     if name == "slurm":
         assert args.executor == "slurm"
         assert args.slurm_status_command == "squeue"  # sacct hangs silently without accounting

@@ -306,8 +306,11 @@ def read_config_file(path: str | Path) -> dict:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
         where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(path)
-        what = " ".join(str(x) for x in (getattr(exc, "context", None), getattr(exc, "problem", None)) if x)
-        raise ConfigError(f"{where}: YAML syntax error: {what or exc}") from None
+        what = getattr(exc, "problem", None) or getattr(exc, "context", None) or str(exc)
+        context, cmark = getattr(exc, "context", None), getattr(exc, "context_mark", None)
+        if context and what != context and cmark is not None:  # where the unfinished construct starts
+            what += f" ({context} that starts at line {cmark.line + 1}, column {cmark.column + 1})"
+        raise ConfigError(f"{where}: YAML syntax error: {what}") from None
     if obj is None:
         raise ConfigError(f"{path}: the config file is empty (a study needs at least 'datasets' and "
                           f"'experiments'; see config.yaml)")
@@ -321,12 +324,24 @@ def read_config_file(path: str | Path) -> dict:
 STUDY_KEYS = ("datasets", "experiments")
 
 
+#: ``snakemake --config study=FILE``: the study file, read by :func:`read_config_file` (so a YAML error
+#: names the file, line and column; Snakemake's own ``--configfile`` reader names neither)
+STUDY_FILE_KEY = "study"
+
+
 def merge_over_default(config: dict, default_path: str | Path) -> bool:
     """Complete ``config`` in place with the default study when it defines neither ``datasets`` nor
     ``experiments`` (e.g. ``snakemake --config results=X`` alone): the default file's keys first, then
     ``config``'s on top (nested mappings merged key by key). Returns True when it merged.
 
+    ``study: FILE`` in ``config`` is replaced by that file's keys, with ``config``'s other keys on top.
     A config with ``datasets`` or ``experiments`` is a study of its own and is left as it is."""
+    if STUDY_FILE_KEY in config:
+        over = copy.deepcopy({k: v for k, v in config.items() if k != STUDY_FILE_KEY})
+        study = read_config_file(str(config[STUDY_FILE_KEY]))
+        _deep_update(study, over)
+        config.clear()
+        config.update(study)
     if any(k in config for k in STUDY_KEYS):
         return False
     merged = read_config_file(default_path)

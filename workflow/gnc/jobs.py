@@ -8,13 +8,16 @@ Every script in ``workflow/scripts`` does::
 
 which (1) sets torch/OpenMP/BLAS threads to the rule's ``threads`` (two jobs with 2 torch threads
 each on 2 cores run 4x slower each than one — see the README), (2) sends Python logging and
-warnings to the rule's log file, and (3) writes any exception with its traceback to the log before
-re-raising, so ``snakemake`` shows the message and the log names the cause.
+warnings to the rule's log file, and (3) writes any exception with its traceback to the log and ends
+the job with status 1, so ``snakemake`` shows the message and the log names the cause.
 
 What goes where: the log file gets the ``gnc.*`` loggers from INFO and every other library's loggers
 from WARNING (no third-party INFO chatter). The console (stderr) gets one line when the job starts,
 one when it ends, the INFO lines of the rules in :data:`CONSOLE_INFO_RULES` (training progress), and
-warnings and errors.
+warnings and errors, each as one line: a traceback goes to the log file only. A failed job prints
+``FAILED: <error>: <message> (traceback in <log>)`` and exits with status 1; Snakemake then prints its
+error block with the log (``show-failed-logs``). An interrupted job (Ctrl-C, SIGTERM in training)
+prints ``INTERRUPTED: <what was saved; how to resume>`` and exits with 128 + the signal number.
 """
 
 from __future__ import annotations
@@ -24,11 +27,11 @@ import logging
 import os
 import sys
 import time
-import traceback
 from pathlib import Path
 from typing import Any
 
 from .config import expand_runs
+from .console import INTERRUPTED
 from .provenance import code_fingerprint_attrs, set_job_context, utcnow
 
 
@@ -89,10 +92,26 @@ def _ours(record: logging.LogRecord) -> bool:
     return record.name == "gnc" or record.name.startswith("gnc.")
 
 
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+class _OneLine(logging.Formatter):
+    """:data:`LOG_FORMAT` without the traceback of ``exc_info``/``stack_info`` (left to the log file)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        saved = record.exc_info, record.exc_text, record.stack_info
+        record.exc_info = record.exc_text = record.stack_info = None  # the log file formats them
+        try:
+            return super().format(record)
+        finally:
+            record.exc_info, record.exc_text, record.stack_info = saved
+
+
 def handlers_for(rule: str, log_path: Path | None) -> list[logging.Handler]:
     """The console and (with ``log_path``) log-file handlers of a job (see the module docstring)."""
     own = f"gnc.{rule}"
     console = logging.StreamHandler(sys.stderr)
+    console.setFormatter(_OneLine(LOG_FORMAT))
     console.addFilter(lambda r: r.levelno >= logging.WARNING or getattr(r, "console", False)
                       or (rule in CONSOLE_INFO_RULES and (r.name == own or r.name.startswith(own + "."))))
     handlers: list[logging.Handler] = [console]
@@ -107,7 +126,7 @@ def handlers_for(rule: str, log_path: Path | None) -> list[logging.Handler]:
 @contextlib.contextmanager
 def job(smk, torch: bool = True):
     log_path = Path(smk.log[0]) if len(smk.log) else None
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT,
                         handlers=handlers_for(smk.rule, log_path), force=True)
     logging.captureWarnings(True)
     set_threads(getattr(smk, "threads", 1), torch=torch)  # torch=False: a job that never uses torch
@@ -123,10 +142,17 @@ def job(smk, torch: bool = True):
     try:
         yield log
     except KeyboardInterrupt as exc:  # Ctrl-C / SIGTERM: one line (gnc.train's says what was saved)
-        log.error("%s", exc or "interrupted")
+        log.error("%s%s", INTERRUPTED, exc or "interrupted by SIGINT; run the same command to rerun the job")
         raise SystemExit(getattr(exc, "exit_code", 130)) from None
-    except BaseException as exc:
-        log.error("FAILED: %s: %s\n%s", type(exc).__name__, exc, traceback.format_exc())
+    except SystemExit as exc:  # sys.exit() in the job: its status stands
+        if exc.code not in (None, 0):
+            log.error("FAILED: exit status %s", exc.code)
         raise
+    except BaseException as exc:  # the traceback once, in the log; the console gets one line
+        where = f" (traceback in {log_path})" if log_path is not None else ""
+        log.error("FAILED: %s: %s%s", type(exc).__name__, exc, where, exc_info=log_path is not None)
+        if log_path is None:
+            raise
+        raise SystemExit(1) from None
     log.info("done %s%s in %.1f s", smk.rule, "".join(f" {k}={v}" for k, v in wildcards.items()),
              time.time() - start, extra=_CONSOLE)

@@ -1,0 +1,73 @@
+"""The workflow's console in the Snakemake main process: Snakemake's per-job blocks off, failures kept.
+
+The profiles set ``quiet: [rules, host]``, so a run prints, per job, the job's own start and end lines
+(:mod:`gnc.jobs`), the training progress lines, and Snakemake's ``Finished jobid: N (Rule: r)`` and
+``x of N steps (p%) done``; not the 7-10-line block (input, output, log, jobid, reason, wildcards,
+resources) Snakemake prints when a job starts, nor the header block (host, user, versions).
+
+Snakemake's ``rules`` quietness also drops the error block of a failed job (rule, jobid, output, log
+path and, with ``show-failed-logs``, the log itself). :func:`keep_job_errors` puts exactly that block
+back: a handler on Snakemake's logger that formats only the job and group error events, with
+Snakemake's own formatter, whenever ``rules`` is quiet. A job whose log ends with its
+:data:`INTERRUPTED` line (Ctrl-C, SIGTERM) gets no block: the job has printed that line, which says
+what was saved and how to resume.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+#: name of the handler :func:`keep_job_errors` adds (added once, however often the Snakefile is read)
+HANDLER_NAME = "gnc-job-errors"
+
+#: start of the message of a job's last log line when it was interrupted (``gnc.jobs.job``)
+INTERRUPTED = "INTERRUPTED: "
+
+
+def _last_line(path) -> str:
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, 2)
+            f.seek(max(0, f.tell() - 4096))
+            lines = f.read().decode("utf-8", "replace").strip().splitlines()
+    except OSError:
+        return ""
+    return lines[-1] if lines else ""
+
+
+def _was_interrupted(logs) -> bool:
+    """True when every log of the job ends with the job's interruption line."""
+    return bool(logs) and all(f": {INTERRUPTED}" in _last_line(p) for p in logs)
+
+
+def _is_job_error(record: logging.LogRecord) -> bool:
+    from snakemake_interface_logger_plugins.common import LogEvent
+
+    event = getattr(record, "event", None)
+    if event == LogEvent.JOB_ERROR:
+        return not _was_interrupted(getattr(record, "log", None) or [])
+    return event == LogEvent.GROUP_ERROR
+
+
+def keep_job_errors(logger: logging.Logger, output_settings) -> logging.Handler | None:
+    """Print Snakemake's error block of every failed job (with its log when ``show-failed-logs``) although
+    ``--quiet rules`` is set. Returns the handler added, or None when nothing needs adding: ``rules`` not
+    quiet (Snakemake prints the block itself), ``all`` quiet (the user asked for silence), or added before."""
+    from snakemake.logging import ColorizingTextHandler, DefaultFormatter
+    from snakemake.settings.enums import Quietness
+
+    quiet = set(getattr(output_settings, "quiet", None) or ())
+    if Quietness.RULES not in quiet or Quietness.ALL in quiet:
+        return None
+    if any(h.name == HANDLER_NAME for h in logger.handlers):
+        return None
+    handler = ColorizingTextHandler(
+        nocolor=getattr(output_settings, "nocolor", False),
+        stream=sys.stdout if getattr(output_settings, "stdout", False) else sys.stderr,
+        formatter=DefaultFormatter(quiet=set(), show_failed_logs=getattr(output_settings, "show_failed_logs", False)),
+    )
+    handler.addFilter(_is_job_error)
+    handler.name = HANDLER_NAME
+    logger.addHandler(handler)
+    return handler
