@@ -6,7 +6,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(workflow.basedir) / "workflow"))  # the gnc package, also without pip -e
 
-from gnc.config import ConfigError, code_grid, fmt_num, load_study, merge_over_default
+from gnc.config import STUDY_FILE_KEY, ConfigError, code_grid, fmt_num, load_study, merge_over_default
 from gnc import data as gnc_data
 from gnc.fingerprint import code_param as _code_param, use_cache as _fingerprint_cache
 
@@ -15,7 +15,7 @@ from gnc.fingerprint import code_param as _code_param, use_cache as _fingerprint
 # over it; one that does is a study of its own and replaces it.
 _DEFAULT_CONFIG = Path("config.yaml") if Path("config.yaml").is_file() else Path(workflow.basedir) / "config.yaml"
 try:
-    _given = sorted(config)
+    _given = [f"{k}={config[k]}" if k == STUDY_FILE_KEY else k for k in sorted(config)]
     if merge_over_default(config, _DEFAULT_CONFIG) and _given and workflow.is_main_process:
         _note = f"gnc-study: {', '.join(_given)} from the command line, over the default study {_DEFAULT_CONFIG}"
         print(_note, file=sys.stderr)
