@@ -10,7 +10,7 @@ import pytest
 import torch
 from scipy.optimize import nnls
 
-from gnc.metrics.ovr import ovr_distances, ovr_subgradient, pairwise_bounds
+from gnc.metrics.ovr import _certify, _merge_corral, ovr_distances, ovr_subgradient, pairwise_bounds
 
 torch.set_num_threads(1)
 PHI = (1 + math.sqrt(5)) / 2
@@ -346,3 +346,39 @@ def test_finite_extreme_rows_never_nan():
         res = ovr_distances(Y)
         assert res.certified.all() and np.isfinite(res.dist).all()
         np.testing.assert_allclose(res.dist, [reference_dist(Y.astype(np.float64), k) for k in range(30)], atol=1e-8)
+
+
+# ------------------------------------------------------------------ the pieces of the solver
+
+def test_certificate_accepts_only_the_optimum_on_the_simplex():
+    """The acceptance rule on the square (closed form): class 0 = (1, 0); its optimum is the midpoint of
+    (0, 1) and (0, −1), distance 1, gap 0. A feasible point off the optimum (all weight on (0, 1):
+    ||r|| = √2, dual bound 0) and weights off the simplex (0.6 + 0.6) are refused."""
+    Wn = torch.tensor([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0], [0.0, -1.0]], dtype=torch.float64)
+    idx = torch.tensor([[1, 3], [1, 3], [1, 3]])
+    lam = torch.tensor([[0.5, 0.5], [1.0, 0.0], [0.6, 0.6]], dtype=torch.float64)
+    sel = lam > 0
+    R = Wn[0] - (lam.unsqueeze(2) * Wn[idx]).sum(1)
+    rows = torch.zeros(3, dtype=torch.long)
+    tol_row = torch.full((3,), 1e-12, dtype=torch.float64)
+    ok, dist, gap, gap_tol, rr = _certify(Wn, rows, R, sel, lam, tol_row, torch.zeros(3, dtype=torch.float64),
+                                          tile=2, chunk=1)
+    assert ok.tolist() == [True, False, False]
+    np.testing.assert_allclose(dist.numpy(), [1.0, math.sqrt(2), 1.0], rtol=0, atol=1e-15)
+    np.testing.assert_allclose(gap.numpy(), [0.0, math.sqrt(2), 0.0], rtol=0, atol=1e-15)
+    np.testing.assert_allclose(rr.numpy(), dist.numpy() ** 2, rtol=1e-15)
+    assert (gap_tol > 0).all() and (gap_tol <= 8e-12).all()
+
+
+def test_warm_start_candidates_keep_the_old_corral():
+    """A warm round's candidates: the ranked ones unchanged, the corral points they miss appended, and
+    init_pos giving each valid corral point's column (0 on free slots)."""
+    cand = torch.tensor([[5, 3, 9], [1, 2, 4]])
+    gidx = torch.tensor([[3, 7, 0], [4, 1, 8]])
+    gval = torch.tensor([[True, True, False], [True, True, False]])
+    merged, init_pos = _merge_corral(cand, (gidx, gval, None))
+    assert merged.shape == (2, 4) and torch.equal(merged[:, :3], cand)
+    assert merged[0, 3] == 7  # the missing corral point of row 0
+    assert init_pos.tolist() == [[1, 3, 0], [2, 0, 0]]
+    for b in range(2):
+        assert torch.equal(merged[b][init_pos[b][gval[b]]], gidx[b][gval[b]])

@@ -927,7 +927,7 @@ class _Solve:
         rnd = _Round(m=self.cfg.m0)
         while pending.numel():
             self.stats["rounds"] += 1
-            # first round on CPU: float32 Wolfe, float64 polish + certificate
+            # mixed precision: the first round's Wolfe in float32, then float64 weights + certificate
             low_prec = self.cfg.mixed and self.stats["rounds"] == 1
             t0 = time.perf_counter()
             cand, init_pos = self.candidates(pending, rnd)
