@@ -8,8 +8,9 @@ import math
 import numpy as np
 import pytest
 import torch
-from scipy.optimize import nnls
+from scipy.optimize import minimize, nnls
 
+import gnc.metrics.ovr as ovr_mod
 from gnc.metrics.ovr import _certify, _merge_corral, ovr_distances, ovr_subgradient, pairwise_bounds
 
 torch.set_num_threads(1)
@@ -169,8 +170,6 @@ def test_random_against_reference(K, d, seed, precision):
 
 def test_slsqp_reference_small():
     """A second, structurally different reference (SLSQP on the simplex) for a few classes."""
-    from scipy.optimize import minimize
-
     rng = np.random.default_rng(7)
     W = rng.standard_normal((15, 4))
     Wn = W / np.linalg.norm(W, axis=1, keepdims=True)
@@ -288,8 +287,6 @@ def test_trained_classifier_k25_d10(kw, normalized):
     certificate, the mixed-precision path published class 9 as 0.4658304456 (gap 0.24; a float32
     first round warm-started a float64 last round that stalled) and returned NaN for it on the raw W.
     The exact value 0.4507760466 was found independently by NNLS and SLSQP (support {2,4,7,13,16,17})."""
-    from scipy.optimize import minimize
-
     W = np.load(GLYPHS_K25)
     assert W.shape == (25, 10)
     Wn = W.astype(np.float64) / np.linalg.norm(W.astype(np.float64), axis=1, keepdims=True)
@@ -312,8 +309,6 @@ def test_trained_classifier_k25_d10(kw, normalized):
 def test_uncertified_is_nan_flagged_and_named(monkeypatch):
     """If every stage fails (simulated: the exact solver raises and Wolfe gets one iteration), the class is
     NaN, flagged and named in the warning; require_certified raises naming it; the others stay certified."""
-    import gnc.metrics.ovr as ovr_mod
-
     def broken(Wn, k, cols=None):
         raise FloatingPointError("simulated failure")
 
