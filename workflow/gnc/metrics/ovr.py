@@ -1141,14 +1141,10 @@ def ovr_distances(W, *, candidates: int | None = None, tol: float = 1e-12, devic
 
     Notes
     -----
-    Escalation for the classes whose certificate fails (each stage only sees the failures of the
-    previous one): float64 Wolfe warm-started from the failed corral with candidates re-ranked by
-    the residual and doubled up to all K−1; then, once float64 Wolfe with all K−1 candidates has
-    failed, a float64 *cold* start with exact corral inverses at every step and single pricing;
-    then the independent exact per-class solver (scipy's Lawson–Hanson NNLS on the least-distance
-    problem, :func:`_nnls_min_norm`), whose weights are re-solved on their support and certified
-    by the same float64 certificate. ``info`` counts each stage (``cold_restarts``,
-    ``exact_fallback``, ``uncertified``).
+    Classes whose certificate fails escalate as in step 4 of the module docstring, each stage seeing
+    only the failures of the previous one (float64 warm starts with more candidates, a float64 cold
+    start, the exact NNLS solver :func:`_nnls_min_norm` certified by the same float64 certificate);
+    ``info`` counts each stage (``cold_restarts``, ``exact_fallback``, ``uncertified``).
 
     Memory is O(K·d) for W plus O(block·(m·d + m² + tile)); the K×K matrix is never stored.
     For K = 100,000, d = 512 use a CUDA device (tiles keep it in memory).
