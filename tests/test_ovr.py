@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import pathlib
 
 import numpy as np
 import pytest
@@ -273,9 +274,9 @@ def test_cuda_matches_cpu():
     assert gpu.gap.max() < 1e-9
 
 
-# ------------------------------------------------------------------- regression: a trained classifier
+# ------------------------------------------------------------------------------ a trained classifier
 
-GLYPHS_K25 = __import__("pathlib").Path(__file__).parent / "data" / "ovr_glyphs_K25_d10_epoch30_W.npy"
+GLYPHS_K25 = pathlib.Path(__file__).parent / "data" / "ovr_glyphs_K25_d10_epoch30_W.npy"
 
 
 @pytest.mark.parametrize("normalized", [False, True])
@@ -283,10 +284,10 @@ GLYPHS_K25 = __import__("pathlib").Path(__file__).parent / "data" / "ovr_glyphs_
                                 {"candidates": 16}])
 def test_trained_classifier_k25_d10(kw, normalized):
     """The classifier W (float32, rows not normalized) of glyphs / normalized-ce / smallcnn /
-    tau0.1-d10-K25-s0 at epoch 30 of the default study. Before the acceptance rule required a
-    certificate, the mixed-precision path published class 9 as 0.4658304456 (gap 0.24; a float32
-    first round warm-started a float64 last round that stalled) and returned NaN for it on the raw W.
-    The exact value 0.4507760466 was found independently by NNLS and SLSQP (support {2,4,7,13,16,17})."""
+    tau0.1-d10-K25-s0 at epoch 30 of the default study. On its class 9 the float64 round warm-started
+    by the mixed-precision first round stalls away from the optimum (the float64 cold start certifies
+    it): the value must be the exact 0.4507760466, found independently by NNLS and SLSQP (support
+    {2,4,7,13,16,17})."""
     W = np.load(GLYPHS_K25)
     assert W.shape == (25, 10)
     Wn = W.astype(np.float64) / np.linalg.norm(W.astype(np.float64), axis=1, keepdims=True)
