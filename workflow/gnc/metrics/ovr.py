@@ -305,8 +305,7 @@ class _Block:
     All updates act on the whole working set with boolean masks; rows outside a mask are unchanged.
     """
 
-    def __init__(self, G: torch.Tensor, s_limit: int, init=None, pricing: int = 1, s_start: int | None = None,
-                 start: int = 1):
+    def __init__(self, G: torch.Tensor, s_limit: int, init=None, pricing: int = 1, start: int = 1):
         self.G = G  # (B, m, m) Gram of v_j = ŵ_cand_j − ŵ_k (float64, or float32 for a fast first pass)
         B, m, _ = G.shape
         dev, dt = G.device, G.dtype
@@ -317,7 +316,7 @@ class _Block:
         self.s_limit = s_limit
         # corral slots start few (grown by half when full): the per-iteration work on P and GT scales
         # with the slots, and most corrals stay far below d + 1 (K = 1000, d = 64: 21 on average)
-        s = min(s_limit, max(2, s_start if s_start else 8))
+        s = min(s_limit, 8)
         self.pricing = max(1, min(int(pricing), m))
         self.ids = torch.arange(B, device=dev)
         self.pos = torch.zeros(B, s, dtype=torch.long, device=dev)
@@ -333,7 +332,6 @@ class _Block:
         self.status = torch.zeros(B, dtype=torch.int8, device=dev)  # 1 converged, 2 stalled, 3 max_iter
         ar = torch.arange(B, device=dev)
         diag = torch.diagonal(G, dim1=1, dim2=2)
-        self.Gdiag = diag.clone()
         # cold start at the closest candidate (smallest ||v_j||, i.e. largest cosine)
         j0 = diag.argmin(1)
         self.pos[:, 0] = j0
@@ -515,7 +513,7 @@ class _Block:
         if fin.any():
             self.finished.append((self.ids[fin], self.pos[fin], self.valid[fin], self.lam[fin],
                                   self.status[fin]))
-        for name in ("ids", "G", "c", "tol", "pos", "valid", "lam", "P", "u", "GT", "Gdiag", "last", "n_new", "major",
+        for name in ("ids", "G", "c", "tol", "pos", "valid", "lam", "P", "u", "GT", "last", "n_new", "major",
                      "done", "status"):
             setattr(self, name, getattr(self, name)[keep])
 
