@@ -11,6 +11,7 @@ import scipy.linalg
 import torch
 import xarray as xr
 
+from gnc.io import open_netcdf, write_netcdf
 from gnc.metrics import (SCALAR_METRICS, NCStream, checkpoint_metrics, compute_metrics, ovr_distances,
                          pairwise_cosine_stats, trace_pinv)
 
@@ -269,8 +270,6 @@ def test_compute_metrics_own_loop_and_missing_test():
 
 
 def test_subgradient_option_and_netcdf_roundtrip(tmp_path):
-    from gnc.io import open_netcdf, write_netcdf
-
     ds_in = make_features(8, 3, seed=5)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import itertools
 import math
+import pathlib
 
 import numpy as np
 import pytest
 import torch
-from scipy.optimize import nnls
+from scipy.optimize import minimize, nnls
 
-from gnc.metrics.ovr import ovr_distances, ovr_subgradient, pairwise_bounds
+import gnc.metrics.ovr as ovr_mod
+from gnc.metrics.ovr import _certify, _merge_corral, ovr_distances, ovr_subgradient, pairwise_bounds
 
 torch.set_num_threads(1)
 PHI = (1 + math.sqrt(5)) / 2
@@ -169,8 +171,6 @@ def test_random_against_reference(K, d, seed, precision):
 
 def test_slsqp_reference_small():
     """A second, structurally different reference (SLSQP on the simplex) for a few classes."""
-    from scipy.optimize import minimize
-
     rng = np.random.default_rng(7)
     W = rng.standard_normal((15, 4))
     Wn = W / np.linalg.norm(W, axis=1, keepdims=True)
@@ -274,9 +274,9 @@ def test_cuda_matches_cpu():
     assert gpu.gap.max() < 1e-9
 
 
-# ------------------------------------------------------------------- regression: a trained classifier
+# ------------------------------------------------------------------------------ a trained classifier
 
-GLYPHS_K25 = __import__("pathlib").Path(__file__).parent / "data" / "ovr_glyphs_K25_d10_epoch30_W.npy"
+GLYPHS_K25 = pathlib.Path(__file__).parent / "data" / "ovr_glyphs_K25_d10_epoch30_W.npy"
 
 
 @pytest.mark.parametrize("normalized", [False, True])
@@ -284,12 +284,10 @@ GLYPHS_K25 = __import__("pathlib").Path(__file__).parent / "data" / "ovr_glyphs_
                                 {"candidates": 16}])
 def test_trained_classifier_k25_d10(kw, normalized):
     """The classifier W (float32, rows not normalized) of glyphs / normalized-ce / smallcnn /
-    tau0.1-d10-K25-s0 at epoch 30 of the default study. Before the acceptance rule required a
-    certificate, the mixed-precision path published class 9 as 0.4658304456 (gap 0.24; a float32
-    first round warm-started a float64 last round that stalled) and returned NaN for it on the raw W.
-    The exact value 0.4507760466 was found independently by NNLS and SLSQP (support {2,4,7,13,16,17})."""
-    from scipy.optimize import minimize
-
+    tau0.1-d10-K25-s0 at epoch 30 of the default study. On its class 9 the float64 round warm-started
+    by the mixed-precision first round stalls away from the optimum (the float64 cold start certifies
+    it): the value must be the exact 0.4507760466, found independently by NNLS and SLSQP (support
+    {2,4,7,13,16,17})."""
     W = np.load(GLYPHS_K25)
     assert W.shape == (25, 10)
     Wn = W.astype(np.float64) / np.linalg.norm(W.astype(np.float64), axis=1, keepdims=True)
@@ -312,8 +310,6 @@ def test_trained_classifier_k25_d10(kw, normalized):
 def test_uncertified_is_nan_flagged_and_named(monkeypatch):
     """If every stage fails (simulated: the exact solver raises and Wolfe gets one iteration), the class is
     NaN, flagged and named in the warning; require_certified raises naming it; the others stay certified."""
-    import gnc.metrics.ovr as ovr_mod
-
     def broken(Wn, k, cols=None):
         raise FloatingPointError("simulated failure")
 
@@ -346,3 +342,39 @@ def test_finite_extreme_rows_never_nan():
         res = ovr_distances(Y)
         assert res.certified.all() and np.isfinite(res.dist).all()
         np.testing.assert_allclose(res.dist, [reference_dist(Y.astype(np.float64), k) for k in range(30)], atol=1e-8)
+
+
+# ------------------------------------------------------------------ the pieces of the solver
+
+def test_certificate_accepts_only_the_optimum_on_the_simplex():
+    """The acceptance rule on the square (closed form): class 0 = (1, 0); its optimum is the midpoint of
+    (0, 1) and (0, −1), distance 1, gap 0. A feasible point off the optimum (all weight on (0, 1):
+    ||r|| = √2, dual bound 0) and weights off the simplex (0.6 + 0.6) are refused."""
+    Wn = torch.tensor([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0], [0.0, -1.0]], dtype=torch.float64)
+    idx = torch.tensor([[1, 3], [1, 3], [1, 3]])
+    lam = torch.tensor([[0.5, 0.5], [1.0, 0.0], [0.6, 0.6]], dtype=torch.float64)
+    sel = lam > 0
+    R = Wn[0] - (lam.unsqueeze(2) * Wn[idx]).sum(1)
+    rows = torch.zeros(3, dtype=torch.long)
+    tol_row = torch.full((3,), 1e-12, dtype=torch.float64)
+    ok, dist, gap, gap_tol, rr = _certify(Wn, rows, R, sel, lam, tol_row, torch.zeros(3, dtype=torch.float64),
+                                          tile=2, chunk=1)
+    assert ok.tolist() == [True, False, False]
+    np.testing.assert_allclose(dist.numpy(), [1.0, math.sqrt(2), 1.0], rtol=0, atol=1e-15)
+    np.testing.assert_allclose(gap.numpy(), [0.0, math.sqrt(2), 0.0], rtol=0, atol=1e-15)
+    np.testing.assert_allclose(rr.numpy(), dist.numpy() ** 2, rtol=1e-15)
+    assert (gap_tol > 0).all() and (gap_tol <= 8e-12).all()
+
+
+def test_warm_start_candidates_keep_the_old_corral():
+    """A warm round's candidates: the ranked ones unchanged, the corral points they miss appended, and
+    init_pos giving each valid corral point's column (0 on free slots)."""
+    cand = torch.tensor([[5, 3, 9], [1, 2, 4]])
+    gidx = torch.tensor([[3, 7, 0], [4, 1, 8]])
+    gval = torch.tensor([[True, True, False], [True, True, False]])
+    merged, init_pos = _merge_corral(cand, (gidx, gval, None))
+    assert merged.shape == (2, 4) and torch.equal(merged[:, :3], cand)
+    assert merged[0, 3] == 7  # the missing corral point of row 0
+    assert init_pos.tolist() == [[1, 3, 0], [2, 0, 0]]
+    for b in range(2):
+        assert torch.equal(merged[b][init_pos[b][gval[b]]], gidx[b][gval[b]])

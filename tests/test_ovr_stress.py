@@ -200,7 +200,8 @@ def test_stress_small_and_medium(chunk):
 
 
 def test_stress_k25_d10():
-    """120 trained-like and random codes of the shape of the reported failure (K = 25, d = 10)."""
+    """120 trained-like and random codes of the trained glyphs classifier's shape (K = 25, d = 10), on which
+    a warm-started float64 round can stall."""
     for seed in range(120):
         rng = np.random.default_rng(10_000 + seed)
         W = _unit(rng.standard_normal((25, 10)))

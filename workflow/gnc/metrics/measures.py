@@ -41,7 +41,7 @@ from __future__ import annotations
 import math
 import time
 import warnings
-from typing import Callable, Iterable
+from typing import Callable, Iterable, NamedTuple
 
 import numpy as np
 import torch
@@ -178,58 +178,58 @@ def _var(value, name, dims=(), comment=None):
     return xr.Variable(dims, np.asarray(value, dtype=np.float64), attrs)
 
 
-def metrics_from_stats(gstats: NCStats, rstats: NCStats, W, b=None, *, head: str = "normalized",
-                       gnc2_method: str = "exact", pinv_rtol: float = DEFAULT_PINV_RTOL, device=None,
-                       ovr_kwargs: dict | None = None, subgradient_kwargs: dict | None = None) -> xr.Dataset:
-    """All metrics from the normalized-feature stats ``gstats`` and the raw-feature stats ``rstats``."""
-    W = np.asarray(W.detach().cpu().numpy() if isinstance(W, torch.Tensor) else W, dtype=np.float64)
-    K, d = W.shape
-    if not np.isfinite(W).all():
-        raise FloatingPointError(f"W has {int((~np.isfinite(W).all(1)).sum())} row(s) with non-finite values")
-    if b is not None:
-        b = np.asarray(b.detach().cpu().numpy() if isinstance(b, torch.Tensor) else b, dtype=np.float64)
-    Wn = normalize_rows(W)
-    data: dict[str, xr.Variable] = {}
-    attrs: dict = {"gnc_metrics_head": head, "gnc_metrics_pinv_rtol": pinv_rtol,
-                   "gnc_metrics_gnc2_method": gnc2_method, "gnc_metrics_N_train": gstats.N}
+class _OVRColumns(NamedTuple):
+    """The one-vs-rest distances of the classifier rows with their bounds, from either estimator."""
 
-    # ---- GNC (normalized features / classifier)
-    data["gnc1"] = _var(trace_pinv(gstats.Sigma_W, gstats.Sigma_B, rtol=pinv_rtol, max_rank=K - 1) / K, "gnc1")
-    t0 = time.perf_counter()
-    if K >= 2:
-        if gnc2_method == "exact":
-            res = ovr_distances(W, device=device, **(ovr_kwargs or {}))
-            dist, gap, lower, upper, max_cos = res.dist, res.gap, res.lower, res.upper, res.max_cos
-            value_gap = res.value_gap
-            certified = res.certified.astype(np.float64)
-            attrs["gnc_metrics_ovr_info"] = {k: v for k, v in res.info.items()}
-            gap_comment = None
-        elif gnc2_method == "subgradient":
-            dist = ovr_subgradient(Wn, device=device, **(subgradient_kwargs or {}))
-            lower, upper, max_cos = pairwise_bounds(Wn, device=device)
-            gap = np.full(K, math.nan)
-            value_gap = math.nan
-            certified = np.zeros(K)
-            gap_comment = "no certificate for the sub-gradient estimator (a lower bound of the distance)"
-            warnings.warn("gnc2_method='subgradient': gnc2_gap / ovr_gap are NaN (no certificate)",
-                          RuntimeWarning, stacklevel=2)
-        else:
-            raise ValueError(f"gnc2_method must be 'exact' or 'subgradient', got {gnc2_method!r}")
-    else:
+    dist: np.ndarray
+    gap: np.ndarray
+    lower: np.ndarray
+    upper: np.ndarray
+    max_cos: np.ndarray
+    value_gap: float
+    certified: np.ndarray  # 1.0 / 0.0 per class
+    comment: str | None  # on the gap and certified variables, when there is no certificate
+    info: dict | None  # the exact solver's ``OVRResult.info``
+
+
+def _one_vs_rest(W: np.ndarray, Wn: np.ndarray, method: str, device, ovr_kwargs: dict | None,
+                 subgradient_kwargs: dict | None) -> _OVRColumns:
+    """GNC2's per-class distances by ``method``: ``"exact"`` (certified, :func:`ovr_distances`) or
+    ``"subgradient"`` (the reference estimator: a lower bound without certificate, so the gaps are NaN
+    and a RuntimeWarning says so)."""
+    K = W.shape[0]
+    if K < 2:
         raise ValueError("GNC2 needs at least 2 classes")
-    attrs["gnc_metrics_gnc2_seconds"] = time.perf_counter() - t0
-    data["gnc2"] = _var(dist.min(), "gnc2")
-    data["gnc2_mean"] = _var(dist.mean(), "gnc2_mean")
-    data["gnc2_lower"] = _var(lower.min(), "gnc2_lower")
-    data["gnc2_upper"] = _var(upper.min(), "gnc2_upper")
-    data["gnc2_gap"] = _var(value_gap, "gnc2_gap", comment=gap_comment)
-    cos_c = gnc3_cosines(gstats.means, gstats.mu_G, Wn)
-    cos_u = gnc3_cosines(gstats.means, None, Wn)
-    data["gnc3"] = _var(np.mean(1 - cos_c), "gnc3")
-    data["gnc3_uncentered"] = _var(np.mean(1 - cos_u), "gnc3_uncentered")
+    if method == "exact":
+        res = ovr_distances(W, device=device, **(ovr_kwargs or {}))
+        return _OVRColumns(res.dist, res.gap, res.lower, res.upper, res.max_cos, res.value_gap,
+                           res.certified.astype(np.float64), None, dict(res.info))
+    if method == "subgradient":
+        dist = ovr_subgradient(Wn, device=device, **(subgradient_kwargs or {}))
+        lower, upper, max_cos = pairwise_bounds(Wn, device=device)
+        warnings.warn("gnc2_method='subgradient': gnc2_gap / ovr_gap are NaN (no certificate)",
+                      RuntimeWarning, stacklevel=3)
+        return _OVRColumns(dist, np.full(K, math.nan), lower, upper, max_cos, math.nan, np.zeros(K),
+                           "no certificate for the sub-gradient estimator (a lower bound of the distance)", None)
+    raise ValueError(f"gnc2_method must be 'exact' or 'subgradient', got {method!r}")
 
-    # ---- Papyan (raw features / classifier)
-    data["nc1"] = _var(trace_pinv(rstats.Sigma_W, rstats.Sigma_B, rtol=pinv_rtol, max_rank=K - 1) / K, "nc1")
+
+def _gnc_variables(gnc1: float, ovr: _OVRColumns, cos_c: np.ndarray, cos_u: np.ndarray) -> dict[str, xr.Variable]:
+    """The GNC scalars (normalized features and classifier)."""
+    return {"gnc1": _var(gnc1, "gnc1"),
+            "gnc2": _var(ovr.dist.min(), "gnc2"),
+            "gnc2_mean": _var(ovr.dist.mean(), "gnc2_mean"),
+            "gnc2_lower": _var(ovr.lower.min(), "gnc2_lower"),
+            "gnc2_upper": _var(ovr.upper.min(), "gnc2_upper"),
+            "gnc2_gap": _var(ovr.value_gap, "gnc2_gap", comment=ovr.comment),
+            "gnc3": _var(np.mean(1 - cos_c), "gnc3"),
+            "gnc3_uncentered": _var(np.mean(1 - cos_u), "gnc3_uncentered")}
+
+
+def _papyan_variables(rstats: NCStats, W: np.ndarray, pinv_rtol: float, device) -> dict[str, xr.Variable]:
+    """Papyan's NC1–NC4 (raw features and classifier)."""
+    K = W.shape[0]
+    data = {"nc1": _var(trace_pinv(rstats.Sigma_W, rstats.Sigma_B, rtol=pinv_rtol, max_rank=K - 1) / K, "nc1")}
     Mc = rstats.means - rstats.mu_G
     data["nc2_equinorm_means"] = _var(_cv(np.linalg.norm(Mc, axis=1)), "nc2_equinorm_means")
     data["nc2_equinorm_weights"] = _var(_cv(np.linalg.norm(W, axis=1)), "nc2_equinorm_weights")
@@ -242,26 +242,55 @@ def metrics_from_stats(gstats: NCStats, rstats: NCStats, W, b=None, *, head: str
     data["nc2_maxangle_weights"] = _var(aw, "nc2_maxangle_weights")
     data["nc3"] = _var(nc3_self_duality(W, rstats.means, rstats.mu_G), "nc3")
     data["nc4"] = _var(rstats.ncc_classifier_mismatch, "nc4")
+    return data
 
-    # ---- accuracies
+
+def _accuracy_variables(gstats: NCStats, rstats: NCStats, max_cos: np.ndarray) -> dict[str, xr.Variable]:
+    """NCC and classifier accuracies (NaN with a RuntimeWarning without a test split) and the minimal
+    angle between classifier rows."""
     no_test = "test" not in gstats.ncc_accuracy
     if no_test:
-        warnings.warn("no test split was given: ncc_test_acc and test_acc are NaN", RuntimeWarning, stacklevel=2)
+        warnings.warn("no test split was given: ncc_test_acc and test_acc are NaN", RuntimeWarning, stacklevel=3)
     tc = "no test split" if no_test else None
-    data["ncc_train_acc"] = _var(gstats.ncc_accuracy["train"], "ncc_train_acc")
-    data["ncc_test_acc"] = _var(gstats.ncc_accuracy.get("test", math.nan), "ncc_test_acc", comment=tc)
-    data["train_acc"] = _var(rstats.accuracy["train"], "train_acc")
-    data["test_acc"] = _var(rstats.accuracy.get("test", math.nan), "test_acc", comment=tc)
-    data["min_angle"] = _var(np.degrees(np.arccos(np.clip(max_cos.max(), -1.0, 1.0))), "min_angle")
+    return {"ncc_train_acc": _var(gstats.ncc_accuracy["train"], "ncc_train_acc"),
+            "ncc_test_acc": _var(gstats.ncc_accuracy.get("test", math.nan), "ncc_test_acc", comment=tc),
+            "train_acc": _var(rstats.accuracy["train"], "train_acc"),
+            "test_acc": _var(rstats.accuracy.get("test", math.nan), "test_acc", comment=tc),
+            "min_angle": _var(np.degrees(np.arccos(np.clip(max_cos.max(), -1.0, 1.0))), "min_angle")}
 
-    # ---- per class
-    data["ovr_dist"] = _var(dist, "ovr_dist", ("k",))
-    data["ovr_gap"] = _var(gap, "ovr_gap", ("k",), comment=gap_comment)
-    data["ovr_certified"] = _var(certified, "ovr_certified", ("k",), comment=gap_comment)
-    data["gnc3_per_class"] = _var(1 - cos_c, "gnc3_per_class", ("k",))
-    data["n_train"] = _var(gstats.counts, "n_train", ("k",))
-    ds = xr.Dataset(data, coords={"k": np.arange(K)}, attrs=attrs)
-    return ds
+
+def _per_class_variables(ovr: _OVRColumns, cos_c: np.ndarray, counts: np.ndarray) -> dict[str, xr.Variable]:
+    """The variables over dim ``k``."""
+    return {"ovr_dist": _var(ovr.dist, "ovr_dist", ("k",)),
+            "ovr_gap": _var(ovr.gap, "ovr_gap", ("k",), comment=ovr.comment),
+            "ovr_certified": _var(ovr.certified, "ovr_certified", ("k",), comment=ovr.comment),
+            "gnc3_per_class": _var(1 - cos_c, "gnc3_per_class", ("k",)),
+            "n_train": _var(counts, "n_train", ("k",))}
+
+
+def metrics_from_stats(gstats: NCStats, rstats: NCStats, W, *, head: str = "normalized",
+                       gnc2_method: str = "exact", pinv_rtol: float = DEFAULT_PINV_RTOL, device=None,
+                       ovr_kwargs: dict | None = None, subgradient_kwargs: dict | None = None) -> xr.Dataset:
+    """All metrics from the normalized-feature stats ``gstats`` and the raw-feature stats ``rstats`` of
+    the classifier ``W`` (K, d) (a bias enters through the predictions in ``rstats``)."""
+    W = np.asarray(W.detach().cpu().numpy() if isinstance(W, torch.Tensor) else W, dtype=np.float64)
+    K = W.shape[0]
+    if not np.isfinite(W).all():
+        raise FloatingPointError(f"W has {int((~np.isfinite(W).all(1)).sum())} row(s) with non-finite values")
+    Wn = normalize_rows(W)
+    attrs: dict = {"gnc_metrics_head": head, "gnc_metrics_pinv_rtol": pinv_rtol,
+                   "gnc_metrics_gnc2_method": gnc2_method, "gnc_metrics_N_train": gstats.N}
+    gnc1 = trace_pinv(gstats.Sigma_W, gstats.Sigma_B, rtol=pinv_rtol, max_rank=K - 1) / K
+    t0 = time.perf_counter()
+    ovr = _one_vs_rest(W, Wn, gnc2_method, device, ovr_kwargs, subgradient_kwargs)
+    if ovr.info is not None:
+        attrs["gnc_metrics_ovr_info"] = ovr.info
+    attrs["gnc_metrics_gnc2_seconds"] = time.perf_counter() - t0
+    cos_c = gnc3_cosines(gstats.means, gstats.mu_G, Wn)
+    cos_u = gnc3_cosines(gstats.means, None, Wn)
+    data = {**_gnc_variables(gnc1, ovr, cos_c, cos_u), **_papyan_variables(rstats, W, pinv_rtol, device),
+            **_accuracy_variables(gstats, rstats, ovr.max_cos), **_per_class_variables(ovr, cos_c, gstats.counts)}
+    return xr.Dataset(data, coords={"k": np.arange(K)}, attrs=attrs)
 
 
 BatchesFactory = Callable[[str], "Iterable | None"]
@@ -297,7 +326,7 @@ def compute_metrics(batches: BatchesFactory, W, b=None, *, head: str = "normaliz
         for h, y in test:
             g.update_eval(h, y, "test")
             r.update_eval(h, y, "test")
-    return metrics_from_stats(g.result(), r.result(), W_t.numpy(), b_use, head=head, gnc2_method=gnc2_method,
+    return metrics_from_stats(g.result(), r.result(), W_t.numpy(), head=head, gnc2_method=gnc2_method,
                               pinv_rtol=pinv_rtol, device=device, ovr_kwargs=ovr_kwargs,
                               subgradient_kwargs=subgradient_kwargs)
 

@@ -11,12 +11,12 @@ quadratic programs *exactly* (to a tolerance on a duality gap that it reports pe
 
 Algorithm
 ---------
-1. **Candidates.** For class k, take the ``m`` rows with the largest cosine to ŵ_k (computed by
-   tiles of the K×K cosine matrix, never stored whole). The projection onto the hull is supported
+1. **Candidates** (``_Solve.candidates``). For class k, take the ``m`` rows with the largest cosine
+   to ŵ_k (computed by tiles of the K×K cosine matrix, never stored whole). The projection onto the hull is supported
    on near neighbours, so a small ``m`` usually suffices; step 4 checks it.
-2. **Wolfe's minimum-norm-point algorithm, batched.** With v_j = ŵ_j − ŵ_k the problem is the
-   minimum-norm point of conv{v_j}. Wolfe (1976) keeps a *corral* S (affinely independent points)
-   and weights λ > 0 on S:
+2. **Wolfe's minimum-norm-point algorithm, batched** (``_Solve.wolfe``; the lock-step state is a
+   ``_Block``). With v_j = ŵ_j − ŵ_k the problem is the minimum-norm point of conv{v_j}. Wolfe (1976)
+   keeps a *corral* S (affinely independent points) and weights λ > 0 on S:
 
    - major step: x = Σ_S λ_j v_j; pick j* = argmin_j <x, v_j>; stop when
      ||x||² − <x, v_j*> ≤ ``tol`` (Wolfe's criterion); else add j* to S;
@@ -35,8 +35,9 @@ Algorithm
    ``pricing = p > 1`` a major step adds up to p violated candidates at once (one block-bordering
    update; optional ones must be clearly affinely independent) — fewer lock-step iterations, same
    optimum, since the stopping rule and the certificate are unchanged.
-3. **Certificate.** With r = ŵ_k − Σ λ_j ŵ_j (so dist_k ≤ ||r||: r is feasible), weak duality gives
-   for the unit vector h = r/||r||
+3. **Certificate** (``_certify``; ``_Solve.settle`` stores the accepted classes). With
+   r = ŵ_k − Σ λ_j ŵ_j (so dist_k ≤ ||r||: r is feasible), weak duality gives for the unit vector
+   h = r/||r||
 
        dist_k ≥ min_{j≠k} <ŵ_k − ŵ_j, h>   (the hull lies in that half-space),
 
@@ -47,9 +48,11 @@ Algorithm
    :func:`ovr_distances`: ≤ 8·tol unless the nearest neighbour is closer than 1e-4), ``λ`` is a point
    of the simplex, every number is finite and ``dist_k ≥ 1 − max_j cos`` (a theorem; a violation
    means a failed solve).
-4. **Escalate on failure.** Classes whose certificate fails are solved again in float64,
-   warm-started from their corral, with candidates re-ranked by <ŵ_j, r> (the violated constraints
-   are exactly the j with the largest <ŵ_j, r>); from the third round on the number of candidates
+4. **Escalate on failure** (``_Solve.rounds`` runs the rounds, ``_Solve.escalate`` sets up the
+   next one, ``_Solve.exact_fallback`` is the last stage, ``_exact_solve`` its per-class solver).
+   Classes whose certificate fails are solved again in float64, warm-started from their corral, with
+   candidates re-ranked by <ŵ_j, r> (the violated constraints are exactly the j with the largest
+   <ŵ_j, r>); from the third round on the number of candidates
    doubles, up to all K−1. If float64 Wolfe with all K−1 candidates still fails (a warm start can
    stall on a corral that is affinely dependent in float64), the class is started again cold with
    exact corral inverses at every step; if that fails, the independent exact per-class solver
@@ -87,12 +90,11 @@ from typing import Any
 
 import numpy as np
 import torch
+from scipy.optimize import nnls
 
 from ..maths import normalize_rows
 
 __all__ = ["OVRResult", "UncertifiedError", "ovr_distances", "ovr_subgradient", "normalize_rows", "pairwise_bounds"]
-
-
 
 _EPS = float(np.finfo(np.float64).eps)
 
@@ -100,6 +102,10 @@ _EPS = float(np.finfo(np.float64).eps)
 #: weights, a minor step first) instead of the nearest one: fewer lock-step iterations (K = 1000,
 #: d = 64: ~15 % less time); same optimum -- Wolfe's minor steps drop the points that do not belong
 START_CORRAL = 8
+
+#: floor of Wolfe's tolerance in the float32 first round of ``precision="mixed"`` (that round only
+#: identifies the corral; the float64 certificate decides)
+TOL32 = 1e-6
 
 
 def _shift(diag: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
@@ -212,6 +218,11 @@ def _default_budget(dev: torch.device) -> int:
     return 512 << 20
 
 
+def _pad_cols(t: torch.Tensor, width: int, fill) -> torch.Tensor:
+    """``t`` (n, s) padded on the right with ``fill`` to (n, width)."""
+    return torch.cat([t, t.new_full((t.shape[0], width - t.shape[1]), fill)], 1)
+
+
 def _topk_cos(Wn: torch.Tensor, rows: torch.Tensor, m: int, tile: int, queries=None):
     """Top-m of <q_i, ŵ_j> over j ≠ rows[i] (q_i = ŵ_rows[i] by default), by column tiles."""
     K = Wn.shape[0]
@@ -294,8 +305,7 @@ class _Block:
     All updates act on the whole working set with boolean masks; rows outside a mask are unchanged.
     """
 
-    def __init__(self, G: torch.Tensor, s_limit: int, init=None, pricing: int = 1, s_start: int | None = None,
-                 start: int = 1):
+    def __init__(self, G: torch.Tensor, s_limit: int, init=None, pricing: int = 1, start: int = 1):
         self.G = G  # (B, m, m) Gram of v_j = ŵ_cand_j − ŵ_k (float64, or float32 for a fast first pass)
         B, m, _ = G.shape
         dev, dt = G.device, G.dtype
@@ -306,7 +316,7 @@ class _Block:
         self.s_limit = s_limit
         # corral slots start few (grown by half when full): the per-iteration work on P and GT scales
         # with the slots, and most corrals stay far below d + 1 (K = 1000, d = 64: 21 on average)
-        s = min(s_limit, max(2, s_start if s_start else 8))
+        s = min(s_limit, 8)
         self.pricing = max(1, min(int(pricing), m))
         self.ids = torch.arange(B, device=dev)
         self.pos = torch.zeros(B, s, dtype=torch.long, device=dev)
@@ -322,7 +332,6 @@ class _Block:
         self.status = torch.zeros(B, dtype=torch.int8, device=dev)  # 1 converged, 2 stalled, 3 max_iter
         ar = torch.arange(B, device=dev)
         diag = torch.diagonal(G, dim1=1, dim2=2)
-        self.Gdiag = diag.clone()
         # cold start at the closest candidate (smallest ||v_j||, i.e. largest cosine)
         j0 = diag.argmin(1)
         self.pos[:, 0] = j0
@@ -337,14 +346,12 @@ class _Block:
             warm = valid0.any(1)
             while self.s < pos0.shape[1] and self.grow():
                 pass
-            s0 = pos0.shape[1]
             wm = warm.unsqueeze(1)
-            pad = lambda t_, v: torch.cat([t_, t_.new_full((B, self.s - s0), v)], 1)
-            self.pos = torch.where(wm, pad(pos0, 0), self.pos)
-            self.valid = torch.where(wm, pad(valid0, False), self.valid)
+            self.pos = torch.where(wm, _pad_cols(pos0, self.s, 0), self.pos)
+            self.valid = torch.where(wm, _pad_cols(valid0, self.s, False), self.valid)
             lam0 = lam0 * valid0
             lam0 = lam0 / lam0.sum(1, keepdim=True).clamp_min(self.tiny)
-            self.lam = torch.where(wm, pad(lam0, 0.0), self.lam)
+            self.lam = torch.where(wm, _pad_cols(lam0, self.s, 0.0), self.lam)
             GT = torch.gather(G, 1, self.pos.unsqueeze(2).expand(-1, -1, m)) * self.valid.unsqueeze(2)
             self.GT = torch.where(wm.unsqueeze(2), GT, self.GT)
             self.refresh(warm.nonzero().squeeze(1))
@@ -368,14 +375,12 @@ class _Block:
         s_new = min(self.s_limit, s_old + max(8, s_old // 2))
         if s_new <= s_old:
             return False
-        pad = s_new - s_old
         B = self.pos.shape[0]
-        dev = self.pos.device
-        self.pos = torch.cat([self.pos, torch.zeros(B, pad, dtype=torch.long, device=dev)], 1)
-        self.valid = torch.cat([self.valid, torch.zeros(B, pad, dtype=torch.bool, device=dev)], 1)
-        self.lam = torch.cat([self.lam, self.lam.new_zeros(B, pad)], 1)
-        self.u = torch.cat([self.u, self.u.new_zeros(B, pad)], 1)
-        self.GT = torch.cat([self.GT, self.GT.new_zeros(B, pad, self.GT.shape[2])], 1)
+        self.pos = _pad_cols(self.pos, s_new, 0)
+        self.valid = _pad_cols(self.valid, s_new, False)
+        self.lam = _pad_cols(self.lam, s_new, 0.0)
+        self.u = _pad_cols(self.u, s_new, 0.0)
+        self.GT = torch.cat([self.GT, self.GT.new_zeros(B, s_new - s_old, self.GT.shape[2])], 1)
         P = self.P.new_zeros(B, s_new, s_new)
         P[:, :s_old, :s_old] = self.P
         self.P = P
@@ -508,7 +513,7 @@ class _Block:
         if fin.any():
             self.finished.append((self.ids[fin], self.pos[fin], self.valid[fin], self.lam[fin],
                                   self.status[fin]))
-        for name in ("ids", "G", "c", "tol", "pos", "valid", "lam", "P", "u", "GT", "Gdiag", "last", "n_new", "major",
+        for name in ("ids", "G", "c", "tol", "pos", "valid", "lam", "P", "u", "GT", "last", "n_new", "major",
                      "done", "status"):
             setattr(self, name, getattr(self, name)[keep])
 
@@ -638,7 +643,77 @@ def _exact_weights(Gs: torch.Tensor, valid, lam):
     return out * valid
 
 
-# --------------------------------------------------------------------------------- main entry
+def _merge_corral(cand: torch.Tensor, prev: tuple) -> tuple[torch.Tensor, torch.Tensor]:
+    """Candidates of a warm-started round: ``cand`` (n, m), ranked by the residual of the failed try, with
+    the points of its corral ``prev`` = (global indices (n, s0), valid (n, s0), λ) that ``cand`` misses
+    appended as extra columns (the corral points are usually among the candidates already).
+
+    Returns (candidates (n, m + extra), init_pos (n, s0)): the column of each valid corral point in the
+    candidates, 0 on invalid slots.
+    """
+    gidx, gval, _ = prev
+    m = cand.shape[1]
+    eq = (gidx.unsqueeze(2) == cand.unsqueeze(1)) & gval.unsqueeze(2)  # (n, s0, m)
+    found = eq.any(2)
+    missing = gval & ~found
+    nmiss = missing.sum(1)
+    wmiss = int(nmiss.max())
+    slot_of = eq.to(torch.int8).argmax(2)  # position in cand of a found corral point
+    if wmiss:
+        order = torch.sort((~missing).to(torch.int8), dim=1, stable=True).indices[:, :wmiss]
+        extra = torch.gather(gidx, 1, order)
+        ok = torch.arange(wmiss, device=cand.device).unsqueeze(0) < nmiss.unsqueeze(1)
+        cand = torch.cat([cand, torch.where(ok, extra, cand[:, :1])], 1)
+        rank_missing = torch.cumsum(missing.to(torch.long), 1) - 1
+        slot_of = torch.where(missing, m + rank_missing, slot_of)
+    return cand, torch.where(gval, slot_of, torch.zeros_like(slot_of))
+
+
+def _residuals(Wn: torch.Tensor, rows: torch.Tensor, gpos: torch.Tensor, valid: torch.Tensor, lam: torch.Tensor):
+    """Exact weights on the final corrals (global indices ``gpos``) and r = ŵ_k − Σ λ_j ŵ_j, from the
+    vectors in float64. Returns (r (n, d), λ (n, s) on the simplex)."""
+    Vs = Wn[gpos] - Wn[rows].unsqueeze(1)
+    lam = _exact_weights(torch.bmm(Vs, Vs.transpose(1, 2)), valid, lam.to(torch.float64))
+    lam = lam / lam.sum(1, keepdim=True).clamp_min(1e-300)  # a point of the simplex (float32 weights too)
+    return -(lam.unsqueeze(2) * Vs).sum(1), lam
+
+
+def _certify(Wn: torch.Tensor, rows: torch.Tensor, R: torch.Tensor, sel: torch.Tensor, lam: torch.Tensor,
+             tol_row: torch.Tensor, maxcos_row: torch.Tensor, tile: int, chunk: int):
+    """The certificate (step 3) of the feasible points r = ŵ_k − Σ λ_j ŵ_j, the rows of ``R`` (λ on the
+    support ``sel``), over all j ≠ k, in float64 and vector space.
+
+    ``tol_row`` is tol·s_k and ``maxcos_row`` the max cosine of each class. Returns (accepted mask,
+    dist = ||r||, gap, gap tolerance, ||r||²); a class is accepted iff its gap is within the tolerance,
+    λ is a point of the simplex, every number is finite and ||r|| ≥ 1 − max cos.
+    """
+    rr = (R * R).sum(1)
+    mins = _certificate_min(Wn, rows, R, tile, chunk)  # min_{j≠k} <ŵ_k − ŵ_j, r>
+    nr = rr.sqrt()
+    low = torch.where(nr > 0, mins / nr.clamp_min(1e-300), torch.zeros_like(nr)).clamp_min(0.0)
+    g = (nr - low).clamp_min(0.0)
+    eps_k = torch.minimum(4.0 * tol_row / nr.clamp_min(1e-300), 2.0 * tol_row.sqrt()).clamp_min(64 * _EPS)
+    # λ must be a point of the simplex (then ||r|| ≥ true distance ≥ 1 − max cos)
+    lam_ok = ((lam >= 0) | ~sel).all(1) & ((torch.where(sel, lam, torch.zeros_like(lam)).sum(1) - 1).abs() <= 1e-12)
+    ok = (torch.isfinite(nr) & torch.isfinite(g) & lam_ok & (g <= eps_k)
+          & (nr >= (1.0 - maxcos_row).clamp_min(0.0) - 1e-12))
+    return ok, nr, g, eps_k, rr
+
+
+def _support_lists(sup_idx: torch.Tensor, sup_w: torch.Tensor, K: int):
+    """Padded supports (``sup_idx`` −1 on free slots) and weights → per class, the sorted indices and
+    their weights (two lists of arrays)."""
+    key = torch.where(sup_idx >= 0, sup_idx, torch.full_like(sup_idx, K))
+    key, order = torch.sort(key, dim=1)
+    wts = torch.gather(sup_w, 1, order)
+    counts = (key < K).sum(1).cpu().numpy()
+    keep = (key < K).cpu().numpy()
+    flat_i, flat_w = key.cpu().numpy()[keep], wts.cpu().numpy()[keep]
+    cuts = np.cumsum(counts)[:-1]
+    return np.split(flat_i, cuts), np.split(flat_w, cuts)
+
+
+# ---------------------------------------------------------- exact per-class solver (last fallback)
 
 def _nnls_min_norm(Wn: np.ndarray, k: int, cols: np.ndarray | None = None):
     """Independent exact solver for one class: the least-distance problem through one NNLS.
@@ -648,8 +723,6 @@ def _nnls_min_norm(Wn: np.ndarray, k: int, cols: np.ndarray | None = None):
     with λ* the optimal simplex weights and D the distance (write u = tλ, λ ∈ Δ: the objective is
     t²·||Σλ_j v_j||²/σ² + (t − 1)²), so λ* = u / Σu. Over the rows ``cols`` (default: all j ≠ k).
     Returns (indices j, weights λ_j > 0)."""
-    from scipy.optimize import nnls
-
     K = Wn.shape[0]
     idx = np.delete(np.arange(K), k) if cols is None else np.asarray(cols)
     V = Wn[idx] - Wn[k]
@@ -722,6 +795,298 @@ def _residual_from_base(Wn: np.ndarray, k: int, S, lam) -> np.ndarray:
     return (Wn[k] - Wn[S[b]]) - lam[rest] @ (Wn[S[rest]] - Wn[S[b]])
 
 
+
+def _exact_solve(Wn: np.ndarray, k: int, n_near: int | None):
+    """The exact solver for class k: NNLS over the ``n_near`` rows of largest cosine to ŵ_k (None: all
+    rows j ≠ k), then the active-set refinement over all rows (it adds any violated row).
+
+    Returns (indices, weights, residual r); a solve that fails returns NaN weights and residual, which
+    the certificate refuses.
+    """
+    K, d = Wn.shape
+    cols = None
+    if n_near is not None:
+        c = Wn @ Wn[k]
+        c[k] = -math.inf
+        cols = np.argpartition(-c, n_near - 1)[:n_near]
+    try:
+        return _polish_active_set(Wn, k, *_nnls_min_norm(Wn, k, cols))
+    except (RuntimeError, FloatingPointError, ValueError, np.linalg.LinAlgError):
+        return np.array([(k + 1) % K]), np.array([math.nan]), np.full(d, math.nan)
+
+
+def _stack_solutions(sols: list[tuple], d: int, dev: torch.device):
+    """Per-class (indices, weights, residual) → the padded tensors (global indices, λ, valid, R) that the
+    certificate takes."""
+    s_fb = max(len(i) for i, _, _ in sols)
+    gpos = torch.zeros(len(sols), s_fb, dtype=torch.long, device=dev)
+    lam = torch.zeros(len(sols), s_fb, dtype=torch.float64, device=dev)
+    valid = torch.zeros(len(sols), s_fb, dtype=torch.bool, device=dev)
+    R = torch.empty(len(sols), d, dtype=torch.float64, device=dev)
+    for i, (j, w, r) in enumerate(sols):
+        gpos[i, :len(j)] = torch.as_tensor(j, device=dev)
+        lam[i, :len(w)] = torch.as_tensor(w, device=dev)
+        valid[i, :len(j)] = True
+        R[i] = torch.as_tensor(r, device=dev)
+    return gpos, lam, valid, R
+
+
+# ------------------------------------------------------------------------------ one call's solve
+
+@dataclass(frozen=True)
+class _Settings:
+    """The resolved options of one :func:`ovr_distances` call (see its docstring)."""
+
+    K: int
+    d: int
+    dev: torch.device
+    m0: int  # initial candidates per class
+    tol: float
+    tile: int  # columns per tiled product
+    chunk: int  # rows per tiled product
+    budget: int  # bytes for one block's work tensors
+    block_size: int | None
+    max_iter: int
+    refresh: int
+    pricing: int
+    mixed: bool  # the first round's Gram matrices and Wolfe iterations in float32
+    return_support: bool
+
+
+def _settings(K: int, d: int, *, candidates, tol, device, block_size, tile, memory_budget, max_iter, refresh,
+              pricing, precision, return_support) -> _Settings:
+    """Check the options of :func:`ovr_distances` and resolve their defaults for a (K, d) problem."""
+    dev = _device(device)
+    m0 = candidates if candidates is not None else max(32, min((3 * (d + 1)) // 2, 160))
+    m0 = int(max(1, min(K - 1, m0)))
+    budget = memory_budget or _default_budget(dev)
+    tile = int(max(1, min(tile, K)))
+    if precision not in ("auto", "float64", "mixed"):
+        raise ValueError(f"precision must be 'auto', 'float64' or 'mixed', got {precision!r}")
+    return _Settings(K=K, d=d, dev=dev, m0=m0, tol=tol, tile=tile,
+                     chunk=int(max(1, min(K, (budget // 2) // (8 * (tile + 2 * m0 + d))))),
+                     budget=budget, block_size=block_size, max_iter=max_iter or 50 * (d + 1) + 100,
+                     refresh=refresh, pricing=pricing,
+                     mixed=precision == "mixed" or (precision == "auto" and dev.type == "cpu"),
+                     return_support=return_support)
+
+
+@dataclass
+class _Round:
+    """How a Wolfe round solves its classes; :meth:`_Solve.escalate` sets the next one."""
+
+    m: int  # candidates per class
+    dirs: torch.Tensor | None = None  # candidate ranking directions per class (None: ŵ_k)
+    prev: tuple | None = None  # (global corral indices, valid, λ) of the failed try: warm start
+    careful: bool = False  # float64 cold start: exact corral inverses at every step, single pricing
+
+
+class _Solve:
+    """One call of :func:`ovr_distances`: the normalized rows, the settings, and what is proved so far
+    (per class: distance, gap, tolerance, support, candidates used) with the counters and timings of
+    ``info``. The methods are the steps of the module docstring: :meth:`candidates` (1), :meth:`wolfe`
+    (2), :meth:`settle` (3), :meth:`escalate` and :meth:`exact_fallback` (4), driven by :meth:`rounds`.
+    """
+
+    def __init__(self, Wn_np: np.ndarray, cfg: _Settings):
+        K, dev = cfg.K, cfg.dev
+        self.cfg = cfg
+        self.Wn_np = Wn_np
+        self.Wn = torch.as_tensor(Wn_np, device=dev)
+        self.Wn32 = self.Wn.to(torch.float32) if cfg.mixed else None
+        # tolerances per class, relative to the squared nearest-neighbour distance (clipped to [1e-8, 1]):
+        # scale-aware for dense codes with tiny distances, = tol for ordinary codes (set in round 1)
+        self.tol_scale = torch.ones(K, dtype=torch.float64, device=dev)
+        self.dist = torch.full((K,), math.nan, dtype=torch.float64, device=dev)
+        self.gap = torch.full((K,), math.nan, dtype=torch.float64, device=dev)
+        self.gap_tol = torch.full((K,), math.nan, dtype=torch.float64, device=dev)
+        self.certified = torch.zeros(K, dtype=torch.bool, device=dev)
+        self.maxcos = torch.full((K,), math.nan, dtype=torch.float64, device=dev)
+        self.ncand = torch.zeros(K, dtype=torch.long, device=dev)
+        self.sup_idx = torch.full((K, 1), -1, dtype=torch.long, device=dev)
+        self.sup_w = torch.zeros(K, 1, dtype=torch.float64, device=dev)
+        self.stats = {"rounds": 0, "iterations": 0, "blocks": 0, "retried": 0, "stalled": 0, "max_iter": 0,
+                      "cold_restarts": 0, "exact_fallback": 0, "exact_fallback_all_rows": 0, "uncertified": 0,
+                      "t_candidates": 0.0, "t_gram": 0.0, "t_solve": 0.0, "t_certificate": 0.0, "t_fallback": 0.0}
+
+    def clock(self, key: str, t0: float) -> float:
+        """Add the time since ``t0`` to ``stats[key]``; return the current time."""
+        if self.cfg.dev.type == "cuda":
+            torch.cuda.synchronize(self.cfg.dev)
+        t1 = time.perf_counter()
+        self.stats[key] += t1 - t0
+        return t1
+
+    def rounds(self) -> torch.Tensor:
+        """Wolfe rounds over the classes not yet certified, each round escalating for the failures of
+        the previous one, until every class is certified or the float64 cold start has failed too.
+        Returns the classes left for the exact per-class solver."""
+        pending = torch.arange(self.cfg.K, device=self.cfg.dev)
+        rnd = _Round(m=self.cfg.m0)
+        while pending.numel():
+            self.stats["rounds"] += 1
+            # mixed precision: the first round's Wolfe in float32, then float64 weights + certificate
+            low_prec = self.cfg.mixed and self.stats["rounds"] == 1
+            t0 = time.perf_counter()
+            cand, init_pos = self.candidates(pending, rnd)
+            t0 = self.clock("t_candidates", t0)
+            R, gpos, sel, lam, t0 = self.wolfe(pending, cand, init_pos, rnd, low_prec, t0)
+            ok, rr = self.settle(pending, R, gpos, sel, lam, cand.shape[1])
+            self.clock("t_certificate", t0)
+            f = ~ok
+            if not f.any():
+                return pending[:0]
+            failed = pending[f]
+            self.stats["retried"] += int(failed.numel())
+            if rnd.careful:
+                return failed
+            rnd = self.escalate(rnd, failed, R[f], rr[f], (gpos[f], sel[f], lam[f]), low_prec)
+            pending = failed
+        return pending
+
+    def candidates(self, pending: torch.Tensor, rnd: _Round):
+        """Step 1: the ``rnd.m`` rows of largest cosine to each pending ŵ_k (of largest <ŵ_j, r> when
+        ``rnd.dirs`` holds the residuals r of a failed try; then the old corral is merged in, see
+        :func:`_merge_corral`). The first round also records the max cosines and the tolerance scales.
+        Returns (candidates (n, m'), the warm corral's columns in them or None)."""
+        cv, cand = _topk_rows(self.Wn, pending, rnd.m, self.cfg.tile, self.cfg.chunk, queries=rnd.dirs)
+        if self.stats["rounds"] == 1:
+            self.maxcos[pending] = cv[:, 0]
+            self.tol_scale = (2.0 - 2.0 * self.maxcos).clamp(1e-8, 1.0)
+        elif rnd.prev is not None:
+            return _merge_corral(cand, rnd.prev)
+        return cand, None
+
+    def block_rows(self, n: int, mc: int) -> int:
+        """Classes per Wolfe block (``block_size``, or what ``memory_budget`` holds): on CPU at most 256,
+        which keeps the per-iteration tensors cache-sized; on GPU as many as fit."""
+        cfg = self.cfg
+        if cfg.block_size:
+            return cfg.block_size
+        s_est = min(mc, cfg.d + 1, 128) + 1
+        per_class = 8 * (mc * cfg.d + 2 * mc * mc + 3 * mc * s_est + 3 * s_est * s_est)
+        return int(max(1, min(n, cfg.budget // per_class, 256 if cfg.dev.type == "cpu" else n)))
+
+    def wolfe(self, pending: torch.Tensor, cand: torch.Tensor, init_pos, rnd: _Round, low_prec: bool, t0: float):
+        """Step 2: batched Wolfe on blocks of the pending classes, then exact float64 weights on each final
+        corral. Returns (residuals R (n, d), global corral indices, support mask, λ — padded to one width,
+        the clock)."""
+        cfg, Wn = self.cfg, self.Wn
+        n, d, mc = pending.numel(), cfg.d, cand.shape[1]
+        B = self.block_rows(n, mc)
+        Wv = self.Wn32 if low_prec else Wn  # float32 Wolfe only identifies the corral; float64 decides
+        R = torch.empty(n, d, dtype=torch.float64, device=cfg.dev)
+        outs = []
+        for b0 in range(0, n, B):
+            rows = pending[b0:b0 + B]
+            nb = rows.numel()
+            self.stats["blocks"] += 1
+            cb = cand[b0:b0 + B]
+            V = Wv[cb] - Wv[rows].unsqueeze(1)  # (nb, mc, d): v_j = ŵ_j − ŵ_k
+            G = torch.bmm(V, V.transpose(1, 2))
+            del V
+            t0 = self.clock("t_gram", t0)
+            init = None
+            if rnd.prev is not None:
+                init = (init_pos[b0:b0 + B], rnd.prev[1][b0:b0 + B], rnd.prev[2][b0:b0 + B].to(G.dtype))
+            blk = _Block(G, s_limit=min(mc, d + 1) + 1, init=init, pricing=1 if rnd.careful else cfg.pricing,
+                         start=START_CORRAL)
+            t_row = cfg.tol * self.tol_scale[rows]
+            if low_prec:
+                t_row = (max(cfg.tol, TOL32) * self.tol_scale[rows]).to(torch.float32)
+            self.stats["iterations"] += blk.run(t_row, 2 * cfg.max_iter if rnd.careful else cfg.max_iter,
+                                                1 if rnd.careful else cfg.refresh)
+            pos, valid, lam, status = blk.results(nb)
+            self.stats["stalled"] += int((status == 2).sum())
+            self.stats["max_iter"] += int((status == 3).sum())
+            del G, blk
+            gpos = torch.gather(cb, 1, pos)
+            R[b0:b0 + nb], lam = _residuals(Wn, rows, gpos, valid, lam)
+            outs.append((gpos, valid & (lam > 0), lam))
+            t0 = self.clock("t_solve", t0)
+        smax = max(o[0].shape[1] for o in outs)
+        gpos = torch.cat([_pad_cols(o[0], smax, 0) for o in outs])
+        sel = torch.cat([_pad_cols(o[1], smax, False) for o in outs])
+        lam = torch.cat([_pad_cols(o[2], smax, 0.0) for o in outs])
+        return R, gpos, sel, lam, t0
+
+    def settle(self, rows: torch.Tensor, R: torch.Tensor, gpos: torch.Tensor, sel: torch.Tensor,
+               lam: torch.Tensor, mc: int):
+        """Step 3: certify the feasible points (:func:`_certify`) and store the accepted classes (``mc``:
+        the candidates they used). Returns (accepted mask, ||r||²)."""
+        cfg = self.cfg
+        ok, nr, g, eps_k, rr = _certify(self.Wn, rows, R, sel, lam, cfg.tol * self.tol_scale[rows],
+                                        self.maxcos[rows], cfg.tile, cfg.chunk)
+        acc = rows[ok]
+        self.dist[acc] = nr[ok]
+        self.gap[acc] = g[ok]
+        self.gap_tol[acc] = eps_k[ok]
+        self.certified[acc] = True
+        self.ncand[acc] = mc
+        if cfg.return_support and ok.any():
+            smax = gpos.shape[1]
+            if smax > self.sup_idx.shape[1]:
+                self.sup_idx = _pad_cols(self.sup_idx, smax, -1)
+                self.sup_w = _pad_cols(self.sup_w, smax, 0.0)
+            self.sup_idx[acc, :smax] = torch.where(sel, gpos, torch.full_like(gpos, -1))[ok]
+            self.sup_w[acc, :smax] = torch.where(sel, lam, torch.zeros_like(lam))[ok]
+        return ok, rr
+
+    def escalate(self, rnd: _Round, failed: torch.Tensor, R: torch.Tensor, rr: torch.Tensor, corral: tuple,
+                 low_prec: bool) -> _Round:
+        """Step 4: the next round for the ``failed`` classes (their residuals R, ||r||², corrals).
+
+        Warm start from the failed corral with candidates ranked by the residual (the violated
+        constraints maximize <ŵ_j, r>), their number doubled from the third round on, up to K−1; once
+        float64 Wolfe with all K−1 candidates has failed, a cold float64 start.
+        """
+        K = self.cfg.K
+        if rnd.m >= K - 1 and not low_prec:
+            # float64 Wolfe with every candidate did not certify (a warm start can stall on a corral
+            # that is affinely dependent in float64): start again cold, exact inverses every step
+            self.stats["cold_restarts"] += int(failed.numel())
+            return _Round(m=rnd.m, careful=True)
+        m = 2 * rnd.m if self.stats["rounds"] >= 2 else rnd.m
+        return _Round(m=min(K - 1, m), dirs=torch.where(rr.unsqueeze(1) > 0, R, self.Wn[failed]), prev=corral)
+
+    def exact_fallback(self, pending: torch.Tensor) -> None:
+        """Step 4, last stage: the exact per-class solver (:func:`_exact_solve`) for what Wolfe could not
+        certify — NNLS on the nearest rows by cosine first, then, for what that does not certify, NNLS
+        over all K−1 rows; both refined by the active-set method and certified like the Wolfe rounds."""
+        cfg = self.cfg
+        t0 = time.perf_counter()
+        self.stats["exact_fallback"] = int(pending.numel())
+        n_near = min(cfg.K - 1, max(64, 4 * (cfg.d + 1)))
+        for near in ((True, False) if n_near < cfg.K - 1 else (False,)):
+            if not near:
+                self.stats["exact_fallback_all_rows"] = int(pending.numel())
+            sols = [_exact_solve(self.Wn_np, k, n_near if near else None) for k in pending.cpu().numpy().tolist()]
+            gpos, lam, valid, R = _stack_solutions(sols, cfg.d, cfg.dev)
+            ok, _ = self.settle(pending, R, gpos, valid & (lam > 0), lam, cfg.K - 1)
+            pending = pending[~ok]
+            if not pending.numel():
+                break
+        self.stats["uncertified"] = int(pending.numel())
+        self.clock("t_fallback", t0)
+
+    def result(self, t_start: float) -> OVRResult:
+        """The :class:`OVRResult` of what is stored (``t_start``: the start of the call, for ``info``)."""
+        cfg = self.cfg
+        support = weights = None
+        if cfg.return_support:
+            support, weights = _support_lists(self.sup_idx, self.sup_w, cfg.K)
+        mc = self.maxcos.clamp(-1.0, 1.0).cpu().numpy()
+        info = dict(self.stats, seconds=time.perf_counter() - t_start, device=str(cfg.dev), tol=cfg.tol,
+                    initial_candidates=cfg.m0, method="wolfe-batched")
+        return OVRResult(
+            dist=self.dist.cpu().numpy(), gap=self.gap.cpu().numpy(),
+            lower=np.maximum(0.0, 1.0 - mc), upper=np.sqrt(np.maximum(0.0, 2.0 - 2.0 * mc)),
+            support=support, weights=weights, n_candidates=self.ncand.cpu().numpy(), info=info, max_cos=mc,
+            certified=self.certified.cpu().numpy(), gap_tol=self.gap_tol.cpu().numpy())
+
+
+# --------------------------------------------------------------------------------- main entry
+
 def ovr_distances(W, *, candidates: int | None = None, tol: float = 1e-12, device=None,
                   block_size: int | None = None, tile: int = 8192, memory_budget: int | None = None,
                   max_iter: int | None = None, refresh: int = 32, pricing: int = 3,
@@ -774,14 +1139,10 @@ def ovr_distances(W, *, candidates: int | None = None, tol: float = 1e-12, devic
 
     Notes
     -----
-    Escalation for the classes whose certificate fails (each stage only sees the failures of the
-    previous one): float64 Wolfe warm-started from the failed corral with candidates re-ranked by
-    the residual and doubled up to all K−1; then, once float64 Wolfe with all K−1 candidates has
-    failed, a float64 *cold* start with exact corral inverses at every step and single pricing;
-    then the independent exact per-class solver (scipy's Lawson–Hanson NNLS on the least-distance
-    problem, :func:`_nnls_min_norm`), whose weights are re-solved on their support and certified
-    by the same float64 certificate. ``info`` counts each stage (``cold_restarts``,
-    ``exact_fallback``, ``uncertified``).
+    Classes whose certificate fails escalate as in step 4 of the module docstring, each stage seeing
+    only the failures of the previous one (float64 warm starts with more candidates, a float64 cold
+    start, the exact NNLS solver :func:`_nnls_min_norm` certified by the same float64 certificate);
+    ``info`` counts each stage (``cold_restarts``, ``exact_fallback``, ``uncertified``).
 
     Memory is O(K·d) for W plus O(block·(m·d + m² + tile)); the K×K matrix is never stored.
     For K = 100,000, d = 512 use a CUDA device (tiles keep it in memory).
@@ -791,246 +1152,22 @@ def ovr_distances(W, *, candidates: int | None = None, tol: float = 1e-12, devic
     K, d = Wn_np.shape
     if K < 2:
         raise ValueError(f"one-vs-rest distances need at least 2 classes, got K={K}")
-    dev = _device(device)
-    Wn = torch.as_tensor(Wn_np, device=dev)
-    m0 = candidates if candidates is not None else max(32, min((3 * (d + 1)) // 2, 160))
-    m0 = int(max(1, min(K - 1, m0)))
-    budget = memory_budget or _default_budget(dev)
-    tile = int(max(1, min(tile, K)))
-    chunk = int(max(1, min(K, (budget // 2) // (8 * (tile + 2 * m0 + d)))))  # rows per tiled product
-    max_iter = max_iter or 50 * (d + 1) + 100
-    # tolerances per class, relative to the squared nearest-neighbour distance (clipped to [1e-8, 1]):
-    # scale-aware for dense codes with tiny distances, = tol for ordinary codes
-    tol_scale = torch.ones(K, dtype=torch.float64, device=dev)
-    if precision not in ("auto", "float64", "mixed"):
-        raise ValueError(f"precision must be 'auto', 'float64' or 'mixed', got {precision!r}")
-    mixed = precision == "mixed" or (precision == "auto" and dev.type == "cpu")
-    Wn32 = Wn.to(torch.float32) if mixed else None
-    tol32 = 1e-6
-
-    dist = torch.full((K,), math.nan, dtype=torch.float64, device=dev)
-    gap = torch.full((K,), math.nan, dtype=torch.float64, device=dev)
-    gap_tol = torch.full((K,), math.nan, dtype=torch.float64, device=dev)
-    certified = torch.zeros(K, dtype=torch.bool, device=dev)
-    maxcos = torch.full((K,), math.nan, dtype=torch.float64, device=dev)
-    ncand = torch.zeros(K, dtype=torch.long, device=dev)
-    support = weights = None
-    stats = {"rounds": 0, "iterations": 0, "blocks": 0, "retried": 0, "stalled": 0, "max_iter": 0,
-             "cold_restarts": 0, "exact_fallback": 0, "exact_fallback_all_rows": 0, "uncertified": 0, "t_candidates": 0.0, "t_gram": 0.0,
-             "t_solve": 0.0, "t_certificate": 0.0, "t_fallback": 0.0}
-    sup_idx = torch.full((K, 1), -1, dtype=torch.long, device=dev)
-    sup_w = torch.zeros(K, 1, dtype=torch.float64, device=dev)
-
-    def clock(key, t0):
-        if dev.type == "cuda":
-            torch.cuda.synchronize(dev)
-        t1 = time.perf_counter()
-        stats[key] += t1 - t0
-        return t1
-
-    def settle(rows, R, gpos, sel, lam, mc):
-        """Certificate of the feasible points r = ŵ_k − Σ λ_j ŵ_j (rows of R) over all j ≠ k, in
-        float64 and vector space; store the certified classes. Returns (certified mask, ||r||²)."""
-        nonlocal sup_idx, sup_w
-        rr = (R * R).sum(1)
-        mins = _certificate_min(Wn, rows, R, tile, chunk)  # min_{j≠k} <ŵ_k − ŵ_j, r>
-        nr = rr.sqrt()
-        low = torch.where(nr > 0, mins / nr.clamp_min(1e-300), torch.zeros_like(nr)).clamp_min(0.0)
-        g = (nr - low).clamp_min(0.0)
-        ts = tol * tol_scale[rows]
-        eps_k = torch.minimum(4.0 * ts / nr.clamp_min(1e-300), 2.0 * ts.sqrt()).clamp_min(64 * _EPS)
-        # λ must be a point of the simplex (then ||r|| ≥ true distance ≥ 1 − max cos)
-        lam_ok = ((lam >= 0) | ~sel).all(1) & ((torch.where(sel, lam, torch.zeros_like(lam)).sum(1) - 1).abs() <= 1e-12)
-        ok = (torch.isfinite(nr) & torch.isfinite(g) & lam_ok & (g <= eps_k)
-              & (nr >= (1.0 - maxcos[rows]).clamp_min(0.0) - 1e-12))
-        acc = rows[ok]
-        dist[acc] = nr[ok]
-        gap[acc] = g[ok]
-        gap_tol[acc] = eps_k[ok]
-        certified[acc] = True
-        ncand[acc] = mc
-        if return_support and ok.any():
-            smax = gpos.shape[1]
-            if smax > sup_idx.shape[1]:
-                sup_idx = torch.cat([sup_idx, sup_idx.new_full((K, smax - sup_idx.shape[1]), -1)], 1)
-                sup_w = torch.cat([sup_w, sup_w.new_zeros(K, smax - sup_w.shape[1])], 1)
-            sup_idx[acc, :smax] = torch.where(sel, gpos, torch.full_like(gpos, -1))[ok]
-            sup_w[acc, :smax] = torch.where(sel, lam, torch.zeros_like(lam))[ok]
-        return ok, rr
-
-    def residuals(rows, gpos, valid, lam):
-        """Exact weights on the final corral and r = ŵ_k − Σ λ_j ŵ_j, from the vectors (float64)."""
-        Vs = Wn[gpos] - Wn[rows].unsqueeze(1)
-        lam = _exact_weights(torch.bmm(Vs, Vs.transpose(1, 2)), valid, lam.to(torch.float64))
-        lam = lam / lam.sum(1, keepdim=True).clamp_min(1e-300)  # a point of the simplex (float32 weights too)
-        return -(lam.unsqueeze(2) * Vs).sum(1), lam
-
-    pending = torch.arange(K, device=dev)
-    dirs = None  # candidate ranking directions: ŵ_k first, then the residual r of the failed try
-    prev = None  # (global corral indices (n, s), valid, λ) of the failed try: warm start
-    careful = False  # the float64 cold-start round (exact inverses at every step, single pricing)
-    m = m0
-    while pending.numel():
-        stats["rounds"] += 1
-        n = pending.numel()
-        low_prec = mixed and stats["rounds"] == 1  # first round on CPU: float32 Wolfe, float64 polish + certificate
-        # ---- 1. candidates (tiled products, chunks of rows)
-        t0 = time.perf_counter()
-        cv, cand = _topk_rows(Wn, pending, m, tile, chunk, queries=dirs)
-        if stats["rounds"] == 1:
-            maxcos[pending] = cv[:, 0]
-            tol_scale = (2.0 - 2.0 * maxcos).clamp(1e-8, 1.0)
-        elif prev is not None:
-            # the violated constraints j maximize <ŵ_j, r>: candidates ranked by r, plus the old corral
-            # (the old corral points are usually among them; the missing ones are appended)
-            gidx, gval, glam = prev
-            eq = (gidx.unsqueeze(2) == cand.unsqueeze(1)) & gval.unsqueeze(2)  # (n, s0, m)
-            found = eq.any(2)
-            missing = gval & ~found
-            nmiss = missing.sum(1)
-            wmiss = int(nmiss.max())
-            slot_of = eq.to(torch.int8).argmax(2)  # position in cand of a found corral point
-            if wmiss:
-                order = torch.sort((~missing).to(torch.int8), dim=1, stable=True).indices[:, :wmiss]
-                extra = torch.gather(gidx, 1, order)
-                ok = torch.arange(wmiss, device=dev).unsqueeze(0) < nmiss.unsqueeze(1)
-                cand = torch.cat([cand, torch.where(ok, extra, cand[:, :1])], 1)
-                rank_missing = torch.cumsum(missing.to(torch.long), 1) - 1
-                slot_of = torch.where(missing, m + rank_missing, slot_of)
-            init_pos = torch.where(gval, slot_of, torch.zeros_like(slot_of))
-        del cv
-        t0 = clock("t_candidates", t0)
-        # ---- 2. batched Wolfe on blocks of classes
-        mc = cand.shape[1]
-        s_est = min(mc, d + 1, 128) + 1
-        per_class = 8 * (mc * d + 2 * mc * mc + 3 * mc * s_est + 3 * s_est * s_est)
-        # CPU: blocks of ≤ 256 classes keep the per-iteration tensors cache-sized; GPU: as many as fit
-        B = block_size or int(max(1, min(n, budget // per_class, 256 if dev.type == "cpu" else n)))
-        R = torch.empty(n, d, dtype=torch.float64, device=dev)
-        outs = []
-        for b0 in range(0, n, B):
-            rows = pending[b0:b0 + B]
-            nb = rows.numel()
-            stats["blocks"] += 1
-            wk = Wn[rows]
-            cb = cand[b0:b0 + B]
-            if low_prec:
-                V = Wn32[cb] - Wn32[rows].unsqueeze(1)
-            else:
-                V = Wn[cb] - wk.unsqueeze(1)  # (nb, mc, d): v_j = ŵ_j − ŵ_k
-            G = torch.bmm(V, V.transpose(1, 2))
-            del V
-            t0 = clock("t_gram", t0)
-            init = None
-            if prev is not None:
-                init = (init_pos[b0:b0 + B], prev[1][b0:b0 + B], prev[2][b0:b0 + B].to(G.dtype))
-            blk = _Block(G, s_limit=min(mc, d + 1) + 1, init=init, pricing=1 if careful else pricing,
-                         start=START_CORRAL)
-            t_row = tol * tol_scale[rows]
-            if low_prec:  # float32 Wolfe only identifies the corral; float64 decides (certificate)
-                t_row = (max(tol, tol32) * tol_scale[rows]).to(torch.float32)
-            stats["iterations"] += blk.run(t_row, 2 * max_iter if careful else max_iter, 1 if careful else refresh)
-            pos, valid, lam, status = blk.results(nb)
-            stats["stalled"] += int((status == 2).sum())
-            stats["max_iter"] += int((status == 3).sum())
-            del G, blk
-            gpos = torch.gather(cb, 1, pos)
-            R[b0:b0 + nb], lam = residuals(rows, gpos, valid, lam)
-            outs.append((gpos, valid & (lam > 0), lam))
-            t0 = clock("t_solve", t0)
-        smax = max(o[0].shape[1] for o in outs)
-        padw = lambda t_, v: torch.cat([t_, t_.new_full((t_.shape[0], smax - t_.shape[1]), v)], 1)
-        gpos = torch.cat([padw(o[0], 0) for o in outs])
-        sel = torch.cat([padw(o[1], False) for o in outs])
-        lam = torch.cat([padw(o[2], 0.0) for o in outs])
-        del outs
-        # ---- 3. certificate over all j != k (tiled): accept only certified classes
-        ok, rr = settle(pending, R, gpos, sel, lam, mc)
-        t0 = clock("t_certificate", t0)
-        f = ~ok
-        if not f.any():
-            pending = pending[:0]
-            break
-        failed = pending[f]
-        stats["retried"] += int(failed.numel())
-        if careful:  # float64 cold start failed too: the exact per-class solver decides
-            pending = failed
-            break
-        if m >= K - 1 and not low_prec:
-            # float64 Wolfe with every candidate did not certify (a warm start can stall on a corral
-            # that is affinely dependent in float64): start again cold, exact inverses every step
-            careful, dirs, prev = True, None, None
-            stats["cold_restarts"] += int(failed.numel())
-        else:
-            dirs = torch.where(rr[f].unsqueeze(1) > 0, R[f], Wn[failed])
-            prev = (gpos[f], sel[f], lam[f])
-            if stats["rounds"] >= 2:
-                m = 2 * m
-            m = min(K - 1, m)
-        pending = failed
-    # ---- 4. the independent exact per-class solver for what Wolfe could not certify: NNLS on the
-    # nearest rows by cosine, then the active-set refinement over all rows (it adds any violated row);
-    # what that does not certify, NNLS over all K−1 rows
+    cfg = _settings(K, d, candidates=candidates, tol=tol, device=device, block_size=block_size, tile=tile,
+                    memory_budget=memory_budget, max_iter=max_iter, refresh=refresh, pricing=pricing,
+                    precision=precision, return_support=return_support)
+    solve = _Solve(Wn_np, cfg)
+    pending = solve.rounds()
     if pending.numel():
-        t0 = time.perf_counter()
-        stats["exact_fallback"] = int(pending.numel())
-        n_near = min(K - 1, max(64, 4 * (d + 1)))
-        for near in ((True, False) if n_near < K - 1 else (False,)):
-            if not near:
-                stats["exact_fallback_all_rows"] = int(pending.numel())
-            sols = []
-            for k in pending.cpu().numpy().tolist():
-                cols = None
-                if near:
-                    c = Wn_np @ Wn_np[k]
-                    c[k] = -math.inf
-                    cols = np.argpartition(-c, n_near - 1)[:n_near]
-                try:
-                    sols.append(_polish_active_set(Wn_np, k, *_nnls_min_norm(Wn_np, k, cols)))
-                except (RuntimeError, FloatingPointError, ValueError, np.linalg.LinAlgError):
-                    sols.append((np.array([(k + 1) % K]), np.array([math.nan]), np.full(d, math.nan)))  # refused
-            s_fb = max(len(i) for i, _, _ in sols)
-            gpos = torch.zeros(len(sols), s_fb, dtype=torch.long, device=dev)
-            lam = torch.zeros(len(sols), s_fb, dtype=torch.float64, device=dev)
-            valid = torch.zeros(len(sols), s_fb, dtype=torch.bool, device=dev)
-            R = torch.empty(len(sols), d, dtype=torch.float64, device=dev)
-            for i, (j, w, r) in enumerate(sols):
-                gpos[i, :len(j)] = torch.as_tensor(j, device=dev)
-                lam[i, :len(w)] = torch.as_tensor(w, device=dev)
-                valid[i, :len(j)] = True
-                R[i] = torch.as_tensor(r, device=dev)
-            ok, _ = settle(pending, R, gpos, valid & (lam > 0), lam, K - 1)
-            pending = pending[~ok]
-            if not pending.numel():
-                break
-        stats["uncertified"] = int(pending.numel())
-        clock("t_fallback", t0)
-    if return_support:
-        key = torch.where(sup_idx >= 0, sup_idx, torch.full_like(sup_idx, K))
-        key, order = torch.sort(key, dim=1)
-        wts = torch.gather(sup_w, 1, order)
-        counts = (key < K).sum(1).cpu().numpy()
-        keep = (key < K).cpu().numpy()
-        flat_i, flat_w = key.cpu().numpy()[keep], wts.cpu().numpy()[keep]
-        cuts = np.cumsum(counts)[:-1]
-        support, weights = np.split(flat_i, cuts), np.split(flat_w, cuts)
-    ncand = ncand.cpu().numpy()
-    cert = certified.cpu().numpy()
-    if warn and not cert.all():
-        bad = np.flatnonzero(~cert)
+        solve.exact_fallback(pending)
+    res = solve.result(t_start)
+    if warn and not res.certified.all():
+        bad = np.flatnonzero(~res.certified)
         warnings.warn(f"ovr_distances: class(es) {bad[:20].tolist()}{' …' if bad.size > 20 else ''} ({bad.size} of {K}) "
                       f"could not be certified (Wolfe in float64 with all K-1 candidates, a float64 cold start and "
                       f"the exact NNLS solver all left a gap above the tolerance); their dist and gap are NaN and "
                       f"OVRResult.certified is False there. Every other class is certified.",
                       RuntimeWarning, stacklevel=2)
-    mc = maxcos.clamp(-1.0, 1.0).cpu().numpy()
-    info = dict(stats, seconds=time.perf_counter() - t_start, device=str(dev), tol=tol,
-                initial_candidates=m0, method="wolfe-batched")
-    return OVRResult(
-        dist=dist.cpu().numpy(), gap=gap.cpu().numpy(),
-        lower=np.maximum(0.0, 1.0 - mc), upper=np.sqrt(np.maximum(0.0, 2.0 - 2.0 * mc)),
-        support=support if return_support else None, weights=weights if return_support else None,
-        n_candidates=ncand, info=info, max_cos=mc, certified=cert, gap_tol=gap_tol.cpu().numpy())
+    return res
 
 
 # ------------------------------------------------------------------ reference (repo) estimator
