@@ -273,3 +273,72 @@ def test_epochs_at_K_refuses_checkpoints_that_collide():
                                 "train": {"epochs": 10, "checkpoints": [0, 1, 2, 10], "epochs_at_K": 2}}
     with pytest.raises(ConfigError, match="epochs_at_K"):
         expand_runs(validate_config(cfg))
+
+
+# ------------------------------------------------------------------------------ init_from (warm start)
+
+def _with_finetune(**train):
+    """TINY_CONFIG plus an experiment `tune` at easy's grid point with the HardMax loss and ``train``."""
+    cfg = copy.deepcopy(TINY_CONFIG)
+    cfg["experiments"]["tune"] = {**cfg["experiments"]["easy"],
+                                  "train": {"loss": "hardmax", "epochs": 3, "checkpoints": [0, 3], **train}}
+    return cfg
+
+
+def test_init_from_names_the_run_at_the_same_grid_point():
+    cfg = _with_finetune(init_from="easy")
+    cfg["results"] = "out"
+    _, runs = load_study(cfg)
+    tune = runs["digits/normalized-hardmax/smallcnn/tau0.1-d3-K5-s0"]
+    assert tune.init_run == "digits/normalized-ce/smallcnn/tau0.1-d3-K5-s0"
+    # the final checkpoint (easy's epochs = 6) under the study's results folder; the key itself is resolved
+    assert tune.spec()["init_checkpoint"] == "out/runs/digits/normalized-ce/smallcnn/tau0.1-d3-K5-s0/ckpt/epoch=6.pt"
+    assert "init_from" not in tune.recipe and "init_from" not in tune.spec()
+    # every other run trains from scratch
+    assert all(r.init_run is None and "init_checkpoint" not in r.recipe for r in runs.values() if r is not tune)
+
+
+BAD_INIT = [
+    ("names nothing", _with_finetune(init_from="nosuch"),
+     ["experiments.tune.train.init_from", "'nosuch' is not an experiment", "allowed values: easy, circle"]),
+    ("names itself", _with_finetune(init_from="tune"), ["experiments.tune.train.init_from", "its own runs"]),
+    ("no run at the grid point", _with_finetune(init_from="circle"),
+     ["experiments.tune.train.init_from", "'circle' has no run at the grid point", "d=2 K=4"]),
+    ("another network", _with_finetune(init_from="easy", width=16),
+     ["experiments.tune.train.init_from", "another network", "width: 8 vs 16"]),
+    ("another head", _with_finetune(init_from="easy", head="cmf", loss="ce"),
+     ["experiments.tune.train.init_from", "head: 'normalized' vs 'cmf'"]),
+    ("a chain", None, ["experiments.tune.train.init_from", "'again' itself starts from", "trained from scratch"]),
+    ("not a name", _with_finetune(init_from=""), ["experiments.tune.train.init_from"]),
+]
+
+
+@pytest.mark.parametrize("name,cfg,words", BAD_INIT, ids=[b[0] for b in BAD_INIT])
+def test_init_from_that_names_no_compatible_run_is_rejected(name, cfg, words):
+    if cfg is None:  # tune -> again -> circle
+        cfg = _with_finetune(init_from="again")
+        cfg["experiments"]["again"] = {**cfg["experiments"]["circle"],
+                                       "train": {"loss": "hardmax", "init_from": "circle"}}
+    with pytest.raises(ConfigError) as err:
+        load_study(cfg)
+    msg = str(err.value)
+    assert msg.count("\n") <= 1, msg  # one message
+    for w in words:
+        assert w in msg, f"{name}: {w!r} not in message:\n{msg}"
+
+
+def test_snakemake_trains_the_init_run_first(tmp_path):
+    """The fine-tuned run's training job takes the init run's checkpoints as input, so Snakemake trains
+    that run first (and retrains this one when they change)."""
+    cfg = _with_finetune(init_from="easy")
+    (tmp_path / "study.yaml").write_text(yaml.safe_dump(cfg))
+    target = "results/runs/digits/normalized-hardmax/smallcnn/tau0.1-d3-K5-s0/history.nc"
+    proc = _dry_run(tmp_path, target, "--configfile", str(tmp_path / "study.yaml"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = proc.stdout + proc.stderr
+    jobs = [blk for blk in out.split("rule ") if blk.startswith("train:")]
+    runs = sorted(ln.split("run=")[1].strip() for blk in jobs for ln in blk.splitlines() if "run=" in ln)
+    assert runs == ["digits/normalized-ce/smallcnn/tau0.1-d3-K5-s0",
+                    "digits/normalized-hardmax/smallcnn/tau0.1-d3-K5-s0"], out[-3000:]
+    tune = next(blk for blk in jobs if "run=digits/normalized-hardmax" in blk)
+    assert "results/runs/digits/normalized-ce/smallcnn/tau0.1-d3-K5-s0/ckpt" in tune, tune

@@ -489,3 +489,77 @@ def test_ddp_through_torchrun(data, tmp_path):
     single = tmp_path / "single.pt"
     train_run(DDP_SPEC, data, tmp_path / "w1", {2: single}, log=io.StringIO())
     assert_same_models(load(single), load(ddp), exact=False)
+
+
+# ------------------------------------------------------------------------------------ warm start
+
+def test_init_checkpoint_starts_from_its_weights_and_records_them(reference, data, tmp_path):
+    """A HardMax run with init_checkpoint = a trained CE run's checkpoint: epoch 0 is exactly that network
+    (not the seeded initialization), and the provenance names the file and its sha256."""
+    import hashlib
+
+    src = reference[0][4]
+    spec = {**SPEC, "run_id": "tuned", "loss": "hardmax", "lr": 1e-4, "epochs": 1, "init_checkpoint": str(src)}
+    out = outs(tmp_path / "out", (0, 1))
+    log = io.StringIO()
+    train_run(spec, data, tmp_path / "work", out, log=log)
+    start, trained = load(out[0]), load(src)
+    assert_same_models(start, trained)
+    scratch = load(reference[0][0])  # the seeded initialization of the same network
+    assert not torch.equal(start["model"]["head.weight"], scratch["model"]["head.weight"])
+    end = load(out[1])
+    assert not torch.equal(end["model"]["head.weight"], start["model"]["head.weight"])  # it trained on
+    for ck in (start, end):
+        prov = ck["provenance"]
+        assert prov["gnc_init_checkpoint"] == str(src)
+        assert prov["gnc_init_checkpoint_sha256"] == hashlib.sha256(Path(src).read_bytes()).hexdigest()
+        assert prov["gnc_init_run_id"] == SPEC["run_id"] and prov["gnc_init_epoch"] == 4
+    assert f"initialized from {src}" in log.getvalue()
+    # a run without init_checkpoint records none
+    assert not any(k.startswith("gnc_init") for k in scratch["provenance"])
+
+
+def test_init_checkpoint_of_another_network_or_data_is_refused(reference, data, tmp_path):
+    src = str(reference[0][4])
+    base = {**SPEC, "epochs": 1, "init_checkpoint": src}
+    for change, words in (({"width": 8}, ["another network", "arch_opts"]),
+                          ({"d": 4}, ["another network", "d: 3 there, 4 here"]),
+                          ({"head": "cmf"}, ["head: 'normalized' there, 'cmf' here"]),
+                          ({"classes": [0, 1, 2]}, ["classes: [0, 1, 2, 3, 4] there, [0, 1, 2] here"])):
+        with pytest.raises(ValueError) as err:
+            train_run({**base, **change}, data, tmp_path / "w", {1: tmp_path / "x.pt"}, log=io.StringIO())
+        assert all(w in str(err.value) for w in words), str(err.value)
+        assert src in str(err.value)
+    with pytest.raises(FileNotFoundError, match="init_checkpoint .*nothing.pt does not exist"):
+        train_run({**base, "init_checkpoint": str(tmp_path / "nothing.pt")}, data, tmp_path / "w", {1: tmp_path / "x.pt"},
+                  log=io.StringIO())
+    with pytest.raises(ValueError, match="init_checkpoint must be a checkpoint path"):
+        normalize_spec({"init_checkpoint": 3})
+    assert not (tmp_path / "x.pt").exists()
+
+
+def test_a_changed_init_checkpoint_does_not_resume(reference, data, tmp_path, monkeypatch):
+    """The resume identity holds the init checkpoint's content: the same path with other weights in it
+    starts afresh; the same content at another path resumes."""
+    import shutil
+
+    init = tmp_path / "init.pt"
+    shutil.copyfile(reference[0][2], init)
+    spec = {**SPEC, "epochs": 2, "augmentation": "none", "init_checkpoint": str(init)}
+    work = tmp_path / "work"
+    with monkeypatch.context() as m:
+        stop_after_epoch(m, 1)
+        with pytest.raises(_Stop):
+            train_run(spec, data, work, {2: tmp_path / "a.pt"}, log=io.StringIO())
+    moved = tmp_path / "moved.pt"
+    shutil.copyfile(init, moved)
+    assert train_run({**spec, "init_checkpoint": str(moved)}, data, work, {2: tmp_path / "a.pt"},
+                     log=io.StringIO())["resumed_from"] == 1
+    with monkeypatch.context() as m:
+        stop_after_epoch(m, 1)
+        with pytest.raises(_Stop):
+            train_run(spec, data, tmp_path / "w2", {2: tmp_path / "b.pt"}, log=io.StringIO())
+    shutil.copyfile(reference[0][4], init)  # other weights, same path
+    log = io.StringIO()
+    assert train_run(spec, data, tmp_path / "w2", {2: tmp_path / "b.pt"}, log=log)["resumed_from"] == 0
+    assert "different run spec" in log.getvalue()

@@ -235,6 +235,7 @@ class Run:
     K: int
     seed: int
     recipe: dict = field(default_factory=dict)
+    init_run: str | None = None   # run whose final checkpoint initializes this one (recipe init_from)
 
     @property
     def coords(self) -> dict:
@@ -276,7 +277,51 @@ def expand_runs(cfg: dict) -> dict[str, Run]:
                                 runs[rid].experiment.append(ename)
                             else:
                                 runs[rid] = run
+    _resolve_init_from(cfg, runs)
     return dict(sorted(runs.items()))
+
+
+#: recipe keys that change the network's parameters and buffers: a run initialized from another must agree
+_ARCH_KEYS = ("head", "width", "depth", "bn", "groups", "width_per_group", "class_subset_seed")
+
+
+def _resolve_init_from(cfg: dict, runs: dict[str, Run]) -> None:
+    """Recipe ``init_from: <experiment>``: each run starts from the final checkpoint of the named
+    experiment's run at its grid point (dataset, arch, tau, d, K, seed, classes), which must have the
+    same network (head and architecture options) and train from scratch itself. Replaces the key by
+    ``init_checkpoint`` (the checkpoint's path under ``results``) and sets :attr:`Run.init_run`."""
+    exps = cfg["experiments"]
+    for rid, run in runs.items():
+        name = run.recipe.pop("init_from", None)
+        if name is None:
+            continue
+        where = f"experiments.{run.experiment[0]}.train.init_from"
+        if name not in exps:
+            raise ConfigError(f"config field {where}: {name!r} is not an experiment of this study; allowed "
+                              f"values: {', '.join(e for e in exps if e not in run.experiment)}")
+        if name in run.experiment:
+            raise ConfigError(f"config field {where}: an experiment cannot start from its own runs ({name!r})")
+        if recipe_for(cfg, exps[name]).get("init_from") is not None:
+            raise ConfigError(f"config field {where}: experiment {name!r} itself starts from another "
+                              f"experiment's checkpoint; init_from must name an experiment trained from scratch")
+        point = {k: v for k, v in run.coords.items() if k != "variant"}
+        found = [r for r in runs.values() if name in r.experiment and r.run_id != rid
+                 and {k: v for k, v in r.coords.items() if k != "variant"} == point
+                 and r.recipe.get("classes") == run.recipe.get("classes")]
+        if not found:
+            offered = sorted({f"{r.dataset} {r.arch} tau={fmt_num(r.tau)} d={r.d} K={r.K} seed={r.seed}"
+                              for r in runs.values() if name in r.experiment})
+            raise ConfigError(f"config field {where}: experiment {name!r} has no run at the grid point of {rid} "
+                              f"(same dataset, arch, tau, d, K, seed, classes); it trains: {'; '.join(offered)}")
+        init = found[0]
+        diff = [k for k in _ARCH_KEYS if init.recipe.get(k) != run.recipe.get(k)]
+        if diff:
+            raise ConfigError(f"config field {where}: run {init.run_id} of experiment {name!r} has another network "
+                              f"than {rid} (" + ", ".join(f"{k}: {init.recipe.get(k)!r} vs {run.recipe.get(k)!r}"
+                                                          for k in diff) + "), so its weights cannot initialize it")
+        run.init_run = init.run_id
+        run.recipe["init_checkpoint"] = (f"{cfg.get('results', 'results')}/runs/{init.run_id}/ckpt/"
+                                         f"epoch={init.recipe['checkpoints'][-1]}.pt")
 
 
 def code_grid(cfg: dict, runs: dict[str, Run] | None = None) -> list[tuple[int, int]]:

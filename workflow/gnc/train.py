@@ -28,6 +28,11 @@ Design
   which epoch's state is saved where and that the same command resumes; the CLI prints that line
   and exits with 128 + the signal number.
 * Only at the end are the checkpoints copied atomically to the ``out_ckpts`` paths.
+* Warm start: with ``init_checkpoint`` (a gnc checkpoint of the same network, classes and input
+  shape; anything else is refused with one message) every parameter and buffer is loaded from it
+  after the seeded initialization, so epoch 0 is that network; the optimizer and the schedule start
+  afresh. Its path, sha256, run id and epoch go into the provenance (``gnc_init_*``) and the sha256
+  into the resume identity.
 * Data parallel: launched by ``torchrun`` (WORLD_SIZE > 1) every rank takes one contiguous shard of
   every global batch (``batch_size`` is global), gloo on CPU / nccl on CUDA (:func:`dist_backend`),
   only rank 0 writes. The CE loss is scaled so the averaged gradient is exactly that of the
@@ -109,10 +114,12 @@ DEFAULT_SPEC: dict[str, Any] = {
     "deterministic": False,  # CUDA: deterministic algorithms (slower); CPU is always deterministic
     "sync_bn": False,       # DDP on CUDA only
     "verify_data": True,
+    "init_checkpoint": None,  # a gnc checkpoint of the same network: its weights replace the seeded init
 }
 del _R
 # keys that do not change the trajectory and may differ between a run and its resumption
-_IDENTITY_EXCLUDE = {"run_id", "verify_data", "checkpoints"}  # checkpoints: which epochs are kept
+# (checkpoints: which epochs are kept; init_checkpoint: the identity holds its content's sha256 instead)
+_IDENTITY_EXCLUDE = {"run_id", "verify_data", "checkpoints", "init_checkpoint"}
 _TOP_LEVEL_ARCH_OPTS = ("width", "depth", "bn", "groups", "width_per_group")
 
 
@@ -162,17 +169,23 @@ def normalize_spec(spec: dict) -> dict:
     _parse_augmentation(out["augmentation"])
     if int(out["epochs"]) < 0 or int(out["batch_size"]) < 1:
         raise ValueError("spec needs epochs >= 0 and batch_size >= 1")
+    if out["init_checkpoint"] is not None and not (isinstance(out["init_checkpoint"], str) and out["init_checkpoint"]):
+        raise ValueError(f"spec init_checkpoint must be a checkpoint path or null, got {out['init_checkpoint']!r}")
     problem = head_loss_problem(out["head"], out["loss"])
     if problem:
         raise ValueError(f"spec: {problem}")
     return out
 
 
-def spec_identity(spec: dict, dataset_checksum: str | None, world_size: int, accel: Accel | None = None) -> str:
+def spec_identity(spec: dict, dataset_checksum: str | None, world_size: int, accel: Accel | None = None,
+                  init_sha256: str | None = None) -> str:
     """Hash of everything that determines the trajectory (resume only into the same identity);
-    speed options that change the arithmetic (any of :class:`Accel`) are part of it."""
+    speed options that change the arithmetic (any of :class:`Accel`) are part of it, and so is the
+    content (sha256) of the initial checkpoint, when the run starts from one."""
     key = {k: v for k, v in spec.items() if k not in _IDENTITY_EXCLUDE}
     payload = {"spec": key, "data": dataset_checksum, "world": world_size, "format": FORMAT}
+    if init_sha256 is not None:
+        payload["init"] = init_sha256
     if accel is not None and accel != Accel():
         payload["accel"] = [accel.bf16, accel.channels_last, accel.compile]
     blob = json.dumps(payload, sort_keys=True)
@@ -714,13 +727,14 @@ class _Trainer:
         if bad:
             raise ValueError(f"run {self.run_id}: checkpoint epochs {bad} outside 0..{self.epochs}")
         _configure_cuda(self.spec, self.dev)
+        self.init = _read_init_checkpoint(self.spec)
         batches = self._load_data()
         self._build_model()
         start = self._resume()
         _barrier(self.world)  # every rank has decided before rank 0 removes anything
         if self.is_main and start == 0:
             self.store.clear()
-        self.prov_base = _provenance_base(self.spec, self.data, self.dev, self.world, self.threads)
+        self.prov_base = _provenance_base(self.spec, self.data, self.dev, self.world, self.threads, self.init)
         if start == 0:
             self._write_ckpt(0)
         net = self._wrap()
@@ -756,7 +770,8 @@ class _Trainer:
         self.input_stats = channel_stats(data.train_x)
         x = torch.from_numpy(np.ascontiguousarray(data.train_x)).to(self.dev)
         y = torch.from_numpy(data.train_y).to(self.dev)
-        self.identity = spec_identity(spec, data.manifest.get("checksum"), self.world, self.accel)
+        self.identity = spec_identity(spec, data.manifest.get("checksum"), self.world, self.accel,
+                                      self.init.sha256 if self.init else None)
         self.lg.info(f"[{self.run_id}] {n} training images {list(self.in_shape)}, K={K}, device {self.dev}, "
                      f"world {self.world}{f' ({dist_backend(self.dev)})' if self.world > 1 else ''}, threads {self.threads}, "
                      f"{self.accel.label()}, "
@@ -772,6 +787,10 @@ class _Trainer:
         self.model = build_model(spec["arch"], self.in_shape, int(spec["d"]), len(self.classes), spec["head"],
                                  tau=float(spec["tau"]), cmf_beta=float(spec["cmf_momentum"]), **spec["arch_opts"])
         self.model.set_input_stats(*self.input_stats)
+        if self.init is not None:
+            self.init.load_into(self.model, spec, self.classes, self.in_shape)
+            self.lg.info(f"[{self.run_id}] initialized from {self.init.path} (sha256 {self.init.sha256[:12]}, "
+                         f"run {self.init.run_id}, epoch {self.init.epoch})")
         self.model.to(self.dev)
         self.accel.memory_format(self.model)
         self.opt = make_optimizer(self.model.parameters(), spec)
@@ -889,6 +908,47 @@ class _Trainer:
                                    signal_name=signal_name, saved_epoch=self.saved_epoch)
 
 
+@dataclass
+class InitCheckpoint:
+    """The checkpoint a run starts from (spec ``init_checkpoint``): its path, content hash and data."""
+
+    path: Path
+    sha256: str
+    ckpt: dict
+
+    @property
+    def run_id(self) -> str:
+        return str(self.ckpt.get("spec", {}).get("run_id"))
+
+    @property
+    def epoch(self) -> int:
+        return int(self.ckpt.get("epoch", -1))
+
+    def load_into(self, model: torch.nn.Module, spec: dict, classes: list[int], in_shape) -> None:
+        """Copy every parameter and buffer into ``model``; refuse (one message naming what differs) a
+        checkpoint of another network or of other classes or input shape."""
+        src = self.ckpt.get("spec", {})
+        mine = {"arch": spec["arch"], "arch_opts": spec["arch_opts"], "head": spec["head"], "d": int(spec["d"]),
+                "classes": list(classes), "in_shape": list(in_shape)}
+        theirs = {"arch": src.get("arch"), "arch_opts": src.get("arch_opts"), "head": src.get("head"),
+                  "d": src.get("d"), "classes": self.ckpt.get("classes"), "in_shape": self.ckpt.get("in_shape")}
+        diff = [f"{k}: {theirs[k]!r} there, {mine[k]!r} here" for k in mine if theirs[k] != mine[k]]
+        if diff:
+            raise ValueError(f"run {spec.get('run_id') or 'run'}: init_checkpoint {self.path} is of another "
+                             f"network or data ({'; '.join(diff)})")
+        model.load_state_dict(self.ckpt["model"], strict=True)
+
+
+def _read_init_checkpoint(spec: dict) -> InitCheckpoint | None:
+    """The spec's ``init_checkpoint`` read (weights only) and hashed, or None."""
+    if spec.get("init_checkpoint") is None:
+        return None
+    path = Path(spec["init_checkpoint"])
+    if not path.is_file():
+        raise FileNotFoundError(f"run {spec.get('run_id') or 'run'}: init_checkpoint {path} does not exist")
+    return InitCheckpoint(path, gio.sha256_file(path), load_checkpoint(path))
+
+
 def _publish(src: Path, dst: Path) -> None:
     """Atomically place ``src`` at ``dst``: a hard link where possible (no second copy on disk; the
     work copy is only ever replaced, never modified in place), else a copy."""
@@ -900,12 +960,15 @@ def _publish(src: Path, dst: Path) -> None:
             shutil.copyfile(src, tmp)
 
 
-def _provenance_base(spec, data: _Data, dev, world, threads) -> dict:
+def _provenance_base(spec, data: _Data, dev, world, threads, init: InitCheckpoint | None = None) -> dict:
     from .provenance import dataset_attrs, device_description
 
     base = dict(dataset_attrs(data.manifest))
     base.update({"gnc_seed": int(spec["seed"]), "gnc_device": device_description(dev), "gnc_world_size": world,
                  "gnc_threads": threads, "gnc_run_id": spec.get("run_id") or "run"})
+    if init is not None:
+        base.update({"gnc_init_checkpoint": str(init.path), "gnc_init_checkpoint_sha256": init.sha256,
+                     "gnc_init_run_id": init.run_id, "gnc_init_epoch": init.epoch})
     return base
 
 

@@ -1,10 +1,13 @@
 # Train one run. The resumable state lives in results/.work/<run>/ (not a declared output, so a
 # failed job's state survives Snakemake's clean-up and the rerun resumes from the last epoch).
+# A run with `init_from` depends on the checkpoints of the run it starts from (trained first, and
+# this run retrained when they change).
 
 
 rule train:
     input:
         manifest=lambda wc: dataset_manifest(run_of(wc).dataset),
+        init=lambda wc: init_checkpoints_of(wc),
     output:
         ckpt=directory(f"{OUT}/runs/{{run}}/ckpt"),
         history=f"{OUT}/runs/{{run}}/history.nc",
