@@ -29,6 +29,8 @@ import numpy as np
 import pandas as pd
 
 from .grid import RUN_DIMS, same_tau, tau_value
+from .io import atomic_path, open_netcdf, rst_escape, sha256_file, write_json_atomic, write_text_atomic
+from .provenance import merge_dataset_attrs, provenance, sidecar_of
 
 #: every variable read from codes.nc: role -> variable name (dims in the comment)
 CODES_VARS = {
@@ -729,7 +731,6 @@ def evaluate(metrics, codes=None, claims=CLAIMS) -> pd.DataFrame:
 
 def claims_rst(frame: pd.DataFrame, run_frame: pd.DataFrame | None = None) -> str:
     """The report's front page: the claims table (and, given, the final train accuracy of every run)."""
-    from .figures._common import rst_escape
 
     n = len(frame)
     held = int((frame["holds"] == "true").sum())
@@ -749,8 +750,6 @@ def claims_rst(frame: pd.DataFrame, run_frame: pd.DataFrame | None = None) -> st
 def write_claims(metrics_path, codes_path, csv_out, *, rst_out=None) -> pd.DataFrame:
     """Evaluate the claims on the files and write claims.csv, its provenance sidecar and (``rst_out``)
     the report page, atomically."""
-    from .io import atomic_path, open_netcdf, sha256_file, write_json_atomic, write_text_atomic
-    from .provenance import merge_dataset_attrs, provenance, sidecar_of
 
     metrics = open_netcdf(metrics_path)
     codes = open_netcdf(codes_path) if codes_path else None

@@ -13,6 +13,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator
@@ -149,3 +150,12 @@ def open_netcdf(path: str | os.PathLike):
 
     with xr.open_dataset(path, engine="netcdf4") as ds:
         return ds.load()
+
+
+def rst_escape(text: str) -> str:
+    """Text made literal for reStructuredText (report captions and tables): markup characters escaped."""
+    out = text.replace("\\", "\\\\")
+    for ch in ("*", "`", "|"):
+        out = out.replace(ch, "\\" + ch)
+    # a word ending in "_" is an RST reference
+    return re.sub(r"(\w)_(\W|$)", r"\1\\_\2", out)

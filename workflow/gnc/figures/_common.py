@@ -19,7 +19,6 @@ import json
 import logging
 import math
 import os
-import re
 import textwrap
 import warnings
 from pathlib import Path
@@ -29,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from ..grid import same_tau
-from ..io import atomic_path, sha256_file, write_json_atomic, write_text_atomic
+from ..io import atomic_path, rst_escape, sha256_file, write_json_atomic, write_text_atomic
 from ..provenance import merge_dataset_attrs, provenance, read_attrs
 from ._style import format_tau, rc_params
 from .registry import NAME_DIMS, REGISTRY, SETTING_DIMS
@@ -539,14 +538,6 @@ def _sphere_sentence(frame: pd.DataFrame) -> str:
 
 def _join(parts: list[str]) -> str:
     return " ".join(p for p in parts if p)
-
-
-def rst_escape(text: str) -> str:
-    out = text.replace("\\", "\\\\")
-    for ch in ("*", "`", "|"):
-        out = out.replace(ch, "\\" + ch)
-    # a word ending in "_" is an RST reference
-    return re.sub(r"(\w)_(\W|$)", r"\1\\_\2", out)
 
 
 def _setting_text(dim: str, vals: list) -> str:
