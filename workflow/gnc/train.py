@@ -54,6 +54,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import copy
+import dataclasses
 import hashlib
 import json
 import logging
@@ -75,9 +76,11 @@ import torch
 import torch.nn.functional as F
 
 from . import io as gio
+from .data import Prepared, class_subset, load_prepared
 from .recipe import DEFAULT_RECIPE, head_loss_problem
 from .losses import LOSSES, compute_loss
 from .models import HEADS, build_model
+from .provenance import dataset_attrs, device_description, provenance
 
 FORMAT = 1
 
@@ -222,17 +225,6 @@ def _seed(*parts: int) -> int:
 
 # ------------------------------------------------------------------------------------ data
 
-@dataclass
-class _Data:
-    train_x: np.ndarray
-    train_y: np.ndarray
-    test_x: np.ndarray
-    test_y: np.ndarray
-    class_names: list
-    manifest: dict
-    classes: list[int]
-
-
 def resolve_classes(spec: dict, num_classes: int) -> list[int]:
     """The original class indices of the run, in label order."""
     if spec.get("classes") is not None:
@@ -247,13 +239,11 @@ def resolve_classes(spec: dict, num_classes: int) -> list[int]:
         raise ValueError(f"spec K={K} but the dataset has only {num_classes} classes")
     if K == num_classes:
         return list(range(num_classes))
-    from .data import class_subset
-
     return [int(c) for c in class_subset(num_classes, K, int(spec.get("class_subset_seed", 0)))]
 
 
 def load_run_data(data_folder, classes: list[int] | None, *, verify: bool = True,
-                  spec: dict | None = None) -> _Data:
+                  spec: dict | None = None) -> Prepared:
     """Load the prepared dataset restricted (and relabelled 0..K-1) to the run's classes."""
     folder = Path(data_folder)
     manifest_path = folder / "manifest.json"
@@ -262,14 +252,11 @@ def load_run_data(data_folder, classes: list[int] | None, *, verify: bool = True
     num = json.loads(manifest_path.read_text()).get("num_classes")
     if classes is None:
         classes = resolve_classes(spec or {}, int(num))
-    from .data import load_prepared
 
     p = load_prepared(folder, classes=classes, verify=verify)
     manifest = dict(p.manifest)
     manifest.setdefault("path", str(folder))
-    return _Data(np.asarray(p.train_x), np.asarray(p.train_y, dtype=np.int64), np.asarray(p.test_x),
-                 np.asarray(p.test_y, dtype=np.int64), [str(n) for n in p.class_names], manifest,
-                 [int(c) for c in classes])
+    return dataclasses.replace(p, manifest=manifest, classes=[int(c) for c in classes])
 
 
 def channel_stats(x: np.ndarray, chunk: int = 4096) -> tuple[list[float], list[float]]:
@@ -960,8 +947,7 @@ def _publish(src: Path, dst: Path) -> None:
             shutil.copyfile(src, tmp)
 
 
-def _provenance_base(spec, data: _Data, dev, world, threads, init: InitCheckpoint | None = None) -> dict:
-    from .provenance import dataset_attrs, device_description
+def _provenance_base(spec, data: Prepared, dev, world, threads, init: InitCheckpoint | None = None) -> dict:
 
     base = dict(dataset_attrs(data.manifest))
     base.update({"gnc_seed": int(spec["seed"]), "gnc_device": device_description(dev), "gnc_world_size": world,
@@ -973,7 +959,6 @@ def _provenance_base(spec, data: _Data, dev, world, threads, init: InitCheckpoin
 
 
 def _provenance(base: dict, epoch: int) -> dict:
-    from .provenance import provenance
 
     p = provenance(epoch=epoch)
     p.update({k: v for k, v in base.items() if v is not None})
