@@ -22,7 +22,8 @@ import time
 import numpy as np
 import torch
 
-from ._common import CodeSolution, History, exact_ovr, min_angle_deg, normalize_rows, ovr_fields, torch_device
+from ..maths import normalize_rows
+from ._common import CodeSolution, History, exact_ovr, min_angle_deg, ovr_fields, torch_device
 from .tammes import random_sphere
 
 
