@@ -106,7 +106,7 @@ def test_time_budget_caps_the_polish(monkeypatch, polish_time):
                      evaluate_ovr=False)
     assert given and s.certificate["polished"]
     for started, limit in given:
-        assert limit <= polish_time and limit <= max(budget - started, 1.0) + 1e-9
+        assert limit <= polish_time and limit <= max(budget - started, 1.0) + 0.01  # the clock started at 1 ms
     assert s.seconds <= budget + min(polish_time, 1.0) + 0.05
     if polish_time < 1.0:
         assert s.settings["n_hops"] >= 1
