@@ -19,6 +19,7 @@ import numpy as np
 
 from ..maths import normalize_rows
 
+
 @dataclasses.dataclass
 class CodeSolution:
     """A spherical code with everything needed to trust and reproduce it.
