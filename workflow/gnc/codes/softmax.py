@@ -122,7 +122,6 @@ DENSE_BETA, DENSE_LR = (5.0, 2e4), (0.02, 1e-5)
 DENSE_REFINE = (2000, 5e3, 1e6, 3e-4, 1e-7)
 
 
-
 @dataclasses.dataclass(frozen=True)
 class SoftmaxOptions:
     """Tuning knobs of :func:`solve_softmax_code`; ``None`` / ``"auto"`` take the default for the
