@@ -59,7 +59,7 @@ def test_rattler_detection_and_kkt_certificate():
     assert kkt_residual_tammes(bad / np.linalg.norm(bad, axis=1, keepdims=True))["kkt_residual"] > 1e-3
 
 
-def _simulated_clock(monkeypatch):
+def simulated_clock(monkeypatch):
     """time.perf_counter on a simulated clock: every reading advances it by 1 ms, and a test may add
     time (``now[0] += t``), so budgets do not depend on the machine's speed or load."""
     now = [0.0]
@@ -74,7 +74,7 @@ def _simulated_clock(monkeypatch):
 
 def test_time_budget_history_and_settings(monkeypatch):
     """A 1 s budget: the run ends within it plus the 1 s that a polish started at the deadline may take."""
-    _simulated_clock(monkeypatch)
+    simulated_clock(monkeypatch)
     s = solve_tammes(3, 20, restarts=4, iters=100, time_budget=1.0, seed=3, evaluate_ovr=False)
     assert 1.0 < s.seconds <= 1.0 + 1.0 + 0.05
     vals = [v for _, v in s.history]
@@ -91,7 +91,7 @@ def test_time_budget_caps_the_polish(monkeypatch, polish_time):
     import gnc.codes.tammes as tammes_module
     from gnc.codes import max_cosine
 
-    now = _simulated_clock(monkeypatch)
+    now = simulated_clock(monkeypatch)
     given = []
 
     def polish_using_all_its_time(X, *, r0, time_limit, on_accept):
