@@ -36,8 +36,8 @@ POLISH_MAX_VARS = 6000
 def _defaults(d: int, K: int) -> dict:
     size = K * d
     if size <= 400:
-        # small codes: polish every restart, then 120 basin hops from the best (R^3 records K <= 60:
-        # with 32 polishes and 40 hops K = 40 and K = 57 stayed 0.11-0.14 % below the record)
+        # small codes: polish every restart, then 120 basin hops from the best (with 32 polishes and
+        # 40 hops some R^3 records K <= 60, e.g. K = 40 and 57, are missed by about 0.1 %)
         return dict(restarts=64, iters=400, n_polish=64, hops=120)
     if size <= 4000:
         return dict(restarts=32, iters=800, n_polish=4, hops=0)
