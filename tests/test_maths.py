@@ -35,8 +35,6 @@ def test_normalize_rows_matches_an_independent_norm_and_is_safe_at_the_ends_of_t
     W = rng.standard_normal((40, 7)) * np.exp(3 * rng.standard_normal((40, 1)))
     expected = np.array([row / math.hypot(*row) for row in W])
     np.testing.assert_allclose(normalize_rows(W), expected, rtol=1e-15, atol=0)
-    # the power-of-two scaling is exact: one rounding per entry, as the plain quotient
-    assert np.array_equal(normalize_rows(W), W / np.linalg.norm(W, axis=1, keepdims=True))
     for scale in (1e300, 1e-300, 1e-320):
         X = scale * np.array([[3.0, 4.0, 0.0], [1.0, -1.0, 1.0]])
         expected = [[0.6, 0.8, 0.0], [v / math.hypot(1, 1, 1) for v in (1.0, -1.0, 1.0)]]

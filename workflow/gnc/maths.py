@@ -8,10 +8,10 @@ import numpy as np
 def normalize_rows(W, *, what: str = "W") -> np.ndarray:
     """The row-normalized float64 copy of a (K, d) array or tensor, or of a batch (..., K, d).
 
-    Each row is divided by its Euclidean norm with one rounding per entry: bit for bit ``W / |W|``
-    wherever that does not overflow or underflow, and also right where it would, because the row
-    is first scaled by the power of two nearest its largest entry (exact, and it keeps the squares
-    of the norm in range).
+    Each row is first divided by its largest absolute entry, so that the squares in its norm can
+    neither overflow nor underflow, then by its Euclidean norm.  The one-vs-rest certificates of
+    :mod:`gnc.metrics.ovr` hold for these exact bits (near-duplicate rows make them sensitive to the
+    last bit): keep this arithmetic.
 
     Raises ValueError for an array with fewer than 2 dimensions or a zero row, FloatingPointError for
     a row with a non-finite value; ``what`` names the array in the message.
@@ -31,5 +31,5 @@ def normalize_rows(W, *, what: str = "W") -> np.ndarray:
     if zero.any():
         rows = [i[0] if len(i) == 1 else tuple(i) for i in np.argwhere(zero)[:10].tolist()]
         raise ValueError(f"{what}: row(s) {rows} are zero and cannot be normalized")
-    W = np.ldexp(W, -np.frexp(top)[1])  # largest entry in [0.5, 1), exactly
+    W = W / top  # largest entry ±1 first: no overflow or underflow in the norm
     return W / np.linalg.norm(W, axis=-1, keepdims=True)

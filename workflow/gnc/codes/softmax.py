@@ -58,6 +58,9 @@ QUICK = (8, 600)
 #: polish only when the joint LP has at most this many variables (2*K*(d-1))
 POLISH_MAX_VARS = 600
 
+#: a polished code within this of the best margin (rounding: margins are at most 2) counts as a tie
+TIE = 8 * np.finfo(np.float64).eps
+
 #: basin hops: copies of the perturbed best code annealed together, and their short, sharp schedule
 #: (iterations, beta0, beta1, lr0, lr1); the best copy is then polished
 HOP_BATCH = 8
@@ -281,10 +284,12 @@ class _SoftmaxRun:
     # -- 2. polish and basin hops (small problems) -----------------------------------------------
     def _polish(self, W0: np.ndarray, H0: np.ndarray) -> None:
         """SLP polish of (W0, H0) within the budget; the result becomes ``best`` when it is at least
-        as good (every accepted step goes to the history)."""
+        as good up to rounding (``TIE``: a polish of a code that is already optimal returns it to the
+        last bits, and the polished code carries the KKT certificate); every accepted step goes to
+        the history."""
         Wp, Hp, Lp, info = slp_softmax(W0, H0, time_limit=polish_limit(self.opts.polish_time, self.deadline),
                                        on_accept=self.hist.add)
-        if Lp >= self.best[0]:
+        if Lp >= self.best[0] - TIE:
             self.best, self.polish_info, self.polished = (Lp, Wp, Hp), info, True
             self.hist.add(Lp)
 
