@@ -9,9 +9,9 @@ def normalize_rows(W, *, what: str = "W") -> np.ndarray:
     """The row-normalized float64 copy of a (K, d) array or tensor, or of a batch (..., K, d).
 
     Each row is first divided by its largest absolute entry, so that the squares in its norm can
-    neither overflow nor underflow, then by its Euclidean norm.  The one-vs-rest certificates of
-    :mod:`gnc.metrics.ovr` hold for these exact bits (near-duplicate rows make them sensitive to the
-    last bit): keep this arithmetic.
+    neither overflow nor underflow, then by its Euclidean norm.  Keep this arithmetic: the
+    one-vs-rest certificates of :mod:`gnc.metrics.ovr` are re-checked with it (tests/test_ovr_stress.py),
+    and near-duplicate rows make them sensitive to the last bit.
 
     Raises ValueError for an array with fewer than 2 dimensions or a zero row, FloatingPointError for
     a row with a non-finite value; ``what`` names the array in the message.
