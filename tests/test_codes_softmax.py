@@ -16,6 +16,7 @@ from gnc.codes import (code_distance, cross_refine, known, solve_hardmax, solve_
 from gnc.codes._polish import kkt_residual_softmax
 
 from test_codes_known import _slow_ovr
+from test_codes_tammes import simulated_clock
 
 torch.set_num_threads(1)
 
@@ -167,17 +168,27 @@ def test_smoothed_basin_hops_leave_the_dominant_basin():
 
 def test_time_budget_goes_to_the_hops(monkeypatch):
     """With hops, the budget is not spent on repeated rounds: the planned rounds, then hops until the
-    budget is spent.  The clock is simulated (every reading advances it by 1 ms), so the test does not
-    depend on the machine's speed or load."""
-    import time
-
-    now = [0.0]
-
-    def clock():
-        now[0] += 1e-3
-        return now[0]
-
-    monkeypatch.setattr(time, "perf_counter", clock)
+    budget is spent (on a simulated clock)."""
+    simulated_clock(monkeypatch)
     s = solve_softmax_code(3, 12, seed=0, restarts=16, time_budget=3.0)
     assert s.settings["rounds"] == 2 and s.certificate["hops"] >= 1 and s.certificate["polished"]
     assert s.value == pytest.approx(1 - 1 / math.sqrt(5), abs=1e-9)
+
+
+def test_tuning_knobs_as_options_or_keywords():
+    """The knobs given as a SoftmaxOptions or as keywords (which override it) are the same solve; an
+    unknown keyword is refused by name."""
+    from gnc.codes import SoftmaxOptions, TammesOptions
+
+    a = solve_softmax_code(3, 5, restarts=2, iters=60, seed=0, options=SoftmaxOptions(polish=False, refine=None))
+    b = solve_softmax_code(3, 5, restarts=2, iters=60, seed=0, polish=False, refine=None)
+    c = solve_softmax_code(3, 5, restarts=2, iters=60, seed=0, options=SoftmaxOptions(polish=True), polish=False,
+                           refine=None)
+    assert np.array_equal(a.W, b.W) and np.array_equal(a.W, c.W) and a.settings == b.settings == c.settings
+    assert not a.settings["polish"] and a.settings["refine"] is None
+    with pytest.raises(TypeError, match=r"unknown keyword argument\(s\) \['polsh'\]"):
+        solve_softmax_code(3, 5, polsh=False)
+    with pytest.raises(TypeError, match="options must be a SoftmaxOptions"):
+        solve_softmax_code(3, 5, options=TammesOptions())
+    with pytest.raises(ValueError, match="unknown init 'tammess'"):
+        solve_softmax_code(3, 5, init="tammess")

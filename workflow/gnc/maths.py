@@ -6,21 +6,30 @@ import numpy as np
 
 
 def normalize_rows(W, *, what: str = "W") -> np.ndarray:
-    """The row-normalized float64 copy of a (K, d) array or tensor.
+    """The row-normalized float64 copy of a (K, d) array or tensor, or of a batch (..., K, d).
 
-    Raises ValueError for an array that is not 2-D or has a zero row, FloatingPointError for a row
-    with a non-finite value; ``what`` names the array in the message.
+    Each row is first divided by its largest absolute entry, so that the squares in its norm can
+    neither overflow nor underflow, then by its Euclidean norm.  Keep this arithmetic: the
+    one-vs-rest certificates of :mod:`gnc.metrics.ovr` are re-checked with it (tests/test_ovr_stress.py),
+    and near-duplicate rows make them sensitive to the last bit.
+
+    Raises ValueError for an array with fewer than 2 dimensions or a zero row, FloatingPointError for
+    a row with a non-finite value; ``what`` names the array in the message.
     """
     if hasattr(W, "detach"):  # a torch tensor, on any device
         W = W.detach().cpu().numpy()
     W = np.asarray(W, dtype=np.float64)
-    if W.ndim != 2:
-        raise ValueError(f"{what} must be 2-D (K, d), got shape {W.shape}")
-    bad = ~np.isfinite(W).all(axis=1)
+    if W.ndim < 2:
+        raise ValueError(f"{what} must be 2-D (K, d) or a batch (..., K, d), got shape {W.shape}")
+    bad = ~np.isfinite(W).all(axis=-1)
     if bad.any():
-        raise FloatingPointError(f"{what}: {int(bad.sum())} row(s) with non-finite values, e.g. row {int(np.flatnonzero(bad)[0])}")
-    top = np.abs(W).max(axis=1) if W.shape[1] else np.zeros(W.shape[0])
-    if (top == 0).any():
-        raise ValueError(f"{what}: row(s) {np.flatnonzero(top == 0)[:10].tolist()} are zero and cannot be normalized")
-    W = W / top[:, None]  # largest entry ±1 first: no overflow or underflow in the norm
-    return W / np.linalg.norm(W, axis=1)[:, None]
+        first = tuple(int(i) for i in np.argwhere(bad)[0])
+        raise FloatingPointError(f"{what}: {int(bad.sum())} row(s) with non-finite values, e.g. row "
+                                 f"{first[0] if len(first) == 1 else first}")
+    top = np.abs(W).max(axis=-1, keepdims=True) if W.shape[-1] else np.zeros(W.shape[:-1] + (1,))
+    zero = top[..., 0] == 0
+    if zero.any():
+        rows = [i[0] if len(i) == 1 else tuple(i) for i in np.argwhere(zero)[:10].tolist()]
+        raise ValueError(f"{what}: row(s) {rows} are zero and cannot be normalized")
+    W = W / top  # largest entry ±1 first: no overflow or underflow in the norm
+    return W / np.linalg.norm(W, axis=-1, keepdims=True)

@@ -1,14 +1,14 @@
 """Spherical codes: Tammes and softmax-code solvers, the paper's HardMax baseline, the
-spherical unconstrained feature model, a solution store and trained-vs-code comparisons.
+spherical unconstrained feature model, solution files and trained-vs-code comparisons.
 
 Public API::
 
-    solve_tammes(d, K, ...)          -> CodeSolution   (value = min angle, degrees)
-    solve_softmax_code(d, K, ...)    -> CodeSolution   (value = exact rho_ovr)
+    solve_tammes(d, K, ...)          -> CodeSolution   (value = min angle, degrees; knobs: TammesOptions)
+    solve_softmax_code(d, K, ...)    -> CodeSolution   (value = exact rho_ovr; knobs: SoftmaxOptions)
     solve_hardmax(d, K, ...)         -> CodeSolution   (reference sub-gradient solver)
     solve_ufm(d, K, n, tau, ...)     -> CodeSolution   (W classifier, H features)
     ufm_tau_sweep(d, K, n, taus, ...) -> (xr.Dataset, [CodeSolution])
-    CodeStore(root).get_or_solve(problem, d, K, ...)
+    save_solution(sol, path), load_solution(path)
     align_to_code(W_trained, W_code) -> (distance, perm, R)
     code_distance(W, code)           -> RMS distance per vector up to rotation and relabelling
     cross_refine(d, K, candidates)   -> CrossResult (both problems' best codes and the verdict)
@@ -17,15 +17,15 @@ Public API::
 """
 
 from . import known
-from ._common import CodeSolution, max_cosine, min_angle_deg, normalize_rows
+from ._common import CodeSolution, max_cosine, min_angle_deg
 from .compare import align_to_code, code_distance, gram_neighbours
 from .cross import cross_refine
 from .hardmax import solve_hardmax
-from .softmax import solve_softmax_code
-from .store import CodeStore, load_solution, save_solution
-from .tammes import solve_tammes
+from .softmax import SoftmaxOptions, solve_softmax_code
+from .store import load_solution, save_solution
+from .tammes import TammesOptions, solve_tammes
 from .ufm import solve_ufm, ufm_tau_sweep
 
-__all__ = ["CodeSolution", "CodeStore", "align_to_code", "code_distance", "cross_refine", "gram_neighbours", "known",
-           "load_solution", "max_cosine", "min_angle_deg", "normalize_rows", "save_solution", "solve_hardmax",
+__all__ = ["CodeSolution", "SoftmaxOptions", "TammesOptions", "align_to_code", "code_distance", "cross_refine",
+           "gram_neighbours", "known", "load_solution", "max_cosine", "min_angle_deg", "save_solution", "solve_hardmax",
            "solve_softmax_code", "solve_tammes", "solve_ufm", "ufm_tau_sweep"]

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-PROBLEMS = ("tammes", "softmax", "hardmax", "ufm")
+from ..maths import normalize_rows
 
 
 @dataclasses.dataclass
@@ -70,44 +70,8 @@ class CodeSolution:
         return f"CodeSolution<{self.summary()}>"
 
 
-def normalize_rows(X: np.ndarray) -> np.ndarray:
-    X = np.asarray(X, dtype=np.float64)
-    n = np.linalg.norm(X, axis=-1, keepdims=True)
-    if np.any(n == 0):
-        raise ValueError("zero row cannot be normalized")
-    return X / n
-
-
-def max_cosine(W: np.ndarray, block: int = 2048) -> float:
-    """Largest off-diagonal cosine of the rows of W (row blocks for large K)."""
-    W = normalize_rows(W)
-    K = W.shape[0]
-    best = -np.inf
-    for s in range(0, K, block):
-        C = W[s:s + block] @ W.T
-        idx = np.arange(s, min(s + block, K))
-        C[idx - s, idx] = -np.inf
-        best = max(best, float(C.max()))
-    return best
-
-
-def min_angle_deg(W: np.ndarray) -> float:
-    return float(np.degrees(np.arccos(np.clip(max_cosine(W), -1.0, 1.0))))
-
-
-def contact_pairs(W: np.ndarray, tol: float) -> tuple[np.ndarray, np.ndarray, float]:
-    """Pairs (i<j) whose cosine is within ``tol`` of the maximum cosine, and that maximum."""
-    W = normalize_rows(W)
-    C = W @ W.T
-    iu = np.triu_indices(W.shape[0], 1)
-    c = C[iu]
-    mu = float(c.max())
-    sel = c >= mu - tol
-    return iu[0][sel], iu[1][sel], mu
-
-
-def tammes_rattlers(W: np.ndarray, tol: float, block: int = 2048) -> np.ndarray:
-    """Rows with no neighbour at the minimum angle: max_j cos(w_k, w_j) < max cosine - ``tol``."""
+def nearest_cosines(W: np.ndarray, block: int = 2048) -> np.ndarray:
+    """(K,) cosine of each row of W with its nearest other row, max_{j != k} cos(w_k, w_j) (row blocks)."""
     W = normalize_rows(W)
     K = W.shape[0]
     rowmax = np.empty(K)
@@ -116,6 +80,21 @@ def tammes_rattlers(W: np.ndarray, tol: float, block: int = 2048) -> np.ndarray:
         idx = np.arange(s, min(s + block, K))
         C[idx - s, idx] = -np.inf
         rowmax[idx] = C.max(axis=1)
+    return rowmax
+
+
+def max_cosine(W: np.ndarray, block: int = 2048) -> float:
+    """Largest off-diagonal cosine of the rows of W."""
+    return float(nearest_cosines(W, block).max())
+
+
+def min_angle_deg(W: np.ndarray) -> float:
+    return float(np.degrees(np.arccos(np.clip(max_cosine(W), -1.0, 1.0))))
+
+
+def tammes_rattlers(W: np.ndarray, tol: float, block: int = 2048) -> np.ndarray:
+    """Rows with no neighbour at the minimum angle: max_j cos(w_k, w_j) < max cosine - ``tol``."""
+    rowmax = nearest_cosines(W, block)
     return np.nonzero(rowmax < rowmax.max() - tol)[0].astype(np.int64)
 
 
@@ -151,6 +130,19 @@ def ovr_fields(res) -> dict[str, Any]:
     return {"ovr": float(res.value), "ovr_mean": float(res.mean), "ovr_max_gap": float(np.max(res.gap)),
             "ovr_value_gap": float(res.value_gap), "ovr_max_gap_tol": float(np.max(res.gap_tol)),
             "ovr_uncertified": int(res.uncertified.size)}
+
+
+def resolve_options(cls, options, knobs: dict, where: str):
+    """The solver options: ``options`` (an instance of the frozen dataclass ``cls``; None: its
+    defaults) with the fields named in ``knobs`` replaced.  An unknown name is refused, naming it."""
+    base = cls() if options is None else options
+    if not isinstance(base, cls):
+        raise TypeError(f"{where}: options must be a {cls.__name__}, got {type(base).__name__}")
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(knobs) - names)
+    if unknown:
+        raise TypeError(f"{where}() got unknown keyword argument(s) {unknown}; its options are {sorted(names)}")
+    return dataclasses.replace(base, **knobs)
 
 
 def solver_start(d: int, K: int, time_budget, dfl: dict, restarts, iters):

@@ -26,7 +26,8 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.optimize import linprog, nnls
 
-from ._common import normalize_rows, tangent_bases
+from ..maths import normalize_rows
+from ._common import tangent_bases
 
 
 def _lp(cost, A, b, r, nv, method, time_left=None, step_penalty: float = 0.0):

@@ -27,7 +27,7 @@ from typing import Sequence
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from ._common import normalize_rows
+from ..maths import normalize_rows
 
 
 def _procrustes(A: np.ndarray, B: np.ndarray) -> np.ndarray:

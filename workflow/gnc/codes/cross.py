@@ -45,7 +45,8 @@ import time
 
 import numpy as np
 
-from ._common import exact_ovr, min_angle_deg, normalize_rows, tammes_rattlers
+from ..maths import normalize_rows
+from ._common import exact_ovr, min_angle_deg, tammes_rattlers
 from ._polish import kkt_residual_softmax, kkt_residual_tammes, slp_softmax, slp_tammes
 
 #: a published one-vs-rest value must be certified to this duality gap (relative to max(1, value));

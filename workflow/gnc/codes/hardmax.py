@@ -22,8 +22,16 @@ import time
 import numpy as np
 import torch
 
-from ._common import CodeSolution, History, exact_ovr, min_angle_deg, normalize_rows, ovr_fields, torch_device
+from ..maths import normalize_rows
+from ._common import CodeSolution, History, exact_ovr, min_angle_deg, ovr_fields, torch_device
 from .tammes import random_sphere
+
+
+def _violations(W: torch.Tensor, H: torch.Tensor, eye: torch.Tensor) -> torch.Tensor:
+    """(B, K, K) ``<h_k, w_j - w_k>`` for j != k, -inf on the diagonal (L_HardMax is their maximum)."""
+    G = H @ W.transpose(1, 2)                                  # G[b,k,j] = <h_k, w_j>
+    M = G - torch.diagonal(G, dim1=1, dim2=2).unsqueeze(-1)
+    return M.masked_fill_(eye, -torch.inf)
 
 
 def solve_hardmax(d: int, K: int, *, iters: int = 100_000, lr: float = 0.1, restarts: int = 1, seed: int = 0,
@@ -46,10 +54,7 @@ def solve_hardmax(d: int, K: int, *, iters: int = 100_000, lr: float = 0.1, rest
     best_lb = -np.inf
     done = 0
     for t in range(iters):
-        G = H @ W.transpose(1, 2)                          # G[b,k,j] = <h_k, w_j>
-        M = G - torch.diagonal(G, dim1=1, dim2=2).unsqueeze(-1)   # <h_k, w_j - w_k>
-        M.masked_fill_(eye, -torch.inf)
-        flat = M.flatten(1)
+        flat = _violations(W, H, eye).flatten(1)
         val, arg = flat.max(dim=1)
         kst, jst = arg // K, arg % K
         if t % record_every == 0:
@@ -70,10 +75,7 @@ def solve_hardmax(d: int, K: int, *, iters: int = 100_000, lr: float = 0.1, rest
         if time_budget is not None and time.perf_counter() - t_start > time_budget:
             break
     solve_seconds = time.perf_counter() - t_start
-    G = H @ W.transpose(1, 2)
-    M = G - torch.diagonal(G, dim1=1, dim2=2).unsqueeze(-1)
-    M.masked_fill_(eye, -torch.inf)
-    lbs = (-M.flatten(1).max(dim=1).values).cpu().numpy()
+    lbs = (-_violations(W, H, eye).flatten(1).max(dim=1).values).cpu().numpy()
     b = int(np.argmax(lbs))
     hist.add(float(lbs[b]))
     Wb = normalize_rows(W[b].cpu().numpy().astype(np.float64))

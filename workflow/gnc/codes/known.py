@@ -30,7 +30,7 @@ from importlib import resources
 
 import numpy as np
 
-from ._common import normalize_rows
+from ..maths import normalize_rows
 
 PHI = (1 + math.sqrt(5)) / 2
 

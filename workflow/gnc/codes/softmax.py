@@ -38,14 +38,16 @@ maximising rho_ovr is the joint max-min problem over classifier rows W and dual 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 
 import numpy as np
 import torch
 
-from ._common import (CodeSolution, History, default_dtype, exact_ovr, min_angle_deg, normalize_rows,
-                      ovr_fields, polish_limit, solver_start, torch_device)
+from ..maths import normalize_rows
+from ._common import (CodeSolution, History, default_dtype, exact_ovr, min_angle_deg, ovr_fields, polish_limit,
+                      resolve_options, solver_start, torch_device)
 from ._polish import kkt_residual_softmax, slp_softmax
 from ._smooth import Schedule, min_margin_batched, smooth_softmax, smooth_tammes
 from .tammes import random_sphere
@@ -55,6 +57,9 @@ QUICK = (8, 600)
 
 #: polish only when the joint LP has at most this many variables (2*K*(d-1))
 POLISH_MAX_VARS = 600
+
+#: a polished code within this of the best margin (rounding: margins are at most 2) counts as a tie
+TIE = 8 * np.finfo(np.float64).eps
 
 #: basin hops: copies of the perturbed best code annealed together, and their short, sharp schedule
 #: (iterations, beta0, beta1, lr0, lr1); the best copy is then polished
@@ -97,8 +102,7 @@ def min_margin(W: np.ndarray, H: np.ndarray, block: int = 2048) -> float:
 def _defaults(d: int, K: int) -> dict:
     size = K * d
     if size <= 400:
-        # + basin hops: at (3, 60) the rounds' best polishes to the 0.1104133 basin for 7 of 8 seeds;
-        # the hops find 0.1105136 / 0.1105264 (the ovr value of the best-known Tammes code)
+        # + basin hops (see _SoftmaxRun.hops)
         return dict(restarts=8, iters=600, hops=8)
     if size <= 4000:
         return dict(restarts=16, iters=3000)
@@ -121,196 +125,284 @@ DENSE_BETA, DENSE_LR = (5.0, 2e4), (0.02, 1e-5)
 DENSE_REFINE = (2000, 5e3, 1e6, 3e-4, 1e-7)
 
 
+@dataclasses.dataclass(frozen=True)
+class SoftmaxOptions:
+    """Tuning knobs of :func:`solve_softmax_code`; ``None`` / ``"auto"`` take the default for the
+    problem's size (:func:`_defaults`).
+
+    * ``beta``, ``lr``: soft-min sharpness and Adam step of the rounds, first -> last step
+      (``DENSE_BETA``, ``DENSE_LR`` for K <= 2048).
+    * ``tammes_iters``: steps of the Tammes continuation that starts the "tammes" restarts
+      (``max(iters // 3, 50)``).
+    * ``refine``: (iterations, beta0, beta1, lr0, lr1) of the refinement of problems too large for the
+      polish (``DENSE_REFINE``); None: no refinement.
+    * ``polish``: SLP polish when the LP is small (2K(d-1) <= ``POLISH_MAX_VARS``); ``polish_time``
+      caps each polish (seconds; None: no cap).
+    * ``block``: rows per block of the K x K products (512 for K > 4096, else all rows).
+    * ``dtype``: torch dtype of the continuation (float64 up to ~2e7 pair-dims, float32 beyond).
+    * ``neighbours``, ``refresh``: each class's soft-min sees only its m nearest margins, re-selected
+      every ``refresh`` steps ("auto": m = 32 for K > 2048 and 64 in the refinement, dense below;
+      None: always dense).
+    * ``hops``, ``hop_scale``: basin hops of polished problems (8 for K d <= 400, else none) and the
+      scale of their Gaussian perturbation (times sqrt(value)).
+    """
+
+    beta: tuple[float, float] | None = None
+    lr: tuple[float, float] | None = None
+    tammes_iters: int | None = None
+    refine: tuple | str | None = "auto"
+    polish: bool = True
+    polish_time: float | None = 60.0
+    block: int | None = None
+    dtype: object = None
+    neighbours: int | str | None = "auto"
+    refresh: int = 25
+    hops: int | None = None
+    hop_scale: float = 0.05
+
+
 def solve_softmax_code(d: int, K: int, *, restarts: int | None = None, seed: int = 0, device: str = "cpu",
                        time_budget: float | None = None, iters: int | None = None,
-                       beta: tuple[float, float] | None = None, lr: tuple[float, float] | None = None,
-                       init: str | np.ndarray = "mixed", tammes_iters: int | None = None,
-                       refine: tuple | str | None = "auto",
-                       polish: bool = True, polish_time: float | None = 60.0, block: int | None = None,
-                       dtype=None, evaluate_ovr: bool = True, verbose: bool = False,
-                       neighbours: int | str | None = "auto", refresh: int = 25,
-                       hops: int | None = None, hop_scale: float = 0.05) -> CodeSolution:
+                       init: str | np.ndarray = "mixed", evaluate_ovr: bool = True, verbose: bool = False,
+                       options: SoftmaxOptions | None = None, **knobs) -> CodeSolution:
     """Best softmax code found in R^d with K classes (``value`` = exact rho_ovr).
 
-    ``neighbours``: each class's soft-min sees only its m nearest margins, refreshed every
-    ``refresh`` steps (O(K m d) per step instead of O(K^2 d); ``"auto"``: m = 32 for K > 2048 and
-    64 in the refinement, dense below; ``None``: always dense).
-
     ``init``: ``"random"``, ``"tammes"``, ``"mixed"`` (half of the restarts each) or a (K, d)
-    array that seeds restart 0.  With ``time_budget`` (seconds) rounds of restarts are repeated
-    until the budget is spent (the polish gets what is left, at most ``polish_time``) -- except with
-    hops, which then get the budget after the planned rounds.
+    array that seeds restart 0 (and is returned if nothing better is found).  With ``time_budget``
+    (seconds) rounds of restarts are repeated until the budget is spent (the polish gets what is
+    left, at most ``polish_time``) -- except with hops, which then get the budget after the planned
+    rounds.  ``restarts`` and ``iters`` (steps per restart) default by size.
+
+    Tuning knobs: ``options`` (a :class:`SoftmaxOptions`) or its fields as keywords, which override
+    ``options`` (``solve_softmax_code(3, 12, polish=False, hops=0)``).
     """
-    dfl = _defaults(d, K)
-    t_start, deadline, restarts, iters = solver_start(d, K, time_budget, dfl, restarts, iters)
-    dev = torch_device(device)
-    tdtype = default_dtype(K, d, dtype)
-    if block is None and K > 4096:
-        block = 512
-    nbrs = dfl.get("neighbours") if neighbours == "auto" else neighbours
-    beta = dfl.get("beta", DENSE_BETA) if beta is None else beta
-    lr = dfl.get("lr", DENSE_LR) if lr is None else lr
-    refine = dfl.get("refine", DENSE_REFINE) if isinstance(refine, str) and refine == "auto" else refine
-    hist = History(t_start)
-    smooth_deadline = deadline
-    can_polish = polish and 2 * K * (d - 1) <= POLISH_MAX_VARS
-    if deadline is not None:
-        smooth_deadline = t_start + (0.7 if can_polish else 0.85) * float(time_budget)
+    opts = resolve_options(SoftmaxOptions, options, knobs, "solve_softmax_code")
+    run = _SoftmaxRun(d, K, restarts=restarts, seed=seed, device=device, time_budget=time_budget, iters=iters,
+                      init=init, verbose=verbose, opts=opts)
+    run.rounds()
+    n_hops = run.hops()
+    n_refine = run.refine()
+    return run.result(n_hops, n_refine, evaluate_ovr)
 
-    best = None  # (L, W, H)
-    cert: dict = {"polished": False, "refined": False}
-    polish_info: dict | None = None
 
-    max_hops = dfl.get("hops", 0) if hops is None else int(hops)
-    use_hops = can_polish and max_hops > 0  # then the hops polish, not the rounds
-    polished = False  # whether best is the result of a polish
+class _SoftmaxRun:
+    """One solve: the settings resolved against the size defaults, the clock, the best (L, W, H) so
+    far (L: its certified min margin) and the anytime history of every valid code seen."""
 
-    def polish(W0: np.ndarray, H0: np.ndarray):
-        """SLP polish of (W0, H0) within the budget; the result becomes ``best`` when it is at least
-        as good (every accepted step goes to the history)."""
-        nonlocal best, polish_info, polished
-        Wp, Hp, Lp, info = slp_softmax(W0, H0, time_limit=polish_limit(polish_time, deadline), on_accept=hist.add)
-        if Lp >= best[0]:
-            best, polish_info, polished = (Lp, Wp, Hp), info, True
-            hist.add(Lp)
-
-    # round plan: a quick round first (few restarts, short schedule: a good code fast), then the
-    # configured rounds (quality); with a time budget the configured round repeats until it is spent
-    quick = (min(restarts, QUICK[0]), min(iters, QUICK[1]))
-    plan = [quick] if quick != (restarts, iters) else []
-    n_rounds = 0
-    while True:
-        B, T = plan[n_rounds] if n_rounds < len(plan) else (restarts, iters)
-        sched = Schedule(T, beta[0], beta[1], lr[0], lr[1])
-        X0 = random_sphere(B, K, d, seed * 100003 + n_rounds, tdtype, dev)
-        mode = init if isinstance(init, str) else "random"
-        if mode not in ("random", "tammes", "mixed"):
+    def __init__(self, d, K, *, restarts, seed, device, time_budget, iters, init, verbose, opts: SoftmaxOptions):
+        if isinstance(init, str) and init not in ("random", "tammes", "mixed"):
             raise ValueError(f"unknown init {init!r}")
+        self.dfl = dfl = _defaults(d, K)
+        self.t_start, self.deadline, self.restarts, self.iters = solver_start(d, K, time_budget, dfl, restarts, iters)
+        self.d, self.K, self.seed, self.init, self.verbose, self.opts = d, K, seed, init, verbose, opts
+        self.time_budget = time_budget
+        self.dev = torch_device(device)
+        self.tdtype = default_dtype(K, d, opts.dtype)
+        self.block = 512 if opts.block is None and K > 4096 else opts.block
+        auto = opts.neighbours == "auto"
+        self.nbrs = dfl.get("neighbours") if auto else opts.neighbours
+        self.r_nbrs = dfl.get("refine_neighbours", self.nbrs) if auto else self.nbrs
+        self.beta = dfl.get("beta", DENSE_BETA) if opts.beta is None else opts.beta
+        self.lr = dfl.get("lr", DENSE_LR) if opts.lr is None else opts.lr
+        auto_refine = isinstance(opts.refine, str) and opts.refine == "auto"
+        self.refine_schedule = dfl.get("refine", DENSE_REFINE) if auto_refine else opts.refine
+        self.hist = History(self.t_start)
+        self.can_polish = opts.polish and 2 * K * (d - 1) <= POLISH_MAX_VARS
+        # the rounds leave the polish (or the refinement) the last 30 % (15 %) of a budget
+        self.smooth_deadline = None if self.deadline is None else \
+            self.t_start + (0.7 if self.can_polish else 0.85) * float(time_budget)
+        self.max_hops = dfl.get("hops", 0) if opts.hops is None else int(opts.hops)
+        self.use_hops = self.can_polish and self.max_hops > 0  # then the hops polish, not the rounds
+        self.best = None  # (L, W, H)
+        self.polish_info: dict | None = None
+        self.polished = False  # whether best is the result of a polish
+        self.n_rounds = 0
+
+    # -- 1. rounds of batched restarts -----------------------------------------------------------
+    def rounds(self) -> None:
+        """A quick round first (few restarts, short schedule: a good code fast), then the configured
+        round; with a time budget (and no hops) the configured round repeats until the rounds' share
+        of the budget is spent."""
+        quick = (min(self.restarts, QUICK[0]), min(self.iters, QUICK[1]))
+        plan = [quick] if quick != (self.restarts, self.iters) else []
+        while True:
+            B, T = plan[self.n_rounds] if self.n_rounds < len(plan) else (self.restarts, self.iters)
+            self._round(B, T)
+            self.n_rounds += 1
+            if self.verbose:
+                print(f"[softmax d={self.d} K={self.K}] round {self.n_rounds} (B={B}, iters={T}): best lower bound "
+                      f"{self.best[0]:.8f} ({self.hist.elapsed():.1f}s)")
+            if self._rounds_done(len(plan)):
+                break
+
+    def _rounds_done(self, n_planned: int) -> bool:
+        if self.smooth_deadline is not None and time.perf_counter() > self.smooth_deadline:
+            return True
+        if "rounds" in self.dfl and self.n_rounds >= self.dfl["rounds"] and self.restarts == self.dfl["restarts"]:
+            return True
+        # without a time budget the plan's rounds only; with hops too: the budget goes to the hops,
+        # whose polishes need it (at (10, 25) one polish takes ~27 s)
+        return (self.smooth_deadline is None or self.use_hops) and self.n_rounds >= n_planned + 1
+
+    def _starts(self, B: int, T: int) -> torch.Tensor:
+        """(B, K, d) starting codes of round ``n_rounds``: random, a share improved by a short Tammes
+        continuation (``init`` "tammes" or "mixed"), and the given code in restart 0 of round 0."""
+        X0 = random_sphere(B, self.K, self.d, self.seed * 100003 + self.n_rounds, self.tdtype, self.dev)
+        mode = self.init if isinstance(self.init, str) else "random"
         n_t = {"random": 0, "tammes": B, "mixed": B // 2}[mode]
         if n_t > 0:
-            t_it = max(T // 3, 50) if tammes_iters is None else int(tammes_iters)
-            X0[:n_t] = smooth_tammes(X0[:n_t], Schedule(t_it, 5.0, 300.0, 0.05, 1e-3), block=block,
-                                     deadline=smooth_deadline)
-        if not isinstance(init, str) and n_rounds == 0:
-            X0[0] = torch.as_tensor(normalize_rows(init), dtype=tdtype, device=dev)
+            t_it = max(T // 3, 50) if self.opts.tammes_iters is None else int(self.opts.tammes_iters)
+            X0[:n_t] = smooth_tammes(X0[:n_t], Schedule(t_it, 5.0, 300.0, 0.05, 1e-3), block=self.block,
+                                     deadline=self.smooth_deadline)
+        if not isinstance(self.init, str) and self.n_rounds == 0:
+            X0[0] = torch.as_tensor(normalize_rows(self.init), dtype=self.tdtype, device=self.dev)
+        return X0
 
-        def cb(t, W, H, L=None):
-            L = min_margin_batched(W, H, block) if L is None else L
-            hist.add(float(L.max()))
+    def _record(self, t, W, H, L=None) -> None:
+        """Progress callback of the continuation: the best certified min margin of the batch."""
+        L = min_margin_batched(W, H, self.block) if L is None else L
+        self.hist.add(float(L.max()))
 
-        W, H = smooth_softmax(X0, X0.clone(), sched, block=block, deadline=smooth_deadline, callback=cb,
-                              every=max(T // 30, 1), neighbours=nbrs, refresh=refresh)
-        L = min_margin_batched(W, H, block).cpu().numpy()
+    def _round(self, B: int, T: int) -> None:
+        """B restarts of T steps; the best becomes ``best`` when it improves (polished at once unless
+        the hops will polish)."""
+        X0 = self._starts(B, T)
+        sched = Schedule(T, self.beta[0], self.beta[1], self.lr[0], self.lr[1])
+        W, H = smooth_softmax(X0, X0.clone(), sched, block=self.block, deadline=self.smooth_deadline,
+                              callback=self._record, every=max(T // 30, 1), neighbours=self.nbrs,
+                              refresh=self.opts.refresh)
+        L = min_margin_batched(W, H, self.block).cpu().numpy()
         b = int(np.argmax(L))
-        hist.add(float(L[b]))
-        if best is None or L[b] > best[0]:
-            best = (float(L[b]), normalize_rows(W[b].to(torch.float64).cpu().numpy()),
-                    normalize_rows(H[b].to(torch.float64).cpu().numpy()))
-            polished = False
-            if can_polish and not use_hops:
-                polish(best[1], best[2])
-        n_rounds += 1
-        if verbose:
-            print(f"[softmax d={d} K={K}] round {n_rounds} (B={B}, iters={T}): best lower bound {best[0]:.8f} "
-                  f"({hist.elapsed():.1f}s)")
-        if smooth_deadline is not None and time.perf_counter() > smooth_deadline:
-            break
-        if "rounds" in dfl and n_rounds >= dfl["rounds"] and restarts == dfl["restarts"]:
-            break
-        # without a time budget the plan's rounds only; with hops too: the budget goes to the hops,
-        # whose polishes need it ((10, 25): one polish takes ~27 s; rounds repeated until 70 % of a
-        # 30 s budget left the hop's polish 9 s and a code 1.4e-6 below the converged one)
-        if (smooth_deadline is None or use_hops) and n_rounds >= len(plan) + 1:
-            break
+        self.hist.add(float(L[b]))
+        if self.best is None or L[b] > self.best[0]:
+            self.best = (float(L[b]), normalize_rows(W[b].to(torch.float64).cpu().numpy()),
+                         normalize_rows(H[b].to(torch.float64).cpu().numpy()))
+            self.polished = False
+            if self.can_polish and not self.use_hops:
+                self._polish(self.best[1], self.best[2])
 
-    # basin hops (polished problems): HOP_BATCH copies of the best code, each perturbed by
-    # hop_scale * sqrt(value) Gaussian noise, annealed together on a short sharp schedule; the best
-    # copy is polished and kept if it improves; with a time budget until it is spent.  (3, 60), 8
-    # seeds: the round's best polishes to the 0.1104133 basin in 7 of 8; one hop reaches >= 0.11045
-    # in 7 of 8, in about the time of one polish started from a perturbed code
-    n_hops = 0
-    if use_hops:
-        rng = np.random.default_rng(seed + 7919)
-        while (n_hops < max_hops) if deadline is None else (time.perf_counter() < deadline):
-            L0, W0, _ = best
-            Y = W0[None] + hop_scale * math.sqrt(max(L0, 1e-12)) * rng.standard_normal((HOP_BATCH,) + W0.shape)
-            Y = torch.as_tensor(Y, dtype=tdtype, device=dev)
-            Y = Y / Y.norm(dim=-1, keepdim=True)
-            Wh, Hh = smooth_softmax(Y, Y.clone(), Schedule(*HOP_SCHEDULE), block=block, deadline=deadline)
-            Lh = min_margin_batched(Wh, Hh, block)
-            b = int(Lh.argmax())
-            hist.add(float(Lh[b]))
-            polish(Wh[b].to(torch.float64).cpu().numpy(), Hh[b].to(torch.float64).cpu().numpy())
+    # -- 2. polish and basin hops (small problems) -----------------------------------------------
+    def _polish(self, W0: np.ndarray, H0: np.ndarray) -> None:
+        """SLP polish of (W0, H0) within the budget; the result becomes ``best`` when it is at least
+        as good up to rounding (``TIE``: a polish of a code that is already optimal returns it to the
+        last bits, and the polished code carries the KKT certificate); every accepted step goes to
+        the history."""
+        Wp, Hp, Lp, info = slp_softmax(W0, H0, time_limit=polish_limit(self.opts.polish_time, self.deadline),
+                                       on_accept=self.hist.add)
+        if Lp >= self.best[0] - TIE:
+            self.best, self.polish_info, self.polished = (Lp, Wp, Hp), info, True
+            self.hist.add(Lp)
+
+    def hops(self) -> int:
+        """Basin hops (polished problems with ``hops`` > 0): ``max_hops`` of them, or with a time budget
+        until it is spent; if none improved on the rounds' (unpolished) best, that is polished.
+        Small problems have basins the rounds' best rarely leaves (at (3, 60) it mostly polishes to
+        0.1104133, below the best-known 0.1105264); a hop costs about one polish.  Returns the hops run."""
+        if not self.use_hops:
+            return 0
+        rng = np.random.default_rng(self.seed + 7919)
+        n_hops = 0
+        while (n_hops < self.max_hops) if self.deadline is None else (time.perf_counter() < self.deadline):
+            self._hop(rng)
             n_hops += 1
-        if not polished:  # no hop improved on the round's (unpolished) best: polish that
-            polish(best[1], best[2])
-    cert["hops"] = n_hops
-    L, Wb, Hb = best
-    r_nbrs = dfl.get("refine_neighbours", nbrs) if neighbours == "auto" else nbrs
-    n_refine = 0
-    while not can_polish and refine is not None and refine[0] > 0 and \
-            (deadline is None or time.perf_counter() < deadline):
-        # one pass without a time budget; with one, passes from the best code while they improve
-        Wt = torch.as_tensor(Wb, dtype=tdtype, device=dev)[None]
-        Ht = torch.as_tensor(Hb, dtype=tdtype, device=dev)[None]
-        Wr, Hr = smooth_softmax(Wt, Ht, Schedule(int(refine[0]), *map(float, refine[1:])), block=block,
-                                deadline=deadline, neighbours=r_nbrs, refresh=refresh,
-                                callback=lambda t, W_, H_, L_: L_ is not None and hist.add(float(L_.max())))
-        Lr = float(min_margin_batched(Wr, Hr, block)[0])
-        cert["refined"] = True
-        n_refine += 1
-        improved = Lr > L + 1e-7 * max(1.0, abs(L))
-        if Lr > L:
-            L, Wb, Hb = Lr, normalize_rows(Wr[0].to(torch.float64).cpu().numpy()), \
-                normalize_rows(Hr[0].to(torch.float64).cpu().numpy())
-            hist.add(L)
-        if deadline is None or not improved:
-            break
-    if n_refine:
-        cert["refine_passes"] = n_refine
-    if polish_info is not None:
-        info = polish_info
-        cert.update(polished=True, polish_iterations=info["iterations"], polish_seconds=info["seconds"],
-                    polish_stopped=info.get("stopped", "converged"))
-        cert.update(kkt_residual_softmax(Wb, Hb, tol=1e-9))
-    cert["lower_bound"] = min_margin(Wb, Hb)          # recomputed in float64
-    res = exact_ovr(Wb) if evaluate_ovr else None
-    of = ovr_fields(res)
-    cert.update({k: v for k, v in of.items() if k != "ovr"})
-    value = of["ovr"]
-    if res is not None and not isinstance(init, str):
-        # never return something worse than the code we were given
-        res0 = exact_ovr(normalize_rows(init))
-        if res0 is not None and res0.value > value:
-            Wb = normalize_rows(init)
-            Hb = Wb.copy()
-            res, of = res0, ovr_fields(res0)
-            value = of["ovr"]
-            cert.update({k: v for k, v in of.items() if k != "ovr"})
-            cert["returned_init"] = True
-            cert["lower_bound"] = min_margin(Wb, Hb)
-    if res is not None:
-        He = dual_from_ovr(Wb, res)
-        if He is not None:
-            Le = min_margin(Wb, He)
-            if Le > cert["lower_bound"]:
-                Hb, cert["lower_bound"] = He, Le
-                cert["dual_from"] = "ovr projections"
-    rattler_tol = 1e-6 if cert["polished"] else 1e-3
-    cert["rattler_tol"] = rattler_tol
-    if res is not None:
-        dist = np.asarray(res.dist, dtype=np.float64)
-        rattlers = np.nonzero(dist > value + rattler_tol)[0].astype(np.int64)
-        hist.add(value)
-    else:
-        rattlers = np.zeros(0, dtype=np.int64)
-    settings = dict(restarts=restarts, iters=iters, beta=list(beta), lr=list(lr),
-                    init=init if isinstance(init, str) else "array", tammes_iters=tammes_iters,
-                    refine=None if refine is None else list(refine),
-                    polish=bool(can_polish), polish_time=polish_time, rounds=n_rounds, time_budget=time_budget,
-                    neighbours=nbrs, refine_neighbours=r_nbrs, refresh=refresh if nbrs else None,
-                    hops=max_hops if can_polish else 0, hop_scale=hop_scale,
-                    device=str(dev), dtype=str(tdtype), block=block)
-    return CodeSolution(W=Wb, problem="softmax", d=d, K=K, value=float(value), min_angle_deg=min_angle_deg(Wb),
-                        ovr=float(value), certificate=cert, rattlers=rattlers, settings=settings, seed=seed,
-                        seconds=time.perf_counter() - t_start, H=Hb, history=hist.points)
+        if not self.polished:
+            self._polish(self.best[1], self.best[2])
+        return n_hops
+
+    def _hop(self, rng: np.random.Generator) -> None:
+        """``HOP_BATCH`` copies of the best code, each perturbed by hop_scale * sqrt(value) Gaussian
+        noise, annealed together on the short sharp ``HOP_SCHEDULE``; the best copy is polished."""
+        L0, W0, _ = self.best
+        Y = W0[None] + self.opts.hop_scale * math.sqrt(max(L0, 1e-12)) * rng.standard_normal((HOP_BATCH,) + W0.shape)
+        Y = torch.as_tensor(Y, dtype=self.tdtype, device=self.dev)
+        Y = Y / Y.norm(dim=-1, keepdim=True)
+        Wh, Hh = smooth_softmax(Y, Y.clone(), Schedule(*HOP_SCHEDULE), block=self.block, deadline=self.deadline)
+        Lh = min_margin_batched(Wh, Hh, self.block)
+        b = int(Lh.argmax())
+        self.hist.add(float(Lh[b]))
+        self._polish(Wh[b].to(torch.float64).cpu().numpy(), Hh[b].to(torch.float64).cpu().numpy())
+
+    # -- 3. refinement (problems too large for the polish) ---------------------------------------
+    def refine(self) -> int:
+        """Sharp continuation of the best code alone: one pass without a time budget; with one,
+        passes from the best code while they improve and time is left.  Returns the passes run."""
+        sched = self.refine_schedule
+        L, Wb, Hb = self.best
+        n_refine = 0
+        while not self.can_polish and sched is not None and sched[0] > 0 and \
+                (self.deadline is None or time.perf_counter() < self.deadline):
+            Wt = torch.as_tensor(Wb, dtype=self.tdtype, device=self.dev)[None]
+            Ht = torch.as_tensor(Hb, dtype=self.tdtype, device=self.dev)[None]
+            Wr, Hr = smooth_softmax(Wt, Ht, Schedule(int(sched[0]), *map(float, sched[1:])), block=self.block,
+                                    deadline=self.deadline, neighbours=self.r_nbrs, refresh=self.opts.refresh,
+                                    callback=lambda t, W_, H_, L_: L_ is not None and self.hist.add(float(L_.max())))
+            Lr = float(min_margin_batched(Wr, Hr, self.block)[0])
+            n_refine += 1
+            improved = Lr > L + 1e-7 * max(1.0, abs(L))
+            if Lr > L:
+                L, Wb, Hb = Lr, normalize_rows(Wr[0].to(torch.float64).cpu().numpy()), \
+                    normalize_rows(Hr[0].to(torch.float64).cpu().numpy())
+                self.hist.add(L)
+            if self.deadline is None or not improved:
+                break
+        self.best = (L, Wb, Hb)
+        return n_refine
+
+    # -- 4. exact evaluation and the result ------------------------------------------------------
+    def result(self, n_hops: int, n_refine: int, evaluate_ovr: bool) -> CodeSolution:
+        _, Wb, Hb = self.best
+        cert: dict = {"polished": False, "refined": n_refine > 0, "hops": n_hops}
+        if n_refine:
+            cert["refine_passes"] = n_refine
+        if self.polish_info is not None:
+            info = self.polish_info
+            cert.update(polished=True, polish_iterations=info["iterations"], polish_seconds=info["seconds"],
+                        polish_stopped=info.get("stopped", "converged"))
+            cert.update(kkt_residual_softmax(Wb, Hb, tol=1e-9))
+        cert["lower_bound"] = min_margin(Wb, Hb)          # recomputed in float64
+        Wb, Hb, res, value = self._evaluate(Wb, Hb, cert, evaluate_ovr)
+        rattler_tol = 1e-6 if cert["polished"] else 1e-3
+        cert["rattler_tol"] = rattler_tol
+        if res is not None:
+            rattlers = np.nonzero(np.asarray(res.dist, dtype=np.float64) > value + rattler_tol)[0].astype(np.int64)
+            self.hist.add(value)
+        else:
+            rattlers = np.zeros(0, dtype=np.int64)
+        o = self.opts
+        settings = dict(restarts=self.restarts, iters=self.iters, beta=list(self.beta), lr=list(self.lr),
+                        init=self.init if isinstance(self.init, str) else "array", tammes_iters=o.tammes_iters,
+                        refine=None if self.refine_schedule is None else list(self.refine_schedule),
+                        polish=bool(self.can_polish), polish_time=o.polish_time, rounds=self.n_rounds,
+                        time_budget=self.time_budget, neighbours=self.nbrs, refine_neighbours=self.r_nbrs,
+                        refresh=o.refresh if self.nbrs else None, hops=self.max_hops if self.can_polish else 0,
+                        hop_scale=o.hop_scale, device=str(self.dev), dtype=str(self.tdtype), block=self.block)
+        return CodeSolution(W=Wb, problem="softmax", d=self.d, K=self.K, value=float(value),
+                            min_angle_deg=min_angle_deg(Wb), ovr=float(value), certificate=cert, rattlers=rattlers,
+                            settings=settings, seed=self.seed, seconds=time.perf_counter() - self.t_start, H=Hb,
+                            history=self.hist.points)
+
+    def _evaluate(self, Wb: np.ndarray, Hb: np.ndarray, cert: dict, evaluate_ovr: bool):
+        """Exact rho_ovr of the best code -- never worse than a given ``init`` -- and the best proof of
+        a lower bound (the dual from the ovr projections when it beats H).  Returns (W, H, res, value)."""
+        res = exact_ovr(Wb) if evaluate_ovr else None
+        of = ovr_fields(res)
+        cert.update({k: v for k, v in of.items() if k != "ovr"})
+        value = of["ovr"]
+        if res is not None and not isinstance(self.init, str):
+            res0 = exact_ovr(normalize_rows(self.init))
+            if res0 is not None and res0.value > value:
+                Wb = normalize_rows(self.init)
+                Hb = Wb.copy()
+                res, of = res0, ovr_fields(res0)
+                value = of["ovr"]
+                cert.update({k: v for k, v in of.items() if k != "ovr"})
+                cert["returned_init"] = True
+                cert["lower_bound"] = min_margin(Wb, Hb)
+        if res is not None:
+            He = dual_from_ovr(Wb, res)
+            if He is not None:
+                Le = min_margin(Wb, He)
+                if Le > cert["lower_bound"]:
+                    Hb, cert["lower_bound"] = He, Le
+                    cert["dual_from"] = "ovr projections"
+        return Wb, Hb, res, value

@@ -18,7 +18,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ._common import CodeSolution, exact_ovr, min_angle_deg, normalize_rows, ovr_fields, torch_device
+from ..maths import normalize_rows
+from ._common import CodeSolution, exact_ovr, min_angle_deg, ovr_fields, torch_device
 from .tammes import random_sphere
 
 
@@ -66,18 +67,11 @@ def solve_ufm(d: int, K: int, n: int, tau: float, *, steps: int = 2000, lr: floa
     round's changes, the within-class feature variability (mean 1 - cos(h, class mean direction))
     and the self-duality error (mean 1 - cos(w_k, class mean of class k)).
     """
+    if optimizer not in ("adam", "sgd"):
+        raise ValueError(f"unknown optimizer {optimizer!r}")
     t_start = time.perf_counter()
     dev = torch_device(device)
-    g = torch.Generator(device="cpu").manual_seed(int(seed))
-    V = random_sphere(1, K, d, seed, dtype, dev)[0]
-    if init is not None:
-        V = torch.as_tensor(normalize_rows(init), dtype=dtype, device=dev)
-    Hf = torch.randn(K * n, d, generator=g, dtype=torch.float64).to(device=dev, dtype=dtype)
-    if init_H is not None:
-        Hf = torch.as_tensor(normalize_rows(init_H), dtype=dtype, device=dev)
-    Hf = Hf / Hf.norm(dim=1, keepdim=True)
-    V.requires_grad_(True)
-    Hf.requires_grad_(True)
+    V, Hf = _ufm_start(d, K, n, seed, dtype, dev, init, init_H)
     y = torch.as_tensor(ufm_labels(K, n), device=dev)
 
     def objective():
@@ -92,23 +86,7 @@ def solve_ufm(d: int, K: int, n: int, tau: float, *, steps: int = 2000, lr: floa
     prev_ovr = ovr_now()
     rounds, converged, d_ovr, d_log = 0, False, float("nan"), float("nan")
     while rounds < max(int(max_rounds), 1):
-        if optimizer == "adam":
-            opt = torch.optim.Adam([V, Hf], lr=lr)
-        elif optimizer == "sgd":
-            opt = torch.optim.SGD([V, Hf], lr=lr, momentum=0.9)
-        else:
-            raise ValueError(f"unknown optimizer {optimizer!r}")
-        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps) if lr_decay else None
-        for _ in range(steps):
-            loss = objective()
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            if sched is not None:
-                sched.step()
-            with torch.no_grad():
-                V /= V.norm(dim=1, keepdim=True)
-                Hf /= Hf.norm(dim=1, keepdim=True)
+        _ufm_steps([V, Hf], objective, steps=steps, lr=lr, optimizer=optimizer, lr_decay=lr_decay)
         rounds += 1
         with torch.no_grad():
             cur_log = float(objective())
@@ -124,22 +102,58 @@ def solve_ufm(d: int, K: int, n: int, tau: float, *, steps: int = 2000, lr: floa
         log_loss = float(log_mean_ce(Wn, Hn, y, tau))
     W = normalize_rows(Wn.detach().cpu().numpy().astype(np.float64))
     H = normalize_rows(Hn.detach().cpu().numpy().astype(np.float64))
-    labels = ufm_labels(K, n)
-    means = np.stack([H[labels == k].mean(0) for k in range(K)])
-    mdir = normalize_rows(means)
-    variability = float(np.mean(1.0 - np.einsum("nd,nd->n", H, mdir[labels])))
-    self_dual = float(np.mean(1.0 - np.einsum("kd,kd->k", W, mdir)))
     res = exact_ovr(W) if evaluate_ovr else None
     of = ovr_fields(res)
-    cert = {"loss": math.exp(log_loss), "log_loss": log_loss, "feature_variability": variability,
-            "self_duality_error": self_dual, "rounds": rounds, "steps": rounds * steps, "converged": converged,
-            "last_round_ovr_change": d_ovr, "last_round_log_loss_change": d_log}
+    cert = {"loss": math.exp(log_loss), "log_loss": log_loss, **_collapse(W, H, K, n), "rounds": rounds,
+            "steps": rounds * steps, "converged": converged, "last_round_ovr_change": d_ovr,
+            "last_round_log_loss_change": d_log}
     cert.update({k: v for k, v in of.items() if k != "ovr"})
     settings = dict(n=n, tau=tau, steps=steps, max_rounds=max_rounds, lr=lr, optimizer=optimizer, lr_decay=lr_decay,
                     device=str(dev), dtype=str(dtype), labels="np.repeat(arange(K), n)", objective="log mean CE")
     return CodeSolution(W=W, problem="ufm", d=d, K=K, value=float(of["ovr"]), min_angle_deg=min_angle_deg(W),
                         ovr=float(of["ovr"]), certificate=cert, settings=settings, seed=seed,
                         seconds=time.perf_counter() - t_start, H=H)
+
+
+def _ufm_start(d: int, K: int, n: int, seed: int, dtype, dev, init, init_H) -> tuple[torch.Tensor, torch.Tensor]:
+    """The trainable (K, d) classifier and (K n, d) features, unit rows: random (``seed``) or given."""
+    g = torch.Generator(device="cpu").manual_seed(int(seed))
+    V = random_sphere(1, K, d, seed, dtype, dev)[0]
+    if init is not None:
+        V = torch.as_tensor(normalize_rows(init), dtype=dtype, device=dev)
+    Hf = torch.randn(K * n, d, generator=g, dtype=torch.float64).to(device=dev, dtype=dtype)
+    if init_H is not None:
+        Hf = torch.as_tensor(normalize_rows(init_H), dtype=dtype, device=dev)
+    Hf = Hf / Hf.norm(dim=1, keepdim=True)
+    V.requires_grad_(True)
+    Hf.requires_grad_(True)
+    return V, Hf
+
+
+def _ufm_steps(params: list, objective, *, steps: int, lr: float, optimizer: str, lr_decay: bool) -> None:
+    """One round: ``steps`` optimizer steps on ``objective()`` (a fresh Adam, or SGD with momentum 0.9,
+    cosine learning-rate decay), every row of the parameters re-normalised after each step."""
+    opt = torch.optim.Adam(params, lr=lr) if optimizer == "adam" else torch.optim.SGD(params, lr=lr, momentum=0.9)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps) if lr_decay else None
+    for _ in range(steps):
+        loss = objective()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if sched is not None:
+            sched.step()
+        with torch.no_grad():
+            for p in params:
+                p /= p.norm(dim=1, keepdim=True)
+
+
+def _collapse(W: np.ndarray, H: np.ndarray, K: int, n: int) -> dict:
+    """Within-class feature variability (mean 1 - cos(h, its class mean direction)) and self-duality
+    error (mean 1 - cos(w_k, class mean direction of class k)) of unit rows W and features H."""
+    labels = ufm_labels(K, n)
+    mdir = normalize_rows(np.stack([H[labels == k].mean(0) for k in range(K)]))
+    return {"feature_variability": float(np.mean(1.0 - np.einsum("nd,nd->n", H, mdir[labels]))),
+            "self_duality_error": float(np.mean(1.0 - np.einsum("kd,kd->k", W, mdir)))}
 
 
 def ufm_tau_sweep(d: int, K: int, n: int, taus, *, reference: CodeSolution | None = None, seed: int = 0,
