@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from gnc.codes import CodeSolution, align_to_code, code_distance, gram_neighbours, known, load_solution, save_solution
+from gnc.codes import CodeSolution, align_to_code, code_distance, gram_neighbours, known
+from gnc.codes.store import load_solution, save_solution
 
 torch.set_num_threads(1)
 

@@ -9,6 +9,7 @@ import yaml
 
 from gnc import comparison
 from gnc.codes import code_distance, cross, known
+from gnc.codes.store import save_solution
 from gnc.codes._common import min_angle_deg
 from gnc.config import code_grid, load_study
 
@@ -157,7 +158,7 @@ def test_bench_verdicts_runs_and_decides_a_simplex(tmp_path):
     study = tmp_path / "results"
     for problem, solver in (("tammes", codes.solve_tammes), ("softmax", codes.solve_softmax_code)):
         (study / "codes" / problem).mkdir(parents=True)
-        codes.save_solution(solver(3, 4, restarts=2, seed=1, time_budget=1), study / "codes" / problem / "d3-K4.nc")
+        save_solution(solver(3, 4, restarts=2, seed=1, time_budget=1), study / "codes" / problem / "d3-K4.nc")
     assert bench.main(["--from", str(study), "--budget", "1", "--case", "3", "4", "--json", str(out)]) == 0
     assert json.loads(out.read_text())[0]["verdict"] == "same"
     with pytest.raises(SystemExit):

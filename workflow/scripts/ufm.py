@@ -4,6 +4,7 @@ import numpy as np
 import xarray as xr
 
 from gnc import codes
+from gnc.codes.store import load_solution
 from gnc.io import write_netcdf
 from gnc.jobs import job
 from gnc.provenance import provenance
@@ -11,7 +12,7 @@ from gnc.provenance import provenance
 with job(snakemake) as log:  # noqa: F821
     d, K = int(snakemake.wildcards.d), int(snakemake.wildcards.K)
     opts = snakemake.params.options
-    ref = codes.load_solution(snakemake.input.softmax)
+    ref = load_solution(snakemake.input.softmax)
     ds, sols = codes.ufm_tau_sweep(d, K, opts["ufm_n"], opts["ufm_tau"], reference=ref, seed=opts["seed"],
                                    steps=opts["ufm_steps"], max_rounds=codes.ufm.MAX_ROUNDS)
     ds["ufm_W"] = xr.DataArray(np.stack([s.W for s in sols]), dims=("ufm_tau", "code_row", "component"),

@@ -1,5 +1,7 @@
 """Spherical codes: Tammes and softmax-code solvers, the paper's HardMax baseline, the
-spherical unconstrained feature model, solution files and trained-vs-code comparisons.
+spherical unconstrained feature model and trained-vs-code comparisons. Solution files are
+``gnc.codes.store`` (save_solution / load_solution), kept out of this namespace so that importing a
+solver never loads the I/O layer.
 
 Public API::
 
@@ -8,7 +10,6 @@ Public API::
     solve_hardmax(d, K, ...)         -> CodeSolution   (reference sub-gradient solver)
     solve_ufm(d, K, n, tau, ...)     -> CodeSolution   (W classifier, H features)
     ufm_tau_sweep(d, K, n, taus, ...) -> (xr.Dataset, [CodeSolution])
-    save_solution(sol, path), load_solution(path)
     align_to_code(W_trained, W_code) -> (distance, perm, R)
     code_distance(W, code)           -> RMS distance per vector up to rotation and relabelling
     cross_refine(d, K, candidates)   -> CrossResult (both problems' best codes and the verdict)
@@ -22,10 +23,9 @@ from .compare import align_to_code, code_distance, gram_neighbours
 from .cross import cross_refine
 from .hardmax import solve_hardmax
 from .softmax import SoftmaxOptions, solve_softmax_code
-from .store import load_solution, save_solution
 from .tammes import TammesOptions, solve_tammes
 from .ufm import solve_ufm, ufm_tau_sweep
 
 __all__ = ["CodeSolution", "SoftmaxOptions", "TammesOptions", "align_to_code", "code_distance", "cross_refine",
-           "gram_neighbours", "known", "load_solution", "max_cosine", "min_angle_deg", "save_solution", "solve_hardmax",
+           "gram_neighbours", "known", "max_cosine", "min_angle_deg", "solve_hardmax",
            "solve_softmax_code", "solve_tammes", "solve_ufm", "ufm_tau_sweep"]

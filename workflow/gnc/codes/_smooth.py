@@ -15,7 +15,6 @@ without autograd graphs (memory O(block * K) instead of O(K^2)).
 
 from __future__ import annotations
 
-import math
 import time
 import warnings
 from dataclasses import dataclass
@@ -259,31 +258,3 @@ def smooth_softmax(W: torch.Tensor, H: torch.Tensor, sched: Schedule, block: int
         if deadline is not None and time.perf_counter() > deadline:
             break
     return W, H
-
-
-def dual_directions(W: torch.Tensor, H: torch.Tensor, iters: int = 300, beta: float = 1e4,
-                    lr: float = 1e-3, block: int | None = None) -> torch.Tensor:
-    """Improve only the dual directions H for fixed W (soft-min ascent per class)."""
-    H = _retract(H.clone())
-    B, K, _ = W.shape
-    opt = _Adam(H)
-    for t in range(iters):
-        gH = torch.empty_like(H)
-        for sl in _blocks(K, block):
-            G = H[:, sl] @ W.transpose(1, 2)
-            idx = torch.arange(sl.start, sl.stop, device=W.device)
-            diag = G[:, idx - sl.start, idx]
-            M = diag.unsqueeze(-1) - G
-            M[:, idx - sl.start, idx] = 4.0
-            mk = M.amin(-1, keepdim=True)
-            P = _weights(-beta * (M - mk))
-            P[:, idx - sl.start, idx] = 0.0
-            P = P / P.sum(-1, keepdim=True)
-            gH[:, sl] = W[:, sl] - P @ W
-        gH = _tangent(gH, H)
-        H = _retract(H + opt.step(gH, lr * (1 - t / iters) + 1e-6))
-    return H
-
-
-def log_schedule_value(beta: float) -> float:
-    return math.log10(beta)

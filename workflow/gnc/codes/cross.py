@@ -246,6 +246,7 @@ def cross_dataset(r: CrossResult):
 def load_candidates(tammes_path, softmax_path, trained: dict) -> dict[str, np.ndarray]:
     """The candidate pool of one (d, K): the two solvers' codes and the final classifier ``W`` of every
     trained run (``{run_id: features file}``), rows normalised."""
+    # deferred: gnc.codes imports this module, and importing a solver must not load the I/O layer
     from ..io import open_netcdf
     from .store import load_solution
 

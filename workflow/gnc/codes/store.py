@@ -22,14 +22,19 @@ def solution_to_dataset(sol: CodeSolution):
 
     from ..provenance import provenance
 
-    data = {"W": xr.DataArray(np.asarray(sol.W, dtype=np.float64), dims=("k", "component")),
-            "rattlers": xr.DataArray(np.asarray(sol.rattlers, dtype=np.int64), dims=("rattler",))}
+    data = {"W": xr.DataArray(np.asarray(sol.W, dtype=np.float64), dims=("k", "component"),
+                              attrs={"long_name": "code vectors (unit rows)", "units": "1"}),
+            "rattlers": xr.DataArray(np.asarray(sol.rattlers, dtype=np.int64), dims=("rattler",),
+                                     attrs={"long_name": "indices of the rattlers (rows touching no other)",
+                                            "units": "1"})}
     if sol.H is not None:
-        data["H"] = xr.DataArray(np.asarray(sol.H, dtype=np.float64), dims=("h_row", "component"))
+        data["H"] = xr.DataArray(np.asarray(sol.H, dtype=np.float64), dims=("h_row", "component"),
+                                 attrs={"long_name": "the solver's feature vectors (unit rows)", "units": "1"})
     if sol.history:
         data["history"] = xr.DataArray(np.asarray(sol.history, dtype=np.float64).reshape(-1, 2),
                                        dims=("history_point", "history_field"),
-                                       attrs={"fields": "seconds, best value so far"})
+                                       attrs={"long_name": "solver progress: seconds, best value so far",
+                                              "units": "s, 1", "fields": "seconds, best value so far"})
     attrs = {"problem": sol.problem, "d": int(sol.d), "K": int(sol.K), "value": float(sol.value),
              "min_angle_deg": float(sol.min_angle_deg), "ovr": float(sol.ovr), "seed": int(sol.seed),
              "seconds": float(sol.seconds),

@@ -527,6 +527,8 @@ VIEW_TITLES = {"front": "front: z ≥ 0, seen from +z", "back": "back: z < 0, se
 
 
 def _normalize_rows(a: np.ndarray) -> np.ndarray:
+    """Unit rows, NaN for a zero or missing row (a class with no sample is drawn as absent); unlike
+    gnc.maths.normalize_rows, which refuses such rows, a figure shows what exists."""
     a = np.asarray(a, dtype=np.float64)
     n = np.linalg.norm(a, axis=-1, keepdims=True)
     with np.errstate(invalid="ignore", divide="ignore"):
