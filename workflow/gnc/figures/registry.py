@@ -69,8 +69,10 @@ REGISTRY: dict[str, FigureSpec] = {s.kind: s for s in [
                "test accuracy versus epoch) at one temperature, one colour per architecture.",
                _CURVES, compares="arch", defaults={"variant": "normalized-ce"}),
     FigureSpec("cmf", "fig_cmf", ("metrics",), "Classifier variants at one grid point",
-               "Train accuracy and test accuracy versus epoch at one grid point, one colour per classifier variant: the learnable normalized classifier, the class-mean-feature (CMF) classifier, "
-               "the HardMax loss and the linear head, whichever the study trained there.",
+               "Train accuracy and test accuracy versus epoch at one grid point, one colour per classifier "
+               "variant: the learnable normalized classifier, the class-mean-feature (CMF) classifier, the "
+               "HardMax loss and the linear head, whichever the study trained there. Each variant keeps its "
+               "experiment's recipe (batch size, learning rate and epochs may differ; see the config).",
                _CURVES, compares="variant"),
     FigureSpec("ncc", "fig_ncc", ("metrics",), "Nearest-class-centre accuracy",
                "Accuracy of the nearest-class-centre rule on the normalized penultimate features, on the train "
