@@ -26,11 +26,12 @@ include: "workflow/rules/claims.smk"
 
 
 # The profiles set `quiet: [rules, host]`; a failed job's error block (rule, log, the log itself) is
-# printed all the same (workflow/gnc/console.py).
+# printed all the same, and the scheduler's chatter is dropped (workflow/gnc/console.py).
 if workflow.is_main_process:
     from snakemake.logging import logger as _smk_logger
-    from gnc.console import keep_job_errors
+    from gnc.console import keep_job_errors, quiet_scheduler
 
+    quiet_scheduler(_smk_logger, workflow.output_settings)
     keep_job_errors(_smk_logger, workflow.output_settings)
 
 

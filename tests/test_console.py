@@ -17,7 +17,7 @@ from snakemake_interface_logger_plugins.common import LogEvent
 
 import _provstudy as S
 from gnc.config import ConfigError, merge_over_default
-from gnc.console import HANDLER_NAME, keep_job_errors
+from gnc.console import HANDLER_NAME, keep_job_errors, quiet_scheduler
 
 RUN = "digits/normalized-ce/smallcnn/tau1e-30-d2-K4-s0"  # logits = cos / 1e-30 overflow: fails at step 1
 FAILING = {
@@ -82,6 +82,32 @@ def test_without_show_failed_logs_the_block_names_the_log_only(tmp_path):
     assert "train.log" in text and "ValueError: the cause" not in text
 
 
+def _record(msg, event=None):
+    rec = logging.LogRecord("snakemake", logging.INFO, __file__, 1, msg, None, None)
+    if event is not None:
+        rec.event = event
+    return rec
+
+
+def test_scheduler_chatter_is_dropped_from_the_console_only(tmp_path):
+    logger = logging.Logger("smk")
+    console, logfile = logging.StreamHandler(), logging.FileHandler(tmp_path / "smk.log")
+    logger.addHandler(console)
+    logger.addHandler(logfile)
+    f = quiet_scheduler(logger, _settings(Quietness.RULES, Quietness.HOST))
+    assert f is not None and f in console.filters and f not in logfile.filters
+    assert quiet_scheduler(logger, _settings(Quietness.RULES)) is None  # added once
+    for dropped in (_record("Select jobs to execute..."), _record("Execute 2 jobs...", LogEvent.JOB_STARTED),
+                    _record("Finished jobid: 3 (Rule: train)", LogEvent.JOB_FINISHED)):
+        assert not console.filter(dropped) and logfile.filter(dropped)
+    for kept in (_record("", LogEvent.PROGRESS), _record("Execute the plan"), _record("Complete log(s): x")):
+        assert console.filter(kept)
+    assert quiet_scheduler(logging.Logger("a"), _settings()) is None
+    assert quiet_scheduler(logging.Logger("b"), _settings(Quietness.HOST)) is None
+    assert quiet_scheduler(logging.Logger("c"), _settings(Quietness.RULES, Quietness.ALL)) is None
+    logfile.close()
+
+
 @pytest.fixture(scope="module")
 def failing_run(tmp_path_factory):
     """The default profile's console of a real run whose training job fails (plus its dry runs)."""
@@ -107,6 +133,9 @@ def test_console_of_a_run_one_line_per_job_start_and_end(failing_run):
     before_error = out[:out.index("Error in rule train:")]
     assert not re.search(r"^\s*(local)?rule \w+:$", before_error, re.M), out
     assert "    jobid:" not in before_error and "    wildcards:" not in out and "Snakemake version" not in out
+    # no scheduler chatter: the job's own end line says what "Finished jobid" would
+    assert "Finished jobid" not in out and "Select jobs to execute" not in out
+    assert not re.search(r"^Execute \d+ jobs\.\.\.$", out, re.M)
     # the failure: one line from the job, Snakemake's error block with the log holding the traceback once
     assert len(re.findall(r"^.*Traceback \(most recent call last\)", out, re.M)) == 1, out
     assert re.search(rf"ERROR gnc.train: FAILED: NonFiniteLossError: .* \(traceback in results/logs/train/{RUN}.log\)$",

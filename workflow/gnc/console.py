@@ -1,9 +1,13 @@
 """The workflow's console in the Snakemake main process: Snakemake's per-job blocks off, failures kept.
 
 The profiles set ``quiet: [rules, host]``, so a run prints, per job, the job's own start and end lines
-(:mod:`gnc.jobs`), the training progress lines, and Snakemake's ``Finished jobid: N (Rule: r)`` and
-``x of N steps (p%) done``; not the 7-10-line block (input, output, log, jobid, reason, wildcards,
-resources) Snakemake prints when a job starts, nor the header block (host, user, versions).
+(:mod:`gnc.jobs`), the training progress lines and Snakemake's ``x of N steps (p%) done``; not the
+7-10-line block (input, output, log, jobid, reason, wildcards, resources) Snakemake prints when a job
+starts, nor the header block (host, user, versions). :func:`quiet_scheduler` also drops, whenever
+``rules`` is quiet, what the job's own lines already say or what tells a user nothing: the timestamped
+``Finished jobid: N (Rule: r)`` (the job's end line says it, with its time) and the scheduler's
+``Select jobs to execute...`` / ``Execute N jobs...``. Quietness ``progress`` would drop the step count
+as well, so it stays off.
 
 Snakemake's ``rules`` quietness also drops the error block of a failed job (rule, jobid, output, log
 path and, with ``show-failed-logs``, the log itself). :func:`keep_job_errors` puts exactly that block
@@ -16,10 +20,14 @@ what was saved and how to resume.
 from __future__ import annotations
 
 import logging
+import re
 import sys
 
 #: name of the handler :func:`keep_job_errors` adds (added once, however often the Snakefile is read)
 HANDLER_NAME = "gnc-job-errors"
+
+#: Snakemake's scheduler lines that :func:`quiet_scheduler` drops
+SCHEDULER_CHATTER = re.compile(r"^(Select jobs to execute\.\.\.|Execute \d+ jobs\.\.\.)$")
 
 #: start of the message of a job's last log line when it was interrupted (``gnc.jobs.job``)
 INTERRUPTED = "INTERRUPTED: "
@@ -71,3 +79,36 @@ def keep_job_errors(logger: logging.Logger, output_settings) -> logging.Handler 
     handler.name = HANDLER_NAME
     logger.addHandler(handler)
     return handler
+
+
+class _SchedulerChatter(logging.Filter):
+    """Drops Snakemake's ``Finished jobid`` events and the scheduler's selection lines."""
+
+    name = "gnc-scheduler-chatter"
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from snakemake_interface_logger_plugins.common import LogEvent
+
+        if getattr(record, "event", None) == LogEvent.JOB_FINISHED:
+            return False
+        return not (isinstance(record.msg, str) and SCHEDULER_CHATTER.match(record.msg))
+
+
+def quiet_scheduler(logger: logging.Logger, output_settings) -> logging.Filter | None:
+    """When ``rules`` is quiet (and not ``all``), add a filter to Snakemake's console handlers (not its log
+    file's) that drops
+    ``Finished jobid`` and the scheduler's ``Select jobs to execute...`` / ``Execute N jobs...`` lines.
+    Returns the filter, or None when nothing was added (other quietness, or added before)."""
+    from snakemake.settings.enums import Quietness
+
+    quiet = set(getattr(output_settings, "quiet", None) or ())
+    if Quietness.RULES not in quiet or Quietness.ALL in quiet:
+        return None
+    added = None
+    for handler in logger.handlers:
+        if (handler.name == HANDLER_NAME or isinstance(handler, logging.FileHandler)  # the log file keeps all
+                or any(isinstance(f, _SchedulerChatter) for f in handler.filters)):
+            continue
+        added = added or _SchedulerChatter()
+        handler.addFilter(added)
+    return added
