@@ -224,18 +224,6 @@ def known_softmax_value(d: int, K: int) -> float | None:
     return None
 
 
-def known_code(name: str, d: int | None = None, K: int | None = None) -> np.ndarray:
-    """Build a named code: simplex, cross_polytope, polygon, icosahedron, snub_cube, cell24, cell600, e8."""
-    if name == "simplex":
-        return simplex(K, d)
-    if name == "cross_polytope":
-        return cross_polytope(d)
-    if name == "polygon":
-        return polygon(K)
-    return {"icosahedron": icosahedron, "snub_cube": snub_cube, "cell24": cell24, "cell600": cell600,
-            "e8": e8_roots}[name]()
-
-
 def tammes_records() -> dict[int, dict]:
     """Best-known Tammes codes in R^3 for N = 3..60 from the package data file (see its header)."""
     text = resources.files("gnc.codes").joinpath("data/tammes_records_d3.csv").read_text()
