@@ -84,8 +84,6 @@ def keep_job_errors(logger: logging.Logger, output_settings) -> logging.Handler 
 class _SchedulerChatter(logging.Filter):
     """Drops Snakemake's ``Finished jobid`` events and the scheduler's selection lines."""
 
-    name = "gnc-scheduler-chatter"
-
     def filter(self, record: logging.LogRecord) -> bool:
         from snakemake_interface_logger_plugins.common import LogEvent
 

@@ -948,7 +948,6 @@ def _publish(src: Path, dst: Path) -> None:
 
 
 def _provenance_base(spec, data: Prepared, dev, world, threads, init: InitCheckpoint | None = None) -> dict:
-
     base = dict(dataset_attrs(data.manifest))
     base.update({"gnc_seed": int(spec["seed"]), "gnc_device": device_description(dev), "gnc_world_size": world,
                  "gnc_threads": threads, "gnc_run_id": spec.get("run_id") or "run"})
@@ -959,7 +958,6 @@ def _provenance_base(spec, data: Prepared, dev, world, threads, init: InitCheckp
 
 
 def _provenance(base: dict, epoch: int) -> dict:
-
     p = provenance(epoch=epoch)
     p.update({k: v for k, v in base.items() if v is not None})
     return {k: (v if isinstance(v, (str, int, float, bool)) else json.dumps(v, sort_keys=True, default=str))

@@ -55,7 +55,7 @@ def run_of(wildcards):
 def init_checkpoints_of(wildcards):
     """The checkpoint folder of the run this run starts from (recipe init_from), or nothing."""
     init = run_of(wildcards).init_run
-    return [f"{OUT}/runs/{init}/ckpt"] if init else []
+    return [f"{run_dir(init)}/ckpt"] if init else []
 
 
 def checkpoints_of(run_id):

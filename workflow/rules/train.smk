@@ -7,7 +7,7 @@
 rule train:
     input:
         manifest=lambda wc: dataset_manifest(run_of(wc).dataset),
-        init=lambda wc: init_checkpoints_of(wc),
+        init=init_checkpoints_of,
     output:
         ckpt=directory(f"{OUT}/runs/{{run}}/ckpt"),
         history=f"{OUT}/runs/{{run}}/history.nc",
