@@ -731,7 +731,6 @@ def evaluate(metrics, codes=None, claims=CLAIMS) -> pd.DataFrame:
 
 def claims_rst(frame: pd.DataFrame, run_frame: pd.DataFrame | None = None) -> str:
     """The report's front page: the claims table (and, given, the final train accuracy of every run)."""
-
     n = len(frame)
     held = int((frame["holds"] == "true").sum())
     failed = int((frame["holds"] == "false").sum())
@@ -750,7 +749,6 @@ def claims_rst(frame: pd.DataFrame, run_frame: pd.DataFrame | None = None) -> st
 def write_claims(metrics_path, codes_path, csv_out, *, rst_out=None) -> pd.DataFrame:
     """Evaluate the claims on the files and write claims.csv, its provenance sidecar and (``rst_out``)
     the report page, atomically."""
-
     metrics = open_netcdf(metrics_path)
     codes = open_netcdf(codes_path) if codes_path else None
     frame = evaluate(metrics, codes)
