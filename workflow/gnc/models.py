@@ -19,9 +19,8 @@ Architectures (all take any number of input channels and any input size >= 8x8):
                ``width`` = initial features (64), growth rate = width / 2
 =============  ===============================================================================
 
-The ResNets are our own ~100 lines rather than ``torchvision.models.resnet`` because torchvision
-hard-codes 64 base channels and CPU-sized runs need narrow nets; at width 64 they are the same
-network as torchvision's (``tests/test_models.py`` loads torchvision weights into them).
+The ResNets are our own rather than ``torchvision.models.resnet``, which hard-codes 64 base
+channels (CPU-sized runs need narrow nets).
 
 Heads (classifier matrices are (K, d): row k is w_k):
 
@@ -97,12 +96,17 @@ class SmallCNN(nn.Module):
         self.blocks = nn.Sequential(*blocks)
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.out_features = c
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        _init_convs(self)
 
     def forward(self, x):
         return torch.flatten(self.pool(self.blocks(x)), 1)
+
+
+def _init_convs(net: nn.Module) -> None:
+    """Kaiming-normal (fan_out, ReLU) conv weights, as torchvision's ResNets."""
+    for m in net.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
 
 
 def _conv3x3(cin, cout, stride=1, groups=1):
@@ -170,18 +174,11 @@ class CifarResNet(nn.Module):
         self.conv1 = _conv3x3(in_channels, width)
         self.bn1 = nn.BatchNorm2d(width)
         self.relu = nn.ReLU(inplace=True)
-        self.layer1 = self._make_layer(block, width, layers[0], 1)
-        self.layer2 = self._make_layer(block, width * 2, layers[1], 2)
-        self.layer3 = self._make_layer(block, width * 4, layers[2], 2)
-        self.layer4 = self._make_layer(block, width * 8, layers[3], 2)
+        for i, n in enumerate(layers):
+            setattr(self, f"layer{i + 1}", self._make_layer(block, width * 2**i, n, 1 if i == 0 else 2))
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.out_features = width * 8 * block.expansion
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        _init_convs(self)
 
     def _make_layer(self, block, planes, blocks, stride):
         downsample = None
@@ -222,6 +219,10 @@ class DenseNetBackbone(nn.Module):
         return torch.flatten(F.adaptive_avg_pool2d(x, 1), 1)
 
 
+_RESNETS = {"resnet18": (BasicBlock, [2, 2, 2, 2]), "resnet34": (BasicBlock, [3, 4, 6, 3]),
+            "resnet50": (Bottleneck, [3, 4, 6, 3]), "resnext50": (Bottleneck, [3, 4, 6, 3])}
+
+
 def build_backbone(arch: str, in_shape, **opts) -> nn.Module:
     if arch not in ARCHS:
         raise ValueError(f"unknown arch {arch!r}; expected one of {ARCHS}")
@@ -230,20 +231,13 @@ def build_backbone(arch: str, in_shape, **opts) -> nn.Module:
     if unknown:
         raise ValueError(f"arch {arch!r} does not take option(s) {sorted(unknown)}; allowed: {sorted(allowed)}")
     o = {**allowed, **opts}
-    c = in_shape[0]
     if arch == "mlp":
-        return MLP(in_shape, o["width"], o["depth"], o["bn"])
+        return MLP(in_shape, **o)
     if arch == "smallcnn":
-        return SmallCNN(in_shape, o["width"])
-    if arch == "resnet18":
-        return CifarResNet(BasicBlock, [2, 2, 2, 2], c, o["width"])
-    if arch == "resnet34":
-        return CifarResNet(BasicBlock, [3, 4, 6, 3], c, o["width"])
-    if arch == "resnet50":
-        return CifarResNet(Bottleneck, [3, 4, 6, 3], c, o["width"])
-    if arch == "resnext50":
-        return CifarResNet(Bottleneck, [3, 4, 6, 3], c, o["width"], o["groups"], o["width_per_group"])
-    return DenseNetBackbone(c, o["width"])
+        return SmallCNN(in_shape, **o)
+    if arch == "densenet121":
+        return DenseNetBackbone(in_shape[0], **o)
+    return CifarResNet(*_RESNETS[arch], in_shape[0], **o)
 
 
 # ----------------------------------------------------------------------------------- heads
@@ -263,10 +257,12 @@ def _float32_region(device: torch.device):
     return contextlib.nullcontext() if device.type == "meta" else torch.autocast(device.type, enabled=False)
 
 
+def _no_bias(w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    return w.detach(), torch.zeros(w.shape[0], dtype=w.dtype, device=w.device)
+
+
 class NormalizedHead(nn.Module):
     """logits = cos(h, w_k) / tau with a learnable W (K, d), no bias. Computed in float32."""
-
-    kind = "normalized"
 
     def __init__(self, d, K, tau):
         super().__init__()
@@ -279,14 +275,11 @@ class NormalizedHead(nn.Module):
             return F.normalize(h.float(), dim=1) @ F.normalize(self.weight.float(), dim=1).t() / self.tau
 
     def weights(self):
-        w = self.weight.detach()
-        return w, torch.zeros(w.shape[0], dtype=w.dtype, device=w.device)
+        return _no_bias(self.weight)
 
 
 class LinearHead(nn.Module):
     """Plain nn.Linear(d, K) with bias on the raw feature (Papyan et al.); tau is recorded, unused."""
-
-    kind = "linear"
 
     def __init__(self, d, K, tau):
         super().__init__()
@@ -302,8 +295,6 @@ class LinearHead(nn.Module):
 
 class CMFHead(nn.Module):
     """Class-mean-feature classifier: no parameters, a (K, d) buffer of running class means."""
-
-    kind = "cmf"
 
     def __init__(self, d, K, tau, beta=0.9):
         super().__init__()
@@ -326,18 +317,7 @@ class CMFHead(nn.Module):
             return hn @ self.C.detach().t() / self.tau
 
     def weights(self):
-        c = self.C.detach()
-        return c, torch.zeros(c.shape[0], dtype=c.dtype, device=c.device)
-
-
-def build_head(head: str, d: int, K: int, tau: float = 1.0, cmf_beta: float = 0.9) -> nn.Module:
-    if head == "normalized":
-        return NormalizedHead(d, K, tau)
-    if head == "linear":
-        return LinearHead(d, K, tau)
-    if head == "cmf":
-        return CMFHead(d, K, tau, cmf_beta)
-    raise ValueError(f"unknown head {head!r}; expected one of {HEADS}")
+        return _no_bias(self.C)
 
 
 # ----------------------------------------------------------------------------------- model
@@ -355,11 +335,10 @@ class GNCModel(nn.Module):
         self.register_buffer("input_std", torch.ones(c))
         self.backbone = build_backbone(arch, self.in_shape, **arch_opts)
         self.proj = nn.Linear(self.backbone.out_features, self.d)
-        self.head = build_head(head, self.d, self.K, tau, cmf_beta)
-
-    @property
-    def head_kind(self) -> str:
-        return self.head.kind
+        if head == "cmf":
+            self.head = CMFHead(self.d, self.K, tau, cmf_beta)
+        else:
+            self.head = {"normalized": NormalizedHead, "linear": LinearHead}[head](self.d, self.K, tau)
 
     @property
     def tau(self) -> float:
@@ -399,38 +378,24 @@ def build_model(arch: str, in_shape, d: int, K: int, head: str = "normalized", *
 
 # ----------------------------------------------------------------------------------- memory
 
-def cmf_memory_saving(model_or_K, d: int | None = None, *, optimizer_states: int = 1,
-                      bytes_per_element: int = 4) -> dict[str, int | float]:
-    """Analytic memory of a learnable classifier vs the CMF buffer (docs/methods.md §7).
-
-    Learnable W: K*d parameters + K*d gradients + ``optimizer_states`` * K*d optimizer tensors
-    (1 for SGD with momentum, 2 for Adam). CMF: one K*d buffer. Pass a model (K, d read from it) or
-    ``K, d``. Returns bytes of each and the saving.
-    """
-    if isinstance(model_or_K, nn.Module):
-        K, d = model_or_K.K, model_or_K.d
-    else:
-        K = int(model_or_K)
-        if d is None:
-            raise ValueError("give d with K")
-    n = K * d
-    learnable = n * (2 + optimizer_states) * bytes_per_element
-    cmf = n * bytes_per_element
+def cmf_memory_saving(K: int, d: int, *, optimizer_states: int = 1, bytes_per_element: int = 4) -> dict:
+    """Analytic memory of a learnable classifier vs the CMF buffer (docs/methods.md §7): W costs K*d
+    for the parameter, K*d for its gradient and K*d per optimizer state (1: SGD with momentum, 2: Adam);
+    CMF one K*d buffer."""
+    cmf = K * d * bytes_per_element
+    learnable = cmf * (2 + optimizer_states)
     return {"K": K, "d": d, "learnable_bytes": learnable, "cmf_bytes": cmf, "saved_bytes": learnable - cmf,
             "ratio": learnable / cmf}
 
 
 def training_state_bytes(model: nn.Module, optimizer: torch.optim.Optimizer | None = None) -> dict[str, int]:
     """Measured bytes held by a model's training state: parameters, gradients, buffers, optimizer state."""
-    def nbytes(t):
-        return t.numel() * t.element_size()
+    def nbytes(tensors):
+        return sum(t.numel() * t.element_size() for t in tensors)
 
-    params = sum(nbytes(p) for p in model.parameters())
-    grads = sum(nbytes(p.grad) for p in model.parameters() if p.grad is not None)
-    buffers = sum(nbytes(b) for b in model.buffers())
-    opt = 0
-    if optimizer is not None:
-        for state in optimizer.state.values():
-            opt += sum(nbytes(v) for v in state.values() if torch.is_tensor(v) and v.dim() > 0)
-    return {"parameters": params, "gradients": grads, "buffers": buffers, "optimizer": opt,
-            "total": params + grads + buffers + opt}
+    opt_states = optimizer.state.values() if optimizer is not None else ()
+    out = {"parameters": nbytes(model.parameters()),
+           "gradients": nbytes(p.grad for p in model.parameters() if p.grad is not None),
+           "buffers": nbytes(model.buffers()),
+           "optimizer": nbytes(v for st in opt_states for v in st.values() if torch.is_tensor(v) and v.dim() > 0)}
+    return {**out, "total": sum(out.values())}
