@@ -1,44 +1,31 @@
 """The training loop: resident data, own seeded batching, resumable state, atomic checkpoints.
 
-``train_run(spec, data_folder, work_dir, out_ckpts)`` trains one run and publishes the checkpoints
-``out_ckpts = {epoch: path}`` (epoch 0 = the initial model, before any step).
+``train_run(spec, data_folder, work_dir, out_ckpts)`` trains one run and, only at the end, publishes
+the checkpoints ``out_ckpts = {epoch: path}`` (epoch 0 = the initial model, before any step).
 
-Design
-------
-* The whole (class-subset) training set sits in one uint8 tensor on the device
-  (:class:`ResidentBatches`); batches are drawn with a permutation from a generator seeded by
-  (seed, epoch), converted to float on the fly and augmented on the device (random crop with zero
-  padding, horizontal flip, rotation — one batched ``grid_sample``). No DataLoader, no workers.
-  Because every random draw of an epoch comes from generators seeded by (seed, epoch), the
-  trajectory depends only on the state at the epoch start.
-* Deterministic: on CPU the same run twice gives bit-identical model tensors (timings and the
-  provenance timestamp of course differ).
-* Speed options (:class:`Accel`): bf16 autocast, channels-last memory format and ``torch.compile``
-  are written device-agnostic (``torch.autocast(device.type, ...)``) and tested on CPU against
-  fp32; by default a run takes the spec's ``bf16``/``channels_last`` on CUDA only (on a CPU they
-  would slow it down and change the fp32 trajectory) and ``compile`` wherever it is set.
-* Resumable: at the end of every epoch the full state (model, optimizer, schedule position, RNG
-  states, history, spec identity) is written atomically to ``work_dir/state.pt`` (the previous
-  one kept as ``state.prev.pt``), and requested epoch checkpoints to ``work_dir/ckpt/epoch=E.pt``.
-  ``work_dir`` must not be a declared Snakemake output (Snakemake deletes those after a failure).
-  A restarted job resumes from the newest valid state with the same identity; a corrupt state is
-  reported in the log and the previous one (or a fresh start) is used. A job killed at any moment
-  and restarted produces the same checkpoints as an uninterrupted one (tested with SIGKILL).
-* Ctrl-C (SIGINT) and SIGTERM raise :class:`TrainingInterrupted`, whose message is one line saying
-  which epoch's state is saved where and that the same command resumes; the CLI prints that line
-  and exits with 128 + the signal number.
-* Only at the end are the checkpoints copied atomically to the ``out_ckpts`` paths.
-* Warm start: with ``init_checkpoint`` (a gnc checkpoint of the same network, classes and input
-  shape; anything else is refused with one message) every parameter and buffer is loaded from it
-  after the seeded initialization, so epoch 0 is that network; the optimizer and the schedule start
-  afresh. Its path, sha256, run id and epoch go into the provenance (``gnc_init_*``) and the sha256
-  into the resume identity.
-* Data parallel: launched by ``torchrun`` (WORLD_SIZE > 1) every rank takes one contiguous shard of
-  every global batch (``batch_size`` is global), gloo on CPU / nccl on CUDA (:func:`dist_backend`),
-  only rank 0 writes. The CE loss is scaled so the averaged gradient is exactly that of the
-  global-batch mean; CMF class sums are all-reduced. BatchNorm statistics are per rank (as in the
-  reference, which does not use SyncBN) unless ``sync_bn`` is set (CUDA only: torch's SyncBatchNorm
-  has no CPU kernel).
+* Data: the (class-subset) training set sits in one uint8 tensor on the device
+  (:class:`ResidentBatches`); every random draw of an epoch (permutation; augmentation: crop with
+  zero padding, flip, rotation in one ``grid_sample``) comes from generators seeded by (seed, epoch),
+  so the trajectory depends only on the state at the epoch start. On CPU a run is bit-reproducible.
+* Speed options (:class:`Accel`: bf16 autocast, channels-last, ``torch.compile``) are device-agnostic
+  and tested on CPU against fp32; by default a run takes the spec's bf16/channels_last on CUDA only
+  (on a CPU they slow it down and change the fp32 trajectory), compile wherever set.
+* Resumable: after every epoch the full state (model, optimizer, RNG states, history, spec identity)
+  goes atomically to ``work_dir/state.pt`` (the previous one kept as ``state.prev.pt``), requested
+  checkpoints to ``work_dir/ckpt/epoch=E.pt``. ``work_dir`` must not be a declared Snakemake output
+  (Snakemake deletes those after a failure). A restarted job resumes from the newest valid state of
+  the same identity (a corrupt one is reported and skipped), so a job killed at any moment and
+  restarted produces the same checkpoints as an uninterrupted one.
+* SIGINT and SIGTERM raise :class:`TrainingInterrupted`: one line saying which epoch's state is
+  saved where and that the same command resumes; the CLI exits with 128 + the signal number.
+* Warm start (``init_checkpoint``: a gnc checkpoint of the same network, classes and input shape):
+  its weights replace the seeded initialization, the optimizer and schedule start afresh; its path,
+  sha256, run id and epoch go into the provenance (``gnc_init_*``), the sha256 into the identity.
+* Data parallel (``torchrun``, WORLD_SIZE > 1): every rank takes one contiguous shard of every
+  global batch (``batch_size`` is global), gloo on CPU / nccl on CUDA, only rank 0 writes. The CE
+  loss is scaled so the averaged gradient is that of the global-batch mean; CMF class sums are
+  all-reduced. BatchNorm statistics are per rank (as in the reference) unless ``sync_bn`` is set
+  (CUDA only: torch's SyncBatchNorm has no CPU kernel).
 
 Checkpoint (loadable with ``torch.load(weights_only=True)``)::
 
@@ -54,7 +41,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import copy
-import dataclasses
 import hashlib
 import json
 import logging
@@ -73,10 +59,12 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
+from torch.nn.parallel import DistributedDataParallel
 
 from . import io as gio
-from .data import Prepared, class_subset, load_prepared
+from .data import Prepared, class_subset, load_prepared, read_manifest
 from .recipe import DEFAULT_RECIPE, head_loss_problem
 from .losses import LOSSES, compute_loss
 from .models import HEADS, build_model
@@ -143,10 +131,6 @@ class TrainingInterrupted(KeyboardInterrupt):
         super().__init__(message)
         self.signal_name, self.saved_epoch = signal_name, saved_epoch
         self.exit_code = 128 + int(getattr(signal, signal_name, signal.SIGINT))
-
-
-class _Terminated(BaseException):
-    """Raised by the SIGTERM handler inside :func:`train_run` (turned into TrainingInterrupted)."""
 
 
 # ------------------------------------------------------------------------------------ spec
@@ -231,8 +215,6 @@ def resolve_classes(spec: dict, num_classes: int) -> list[int]:
         classes = [int(c) for c in spec["classes"]]
         if spec.get("K") is not None and int(spec["K"]) != len(classes):
             raise ValueError(f"spec K={spec['K']} but {len(classes)} classes given")
-        if len(set(classes)) != len(classes) or min(classes) < 0 or max(classes) >= num_classes:
-            raise ValueError(f"spec classes must be distinct indices in [0, {num_classes}): {classes}")
         return classes
     K = num_classes if spec.get("K") is None else int(spec["K"])
     if K > num_classes:
@@ -244,19 +226,10 @@ def resolve_classes(spec: dict, num_classes: int) -> list[int]:
 
 def load_run_data(data_folder, classes: list[int] | None, *, verify: bool = True,
                   spec: dict | None = None) -> Prepared:
-    """Load the prepared dataset restricted (and relabelled 0..K-1) to the run's classes."""
-    folder = Path(data_folder)
-    manifest_path = folder / "manifest.json"
-    if not manifest_path.exists():
-        raise FileNotFoundError(f"{folder}: not a prepared dataset (no manifest.json)")
-    num = json.loads(manifest_path.read_text()).get("num_classes")
+    """The prepared dataset restricted (and relabelled 0..K-1) to ``classes``, else to the spec's."""
     if classes is None:
-        classes = resolve_classes(spec or {}, int(num))
-
-    p = load_prepared(folder, classes=classes, verify=verify)
-    manifest = dict(p.manifest)
-    manifest.setdefault("path", str(folder))
-    return dataclasses.replace(p, manifest=manifest, classes=[int(c) for c in classes])
+        classes = resolve_classes(spec or {}, int(read_manifest(data_folder)["num_classes"]))
+    return load_prepared(Path(data_folder), classes=classes, verify=verify)
 
 
 def channel_stats(x: np.ndarray, chunk: int = 4096) -> tuple[list[float], list[float]]:
@@ -426,17 +399,10 @@ class ResidentBatches:
             params = augment_params(len(idx), parts=self.parts, pad=self.pad, degrees=self.degrees,
                                     generator=g_aug, device=dev)
             idx = idx[self.lo:self.hi]
-            params = {k: v[self.lo:self.hi] for k, v in params.items()}
-            yield make_batch(self.x, self.y, idx, params, self.channels_last)
-
-
-def make_batch(train_x: torch.Tensor, train_y: torch.Tensor, idx: torch.Tensor, params: dict,
-               channels_last: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-    """Gather a batch of resident uint8 images, convert to float in [0, 1] and augment, on the device."""
-    x = augment(train_x[idx].float().div_(255.0), params)
-    if channels_last:
-        x = x.contiguous(memory_format=torch.channels_last)
-    return x, train_y[idx]
+            x = augment(self.x[idx].float().div_(255.0), {k: v[self.lo:self.hi] for k, v in params.items()})
+            if self.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            yield x, self.y[idx]
 
 
 def make_optimizer(params, spec: dict) -> torch.optim.SGD:
@@ -451,9 +417,8 @@ def train_step(net, opt, x, y, spec: dict, *, autocast=None, world_size: int = 1
     """One optimizer step on a prepared batch; returns (loss, logits), both detached (no host sync)."""
     with autocast if autocast is not None else contextlib.nullcontext():
         logits = net(x, y)
-    loss = compute_loss(spec["loss"], logits, y, head=spec["head"], tau=float(spec["tau"]),
-                        hardmax_scale=float(spec["hardmax_scale"]), world_size=world_size,
-                        global_batch=global_batch if global_batch is not None else len(y))
+    loss = compute_loss(spec["loss"], logits, y, tau=float(spec["tau"]), hardmax_scale=float(spec["hardmax_scale"]),
+                        world_size=world_size, global_batch=global_batch if global_batch is not None else len(y))
     opt.zero_grad(set_to_none=True)
     loss.backward()
     opt.step()
@@ -472,18 +437,18 @@ class _Logger:
     def info(self, msg: str) -> None:
         if self.quiet:
             return
-        if hasattr(self.log, "info") and hasattr(self.log, "warning"):
+        if hasattr(self.log, "info"):
             self.log.info(msg)
         else:
-            self._write(msg)
+            self.write(msg)
 
     def warning(self, msg: str) -> None:
-        if hasattr(self.log, "info") and hasattr(self.log, "warning"):
+        if hasattr(self.log, "warning"):
             self.log.warning(msg)
         else:
-            self._write("WARNING: " + msg)
+            self.write("WARNING: " + msg)
 
-    def _write(self, msg: str) -> None:
+    def write(self, msg: str) -> None:
         self.log.write(time.strftime("%Y-%m-%d %H:%M:%S ") + msg + "\n")
         self.log.flush()
 
@@ -597,10 +562,10 @@ class _StateStore:
             if not path.exists():
                 continue
             try:
-                st = torch.load(path, map_location="cpu", weights_only=True)
-                if not isinstance(st, dict) or st.get("format") != FORMAT or "model" not in st:
-                    raise ValueError("not a gnc training state")
-            except Exception as exc:  # noqa: BLE001
+                st = load_checkpoint(path)
+                if st.get("format") != FORMAT:
+                    raise CheckpointError("not a gnc training state")
+            except CheckpointError as exc:
                 log.warning(f"training state {path} is unreadable ({type(exc).__name__}: {exc}); ignoring it")
                 continue
             if st.get("identity") != identity:
@@ -641,26 +606,20 @@ def train_run(spec: dict, data_folder, work_dir, out_ckpts: dict, *, threads: in
                        rank=rank, threads=threads, accel=accel or Accel.for_run(spec, dev))
     own_pg = _init_process_group(world, dev)
     try:
-        with _sigterm_raises():
+        with _sigterm_raises(trainer):
             return trainer.run()
-    except (KeyboardInterrupt, _Terminated) as exc:
-        if isinstance(exc, TrainingInterrupted):
-            raise
-        raise trainer.interrupted("SIGTERM" if isinstance(exc, _Terminated) else "SIGINT") from None
+    except TrainingInterrupted:
+        raise
+    except KeyboardInterrupt:
+        raise trainer.interrupted("SIGINT") from None
     finally:
         if own_pg:
-            import torch.distributed as dist
-
             dist.destroy_process_group()
 
 
 def _init_process_group(world: int, dev: torch.device) -> bool:
     """Join the torchrun process group (WORLD_SIZE > 1) unless already in one; True if we created it."""
-    if world <= 1:
-        return False
-    import torch.distributed as dist
-
-    if dist.is_initialized():
+    if world <= 1 or dist.is_initialized():
         return False
     if dev.type == "cuda":
         torch.cuda.set_device(dev)
@@ -670,21 +629,19 @@ def _init_process_group(world: int, dev: torch.device) -> bool:
 
 def _barrier(world: int) -> None:
     if world > 1:
-        import torch.distributed as dist
-
         dist.barrier()
 
 
 @contextlib.contextmanager
-def _sigterm_raises():
-    """SIGTERM (a scheduler's cancel or time limit, ``kill``) raises, as Ctrl-C does, so both end in
-    one interruption line. Signal handlers can only be set from the main thread."""
+def _sigterm_raises(trainer: _Trainer):
+    """SIGTERM (a scheduler's cancel or time limit, ``kill``) raises the trainer's interruption, as
+    Ctrl-C does. Signal handlers can only be set from the main thread."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
 
     def handler(signum, frame):
-        raise _Terminated()
+        raise trainer.interrupted("SIGTERM")
 
     old = signal.signal(signal.SIGTERM, handler)
     try:
@@ -744,9 +701,8 @@ class _Trainer:
 
     def _load_data(self) -> ResidentBatches:
         spec, t_load = self.spec, time.time()
-        manifest_num = json.loads((self.data_folder / "manifest.json").read_text()).get("num_classes")
-        self.classes = resolve_classes(spec, int(manifest_num))
-        self.data = data = load_run_data(self.data_folder, self.classes, verify=bool(spec["verify_data"]))
+        self.data = data = load_run_data(self.data_folder, None, verify=bool(spec["verify_data"]), spec=spec)
+        self.classes = data.classes
         K = len(self.classes)
         if spec.get("K") is None:
             spec["K"] = K
@@ -794,7 +750,7 @@ class _Trainer:
             self.model.load_state_dict(st["model"])
             self.opt.load_state_dict(st["optimizer"])
             _set_rng_state(st["rng"])
-            self.history = {k: list(v) for k, v in st["history"].items()}
+            self.history = st["history"]
             self.saved_epoch = int(st["epoch"])
             self.lg.info(f"[{self.run_id}] resuming from {path} at epoch {self.saved_epoch}")
             return self.saved_epoch
@@ -806,12 +762,10 @@ class _Trainer:
         """DDP (buffers such as BN statistics and the CMF classes are synced from rank 0), then compile."""
         net = self.model
         if self.world > 1:
-            from torch.nn.parallel import DistributedDataParallel as DDP
-
             cuda = self.dev.type == "cuda"
             if cuda and self.spec["sync_bn"]:
                 net = torch.nn.SyncBatchNorm.convert_sync_batchnorm(net)
-            net = DDP(net, device_ids=[self.dev.index] if cuda else None)
+            net = DistributedDataParallel(net, device_ids=[self.dev.index] if cuda else None)
         return self.accel.compiled(net)
 
     def _train_epoch(self, net, batches: ResidentBatches, epoch: int):
@@ -830,8 +784,6 @@ class _Trainer:
             losses[step] = loss
             correct += (logits.argmax(1) == y).sum()
         if self.world > 1:
-            import torch.distributed as dist
-
             dist.all_reduce(losses)
             losses /= self.world
             dist.all_reduce(correct)
@@ -855,19 +807,21 @@ class _Trainer:
         h["seconds"].append(seconds)
         self._write_ckpt(epoch + 1)
         if self.is_main:
-            self.store.write({"format": FORMAT, "identity": self.identity, "epoch": epoch + 1,
-                              "model": _cpu_state_dict(self.model), "optimizer": self.opt.state_dict(),
-                              "rng": _rng_state(), "history": {k: list(v) for k, v in h.items()},
-                              "spec": copy.deepcopy(self.spec)})
+            self.store.write({**self._snapshot(epoch + 1), "identity": self.identity,
+                              "optimizer": self.opt.state_dict(), "rng": _rng_state()})
         self.saved_epoch = epoch + 1
         _barrier(self.world)
 
+    def _snapshot(self, epoch: int) -> dict:
+        """What a checkpoint and the training state share."""
+        return {"format": FORMAT, "model": _cpu_state_dict(self.model), "epoch": epoch,
+                "spec": copy.deepcopy(self.spec), "history": copy.deepcopy(self.history)}
+
     def _write_ckpt(self, epoch: int) -> None:
         if self.is_main and epoch in self.out_ckpts:
-            ckpt = {"format": FORMAT, "model": _cpu_state_dict(self.model), "epoch": epoch,
-                    "spec": copy.deepcopy(self.spec), "history": {k: list(v) for k, v in self.history.items()},
-                    "classes": list(self.classes), "class_names": list(self.data.class_names),
-                    "in_shape": list(self.in_shape), "provenance": _provenance(self.prov_base, epoch)}
+            ckpt = {**self._snapshot(epoch), "classes": list(self.classes),
+                    "class_names": list(self.data.class_names), "in_shape": list(self.in_shape),
+                    "provenance": _provenance(self.prov_base, epoch)}
             _save_atomic(ckpt, self.store.ckpt(epoch))
 
     def _publish_all(self) -> None:
@@ -902,14 +856,8 @@ class InitCheckpoint:
     path: Path
     sha256: str
     ckpt: dict
-
-    @property
-    def run_id(self) -> str:
-        return str(self.ckpt.get("spec", {}).get("run_id"))
-
-    @property
-    def epoch(self) -> int:
-        return int(self.ckpt.get("epoch", -1))
+    run_id: str
+    epoch: int
 
     def load_into(self, model: torch.nn.Module, spec: dict, classes: list[int], in_shape) -> None:
         """Copy every parameter and buffer into ``model``; refuse (one message naming what differs) a
@@ -933,7 +881,9 @@ def _read_init_checkpoint(spec: dict) -> InitCheckpoint | None:
     path = Path(spec["init_checkpoint"])
     if not path.is_file():
         raise FileNotFoundError(f"run {spec.get('run_id') or 'run'}: init_checkpoint {path} does not exist")
-    return InitCheckpoint(path, gio.sha256_file(path), load_checkpoint(path))
+    ckpt = load_checkpoint(path)
+    return InitCheckpoint(path, gio.sha256_file(path), ckpt, str(ckpt.get("spec", {}).get("run_id")),
+                          int(ckpt.get("epoch", -1)))
 
 
 def _publish(src: Path, dst: Path) -> None:
@@ -996,7 +946,7 @@ def main(argv: list[str] | None = None) -> int:
     except TrainingInterrupted as exc:
         print(exc, file=sys.stderr)
         if fh:
-            fh.write(time.strftime("%Y-%m-%d %H:%M:%S ") + str(exc) + "\n")
+            _Logger(fh).write(str(exc))
         return exc.exit_code
     finally:
         if fh:
