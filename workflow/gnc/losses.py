@@ -27,8 +27,9 @@ def hardmax_loss(scores: torch.Tensor, y: torch.Tensor, scale: float = 100.0) ->
     return scale * margin.masked_fill(mask, float("-inf")).max()
 
 
-def compute_loss(name: str, logits: torch.Tensor, y: torch.Tensor, *, tau: float, hardmax_scale: float = 100.0,
-                 world_size: int = 1, global_batch: int | None = None) -> torch.Tensor:
+def compute_loss(name: str, logits: torch.Tensor, y: torch.Tensor, *, tau: float,
+                 hardmax_scale: float = 100.0, world_size: int = 1, global_batch: int | None = None
+                 ) -> torch.Tensor:
     """The training loss of one (shard of a) batch; hardmax needs a cosine head (checked on the spec).
 
     With ``world_size`` > 1 the CE loss is sum over the shard * world_size / global_batch, so that

@@ -397,5 +397,5 @@ def training_state_bytes(model: nn.Module, optimizer: torch.optim.Optimizer | No
     out = {"parameters": nbytes(model.parameters()),
            "gradients": nbytes(p.grad for p in model.parameters() if p.grad is not None),
            "buffers": nbytes(model.buffers()),
-           "optimizer": nbytes(v for st in opt_states for v in st.values() if torch.is_tensor(v) and v.dim() > 0)}
+           "optimizer": nbytes(v for st in opt_states for v in st.values() if torch.is_tensor(v) and v.dim())}
     return {**out, "total": sum(out.values())}

@@ -67,51 +67,35 @@ from . import io as gio
 from .data import Prepared, class_subset, load_prepared, read_manifest
 from .recipe import DEFAULT_RECIPE, head_loss_problem
 from .losses import LOSSES, compute_loss
-from .models import HEADS, build_model
+from .models import ARCH_OPTIONS, HEADS, build_model
 from .provenance import dataset_attrs, device_description, provenance
 
 FORMAT = 1
 
-# the run-level defaults; the recipe defaults (epochs, optimizer, schedule, head, loss, speed
-# options ...) are recipe.DEFAULT_RECIPE's, so a spec trains the same through the workflow and here
-_R = DEFAULT_RECIPE
+# a run's defaults: the recipe's (so a spec trains the same through the workflow and here; its width
+# is an architecture option, its checkpoints the caller's out_ckpts) and the run's own
 DEFAULT_SPEC: dict[str, Any] = {
+    **{k: v for k, v in DEFAULT_RECIPE.items() if k not in ("width", "checkpoints")},
     "run_id": None,
     "arch": "smallcnn",
     "arch_opts": {},        # architecture options (width ...); defaults per arch in gnc.models.ARCH_OPTIONS
-    "head": _R["head"],
-    "loss": _R["loss"],
     "tau": 0.1,
     "d": 10,
     "K": None,              # None: all classes of the dataset (or len(classes))
     "classes": None,        # original class indices, in label order; None: gnc.data.class_subset
-    "class_subset_seed": _R["class_subset_seed"],  # seed of gnc.data.class_subset (K < classes, no classes)
     "seed": 0,
-    "epochs": _R["epochs"],
-    "batch_size": _R["batch_size"],
-    "lr": _R["lr"],
-    "momentum": _R["momentum"],
-    "nesterov": _R["nesterov"],
-    "weight_decay": _R["weight_decay"],
-    "schedule": _R["schedule"],  # cosine (per-epoch, T_max = epochs) | constant | step (x0.1 at 1/3, 2/3)
-    "augmentation": _R["augmentation"],  # none | any '-'-joined subset of crop, flip, rotate
     "aug_pad": None,        # crop padding in pixels; None: H // 8 (4 for 32x32, as for CIFAR)
     "aug_degrees": 15.0,
-    "cmf_momentum": _R["cmf_momentum"],  # CMF beta: C <- beta*C + (1-beta)*S
     "hardmax_scale": 100.0,
-    "bf16": _R["bf16"],     # bf16 autocast (on CUDA; see Accel)
-    "channels_last": _R["channels_last"],  # (on CUDA; see Accel)
-    "compile": _R["compile"],
     "deterministic": False,  # CUDA: deterministic algorithms (slower); CPU is always deterministic
     "sync_bn": False,       # DDP on CUDA only
     "verify_data": True,
     "init_checkpoint": None,  # a gnc checkpoint of the same network: its weights replace the seeded init
 }
-del _R
 # keys that do not change the trajectory and may differ between a run and its resumption
 # (checkpoints: which epochs are kept; init_checkpoint: the identity holds its content's sha256 instead)
 _IDENTITY_EXCLUDE = {"run_id", "verify_data", "checkpoints", "init_checkpoint"}
-_TOP_LEVEL_ARCH_OPTS = ("width", "depth", "bn", "groups", "width_per_group")
+_TOP_LEVEL_ARCH_OPTS = sorted({k for opts in ARCH_OPTIONS.values() for k in opts})
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -164,8 +148,8 @@ def normalize_spec(spec: dict) -> dict:
     return out
 
 
-def spec_identity(spec: dict, dataset_checksum: str | None, world_size: int, accel: Accel | None = None,
-                  init_sha256: str | None = None) -> str:
+def spec_identity(spec: dict, dataset_checksum: str | None, world_size: int, accel: Accel,
+                  init_sha256: str | None) -> str:
     """Hash of everything that determines the trajectory (resume only into the same identity);
     speed options that change the arithmetic (any of :class:`Accel`) are part of it, and so is the
     content (sha256) of the initial checkpoint, when the run starts from one."""
@@ -173,7 +157,7 @@ def spec_identity(spec: dict, dataset_checksum: str | None, world_size: int, acc
     payload = {"spec": key, "data": dataset_checksum, "world": world_size, "format": FORMAT}
     if init_sha256 is not None:
         payload["init"] = init_sha256
-    if accel is not None and accel != Accel():
+    if accel != Accel():
         payload["accel"] = [accel.bf16, accel.channels_last, accel.compile]
     blob = json.dumps(payload, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:20]
@@ -182,8 +166,6 @@ def spec_identity(spec: dict, dataset_checksum: str | None, world_size: int, acc
 def _parse_augmentation(aug) -> set[str]:
     if aug in (None, "none", "", False):
         return set()
-    if aug in ("cifar", "standard"):
-        return {"crop", "flip", "rotate"}
     parts = set(str(aug).split("-"))
     bad = parts - {"crop", "flip", "rotate"}
     if bad:
@@ -417,8 +399,9 @@ def train_step(net, opt, x, y, spec: dict, *, autocast=None, world_size: int = 1
     """One optimizer step on a prepared batch; returns (loss, logits), both detached (no host sync)."""
     with autocast if autocast is not None else contextlib.nullcontext():
         logits = net(x, y)
-    loss = compute_loss(spec["loss"], logits, y, tau=float(spec["tau"]), hardmax_scale=float(spec["hardmax_scale"]),
-                        world_size=world_size, global_batch=global_batch if global_batch is not None else len(y))
+    loss = compute_loss(spec["loss"], logits, y, tau=float(spec["tau"]),
+                        hardmax_scale=float(spec["hardmax_scale"]), world_size=world_size,
+                        global_batch=global_batch if global_batch is not None else len(y))
     opt.zero_grad(set_to_none=True)
     loss.backward()
     opt.step()
