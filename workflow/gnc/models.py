@@ -19,8 +19,8 @@ Architectures (all take any number of input channels and any input size >= 8x8):
                ``width`` = initial features (64), growth rate = width / 2
 =============  ===============================================================================
 
-The ResNets are our own rather than ``torchvision.models.resnet``, which hard-codes 64 base
-channels (CPU-sized runs need narrow nets).
+The ResNets are torchvision's blocks in our own frame, since ``torchvision.models.ResNet`` hard-codes
+64 base channels (CPU-sized runs need narrow nets).
 
 Heads (classifier matrices are (K, d): row k is w_k):
 
@@ -109,87 +109,37 @@ def _init_convs(net: nn.Module) -> None:
             nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
 
 
-def _conv3x3(cin, cout, stride=1, groups=1):
-    return nn.Conv2d(cin, cout, 3, stride=stride, padding=1, groups=groups, bias=False)
-
-
-def _conv1x1(cin, cout, stride=1):
-    return nn.Conv2d(cin, cout, 1, stride=stride, bias=False)
-
-
-class BasicBlock(nn.Module):
-    expansion = 1
-
-    def __init__(self, inplanes, planes, stride=1, downsample=None, groups=1, base_width=64):
-        super().__init__()
-        self.conv1 = _conv3x3(inplanes, planes, stride)
-        self.bn1 = nn.BatchNorm2d(planes)
-        self.relu = nn.ReLU(inplace=True)
-        self.conv2 = _conv3x3(planes, planes)
-        self.bn2 = nn.BatchNorm2d(planes)
-        self.downsample = downsample
-
-    def forward(self, x):
-        identity = x if self.downsample is None else self.downsample(x)
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out))
-        return self.relu(out + identity)
-
-
-class Bottleneck(nn.Module):
-    """ResNet v1.5 bottleneck (stride on the 3x3 conv), grouped for ResNeXt."""
-
-    expansion = 4
-
-    def __init__(self, inplanes, planes, stride=1, downsample=None, groups=1, base_width=64):
-        super().__init__()
-        width = int(planes * (base_width / 64.0)) * groups
-        if width < 1:
-            raise ValueError(f"bottleneck width is 0 (planes={planes}, groups={groups}, "
-                             f"width_per_group={base_width}); increase width or width_per_group")
-        self.conv1 = _conv1x1(inplanes, width)
-        self.bn1 = nn.BatchNorm2d(width)
-        self.conv2 = _conv3x3(width, width, stride, groups)
-        self.bn2 = nn.BatchNorm2d(width)
-        self.conv3 = _conv1x1(width, planes * self.expansion)
-        self.bn3 = nn.BatchNorm2d(planes * self.expansion)
-        self.relu = nn.ReLU(inplace=True)
-        self.downsample = downsample
-
-    def forward(self, x):
-        identity = x if self.downsample is None else self.downsample(x)
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.relu(self.bn2(self.conv2(out)))
-        out = self.bn3(self.conv3(out))
-        return self.relu(out + identity)
-
-
 class CifarResNet(nn.Module):
-    """ResNet with a 3x3 stride-1 stem and no max-pool; torchvision-compatible module names."""
+    """ResNet of torchvision's ``block`` ("BasicBlock" or "Bottleneck": v1.5, stride on the 3x3 conv,
+    grouped for ResNeXt) with a 3x3 stride-1 stem, no max-pool and base width ``width``;
+    torchvision's module names."""
 
     def __init__(self, block, layers, in_channels=3, width=64, groups=1, width_per_group=64):
         super().__init__()
-        self.groups, self.base_width = groups, width_per_group
+        from ._torchvision_compat import import_torchvision
+
+        resnet = import_torchvision().models.resnet
+        block = getattr(resnet, block)
+        if int(width * (width_per_group / 64.0)) * groups < 1:
+            raise ValueError(f"bottleneck width is 0 (width={width}, groups={groups}, "
+                             f"width_per_group={width_per_group}); increase width or width_per_group")
         self.inplanes = width
-        self.conv1 = _conv3x3(in_channels, width)
+        self.conv1 = resnet.conv3x3(in_channels, width)
         self.bn1 = nn.BatchNorm2d(width)
         self.relu = nn.ReLU(inplace=True)
         for i, n in enumerate(layers):
-            setattr(self, f"layer{i + 1}", self._make_layer(block, width * 2**i, n, 1 if i == 0 else 2))
+            planes, stride = width * 2**i, 1 if i == 0 else 2
+            downsample = None
+            if stride != 1 or self.inplanes != planes * block.expansion:
+                downsample = nn.Sequential(resnet.conv1x1(self.inplanes, planes * block.expansion, stride),
+                                           nn.BatchNorm2d(planes * block.expansion))
+            blocks = [block(self.inplanes, planes, stride, downsample, groups, width_per_group)]
+            self.inplanes = planes * block.expansion
+            blocks += [block(self.inplanes, planes, groups=groups, base_width=width_per_group) for _ in range(1, n)]
+            setattr(self, f"layer{i + 1}", nn.Sequential(*blocks))
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.out_features = width * 8 * block.expansion
         _init_convs(self)
-
-    def _make_layer(self, block, planes, blocks, stride):
-        downsample = None
-        if stride != 1 or self.inplanes != planes * block.expansion:
-            downsample = nn.Sequential(_conv1x1(self.inplanes, planes * block.expansion, stride),
-                                       nn.BatchNorm2d(planes * block.expansion))
-        layers = [block(self.inplanes, planes, stride, downsample, self.groups, self.base_width)]
-        self.inplanes = planes * block.expansion
-        for _ in range(1, blocks):
-            layers.append(block(self.inplanes, planes, groups=self.groups, base_width=self.base_width))
-        return nn.Sequential(*layers)
 
     def forward(self, x):
         x = self.relu(self.bn1(self.conv1(x)))
@@ -219,8 +169,8 @@ class DenseNetBackbone(nn.Module):
         return torch.flatten(F.adaptive_avg_pool2d(x, 1), 1)
 
 
-_RESNETS = {"resnet18": (BasicBlock, [2, 2, 2, 2]), "resnet34": (BasicBlock, [3, 4, 6, 3]),
-            "resnet50": (Bottleneck, [3, 4, 6, 3]), "resnext50": (Bottleneck, [3, 4, 6, 3])}
+_RESNETS = {"resnet18": ("BasicBlock", [2, 2, 2, 2]), "resnet34": ("BasicBlock", [3, 4, 6, 3]),
+            "resnet50": ("Bottleneck", [3, 4, 6, 3]), "resnext50": ("Bottleneck", [3, 4, 6, 3])}
 
 
 def build_backbone(arch: str, in_shape, **opts) -> nn.Module:
