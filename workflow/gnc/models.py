@@ -39,13 +39,13 @@ import math
 from typing import Any
 
 import torch
+import torch.distributed as dist
 import torch.nn as nn
 import torch.nn.functional as F
 
-ARCHS = ("mlp", "smallcnn", "resnet18", "resnet34", "resnet50", "resnext50", "densenet121")
 HEADS = ("normalized", "linear", "cmf")
 
-# options each architecture accepts (anything else is an error, so typos do not pass silently)
+# the architectures and the options each accepts (anything else is an error, so typos do not pass silently)
 ARCH_OPTIONS: dict[str, dict[str, Any]] = {
     "mlp": {"width": 256, "depth": 2, "bn": False},
     "smallcnn": {"width": 16},
@@ -55,6 +55,7 @@ ARCH_OPTIONS: dict[str, dict[str, Any]] = {
     "resnext50": {"width": 64, "groups": 32, "width_per_group": 4},
     "densenet121": {"width": 64},
 }
+ARCHS = tuple(ARCH_OPTIONS)
 
 
 # ----------------------------------------------------------------------------------- backbones
@@ -192,15 +193,6 @@ def build_backbone(arch: str, in_shape, **opts) -> nn.Module:
 
 # ----------------------------------------------------------------------------------- heads
 
-def _all_reduce_sum_(t: torch.Tensor) -> torch.Tensor:
-    """Sum ``t`` over the ranks of the default process group (no-op outside torch.distributed)."""
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-        dist.all_reduce(t, op=dist.ReduceOp.SUM)
-    return t
-
-
 def _float32_region(device: torch.device):
     """Autocast off (the heads compute in float32 under bf16 autocast); the meta device used to
     count FLOPs has no autocast."""
@@ -256,7 +248,8 @@ class CMFHead(nn.Module):
         """C <- beta*C + (1-beta)*S, S_k = sum of the normalized features of class k (over all ranks);
         then every row is re-normalized."""
         s = torch.zeros_like(self.C).index_add_(0, y, h_normalized.to(self.C.dtype))
-        _all_reduce_sum_(s)
+        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            dist.all_reduce(s)  # summed over the ranks
         self.C.copy_(F.normalize(self.beta * self.C + (1.0 - self.beta) * s, dim=1))
 
     def forward(self, h, y=None):
@@ -277,22 +270,17 @@ class GNCModel(nn.Module):
 
     def __init__(self, arch, in_shape, d, K, head="normalized", tau=1.0, cmf_beta=0.9, **arch_opts):
         super().__init__()
-        self.arch, self.in_shape, self.d, self.K = arch, tuple(int(s) for s in in_shape), int(d), int(K)
-        self.arch_opts = dict(arch_opts)
-        c = self.in_shape[0]
+        self.d, self.K = int(d), int(K)
+        in_shape = tuple(int(s) for s in in_shape)
         # per-channel standardization of inputs in [0, 1]; set from the training data by the trainer
-        self.register_buffer("input_mean", torch.zeros(c))
-        self.register_buffer("input_std", torch.ones(c))
-        self.backbone = build_backbone(arch, self.in_shape, **arch_opts)
+        self.register_buffer("input_mean", torch.zeros(in_shape[0]))
+        self.register_buffer("input_std", torch.ones(in_shape[0]))
+        self.backbone = build_backbone(arch, in_shape, **arch_opts)
         self.proj = nn.Linear(self.backbone.out_features, self.d)
         if head == "cmf":
             self.head = CMFHead(self.d, self.K, tau, cmf_beta)
         else:
             self.head = {"normalized": NormalizedHead, "linear": LinearHead}[head](self.d, self.K, tau)
-
-    @property
-    def tau(self) -> float:
-        return self.head.tau
 
     @torch.no_grad()
     def set_input_stats(self, mean, std) -> None:
