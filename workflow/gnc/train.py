@@ -131,12 +131,9 @@ def normalize_spec(spec: dict) -> dict:
         if key in out:
             opts.setdefault(key, out.pop(key))
     out["arch_opts"] = opts
-    if out["head"] not in HEADS:
-        raise ValueError(f"spec head {out['head']!r} not in {HEADS}")
-    if out["loss"] not in LOSSES:
-        raise ValueError(f"spec loss {out['loss']!r} not in {LOSSES}")
-    if out["schedule"] not in ("cosine", "constant", "step"):
-        raise ValueError(f"spec schedule {out['schedule']!r} not in (cosine, constant, step)")
+    for key, allowed in (("head", HEADS), ("loss", LOSSES), ("schedule", ("cosine", "constant", "step"))):
+        if out[key] not in allowed:
+            raise ValueError(f"spec {key} {out[key]!r} not in {allowed}")
     _parse_augmentation(out["augmentation"])
     if int(out["epochs"]) < 0 or int(out["batch_size"]) < 1:
         raise ValueError("spec needs epochs >= 0 and batch_size >= 1")
@@ -234,19 +231,6 @@ def channel_stats(x: np.ndarray, chunk: int = 4096) -> tuple[list[float], list[f
 
 
 # ------------------------------------------------------------------------------------ augmentation
-
-def augment_params(n: int, *, parts: set[str], pad: int, degrees: float, generator: torch.Generator,
-                   device) -> dict[str, torch.Tensor]:
-    """Random parameters for ``n`` samples (drawn for the global batch so every rank agrees)."""
-    out = {}
-    if "crop" in parts and pad > 0:
-        out["shift"] = torch.randint(-pad, pad + 1, (n, 2), generator=generator, device=device)
-    if "flip" in parts:
-        out["flip"] = torch.randint(0, 2, (n,), generator=generator, device=device).bool()
-    if "rotate" in parts and degrees > 0:
-        out["angle"] = (torch.rand(n, generator=generator, device=device) * 2 - 1) * degrees
-    return out
-
 
 def augment(x: torch.Tensor, params: dict[str, torch.Tensor]) -> torch.Tensor:
     """Apply crop (zero padding, integer shift), horizontal flip, then rotation — in one grid_sample.
@@ -371,6 +355,17 @@ class ResidentBatches:
                    pad=spec["aug_pad"], degrees=float(spec["aug_degrees"]), rank=rank, world=world,
                    channels_last=channels_last)
 
+    def _augment_params(self, n: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
+        """Random parameters for ``n`` samples (drawn for the global batch so every rank agrees)."""
+        out, dev = {}, self.x.device
+        if "crop" in self.parts and self.pad > 0:
+            out["shift"] = torch.randint(-self.pad, self.pad + 1, (n, 2), generator=generator, device=dev)
+        if "flip" in self.parts:
+            out["flip"] = torch.randint(0, 2, (n,), generator=generator, device=dev).bool()
+        if "rotate" in self.parts and self.degrees > 0:
+            out["angle"] = (torch.rand(n, generator=generator, device=dev) * 2 - 1) * self.degrees
+        return out
+
     def epoch(self, epoch: int):
         dev, gb = self.x.device, self.global_batch
         g_perm = torch.Generator().manual_seed(_seed(self.seed, epoch, 1))
@@ -378,8 +373,7 @@ class ResidentBatches:
         g_aug = torch.Generator(device=dev).manual_seed(_seed(self.seed, epoch, 2))
         for step in range(self.steps):
             idx = perm[step * gb:(step + 1) * gb]
-            params = augment_params(len(idx), parts=self.parts, pad=self.pad, degrees=self.degrees,
-                                    generator=g_aug, device=dev)
+            params = self._augment_params(len(idx), g_aug)
             idx = idx[self.lo:self.hi]
             x = augment(self.x[idx].float().div_(255.0), {k: v[self.lo:self.hi] for k, v in params.items()})
             if self.channels_last:
@@ -698,9 +692,9 @@ class _Trainer:
         y = torch.from_numpy(data.train_y).to(self.dev)
         self.identity = spec_identity(spec, data.manifest.get("checksum"), self.world, self.accel,
                                       self.init.sha256 if self.init else None)
+        backend = f" ({dist_backend(self.dev)})" if self.world > 1 else ""
         self.lg.info(f"[{self.run_id}] {n} training images {list(self.in_shape)}, K={K}, device {self.dev}, "
-                     f"world {self.world}{f' ({dist_backend(self.dev)})' if self.world > 1 else ''}, threads {self.threads}, "
-                     f"{self.accel.label()}, "
+                     f"world {self.world}{backend}, threads {self.threads}, {self.accel.label()}, "
                      f"data loaded in {time.time() - t_load:.1f}s")
         return ResidentBatches.for_spec(x, y, spec, rank=self.rank, world=self.world,
                                         channels_last=self.accel.channels_last)
@@ -770,9 +764,7 @@ class _Trainer:
             dist.all_reduce(losses)
             losses /= self.world
             dist.all_reduce(correct)
-        loss_values = losses.cpu()
-        if self.dev.type == "cuda":
-            torch.cuda.synchronize(self.dev)
+        loss_values = losses.cpu()  # waits for the device
         finite = torch.isfinite(loss_values)
         if not bool(finite.all()):
             bad_step = int((~finite).nonzero()[0])
