@@ -404,30 +404,20 @@ def train_step(net, opt, x, y, spec: dict, *, autocast=None, world_size: int = 1
 
 # ------------------------------------------------------------------------------------ helpers
 
-class _Logger:
-    """Writes to a logging.Logger, a text file handle, or (None) the ``gnc.train`` logger."""
-
-    def __init__(self, log, quiet: bool = False):
-        self.log = log if log is not None else logging.getLogger("gnc.train")
-        self.quiet = quiet  # ranks > 0 of a distributed run: warnings only
-
-    def info(self, msg: str) -> None:
-        if self.quiet:
-            return
-        if hasattr(self.log, "info"):
-            self.log.info(msg)
-        else:
-            self.write(msg)
-
-    def warning(self, msg: str) -> None:
-        if hasattr(self.log, "warning"):
-            self.log.warning(msg)
-        else:
-            self.write("WARNING: " + msg)
-
-    def write(self, msg: str) -> None:
-        self.log.write(time.strftime("%Y-%m-%d %H:%M:%S ") + msg + "\n")
-        self.log.flush()
+def _run_logger(log, rank: int) -> logging.Logger:
+    """The logger ``log``, one writing timestamped lines to the text handle ``log``, or (None) the
+    ``gnc.train`` logger; ranks > 0 of a distributed run log warnings only."""
+    if rank > 0:
+        log = logging.getLogger(f"gnc.train.rank{rank}")
+        log.setLevel(logging.WARNING)
+    elif log is None:
+        log = logging.getLogger("gnc.train")
+    elif not hasattr(log, "warning"):
+        handler = logging.StreamHandler(log)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%d %H:%M:%S"))
+        log = logging.Logger("gnc.train")  # not in the logging tree: only this handler
+        log.addHandler(handler)
+    return log
 
 
 def _fmt_time(s: float) -> str:
@@ -532,7 +522,7 @@ class _StateStore:
             os.replace(self.state, self.prev)
         _save_atomic(state, self.state)
 
-    def candidates(self, log: _Logger, identity: str):
+    def candidates(self, log: logging.Logger, identity: str):
         """Valid states of this identity, newest first."""
         found = []
         for path in (self.state, self.prev):
@@ -577,7 +567,7 @@ def train_run(spec: dict, data_folder, work_dir, out_ckpts: dict, *, threads: in
     torch.set_num_threads(threads)
     world, rank, local_rank = _dist_env()
     dev = pick_device(device, local_rank)
-    lg = _Logger(log) if rank == 0 else _Logger(logging.getLogger("gnc.train.rank%d" % rank), quiet=True)
+    lg = _run_logger(log, rank)
     trainer = _Trainer(spec, data_folder=Path(data_folder), work_dir=Path(work_dir),
                        out_ckpts={int(k): Path(v) for k, v in out_ckpts.items()}, lg=lg, dev=dev, world=world,
                        rank=rank, threads=threads, accel=accel or Accel.for_run(spec, dev))
@@ -631,7 +621,7 @@ class _Trainer:
     """One training job: the run's data, model, optimizer, history and state store, and the steps
     of :meth:`run` (load, build, resume, train epochs, publish)."""
 
-    def __init__(self, spec: dict, *, data_folder: Path, work_dir: Path, out_ckpts: dict[int, Path], lg: _Logger,
+    def __init__(self, spec: dict, *, data_folder: Path, work_dir: Path, out_ckpts: dict[int, Path], lg: logging.Logger,
                  dev: torch.device, world: int, rank: int, threads: int, accel: Accel):
         self.spec, self.data_folder, self.work_dir, self.out_ckpts = spec, data_folder, work_dir, out_ckpts
         self.lg, self.dev, self.world, self.rank, self.threads, self.accel = lg, dev, world, rank, threads, accel
@@ -921,7 +911,7 @@ def main(argv: list[str] | None = None) -> int:
     except TrainingInterrupted as exc:
         print(exc, file=sys.stderr)
         if fh:
-            _Logger(fh).write(str(exc))
+            fh.write(time.strftime("%Y-%m-%d %H:%M:%S ") + str(exc) + "\n")
         return exc.exit_code
     finally:
         if fh:
