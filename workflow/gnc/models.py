@@ -199,10 +199,6 @@ def _float32_region(device: torch.device):
     return contextlib.nullcontext() if device.type == "meta" else torch.autocast(device.type, enabled=False)
 
 
-def _no_bias(w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    return w.detach(), torch.zeros(w.shape[0], dtype=w.dtype, device=w.device)
-
-
 class NormalizedHead(nn.Module):
     """logits = cos(h, w_k) / tau with a learnable W (K, d), no bias. Computed in float32."""
 
@@ -216,23 +212,16 @@ class NormalizedHead(nn.Module):
         with _float32_region(h.device):
             return F.normalize(h.float(), dim=1) @ F.normalize(self.weight.float(), dim=1).t() / self.tau
 
-    def weights(self):
-        return _no_bias(self.weight)
-
 
 class LinearHead(nn.Module):
-    """Plain nn.Linear(d, K) with bias on the raw feature (Papyan et al.); tau is recorded, unused."""
+    """Plain nn.Linear(d, K) with bias on the raw feature (Papyan et al.); tau unused."""
 
     def __init__(self, d, K, tau):
         super().__init__()
-        self.tau = float(tau)
         self.fc = nn.Linear(d, K)
 
     def forward(self, h, y=None):
         return self.fc(h).float()
-
-    def weights(self):
-        return self.fc.weight.detach(), self.fc.bias.detach()
 
 
 class CMFHead(nn.Module):
@@ -258,9 +247,6 @@ class CMFHead(nn.Module):
             if self.training and y is not None:
                 self.update(hn.detach(), y)
             return hn @ self.C.detach().t() / self.tau
-
-    def weights(self):
-        return _no_bias(self.C)
 
 
 # ----------------------------------------------------------------------------------- model
@@ -299,7 +285,10 @@ class GNCModel(nn.Module):
 
     def classifier_weights(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(W (K, d), b (K)) as used by the head; b is zero for the normalized and CMF heads."""
-        return self.head.weights()
+        if isinstance(self.head, LinearHead):
+            return self.head.fc.weight.detach(), self.head.fc.bias.detach()
+        w = (self.head.weight if isinstance(self.head, NormalizedHead) else self.head.C).detach()
+        return w, torch.zeros(w.shape[0], dtype=w.dtype, device=w.device)
 
 
 def build_model(arch: str, in_shape, d: int, K: int, head: str = "normalized", *, tau: float = 1.0,

@@ -266,9 +266,8 @@ def augment(x: torch.Tensor, params: dict[str, torch.Tensor]) -> torch.Tensor:
 
 @dataclass(frozen=True)
 class Accel:
-    """The speed options of the training step, written for any device (all three run in the CPU
-    test-suite against fp32): ``bf16`` = ``torch.autocast(device.type, bfloat16)`` around the
-    forward pass (heads and loss stay float32), ``channels_last`` = model and batches in
+    """The speed options of the training step: ``bf16`` = ``torch.autocast(device.type, bfloat16)``
+    around the forward pass (heads and loss stay float32), ``channels_last`` = model and batches in
     channels-last memory format, ``compile`` = ``torch.compile`` (inductor) of the model."""
 
     bf16: bool = False
@@ -277,8 +276,7 @@ class Accel:
 
     @classmethod
     def for_run(cls, spec: dict, dev: torch.device) -> Accel:
-        """What a run takes by default: the spec's bf16 and channels_last on CUDA only (on a CPU
-        they slow training down and would change the fp32 trajectory), compile wherever set."""
+        """What a run takes by default (see the module docstring)."""
         cuda = dev.type == "cuda"
         return cls(bf16=cuda and bool(spec["bf16"]), channels_last=cuda and bool(spec["channels_last"]),
                    compile=bool(spec["compile"]))
@@ -319,9 +317,7 @@ def _configure_cuda(spec: dict, dev: torch.device) -> None:
     if spec["deterministic"]:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.use_deterministic_algorithms(True)
-        torch.backends.cudnn.benchmark = False
-    else:
-        torch.backends.cudnn.benchmark = True
+    torch.backends.cudnn.benchmark = not spec["deterministic"]
     torch.backends.cuda.matmul.allow_tf32 = True
     torch.backends.cudnn.allow_tf32 = True
 
@@ -423,13 +419,6 @@ def _run_logger(log, rank: int) -> logging.Logger:
 def _fmt_time(s: float) -> str:
     s = int(round(s))
     return f"{s // 3600:d}:{s % 3600 // 60:02d}:{s % 60:02d}"
-
-
-def _dist_env() -> tuple[int, int, int]:
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
-    local = int(os.environ.get("LOCAL_RANK", str(rank)))
-    return world, rank, local
 
 
 def pick_device(device=None, local_rank: int = 0) -> torch.device:
@@ -545,8 +534,7 @@ class _StateStore:
 
     def clear(self) -> None:
         for p in (self.state, self.prev):
-            if p.exists():
-                p.unlink()
+            p.unlink(missing_ok=True)
         if self.ckpt_dir.exists():
             shutil.rmtree(self.ckpt_dir)
 
@@ -565,8 +553,8 @@ def train_run(spec: dict, data_folder, work_dir, out_ckpts: dict, *, threads: in
     threads = max(1, int(threads))
     os.environ["OMP_NUM_THREADS"] = str(threads)
     torch.set_num_threads(threads)
-    world, rank, local_rank = _dist_env()
-    dev = pick_device(device, local_rank)
+    world, rank = int(os.environ.get("WORLD_SIZE", "1")), int(os.environ.get("RANK", "0"))  # set by torchrun
+    dev = pick_device(device, int(os.environ.get("LOCAL_RANK", rank)))
     lg = _run_logger(log, rank)
     trainer = _Trainer(spec, data_folder=Path(data_folder), work_dir=Path(work_dir),
                        out_ckpts={int(k): Path(v) for k, v in out_ckpts.items()}, lg=lg, dev=dev, world=world,
