@@ -155,10 +155,8 @@ class DenseNetBackbone(nn.Module):
         super().__init__()
         from ._torchvision_compat import import_torchvision
 
-        tv = import_torchvision()
-        growth = max(1, width // 2)
-        net = tv.models.DenseNet(growth_rate=growth, block_config=(6, 12, 24, 16), num_init_features=width,
-                                 bn_size=4, drop_rate=0.0, num_classes=1)
+        net = import_torchvision().models.DenseNet(growth_rate=max(1, width // 2), block_config=(6, 12, 24, 16),
+                                                   num_init_features=width, bn_size=4, drop_rate=0.0, num_classes=1)
         net.features.conv0 = nn.Conv2d(in_channels, width, 3, stride=1, padding=1, bias=False)
         nn.init.kaiming_normal_(net.features.conv0.weight)
         net.features.pool0 = nn.Identity()

@@ -212,11 +212,8 @@ def load_run_data(data_folder, classes: list[int] | None, *, verify: bool = True
 
 
 def channel_stats(x: np.ndarray, chunk: int = 4096) -> tuple[list[float], list[float]]:
-    """Per-channel mean and std of uint8 images N x C x H x W scaled to [0, 1].
-
-    Exact: per-channel histograms of the 256 grey levels (chunked, so memory stays small), then the
-    moments from the histogram in float64.
-    """
+    """Per-channel mean and std of uint8 images N x C x H x W scaled to [0, 1], exact: the moments of
+    per-channel histograms of the 256 grey levels (chunked, so memory stays small) in float64."""
     c = x.shape[1]
     counts = np.zeros((c, 256), dtype=np.int64)
     for i in range(0, x.shape[0], chunk):
@@ -559,7 +556,11 @@ def train_run(spec: dict, data_folder, work_dir, out_ckpts: dict, *, threads: in
     trainer = _Trainer(spec, data_folder=Path(data_folder), work_dir=Path(work_dir),
                        out_ckpts={int(k): Path(v) for k, v in out_ckpts.items()}, lg=lg, dev=dev, world=world,
                        rank=rank, threads=threads, accel=accel or Accel.for_run(spec, dev))
-    own_pg = _init_process_group(world, dev)
+    own_pg = world > 1 and not dist.is_initialized()  # join torchrun's process group unless in one
+    if own_pg:
+        if dev.type == "cuda":
+            torch.cuda.set_device(dev)
+        dist.init_process_group(dist_backend(dev))
     try:
         with _sigterm_raises(trainer):
             return trainer.run()
@@ -570,16 +571,6 @@ def train_run(spec: dict, data_folder, work_dir, out_ckpts: dict, *, threads: in
     finally:
         if own_pg:
             dist.destroy_process_group()
-
-
-def _init_process_group(world: int, dev: torch.device) -> bool:
-    """Join the torchrun process group (WORLD_SIZE > 1) unless already in one; True if we created it."""
-    if world <= 1 or dist.is_initialized():
-        return False
-    if dev.type == "cuda":
-        torch.cuda.set_device(dev)
-    dist.init_process_group(dist_backend(dev))
-    return True
 
 
 def _barrier(world: int) -> None:
