@@ -136,7 +136,8 @@ class CifarResNet(nn.Module):
                                            nn.BatchNorm2d(planes * block.expansion))
             blocks = [block(self.inplanes, planes, stride, downsample, groups, width_per_group)]
             self.inplanes = planes * block.expansion
-            blocks += [block(self.inplanes, planes, groups=groups, base_width=width_per_group) for _ in range(1, n)]
+            for _ in range(1, n):
+                blocks.append(block(self.inplanes, planes, groups=groups, base_width=width_per_group))
             setattr(self, f"layer{i + 1}", nn.Sequential(*blocks))
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.out_features = width * 8 * block.expansion
@@ -155,8 +156,9 @@ class DenseNetBackbone(nn.Module):
         super().__init__()
         from ._torchvision_compat import import_torchvision
 
-        net = import_torchvision().models.DenseNet(growth_rate=max(1, width // 2), block_config=(6, 12, 24, 16),
-                                                   num_init_features=width, bn_size=4, drop_rate=0.0, num_classes=1)
+        net = import_torchvision().models.DenseNet(
+            growth_rate=max(1, width // 2), block_config=(6, 12, 24, 16), num_init_features=width, bn_size=4,
+            drop_rate=0.0, num_classes=1)
         net.features.conv0 = nn.Conv2d(in_channels, width, 3, stride=1, padding=1, bias=False)
         nn.init.kaiming_normal_(net.features.conv0.weight)
         net.features.pool0 = nn.Identity()

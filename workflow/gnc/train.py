@@ -600,8 +600,8 @@ class _Trainer:
     """One training job: the run's data, model, optimizer, history and state store, and the steps
     of :meth:`run` (load, build, resume, train epochs, publish)."""
 
-    def __init__(self, spec: dict, *, data_folder: Path, work_dir: Path, out_ckpts: dict[int, Path], lg: logging.Logger,
-                 dev: torch.device, world: int, rank: int, threads: int, accel: Accel):
+    def __init__(self, spec: dict, *, data_folder: Path, work_dir: Path, out_ckpts: dict[int, Path],
+                 lg: logging.Logger, dev: torch.device, world: int, rank: int, threads: int, accel: Accel):
         self.spec, self.data_folder, self.work_dir, self.out_ckpts = spec, data_folder, work_dir, out_ckpts
         self.lg, self.dev, self.world, self.rank, self.threads, self.accel = lg, dev, world, rank, threads, accel
         self.run_id = spec.get("run_id") or "run"
