@@ -19,8 +19,8 @@ Architectures (all take any number of input channels and any input size >= 8x8):
                ``width`` = initial features (64), growth rate = width / 2
 =============  ===============================================================================
 
-The ResNets are torchvision's blocks in our own frame, since ``torchvision.models.ResNet`` hard-codes
-64 base channels (CPU-sized runs need narrow nets).
+The ResNets are torchvision's blocks (bottlenecks v1.5: stride on the 3x3 conv) in our own frame:
+``torchvision.models.ResNet`` hard-codes 64 base channels (CPU-sized runs need narrow nets).
 
 Heads (classifier matrices are (K, d): row k is w_k):
 
@@ -79,8 +79,6 @@ class MLP(nn.Module):
 
 
 class SmallCNN(nn.Module):
-    """4 x (conv3x3 - BN - ReLU - maxpool2), widths w, 2w, 4w, 8w, then global average pooling."""
-
     def __init__(self, in_shape, width=16):
         super().__init__()
         c, h, w = in_shape
@@ -111,9 +109,7 @@ def _init_convs(net: nn.Module) -> None:
 
 
 class CifarResNet(nn.Module):
-    """ResNet of torchvision's ``block`` ("BasicBlock" or "Bottleneck": v1.5, stride on the 3x3 conv,
-    grouped for ResNeXt) with a 3x3 stride-1 stem, no max-pool and base width ``width``;
-    torchvision's module names."""
+    """torchvision's ``block`` ("BasicBlock" or "Bottleneck") in the frame of the module docstring."""
 
     def __init__(self, block, layers, in_channels=3, width=64, groups=1, width_per_group=64):
         super().__init__()
@@ -234,8 +230,7 @@ class CMFHead(nn.Module):
 
     @torch.no_grad()
     def update(self, h_normalized: torch.Tensor, y: torch.Tensor) -> None:
-        """C <- beta*C + (1-beta)*S, S_k = sum of the normalized features of class k (over all ranks);
-        then every row is re-normalized."""
+        """The update of the module docstring."""
         s = torch.zeros_like(self.C).index_add_(0, y, h_normalized.to(self.C.dtype))
         if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
             dist.all_reduce(s)  # summed over the ranks
