@@ -876,8 +876,7 @@ def main(argv: list[str] | None = None) -> int:
                          "('none': fp32); default: the spec's bf16/channels_last on CUDA, compile if set")
     args = ap.parse_args(argv)
     accel = None if args.accel is None else Accel.parse(args.accel)
-    text = args.spec if args.spec.lstrip().startswith("{") else Path(args.spec).read_text()
-    spec = json.loads(text)
+    spec = json.loads(args.spec if args.spec.lstrip().startswith("{") else Path(args.spec).read_text())
     out = {}
     for item in args.ckpt:
         e, _, p = item.partition("=")
