@@ -156,8 +156,7 @@ def spec_identity(spec: dict, dataset_checksum: str | None, world_size: int, acc
         payload["init"] = init_sha256
     if accel != Accel():
         payload["accel"] = [accel.bf16, accel.channels_last, accel.compile]
-    blob = json.dumps(payload, sort_keys=True)
-    return hashlib.sha256(blob.encode()).hexdigest()[:20]
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:20]
 
 
 def _parse_augmentation(aug) -> set[str]:
@@ -449,10 +448,6 @@ def _set_rng_state(st: dict) -> None:
                          n["cached_gaussian"]))
     if "cuda" in st and torch.cuda.is_available() and len(st["cuda"]) == torch.cuda.device_count():
         torch.cuda.set_rng_state_all(st["cuda"])
-
-
-def _cpu_state_dict(model: torch.nn.Module) -> dict:
-    return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
 
 
 def _save_atomic(obj, path: Path) -> None:
@@ -758,8 +753,9 @@ class _Trainer:
 
     def _snapshot(self, epoch: int) -> dict:
         """What a checkpoint and the training state share."""
-        return {"format": FORMAT, "model": _cpu_state_dict(self.model), "epoch": epoch,
-                "spec": copy.deepcopy(self.spec), "history": copy.deepcopy(self.history)}
+        model = {k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()}
+        return {"format": FORMAT, "model": model, "epoch": epoch, "spec": copy.deepcopy(self.spec),
+                "history": copy.deepcopy(self.history)}
 
     def _write_ckpt(self, epoch: int) -> None:
         if self.is_main and epoch in self.out_ckpts:
