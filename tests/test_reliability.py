@@ -171,7 +171,7 @@ def test_untrusted_checkpoint_is_refused_and_runs_nothing(untrusted, tmp_path):
 
 
 def test_untrusted_training_state_is_ignored_not_run(untrusted, tmp_path):
-    from gnc.train import _Logger, _StateStore
+    from gnc.train import _StateStore
 
     path, marker = untrusted
     work = tmp_path / "work"
@@ -186,7 +186,7 @@ def test_untrusted_training_state_is_ignored_not_run(untrusted, tmp_path):
         def warning(self, m):
             lines.append("WARNING " + m)
 
-    assert _StateStore(work).candidates(_Logger(Log()), "identity") == []
+    assert _StateStore(work).candidates(Log(), "identity") == []
     assert any("WARNING" in ln and "state.pt is unreadable" in ln for ln in lines), lines
     assert not marker.exists()
 

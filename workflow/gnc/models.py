@@ -19,9 +19,8 @@ Architectures (all take any number of input channels and any input size >= 8x8):
                ``width`` = initial features (64), growth rate = width / 2
 =============  ===============================================================================
 
-The ResNets are our own ~100 lines rather than ``torchvision.models.resnet`` because torchvision
-hard-codes 64 base channels and CPU-sized runs need narrow nets; at width 64 they are the same
-network as torchvision's (``tests/test_models.py`` loads torchvision weights into them).
+The ResNets are torchvision's blocks (bottlenecks v1.5: stride on the 3x3 conv) in our own frame:
+``torchvision.models.ResNet`` hard-codes 64 base channels (CPU-sized runs need narrow nets).
 
 Heads (classifier matrices are (K, d): row k is w_k):
 
@@ -40,13 +39,13 @@ import math
 from typing import Any
 
 import torch
+import torch.distributed as dist
 import torch.nn as nn
 import torch.nn.functional as F
 
-ARCHS = ("mlp", "smallcnn", "resnet18", "resnet34", "resnet50", "resnext50", "densenet121")
 HEADS = ("normalized", "linear", "cmf")
 
-# options each architecture accepts (anything else is an error, so typos do not pass silently)
+# the architectures and the options each accepts (anything else is an error, so typos do not pass silently)
 ARCH_OPTIONS: dict[str, dict[str, Any]] = {
     "mlp": {"width": 256, "depth": 2, "bn": False},
     "smallcnn": {"width": 16},
@@ -56,6 +55,7 @@ ARCH_OPTIONS: dict[str, dict[str, Any]] = {
     "resnext50": {"width": 64, "groups": 32, "width_per_group": 4},
     "densenet121": {"width": 64},
 }
+ARCHS = tuple(ARCH_OPTIONS)
 
 
 # ----------------------------------------------------------------------------------- backbones
@@ -79,8 +79,6 @@ class MLP(nn.Module):
 
 
 class SmallCNN(nn.Module):
-    """4 x (conv3x3 - BN - ReLU - maxpool2), widths w, 2w, 4w, 8w, then global average pooling."""
-
     def __init__(self, in_shape, width=16):
         super().__init__()
         c, h, w = in_shape
@@ -97,102 +95,49 @@ class SmallCNN(nn.Module):
         self.blocks = nn.Sequential(*blocks)
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.out_features = c
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        _init_convs(self)
 
     def forward(self, x):
         return torch.flatten(self.pool(self.blocks(x)), 1)
 
 
-def _conv3x3(cin, cout, stride=1, groups=1):
-    return nn.Conv2d(cin, cout, 3, stride=stride, padding=1, groups=groups, bias=False)
-
-
-def _conv1x1(cin, cout, stride=1):
-    return nn.Conv2d(cin, cout, 1, stride=stride, bias=False)
-
-
-class BasicBlock(nn.Module):
-    expansion = 1
-
-    def __init__(self, inplanes, planes, stride=1, downsample=None, groups=1, base_width=64):
-        super().__init__()
-        self.conv1 = _conv3x3(inplanes, planes, stride)
-        self.bn1 = nn.BatchNorm2d(planes)
-        self.relu = nn.ReLU(inplace=True)
-        self.conv2 = _conv3x3(planes, planes)
-        self.bn2 = nn.BatchNorm2d(planes)
-        self.downsample = downsample
-
-    def forward(self, x):
-        identity = x if self.downsample is None else self.downsample(x)
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out))
-        return self.relu(out + identity)
-
-
-class Bottleneck(nn.Module):
-    """ResNet v1.5 bottleneck (stride on the 3x3 conv), grouped for ResNeXt."""
-
-    expansion = 4
-
-    def __init__(self, inplanes, planes, stride=1, downsample=None, groups=1, base_width=64):
-        super().__init__()
-        width = int(planes * (base_width / 64.0)) * groups
-        if width < 1:
-            raise ValueError(f"bottleneck width is 0 (planes={planes}, groups={groups}, "
-                             f"width_per_group={base_width}); increase width or width_per_group")
-        self.conv1 = _conv1x1(inplanes, width)
-        self.bn1 = nn.BatchNorm2d(width)
-        self.conv2 = _conv3x3(width, width, stride, groups)
-        self.bn2 = nn.BatchNorm2d(width)
-        self.conv3 = _conv1x1(width, planes * self.expansion)
-        self.bn3 = nn.BatchNorm2d(planes * self.expansion)
-        self.relu = nn.ReLU(inplace=True)
-        self.downsample = downsample
-
-    def forward(self, x):
-        identity = x if self.downsample is None else self.downsample(x)
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.relu(self.bn2(self.conv2(out)))
-        out = self.bn3(self.conv3(out))
-        return self.relu(out + identity)
+def _init_convs(net: nn.Module) -> None:
+    """Kaiming-normal (fan_out, ReLU) conv weights, as torchvision's ResNets."""
+    for m in net.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
 
 
 class CifarResNet(nn.Module):
-    """ResNet with a 3x3 stride-1 stem and no max-pool; torchvision-compatible module names."""
+    """torchvision's ``block`` ("BasicBlock" or "Bottleneck") in the frame of the module docstring."""
 
     def __init__(self, block, layers, in_channels=3, width=64, groups=1, width_per_group=64):
         super().__init__()
-        self.groups, self.base_width = groups, width_per_group
+        from ._torchvision_compat import import_torchvision
+
+        resnet = import_torchvision().models.resnet
+        block = getattr(resnet, block)
+        if int(width * (width_per_group / 64.0)) * groups < 1:
+            raise ValueError(f"bottleneck width is 0 (width={width}, groups={groups}, "
+                             f"width_per_group={width_per_group}); increase width or width_per_group")
         self.inplanes = width
-        self.conv1 = _conv3x3(in_channels, width)
+        self.conv1 = resnet.conv3x3(in_channels, width)
         self.bn1 = nn.BatchNorm2d(width)
         self.relu = nn.ReLU(inplace=True)
-        self.layer1 = self._make_layer(block, width, layers[0], 1)
-        self.layer2 = self._make_layer(block, width * 2, layers[1], 2)
-        self.layer3 = self._make_layer(block, width * 4, layers[2], 2)
-        self.layer4 = self._make_layer(block, width * 8, layers[3], 2)
+        for i, n in enumerate(layers):
+            planes, stride = width * 2**i, 1 if i == 0 else 2
+            downsample = None
+            if stride != 1 or self.inplanes != planes * block.expansion:
+                downsample = nn.Sequential(resnet.conv1x1(self.inplanes, planes * block.expansion, stride),
+                                           nn.BatchNorm2d(planes * block.expansion))
+            blocks = [block(self.inplanes, planes, stride, downsample, groups, width_per_group)]
+            self.inplanes = planes * block.expansion
+            for _ in range(1, n):
+                blocks.append(block(self.inplanes, planes, groups=groups, base_width=width_per_group))
+            setattr(self, f"layer{i + 1}", nn.Sequential(*blocks))
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.out_features = width * 8 * block.expansion
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-
-    def _make_layer(self, block, planes, blocks, stride):
-        downsample = None
-        if stride != 1 or self.inplanes != planes * block.expansion:
-            downsample = nn.Sequential(_conv1x1(self.inplanes, planes * block.expansion, stride),
-                                       nn.BatchNorm2d(planes * block.expansion))
-        layers = [block(self.inplanes, planes, stride, downsample, self.groups, self.base_width)]
-        self.inplanes = planes * block.expansion
-        for _ in range(1, blocks):
-            layers.append(block(self.inplanes, planes, groups=self.groups, base_width=self.base_width))
-        return nn.Sequential(*layers)
+        _init_convs(self)
 
     def forward(self, x):
         x = self.relu(self.bn1(self.conv1(x)))
@@ -207,10 +152,9 @@ class DenseNetBackbone(nn.Module):
         super().__init__()
         from ._torchvision_compat import import_torchvision
 
-        tv = import_torchvision()
-        growth = max(1, width // 2)
-        net = tv.models.DenseNet(growth_rate=growth, block_config=(6, 12, 24, 16), num_init_features=width,
-                                 bn_size=4, drop_rate=0.0, num_classes=1)
+        net = import_torchvision().models.DenseNet(
+            growth_rate=max(1, width // 2), block_config=(6, 12, 24, 16), num_init_features=width, bn_size=4,
+            drop_rate=0.0, num_classes=1)
         net.features.conv0 = nn.Conv2d(in_channels, width, 3, stride=1, padding=1, bias=False)
         nn.init.kaiming_normal_(net.features.conv0.weight)
         net.features.pool0 = nn.Identity()
@@ -222,6 +166,10 @@ class DenseNetBackbone(nn.Module):
         return torch.flatten(F.adaptive_avg_pool2d(x, 1), 1)
 
 
+_RESNETS = {"resnet18": ("BasicBlock", [2, 2, 2, 2]), "resnet34": ("BasicBlock", [3, 4, 6, 3]),
+            "resnet50": ("Bottleneck", [3, 4, 6, 3]), "resnext50": ("Bottleneck", [3, 4, 6, 3])}
+
+
 def build_backbone(arch: str, in_shape, **opts) -> nn.Module:
     if arch not in ARCHS:
         raise ValueError(f"unknown arch {arch!r}; expected one of {ARCHS}")
@@ -230,32 +178,16 @@ def build_backbone(arch: str, in_shape, **opts) -> nn.Module:
     if unknown:
         raise ValueError(f"arch {arch!r} does not take option(s) {sorted(unknown)}; allowed: {sorted(allowed)}")
     o = {**allowed, **opts}
-    c = in_shape[0]
     if arch == "mlp":
-        return MLP(in_shape, o["width"], o["depth"], o["bn"])
+        return MLP(in_shape, **o)
     if arch == "smallcnn":
-        return SmallCNN(in_shape, o["width"])
-    if arch == "resnet18":
-        return CifarResNet(BasicBlock, [2, 2, 2, 2], c, o["width"])
-    if arch == "resnet34":
-        return CifarResNet(BasicBlock, [3, 4, 6, 3], c, o["width"])
-    if arch == "resnet50":
-        return CifarResNet(Bottleneck, [3, 4, 6, 3], c, o["width"])
-    if arch == "resnext50":
-        return CifarResNet(Bottleneck, [3, 4, 6, 3], c, o["width"], o["groups"], o["width_per_group"])
-    return DenseNetBackbone(c, o["width"])
+        return SmallCNN(in_shape, **o)
+    if arch == "densenet121":
+        return DenseNetBackbone(in_shape[0], **o)
+    return CifarResNet(*_RESNETS[arch], in_shape[0], **o)
 
 
 # ----------------------------------------------------------------------------------- heads
-
-def _all_reduce_sum_(t: torch.Tensor) -> torch.Tensor:
-    """Sum ``t`` over the ranks of the default process group (no-op outside torch.distributed)."""
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-        dist.all_reduce(t, op=dist.ReduceOp.SUM)
-    return t
-
 
 def _float32_region(device: torch.device):
     """Autocast off (the heads compute in float32 under bf16 autocast); the meta device used to
@@ -265,8 +197,6 @@ def _float32_region(device: torch.device):
 
 class NormalizedHead(nn.Module):
     """logits = cos(h, w_k) / tau with a learnable W (K, d), no bias. Computed in float32."""
-
-    kind = "normalized"
 
     def __init__(self, d, K, tau):
         super().__init__()
@@ -278,32 +208,20 @@ class NormalizedHead(nn.Module):
         with _float32_region(h.device):
             return F.normalize(h.float(), dim=1) @ F.normalize(self.weight.float(), dim=1).t() / self.tau
 
-    def weights(self):
-        w = self.weight.detach()
-        return w, torch.zeros(w.shape[0], dtype=w.dtype, device=w.device)
-
 
 class LinearHead(nn.Module):
-    """Plain nn.Linear(d, K) with bias on the raw feature (Papyan et al.); tau is recorded, unused."""
-
-    kind = "linear"
+    """Plain nn.Linear(d, K) with bias on the raw feature (Papyan et al.); tau unused."""
 
     def __init__(self, d, K, tau):
         super().__init__()
-        self.tau = float(tau)
         self.fc = nn.Linear(d, K)
 
     def forward(self, h, y=None):
         return self.fc(h).float()
 
-    def weights(self):
-        return self.fc.weight.detach(), self.fc.bias.detach()
-
 
 class CMFHead(nn.Module):
     """Class-mean-feature classifier: no parameters, a (K, d) buffer of running class means."""
-
-    kind = "cmf"
 
     def __init__(self, d, K, tau, beta=0.9):
         super().__init__()
@@ -312,10 +230,10 @@ class CMFHead(nn.Module):
 
     @torch.no_grad()
     def update(self, h_normalized: torch.Tensor, y: torch.Tensor) -> None:
-        """C <- beta*C + (1-beta)*S, S_k = sum of the normalized features of class k (over all ranks);
-        then every row is re-normalized."""
+        """The update of the module docstring."""
         s = torch.zeros_like(self.C).index_add_(0, y, h_normalized.to(self.C.dtype))
-        _all_reduce_sum_(s)
+        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            dist.all_reduce(s)  # summed over the ranks
         self.C.copy_(F.normalize(self.beta * self.C + (1.0 - self.beta) * s, dim=1))
 
     def forward(self, h, y=None):
@@ -325,20 +243,6 @@ class CMFHead(nn.Module):
                 self.update(hn.detach(), y)
             return hn @ self.C.detach().t() / self.tau
 
-    def weights(self):
-        c = self.C.detach()
-        return c, torch.zeros(c.shape[0], dtype=c.dtype, device=c.device)
-
-
-def build_head(head: str, d: int, K: int, tau: float = 1.0, cmf_beta: float = 0.9) -> nn.Module:
-    if head == "normalized":
-        return NormalizedHead(d, K, tau)
-    if head == "linear":
-        return LinearHead(d, K, tau)
-    if head == "cmf":
-        return CMFHead(d, K, tau, cmf_beta)
-    raise ValueError(f"unknown head {head!r}; expected one of {HEADS}")
-
 
 # ----------------------------------------------------------------------------------- model
 
@@ -347,23 +251,17 @@ class GNCModel(nn.Module):
 
     def __init__(self, arch, in_shape, d, K, head="normalized", tau=1.0, cmf_beta=0.9, **arch_opts):
         super().__init__()
-        self.arch, self.in_shape, self.d, self.K = arch, tuple(int(s) for s in in_shape), int(d), int(K)
-        self.arch_opts = dict(arch_opts)
-        c = self.in_shape[0]
+        self.d, self.K = int(d), int(K)
+        in_shape = tuple(int(s) for s in in_shape)
         # per-channel standardization of inputs in [0, 1]; set from the training data by the trainer
-        self.register_buffer("input_mean", torch.zeros(c))
-        self.register_buffer("input_std", torch.ones(c))
-        self.backbone = build_backbone(arch, self.in_shape, **arch_opts)
+        self.register_buffer("input_mean", torch.zeros(in_shape[0]))
+        self.register_buffer("input_std", torch.ones(in_shape[0]))
+        self.backbone = build_backbone(arch, in_shape, **arch_opts)
         self.proj = nn.Linear(self.backbone.out_features, self.d)
-        self.head = build_head(head, self.d, self.K, tau, cmf_beta)
-
-    @property
-    def head_kind(self) -> str:
-        return self.head.kind
-
-    @property
-    def tau(self) -> float:
-        return self.head.tau
+        if head == "cmf":
+            self.head = CMFHead(self.d, self.K, tau, cmf_beta)
+        else:
+            self.head = {"normalized": NormalizedHead, "linear": LinearHead}[head](self.d, self.K, tau)
 
     @torch.no_grad()
     def set_input_stats(self, mean, std) -> None:
@@ -382,7 +280,10 @@ class GNCModel(nn.Module):
 
     def classifier_weights(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(W (K, d), b (K)) as used by the head; b is zero for the normalized and CMF heads."""
-        return self.head.weights()
+        if isinstance(self.head, LinearHead):
+            return self.head.fc.weight.detach(), self.head.fc.bias.detach()
+        w = (self.head.weight if isinstance(self.head, NormalizedHead) else self.head.C).detach()
+        return w, torch.zeros(w.shape[0], dtype=w.dtype, device=w.device)
 
 
 def build_model(arch: str, in_shape, d: int, K: int, head: str = "normalized", *, tau: float = 1.0,
@@ -399,38 +300,24 @@ def build_model(arch: str, in_shape, d: int, K: int, head: str = "normalized", *
 
 # ----------------------------------------------------------------------------------- memory
 
-def cmf_memory_saving(model_or_K, d: int | None = None, *, optimizer_states: int = 1,
-                      bytes_per_element: int = 4) -> dict[str, int | float]:
-    """Analytic memory of a learnable classifier vs the CMF buffer (docs/methods.md §7).
-
-    Learnable W: K*d parameters + K*d gradients + ``optimizer_states`` * K*d optimizer tensors
-    (1 for SGD with momentum, 2 for Adam). CMF: one K*d buffer. Pass a model (K, d read from it) or
-    ``K, d``. Returns bytes of each and the saving.
-    """
-    if isinstance(model_or_K, nn.Module):
-        K, d = model_or_K.K, model_or_K.d
-    else:
-        K = int(model_or_K)
-        if d is None:
-            raise ValueError("give d with K")
-    n = K * d
-    learnable = n * (2 + optimizer_states) * bytes_per_element
-    cmf = n * bytes_per_element
+def cmf_memory_saving(K: int, d: int, *, optimizer_states: int = 1, bytes_per_element: int = 4) -> dict:
+    """Analytic memory of a learnable classifier vs the CMF buffer (docs/methods.md §7): W costs K*d
+    for the parameter, K*d for its gradient and K*d per optimizer state (1: SGD with momentum, 2: Adam);
+    CMF one K*d buffer."""
+    cmf = K * d * bytes_per_element
+    learnable = cmf * (2 + optimizer_states)
     return {"K": K, "d": d, "learnable_bytes": learnable, "cmf_bytes": cmf, "saved_bytes": learnable - cmf,
             "ratio": learnable / cmf}
 
 
 def training_state_bytes(model: nn.Module, optimizer: torch.optim.Optimizer | None = None) -> dict[str, int]:
     """Measured bytes held by a model's training state: parameters, gradients, buffers, optimizer state."""
-    def nbytes(t):
-        return t.numel() * t.element_size()
+    def nbytes(tensors):
+        return sum(t.numel() * t.element_size() for t in tensors)
 
-    params = sum(nbytes(p) for p in model.parameters())
-    grads = sum(nbytes(p.grad) for p in model.parameters() if p.grad is not None)
-    buffers = sum(nbytes(b) for b in model.buffers())
-    opt = 0
-    if optimizer is not None:
-        for state in optimizer.state.values():
-            opt += sum(nbytes(v) for v in state.values() if torch.is_tensor(v) and v.dim() > 0)
-    return {"parameters": params, "gradients": grads, "buffers": buffers, "optimizer": opt,
-            "total": params + grads + buffers + opt}
+    opt_states = optimizer.state.values() if optimizer is not None else ()
+    out = {"parameters": nbytes(model.parameters()),
+           "gradients": nbytes(p.grad for p in model.parameters() if p.grad is not None),
+           "buffers": nbytes(model.buffers()),
+           "optimizer": nbytes(v for st in opt_states for v in st.values() if torch.is_tensor(v) and v.dim())}
+    return {**out, "total": sum(out.values())}

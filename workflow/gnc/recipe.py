@@ -1,5 +1,5 @@
 """gnc.recipe — the default training recipe and the rules on it that need no data, schema or torch
-(shared by gnc.config, which validates studies, and by gnc.train / gnc.losses, which run them)."""
+(shared by gnc.config, which validates studies, and by gnc.train, which runs them)."""
 
 from __future__ import annotations
 
@@ -14,14 +14,14 @@ DEFAULT_RECIPE: dict[str, Any] = {
     "momentum": 0.9,
     "nesterov": True,
     "weight_decay": 5e-4,
-    "schedule": "cosine",
-    "augmentation": "none",
+    "schedule": "cosine",  # | constant | step (x0.1 at 1/3 and 2/3 of the epochs)
+    "augmentation": "none",  # | any '-'-joined subset of crop, flip, rotate
     "head": "normalized",
-    "cmf_momentum": 0.9,
+    "cmf_momentum": 0.9,  # CMF beta: C <- beta*C + (1-beta)*S
     "loss": "ce",
     "width": 16,
-    "class_subset_seed": 0,
-    "bf16": True,
+    "class_subset_seed": 0,  # seed of gnc.data.class_subset (K < classes, no classes)
+    "bf16": True,  # bf16 autocast and channels-last: on CUDA only (see gnc.train.Accel)
     "channels_last": True,
     "compile": False,
 }

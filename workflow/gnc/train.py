@@ -1,44 +1,31 @@
 """The training loop: resident data, own seeded batching, resumable state, atomic checkpoints.
 
-``train_run(spec, data_folder, work_dir, out_ckpts)`` trains one run and publishes the checkpoints
-``out_ckpts = {epoch: path}`` (epoch 0 = the initial model, before any step).
+``train_run(spec, data_folder, work_dir, out_ckpts)`` trains one run and, only at the end, publishes
+the checkpoints ``out_ckpts = {epoch: path}`` (epoch 0 = the initial model, before any step).
 
-Design
-------
-* The whole (class-subset) training set sits in one uint8 tensor on the device
-  (:class:`ResidentBatches`); batches are drawn with a permutation from a generator seeded by
-  (seed, epoch), converted to float on the fly and augmented on the device (random crop with zero
-  padding, horizontal flip, rotation — one batched ``grid_sample``). No DataLoader, no workers.
-  Because every random draw of an epoch comes from generators seeded by (seed, epoch), the
-  trajectory depends only on the state at the epoch start.
-* Deterministic: on CPU the same run twice gives bit-identical model tensors (timings and the
-  provenance timestamp of course differ).
-* Speed options (:class:`Accel`): bf16 autocast, channels-last memory format and ``torch.compile``
-  are written device-agnostic (``torch.autocast(device.type, ...)``) and tested on CPU against
-  fp32; by default a run takes the spec's ``bf16``/``channels_last`` on CUDA only (on a CPU they
-  would slow it down and change the fp32 trajectory) and ``compile`` wherever it is set.
-* Resumable: at the end of every epoch the full state (model, optimizer, schedule position, RNG
-  states, history, spec identity) is written atomically to ``work_dir/state.pt`` (the previous
-  one kept as ``state.prev.pt``), and requested epoch checkpoints to ``work_dir/ckpt/epoch=E.pt``.
-  ``work_dir`` must not be a declared Snakemake output (Snakemake deletes those after a failure).
-  A restarted job resumes from the newest valid state with the same identity; a corrupt state is
-  reported in the log and the previous one (or a fresh start) is used. A job killed at any moment
-  and restarted produces the same checkpoints as an uninterrupted one (tested with SIGKILL).
-* Ctrl-C (SIGINT) and SIGTERM raise :class:`TrainingInterrupted`, whose message is one line saying
-  which epoch's state is saved where and that the same command resumes; the CLI prints that line
-  and exits with 128 + the signal number.
-* Only at the end are the checkpoints copied atomically to the ``out_ckpts`` paths.
-* Warm start: with ``init_checkpoint`` (a gnc checkpoint of the same network, classes and input
-  shape; anything else is refused with one message) every parameter and buffer is loaded from it
-  after the seeded initialization, so epoch 0 is that network; the optimizer and the schedule start
-  afresh. Its path, sha256, run id and epoch go into the provenance (``gnc_init_*``) and the sha256
-  into the resume identity.
-* Data parallel: launched by ``torchrun`` (WORLD_SIZE > 1) every rank takes one contiguous shard of
-  every global batch (``batch_size`` is global), gloo on CPU / nccl on CUDA (:func:`dist_backend`),
-  only rank 0 writes. The CE loss is scaled so the averaged gradient is exactly that of the
-  global-batch mean; CMF class sums are all-reduced. BatchNorm statistics are per rank (as in the
-  reference, which does not use SyncBN) unless ``sync_bn`` is set (CUDA only: torch's SyncBatchNorm
-  has no CPU kernel).
+* Data: the (class-subset) training set sits in one uint8 tensor on the device
+  (:class:`ResidentBatches`); every random draw of an epoch (permutation; augmentation: crop with
+  zero padding, flip, rotation in one ``grid_sample``) comes from generators seeded by (seed, epoch),
+  so the trajectory depends only on the state at the epoch start. On CPU a run is bit-reproducible.
+* Speed options (:class:`Accel`: bf16 autocast, channels-last, ``torch.compile``) are device-agnostic
+  and tested on CPU against fp32; by default a run takes the spec's bf16/channels_last on CUDA only
+  (on a CPU they slow it down and change the fp32 trajectory), compile wherever set.
+* Resumable: after every epoch the full state (model, optimizer, RNG states, history, spec identity)
+  goes atomically to ``work_dir/state.pt`` (the previous one kept as ``state.prev.pt``), requested
+  checkpoints to ``work_dir/ckpt/epoch=E.pt``. ``work_dir`` must not be a declared Snakemake output
+  (Snakemake deletes those after a failure). A restarted job resumes from the newest valid state of
+  the same identity (a corrupt one is reported and skipped), so a job killed at any moment and
+  restarted produces the same checkpoints as an uninterrupted one.
+* SIGINT and SIGTERM raise :class:`TrainingInterrupted`: one line saying which epoch's state is
+  saved where and that the same command resumes; the CLI exits with 128 + the signal number.
+* Warm start (``init_checkpoint``: a gnc checkpoint of the same network, classes and input shape):
+  its weights replace the seeded initialization, the optimizer and schedule start afresh; its path,
+  sha256, run id and epoch go into the provenance (``gnc_init_*``), the sha256 into the identity.
+* Data parallel (``torchrun``, WORLD_SIZE > 1): every rank takes one contiguous shard of every
+  global batch (``batch_size`` is global), gloo on CPU / nccl on CUDA, only rank 0 writes. The CE
+  loss is scaled so the averaged gradient is that of the global-batch mean; CMF class sums are
+  all-reduced. BatchNorm statistics are per rank (as in the reference) unless ``sync_bn`` is set
+  (CUDA only: torch's SyncBatchNorm has no CPU kernel).
 
 Checkpoint (loadable with ``torch.load(weights_only=True)``)::
 
@@ -54,7 +41,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import copy
-import dataclasses
 import hashlib
 import json
 import logging
@@ -73,57 +59,43 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
+from torch.nn.parallel import DistributedDataParallel
 
 from . import io as gio
-from .data import Prepared, class_subset, load_prepared
+from .data import Prepared, class_subset, load_prepared, read_manifest
 from .recipe import DEFAULT_RECIPE, head_loss_problem
 from .losses import LOSSES, compute_loss
-from .models import HEADS, build_model
+from .models import ARCH_OPTIONS, HEADS, build_model
 from .provenance import dataset_attrs, device_description, provenance
 
 FORMAT = 1
 
-# the run-level defaults; the recipe defaults (epochs, optimizer, schedule, head, loss, speed
-# options ...) are recipe.DEFAULT_RECIPE's, so a spec trains the same through the workflow and here
-_R = DEFAULT_RECIPE
+# a run's defaults: the recipe's (so a spec trains the same through the workflow and here; its width
+# is an architecture option, its checkpoints the caller's out_ckpts) and the run's own
 DEFAULT_SPEC: dict[str, Any] = {
+    **{k: v for k, v in DEFAULT_RECIPE.items() if k not in ("width", "checkpoints")},
     "run_id": None,
     "arch": "smallcnn",
     "arch_opts": {},        # architecture options (width ...); defaults per arch in gnc.models.ARCH_OPTIONS
-    "head": _R["head"],
-    "loss": _R["loss"],
     "tau": 0.1,
     "d": 10,
     "K": None,              # None: all classes of the dataset (or len(classes))
     "classes": None,        # original class indices, in label order; None: gnc.data.class_subset
-    "class_subset_seed": _R["class_subset_seed"],  # seed of gnc.data.class_subset (K < classes, no classes)
     "seed": 0,
-    "epochs": _R["epochs"],
-    "batch_size": _R["batch_size"],
-    "lr": _R["lr"],
-    "momentum": _R["momentum"],
-    "nesterov": _R["nesterov"],
-    "weight_decay": _R["weight_decay"],
-    "schedule": _R["schedule"],  # cosine (per-epoch, T_max = epochs) | constant | step (x0.1 at 1/3, 2/3)
-    "augmentation": _R["augmentation"],  # none | any '-'-joined subset of crop, flip, rotate
     "aug_pad": None,        # crop padding in pixels; None: H // 8 (4 for 32x32, as for CIFAR)
     "aug_degrees": 15.0,
-    "cmf_momentum": _R["cmf_momentum"],  # CMF beta: C <- beta*C + (1-beta)*S
     "hardmax_scale": 100.0,
-    "bf16": _R["bf16"],     # bf16 autocast (on CUDA; see Accel)
-    "channels_last": _R["channels_last"],  # (on CUDA; see Accel)
-    "compile": _R["compile"],
     "deterministic": False,  # CUDA: deterministic algorithms (slower); CPU is always deterministic
     "sync_bn": False,       # DDP on CUDA only
     "verify_data": True,
     "init_checkpoint": None,  # a gnc checkpoint of the same network: its weights replace the seeded init
 }
-del _R
 # keys that do not change the trajectory and may differ between a run and its resumption
 # (checkpoints: which epochs are kept; init_checkpoint: the identity holds its content's sha256 instead)
 _IDENTITY_EXCLUDE = {"run_id", "verify_data", "checkpoints", "init_checkpoint"}
-_TOP_LEVEL_ARCH_OPTS = ("width", "depth", "bn", "groups", "width_per_group")
+_TOP_LEVEL_ARCH_OPTS = sorted({k for opts in ARCH_OPTIONS.values() for k in opts})
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -145,10 +117,6 @@ class TrainingInterrupted(KeyboardInterrupt):
         self.exit_code = 128 + int(getattr(signal, signal_name, signal.SIGINT))
 
 
-class _Terminated(BaseException):
-    """Raised by the SIGTERM handler inside :func:`train_run` (turned into TrainingInterrupted)."""
-
-
 # ------------------------------------------------------------------------------------ spec
 
 def normalize_spec(spec: dict) -> dict:
@@ -163,12 +131,9 @@ def normalize_spec(spec: dict) -> dict:
         if key in out:
             opts.setdefault(key, out.pop(key))
     out["arch_opts"] = opts
-    if out["head"] not in HEADS:
-        raise ValueError(f"spec head {out['head']!r} not in {HEADS}")
-    if out["loss"] not in LOSSES:
-        raise ValueError(f"spec loss {out['loss']!r} not in {LOSSES}")
-    if out["schedule"] not in ("cosine", "constant", "step"):
-        raise ValueError(f"spec schedule {out['schedule']!r} not in (cosine, constant, step)")
+    for key, allowed in (("head", HEADS), ("loss", LOSSES), ("schedule", ("cosine", "constant", "step"))):
+        if out[key] not in allowed:
+            raise ValueError(f"spec {key} {out[key]!r} not in {allowed}")
     _parse_augmentation(out["augmentation"])
     if int(out["epochs"]) < 0 or int(out["batch_size"]) < 1:
         raise ValueError("spec needs epochs >= 0 and batch_size >= 1")
@@ -180,8 +145,8 @@ def normalize_spec(spec: dict) -> dict:
     return out
 
 
-def spec_identity(spec: dict, dataset_checksum: str | None, world_size: int, accel: Accel | None = None,
-                  init_sha256: str | None = None) -> str:
+def spec_identity(spec: dict, dataset_checksum: str | None, world_size: int, accel: Accel,
+                  init_sha256: str | None) -> str:
     """Hash of everything that determines the trajectory (resume only into the same identity);
     speed options that change the arithmetic (any of :class:`Accel`) are part of it, and so is the
     content (sha256) of the initial checkpoint, when the run starts from one."""
@@ -189,17 +154,14 @@ def spec_identity(spec: dict, dataset_checksum: str | None, world_size: int, acc
     payload = {"spec": key, "data": dataset_checksum, "world": world_size, "format": FORMAT}
     if init_sha256 is not None:
         payload["init"] = init_sha256
-    if accel is not None and accel != Accel():
+    if accel != Accel():
         payload["accel"] = [accel.bf16, accel.channels_last, accel.compile]
-    blob = json.dumps(payload, sort_keys=True)
-    return hashlib.sha256(blob.encode()).hexdigest()[:20]
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:20]
 
 
 def _parse_augmentation(aug) -> set[str]:
     if aug in (None, "none", "", False):
         return set()
-    if aug in ("cifar", "standard"):
-        return {"crop", "flip", "rotate"}
     parts = set(str(aug).split("-"))
     bad = parts - {"crop", "flip", "rotate"}
     if bad:
@@ -231,8 +193,6 @@ def resolve_classes(spec: dict, num_classes: int) -> list[int]:
         classes = [int(c) for c in spec["classes"]]
         if spec.get("K") is not None and int(spec["K"]) != len(classes):
             raise ValueError(f"spec K={spec['K']} but {len(classes)} classes given")
-        if len(set(classes)) != len(classes) or min(classes) < 0 or max(classes) >= num_classes:
-            raise ValueError(f"spec classes must be distinct indices in [0, {num_classes}): {classes}")
         return classes
     K = num_classes if spec.get("K") is None else int(spec["K"])
     if K > num_classes:
@@ -244,27 +204,15 @@ def resolve_classes(spec: dict, num_classes: int) -> list[int]:
 
 def load_run_data(data_folder, classes: list[int] | None, *, verify: bool = True,
                   spec: dict | None = None) -> Prepared:
-    """Load the prepared dataset restricted (and relabelled 0..K-1) to the run's classes."""
-    folder = Path(data_folder)
-    manifest_path = folder / "manifest.json"
-    if not manifest_path.exists():
-        raise FileNotFoundError(f"{folder}: not a prepared dataset (no manifest.json)")
-    num = json.loads(manifest_path.read_text()).get("num_classes")
+    """The prepared dataset restricted (and relabelled 0..K-1) to ``classes``, else to the spec's."""
     if classes is None:
-        classes = resolve_classes(spec or {}, int(num))
-
-    p = load_prepared(folder, classes=classes, verify=verify)
-    manifest = dict(p.manifest)
-    manifest.setdefault("path", str(folder))
-    return dataclasses.replace(p, manifest=manifest, classes=[int(c) for c in classes])
+        classes = resolve_classes(spec or {}, int(read_manifest(data_folder)["num_classes"]))
+    return load_prepared(Path(data_folder), classes=classes, verify=verify)
 
 
 def channel_stats(x: np.ndarray, chunk: int = 4096) -> tuple[list[float], list[float]]:
-    """Per-channel mean and std of uint8 images N x C x H x W scaled to [0, 1].
-
-    Exact: per-channel histograms of the 256 grey levels (chunked, so memory stays small), then the
-    moments from the histogram in float64.
-    """
+    """Per-channel mean and std of uint8 images N x C x H x W scaled to [0, 1], exact: the moments of
+    per-channel histograms of the 256 grey levels (chunked, so memory stays small) in float64."""
     c = x.shape[1]
     counts = np.zeros((c, 256), dtype=np.int64)
     for i in range(0, x.shape[0], chunk):
@@ -279,19 +227,6 @@ def channel_stats(x: np.ndarray, chunk: int = 4096) -> tuple[list[float], list[f
 
 
 # ------------------------------------------------------------------------------------ augmentation
-
-def augment_params(n: int, *, parts: set[str], pad: int, degrees: float, generator: torch.Generator,
-                   device) -> dict[str, torch.Tensor]:
-    """Random parameters for ``n`` samples (drawn for the global batch so every rank agrees)."""
-    out = {}
-    if "crop" in parts and pad > 0:
-        out["shift"] = torch.randint(-pad, pad + 1, (n, 2), generator=generator, device=device)
-    if "flip" in parts:
-        out["flip"] = torch.randint(0, 2, (n,), generator=generator, device=device).bool()
-    if "rotate" in parts and degrees > 0:
-        out["angle"] = (torch.rand(n, generator=generator, device=device) * 2 - 1) * degrees
-    return out
-
 
 def augment(x: torch.Tensor, params: dict[str, torch.Tensor]) -> torch.Tensor:
     """Apply crop (zero padding, integer shift), horizontal flip, then rotation — in one grid_sample.
@@ -327,9 +262,8 @@ def augment(x: torch.Tensor, params: dict[str, torch.Tensor]) -> torch.Tensor:
 
 @dataclass(frozen=True)
 class Accel:
-    """The speed options of the training step, written for any device (all three run in the CPU
-    test-suite against fp32): ``bf16`` = ``torch.autocast(device.type, bfloat16)`` around the
-    forward pass (heads and loss stay float32), ``channels_last`` = model and batches in
+    """The speed options of the training step: ``bf16`` = ``torch.autocast(device.type, bfloat16)``
+    around the forward pass (heads and loss stay float32), ``channels_last`` = model and batches in
     channels-last memory format, ``compile`` = ``torch.compile`` (inductor) of the model."""
 
     bf16: bool = False
@@ -338,8 +272,7 @@ class Accel:
 
     @classmethod
     def for_run(cls, spec: dict, dev: torch.device) -> Accel:
-        """What a run takes by default: the spec's bf16 and channels_last on CUDA only (on a CPU
-        they slow training down and would change the fp32 trajectory), compile wherever set."""
+        """What a run takes by default (see the module docstring)."""
         cuda = dev.type == "cuda"
         return cls(bf16=cuda and bool(spec["bf16"]), channels_last=cuda and bool(spec["channels_last"]),
                    compile=bool(spec["compile"]))
@@ -380,9 +313,7 @@ def _configure_cuda(spec: dict, dev: torch.device) -> None:
     if spec["deterministic"]:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.use_deterministic_algorithms(True)
-        torch.backends.cudnn.benchmark = False
-    else:
-        torch.backends.cudnn.benchmark = True
+    torch.backends.cudnn.benchmark = not spec["deterministic"]
     torch.backends.cuda.matmul.allow_tf32 = True
     torch.backends.cudnn.allow_tf32 = True
 
@@ -416,6 +347,17 @@ class ResidentBatches:
                    pad=spec["aug_pad"], degrees=float(spec["aug_degrees"]), rank=rank, world=world,
                    channels_last=channels_last)
 
+    def _augment_params(self, n: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
+        """Random parameters for ``n`` samples (drawn for the global batch so every rank agrees)."""
+        out, dev = {}, self.x.device
+        if "crop" in self.parts and self.pad > 0:
+            out["shift"] = torch.randint(-self.pad, self.pad + 1, (n, 2), generator=generator, device=dev)
+        if "flip" in self.parts:
+            out["flip"] = torch.randint(0, 2, (n,), generator=generator, device=dev).bool()
+        if "rotate" in self.parts and self.degrees > 0:
+            out["angle"] = (torch.rand(n, generator=generator, device=dev) * 2 - 1) * self.degrees
+        return out
+
     def epoch(self, epoch: int):
         dev, gb = self.x.device, self.global_batch
         g_perm = torch.Generator().manual_seed(_seed(self.seed, epoch, 1))
@@ -423,20 +365,12 @@ class ResidentBatches:
         g_aug = torch.Generator(device=dev).manual_seed(_seed(self.seed, epoch, 2))
         for step in range(self.steps):
             idx = perm[step * gb:(step + 1) * gb]
-            params = augment_params(len(idx), parts=self.parts, pad=self.pad, degrees=self.degrees,
-                                    generator=g_aug, device=dev)
+            params = self._augment_params(len(idx), g_aug)
             idx = idx[self.lo:self.hi]
-            params = {k: v[self.lo:self.hi] for k, v in params.items()}
-            yield make_batch(self.x, self.y, idx, params, self.channels_last)
-
-
-def make_batch(train_x: torch.Tensor, train_y: torch.Tensor, idx: torch.Tensor, params: dict,
-               channels_last: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-    """Gather a batch of resident uint8 images, convert to float in [0, 1] and augment, on the device."""
-    x = augment(train_x[idx].float().div_(255.0), params)
-    if channels_last:
-        x = x.contiguous(memory_format=torch.channels_last)
-    return x, train_y[idx]
+            x = augment(self.x[idx].float().div_(255.0), {k: v[self.lo:self.hi] for k, v in params.items()})
+            if self.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            yield x, self.y[idx]
 
 
 def make_optimizer(params, spec: dict) -> torch.optim.SGD:
@@ -451,7 +385,7 @@ def train_step(net, opt, x, y, spec: dict, *, autocast=None, world_size: int = 1
     """One optimizer step on a prepared batch; returns (loss, logits), both detached (no host sync)."""
     with autocast if autocast is not None else contextlib.nullcontext():
         logits = net(x, y)
-    loss = compute_loss(spec["loss"], logits, y, head=spec["head"], tau=float(spec["tau"]),
+    loss = compute_loss(spec["loss"], logits, y, tau=float(spec["tau"]),
                         hardmax_scale=float(spec["hardmax_scale"]), world_size=world_size,
                         global_batch=global_batch if global_batch is not None else len(y))
     opt.zero_grad(set_to_none=True)
@@ -462,42 +396,25 @@ def train_step(net, opt, x, y, spec: dict, *, autocast=None, world_size: int = 1
 
 # ------------------------------------------------------------------------------------ helpers
 
-class _Logger:
-    """Writes to a logging.Logger, a text file handle, or (None) the ``gnc.train`` logger."""
-
-    def __init__(self, log, quiet: bool = False):
-        self.log = log if log is not None else logging.getLogger("gnc.train")
-        self.quiet = quiet  # ranks > 0 of a distributed run: warnings only
-
-    def info(self, msg: str) -> None:
-        if self.quiet:
-            return
-        if hasattr(self.log, "info") and hasattr(self.log, "warning"):
-            self.log.info(msg)
-        else:
-            self._write(msg)
-
-    def warning(self, msg: str) -> None:
-        if hasattr(self.log, "info") and hasattr(self.log, "warning"):
-            self.log.warning(msg)
-        else:
-            self._write("WARNING: " + msg)
-
-    def _write(self, msg: str) -> None:
-        self.log.write(time.strftime("%Y-%m-%d %H:%M:%S ") + msg + "\n")
-        self.log.flush()
+def _run_logger(log, rank: int) -> logging.Logger:
+    """The logger ``log``, one writing timestamped lines to the text handle ``log``, or (None) the
+    ``gnc.train`` logger; ranks > 0 of a distributed run log warnings only."""
+    if rank > 0:
+        log = logging.getLogger(f"gnc.train.rank{rank}")
+        log.setLevel(logging.WARNING)
+    elif log is None:
+        log = logging.getLogger("gnc.train")
+    elif not hasattr(log, "warning"):
+        handler = logging.StreamHandler(log)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%d %H:%M:%S"))
+        log = logging.Logger("gnc.train")  # not in the logging tree: only this handler
+        log.addHandler(handler)
+    return log
 
 
 def _fmt_time(s: float) -> str:
     s = int(round(s))
     return f"{s // 3600:d}:{s % 3600 // 60:02d}:{s % 60:02d}"
-
-
-def _dist_env() -> tuple[int, int, int]:
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
-    local = int(os.environ.get("LOCAL_RANK", str(rank)))
-    return world, rank, local
 
 
 def pick_device(device=None, local_rank: int = 0) -> torch.device:
@@ -531,10 +448,6 @@ def _set_rng_state(st: dict) -> None:
                          n["cached_gaussian"]))
     if "cuda" in st and torch.cuda.is_available() and len(st["cuda"]) == torch.cuda.device_count():
         torch.cuda.set_rng_state_all(st["cuda"])
-
-
-def _cpu_state_dict(model: torch.nn.Module) -> dict:
-    return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
 
 
 def _save_atomic(obj, path: Path) -> None:
@@ -590,17 +503,17 @@ class _StateStore:
             os.replace(self.state, self.prev)
         _save_atomic(state, self.state)
 
-    def candidates(self, log: _Logger, identity: str):
+    def candidates(self, log: logging.Logger, identity: str):
         """Valid states of this identity, newest first."""
         found = []
         for path in (self.state, self.prev):
             if not path.exists():
                 continue
             try:
-                st = torch.load(path, map_location="cpu", weights_only=True)
-                if not isinstance(st, dict) or st.get("format") != FORMAT or "model" not in st:
-                    raise ValueError("not a gnc training state")
-            except Exception as exc:  # noqa: BLE001
+                st = load_checkpoint(path)
+                if st.get("format") != FORMAT:
+                    raise CheckpointError("not a gnc training state")
+            except CheckpointError as exc:
                 log.warning(f"training state {path} is unreadable ({type(exc).__name__}: {exc}); ignoring it")
                 continue
             if st.get("identity") != identity:
@@ -613,8 +526,7 @@ class _StateStore:
 
     def clear(self) -> None:
         for p in (self.state, self.prev):
-            if p.exists():
-                p.unlink()
+            p.unlink(missing_ok=True)
         if self.ckpt_dir.exists():
             shutil.rmtree(self.ckpt_dir)
 
@@ -633,58 +545,44 @@ def train_run(spec: dict, data_folder, work_dir, out_ckpts: dict, *, threads: in
     threads = max(1, int(threads))
     os.environ["OMP_NUM_THREADS"] = str(threads)
     torch.set_num_threads(threads)
-    world, rank, local_rank = _dist_env()
-    dev = pick_device(device, local_rank)
-    lg = _Logger(log) if rank == 0 else _Logger(logging.getLogger("gnc.train.rank%d" % rank), quiet=True)
+    world, rank = int(os.environ.get("WORLD_SIZE", "1")), int(os.environ.get("RANK", "0"))  # set by torchrun
+    dev = pick_device(device, int(os.environ.get("LOCAL_RANK", rank)))
+    lg = _run_logger(log, rank)
     trainer = _Trainer(spec, data_folder=Path(data_folder), work_dir=Path(work_dir),
                        out_ckpts={int(k): Path(v) for k, v in out_ckpts.items()}, lg=lg, dev=dev, world=world,
                        rank=rank, threads=threads, accel=accel or Accel.for_run(spec, dev))
-    own_pg = _init_process_group(world, dev)
+    own_pg = world > 1 and not dist.is_initialized()  # join torchrun's process group unless in one
+    if own_pg:
+        if dev.type == "cuda":
+            torch.cuda.set_device(dev)
+        dist.init_process_group(dist_backend(dev))
     try:
-        with _sigterm_raises():
+        with _sigterm_raises(trainer):
             return trainer.run()
-    except (KeyboardInterrupt, _Terminated) as exc:
-        if isinstance(exc, TrainingInterrupted):
-            raise
-        raise trainer.interrupted("SIGTERM" if isinstance(exc, _Terminated) else "SIGINT") from None
+    except TrainingInterrupted:
+        raise
+    except KeyboardInterrupt:
+        raise trainer.interrupted("SIGINT") from None
     finally:
         if own_pg:
-            import torch.distributed as dist
-
             dist.destroy_process_group()
-
-
-def _init_process_group(world: int, dev: torch.device) -> bool:
-    """Join the torchrun process group (WORLD_SIZE > 1) unless already in one; True if we created it."""
-    if world <= 1:
-        return False
-    import torch.distributed as dist
-
-    if dist.is_initialized():
-        return False
-    if dev.type == "cuda":
-        torch.cuda.set_device(dev)
-    dist.init_process_group(dist_backend(dev))
-    return True
 
 
 def _barrier(world: int) -> None:
     if world > 1:
-        import torch.distributed as dist
-
         dist.barrier()
 
 
 @contextlib.contextmanager
-def _sigterm_raises():
-    """SIGTERM (a scheduler's cancel or time limit, ``kill``) raises, as Ctrl-C does, so both end in
-    one interruption line. Signal handlers can only be set from the main thread."""
+def _sigterm_raises(trainer: _Trainer):
+    """SIGTERM (a scheduler's cancel or time limit, ``kill``) raises the trainer's interruption, as
+    Ctrl-C does. Signal handlers can only be set from the main thread."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
 
     def handler(signum, frame):
-        raise _Terminated()
+        raise trainer.interrupted("SIGTERM")
 
     old = signal.signal(signal.SIGTERM, handler)
     try:
@@ -697,8 +595,8 @@ class _Trainer:
     """One training job: the run's data, model, optimizer, history and state store, and the steps
     of :meth:`run` (load, build, resume, train epochs, publish)."""
 
-    def __init__(self, spec: dict, *, data_folder: Path, work_dir: Path, out_ckpts: dict[int, Path], lg: _Logger,
-                 dev: torch.device, world: int, rank: int, threads: int, accel: Accel):
+    def __init__(self, spec: dict, *, data_folder: Path, work_dir: Path, out_ckpts: dict[int, Path],
+                 lg: logging.Logger, dev: torch.device, world: int, rank: int, threads: int, accel: Accel):
         self.spec, self.data_folder, self.work_dir, self.out_ckpts = spec, data_folder, work_dir, out_ckpts
         self.lg, self.dev, self.world, self.rank, self.threads, self.accel = lg, dev, world, rank, threads, accel
         self.run_id = spec.get("run_id") or "run"
@@ -744,9 +642,8 @@ class _Trainer:
 
     def _load_data(self) -> ResidentBatches:
         spec, t_load = self.spec, time.time()
-        manifest_num = json.loads((self.data_folder / "manifest.json").read_text()).get("num_classes")
-        self.classes = resolve_classes(spec, int(manifest_num))
-        self.data = data = load_run_data(self.data_folder, self.classes, verify=bool(spec["verify_data"]))
+        self.data = data = load_run_data(self.data_folder, None, verify=bool(spec["verify_data"]), spec=spec)
+        self.classes = data.classes
         K = len(self.classes)
         if spec.get("K") is None:
             spec["K"] = K
@@ -759,9 +656,9 @@ class _Trainer:
         y = torch.from_numpy(data.train_y).to(self.dev)
         self.identity = spec_identity(spec, data.manifest.get("checksum"), self.world, self.accel,
                                       self.init.sha256 if self.init else None)
+        backend = f" ({dist_backend(self.dev)})" if self.world > 1 else ""
         self.lg.info(f"[{self.run_id}] {n} training images {list(self.in_shape)}, K={K}, device {self.dev}, "
-                     f"world {self.world}{f' ({dist_backend(self.dev)})' if self.world > 1 else ''}, threads {self.threads}, "
-                     f"{self.accel.label()}, "
+                     f"world {self.world}{backend}, threads {self.threads}, {self.accel.label()}, "
                      f"data loaded in {time.time() - t_load:.1f}s")
         return ResidentBatches.for_spec(x, y, spec, rank=self.rank, world=self.world,
                                         channels_last=self.accel.channels_last)
@@ -794,7 +691,7 @@ class _Trainer:
             self.model.load_state_dict(st["model"])
             self.opt.load_state_dict(st["optimizer"])
             _set_rng_state(st["rng"])
-            self.history = {k: list(v) for k, v in st["history"].items()}
+            self.history = st["history"]
             self.saved_epoch = int(st["epoch"])
             self.lg.info(f"[{self.run_id}] resuming from {path} at epoch {self.saved_epoch}")
             return self.saved_epoch
@@ -806,12 +703,10 @@ class _Trainer:
         """DDP (buffers such as BN statistics and the CMF classes are synced from rank 0), then compile."""
         net = self.model
         if self.world > 1:
-            from torch.nn.parallel import DistributedDataParallel as DDP
-
             cuda = self.dev.type == "cuda"
             if cuda and self.spec["sync_bn"]:
                 net = torch.nn.SyncBatchNorm.convert_sync_batchnorm(net)
-            net = DDP(net, device_ids=[self.dev.index] if cuda else None)
+            net = DistributedDataParallel(net, device_ids=[self.dev.index] if cuda else None)
         return self.accel.compiled(net)
 
     def _train_epoch(self, net, batches: ResidentBatches, epoch: int):
@@ -830,14 +725,10 @@ class _Trainer:
             losses[step] = loss
             correct += (logits.argmax(1) == y).sum()
         if self.world > 1:
-            import torch.distributed as dist
-
             dist.all_reduce(losses)
             losses /= self.world
             dist.all_reduce(correct)
-        loss_values = losses.cpu()
-        if self.dev.type == "cuda":
-            torch.cuda.synchronize(self.dev)
+        loss_values = losses.cpu()  # waits for the device
         finite = torch.isfinite(loss_values)
         if not bool(finite.all()):
             bad_step = int((~finite).nonzero()[0])
@@ -855,19 +746,22 @@ class _Trainer:
         h["seconds"].append(seconds)
         self._write_ckpt(epoch + 1)
         if self.is_main:
-            self.store.write({"format": FORMAT, "identity": self.identity, "epoch": epoch + 1,
-                              "model": _cpu_state_dict(self.model), "optimizer": self.opt.state_dict(),
-                              "rng": _rng_state(), "history": {k: list(v) for k, v in h.items()},
-                              "spec": copy.deepcopy(self.spec)})
+            self.store.write({**self._snapshot(epoch + 1), "identity": self.identity,
+                              "optimizer": self.opt.state_dict(), "rng": _rng_state()})
         self.saved_epoch = epoch + 1
         _barrier(self.world)
 
+    def _snapshot(self, epoch: int) -> dict:
+        """What a checkpoint and the training state share."""
+        model = {k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()}
+        return {"format": FORMAT, "model": model, "epoch": epoch, "spec": copy.deepcopy(self.spec),
+                "history": copy.deepcopy(self.history)}
+
     def _write_ckpt(self, epoch: int) -> None:
         if self.is_main and epoch in self.out_ckpts:
-            ckpt = {"format": FORMAT, "model": _cpu_state_dict(self.model), "epoch": epoch,
-                    "spec": copy.deepcopy(self.spec), "history": {k: list(v) for k, v in self.history.items()},
-                    "classes": list(self.classes), "class_names": list(self.data.class_names),
-                    "in_shape": list(self.in_shape), "provenance": _provenance(self.prov_base, epoch)}
+            ckpt = {**self._snapshot(epoch), "classes": list(self.classes),
+                    "class_names": list(self.data.class_names), "in_shape": list(self.in_shape),
+                    "provenance": _provenance(self.prov_base, epoch)}
             _save_atomic(ckpt, self.store.ckpt(epoch))
 
     def _publish_all(self) -> None:
@@ -902,14 +796,8 @@ class InitCheckpoint:
     path: Path
     sha256: str
     ckpt: dict
-
-    @property
-    def run_id(self) -> str:
-        return str(self.ckpt.get("spec", {}).get("run_id"))
-
-    @property
-    def epoch(self) -> int:
-        return int(self.ckpt.get("epoch", -1))
+    run_id: str
+    epoch: int
 
     def load_into(self, model: torch.nn.Module, spec: dict, classes: list[int], in_shape) -> None:
         """Copy every parameter and buffer into ``model``; refuse (one message naming what differs) a
@@ -933,7 +821,9 @@ def _read_init_checkpoint(spec: dict) -> InitCheckpoint | None:
     path = Path(spec["init_checkpoint"])
     if not path.is_file():
         raise FileNotFoundError(f"run {spec.get('run_id') or 'run'}: init_checkpoint {path} does not exist")
-    return InitCheckpoint(path, gio.sha256_file(path), load_checkpoint(path))
+    ckpt = load_checkpoint(path)
+    return InitCheckpoint(path, gio.sha256_file(path), ckpt, str(ckpt.get("spec", {}).get("run_id")),
+                          int(ckpt.get("epoch", -1)))
 
 
 def _publish(src: Path, dst: Path) -> None:
@@ -982,8 +872,7 @@ def main(argv: list[str] | None = None) -> int:
                          "('none': fp32); default: the spec's bf16/channels_last on CUDA, compile if set")
     args = ap.parse_args(argv)
     accel = None if args.accel is None else Accel.parse(args.accel)
-    text = args.spec if args.spec.lstrip().startswith("{") else Path(args.spec).read_text()
-    spec = json.loads(text)
+    spec = json.loads(args.spec if args.spec.lstrip().startswith("{") else Path(args.spec).read_text())
     out = {}
     for item in args.ckpt:
         e, _, p = item.partition("=")
