@@ -25,7 +25,7 @@ import copy
 import hashlib
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -90,19 +90,14 @@ SPEC_SCHEMA: dict[str, dict] = {kind: _build_schema(src) for kind, src in SOURCE
 
 # ------------------------------------------------------------------------------------ spec handling
 
-def source_kind(name: str, spec: dict | None) -> str:
-    kind = (spec or {}).get("source", name)
-    if kind not in SOURCES:
-        raise SpecError(f"dataset {name!r}: unknown source {kind!r}; known sources: {', '.join(sorted(SOURCES))}")
-    return kind
-
-
 def resolve_spec(name: str, spec: dict | None) -> tuple[Source, dict]:
     """Validate ``spec`` against its source's schema and return (source, options with defaults)."""
     spec = dict(spec or {})
-    kind = source_kind(name, spec)
-    src = SOURCES[kind]
-    schema = SPEC_SCHEMA[kind]
+    kind = spec.get("source", name)
+    if kind not in SOURCES:
+        raise SpecError(f"dataset {name!r}: unknown source {kind!r}; known sources: "
+                        f"{', '.join(sorted(SOURCES))}")
+    src, schema = SOURCES[kind], SPEC_SCHEMA[kind]
     if "path" in spec and "root" in schema["properties"]:
         raise SpecError(f"dataset {name!r} (source {kind}): the folder of the raw files is the key 'root' "
                         f"(as for every source), not 'path'")
@@ -170,8 +165,9 @@ def num_classes(name: str, spec: dict | None) -> int:
     of already prepared datasets can be computed after the raw files are gone.)
     """
     src, opts = resolve_spec(name, spec)
-    if not opts.get("download") and not src.available(opts):
-        raise DatasetNotFoundError(f"dataset {name!r}: {src.unavailable_reason(opts)}")
+    reason = None if opts.get("download") else src.unavailable(opts)
+    if reason:
+        raise DatasetNotFoundError(f"dataset {name!r}: {reason}")
     return int(src.num_classes(opts))
 
 
@@ -179,7 +175,7 @@ def download_plan(name: str, spec: dict | None) -> dict | None:
     """What :func:`prepare` would download: ``{"target": raw folder, "files": [(url, bytes or None)]}``,
     or None when nothing is fetched (raw files present, or ``download`` off). Cheap (``stat`` only)."""
     src, opts = resolve_spec(name, spec)
-    if not opts.get("download") or src.available(opts):
+    if not opts.get("download") or not src.unavailable(opts):
         return None
     return {"target": str(resolve_root(opts)), "files": list(src.downloads(opts))}
 
@@ -187,7 +183,7 @@ def download_plan(name: str, spec: dict | None) -> dict | None:
 def available(name: str, spec: dict | None) -> bool:
     """Whether :func:`prepare` can run without downloading (raw files present / generator usable)."""
     src, opts = resolve_spec(name, spec)
-    return bool(src.available(opts))
+    return not src.unavailable(opts)
 
 
 # ------------------------------------------------------------------------------------ sub-sampling
@@ -257,33 +253,20 @@ def verify_prepared(folder: str | Path) -> dict:
 
 # ------------------------------------------------------------------------------------ verify results' datasets
 
-def _candidate_folders(path: str, search_root: Path | None, near: Path | None,
-                       workdir: str | None = None) -> list[Path]:
-    p = Path(path)
-    if p.is_absolute():
-        return [p]
-    roots = []
-    if search_root is not None:
-        roots.append(Path(search_root))
-    if near is not None:  # the working directory of a run: an ancestor of the result file (moved with it)
-        roots.extend(Path(near).resolve().parents)
-    if workdir:  # the working directory the file's job ran in (recorded as gnc_workdir)
-        roots.append(Path(workdir))
-    roots.append(Path.cwd())
-    return [r / p for r in roots]
-
-
-def resolve_dataset_folder(path: str, search_root: Path | None = None, near: Path | None = None,
-                           workdir: str | None = None) -> Path:
+def _dataset_folder(path: str, search_root: Path | None, near: Path | None, workdir: str | None) -> Path:
     """The folder a recorded (possibly relative) dataset path refers to: the first of these that holds
     a manifest.json: relative to ``search_root``, to an ancestor of the result file ``near`` (a project
     copied or moved as a whole), to the job's recorded working directory ``workdir`` (results written
     outside the project), to the current directory."""
-    cands = _candidate_folders(path, search_root, near, workdir)
-    for c in cands:
-        if (c / "manifest.json").is_file():
-            return c
-    return cands[0]
+    if Path(path).is_absolute():
+        return Path(path)
+    roots = [] if search_root is None else [search_root]
+    if near is not None:  # the working directory of a run: an ancestor of the result file (moved with it)
+        roots += Path(near).resolve().parents
+    if workdir:  # the working directory the file's job ran in (recorded as gnc_workdir)
+        roots.append(workdir)
+    cands = [Path(r) / path for r in [*roots, Path.cwd()]]
+    return next((c for c in cands if (c / MANIFEST).is_file()), cands[0])
 
 
 def verify_datasets(attrs: dict[str, Any], search_root: Path | None = None, near: Path | None = None,
@@ -298,7 +281,7 @@ def verify_datasets(attrs: dict[str, Any], search_root: Path | None = None, near
             if ds["checksum"]:
                 problems.append(f"dataset {ds['name']} {ds['version']}: checksum recorded without a path")
             continue
-        folder = resolve_dataset_folder(ds["path"], search_root, near, decode_attr(attrs.get("gnc_workdir")))
+        folder = _dataset_folder(ds["path"], search_root, near, decode_attr(attrs.get("gnc_workdir")))
         key = str(folder.resolve())
         if key not in cache:
             try:
@@ -309,7 +292,7 @@ def verify_datasets(attrs: dict[str, Any], search_root: Path | None = None, near
         if isinstance(res, Exception):
             problems.append(f"{ds['path']}: {res}")
         elif ds["checksum"] and res.get("checksum") != ds["checksum"]:
-            problems.append(f"{folder / 'manifest.json'}: dataset checksum {res.get('checksum')} differs from "
+            problems.append(f"{folder / MANIFEST}: dataset checksum {res.get('checksum')} differs from "
                             f"the recorded {ds['checksum']} (the dataset was re-prepared or edited)")
     return problems
 
@@ -384,8 +367,8 @@ def prepare(name: str, spec: dict | None, out_dir: str | Path) -> dict:
 
 @dataclass
 class Prepared:
-    """A loaded prepared dataset. With a class selection, labels are 0..K-1 in the selection order,
-    ``classes`` holds the original class indices and ``class_names`` their names in that order."""
+    """A loaded prepared dataset. With a class selection, labels are 0..K-1 in the selection order and
+    ``class_names`` the names in that order; ``*_ids`` are the samples' ids in the source's order."""
 
     train_x: np.ndarray
     train_y: np.ndarray
@@ -393,17 +376,8 @@ class Prepared:
     test_y: np.ndarray
     class_names: list[str]
     manifest: dict
-    classes: list[int] = field(default_factory=list)
-    train_ids: np.ndarray | None = None
-    test_ids: np.ndarray | None = None
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.class_names)
-
-    @property
-    def shape(self) -> tuple[int, int, int]:
-        return tuple(self.train_x.shape[1:])
+    train_ids: np.ndarray
+    test_ids: np.ndarray
 
 
 def load_prepared(folder: str | Path, classes: list[int] | None = None, verify: bool = True) -> Prepared:
@@ -447,7 +421,7 @@ def load_prepared(folder: str | Path, classes: list[int] | None = None, verify: 
             arrays[f"{split}_ids"] = arrays[f"{split}_ids"][mask]
         names = [names[c] for c in sel]
     return Prepared(arrays["train_x"], arrays["train_y"], arrays["test_x"], arrays["test_y"], names, manifest,
-                    sel, arrays["train_ids"], arrays["test_ids"])
+                    arrays["train_ids"], arrays["test_ids"])
 
 
 def class_subset(num_classes: int, K: int, seed: int) -> list[int]:
