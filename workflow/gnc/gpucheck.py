@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import platform
 import shutil
 import sys
@@ -92,19 +93,19 @@ QUICK = Setup("smallcnn", 8, 512, 10, 10, 64, 24, 2_000, 32, 0)
 
 # ------------------------------------------------------------------------------------------ data
 
-def random_cifar(n: int, K: int, shape=(3, 32, 32), seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """uint8 images: one random prototype per class + Gaussian noise (learnable, unlike pure noise)."""
+def random_cifar(n: int, K: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """uint8 3x32x32 images: one random prototype per class + Gaussian noise (learnable, unlike pure noise)."""
     rng = np.random.default_rng(seed)
-    protos = rng.uniform(0, 255, size=(K, *shape))
+    protos = rng.uniform(0, 255, size=(K, 3, 32, 32))
     y = rng.integers(0, K, size=n)
-    x = np.clip(protos[y] + rng.normal(0, 60, size=(n, *shape)), 0, 255).astype(np.uint8)
+    x = np.clip(protos[y] + rng.normal(0, 60, size=(n, 3, 32, 32)), 0, 255).astype(np.uint8)
     return x, y.astype(np.int64)
 
 
-def recipe_spec(batch: int, seed: int = 0) -> dict:
+def recipe_spec(batch: int) -> dict:
     """The paper recipe's optimisation (config/paper.yaml ``train:``) at batch size ``batch``."""
     return normalize_spec({"batch_size": batch, "lr": 0.1, "augmentation": "crop-flip-rotate", "tau": 0.1,
-                           "seed": seed, "bf16": True, "channels_last": True})
+                           "seed": 0, "bf16": True, "channels_last": True})
 
 
 def _model(setup: Setup, shape, dev):
@@ -128,6 +129,22 @@ def _sync(dev) -> None:
         torch.cuda.synchronize(dev)
 
 
+def _first(n: int, batches_of_epoch):
+    """The first ``n`` batches of epochs 0, 1, 2, ... (``batches_of_epoch(e)`` iterates epoch e)."""
+    return itertools.islice(itertools.chain.from_iterable(map(batches_of_epoch, itertools.count())), n)
+
+
+def _per_second(step, items, warmup: int, dev) -> float:
+    """Calls per second of ``step(item)`` over ``items``, the first ``warmup`` calls untimed."""
+    for i, item in enumerate(items):
+        if i == warmup:
+            _sync(dev)
+            t0 = time.perf_counter()
+        step(item)
+    _sync(dev)
+    return (i + 1 - warmup) / (time.perf_counter() - t0)
+
+
 # ------------------------------------------------------------------------------------------ 2. paths
 
 def _our_loop(setup: Setup, x_np, y_np, spec: dict, dev, accel: Accel):
@@ -146,14 +163,10 @@ def _our_loop(setup: Setup, x_np, y_np, spec: dict, dev, accel: Accel):
 def loss_curve(setup: Setup, x_np, y_np, spec: dict, dev, accel: Accel) -> list[float]:
     """Per-step training losses of ``setup.steps`` steps of our loop with the speed options ``accel``."""
     model, net, opt, batches = _our_loop(setup, x_np, y_np, spec, dev, accel)
-    autocast, losses, epoch = accel.autocast(dev), [], 0
+    autocast = accel.autocast(dev)
     with tf32(accel != Accel() and dev.type == "cuda"):
-        while len(losses) < setup.steps:
-            for xb, yb in batches.epoch(epoch):
-                losses.append(train_step(net, opt, xb, yb, spec, autocast=autocast)[0])
-                if len(losses) == setup.steps:
-                    break
-            epoch += 1
+        losses = [train_step(net, opt, xb, yb, spec, autocast=autocast)[0]
+                  for xb, yb in _first(setup.steps, batches.epoch)]
     return [float(v) for v in torch.stack(losses).cpu()]
 
 
@@ -220,19 +233,9 @@ class _PILDataset(torch.utils.data.Dataset):
 def images_per_s_ours(setup: Setup, x_np, y_np, spec: dict, dev, accel: Accel, steps: int, warmup: int) -> float:
     """Our loop: resident data, on-device augmentation, ``accel``."""
     model, net, opt, batches = _our_loop(setup, x_np, y_np, spec, dev, accel)
-    autocast, done, epoch, t0 = accel.autocast(dev), 0, 0, None
-    while done < warmup + steps:
-        for xb, yb in batches.epoch(epoch):
-            if done == warmup:
-                _sync(dev)
-                t0 = time.perf_counter()
-            train_step(net, opt, xb, yb, spec, autocast=autocast)
-            done += 1
-            if done == warmup + steps:
-                break
-        epoch += 1
-    _sync(dev)
-    return steps * batches.global_batch / (time.perf_counter() - t0)
+    autocast = accel.autocast(dev)
+    return batches.global_batch * _per_second(lambda b: train_step(net, opt, *b, spec, autocast=autocast),
+                                              _first(warmup + steps, batches.epoch), warmup, dev)
 
 
 def images_per_s_reference(setup: Setup, x_np, y_np, spec: dict, dev, steps: int, warmup: int, workers: int) -> float:
@@ -249,18 +252,11 @@ def images_per_s_reference(setup: Setup, x_np, y_np, spec: dict, dev, steps: int
                                          pin_memory=dev.type == "cuda", persistent_workers=workers > 0)
     model = _model(setup, x_np.shape[1:], dev)  # Normalize is in the transforms: identity statistics inside
     opt = make_optimizer(model.parameters(), spec)
-    done, t0 = 0, None
-    while done < warmup + steps:
-        for xb, yb in loader:
-            if done == warmup:
-                _sync(dev)
-                t0 = time.perf_counter()
-            train_step(model, opt, xb.to(dev, non_blocking=True), yb.to(dev, non_blocking=True), spec)
-            done += 1
-            if done == warmup + steps:
-                break
-    _sync(dev)
-    return steps * int(spec["batch_size"]) / (time.perf_counter() - t0)
+
+    def step(batch):
+        train_step(model, opt, *(t.to(dev, non_blocking=True) for t in batch), spec)
+
+    return int(spec["batch_size"]) * _per_second(step, _first(warmup + steps, lambda epoch: loader), warmup, dev)
 
 
 def measure_throughput(setup: Setup, dev, accel: Accel, steps: int, warmup: int, rounds: int) -> tuple[float, float]:
@@ -307,15 +303,8 @@ def measured_matmul(dev, quick: bool) -> tuple[float, str]:
     n = 8192 if cuda else (512 if quick else 2048)
     dt = torch.bfloat16 if cuda else torch.float32
     a, b = torch.randn(n, n, device=dev, dtype=dt), torch.randn(n, n, device=dev, dtype=dt)
-    for _ in range(2):
-        a @ b
-    _sync(dev)
-    reps = 20 if cuda else 3
-    t0 = time.perf_counter()
-    for _ in range(reps):
-        a @ b
-    _sync(dev)
-    return 2 * n**3 * reps / (time.perf_counter() - t0), f"{n}x{n} {str(dt).split('.')[-1]} matmul"
+    per_s = _per_second(lambda _: a @ b, range(2 + (20 if cuda else 3)), 2, dev)
+    return 2 * n**3 * per_s, f"{n}x{n} {str(dt).split('.')[-1]} matmul"
 
 
 # ------------------------------------------------------------------------------------------ 5. GNC2
@@ -369,7 +358,7 @@ def study_cost(config_path) -> tuple[list[dict], dict[str, str]]:
 # ------------------------------------------------------------------------------------------ report
 
 def environment(dev) -> list[str]:
-    lines = [f"  gnc-study {_code_version()}; torch {torch.__version__}; CUDA {torch.version.cuda or 'none'}; "
+    lines = [f"  gnc-study {code_version()}; torch {torch.__version__}; CUDA {torch.version.cuda or 'none'}; "
              f"python {platform.python_version()}; {platform.platform()}"]
     if dev.type == "cuda":
         p = torch.cuda.get_device_properties(dev)
@@ -384,13 +373,6 @@ def environment(dev) -> list[str]:
     lines.append(f"  distributed: gloo {dist.is_gloo_available()}, NCCL {dist.is_nccl_available()}; C compiler for "
                  f"torch.compile: {shutil.which('gcc') or shutil.which('cc') or 'none'}")
     return lines
-
-
-def _code_version() -> str:
-    try:
-        return str(code_version())
-    except Exception:  # noqa: BLE001 - a report line, never a failure
-        return "(version unknown)"
 
 
 def run_check(quick: bool, dev, *, steps: int | None = None, compile_: bool | None = None,
