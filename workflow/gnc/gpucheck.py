@@ -94,7 +94,7 @@ QUICK = Setup("smallcnn", 8, 512, 10, 10, 64, 24, 2_000, 32, 0)
 # ------------------------------------------------------------------------------------------ data
 
 def random_cifar(n: int, K: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """uint8 3x32x32 images: one random prototype per class + Gaussian noise (learnable, unlike pure noise)."""
+    """uint8 3x32x32 images: a random prototype per class + Gaussian noise (learnable, unlike pure noise)."""
     rng = np.random.default_rng(seed)
     protos = rng.uniform(0, 255, size=(K, 3, 32, 32))
     y = rng.integers(0, K, size=n)
@@ -256,7 +256,8 @@ def images_per_s_reference(setup: Setup, x_np, y_np, spec: dict, dev, steps: int
     def step(batch):
         train_step(model, opt, *(t.to(dev, non_blocking=True) for t in batch), spec)
 
-    return int(spec["batch_size"]) * _per_second(step, _first(warmup + steps, lambda epoch: loader), warmup, dev)
+    batches = _first(warmup + steps, lambda epoch: loader)
+    return int(spec["batch_size"]) * _per_second(step, batches, warmup, dev)
 
 
 def measure_throughput(setup: Setup, dev, accel: Accel, steps: int, warmup: int, rounds: int) -> tuple[float, float]:
