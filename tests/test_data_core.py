@@ -12,6 +12,7 @@ import torch
 
 from gnc import data as gd
 from gnc.data import DatasetIntegrityError, SpecError
+from gnc.data.core import FORMAT_VERSION
 
 torch.set_num_threads(1)
 
@@ -123,7 +124,7 @@ def test_prepare_removes_stale_manifest_first(tmp_path, monkeypatch):
 
 def test_version_format_and_stability():
     v = gd.version_id("digits", {})
-    assert v.startswith(f"v{gd.FORMAT_VERSION}-") and len(v.split("-")[1]) == 12
+    assert v.startswith(f"v{FORMAT_VERSION}-") and len(v.split("-")[1]) == 12
     # defaults given explicitly, or the source named explicitly, give the same version
     assert gd.version_id("digits", {"test_fraction": 0.25, "split_seed": 0, "source": "digits"}) == v
     assert gd.version_id("digits", None) == v

@@ -19,50 +19,43 @@ ops already exist and :func:`ensure` does nothing. Always import torchvision thr
 from __future__ import annotations
 
 import importlib.util
-import os
+from pathlib import Path
 
 import torch
 
-_LIB = None  # keeps the torch.library.Library alive for the life of the process
-_SHIMMED = False
+_LIB = None  # the shim's torch.library.Library, kept alive for the life of the process
 
 
 def _extension_loadable() -> bool:
-    """True when torchvision's compiled extension can be loaded with this torch."""
+    """True when torchvision's compiled extension can be loaded with this torch (or torchvision is absent)."""
     spec = importlib.util.find_spec("torchvision")
     if spec is None or not spec.submodule_search_locations:
-        return True  # no torchvision installed: nothing to patch
+        return True
     for loc in spec.submodule_search_locations:
-        for name in os.listdir(loc):
-            if name.startswith("_C") and name.endswith((".so", ".pyd")):
+        for lib in Path(loc).glob("_C*"):
+            if lib.suffix in (".so", ".pyd"):
                 try:
-                    torch.ops.load_library(os.path.join(loc, name))
+                    torch.ops.load_library(str(lib))
                     return True
                 except (OSError, RuntimeError):
                     return False
     return False
 
 
-def ensure() -> bool:
-    """Define the missing op schemas if (and only if) the extension cannot load.
-
-    Returns True when the shim was applied in this process, False when it was not needed.
-    """
-    global _LIB, _SHIMMED
-    if _SHIMMED:
-        return True
+def ensure() -> None:
+    """Define the missing op schemas if (and only if) the extension cannot load."""
+    global _LIB
+    if _LIB is not None:
+        return
     try:
         torch.ops.torchvision.nms  # noqa: B018 - attribute access resolves a registered op
-        return False
+        return
     except (AttributeError, RuntimeError):
         pass
-    if _extension_loadable():
-        return False
-    _LIB = torch.library.Library("torchvision", "DEF")
-    _LIB.define("nms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
-    _LIB.define("qnms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
-    _SHIMMED = True
-    return True
+    if not _extension_loadable():
+        _LIB = torch.library.Library("torchvision", "DEF")
+        _LIB.define("nms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
+        _LIB.define("qnms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
 
 
 def import_torchvision():

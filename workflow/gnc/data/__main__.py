@@ -20,7 +20,7 @@ from pathlib import Path
 
 import yaml
 
-from . import SOURCES, SPEC_SCHEMA, available, num_classes, prepare, verify_prepared, version_id
+from . import SOURCES, SPEC_SCHEMA, available, num_classes, prepare, prepared_path, verify_prepared, version_id
 from .errors import DatasetIntegrityError
 
 
@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     elif args.cmd == "num-classes":
         print(num_classes(args.name, spec))
     else:
-        out = Path(args.out) if args.out else Path(args.root) / args.name / version_id(args.name, spec)
+        out = Path(args.out) if args.out else prepared_path(args.root, args.name, spec)
         m = prepare(args.name, spec, out)
         print(f"{out}: {m['name']} {m['version']} train {m['counts']['train']['total']} "
               f"test {m['counts']['test']['total']} classes {m['num_classes']} shape {m['shape']} "

@@ -114,17 +114,10 @@ def resolve_spec(name: str, spec: dict | None) -> tuple[Source, dict]:
     if errors:
         msgs = "; ".join(f"{'/'.join(map(str, e.path)) or '(spec)'}: {e.message}" for e in errors)
         raise SpecError(f"dataset {name!r} (source {kind}): invalid spec: {msgs}")
-    opts["max_per_class"] = _normalize_max_per_class(opts.get("max_per_class"))
+    mpc = opts["max_per_class"]  # null, int or {train, test}: normalised to {train, test}
+    opts["max_per_class"] = {s: mpc.get(s) if isinstance(mpc, dict) else mpc for s in ("train", "test")}
     src.validate(opts)
     return src, opts
-
-
-def _normalize_max_per_class(value) -> dict[str, int | None]:
-    if value is None:
-        return {"train": None, "test": None}
-    if isinstance(value, int):
-        return {"train": value, "test": value}
-    return {"train": value.get("train"), "test": value.get("test")}
 
 
 def _content_options(src: Source, opts: dict) -> dict:
@@ -202,7 +195,7 @@ def balanced_subsample(y: np.ndarray, num_classes: int, max_per_class: int | Non
             rng = np.random.default_rng([seed, split_code, k])
             idx = np.sort(rng.permutation(idx)[:max_per_class])
         keep.append(idx)
-    return np.sort(np.concatenate(keep)).astype(np.int64) if keep else np.zeros(0, np.int64)
+    return np.sort(np.concatenate(keep))
 
 
 # ------------------------------------------------------------------------------------ checksums
