@@ -170,15 +170,6 @@ def loss_curve(setup: Setup, x_np, y_np, spec: dict, dev, accel: Accel) -> list[
     return [float(v) for v in torch.stack(losses).cpu()]
 
 
-def path_variants(dev, spec: dict, compile_: bool) -> dict[str, Accel]:
-    variants = {"bf16": Accel(bf16=True), "channels_last": Accel(channels_last=True)}
-    if compile_:
-        variants["compile"] = Accel(compile=True)
-    recipe = Accel.for_run(spec, dev)
-    variants[f"recipe on {dev.type} ({recipe.label()})"] = recipe
-    return variants
-
-
 def compare_curves(ref: list[float], got: list[float], bf16: bool) -> dict:
     """First-step and final-window relative differences and whether they are within tolerance."""
     window = max(1, len(ref) // 10)
@@ -199,7 +190,11 @@ def check_paths(setup: Setup, dev, compile_: bool, out) -> bool:
     all_ok = ref[-1] < ref[0]
     if not all_ok:
         out("  FAIL: the fp32 loss did not fall")
-    for name, accel in path_variants(dev, spec, compile_).items():
+    recipe = Accel.for_run(spec, dev)
+    variants = {"bf16": Accel(bf16=True), "channels_last": Accel(channels_last=True),
+                **({"compile": Accel(compile=True)} if compile_ else {}),
+                f"recipe on {dev.type} ({recipe.label()})": recipe}
+    for name, accel in variants.items():
         if accel == Accel():
             out(f"  {name}: the fp32 path above")
             continue
@@ -214,7 +209,7 @@ def check_paths(setup: Setup, dev, compile_: bool, out) -> bool:
 # ------------------------------------------------------------------------------------------ 3. throughput
 
 class _PILDataset(torch.utils.data.Dataset):
-    """uint8 N x C x H x W images served as PIL images through torchvision transforms (reference style)."""
+    """uint8 N x 3 x H x W images served as PIL images through torchvision transforms (reference style)."""
 
     def __init__(self, x, y, transform):
         self.x, self.y, self.transform = x, y, transform
@@ -225,9 +220,7 @@ class _PILDataset(torch.utils.data.Dataset):
     def __getitem__(self, i):
         from PIL import Image
 
-        a = self.x[i]
-        img = Image.fromarray(a[0] if a.shape[0] == 1 else a.transpose(1, 2, 0))
-        return self.transform(img), int(self.y[i])
+        return self.transform(Image.fromarray(self.x[i].transpose(1, 2, 0))), int(self.y[i])
 
 
 def images_per_s_ours(setup: Setup, x_np, y_np, spec: dict, dev, accel: Accel, steps: int, warmup: int) -> float:
@@ -238,7 +231,7 @@ def images_per_s_ours(setup: Setup, x_np, y_np, spec: dict, dev, accel: Accel, s
                                               _first(warmup + steps, batches.epoch), warmup, dev)
 
 
-def images_per_s_reference(setup: Setup, x_np, y_np, spec: dict, dev, steps: int, warmup: int, workers: int) -> float:
+def images_per_s_reference(setup: Setup, x_np, y_np, spec: dict, dev, steps: int, warmup: int) -> float:
     """The reference code's loop: DataLoader over PIL images with torchvision transforms, fp32."""
     from ._torchvision_compat import import_torchvision
 
@@ -248,8 +241,8 @@ def images_per_s_reference(setup: Setup, x_np, y_np, spec: dict, dev, steps: int
     transform = T.Compose([T.RandomCrop(h, padding=h // 8), T.RandomHorizontalFlip(), T.RandomRotation(15),
                            T.ToTensor(), T.Normalize(mean, std)])
     loader = torch.utils.data.DataLoader(_PILDataset(x_np, y_np, transform), batch_size=int(spec["batch_size"]),
-                                         shuffle=True, drop_last=True, num_workers=workers,
-                                         pin_memory=dev.type == "cuda", persistent_workers=workers > 0)
+                                         shuffle=True, drop_last=True, num_workers=setup.workers,
+                                         pin_memory=dev.type == "cuda", persistent_workers=setup.workers > 0)
     model = _model(setup, x_np.shape[1:], dev)  # Normalize is in the transforms: identity statistics inside
     opt = make_optimizer(model.parameters(), spec)
 
@@ -267,7 +260,7 @@ def measure_throughput(setup: Setup, dev, accel: Accel, steps: int, warmup: int,
     ours, ref = [], []
     for _ in range(rounds):
         ours.append(images_per_s_ours(setup, x, y, spec, dev, accel, steps, warmup))
-        ref.append(images_per_s_reference(setup, x, y, spec, dev, steps, warmup, setup.workers))
+        ref.append(images_per_s_reference(setup, x, y, spec, dev, steps, warmup))
     return max(ours), max(ref)
 
 

@@ -17,7 +17,7 @@ import shutil
 import tempfile
 import zipfile
 from pathlib import Path
-from typing import Mapping
+from typing import BinaryIO, Mapping
 
 from ..io import atomic_path, file_digests
 from .errors import DatasetNotFoundError, SourceChecksumError
@@ -52,8 +52,8 @@ def verify_file(root: Path, rel: str, expected: str | None) -> dict:
     return info
 
 
-def gunzip_atomic(src: Path, dst: Path) -> None:
-    """Decompress ``src`` (.gz) into ``dst``, written through a temporary file and renamed."""
+def gunzip_atomic(src: Path | BinaryIO, dst: Path) -> None:
+    """Decompress ``src`` (.gz; a path or an open file) into ``dst``, through a temporary file renamed."""
     with atomic_path(dst, suffix=".tmp") as tmp, open(tmp, "wb") as out, gzip.open(src, "rb") as inp:
         shutil.copyfileobj(inp, out, 1 << 20)
 

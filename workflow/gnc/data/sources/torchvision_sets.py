@@ -289,12 +289,8 @@ class Emnist(MnistFamily):
         raw = root / "EMNIST" / "raw"
         with zipfile.ZipFile(root / EMNIST_ZIP) as zf:
             for n in self.idx_names(opts):
-                tmp = raw / f".{n}.gz.part"
-                tmp.write_bytes(zf.read(f"gzip/{n}.gz"))
-                try:
-                    gunzip_atomic(tmp, raw / n)
-                finally:
-                    tmp.unlink(missing_ok=True)
+                with zf.open(f"gzip/{n}.gz") as member:
+                    gunzip_atomic(member, raw / n)
         return {**super().verify(root, opts), EMNIST_ZIP: info}
 
     def arrays(self, tr, te, opts):
