@@ -7,7 +7,6 @@ Public API (see :mod:`gnc.data.core` for the folder layout and the manifest)::
                                                   is missing here and download is off
     available(name, spec) -> bool                 raw files present (stat only)
     download_plan(name, spec) -> dict | None      what prepare would download: target folder, (URL, bytes)
-    prepared_path(root, name, spec) -> Path       <root>/<name>/<version>
     prepare(name, spec, out_dir) -> manifest      writes the arrays, then manifest.json (atomic)
     load_prepared(folder, classes=None, verify=True) -> Prepared
     verify_prepared(folder) -> manifest           raises DatasetIntegrityError naming the file
@@ -31,13 +30,13 @@ test files).
 
 from .core import (
     SPEC_SCHEMA, Prepared, available, class_subset, dataset_checksum, download_plan, load_prepared, num_classes,
-    prepare, prepared_path, verify_datasets, verify_prepared, version_id,
+    prepare, verify_datasets, verify_prepared, version_id,
 )
 from .errors import DatasetIntegrityError, DatasetNotFoundError, SourceChecksumError, SpecError
 from .sources import SOURCES
 
 __all__ = [
     "SPEC_SCHEMA", "SOURCES", "Prepared", "available", "class_subset", "dataset_checksum", "download_plan",
-    "load_prepared", "num_classes", "prepare", "prepared_path", "verify_datasets", "verify_prepared",
+    "load_prepared", "num_classes", "prepare", "verify_datasets", "verify_prepared",
     "version_id", "DatasetIntegrityError", "DatasetNotFoundError", "SourceChecksumError", "SpecError",
 ]

@@ -116,7 +116,6 @@ def resolve_spec(name: str, spec: dict | None) -> tuple[Source, dict]:
         raise SpecError(f"dataset {name!r} (source {kind}): invalid spec: {msgs}")
     mpc = opts["max_per_class"]  # null, int or {train, test}: normalised to {train, test}
     opts["max_per_class"] = {s: mpc.get(s) if isinstance(mpc, dict) else mpc for s in ("train", "test")}
-    src.validate(opts)
     return src, opts
 
 
@@ -142,11 +141,6 @@ def version_id(name: str, spec: dict | None) -> str:
     """``v<FORMAT_VERSION>-<12 hex>`` from the source identity and the preparation options (cheap)."""
     payload = json.dumps(version_payload(name, spec), sort_keys=True, default=str)
     return f"v{FORMAT_VERSION}-{hashlib.sha256(payload.encode()).hexdigest()[:12]}"
-
-
-def prepared_path(root: str | Path, name: str, spec: dict | None) -> Path:
-    """``<root>/<name>/<version_id(name, spec)>`` (the folder :func:`prepare` should write)."""
-    return Path(root) / name / version_id(name, spec)
 
 
 def num_classes(name: str, spec: dict | None) -> int:

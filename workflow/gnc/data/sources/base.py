@@ -110,6 +110,3 @@ class Source:
     def downloads(self, opts: dict) -> list[tuple[str, int | None]]:
         """(URL, size in bytes, None where not recorded) of each file ``download: true`` fetches."""
         return []
-
-    def validate(self, opts: dict) -> None:
-        """Extra checks beyond the JSON schema (raise SpecError)."""

@@ -302,7 +302,7 @@ class Glyphs(Source):
     description = ("characters of the Latin, Greek and Cyrillic alphabets and digits rendered from "
                    "matplotlib's TrueType faces with seeded affine and stroke jitter; look-alikes dropped")
     schema = {
-        "num_classes": {"type": "integer", "minimum": 2, "default": 100,
+        "num_classes": {"type": "integer", "minimum": 2, "maximum": len(GLYPH_CLASSES), "default": 100,
                         "description": "number of classes: the first num_classes characters of GLYPH_CLASSES"},
         "train_per_font": {"type": "integer", "minimum": 1, "default": 3,
                            "description": "train samples per class and font"},
@@ -321,11 +321,6 @@ class Glyphs(Source):
 
     def num_classes(self, opts):
         return int(opts["num_classes"])
-
-    def validate(self, opts):
-        if opts["num_classes"] > len(GLYPH_CLASSES):
-            raise SpecError(f"glyphs: num_classes={opts['num_classes']} but only {len(GLYPH_CLASSES)} "
-                            f"distinct characters are available (GLYPH_CLASSES)")
 
     def identity(self, opts):
         fonts = [{"name": p.name, "size": p.stat().st_size} for p in resolve_fonts(opts["fonts"])]
