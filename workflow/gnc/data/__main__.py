@@ -29,7 +29,8 @@ def main(argv: list[str] | None = None) -> int:
                 ok = False
             print(f"{kind:22s} {'available' if ok else 'not available':14s} {src.description}")
     else:
-        print(json.dumps(SPEC_SCHEMA[args.source] if args.source else SPEC_SCHEMA, indent=2, ensure_ascii=False))
+        schema = SPEC_SCHEMA[args.source] if args.source else SPEC_SCHEMA
+        print(json.dumps(schema, indent=2, ensure_ascii=False))
     return 0
 
 
