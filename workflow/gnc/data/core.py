@@ -119,28 +119,16 @@ def resolve_spec(name: str, spec: dict | None) -> tuple[Source, dict]:
     return src, opts
 
 
-def _content_options(src: Source, opts: dict) -> dict:
-    out = {k: v for k, v in opts.items() if k not in src.non_content | STUDY_KEYS}
-    if out["max_per_class"] == {"train": None, "test": None}:
-        out.pop("subsample_seed", None)  # no sub-sampling: its seed cannot change the content
-    return out
-
-
-def version_payload(name: str, spec: dict | None) -> dict:
-    """What :func:`version_id` hashes (useful to see *why* two versions differ)."""
-    src, opts = resolve_spec(name, spec)
-    return {
-        "format_version": FORMAT_VERSION,
-        "source": src.kind,
-        "identity": src.identity(opts),
-        "options": _content_options(src, opts),
-    }
-
-
 def version_id(name: str, spec: dict | None) -> str:
     """``v<FORMAT_VERSION>-<12 hex>`` from the source identity and the preparation options (cheap)."""
-    payload = json.dumps(version_payload(name, spec), sort_keys=True, default=str)
-    return f"v{FORMAT_VERSION}-{hashlib.sha256(payload.encode()).hexdigest()[:12]}"
+    src, opts = resolve_spec(name, spec)
+    options = {k: v for k, v in opts.items() if k not in src.non_content | STUDY_KEYS}
+    if options["max_per_class"] == {"train": None, "test": None}:
+        options.pop("subsample_seed")  # no sub-sampling: its seed cannot change the content
+    payload = {"format_version": FORMAT_VERSION, "source": src.kind, "identity": src.identity(opts),
+               "options": options}
+    digest = hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+    return f"v{FORMAT_VERSION}-{digest[:12]}"
 
 
 def num_classes(name: str, spec: dict | None) -> int:
@@ -319,9 +307,6 @@ def prepare(name: str, spec: dict | None, out_dir: str | Path) -> dict:
         arrays[f"{split}_x"] = np.ascontiguousarray(x, dtype=np.uint8)
         arrays[f"{split}_y"] = np.ascontiguousarray(y, dtype=np.int64)
         arrays[f"{split}_ids"] = ids
-    shape = list(arrays["train_x"].shape[1:])
-    class_names, class_ids, source_info = list(raw.class_names), raw.class_ids, raw.source_info
-    del raw
 
     files = {}
     for fname in ARRAY_FILES:
@@ -332,12 +317,12 @@ def prepare(name: str, spec: dict | None, out_dir: str | Path) -> dict:
         "name": name,
         "version": version,
         "format_version": FORMAT_VERSION,
-        "source": {"kind": src.kind, **source_info},
+        "source": {"kind": src.kind, **raw.source_info},
         "options": opts,
-        "classes": class_names,
-        "class_ids": class_ids,
+        "classes": list(raw.class_names),
+        "class_ids": raw.class_ids,
         "num_classes": k,
-        "shape": shape,
+        "shape": list(arrays["train_x"].shape[1:]),
         "dtype": "uint8",
         "counts": {"train": _counts(arrays["train_y"], k), "test": _counts(arrays["test_y"], k)},
         "subsample": subsample,

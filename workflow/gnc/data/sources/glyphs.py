@@ -144,13 +144,8 @@ def _cmap(path: str) -> frozenset[int]:
 
 def missing_glyphs(fonts, chars: str) -> dict[str, str]:
     """{font file: characters it has no glyph for} (checked with fontTools' cmap)."""
-    out = {}
-    for p in fonts:
-        cmap = _cmap(str(p))
-        miss = "".join(c for c in chars if ord(c) not in cmap)
-        if miss:
-            out[Path(p).name] = miss
-    return out
+    missing = {Path(p).name: "".join(c for c in chars if ord(c) not in _cmap(str(p))) for p in fonts}
+    return {name: miss for name, miss in missing.items() if miss}
 
 
 @functools.lru_cache(maxsize=256)
@@ -206,27 +201,17 @@ def derive_classes(groups=LOOKALIKE_GROUPS, candidates: str = CANDIDATES) -> tup
     """Apply the look-alike rule with the default fonts. Returns (kept characters in priority order,
     {dropped: reason})."""
     sim = similarity_matrix(candidates, resolve_fonts(DEFAULT_FONTS))
-    group_of = {}
-    for gi, g in enumerate(groups):
-        for c in g:
-            group_of.setdefault(c, set()).add(gi)
     kept: list[int] = []
     dropped: dict[str, str] = {}
     for j, c in enumerate(candidates):
-        reason = None
-        for k in kept:
-            ck = candidates[k]
-            if group_of.get(c, set()) & group_of.get(ck, set()):
-                reason = f"explicit group with {ck}"
-                break
-        if reason is None:
-            k_best = max(kept, key=lambda k: sim[j, k], default=None)
-            if k_best is not None and sim[j, k_best] > LOOKALIKE_THRESHOLD:
-                reason = f"similarity {sim[j, k_best]:.3f} with {candidates[k_best]}"
-        if reason is None:
-            kept.append(j)
+        mate = next((candidates[k] for k in kept if any(c in g and candidates[k] in g for g in groups)), None)
+        k_best = max(kept, key=lambda k: sim[j, k], default=None)
+        if mate is not None:
+            dropped[c] = f"explicit group with {mate}"
+        elif k_best is not None and sim[j, k_best] > LOOKALIKE_THRESHOLD:
+            dropped[c] = f"similarity {sim[j, k_best]:.3f} with {candidates[k_best]}"
         else:
-            dropped[c] = reason
+            kept.append(j)
     return "".join(candidates[k] for k in kept), dropped
 
 
