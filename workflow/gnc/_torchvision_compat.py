@@ -1,19 +1,12 @@
 """Make ``import torchvision`` work next to a CPU-only torch.
 
-The torchvision 0.28.0 wheel on PyPI is built against CUDA torch. Next to the CPU build of
-torch 2.13.0 its C++ extension (``_C.so``) cannot load, torchvision silently continues without
-it, and then ``torchvision/_meta_registrations.py`` fails with
-``RuntimeError: operator torchvision::nms does not exist`` because it registers fake kernels
-for ops that were never defined.
-
-:func:`ensure` defines the two missing op *schemas* (``nms`` and ``qnms``) with
-``torch.library`` before torchvision is imported. Only the schemas: calling ``torchvision.ops.nms``
-still raises, and ``torchvision.io`` image decoding is unavailable — gnc-study needs neither
-(images are decoded through PIL). Models, datasets and ``transforms.v2`` work.
-
-On a machine where the extension loads (a CUDA torch with its matching torchvision) the real
-ops already exist and :func:`ensure` does nothing. Always import torchvision through
-:func:`import_torchvision` (or call :func:`ensure` first) in every process.
+The torchvision 0.28.0 wheel on PyPI is built against CUDA torch: next to the CPU build of torch 2.13.0
+its C++ extension (``_C.so``) cannot load, and ``torchvision/_meta_registrations.py`` then fails with
+``RuntimeError: operator torchvision::nms does not exist``. :func:`ensure` defines the two missing op
+*schemas* (``nms``, ``qnms``) with ``torch.library`` when (and only when) the extension cannot load.
+``torchvision.ops.nms`` and ``torchvision.io`` decoding stay unavailable (gnc-study needs neither: images
+are decoded through PIL); models, datasets and ``transforms.v2`` work. Import torchvision through
+:func:`import_torchvision` in every process.
 """
 
 from __future__ import annotations

@@ -3,35 +3,32 @@
 It prints one text block (paste it into a bug report) with six sections:
 
 1. **environment** — torch, CUDA, device, NCCL, a C compiler for ``torch.compile``.
-2. **paths vs fp32** — ``steps`` training steps of ResNet18 (``--quick``: a narrow SmallCNN) on
-   random CIFAR-shaped data (class prototypes + noise, so the loss falls), batches from
-   :class:`gnc.train.ResidentBatches` with the paper's augmentation, once in plain fp32 (TF32 off)
-   and once per speed option of :class:`gnc.train.Accel` (bf16, channels_last, compile, and the set
-   the paper recipe uses on this device). Each starts from the same weights and sees the same
-   batches; it passes when the first step's loss is within ``FIRST_STEP_RTOL`` of fp32 (the
-   arithmetic) and the mean loss of the last 10 % of the steps within ``FINAL_RTOL`` (the training).
-3. **throughput** — images/s of our loop (resident uint8 data, on-device augmentation, the recipe's
-   speed options) against a plain reference loop (DataLoader with worker processes over PIL images,
-   torchvision transforms, fp32), measured in the same run, interleaved; the README promises
-   >= 3x on a GPU.
-4. **FLOPs** — training FLOPs per image = 3 x the forward FLOPs counted by
-   ``torch.utils.flop_counter.FlopCounterMode`` (backward ~ 2 x forward; torch's own backward count
-   over-counts grouped convolutions), the achieved FLOP/s of our loop, and the model-FLOP
-   utilisation against the device's dense bf16 peak (table of known GPUs) and against a measured
-   matmul.
-5. **GNC2** — :func:`gnc.metrics.ovr.ovr_distances` at K = 100,000, d = 512 on the device (random
-   unit rows): time, value, worst certified gap.
-6. **paper study** — FLOPs of every run of ``config/paper.yaml`` (training + the feature passes at
-   each checkpoint) and the GPU-hours they take at the FLOP rate measured in 3-4.
+2. **paths vs fp32** — ``steps`` training steps of ResNet18 (``--quick``: a narrow SmallCNN) on random
+   CIFAR-shaped data (class prototypes + noise, so the loss falls) with the paper's augmentation, in plain
+   fp32 (TF32 off) and once per speed option of :class:`gnc.train.Accel` (bf16, channels_last, compile,
+   the recipe's set on this device), from the same weights on the same batches. A path passes when its
+   first loss is within ``FIRST_STEP_RTOL`` of fp32 (the arithmetic) and the mean loss of the last 10 %
+   of the steps within ``FINAL_RTOL`` (the training).
+3. **throughput** — images/s of our loop (resident uint8 data, on-device augmentation, the recipe's speed
+   options) against a reference loop (DataLoader workers over PIL images, torchvision transforms, fp32),
+   interleaved in the same run; the README promises >= 3x on a GPU.
+4. **FLOPs** — training FLOPs per image = 3 x the forward FLOPs of ``FlopCounterMode`` (torch's own
+   backward count over-counts grouped convolutions), the achieved FLOP/s, and the model-FLOP utilisation
+   against the device's dense bf16 peak (:data:`GPU_PEAK_BF16`) and against a measured matmul.
+5. **GNC2** — :func:`gnc.metrics.ovr.ovr_distances` at K = 100,000, d = 512 on the device (random rows):
+   time, value, worst certified gap.
+6. **paper study** — FLOPs of every run of ``config/paper.yaml`` (training + the feature passes at each
+   checkpoint) and the device-hours at the FLOP rate measured in 3-4.
 
-``--quick`` runs everything small enough for the CPU test-suite (the GNC2 case scaled down).
-Exit status 1 when a path check fails (or, on CUDA, when the throughput ratio misses 3x).
+``--quick`` runs everything at toy sizes (the CPU test-suite runs it). Exit status 1 when a path check
+or GNC2 fails, or, on CUDA, when the throughput ratio misses 3x.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import itertools
 import platform
 import shutil
@@ -266,9 +263,11 @@ def measure_throughput(setup: Setup, dev, accel: Accel, steps: int, warmup: int,
 
 # ------------------------------------------------------------------------------------------ 4. FLOPs
 
-def forward_flops_per_image(arch: str, in_shape, d: int, K: int, head: str = "normalized", **arch_opts) -> float:
+@functools.lru_cache(maxsize=None)
+def forward_flops_per_image(arch: str, in_shape: tuple, d: int, K: int, head: str = "normalized",
+                            **arch_opts) -> float:
     """Forward FLOPs of one image in training mode, counted by FlopCounterMode on the meta device
-    (shapes only: nothing is computed, so any size is instant)."""
+    (shapes only: nothing is computed, so any size is instant; cached by arguments)."""
     from torch.utils.flop_counter import FlopCounterMode
 
     with torch.device("meta"):
@@ -324,7 +323,7 @@ def study_cost(config_path) -> tuple[list[dict], dict[str, str]]:
     """
     skipped: dict[str, str] = {}
     cfg, runs = load_study(yaml.safe_load(Path(config_path).read_text()), skipped)
-    rows, cache = [], {}
+    rows = []
     for run in runs.values():
         r = run.spec()
         ds = cfg["datasets"][run.dataset]
@@ -336,10 +335,7 @@ def study_cost(config_path) -> tuple[list[dict], dict[str, str]]:
             if "size" in ds:
                 shape = (shape[0], int(ds["size"]), int(ds["size"]))
             opts = {"width": r["width"]} if "width" in r else {}
-            key = (run.arch, shape, run.d, run.K, r["head"], tuple(opts.items()))
-            if key not in cache:
-                cache[key] = forward_flops_per_image(run.arch, shape, run.d, run.K, r["head"], **opts)
-            f = cache[key]
+            f = forward_flops_per_image(run.arch, shape, run.d, run.K, r["head"], **opts)
             n_train, n_test = per_train * run.K, per_test * run.K
             seen = (n_train // int(r["batch_size"])) * int(r["batch_size"])
             row.update(n_train=n_train, forward_flops=f, train_flops=r["epochs"] * seen * 3 * f,

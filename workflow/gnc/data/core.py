@@ -205,11 +205,9 @@ def verify_prepared(folder: str | Path) -> dict:
     folder = Path(folder)
     manifest = read_manifest(folder)
     files = manifest.get("files")
-    if not isinstance(files, dict):
-        raise DatasetIntegrityError(f"{folder / MANIFEST}: no 'files' table")
-    for req in REQUIRED_FILES:
-        if req not in files:
-            raise DatasetIntegrityError(f"{folder / MANIFEST}: required file {req} not listed")
+    unlisted = [f for f in REQUIRED_FILES if not isinstance(files, dict) or f not in files]
+    if unlisted:
+        raise DatasetIntegrityError(f"{folder / MANIFEST}: required files {unlisted} not in its 'files' table")
     for fname in sorted(files):
         path = folder / fname
         if not path.is_file():
@@ -361,10 +359,7 @@ def load_prepared(folder: str | Path, classes: list[int] | None = None, verify: 
     folder = Path(folder)
     manifest = verify_prepared(folder) if verify else read_manifest(folder)
     manifest = dict(manifest, path=str(folder))
-    arrays = {}
-    for fname in manifest["files"]:
-        if fname.endswith(".npy"):
-            arrays[fname[:-4]] = np.load(folder / fname, allow_pickle=False)
+    arrays = {f[:-4]: np.load(folder / f, allow_pickle=False) for f in manifest["files"] if f.endswith(".npy")}
     k = int(manifest["num_classes"])
     names = list(manifest["classes"])
     for split in ("train", "test"):

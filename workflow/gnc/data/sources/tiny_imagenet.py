@@ -105,12 +105,9 @@ class TinyImageNet(Source):
         if sorted(wnids) != train.classes:
             raise SourceChecksumError(f"{self.kind}: {folder}/wnids.txt lists {len(wnids)} classes but train/ has "
                                       f"{len(train.classes)} class folders that differ")
-        words = {}
         words_file = folder / "words.txt"
-        if words_file.is_file():
-            for line in words_file.read_text(encoding="utf-8").splitlines():
-                wnid, _, text = line.partition("\t")
-                words[wnid.strip()] = text.split(",")[0].strip()
+        lines = words_file.read_text(encoding="utf-8").splitlines() if words_file.is_file() else []
+        words = {w.strip(): text.split(",")[0].strip() for w, _, text in (line.partition("\t") for line in lines)}
         names = [words.get(w, w) for w in train.classes]
         trx = np.empty((len(train.samples), 3, size, size), np.uint8)
         for i, (path, _) in enumerate(train.samples):
