@@ -207,7 +207,7 @@ def verify_prepared(folder: str | Path) -> dict:
     files = manifest.get("files")
     unlisted = [f for f in REQUIRED_FILES if not isinstance(files, dict) or f not in files]
     if unlisted:
-        raise DatasetIntegrityError(f"{folder / MANIFEST}: required files {unlisted} not in its 'files' table")
+        raise DatasetIntegrityError(f"{folder / MANIFEST}: required files {unlisted} not in its file table")
     for fname in sorted(files):
         path = folder / fname
         if not path.is_file():
@@ -359,7 +359,7 @@ def load_prepared(folder: str | Path, classes: list[int] | None = None, verify: 
     folder = Path(folder)
     manifest = verify_prepared(folder) if verify else read_manifest(folder)
     manifest = dict(manifest, path=str(folder))
-    arrays = {f[:-4]: np.load(folder / f, allow_pickle=False) for f in manifest["files"] if f.endswith(".npy")}
+    arrays = {f[:-4]: np.load(folder / f, allow_pickle=False) for f in manifest["files"] if f[-4:] == ".npy"}
     k = int(manifest["num_classes"])
     names = list(manifest["classes"])
     for split in ("train", "test"):

@@ -107,7 +107,8 @@ class TinyImageNet(Source):
                                       f"{len(train.classes)} class folders that differ")
         words_file = folder / "words.txt"
         lines = words_file.read_text(encoding="utf-8").splitlines() if words_file.is_file() else []
-        words = {w.strip(): text.split(",")[0].strip() for w, _, text in (line.partition("\t") for line in lines)}
+        pairs = (line.partition("\t") for line in lines)
+        words = {wnid.strip(): text.split(",")[0].strip() for wnid, _, text in pairs}
         names = [words.get(w, w) for w in train.classes]
         trx = np.empty((len(train.samples), 3, size, size), np.uint8)
         for i, (path, _) in enumerate(train.samples):
