@@ -35,6 +35,11 @@ def prep(tmp_path, name, spec):
     return m, gd.load_prepared(out)
 
 
+def ids(p, split: str) -> np.ndarray:
+    """The recorded sample ids of a prepared split (ids in the source's own order)."""
+    return np.load(Path(p.manifest["path"]) / f"{split}_ids.npy")
+
+
 # ------------------------------------------------------------------------------------------ digits
 
 def test_digits_matches_sklearn_and_split_is_stratified(tmp_path):
@@ -43,9 +48,9 @@ def test_digits_matches_sklearn_and_split_is_stratified(tmp_path):
     m, p = prep(tmp_path, "digits", {"test_fraction": 0.2, "split_seed": 7})
     b = load_digits()
     x_all = np.rint(b.images * 255 / 16).astype(np.uint8)
-    np.testing.assert_array_equal(p.train_x[:, 0], x_all[p.train_ids])
-    np.testing.assert_array_equal(p.test_y, b.target[p.test_ids])
-    assert sorted(np.concatenate([p.train_ids, p.test_ids]).tolist()) == list(range(1797))
+    np.testing.assert_array_equal(p.train_x[:, 0], x_all[ids(p, "train")])
+    np.testing.assert_array_equal(p.test_y, b.target[ids(p, "test")])
+    assert sorted(np.concatenate([ids(p, "train"), ids(p, "test")]).tolist()) == list(range(1797))
     n_per_class = np.bincount(b.target)
     assert m["counts"]["test"]["per_class"] == [int(round(0.2 * n)) for n in n_per_class]
     assert p.train_x.max() == 255 and p.train_x.min() == 0
@@ -377,7 +382,7 @@ def test_image_folder_single_tree_png(tmp_path):
     assert p.class_names == ["cat", "dog", "emu"]
     assert m["counts"]["test"]["per_class"] == [2, 2, 2] and m["counts"]["train"]["per_class"] == [3, 3, 3]
     rel = m["source"]["samples"]
-    for x, y, i in zip(p.train_x, p.train_y, p.train_ids):
+    for x, y, i in zip(p.train_x, p.train_y, ids(p, "train")):
         c, fname = rel[i].split("/")
         assert p.class_names[y] == c
         np.testing.assert_array_equal(x, truth[(c, int(fname[0]))].transpose(2, 0, 1))

@@ -39,6 +39,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.distributed as dist
 import yaml
 
 from .config import load_study
@@ -145,25 +146,22 @@ def _per_second(step, items, warmup: int, dev) -> float:
 # ------------------------------------------------------------------------------------------ 2. paths
 
 def _our_loop(setup: Setup, x_np, y_np, spec: dict, dev, accel: Accel):
-    """Model (input statistics set, memory format of ``accel``), its compiled form, the optimizer and the
-    resident batches: what our training loop starts from."""
+    """Our training loop with the speed options ``accel``: its step (a batch -> the loss) and its resident
+    batches (model with input statistics, memory format and compiled form of ``accel``; fresh optimizer)."""
     model = _model(setup, x_np.shape[1:], dev)
     model.set_input_stats(*channel_stats(x_np))
     accel.memory_format(model)
-    net = accel.compiled(model)
-    opt = make_optimizer(model.parameters(), spec)
+    net, opt, autocast = accel.compiled(model), make_optimizer(model.parameters(), spec), accel.autocast(dev)
     batches = ResidentBatches.for_spec(torch.from_numpy(x_np).to(dev), torch.from_numpy(y_np).to(dev), spec,
                                        channels_last=accel.channels_last)
-    return model, net, opt, batches
+    return (lambda batch: train_step(net, opt, *batch, spec, autocast=autocast)[0]), batches
 
 
 def loss_curve(setup: Setup, x_np, y_np, spec: dict, dev, accel: Accel) -> list[float]:
     """Per-step training losses of ``setup.steps`` steps of our loop with the speed options ``accel``."""
-    model, net, opt, batches = _our_loop(setup, x_np, y_np, spec, dev, accel)
-    autocast = accel.autocast(dev)
+    step, batches = _our_loop(setup, x_np, y_np, spec, dev, accel)
     with tf32(accel != Accel() and dev.type == "cuda"):
-        losses = [train_step(net, opt, xb, yb, spec, autocast=autocast)[0]
-                  for xb, yb in _first(setup.steps, batches.epoch)]
+        losses = [step(batch) for batch in _first(setup.steps, batches.epoch)]
     return [float(v) for v in torch.stack(losses).cpu()]
 
 
@@ -222,10 +220,8 @@ class _PILDataset(torch.utils.data.Dataset):
 
 def images_per_s_ours(setup: Setup, x_np, y_np, spec: dict, dev, accel: Accel, steps: int, warmup: int) -> float:
     """Our loop: resident data, on-device augmentation, ``accel``."""
-    model, net, opt, batches = _our_loop(setup, x_np, y_np, spec, dev, accel)
-    autocast = accel.autocast(dev)
-    return batches.global_batch * _per_second(lambda b: train_step(net, opt, *b, spec, autocast=autocast),
-                                              _first(warmup + steps, batches.epoch), warmup, dev)
+    step, batches = _our_loop(setup, x_np, y_np, spec, dev, accel)
+    return batches.global_batch * _per_second(step, _first(warmup + steps, batches.epoch), warmup, dev)
 
 
 def images_per_s_reference(setup: Setup, x_np, y_np, spec: dict, dev, steps: int, warmup: int) -> float:
@@ -358,8 +354,6 @@ def environment(dev) -> list[str]:
     else:
         lines.append(f"  device cpu: {platform.processor() or platform.machine()}, {torch.get_num_threads()} "
                      f"torch thread(s) — no GPU: every number below is a CPU measurement")
-    import torch.distributed as dist
-
     lines.append(f"  distributed: gloo {dist.is_gloo_available()}, NCCL {dist.is_nccl_available()}; C compiler for "
                  f"torch.compile: {shutil.which('gcc') or shutil.which('cc') or 'none'}")
     return lines

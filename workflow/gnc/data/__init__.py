@@ -15,12 +15,8 @@ Public API (see :mod:`gnc.data.core` for the folder layout and the manifest)::
     SPEC_SCHEMA[source]                           JSON schema of a dataset spec, per source
 
 A *spec* is the dict under ``datasets.<name>`` in the config: ``{source: <kind>, <options>}``
-(``source`` defaults to the dataset name). Keys accepted by every source:
-
-    max_per_class   null | int | {train: int|null, test: int|null}  balanced seeded sub-sampling
-    subsample_seed  int (0)
-
-The sources (:data:`SOURCES`: digits, glyphs, fashion_mnist_debian, the torchvision sets, tiny_imagenet,
+(``source`` defaults to the dataset name). Every source accepts ``max_per_class`` (null, an int, or
+{train, test}: balanced seeded sub-sampling) and ``subsample_seed`` (0). The sources (:data:`SOURCES`: digits, glyphs, fashion_mnist_debian, the torchvision sets, tiny_imagenet,
 image_folder) and their own keys with defaults and descriptions: ``python -m gnc.data list`` and
 ``python -m gnc.data schema SOURCE``. ``root`` (the folder with a source's raw files, for every
 source), ``download`` and ``url`` do not enter the version; everything else does. ``checksums``

@@ -23,10 +23,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.cmd == "list":
         for kind, src in sorted(SOURCES.items()):
-            try:
-                ok = available(kind, {"root": "."} if kind == "image_folder" else {})
-            except Exception:  # noqa: BLE001 - listing only
-                ok = False
+            ok = available(kind, {"root": "."} if kind == "image_folder" else {})  # image_folder needs a root
             print(f"{kind:22s} {'available' if ok else 'not available':14s} {src.description}")
     else:
         schema = SPEC_SCHEMA[args.source] if args.source else SPEC_SCHEMA

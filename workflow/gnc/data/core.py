@@ -338,7 +338,7 @@ def prepare(name: str, spec: dict | None, out_dir: str | Path) -> dict:
 @dataclass
 class Prepared:
     """A loaded prepared dataset. With a class selection, labels are 0..K-1 in the selection order and
-    ``class_names`` the names in that order; ``*_ids`` are the samples' ids in the source's order."""
+    ``class_names`` the names in that order."""
 
     train_x: np.ndarray
     train_y: np.ndarray
@@ -346,8 +346,6 @@ class Prepared:
     test_y: np.ndarray
     class_names: list[str]
     manifest: dict
-    train_ids: np.ndarray
-    test_ids: np.ndarray
 
 
 def load_prepared(folder: str | Path, classes: list[int] | None = None, verify: bool = True) -> Prepared:
@@ -367,8 +365,6 @@ def load_prepared(folder: str | Path, classes: list[int] | None = None, verify: 
         if x.dtype != np.uint8 or y.dtype != np.int64 or len(x) != len(y) or list(x.shape[1:]) != manifest["shape"]:
             raise DatasetIntegrityError(f"{folder}: {split} arrays inconsistent with the manifest "
                                         f"({x.dtype} {x.shape}, {y.dtype} {y.shape})")
-        if f"{split}_ids" not in arrays:
-            arrays[f"{split}_ids"] = np.arange(len(y), dtype=np.int64)
     if classes is None:
         sel = list(range(k))
     else:
@@ -385,10 +381,8 @@ def load_prepared(folder: str | Path, classes: list[int] | None = None, verify: 
             mask = new >= 0
             arrays[f"{split}_x"] = arrays[f"{split}_x"][mask]
             arrays[f"{split}_y"] = new[mask]
-            arrays[f"{split}_ids"] = arrays[f"{split}_ids"][mask]
         names = [names[c] for c in sel]
-    return Prepared(arrays["train_x"], arrays["train_y"], arrays["test_x"], arrays["test_y"], names, manifest,
-                    arrays["train_ids"], arrays["test_ids"])
+    return Prepared(arrays["train_x"], arrays["train_y"], arrays["test_x"], arrays["test_y"], names, manifest)
 
 
 def class_subset(num_classes: int, K: int, seed: int) -> list[int]:

@@ -14,15 +14,12 @@ Where the files live: ``<root>/`` as torchvision lays them out (``root`` from th
     svhn           <root>/svhn/{train,test[,extra]}_32x32.mat
     stl10          <root>/stl10_binary/{train_X,train_y,test_X,test_y}.bin
 
-Integrity: we verify every input file against a *checksum record* (the publisher's checksums, the
-same constants torchvision carries, updated with the spec's ``checksums``); a mismatch raises
-:class:`~gnc.data.errors.SourceChecksumError` naming the file. Classes that check md5s themselves
-(CIFAR, SVHN, STL-10) are then subclassed with the checksums we just verified, so torchvision's own
-check and reader run unchanged, for the real files and for the small real-format files the tests
-write (which declare their md5s under ``checksums``). MNIST family: the published md5s are those of
-the ``.gz`` files; a ``.gz`` present is verified and decompressed next to itself (what torchvision's
-download does); a plain IDX file without ``.gz`` is hashed and recorded (verified only if
-``checksums`` names it).
+Integrity: every input file is verified against the source's checksum record (:mod:`gnc.data._files`;
+the publisher's md5s are the constants torchvision carries). Classes that check md5s themselves (CIFAR,
+SVHN, STL-10) are subclassed with the checksums we just verified, so torchvision's own check and reader
+run unchanged, for the real files and for the small real-format files the tests write. MNIST family:
+the published md5s are those of the ``.gz`` files; a ``.gz`` present is verified and decompressed next
+to itself (as torchvision's download does); a plain IDX file without ``.gz`` is hashed and recorded.
 
 ``download: true`` calls torchvision's download (which verifies the archive md5) when files are
 missing. Off by default; without it a missing file raises
@@ -198,19 +195,18 @@ MNIST_PUBLISHED = {
         "t10k-labels-idx1-ubyte.gz": "7320c461ea6c1c855c0b718fb2a4b134",
     },
 }
-MNIST_URLS = {
-    "MNIST": "https://ossci-datasets.s3.amazonaws.com/mnist/",
-    "FashionMNIST": "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
-    "KMNIST": "http://codh.rois.ac.jp/kmnist/dataset/kmnist/",
+#: download URL and total size in bytes of the four .gz files (None: not recorded)
+MNIST_DOWNLOADS = {
+    "MNIST": ("https://ossci-datasets.s3.amazonaws.com/mnist/", 9_912_422 + 28_881 + 1_648_877 + 4_542),
+    "FashionMNIST": ("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/", None),
+    "KMNIST": ("http://codh.rois.ac.jp/kmnist/dataset/kmnist/", None),
 }
-#: total size in bytes of the four .gz files (where recorded)
-MNIST_BYTES = {"MNIST": 9_912_422 + 28_881 + 1_648_877 + 4_542}
 
 
 class MnistFamily(TorchvisionSource):
     def __init__(self, kind: str, tv_name: str):
-        self.kind, self.tv_name, self.url = kind, tv_name, MNIST_URLS[tv_name]
-        self.download_bytes = MNIST_BYTES.get(tv_name)
+        self.kind, self.tv_name = kind, tv_name
+        self.url, self.download_bytes = MNIST_DOWNLOADS[tv_name]
         self.description = f"{tv_name} IDX files (.gz or plain), read with torchvision.datasets.{tv_name}"
 
     def published(self, opts):
