@@ -16,12 +16,11 @@ Public API (see :mod:`gnc.data.core` for the folder layout and the manifest)::
 
 A *spec* is the dict under ``datasets.<name>`` in the config: ``{source: <kind>, <options>}``
 (``source`` defaults to the dataset name). Every source accepts ``max_per_class`` (null, an int, or
-{train, test}: balanced seeded sub-sampling) and ``subsample_seed`` (0). The sources (:data:`SOURCES`: digits, glyphs, fashion_mnist_debian, the torchvision sets, tiny_imagenet,
-image_folder) and their own keys with defaults and descriptions: ``python -m gnc.data list`` and
-``python -m gnc.data schema SOURCE``. ``root`` (the folder with a source's raw files, for every
-source), ``download`` and ``url`` do not enter the version; everything else does. ``checksums``
-({path relative to root: md5 or sha256}) overrides or extends the publisher's checksums (mirrors,
-test files).
+{train, test}: balanced seeded sub-sampling) and ``subsample_seed`` (0). The sources (:data:`SOURCES`)
+and their own keys with defaults: ``python -m gnc.data list`` and ``python -m gnc.data schema SOURCE``.
+``root`` (the folder with a source's raw files, for every source), ``download`` and ``url`` do not
+enter the version; everything else does. ``checksums`` ({path relative to root: md5 or sha256})
+overrides or extends the publisher's checksums (mirrors, test files).
 """
 
 from .core import (
