@@ -169,12 +169,11 @@ def balanced_subsample(y: np.ndarray, num_classes: int, max_per_class: int | Non
     permutation per class. ``None`` keeps everything."""
     if max_per_class is None:
         return np.arange(len(y), dtype=np.int64)
-    split_code = {"train": 0, "test": 1}[split]
     keep = []
     for k in range(num_classes):
         idx = np.flatnonzero(y == k)
         if len(idx) > max_per_class:
-            rng = np.random.default_rng([seed, split_code, k])
+            rng = np.random.default_rng([seed, ("train", "test").index(split), k])
             idx = np.sort(rng.permutation(idx)[:max_per_class])
         keep.append(idx)
     return np.sort(np.concatenate(keep))
@@ -214,8 +213,7 @@ def verify_prepared(folder: str | Path) -> dict:
             raise DatasetIntegrityError(f"{path}: missing (manifest sha256 {files[fname]})")
         actual = gio.sha256_file(path)
         if actual != files[fname]:
-            raise DatasetIntegrityError(
-                f"{path}: sha256 mismatch: manifest {files[fname]}, file {actual}")
+            raise DatasetIntegrityError(f"{path}: sha256 mismatch: manifest {files[fname]}, file {actual}")
     recomputed = dataset_checksum(files)
     if manifest.get("checksum") != recomputed:
         raise DatasetIntegrityError(
@@ -286,8 +284,7 @@ def prepare(name: str, spec: dict | None, out_dir: str | Path) -> dict:
     src, opts = resolve_spec(name, spec)
     version = version_id(name, spec)
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / MANIFEST).unlink(missing_ok=True)
+    (out / MANIFEST).unlink(missing_ok=True)  # the arrays' atomic writes create the folder
 
     raw = src.load(opts)
     raw.check(src.kind)

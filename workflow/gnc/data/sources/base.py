@@ -36,9 +36,9 @@ class RawData:
                                 f"{x.dtype} {x.shape} and {y.dtype} {y.shape}")
             if y.size and (y.min() < 0 or y.max() >= k):
                 raise ValueError(f"{kind}: {split} labels outside 0..{k - 1}")
-        if self.train_x.shape[1:] != self.test_x.shape[1:]:
-            raise ValueError(f"{kind}: train and test image shapes differ: {self.train_x.shape[1:]} vs "
-                             f"{self.test_x.shape[1:]}")
+            if x.shape[1:] != self.train_x.shape[1:]:
+                raise ValueError(f"{kind}: train and test image shapes differ: {self.train_x.shape[1:]} vs "
+                                 f"{x.shape[1:]}")
 
 
 def resolve_root(opts: dict) -> Path:
@@ -78,7 +78,8 @@ CHECKSUMS_SCHEMA = {
 
 class Source:
     """One kind of dataset. Subclasses set ``kind``, ``description``, ``schema`` and implement the methods
-    that raise NotImplementedError.
+    that raise NotImplementedError; a source with the spec key ``download`` also implements
+    ``downloads(opts) -> [(URL, size in bytes or None)]``, what ``download: true`` fetches.
 
     ``schema`` is a JSON-schema ``properties`` fragment for the source's own spec keys (with
     defaults); :mod:`gnc.data.core` adds the keys common to all sources.
@@ -106,7 +107,3 @@ class Source:
 
     def load(self, opts: dict) -> RawData:
         raise NotImplementedError
-
-    def downloads(self, opts: dict) -> list[tuple[str, int | None]]:
-        """(URL, size in bytes, None where not recorded) of each file ``download: true`` fetches."""
-        return []
