@@ -188,11 +188,10 @@ def dataset_checksum(files: dict[str, str]) -> str:
 
 
 def read_manifest(folder: str | Path) -> dict:
-    folder = Path(folder)
-    path = folder / MANIFEST
+    path = Path(folder) / MANIFEST
     if not path.is_file():
         raise DatasetIntegrityError(
-            f"{path}: missing; {folder} is not a prepared dataset (preparation not run or interrupted)")
+            f"{path}: missing; {path.parent} is not a prepared dataset (preparation not run or interrupted)")
     try:
         return json.loads(path.read_text())
     except json.JSONDecodeError as exc:
@@ -334,8 +333,7 @@ def prepare(name: str, spec: dict | None, out_dir: str | Path) -> dict:
 
 @dataclass
 class Prepared:
-    """A loaded prepared dataset. With a class selection, labels are 0..K-1 in the selection order and
-    ``class_names`` the names in that order."""
+    """A loaded prepared dataset (see :func:`load_prepared` for labels under a class selection)."""
 
     train_x: np.ndarray
     train_y: np.ndarray

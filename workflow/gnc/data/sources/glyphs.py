@@ -19,11 +19,9 @@ warps of the masters; 6,400 images of 32×32 in about 1 s):
    bilinear, then a 2×2 box reduction to ``size``×``size``. Parameters are drawn from
    ``numpy.random.default_rng([seed, 0 (train) | 1 (test)])`` in sample order (class, font, repetition).
 
-Look-alike rule (which characters are classes). Candidates in priority order: digits, Latin upper,
-Latin lower, Greek upper, Greek lower (no final sigma), Cyrillic upper, Cyrillic lower (U+0410..U+044F,
-the basic alphabet without Ё/ё), then letters with new base shapes (ß Æ Œ Ø Þ ð Ŋ Ł Ħ ..., ς ϑ ϖ ϱ ϵ,
-Ђ Љ Њ Ћ Џ Ґ ...; no accented variants): 212 candidates. Walking the candidates in that order, a character
-is *dropped* when
+Look-alike rule (which characters are classes). Candidates (:data:`SCRIPTS`, 212) in priority order:
+digits, the basic Latin, Greek and Cyrillic alphabets (upper, then lower case), then letters with new
+base shapes (no accented variants). Walking the candidates in that order, a character is *dropped* when
 
 * it belongs to one of the explicit groups :data:`LOOKALIKE_GROUPS` together with a character
   already kept (cross-script homoglyphs such as Latin A / Greek Α / Cyrillic А, the O/0/o family,
@@ -37,15 +35,14 @@ Greedy selection (instead of connected components) avoids chains such as H–Н�
 distinct characters. The threshold 0.95 catches identical outlines (homoglyphs correlate at 1.00 in
 every face) and near-identical ones (italic Cyrillic п / Latin n: 1.00, Θ / mono 0: 0.98); it is
 conservative, so pairs a CNN would still separate also go when one face makes them close
-(Π/H 0.965, Λ/A 0.964, Ł/L 0.958). The explicit groups were completed with
-the most confused pairs of a small CNN trained on all candidates (Ø/ø, Њ/њ, Ґ/ґ, Ŋ/ŋ, ϵ/Є, y/У,
-Φ/ф, æ/œ). :func:`derive_classes` applies the rule; its result with the default fonts (117 of the
-212 candidates) is frozen in :data:`GLYPH_CLASSES`, so the class list does not move with FreeType
+(Π/H 0.965, Λ/A 0.964, Ł/L 0.958). The explicit groups were completed with the most confused pairs
+of a small CNN trained on all candidates (Ø/ø, Њ/њ, Ґ/ґ, Ŋ/ŋ, ϵ/Є, y/У, Φ/ф, æ/œ).
+:func:`derive_classes` applies the rule; its result with the default fonts (117 of the 212
+candidates) is frozen in :data:`GLYPH_CLASSES`, so the class list does not move with FreeType
 versions; a test re-derives it and checks the table against the rule. ``num_classes: K`` takes the
 first K characters of that table (digits, Latin, Greek, Cyrillic, then the extra letters).
 
-Learnability: a 4-block CNN trained on the default K=100 set separates the classes (> 97 % test
-accuracy; ``tests/test_data_glyphs.py::test_small_cnn_separates_the_glyph_classes``, slow).
+Learnability: a small CNN separates the K=100 default classes (> 97 % test accuracy; a slow test).
 """
 
 from __future__ import annotations
