@@ -263,7 +263,7 @@ def test_load_prepared_relabels_in_given_order(digits_dir):
     full = gd.load_prepared(digits_dir)
     sel = [7, 2, 9]
     sub = gd.load_prepared(digits_dir, classes=sel)
-    assert sub.class_names == ["7", "2", "9"]
+    assert sub.class_names == ["7", "2", "9"] and sub.classes == sel
     for split in ("train", "test"):
         y_full, x_full = getattr(full, f"{split}_y"), getattr(full, f"{split}_x")
         mask = np.isin(y_full, sel)

@@ -333,7 +333,7 @@ def prepare(name: str, spec: dict | None, out_dir: str | Path) -> dict:
 
 @dataclass
 class Prepared:
-    """A loaded prepared dataset (see :func:`load_prepared` for labels under a class selection)."""
+    """A loaded prepared dataset; ``classes``: the original indices of its classes, in label order."""
 
     train_x: np.ndarray
     train_y: np.ndarray
@@ -341,6 +341,7 @@ class Prepared:
     test_y: np.ndarray
     class_names: list[str]
     manifest: dict
+    classes: list[int]
 
 
 def load_prepared(folder: str | Path, classes: list[int] | None = None, verify: bool = True) -> Prepared:
@@ -377,7 +378,7 @@ def load_prepared(folder: str | Path, classes: list[int] | None = None, verify: 
             arrays[f"{split}_x"] = arrays[f"{split}_x"][mask]
             arrays[f"{split}_y"] = new[mask]
         names = [names[c] for c in sel]
-    return Prepared(arrays["train_x"], arrays["train_y"], arrays["test_x"], arrays["test_y"], names, manifest)
+    return Prepared(arrays["train_x"], arrays["train_y"], arrays["test_x"], arrays["test_y"], names, manifest, sel)
 
 
 def class_subset(num_classes: int, K: int, seed: int) -> list[int]:
