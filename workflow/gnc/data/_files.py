@@ -59,7 +59,7 @@ def gunzip_atomic(src: Path | BinaryIO, dst: Path) -> None:
 
 
 def extract_zip_atomic(archive: Path, dest_parent: Path, top: str) -> Path:
-    """Extract ``archive`` whose members live under ``top/`` into ``dest_parent/top``.
+    """Extract ``archive`` whose members live under ``top/`` into ``dest_parent/top`` (a folder that exists).
 
     Extraction goes to a temporary folder next to the destination, which is renamed into place
     at the end, so an interrupted extraction never leaves a half-filled ``top`` folder. Member
@@ -68,7 +68,6 @@ def extract_zip_atomic(archive: Path, dest_parent: Path, top: str) -> Path:
     final = Path(dest_parent) / top
     if final.is_dir():
         return final
-    final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{top}.extract.")).resolve()
     try:
         with zipfile.ZipFile(archive) as zf:

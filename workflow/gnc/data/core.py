@@ -378,7 +378,7 @@ def load_prepared(folder: str | Path, classes: list[int] | None = None, verify: 
             arrays[f"{split}_x"] = arrays[f"{split}_x"][mask]
             arrays[f"{split}_y"] = new[mask]
         names = [names[c] for c in sel]
-    return Prepared(arrays["train_x"], arrays["train_y"], arrays["test_x"], arrays["test_y"], names, manifest, sel)
+    return Prepared(*(arrays[k] for k in ("train_x", "train_y", "test_x", "test_y")), names, manifest, sel)
 
 
 def class_subset(num_classes: int, K: int, seed: int) -> list[int]:
