@@ -20,7 +20,7 @@ def test_glyphs_prepare_small(tmp_path):
     p = gd.load_prepared(tmp_path / "a")
     assert p.class_names == list(G.GLYPH_CLASSES[:12])
     assert m["class_ids"][10] == f"U+{ord(G.GLYPH_CLASSES[10]):04X}"
-    assert p.shape == (1, 32, 32)
+    assert p.train_x.shape[1:] == (1, 32, 32)
     assert m["counts"]["train"]["per_class"] == [3 * 2] * 12 and m["counts"]["test"]["per_class"] == [3] * 12
     assert set(m["source"]["fonts"]) == set(SMALL["fonts"])
     # deterministic: same spec, same bytes; another seed, other bytes

@@ -35,6 +35,11 @@ def prep(tmp_path, name, spec):
     return m, gd.load_prepared(out)
 
 
+def ids(p, split: str) -> np.ndarray:
+    """The recorded sample ids of a prepared split (ids in the source's own order)."""
+    return np.load(Path(p.manifest["path"]) / f"{split}_ids.npy")
+
+
 # ------------------------------------------------------------------------------------------ digits
 
 def test_digits_matches_sklearn_and_split_is_stratified(tmp_path):
@@ -43,9 +48,9 @@ def test_digits_matches_sklearn_and_split_is_stratified(tmp_path):
     m, p = prep(tmp_path, "digits", {"test_fraction": 0.2, "split_seed": 7})
     b = load_digits()
     x_all = np.rint(b.images * 255 / 16).astype(np.uint8)
-    np.testing.assert_array_equal(p.train_x[:, 0], x_all[p.train_ids])
-    np.testing.assert_array_equal(p.test_y, b.target[p.test_ids])
-    assert sorted(np.concatenate([p.train_ids, p.test_ids]).tolist()) == list(range(1797))
+    np.testing.assert_array_equal(p.train_x[:, 0], x_all[ids(p, "train")])
+    np.testing.assert_array_equal(p.test_y, b.target[ids(p, "test")])
+    assert sorted(np.concatenate([ids(p, "train"), ids(p, "test")]).tolist()) == list(range(1797))
     n_per_class = np.bincount(b.target)
     assert m["counts"]["test"]["per_class"] == [int(round(0.2 * n)) for n in n_per_class]
     assert p.train_x.max() == 255 and p.train_x.min() == 0
@@ -85,7 +90,7 @@ def test_cifar10_real_format(tmp_path):
     np.testing.assert_array_equal(p.train_x, t["train_x"])
     np.testing.assert_array_equal(p.train_y, t["train_y"])
     np.testing.assert_array_equal(p.test_x, t["test_x"])
-    assert p.class_names == t["names"] and p.shape == (3, 32, 32)
+    assert p.class_names == t["names"] and p.train_x.shape[1:] == (3, 32, 32)
     files = m["source"]["files"]
     assert all(info["verified"] for info in files.values()) and len(files) == 7
 
@@ -134,7 +139,7 @@ def test_cifar100_real_format(tmp_path):
     np.testing.assert_array_equal(p.test_y, te_y)
     sub = gd.load_prepared(Path(m["files"] and (tmp_path / "prepared" / "cifar100" / m["version"])),
                            classes=gd.class_subset(100, 30, seed=0))
-    assert sub.num_classes == 30 and all(0 <= y < 30 for y in sub.train_y)
+    assert len(sub.class_names) == 30 and all(0 <= y < 30 for y in sub.train_y)
 
 
 # ------------------------------------------------------------------------------------------ MNIST family (IDX)
@@ -179,7 +184,7 @@ def test_mnist_family_idx(tmp_path, kind, folder, compress):
     np.testing.assert_array_equal(p.train_x[:, 0], truth["train"][0])
     np.testing.assert_array_equal(p.train_y, truth["train"][1])
     np.testing.assert_array_equal(p.test_x[:, 0], truth["test"][0])
-    assert p.shape == (1, 28, 28) and len(p.class_names) == 10
+    assert p.train_x.shape[1:] == (1, 28, 28) and len(p.class_names) == 10
     assert (raw / "train-images-idx3-ubyte").is_file()  # decompressed next to the .gz, as torchvision does
     verified = [n for n, i in m["source"]["files"].items() if i["verified"]]
     assert len(verified) == (4 if compress else 0)
@@ -334,7 +339,7 @@ def test_tiny_imagenet_archive_extract_and_read(tmp_path):
         gd.prepare("tiny_imagenet", {"root": str(root)}, tmp_path / "bad")
     # resizing option
     m32, p32 = prep(tmp_path, "tiny_imagenet", {**spec, "size": 32})
-    assert p32.shape == (3, 32, 32) and m32["version"] != m["version"]
+    assert p32.train_x.shape[1:] == (3, 32, 32) and m32["version"] != m["version"]
 
 
 def test_tiny_imagenet_download_over_http(tmp_path):
@@ -377,13 +382,13 @@ def test_image_folder_single_tree_png(tmp_path):
     assert p.class_names == ["cat", "dog", "emu"]
     assert m["counts"]["test"]["per_class"] == [2, 2, 2] and m["counts"]["train"]["per_class"] == [3, 3, 3]
     rel = m["source"]["samples"]
-    for x, y, i in zip(p.train_x, p.train_y, p.train_ids):
+    for x, y, i in zip(p.train_x, p.train_y, ids(p, "train")):
         c, fname = rel[i].split("/")
         assert p.class_names[y] == c
         np.testing.assert_array_equal(x, truth[(c, int(fname[0]))].transpose(2, 0, 1))
     # greyscale, resized: shape and a closed-form check on a constant image
     m2, p2 = prep(tmp_path, "pets", {**spec, "size": 8, "channels": 1})
-    assert p2.shape == (1, 8, 8)
+    assert p2.train_x.shape[1:] == (1, 8, 8)
 
 
 def test_image_folder_train_val_jpeg_and_crop(tmp_path):

@@ -3,35 +3,33 @@
 It prints one text block (paste it into a bug report) with six sections:
 
 1. **environment** — torch, CUDA, device, NCCL, a C compiler for ``torch.compile``.
-2. **paths vs fp32** — ``steps`` training steps of ResNet18 (``--quick``: a narrow SmallCNN) on
-   random CIFAR-shaped data (class prototypes + noise, so the loss falls), batches from
-   :class:`gnc.train.ResidentBatches` with the paper's augmentation, once in plain fp32 (TF32 off)
-   and once per speed option of :class:`gnc.train.Accel` (bf16, channels_last, compile, and the set
-   the paper recipe uses on this device). Each starts from the same weights and sees the same
-   batches; it passes when the first step's loss is within ``FIRST_STEP_RTOL`` of fp32 (the
-   arithmetic) and the mean loss of the last 10 % of the steps within ``FINAL_RTOL`` (the training).
-3. **throughput** — images/s of our loop (resident uint8 data, on-device augmentation, the recipe's
-   speed options) against a plain reference loop (DataLoader with worker processes over PIL images,
-   torchvision transforms, fp32), measured in the same run, interleaved; the README promises
-   >= 3x on a GPU.
-4. **FLOPs** — training FLOPs per image = 3 x the forward FLOPs counted by
-   ``torch.utils.flop_counter.FlopCounterMode`` (backward ~ 2 x forward; torch's own backward count
-   over-counts grouped convolutions), the achieved FLOP/s of our loop, and the model-FLOP
-   utilisation against the device's dense bf16 peak (table of known GPUs) and against a measured
-   matmul.
-5. **GNC2** — :func:`gnc.metrics.ovr.ovr_distances` at K = 100,000, d = 512 on the device (random
-   unit rows): time, value, worst certified gap.
-6. **paper study** — FLOPs of every run of ``config/paper.yaml`` (training + the feature passes at
-   each checkpoint) and the GPU-hours they take at the FLOP rate measured in 3-4.
+2. **paths vs fp32** — ``steps`` training steps of ResNet18 (``--quick``: a narrow SmallCNN) on random
+   CIFAR-shaped data (class prototypes + noise, so the loss falls) with the paper's augmentation, in plain
+   fp32 (TF32 off) and once per speed option of :class:`gnc.train.Accel` (bf16, channels_last, compile,
+   the recipe's set on this device), from the same weights on the same batches. A path passes when its
+   first loss is within ``FIRST_STEP_RTOL`` of fp32 (the arithmetic) and the mean loss of the last 10 %
+   of the steps within ``FINAL_RTOL`` (the training).
+3. **throughput** — images/s of our loop (resident uint8 data, on-device augmentation, the recipe's speed
+   options) against a reference loop (DataLoader workers over PIL images, torchvision transforms, fp32),
+   interleaved in the same run; the README promises >= 3x on a GPU.
+4. **FLOPs** — training FLOPs per image = 3 x the forward FLOPs of ``FlopCounterMode`` (torch's own
+   backward count over-counts grouped convolutions), the achieved FLOP/s, and the model-FLOP utilisation
+   against the device's dense bf16 peak (:data:`GPU_PEAK_BF16`) and against a measured matmul.
+5. **GNC2** — :func:`gnc.metrics.ovr.ovr_distances` at K = 100,000, d = 512 on the device (random rows):
+   time, value, worst certified gap.
+6. **paper study** — FLOPs of every run of ``config/paper.yaml`` (training + the feature passes at each
+   checkpoint) and the device-hours at the FLOP rate measured in 3-4.
 
-``--quick`` runs everything small enough for the CPU test-suite (the GNC2 case scaled down).
-Exit status 1 when a path check fails (or, on CUDA, when the throughput ratio misses 3x).
+``--quick`` runs everything at toy sizes (the CPU test-suite runs it). Exit status 1 when a path check
+or GNC2 fails, or, on CUDA, when the throughput ratio misses 3x.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
+import itertools
 import platform
 import shutil
 import sys
@@ -41,6 +39,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.distributed as dist
 import yaml
 
 from .config import load_study
@@ -92,19 +91,19 @@ QUICK = Setup("smallcnn", 8, 512, 10, 10, 64, 24, 2_000, 32, 0)
 
 # ------------------------------------------------------------------------------------------ data
 
-def random_cifar(n: int, K: int, shape=(3, 32, 32), seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """uint8 images: one random prototype per class + Gaussian noise (learnable, unlike pure noise)."""
+def random_cifar(n: int, K: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """uint8 3x32x32 images: a random prototype per class + Gaussian noise (learnable, unlike pure noise)."""
     rng = np.random.default_rng(seed)
-    protos = rng.uniform(0, 255, size=(K, *shape))
+    protos = rng.uniform(0, 255, size=(K, 3, 32, 32))
     y = rng.integers(0, K, size=n)
-    x = np.clip(protos[y] + rng.normal(0, 60, size=(n, *shape)), 0, 255).astype(np.uint8)
+    x = np.clip(protos[y] + rng.normal(0, 60, size=(n, 3, 32, 32)), 0, 255).astype(np.uint8)
     return x, y.astype(np.int64)
 
 
-def recipe_spec(batch: int, seed: int = 0) -> dict:
+def recipe_spec(batch: int) -> dict:
     """The paper recipe's optimisation (config/paper.yaml ``train:``) at batch size ``batch``."""
     return normalize_spec({"batch_size": batch, "lr": 0.1, "augmentation": "crop-flip-rotate", "tau": 0.1,
-                           "seed": seed, "bf16": True, "channels_last": True})
+                           "seed": 0, "bf16": True, "channels_last": True})
 
 
 def _model(setup: Setup, shape, dev):
@@ -128,42 +127,42 @@ def _sync(dev) -> None:
         torch.cuda.synchronize(dev)
 
 
+def _first(n: int, batches_of_epoch):
+    """The first ``n`` batches of epochs 0, 1, 2, ... (``batches_of_epoch(e)`` iterates epoch e)."""
+    return itertools.islice(itertools.chain.from_iterable(map(batches_of_epoch, itertools.count())), n)
+
+
+def _per_second(step, items, warmup: int, dev) -> float:
+    """Calls per second of ``step(item)`` over ``items``, the first ``warmup`` calls untimed."""
+    for i, item in enumerate(items):
+        if i == warmup:
+            _sync(dev)
+            t0 = time.perf_counter()
+        step(item)
+    _sync(dev)
+    return (i + 1 - warmup) / (time.perf_counter() - t0)
+
+
 # ------------------------------------------------------------------------------------------ 2. paths
 
 def _our_loop(setup: Setup, x_np, y_np, spec: dict, dev, accel: Accel):
-    """Model (input statistics set, memory format of ``accel``), its compiled form, the optimizer and the
-    resident batches: what our training loop starts from."""
+    """Our training loop with the speed options ``accel``: its step (a batch -> the loss) and its resident
+    batches (model with input statistics, memory format and compiled form of ``accel``; fresh optimizer)."""
     model = _model(setup, x_np.shape[1:], dev)
     model.set_input_stats(*channel_stats(x_np))
     accel.memory_format(model)
-    net = accel.compiled(model)
-    opt = make_optimizer(model.parameters(), spec)
+    net, opt, autocast = accel.compiled(model), make_optimizer(model.parameters(), spec), accel.autocast(dev)
     batches = ResidentBatches.for_spec(torch.from_numpy(x_np).to(dev), torch.from_numpy(y_np).to(dev), spec,
                                        channels_last=accel.channels_last)
-    return model, net, opt, batches
+    return (lambda batch: train_step(net, opt, *batch, spec, autocast=autocast)[0]), batches
 
 
 def loss_curve(setup: Setup, x_np, y_np, spec: dict, dev, accel: Accel) -> list[float]:
     """Per-step training losses of ``setup.steps`` steps of our loop with the speed options ``accel``."""
-    model, net, opt, batches = _our_loop(setup, x_np, y_np, spec, dev, accel)
-    autocast, losses, epoch = accel.autocast(dev), [], 0
+    step, batches = _our_loop(setup, x_np, y_np, spec, dev, accel)
     with tf32(accel != Accel() and dev.type == "cuda"):
-        while len(losses) < setup.steps:
-            for xb, yb in batches.epoch(epoch):
-                losses.append(train_step(net, opt, xb, yb, spec, autocast=autocast)[0])
-                if len(losses) == setup.steps:
-                    break
-            epoch += 1
+        losses = [step(batch) for batch in _first(setup.steps, batches.epoch)]
     return [float(v) for v in torch.stack(losses).cpu()]
-
-
-def path_variants(dev, spec: dict, compile_: bool) -> dict[str, Accel]:
-    variants = {"bf16": Accel(bf16=True), "channels_last": Accel(channels_last=True)}
-    if compile_:
-        variants["compile"] = Accel(compile=True)
-    recipe = Accel.for_run(spec, dev)
-    variants[f"recipe on {dev.type} ({recipe.label()})"] = recipe
-    return variants
 
 
 def compare_curves(ref: list[float], got: list[float], bf16: bool) -> dict:
@@ -186,7 +185,11 @@ def check_paths(setup: Setup, dev, compile_: bool, out) -> bool:
     all_ok = ref[-1] < ref[0]
     if not all_ok:
         out("  FAIL: the fp32 loss did not fall")
-    for name, accel in path_variants(dev, spec, compile_).items():
+    recipe = Accel.for_run(spec, dev)
+    variants = {"bf16": Accel(bf16=True), "channels_last": Accel(channels_last=True),
+                **({"compile": Accel(compile=True)} if compile_ else {}),
+                f"recipe on {dev.type} ({recipe.label()})": recipe}
+    for name, accel in variants.items():
         if accel == Accel():
             out(f"  {name}: the fp32 path above")
             continue
@@ -201,7 +204,7 @@ def check_paths(setup: Setup, dev, compile_: bool, out) -> bool:
 # ------------------------------------------------------------------------------------------ 3. throughput
 
 class _PILDataset(torch.utils.data.Dataset):
-    """uint8 N x C x H x W images served as PIL images through torchvision transforms (reference style)."""
+    """uint8 N x 3 x H x W images served as PIL images through torchvision transforms (reference style)."""
 
     def __init__(self, x, y, transform):
         self.x, self.y, self.transform = x, y, transform
@@ -212,30 +215,10 @@ class _PILDataset(torch.utils.data.Dataset):
     def __getitem__(self, i):
         from PIL import Image
 
-        a = self.x[i]
-        img = Image.fromarray(a[0] if a.shape[0] == 1 else a.transpose(1, 2, 0))
-        return self.transform(img), int(self.y[i])
+        return self.transform(Image.fromarray(self.x[i].transpose(1, 2, 0))), int(self.y[i])
 
 
-def images_per_s_ours(setup: Setup, x_np, y_np, spec: dict, dev, accel: Accel, steps: int, warmup: int) -> float:
-    """Our loop: resident data, on-device augmentation, ``accel``."""
-    model, net, opt, batches = _our_loop(setup, x_np, y_np, spec, dev, accel)
-    autocast, done, epoch, t0 = accel.autocast(dev), 0, 0, None
-    while done < warmup + steps:
-        for xb, yb in batches.epoch(epoch):
-            if done == warmup:
-                _sync(dev)
-                t0 = time.perf_counter()
-            train_step(net, opt, xb, yb, spec, autocast=autocast)
-            done += 1
-            if done == warmup + steps:
-                break
-        epoch += 1
-    _sync(dev)
-    return steps * batches.global_batch / (time.perf_counter() - t0)
-
-
-def images_per_s_reference(setup: Setup, x_np, y_np, spec: dict, dev, steps: int, warmup: int, workers: int) -> float:
+def images_per_s_reference(setup: Setup, x_np, y_np, spec: dict, dev, steps: int, warmup: int) -> float:
     """The reference code's loop: DataLoader over PIL images with torchvision transforms, fp32."""
     from ._torchvision_compat import import_torchvision
 
@@ -245,40 +228,39 @@ def images_per_s_reference(setup: Setup, x_np, y_np, spec: dict, dev, steps: int
     transform = T.Compose([T.RandomCrop(h, padding=h // 8), T.RandomHorizontalFlip(), T.RandomRotation(15),
                            T.ToTensor(), T.Normalize(mean, std)])
     loader = torch.utils.data.DataLoader(_PILDataset(x_np, y_np, transform), batch_size=int(spec["batch_size"]),
-                                         shuffle=True, drop_last=True, num_workers=workers,
-                                         pin_memory=dev.type == "cuda", persistent_workers=workers > 0)
+                                         shuffle=True, drop_last=True, num_workers=setup.workers,
+                                         pin_memory=dev.type == "cuda", persistent_workers=setup.workers > 0)
     model = _model(setup, x_np.shape[1:], dev)  # Normalize is in the transforms: identity statistics inside
     opt = make_optimizer(model.parameters(), spec)
-    done, t0 = 0, None
-    while done < warmup + steps:
-        for xb, yb in loader:
-            if done == warmup:
-                _sync(dev)
-                t0 = time.perf_counter()
-            train_step(model, opt, xb.to(dev, non_blocking=True), yb.to(dev, non_blocking=True), spec)
-            done += 1
-            if done == warmup + steps:
-                break
-    _sync(dev)
-    return steps * int(spec["batch_size"]) / (time.perf_counter() - t0)
+
+    def step(batch):
+        train_step(model, opt, *(t.to(dev, non_blocking=True) for t in batch), spec)
+
+    batches = _first(warmup + steps, lambda epoch: loader)
+    return int(spec["batch_size"]) * _per_second(step, batches, warmup, dev)
 
 
 def measure_throughput(setup: Setup, dev, accel: Accel, steps: int, warmup: int, rounds: int) -> tuple[float, float]:
-    """Best images/s of ours and of the reference over ``rounds`` interleaved rounds (same data)."""
+    """Best images/s of ours (resident data, on-device augmentation, ``accel``) and of the reference over
+    ``rounds`` interleaved rounds (same data)."""
     x, y = random_cifar(setup.n, setup.K, seed=1)
     spec = recipe_spec(setup.batch)
     ours, ref = [], []
     for _ in range(rounds):
-        ours.append(images_per_s_ours(setup, x, y, spec, dev, accel, steps, warmup))
-        ref.append(images_per_s_reference(setup, x, y, spec, dev, steps, warmup, setup.workers))
+        step, batches = _our_loop(setup, x, y, spec, dev, accel)
+        per_s = _per_second(step, _first(warmup + steps, batches.epoch), warmup, dev)
+        ours.append(batches.global_batch * per_s)
+        ref.append(images_per_s_reference(setup, x, y, spec, dev, steps, warmup))
     return max(ours), max(ref)
 
 
 # ------------------------------------------------------------------------------------------ 4. FLOPs
 
-def forward_flops_per_image(arch: str, in_shape, d: int, K: int, head: str = "normalized", **arch_opts) -> float:
+@functools.lru_cache(maxsize=None)
+def forward_flops_per_image(arch: str, in_shape: tuple, d: int, K: int, head: str = "normalized",
+                            **arch_opts) -> float:
     """Forward FLOPs of one image in training mode, counted by FlopCounterMode on the meta device
-    (shapes only: nothing is computed, so any size is instant)."""
+    (shapes only: nothing is computed, so any size is instant; cached by arguments)."""
     from torch.utils.flop_counter import FlopCounterMode
 
     with torch.device("meta"):
@@ -307,15 +289,8 @@ def measured_matmul(dev, quick: bool) -> tuple[float, str]:
     n = 8192 if cuda else (512 if quick else 2048)
     dt = torch.bfloat16 if cuda else torch.float32
     a, b = torch.randn(n, n, device=dev, dtype=dt), torch.randn(n, n, device=dev, dtype=dt)
-    for _ in range(2):
-        a @ b
-    _sync(dev)
-    reps = 20 if cuda else 3
-    t0 = time.perf_counter()
-    for _ in range(reps):
-        a @ b
-    _sync(dev)
-    return 2 * n**3 * reps / (time.perf_counter() - t0), f"{n}x{n} {str(dt).split('.')[-1]} matmul"
+    per_s = _per_second(lambda _: a @ b, range(2 + (20 if cuda else 3)), 2, dev)
+    return 2 * n**3 * per_s, f"{n}x{n} {str(dt).split('.')[-1]} matmul"
 
 
 # ------------------------------------------------------------------------------------------ 5. GNC2
@@ -341,7 +316,7 @@ def study_cost(config_path) -> tuple[list[dict], dict[str, str]]:
     """
     skipped: dict[str, str] = {}
     cfg, runs = load_study(yaml.safe_load(Path(config_path).read_text()), skipped)
-    rows, cache = [], {}
+    rows = []
     for run in runs.values():
         r = run.spec()
         ds = cfg["datasets"][run.dataset]
@@ -353,10 +328,7 @@ def study_cost(config_path) -> tuple[list[dict], dict[str, str]]:
             if "size" in ds:
                 shape = (shape[0], int(ds["size"]), int(ds["size"]))
             opts = {"width": r["width"]} if "width" in r else {}
-            key = (run.arch, shape, run.d, run.K, r["head"], tuple(opts.items()))
-            if key not in cache:
-                cache[key] = forward_flops_per_image(run.arch, shape, run.d, run.K, r["head"], **opts)
-            f = cache[key]
+            f = forward_flops_per_image(run.arch, shape, run.d, run.K, r["head"], **opts)
             n_train, n_test = per_train * run.K, per_test * run.K
             seen = (n_train // int(r["batch_size"])) * int(r["batch_size"])
             row.update(n_train=n_train, forward_flops=f, train_flops=r["epochs"] * seen * 3 * f,
@@ -369,7 +341,7 @@ def study_cost(config_path) -> tuple[list[dict], dict[str, str]]:
 # ------------------------------------------------------------------------------------------ report
 
 def environment(dev) -> list[str]:
-    lines = [f"  gnc-study {_code_version()}; torch {torch.__version__}; CUDA {torch.version.cuda or 'none'}; "
+    lines = [f"  gnc-study {code_version()}; torch {torch.__version__}; CUDA {torch.version.cuda or 'none'}; "
              f"python {platform.python_version()}; {platform.platform()}"]
     if dev.type == "cuda":
         p = torch.cuda.get_device_properties(dev)
@@ -379,18 +351,9 @@ def environment(dev) -> list[str]:
     else:
         lines.append(f"  device cpu: {platform.processor() or platform.machine()}, {torch.get_num_threads()} "
                      f"torch thread(s) — no GPU: every number below is a CPU measurement")
-    import torch.distributed as dist
-
     lines.append(f"  distributed: gloo {dist.is_gloo_available()}, NCCL {dist.is_nccl_available()}; C compiler for "
                  f"torch.compile: {shutil.which('gcc') or shutil.which('cc') or 'none'}")
     return lines
-
-
-def _code_version() -> str:
-    try:
-        return str(code_version())
-    except Exception:  # noqa: BLE001 - a report line, never a failure
-        return "(version unknown)"
 
 
 def run_check(quick: bool, dev, *, steps: int | None = None, compile_: bool | None = None,

@@ -17,99 +17,63 @@ import shutil
 import tempfile
 import zipfile
 from pathlib import Path
-from typing import Iterable, Mapping
+from typing import BinaryIO, Mapping
 
 from ..io import atomic_path, file_digests
 from .errors import DatasetNotFoundError, SourceChecksumError
 
 
-def hash_file(path: str | os.PathLike, chunk: int = 1 << 20) -> dict:
+def hash_file(path: str | os.PathLike) -> dict:
     """md5 and sha256 of a file in one pass, plus its size."""
-    return file_digests(path, ("md5", "sha256"), chunk)
-
-
-def checksum_kind(value: str) -> str:
-    value = value.lower()
-    if len(value) == 32 and all(c in "0123456789abcdef" for c in value):
-        return "md5"
-    if len(value) == 64 and all(c in "0123456789abcdef" for c in value):
-        return "sha256"
-    raise ValueError(f"checksum {value!r} is neither an md5 (32 hex) nor a sha256 (64 hex)")
+    return file_digests(path, ("md5", "sha256"))
 
 
 def effective_record(published: Mapping[str, str | None], overrides: Mapping[str, str] | None) -> dict:
-    """Published checksums updated with the spec's ``checksums`` overrides (validated)."""
-    record = dict(published)
-    for name, value in (overrides or {}).items():
-        if value is not None:
-            checksum_kind(value)
-            value = value.lower()
-        record[name] = value
-    return record
+    """Published checksums updated with the spec's ``checksums`` (hex, checked by the spec schema)."""
+    return {**published, **{name: value.lower() for name, value in (overrides or {}).items()}}
 
 
-def verify_file(path: Path, expected: str | None, label: str | None = None) -> dict:
-    """Hash ``path``; if ``expected`` is given it must match (md5 or sha256 by length).
+def verify_file(root: Path, rel: str, expected: str | None) -> dict:
+    """Hash ``root/rel``; if ``expected`` is given it must match (md5 or sha256 by length).
 
     Returns {md5, sha256, size, expected, verified}. Raises :class:`SourceChecksumError` naming the
     file, the expected and the actual checksum on a mismatch.
     """
-    path = Path(path)
+    path = Path(root) / rel
     if not path.is_file():
         raise DatasetNotFoundError(f"missing input file {path}")
-    info = hash_file(path)
-    info["expected"] = expected
-    info["verified"] = False
-    if expected:
-        kind = checksum_kind(expected)
-        if info[kind] != expected.lower():
-            raise SourceChecksumError(
-                f"checksum mismatch for {label or path}: expected {kind} {expected.lower()}, "
-                f"got {info[kind]} (file {path}, {info['size']} bytes). The file is corrupt, truncated "
-                f"or a different release; delete it and obtain it again, or declare the checksum you "
-                f"trust under the spec key 'checksums'."
-            )
-        info["verified"] = True
+    info = {**hash_file(path), "expected": expected, "verified": bool(expected)}
+    kind = "md5" if len(expected or "") == 32 else "sha256"
+    if expected and info[kind] != expected:
+        raise SourceChecksumError(
+            f"checksum mismatch for {rel}: expected {kind} {expected}, got {info[kind]} (file {path}, "
+            f"{info['size']} bytes). The file is corrupt, truncated or a different release; delete it and "
+            f"obtain it again, or declare the checksum you trust under the spec key 'checksums'.")
     return info
 
 
-def verify_record(root: Path, record: Mapping[str, str | None], names: Iterable[str] | None = None) -> dict:
-    """Verify the files named in ``record`` (or only ``names``) under ``root``; returns {name: info}."""
-    out = {}
-    for name in names if names is not None else record:
-        out[name] = verify_file(Path(root) / name, record.get(name), label=name)
-    return out
-
-
-def missing_files(root: Path, names: Iterable[str]) -> list[Path]:
-    return [Path(root) / n for n in names if not (Path(root) / n).is_file()]
-
-
-def gunzip_atomic(src: Path, dst: Path) -> None:
-    """Decompress ``src`` (.gz) into ``dst``, written through a temporary file and renamed."""
+def gunzip_atomic(src: Path | BinaryIO, dst: Path) -> None:
+    """Decompress ``src`` (.gz; a path or an open file) into ``dst``, through a temporary file renamed."""
     with atomic_path(dst, suffix=".tmp") as tmp, open(tmp, "wb") as out, gzip.open(src, "rb") as inp:
         shutil.copyfileobj(inp, out, 1 << 20)
 
 
 def extract_zip_atomic(archive: Path, dest_parent: Path, top: str) -> Path:
-    """Extract ``archive`` whose members live under ``top/`` into ``dest_parent/top``.
+    """Extract ``archive`` whose members live under ``top/`` into ``dest_parent/top`` (a folder that exists).
 
     Extraction goes to a temporary folder next to the destination, which is renamed into place
     at the end, so an interrupted extraction never leaves a half-filled ``top`` folder. Member
     names are checked against path traversal.
     """
-    dest_parent = Path(dest_parent)
-    final = dest_parent / top
+    final = Path(dest_parent) / top
     if final.is_dir():
         return final
-    dest_parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=dest_parent, prefix=f".{top}.extract."))
+    tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{top}.extract.")).resolve()
     try:
         with zipfile.ZipFile(archive) as zf:
-            for member in zf.namelist():
-                target = (tmp / member).resolve()
-                if not str(target).startswith(str(tmp.resolve())):
-                    raise ValueError(f"{archive}: unsafe member path {member!r}")
+            unsafe = [m for m in zf.namelist() if not (tmp / m).resolve().is_relative_to(tmp)]
+            if unsafe:
+                raise ValueError(f"{archive}: unsafe member path {unsafe[0]!r}")
             zf.extractall(tmp)
         if not (tmp / top).is_dir():
             raise ValueError(f"{archive}: expected a top-level folder {top}/ in the archive")
@@ -119,27 +83,20 @@ def extract_zip_atomic(archive: Path, dest_parent: Path, top: str) -> Path:
     return final
 
 
-def tree_fingerprint(root: Path, suffixes: tuple[str, ...] | None = None) -> dict:
+def tree_fingerprint(root: Path) -> dict:
     """Cheap fingerprint of a folder tree: sha256 over (relative path, size, mtime_ns) of every file.
 
     Reads no file contents (only ``stat``), so it can run when the Snakemake DAG is built.
     Hidden files and folders (starting with '.') are skipped.
     """
     root = Path(root)
-    h = hashlib.sha256()
-    n = 0
-    total = 0
+    h, n, total = hashlib.sha256(), 0, 0
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        for fname in sorted(filenames):
-            if fname.startswith("."):
-                continue
-            if suffixes and not fname.lower().endswith(suffixes):
-                continue
+        for fname in sorted(f for f in filenames if not f.startswith(".")):
             p = Path(dirpath) / fname
             st = p.stat()
-            rel = p.relative_to(root).as_posix()
-            h.update(f"{rel}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+            h.update(f"{p.relative_to(root).as_posix()}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
             n += 1
             total += st.st_size
     return {"files": n, "bytes": total, "sha256": h.hexdigest()}

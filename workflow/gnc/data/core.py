@@ -25,7 +25,7 @@ import copy
 import hashlib
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -90,19 +90,14 @@ SPEC_SCHEMA: dict[str, dict] = {kind: _build_schema(src) for kind, src in SOURCE
 
 # ------------------------------------------------------------------------------------ spec handling
 
-def source_kind(name: str, spec: dict | None) -> str:
-    kind = (spec or {}).get("source", name)
-    if kind not in SOURCES:
-        raise SpecError(f"dataset {name!r}: unknown source {kind!r}; known sources: {', '.join(sorted(SOURCES))}")
-    return kind
-
-
 def resolve_spec(name: str, spec: dict | None) -> tuple[Source, dict]:
     """Validate ``spec`` against its source's schema and return (source, options with defaults)."""
     spec = dict(spec or {})
-    kind = source_kind(name, spec)
-    src = SOURCES[kind]
-    schema = SPEC_SCHEMA[kind]
+    kind = spec.get("source", name)
+    if kind not in SOURCES:
+        raise SpecError(f"dataset {name!r}: unknown source {kind!r}; known sources: "
+                        f"{', '.join(sorted(SOURCES))}")
+    src, schema = SOURCES[kind], SPEC_SCHEMA[kind]
     if "path" in spec and "root" in schema["properties"]:
         raise SpecError(f"dataset {name!r} (source {kind}): the folder of the raw files is the key 'root' "
                         f"(as for every source), not 'path'")
@@ -119,46 +114,21 @@ def resolve_spec(name: str, spec: dict | None) -> tuple[Source, dict]:
     if errors:
         msgs = "; ".join(f"{'/'.join(map(str, e.path)) or '(spec)'}: {e.message}" for e in errors)
         raise SpecError(f"dataset {name!r} (source {kind}): invalid spec: {msgs}")
-    opts["max_per_class"] = _normalize_max_per_class(opts.get("max_per_class"))
-    src.validate(opts)
+    mpc = opts["max_per_class"]  # null, int or {train, test}: normalised to {train, test}
+    opts["max_per_class"] = {s: mpc.get(s) if isinstance(mpc, dict) else mpc for s in ("train", "test")}
     return src, opts
-
-
-def _normalize_max_per_class(value) -> dict[str, int | None]:
-    if value is None:
-        return {"train": None, "test": None}
-    if isinstance(value, int):
-        return {"train": value, "test": value}
-    return {"train": value.get("train"), "test": value.get("test")}
-
-
-def _content_options(src: Source, opts: dict) -> dict:
-    out = {k: v for k, v in opts.items() if k not in src.non_content | STUDY_KEYS}
-    if out["max_per_class"] == {"train": None, "test": None}:
-        out.pop("subsample_seed", None)  # no sub-sampling: its seed cannot change the content
-    return out
-
-
-def version_payload(name: str, spec: dict | None) -> dict:
-    """What :func:`version_id` hashes (useful to see *why* two versions differ)."""
-    src, opts = resolve_spec(name, spec)
-    return {
-        "format_version": FORMAT_VERSION,
-        "source": src.kind,
-        "identity": src.identity(opts),
-        "options": _content_options(src, opts),
-    }
 
 
 def version_id(name: str, spec: dict | None) -> str:
     """``v<FORMAT_VERSION>-<12 hex>`` from the source identity and the preparation options (cheap)."""
-    payload = json.dumps(version_payload(name, spec), sort_keys=True, default=str)
-    return f"v{FORMAT_VERSION}-{hashlib.sha256(payload.encode()).hexdigest()[:12]}"
-
-
-def prepared_path(root: str | Path, name: str, spec: dict | None) -> Path:
-    """``<root>/<name>/<version_id(name, spec)>`` (the folder :func:`prepare` should write)."""
-    return Path(root) / name / version_id(name, spec)
+    src, opts = resolve_spec(name, spec)
+    options = {k: v for k, v in opts.items() if k not in src.non_content | STUDY_KEYS}
+    if options["max_per_class"] == {"train": None, "test": None}:
+        options.pop("subsample_seed")  # no sub-sampling: its seed cannot change the content
+    payload = {"format_version": FORMAT_VERSION, "source": src.kind, "identity": src.identity(opts),
+               "options": options}
+    digest = hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+    return f"v{FORMAT_VERSION}-{digest[:12]}"
 
 
 def num_classes(name: str, spec: dict | None) -> int:
@@ -170,8 +140,9 @@ def num_classes(name: str, spec: dict | None) -> int:
     of already prepared datasets can be computed after the raw files are gone.)
     """
     src, opts = resolve_spec(name, spec)
-    if not opts.get("download") and not src.available(opts):
-        raise DatasetNotFoundError(f"dataset {name!r}: {src.unavailable_reason(opts)}")
+    reason = None if opts.get("download") else src.unavailable(opts)
+    if reason:
+        raise DatasetNotFoundError(f"dataset {name!r}: {reason}")
     return int(src.num_classes(opts))
 
 
@@ -179,7 +150,7 @@ def download_plan(name: str, spec: dict | None) -> dict | None:
     """What :func:`prepare` would download: ``{"target": raw folder, "files": [(url, bytes or None)]}``,
     or None when nothing is fetched (raw files present, or ``download`` off). Cheap (``stat`` only)."""
     src, opts = resolve_spec(name, spec)
-    if not opts.get("download") or src.available(opts):
+    if not opts.get("download") or not src.unavailable(opts):
         return None
     return {"target": str(resolve_root(opts)), "files": list(src.downloads(opts))}
 
@@ -187,7 +158,7 @@ def download_plan(name: str, spec: dict | None) -> dict | None:
 def available(name: str, spec: dict | None) -> bool:
     """Whether :func:`prepare` can run without downloading (raw files present / generator usable)."""
     src, opts = resolve_spec(name, spec)
-    return bool(src.available(opts))
+    return not src.unavailable(opts)
 
 
 # ------------------------------------------------------------------------------------ sub-sampling
@@ -198,15 +169,14 @@ def balanced_subsample(y: np.ndarray, num_classes: int, max_per_class: int | Non
     permutation per class. ``None`` keeps everything."""
     if max_per_class is None:
         return np.arange(len(y), dtype=np.int64)
-    split_code = {"train": 0, "test": 1}[split]
     keep = []
     for k in range(num_classes):
         idx = np.flatnonzero(y == k)
         if len(idx) > max_per_class:
-            rng = np.random.default_rng([seed, split_code, k])
+            rng = np.random.default_rng([seed, ("train", "test").index(split), k])
             idx = np.sort(rng.permutation(idx)[:max_per_class])
         keep.append(idx)
-    return np.sort(np.concatenate(keep)).astype(np.int64) if keep else np.zeros(0, np.int64)
+    return np.sort(np.concatenate(keep))
 
 
 # ------------------------------------------------------------------------------------ checksums
@@ -218,11 +188,10 @@ def dataset_checksum(files: dict[str, str]) -> str:
 
 
 def read_manifest(folder: str | Path) -> dict:
-    folder = Path(folder)
-    path = folder / MANIFEST
+    path = Path(folder) / MANIFEST
     if not path.is_file():
         raise DatasetIntegrityError(
-            f"{path}: missing; {folder} is not a prepared dataset (preparation not run or interrupted)")
+            f"{path}: missing; {path.parent} is not a prepared dataset (preparation not run or interrupted)")
     try:
         return json.loads(path.read_text())
     except json.JSONDecodeError as exc:
@@ -234,19 +203,16 @@ def verify_prepared(folder: str | Path) -> dict:
     folder = Path(folder)
     manifest = read_manifest(folder)
     files = manifest.get("files")
-    if not isinstance(files, dict):
-        raise DatasetIntegrityError(f"{folder / MANIFEST}: no 'files' table")
-    for req in REQUIRED_FILES:
-        if req not in files:
-            raise DatasetIntegrityError(f"{folder / MANIFEST}: required file {req} not listed")
+    unlisted = [f for f in REQUIRED_FILES if not isinstance(files, dict) or f not in files]
+    if unlisted:
+        raise DatasetIntegrityError(f"{folder / MANIFEST}: required files {unlisted} not in its file table")
     for fname in sorted(files):
         path = folder / fname
         if not path.is_file():
             raise DatasetIntegrityError(f"{path}: missing (manifest sha256 {files[fname]})")
         actual = gio.sha256_file(path)
         if actual != files[fname]:
-            raise DatasetIntegrityError(
-                f"{path}: sha256 mismatch: manifest {files[fname]}, file {actual}")
+            raise DatasetIntegrityError(f"{path}: sha256 mismatch: manifest {files[fname]}, file {actual}")
     recomputed = dataset_checksum(files)
     if manifest.get("checksum") != recomputed:
         raise DatasetIntegrityError(
@@ -257,33 +223,20 @@ def verify_prepared(folder: str | Path) -> dict:
 
 # ------------------------------------------------------------------------------------ verify results' datasets
 
-def _candidate_folders(path: str, search_root: Path | None, near: Path | None,
-                       workdir: str | None = None) -> list[Path]:
-    p = Path(path)
-    if p.is_absolute():
-        return [p]
-    roots = []
-    if search_root is not None:
-        roots.append(Path(search_root))
-    if near is not None:  # the working directory of a run: an ancestor of the result file (moved with it)
-        roots.extend(Path(near).resolve().parents)
-    if workdir:  # the working directory the file's job ran in (recorded as gnc_workdir)
-        roots.append(Path(workdir))
-    roots.append(Path.cwd())
-    return [r / p for r in roots]
-
-
-def resolve_dataset_folder(path: str, search_root: Path | None = None, near: Path | None = None,
-                           workdir: str | None = None) -> Path:
+def _dataset_folder(path: str, search_root: Path | None, near: Path | None, workdir: str | None) -> Path:
     """The folder a recorded (possibly relative) dataset path refers to: the first of these that holds
     a manifest.json: relative to ``search_root``, to an ancestor of the result file ``near`` (a project
     copied or moved as a whole), to the job's recorded working directory ``workdir`` (results written
     outside the project), to the current directory."""
-    cands = _candidate_folders(path, search_root, near, workdir)
-    for c in cands:
-        if (c / "manifest.json").is_file():
-            return c
-    return cands[0]
+    if Path(path).is_absolute():
+        return Path(path)
+    roots = [] if search_root is None else [search_root]
+    if near is not None:  # the working directory of a run: an ancestor of the result file (moved with it)
+        roots += Path(near).resolve().parents
+    if workdir:  # the working directory the file's job ran in (recorded as gnc_workdir)
+        roots.append(workdir)
+    cands = [Path(r) / path for r in [*roots, Path.cwd()]]
+    return next((c for c in cands if (c / MANIFEST).is_file()), cands[0])
 
 
 def verify_datasets(attrs: dict[str, Any], search_root: Path | None = None, near: Path | None = None,
@@ -298,7 +251,7 @@ def verify_datasets(attrs: dict[str, Any], search_root: Path | None = None, near
             if ds["checksum"]:
                 problems.append(f"dataset {ds['name']} {ds['version']}: checksum recorded without a path")
             continue
-        folder = resolve_dataset_folder(ds["path"], search_root, near, decode_attr(attrs.get("gnc_workdir")))
+        folder = _dataset_folder(ds["path"], search_root, near, decode_attr(attrs.get("gnc_workdir")))
         key = str(folder.resolve())
         if key not in cache:
             try:
@@ -309,7 +262,7 @@ def verify_datasets(attrs: dict[str, Any], search_root: Path | None = None, near
         if isinstance(res, Exception):
             problems.append(f"{ds['path']}: {res}")
         elif ds["checksum"] and res.get("checksum") != ds["checksum"]:
-            problems.append(f"{folder / 'manifest.json'}: dataset checksum {res.get('checksum')} differs from "
+            problems.append(f"{folder / MANIFEST}: dataset checksum {res.get('checksum')} differs from "
                             f"the recorded {ds['checksum']} (the dataset was re-prepared or edited)")
     return problems
 
@@ -330,8 +283,7 @@ def prepare(name: str, spec: dict | None, out_dir: str | Path) -> dict:
     src, opts = resolve_spec(name, spec)
     version = version_id(name, spec)
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / MANIFEST).unlink(missing_ok=True)
+    (out / MANIFEST).unlink(missing_ok=True)  # the arrays' atomic writes create the folder
 
     raw = src.load(opts)
     raw.check(src.kind)
@@ -349,9 +301,6 @@ def prepare(name: str, spec: dict | None, out_dir: str | Path) -> dict:
         arrays[f"{split}_x"] = np.ascontiguousarray(x, dtype=np.uint8)
         arrays[f"{split}_y"] = np.ascontiguousarray(y, dtype=np.int64)
         arrays[f"{split}_ids"] = ids
-    shape = list(arrays["train_x"].shape[1:])
-    class_names, class_ids, source_info = list(raw.class_names), raw.class_ids, raw.source_info
-    del raw
 
     files = {}
     for fname in ARRAY_FILES:
@@ -362,12 +311,12 @@ def prepare(name: str, spec: dict | None, out_dir: str | Path) -> dict:
         "name": name,
         "version": version,
         "format_version": FORMAT_VERSION,
-        "source": {"kind": src.kind, **source_info},
+        "source": {"kind": src.kind, **raw.source_info},
         "options": opts,
-        "classes": class_names,
-        "class_ids": class_ids,
+        "classes": list(raw.class_names),
+        "class_ids": raw.class_ids,
         "num_classes": k,
-        "shape": shape,
+        "shape": list(arrays["train_x"].shape[1:]),
         "dtype": "uint8",
         "counts": {"train": _counts(arrays["train_y"], k), "test": _counts(arrays["test_y"], k)},
         "subsample": subsample,
@@ -384,8 +333,7 @@ def prepare(name: str, spec: dict | None, out_dir: str | Path) -> dict:
 
 @dataclass
 class Prepared:
-    """A loaded prepared dataset. With a class selection, labels are 0..K-1 in the selection order,
-    ``classes`` holds the original class indices and ``class_names`` their names in that order."""
+    """A loaded prepared dataset; ``classes``: the original indices of its classes, in label order."""
 
     train_x: np.ndarray
     train_y: np.ndarray
@@ -393,17 +341,7 @@ class Prepared:
     test_y: np.ndarray
     class_names: list[str]
     manifest: dict
-    classes: list[int] = field(default_factory=list)
-    train_ids: np.ndarray | None = None
-    test_ids: np.ndarray | None = None
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.class_names)
-
-    @property
-    def shape(self) -> tuple[int, int, int]:
-        return tuple(self.train_x.shape[1:])
+    classes: list[int]
 
 
 def load_prepared(folder: str | Path, classes: list[int] | None = None, verify: bool = True) -> Prepared:
@@ -415,10 +353,7 @@ def load_prepared(folder: str | Path, classes: list[int] | None = None, verify: 
     folder = Path(folder)
     manifest = verify_prepared(folder) if verify else read_manifest(folder)
     manifest = dict(manifest, path=str(folder))
-    arrays = {}
-    for fname in manifest["files"]:
-        if fname.endswith(".npy"):
-            arrays[fname[:-4]] = np.load(folder / fname, allow_pickle=False)
+    arrays = {f[:-4]: np.load(folder / f, allow_pickle=False) for f in manifest["files"] if f[-4:] == ".npy"}
     k = int(manifest["num_classes"])
     names = list(manifest["classes"])
     for split in ("train", "test"):
@@ -426,8 +361,6 @@ def load_prepared(folder: str | Path, classes: list[int] | None = None, verify: 
         if x.dtype != np.uint8 or y.dtype != np.int64 or len(x) != len(y) or list(x.shape[1:]) != manifest["shape"]:
             raise DatasetIntegrityError(f"{folder}: {split} arrays inconsistent with the manifest "
                                         f"({x.dtype} {x.shape}, {y.dtype} {y.shape})")
-        if f"{split}_ids" not in arrays:
-            arrays[f"{split}_ids"] = np.arange(len(y), dtype=np.int64)
     if classes is None:
         sel = list(range(k))
     else:
@@ -444,10 +377,8 @@ def load_prepared(folder: str | Path, classes: list[int] | None = None, verify: 
             mask = new >= 0
             arrays[f"{split}_x"] = arrays[f"{split}_x"][mask]
             arrays[f"{split}_y"] = new[mask]
-            arrays[f"{split}_ids"] = arrays[f"{split}_ids"][mask]
         names = [names[c] for c in sel]
-    return Prepared(arrays["train_x"], arrays["train_y"], arrays["test_x"], arrays["test_y"], names, manifest,
-                    sel, arrays["train_ids"], arrays["test_ids"])
+    return Prepared(*(arrays[k] for k in ("train_x", "train_y", "test_x", "test_y")), names, manifest, sel)
 
 
 def class_subset(num_classes: int, K: int, seed: int) -> list[int]:

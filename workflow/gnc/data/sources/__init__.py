@@ -10,16 +10,7 @@ from .image_folder import ImageFolderSource
 from .tiny_imagenet import TinyImageNet
 from .torchvision_sets import all_sources as _torchvision_sources
 
-SOURCES: dict[str, Source] = {}
+SOURCES: dict[str, Source] = {src.kind: src for src in (
+    Digits(), Glyphs(), FashionMnistDebian(), *_torchvision_sources(), TinyImageNet(), ImageFolderSource())}
 
-
-def register(src: Source) -> Source:
-    SOURCES[src.kind] = src
-    return src
-
-
-for _src in (Digits(), Glyphs(), FashionMnistDebian(), *_torchvision_sources(), TinyImageNet(),
-             ImageFolderSource()):
-    register(_src)
-
-__all__ = ["SOURCES", "RawData", "Source", "register"]
+__all__ = ["SOURCES", "RawData", "Source"]

@@ -31,15 +31,14 @@ class RawData:
         k = len(self.class_names)
         for split in ("train", "test"):
             x, y = getattr(self, f"{split}_x"), getattr(self, f"{split}_y")
-            if x.dtype != np.uint8 or x.ndim != 4:
-                raise TypeError(f"{kind}: {split}_x must be uint8 N×C×H×W, got {x.dtype} {x.shape}")
-            if y.dtype != np.int64 or y.shape != (x.shape[0],):
-                raise TypeError(f"{kind}: {split}_y must be int64 of length {x.shape[0]}, got {y.dtype} {y.shape}")
+            if x.dtype != np.uint8 or x.ndim != 4 or y.dtype != np.int64 or y.shape != (x.shape[0],):
+                raise TypeError(f"{kind}: {split} must be uint8 N×C×H×W images and N int64 labels, got "
+                                f"{x.dtype} {x.shape} and {y.dtype} {y.shape}")
             if y.size and (y.min() < 0 or y.max() >= k):
                 raise ValueError(f"{kind}: {split} labels outside 0..{k - 1}")
-        if self.train_x.shape[1:] != self.test_x.shape[1:]:
-            raise ValueError(f"{kind}: train and test image shapes differ: {self.train_x.shape[1:]} vs "
-                             f"{self.test_x.shape[1:]}")
+            if x.shape[1:] != self.train_x.shape[1:]:
+                raise ValueError(f"{kind}: train and test image shapes differ: {self.train_x.shape[1:]} vs "
+                                 f"{x.shape[1:]}")
 
 
 def resolve_root(opts: dict) -> Path:
@@ -47,6 +46,13 @@ def resolve_root(opts: dict) -> Path:
     (the study config sets ``root`` to ``<resources>/raw`` when neither is given)."""
     root = opts.get("root") or os.environ.get(DEFAULT_ROOT_ENV) or DEFAULT_ROOT
     return Path(os.path.expanduser(str(root)))
+
+
+def torchvision():
+    """torchvision through the CPU-torch shim (imported at first use: torch is needed only to load data)."""
+    from ..._torchvision_compat import import_torchvision
+
+    return import_torchvision()
 
 
 ROOT_SCHEMA = {
@@ -71,7 +77,9 @@ CHECKSUMS_SCHEMA = {
 
 
 class Source:
-    """One kind of dataset. Subclasses set ``kind``, ``schema`` and implement the methods below.
+    """One kind of dataset. Subclasses set ``kind``, ``description``, ``schema`` and implement the methods
+    that raise NotImplementedError; a source with the spec key ``download`` also implements
+    ``downloads(opts) -> [(URL, size in bytes or None)]``, what ``download: true`` fetches.
 
     ``schema`` is a JSON-schema ``properties`` fragment for the source's own spec keys (with
     defaults); :mod:`gnc.data.core` adds the keys common to all sources.
@@ -84,27 +92,18 @@ class Source:
     #: spec keys that do not change the prepared content (excluded from the version hash)
     non_content: ClassVar[frozenset[str]] = frozenset({"root", "download"})
 
-    def num_classes(self, opts: dict) -> int:  # pragma: no cover - abstract
+    def num_classes(self, opts: dict) -> int:
         raise NotImplementedError
 
-    def identity(self, opts: dict) -> dict:  # pragma: no cover - abstract
+    def identity(self, opts: dict) -> dict:
         """Cheap description of the input (no data read): published checksums, generator params,
         file fingerprints. Goes into the version hash."""
         raise NotImplementedError
 
-    def available(self, opts: dict) -> bool:  # pragma: no cover - abstract
+    def unavailable(self, opts: dict) -> str | None:
+        """None when :meth:`load` can run without downloading (``stat`` only), else why not: the expected
+        path(s) and how to get the data."""
         raise NotImplementedError
 
-    def load(self, opts: dict) -> RawData:  # pragma: no cover - abstract
+    def load(self, opts: dict) -> RawData:
         raise NotImplementedError
-
-    def unavailable_reason(self, opts: dict) -> str:
-        """Why :meth:`available` is False: the expected path(s) and how to get the data."""
-        return f"{self.kind}: input files not found"
-
-    def downloads(self, opts: dict) -> list[tuple[str, int | None]]:
-        """(URL, size in bytes, None where not recorded) of each file ``download: true`` fetches."""
-        return []
-
-    def validate(self, opts: dict) -> None:
-        """Extra checks beyond the JSON schema (raise SpecError)."""

@@ -27,7 +27,7 @@ def digits_file() -> Path | None:
 
 
 @functools.lru_cache(maxsize=8)
-def _hash_cached(path: str, size: int, mtime_ns: int) -> str:
+def _hash_cached(path: str, size: int, mtime_ns: int) -> str:  # size, mtime_ns: cache key (file changed)
     return hash_file(path)["sha256"]
 
 
@@ -61,28 +61,25 @@ class Digits(Source):
         st = path.stat()
         return {"file": "sklearn/datasets/data/digits.csv.gz", "sha256": _hash_cached(str(path), st.st_size, st.st_mtime_ns)}
 
-    def available(self, opts):
-        return digits_file() is not None
-
-    def unavailable_reason(self, opts):
-        return "digits: scikit-learn (sklearn/datasets/data/digits.csv.gz) is not installed"
+    def unavailable(self, opts):
+        if not digits_file():
+            return "digits: scikit-learn (sklearn/datasets/data/digits.csv.gz) is not installed"
+        return None
 
     def load(self, opts):
         from sklearn.datasets import load_digits  # deferred: sklearn only for this source
         import sklearn  # deferred: as above
 
         bunch = load_digits()
-        images = np.asarray(bunch.images)
-        x = np.rint(images * (255.0 / 16.0)).clip(0, 255).astype(np.uint8)[:, None]
+        x = np.rint(np.asarray(bunch.images) * (255.0 / 16.0)).clip(0, 255).astype(np.uint8)[:, None]
         y = np.asarray(bunch.target, dtype=np.int64)
         tr, te = stratified_split(y, 10, float(opts["test_fraction"]), int(opts["split_seed"]))
-        path = digits_file()
         info = {
             "loader": "sklearn.datasets.load_digits",
             "sklearn_version": sklearn.__version__,
-            "files": {"sklearn/datasets/data/digits.csv.gz": hash_file(path) if path else None},
+            "files": {"sklearn/datasets/data/digits.csv.gz": hash_file(digits_file())},
             "grey_levels": "0..16 scaled by 255/16 and rounded",
             "split": {"kind": "stratified", "test_fraction": opts["test_fraction"], "seed": opts["split_seed"]},
         }
         return RawData(x[tr], y[tr], x[te], y[te], [str(i) for i in range(10)], info,
-                       train_ids=tr.astype(np.int64), test_ids=te.astype(np.int64))
+                       train_ids=tr, test_ids=te)

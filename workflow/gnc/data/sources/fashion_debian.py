@@ -13,11 +13,9 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-import numpy as np
-
 from .._files import effective_record, gunzip_atomic, verify_file
 from ..errors import DatasetNotFoundError
-from .base import CHECKSUMS_SCHEMA, RawData, Source
+from .base import CHECKSUMS_SCHEMA, RawData, Source, torchvision
 
 DEBIAN_PACKAGE = "dataset-fashion-mnist"
 DEBIAN_PATH = "/usr/share/datasets/fashion-mnist"
@@ -31,18 +29,14 @@ DEBIAN_MD5 = {  # dataset-fashion-mnist 0.0~git20200523.55506a9-1
 FILES = tuple(DEBIAN_MD5)
 
 
-def dpkg_md5sums(path: Path = DPKG_MD5SUMS) -> dict[str, str]:
+def dpkg_md5sums() -> dict[str, str]:
     """md5s of the dataset files from the installed package's md5sums list (empty if not installed)."""
-    out = {}
     try:
-        for line in path.read_text().splitlines():
-            md5, _, fname = line.strip().partition("  ")
-            name = Path(fname).name
-            if name in DEBIAN_MD5:
-                out[name] = md5
+        lines = DPKG_MD5SUMS.read_text().splitlines()
     except OSError:
-        pass
-    return out
+        return {}
+    rows = (line.strip().partition("  ") for line in lines)
+    return {Path(fname).name: md5 for md5, _, fname in rows if Path(fname).name in DEBIAN_MD5}
 
 
 class FashionMnistDebian(Source):
@@ -68,34 +62,28 @@ class FashionMnistDebian(Source):
     def identity(self, opts):
         return {"package": DEBIAN_PACKAGE, "checksums": self.record(opts)}
 
-    def available(self, opts):
-        return all((Path(opts["root"]) / f).is_file() for f in FILES)
-
-    def unavailable_reason(self, opts):
-        path = Path(opts["root"])
-        missing = [path / f for f in FILES if not (path / f).is_file()]
-        return (f"{self.kind}: {missing[0] if missing else path} not found. Install the Debian package with "
-                f"`apt-get install {DEBIAN_PACKAGE}` (or use source 'fashion_mnist' with download: true).")
+    def unavailable(self, opts):
+        missing = [Path(opts["root"]) / f for f in FILES if not (Path(opts["root"]) / f).is_file()]
+        if missing:
+            return (f"{self.kind}: {missing[0]} not found. Install the Debian package with "
+                    f"`apt-get install {DEBIAN_PACKAGE}` (or use source 'fashion_mnist' with "
+                    f"download: true).")
+        return None
 
     def load(self, opts):
-        from ..._torchvision_compat import import_torchvision  # deferred: torch, only to load
-
         path = Path(opts["root"])
-        if not self.available(opts):
-            raise DatasetNotFoundError(self.unavailable_reason(opts))
+        if self.unavailable(opts):
+            raise DatasetNotFoundError(self.unavailable(opts))
         record = self.record(opts)
-        files = {f: verify_file(path / f, record.get(f), label=f) for f in FILES}
-        tv = import_torchvision()
+        files = {f: verify_file(path, f, record.get(f)) for f in FILES}
+        tv = torchvision()
         with tempfile.TemporaryDirectory(prefix="gnc-fmnist-") as tmp:
-            raw = Path(tmp) / "FashionMNIST" / "raw"
             for f in FILES:
-                gunzip_atomic(path / f, raw / f[:-3])
+                gunzip_atomic(path / f, Path(tmp) / "FashionMNIST" / "raw" / f[:-3])
             tr = tv.datasets.FashionMNIST(tmp, train=True, download=False)
             te = tv.datasets.FashionMNIST(tmp, train=False, download=False)
-            trx, try_ = tr.data.numpy()[:, None].copy(), tr.targets.numpy().astype(np.int64)
-            tex, tey = te.data.numpy()[:, None].copy(), te.targets.numpy().astype(np.int64)
-            names = list(tr.classes)
         info = {"reader": "torchvision.datasets.FashionMNIST", "torchvision_version": tv.__version__,
                 "package": DEBIAN_PACKAGE, "path": str(path), "files": files,
                 "checksum_origin": "dpkg md5sums" if dpkg_md5sums() and path == Path(DEBIAN_PATH) else "constants"}
-        return RawData(trx, try_, tex, tey, names, info)
+        return RawData(tr.data.numpy()[:, None], tr.targets.numpy(), te.data.numpy()[:, None],
+                       te.targets.numpy(), list(tr.classes), info)

@@ -19,11 +19,9 @@ warps of the masters; 6,400 images of 32×32 in about 1 s):
    bilinear, then a 2×2 box reduction to ``size``×``size``. Parameters are drawn from
    ``numpy.random.default_rng([seed, 0 (train) | 1 (test)])`` in sample order (class, font, repetition).
 
-Look-alike rule (which characters are classes). Candidates in priority order: digits, Latin upper,
-Latin lower, Greek upper, Greek lower (no final sigma), Cyrillic upper, Cyrillic lower (U+0410..U+044F,
-the basic alphabet without Ё/ё), then letters with new base shapes (ß Æ Œ Ø Þ ð Ŋ Ł Ħ ..., ς ϑ ϖ ϱ ϵ,
-Ђ Љ Њ Ћ Џ Ґ ...; no accented variants): 212 candidates. Walking the candidates in that order, a character
-is *dropped* when
+Look-alike rule (which characters are classes). Candidates (:data:`SCRIPTS`, 212) in priority order:
+digits, the basic Latin, Greek and Cyrillic alphabets (upper, then lower case), then letters with new
+base shapes (no accented variants). Walking the candidates in that order, a character is *dropped* when
 
 * it belongs to one of the explicit groups :data:`LOOKALIKE_GROUPS` together with a character
   already kept (cross-script homoglyphs such as Latin A / Greek Α / Cyrillic А, the O/0/o family,
@@ -37,18 +35,14 @@ Greedy selection (instead of connected components) avoids chains such as H–Н�
 distinct characters. The threshold 0.95 catches identical outlines (homoglyphs correlate at 1.00 in
 every face) and near-identical ones (italic Cyrillic п / Latin n: 1.00, Θ / mono 0: 0.98); it is
 conservative, so pairs a CNN would still separate also go when one face makes them close
-(Π/H 0.965, Λ/A 0.964, Ł/L 0.958). The explicit groups were completed with
-the most confused pairs of a small CNN trained on all candidates (Ø/ø, Њ/њ, Ґ/ґ, Ŋ/ŋ, ϵ/Є, y/У,
-Φ/ф, æ/œ). :func:`derive_classes` applies the rule; its result with the default fonts (117 of the
-212 candidates) is frozen in :data:`GLYPH_CLASSES`, so the class list does not move with FreeType
+(Π/H 0.965, Λ/A 0.964, Ł/L 0.958). The explicit groups were completed with the most confused pairs
+of a small CNN trained on all candidates (Ø/ø, Њ/њ, Ґ/ґ, Ŋ/ŋ, ϵ/Є, y/У, Φ/ф, æ/œ).
+:func:`derive_classes` applies the rule; its result with the default fonts (117 of the 212
+candidates) is frozen in :data:`GLYPH_CLASSES`, so the class list does not move with FreeType
 versions; a test re-derives it and checks the table against the rule. ``num_classes: K`` takes the
 first K characters of that table (digits, Latin, Greek, Cyrillic, then the extra letters).
 
-Learnability check (``tests/test_data_glyphs.py::test_small_cnn_separates_the_glyph_classes``, slow):
-a 4-block CNN (16-32-64-128 channels), 15 epochs of SGD on the default K=100 set (4,800 images)
-reaches 100 % train accuracy and > 97 % test accuracy on 2 fresh jitters per class and font; on all
-117 classes (20 epochs) we measured 100 % train and 99.6 % test accuracy, the worst pair (ν/υ)
-confused 3 times in 64.
+Learnability: a small CNN separates the K=100 default classes (> 97 % test accuracy; a slow test).
 """
 
 from __future__ import annotations
@@ -147,13 +141,8 @@ def _cmap(path: str) -> frozenset[int]:
 
 def missing_glyphs(fonts, chars: str) -> dict[str, str]:
     """{font file: characters it has no glyph for} (checked with fontTools' cmap)."""
-    out = {}
-    for p in fonts:
-        cmap = _cmap(str(p))
-        miss = "".join(c for c in chars if ord(c) not in cmap)
-        if miss:
-            out[Path(p).name] = miss
-    return out
+    missing = {Path(p).name: "".join(c for c in chars if ord(c) not in _cmap(str(p))) for p in fonts}
+    return {name: miss for name, miss in missing.items() if miss}
 
 
 @functools.lru_cache(maxsize=256)
@@ -163,13 +152,12 @@ def _font(path: str, px: int):
     return ImageFont.truetype(path, px)
 
 
-def render_master(font_path, ch: str, size: int, stroke: float = 0.0, fill: float = MASTER_FILL,
-                  canvas: int | None = None) -> np.ndarray:
-    """One size-normalised master: uint8 (canvas × canvas), canvas defaults to 2*size."""
-    return np.asarray(_master_image(font_path, ch, size, stroke, fill, canvas or 2 * size))
+def render_master(font_path, ch: str, size: int, canvas: int | None = None) -> np.ndarray:
+    """One size-normalised master without stroke: uint8 (canvas × canvas), canvas defaults to 2*size."""
+    return np.asarray(_master_image(font_path, ch, size, 0.0, canvas or 2 * size))
 
 
-def _master_image(font_path, ch: str, size: int, stroke: float, fill: float, canvas: int):
+def _master_image(font_path, ch: str, size: int, stroke: float, canvas: int):
     from PIL import Image, ImageDraw  # deferred: PIL only to render
 
     px = 3 * size
@@ -185,18 +173,19 @@ def _master_image(font_path, ch: str, size: int, stroke: float, fill: float, can
         raise ValueError(f"glyphs: {Path(font_path).name} draws nothing for {ch!r} (U+{ord(ch):04X})")
     g = im.crop(bbox)
     w, h = g.size
-    s = fill * canvas / max(w, h)
+    s = MASTER_FILL * canvas / max(w, h)
     g = g.resize((max(1, round(w * s)), max(1, round(h * s))), Image.Resampling.BOX)
     out = Image.new("L", (canvas, canvas), 0)
     out.paste(g, ((canvas - g.size[0]) // 2, (canvas - g.size[1]) // 2))
     return out
 
 
-def similarity_matrix(chars: str, fonts, size: int = LOOKALIKE_SIZE) -> np.ndarray:
+def similarity_matrix(chars: str, fonts) -> np.ndarray:
     """Max over fonts of the Pearson correlation between the masters of each pair of characters."""
     best = None
     for f in fonts:
-        imgs = np.stack([render_master(f, c, size, canvas=size).astype(np.float64).ravel() for c in chars])
+        imgs = np.stack([render_master(f, c, LOOKALIKE_SIZE, LOOKALIKE_SIZE).astype(np.float64).ravel()
+                         for c in chars])
         imgs -= imgs.mean(1, keepdims=True)
         imgs /= np.linalg.norm(imgs, axis=1, keepdims=True)
         c = imgs @ imgs.T
@@ -205,64 +194,51 @@ def similarity_matrix(chars: str, fonts, size: int = LOOKALIKE_SIZE) -> np.ndarr
     return best
 
 
-def derive_classes(fonts=None, threshold: float = LOOKALIKE_THRESHOLD, groups=LOOKALIKE_GROUPS,
-                   candidates: str = CANDIDATES) -> tuple[str, dict[str, str]]:
-    """Apply the look-alike rule. Returns (kept characters in priority order, {dropped: reason})."""
-    fonts = resolve_fonts(fonts or DEFAULT_FONTS)
-    sim = similarity_matrix(candidates, fonts)
-    group_of = {}
-    for gi, g in enumerate(groups):
-        for c in g:
-            group_of.setdefault(c, set()).add(gi)
+def derive_classes(groups=LOOKALIKE_GROUPS, candidates: str = CANDIDATES) -> tuple[str, dict[str, str]]:
+    """Apply the look-alike rule with the default fonts. Returns (kept characters in priority order,
+    {dropped: reason})."""
+    sim = similarity_matrix(candidates, resolve_fonts(DEFAULT_FONTS))
     kept: list[int] = []
     dropped: dict[str, str] = {}
     for j, c in enumerate(candidates):
-        reason = None
-        for k in kept:
-            ck = candidates[k]
-            if group_of.get(c, set()) & group_of.get(ck, set()):
-                reason = f"explicit group with {ck}"
-                break
-        if reason is None:
-            k_best = max(kept, key=lambda k: sim[j, k], default=None)
-            if k_best is not None and sim[j, k_best] > threshold:
-                reason = f"similarity {sim[j, k_best]:.3f} with {candidates[k_best]}"
-        if reason is None:
-            kept.append(j)
+        mate = next((candidates[k] for k in kept if any(c in g and candidates[k] in g for g in groups)), None)
+        k_best = max(kept, key=lambda k: sim[j, k], default=None)
+        if mate is not None:
+            dropped[c] = f"explicit group with {mate}"
+        elif k_best is not None and sim[j, k_best] > LOOKALIKE_THRESHOLD:
+            dropped[c] = f"similarity {sim[j, k_best]:.3f} with {candidates[k_best]}"
         else:
-            dropped[c] = reason
+            kept.append(j)
     return "".join(candidates[k] for k in kept), dropped
 
 
 # ------------------------------------------------------------------------------------ rendering
 
-def _affine_inverse(rot_deg, scale, shear, tx, ty, src_size: int, dst_size: int) -> tuple:
-    """PIL AFFINE coefficients (output -> input) for the forward map
-    p_out = c_dst + t + (dst/src) * scale * R(rot) @ Sh(shear) @ (p_in - c_src)."""
+def _affine_inverse(rot_deg, scale, shear, tx, ty, size: int) -> tuple:
+    """PIL AFFINE coefficients (output -> input) on a size × size canvas with centre c for the forward map
+    p_out = c + t + scale * R(rot) @ Sh(shear) @ (p_in - c)."""
     th = math.radians(rot_deg)
     c, s = math.cos(th), math.sin(th)
-    f = (dst_size / src_size) * scale
-    # A = f * R @ [[1, shear], [0, 1]]
-    a00, a01, a10, a11 = f * c, f * (c * shear - s), f * s, f * (s * shear + c)
+    # A = scale * R @ [[1, shear], [0, 1]]
+    a00, a01, a10, a11 = scale * c, scale * (c * shear - s), scale * s, scale * (s * shear + c)
     det = a00 * a11 - a01 * a10
     i00, i01, i10, i11 = a11 / det, -a01 / det, -a10 / det, a00 / det
-    cs = src_size / 2
-    cdx, cdy = dst_size / 2 + tx, dst_size / 2 + ty
+    cs = size / 2
+    cdx, cdy = cs + tx, cs + ty
     return (i00, i01, cs - (i00 * cdx + i01 * cdy), i10, i11, cs - (i10 * cdx + i11 * cdy))
 
 
-def render_samples(chars: str, fonts, per_font: int, size: int, seed: int, split: str, *,
+def render_samples(chars: str, fonts, per_font: int, size: int, seed: int, split: str, masters: dict, *,
                    rotation: float, scale: float, shear: float, shift: float, stroke_max: float,
-                   stroke_levels: int, masters: dict | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Render ``per_font`` jittered samples of every (character, font).
+                   stroke_levels: int) -> tuple[np.ndarray, np.ndarray]:
+    """Render ``per_font`` jittered samples of every (character, font); ``masters`` caches the master
+    image of each (class, font, stroke level) across calls.
 
-    Sample order: class-major, then font, then repetition. Returns x (N,1,size,size) uint8,
-    y (N,) int64, and params (N, 7) float64 = (font, stroke level, rotation, scale, shear, tx, ty).
+    Sample order: class-major, then font, then repetition. Returns x (N,1,size,size) uint8, y (N,) int64.
     """
     from PIL import Image  # deferred: PIL only to render
 
-    n_font = len(fonts)
-    k = len(chars)
+    n_font, k = len(fonts), len(chars)
     n = k * n_font * per_font
     rng = np.random.default_rng([int(seed), {"train": 0, "test": 1}[split]])
     level = rng.integers(0, stroke_levels, size=n)
@@ -275,17 +251,25 @@ def render_samples(chars: str, fonts, per_font: int, size: int, seed: int, split
     x = np.empty((n, 1, size, size), dtype=np.uint8)
     src = 2 * size
     strokes = [stroke_max * i / max(1, stroke_levels - 1) for i in range(stroke_levels)]
-    masters = {} if masters is None else masters  # (class, font, level) -> master image; share across splits
     for i in range(n):
         key = (int(y[i]), int(font_idx[i]), int(level[i]))
         m = masters.get(key)
         if m is None:
-            m = masters[key] = _master_image(fonts[key[1]], chars[key[0]], size, strokes[key[2]], MASTER_FILL, src)
-        coeffs = _affine_inverse(rot[i], sc[i], shr[i], txy[i, 0] * 2, txy[i, 1] * 2, src, src)
+            m = masters[key] = _master_image(fonts[key[1]], chars[key[0]], size, strokes[key[2]], src)
+        coeffs = _affine_inverse(rot[i], sc[i], shr[i], txy[i, 0] * 2, txy[i, 1] * 2, src)
         warped = m.transform((src, src), Image.Transform.AFFINE, coeffs, resample=Image.Resampling.BILINEAR)
         x[i, 0] = np.frombuffer(warped.reduce(2).tobytes(), dtype=np.uint8).reshape(size, size)
-    params = np.column_stack([font_idx, level, rot, sc, shr, txy]).astype(np.float64)
-    return x, y, params
+    return x, y
+
+
+#: the jitter options: spec key -> (default, maximum, description); all >= 0
+JITTER = {
+    "rotation": (10.0, 180, "max rotation (degrees)"),
+    "scale": (0.1, 0.9, "scale jitter: factor in [1-scale, 1+scale]"),
+    "shear": (0.15, 1, "max horizontal shear factor"),
+    "shift": (0.06, 0.5, "max shift in x and y (fraction of size)"),
+    "stroke_max": (0.03, 0.2, "largest stroke width added to the outline (fraction of the font size)"),
+}
 
 
 def _renderer_versions() -> dict:
@@ -300,7 +284,7 @@ class Glyphs(Source):
     description = ("characters of the Latin, Greek and Cyrillic alphabets and digits rendered from "
                    "matplotlib's TrueType faces with seeded affine and stroke jitter; look-alikes dropped")
     schema = {
-        "num_classes": {"type": "integer", "minimum": 2, "default": 100,
+        "num_classes": {"type": "integer", "minimum": 2, "maximum": len(GLYPH_CLASSES), "default": 100,
                         "description": "number of classes: the first num_classes characters of GLYPH_CLASSES"},
         "train_per_font": {"type": "integer", "minimum": 1, "default": 3,
                            "description": "train samples per class and font"},
@@ -310,16 +294,8 @@ class Glyphs(Source):
         "seed": {"type": "integer", "minimum": 0, "default": 0, "description": "jitter seed"},
         "fonts": {"type": "array", "items": {"type": "string"}, "minItems": 1, "default": list(DEFAULT_FONTS),
                   "description": "font files: names in matplotlib's mpl-data/fonts/ttf or absolute paths"},
-        "rotation": {"type": "number", "minimum": 0, "maximum": 180, "default": 10.0,
-                     "description": "max rotation (degrees)"},
-        "scale": {"type": "number", "minimum": 0, "maximum": 0.9, "default": 0.1,
-                  "description": "scale jitter: factor in [1-scale, 1+scale]"},
-        "shear": {"type": "number", "minimum": 0, "maximum": 1, "default": 0.15,
-                  "description": "max horizontal shear factor"},
-        "shift": {"type": "number", "minimum": 0, "maximum": 0.5, "default": 0.06,
-                  "description": "max shift in x and y (fraction of size)"},
-        "stroke_max": {"type": "number", "minimum": 0, "maximum": 0.2, "default": 0.03,
-                       "description": "largest stroke width added to the outline (fraction of the font size)"},
+        **{key: {"type": "number", "minimum": 0, "maximum": maximum, "default": default, "description": text}
+           for key, (default, maximum, text) in JITTER.items()},
         "stroke_levels": {"type": "integer", "minimum": 1, "maximum": 8, "default": 3,
                           "description": "stroke widths 0..stroke_max in this many even steps"},
     }
@@ -328,31 +304,17 @@ class Glyphs(Source):
     def num_classes(self, opts):
         return int(opts["num_classes"])
 
-    def validate(self, opts):
-        if opts["num_classes"] > len(GLYPH_CLASSES):
-            raise SpecError(f"glyphs: num_classes={opts['num_classes']} but only {len(GLYPH_CLASSES)} "
-                            f"distinct characters are available (GLYPH_CLASSES)")
-
     def identity(self, opts):
-        fonts = []
-        for p in resolve_fonts(opts["fonts"]):
-            fonts.append({"name": p.name, "size": p.stat().st_size})
+        fonts = [{"name": p.name, "size": p.stat().st_size} for p in resolve_fonts(opts["fonts"])]
         return {"classes": GLYPH_CLASSES[: opts["num_classes"]], "fonts": fonts, "renderer": _renderer_versions(),
                 "master_fill": MASTER_FILL, "render_version": RENDER_VERSION}
 
-    def available(self, opts):
-        try:
-            resolve_fonts(opts["fonts"])
-        except DatasetNotFoundError:
-            return False
-        return True
-
-    def unavailable_reason(self, opts):
+    def unavailable(self, opts):
         try:
             resolve_fonts(opts["fonts"])
         except DatasetNotFoundError as exc:
             return str(exc)
-        return "glyphs: fonts not found"
+        return None
 
     def load(self, opts):
         chars = GLYPH_CLASSES[: opts["num_classes"]]
@@ -361,13 +323,14 @@ class Glyphs(Source):
         if missing:
             raise SpecError(f"glyphs: these fonts lack characters of the class list: {missing}; "
                             f"remove them from 'fonts' or lower num_classes")
-        jitter = {key: opts[key] for key in ("rotation", "scale", "shear", "shift", "stroke_max", "stroke_levels")}
-        out = {}
-        masters: dict = {}
-        for split in ("train", "test"):
-            x, y, params = render_samples(chars, fonts, opts[f"{split}_per_font"], opts["size"], opts["seed"],
-                                          split, masters=masters, **jitter)
-            out[split] = (x, y)
+        jitter = {key: opts[key] for key in (*JITTER, "stroke_levels")}
+        masters: dict = {}  # shared by the splits
+
+        def render(split):
+            return render_samples(chars, fonts, opts[f"{split}_per_font"], opts["size"], opts["seed"], split,
+                                  masters, **jitter)
+
+        (trx, try_), (tex, tey) = render("train"), render("test")
         info = {
             "generator": "gnc.data.sources.glyphs.render_samples",
             "params": {"size": opts["size"], "seed": opts["seed"], "train_per_font": opts["train_per_font"],
@@ -379,6 +342,4 @@ class Glyphs(Source):
                                "candidates": CANDIDATES},
             "sample_order": "class, font, repetition",
         }
-        names = list(chars)
-        return RawData(out["train"][0], out["train"][1], out["test"][0], out["test"][1], names, info,
-                       class_ids=[f"U+{ord(c):04X}" for c in chars])
+        return RawData(trx, try_, tex, tey, list(chars), info, class_ids=[f"U+{ord(c):04X}" for c in chars])

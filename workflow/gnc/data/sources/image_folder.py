@@ -21,7 +21,7 @@ import numpy as np
 
 from .._files import tree_fingerprint
 from ..errors import DatasetNotFoundError, SpecError
-from .base import RawData, Source
+from .base import RawData, Source, torchvision
 from .digits import stratified_split
 from .tiny_imagenet import to_array
 
@@ -60,10 +60,9 @@ class ImageFolderSource(Source):
     non_content = frozenset({"root"})
 
     def _path(self, opts) -> Path:
-        path = Path(opts["root"]).expanduser()
-        if not path.is_dir():
-            raise DatasetNotFoundError(f"image_folder: folder {path} does not exist (spec key 'root')")
-        return path
+        if self.unavailable(opts):
+            raise DatasetNotFoundError(self.unavailable(opts))
+        return Path(opts["root"]).expanduser()
 
     def num_classes(self, opts):
         train, _ = _layout(self._path(opts))
@@ -72,17 +71,12 @@ class ImageFolderSource(Source):
     def identity(self, opts):
         return {"fingerprint": tree_fingerprint(self._path(opts))}
 
-    def available(self, opts):
-        return Path(opts["root"]).expanduser().is_dir()
-
-    def unavailable_reason(self, opts):
-        return f"image_folder: folder {Path(opts['root']).expanduser()} does not exist (spec key 'root')"
+    def unavailable(self, opts):
+        path = Path(opts["root"]).expanduser()
+        return None if path.is_dir() else f"image_folder: folder {path} does not exist (spec key 'root')"
 
     def load(self, opts):
-        from ..._torchvision_compat import import_torchvision  # deferred: torch, only to load
-
-        tv = import_torchvision()
-        path = self._path(opts)
+        tv, path = torchvision(), self._path(opts)
         train_dir, test_dir = _layout(path)
         size, channels, mode = int(opts["size"]), int(opts["channels"]), opts["resize"]
 
@@ -124,5 +118,4 @@ class ImageFolderSource(Source):
         tr, te = stratified_split(try_, len(classes), float(opts["test_fraction"]), int(opts["split_seed"]))
         info["layout"] = {"single_tree": True, "test_fraction": opts["test_fraction"], "seed": opts["split_seed"]}
         info["samples"] = rel(train)
-        return RawData(trx[tr], try_[tr], trx[te], try_[te], list(classes), info,
-                       train_ids=tr.astype(np.int64), test_ids=te.astype(np.int64))
+        return RawData(trx[tr], try_[tr], trx[te], try_[te], list(classes), info, train_ids=tr, test_ids=te)

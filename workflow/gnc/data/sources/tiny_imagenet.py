@@ -19,7 +19,7 @@ import numpy as np
 
 from .._files import effective_record, extract_zip_atomic, tree_fingerprint, verify_file
 from ..errors import DatasetNotFoundError, SourceChecksumError
-from .base import CHECKSUMS_SCHEMA, DOWNLOAD_SCHEMA, ROOT_SCHEMA, RawData, Source, resolve_root
+from .base import CHECKSUMS_SCHEMA, DOWNLOAD_SCHEMA, ROOT_SCHEMA, RawData, Source, resolve_root, torchvision
 
 TINY_URL = "http://cs231n.stanford.edu/tiny-imagenet-200.zip"
 TINY_ZIP = "tiny-imagenet-200.zip"
@@ -73,56 +73,42 @@ class TinyImageNet(Source):
     def identity(self, opts):
         return {"archive": TINY_ZIP, "checksums": self.record(opts)}
 
-    def available(self, opts):
+    def unavailable(self, opts):
         root = resolve_root(opts)
-        return (root / TINY_ZIP).is_file() or (root / TINY_DIR / "wnids.txt").is_file()
-
-    def unavailable_reason(self, opts):
-        root = resolve_root(opts)
+        if (root / TINY_ZIP).is_file() or (root / TINY_DIR / "wnids.txt").is_file():
+            return None
         return (f"{self.kind}: neither {root / TINY_ZIP} nor {root / TINY_DIR}/ exists. Download {opts['url']} "
                 f"(md5 {TINY_MD5}) into {root}, or set 'download: true' in the dataset spec, or point "
                 f"'root' (or $GNC_DATA_ROOT) at the folder that holds it.")
 
-    def ensure_extracted(self, root: Path, opts) -> tuple[Path, dict]:
-        zip_path = root / TINY_ZIP
-        folder = root / TINY_DIR
-        info: dict = {}
-        if not zip_path.is_file() and not (folder / "wnids.txt").is_file():
+    def ensure_extracted(self, root: Path, tv, opts) -> tuple[Path, dict]:
+        folder, expected = root / TINY_DIR, self.record(opts)[TINY_ZIP]
+        if self.unavailable(opts):
             if not opts["download"]:
-                raise DatasetNotFoundError(self.unavailable_reason(opts))
-            from ..._torchvision_compat import import_torchvision  # deferred: torch, only to load
-
-            tv = import_torchvision()
-            tv.datasets.utils.download_url(opts["url"], str(root), TINY_ZIP, md5=self.record(opts)[TINY_ZIP]
-                                           if len(self.record(opts)[TINY_ZIP] or "") == 32 else None)
-        if zip_path.is_file():
-            info["archive"] = verify_file(zip_path, self.record(opts).get(TINY_ZIP), label=TINY_ZIP)
-            if not (folder / "wnids.txt").is_file():
-                extract_zip_atomic(zip_path, root, TINY_DIR)
+                raise DatasetNotFoundError(self.unavailable(opts))
+            tv.datasets.utils.download_url(opts["url"], str(root), TINY_ZIP,
+                                           md5=expected if len(expected) == 32 else None)
+        if not (root / TINY_ZIP).is_file():
+            info = {"archive": None, "note": "archive absent: extracted folder used, fingerprinted only"}
         else:
-            info["archive"] = None
-            info["note"] = "archive absent: extracted folder used, fingerprinted only"
-        info["extracted"] = tree_fingerprint(folder)
-        return folder, info
+            info = {"archive": verify_file(root, TINY_ZIP, expected)}
+            if not (folder / "wnids.txt").is_file():
+                extract_zip_atomic(root / TINY_ZIP, root, TINY_DIR)
+        return folder, {**info, "extracted": tree_fingerprint(folder)}
 
     def load(self, opts):
-        from ..._torchvision_compat import import_torchvision  # deferred: torch, only to load
-
-        root = resolve_root(opts)
-        folder, info = self.ensure_extracted(root, opts)
-        tv = import_torchvision()
+        root, tv = resolve_root(opts), torchvision()
+        folder, info = self.ensure_extracted(root, tv, opts)
         size = int(opts["size"])
-        wnids = [w.strip() for w in (folder / "wnids.txt").read_text().split() if w.strip()]
+        wnids = (folder / "wnids.txt").read_text().split()
         train = tv.datasets.ImageFolder(str(folder / "train"))
         if sorted(wnids) != train.classes:
             raise SourceChecksumError(f"{self.kind}: {folder}/wnids.txt lists {len(wnids)} classes but train/ has "
                                       f"{len(train.classes)} class folders that differ")
-        words = {}
         words_file = folder / "words.txt"
-        if words_file.is_file():
-            for line in words_file.read_text(encoding="utf-8").splitlines():
-                wnid, _, text = line.partition("\t")
-                words[wnid.strip()] = text.split(",")[0].strip()
+        lines = words_file.read_text(encoding="utf-8").splitlines() if words_file.is_file() else []
+        pairs = (line.partition("\t") for line in lines)
+        words = {wnid.strip(): text.split(",")[0].strip() for wnid, _, text in pairs}
         names = [words.get(w, w) for w in train.classes]
         trx = np.empty((len(train.samples), 3, size, size), np.uint8)
         for i, (path, _) in enumerate(train.samples):
@@ -142,5 +128,5 @@ class TinyImageNet(Source):
             tey[i] = train.class_to_idx[wnid]
         info.update({"reader": "torchvision.datasets.ImageFolder (train), val_annotations.txt (test)",
                      "torchvision_version": tv.__version__, "root": str(root), "size": size,
-                     "val_annotations": verify_file(ann, None)})
+                     "val_annotations": verify_file(folder, "val/val_annotations.txt", None)})
         return RawData(trx, try_, tex, tey, names, info, class_ids=list(train.classes))

@@ -14,17 +14,12 @@ Where the files live: ``<root>/`` as torchvision lays them out (``root`` from th
     svhn           <root>/svhn/{train,test[,extra]}_32x32.mat
     stl10          <root>/stl10_binary/{train_X,train_y,test_X,test_y}.bin
 
-Integrity, and why the test files pass: torchvision checks CIFAR / SVHN / STL-10 files against md5
-constants in its classes. We verify every input file ourselves against a *checksum record*: the
-publisher's checksums (the same constants torchvision carries) updated with the spec's
-``checksums`` overrides; a mismatch raises :class:`~gnc.data.errors.SourceChecksumError` naming the
-file. We then instantiate a subclass of torchvision's class whose md5 attributes hold the checksums
-we just verified, so torchvision's own integrity check and its reader run unchanged: the code path
-is the same for the real files and for the small real-format files the tests write (which declare
-their md5s under ``checksums``). MNIST-family files: the published md5s are those of the ``.gz``
-files; when ``.gz`` files are present they are verified and decompressed next to themselves (what
-torchvision's download does); plain IDX files without ``.gz`` are hashed and recorded (verified
-only if ``checksums`` names them).
+Integrity: every input file is verified against the source's checksum record (:mod:`gnc.data._files`;
+the publisher's md5s are the constants torchvision carries). Classes that check md5s themselves (CIFAR,
+SVHN, STL-10) are subclassed with the checksums we just verified, so torchvision's own check and reader
+run unchanged, for the real files and for the small real-format files the tests write. MNIST family:
+the published md5s are those of the ``.gz`` files; a ``.gz`` present is verified and decompressed next
+to itself (as torchvision's download does); a plain IDX file without ``.gz`` is hashed and recorded.
 
 ``download: true`` calls torchvision's download (which verifies the archive md5) when files are
 missing. Off by default; without it a missing file raises
@@ -38,84 +33,94 @@ from pathlib import Path
 
 import numpy as np
 
-from .._files import effective_record, gunzip_atomic, missing_files, verify_file, verify_record
+from .._files import effective_record, gunzip_atomic, verify_file
 from ..errors import DatasetNotFoundError
-from .base import CHECKSUMS_SCHEMA, DOWNLOAD_SCHEMA, ROOT_SCHEMA, RawData, Source, resolve_root
+from .base import CHECKSUMS_SCHEMA, DOWNLOAD_SCHEMA, ROOT_SCHEMA, RawData, Source, resolve_root, torchvision
 
 
-def _tv():
-    from ..._torchvision_compat import import_torchvision  # deferred: torch, only to load
-
-    return import_torchvision()
-
-
-def _missing_message(kind: str, paths: list[Path], url: str | None, extra: str = "") -> str:
+def _missing_message(kind: str, paths: list[Path], url: str | None) -> str:
     listing = ", ".join(str(p) for p in paths[:4]) + (" ..." if len(paths) > 4 else "")
     how = f" Get them with 'download: true' in the dataset spec (downloads {url})" if url else ""
     return (f"{kind}: raw files not found: {listing}.{how}, or place the files there yourself, or point "
-            f"'root' (or $GNC_DATA_ROOT) at the folder that holds them.{extra}")
+            f"'root' (or $GNC_DATA_ROOT) at the folder that holds them.")
+
+
+def _verified_class(base, md5s: dict[str, str]):
+    """``base`` with the checksums we verified in its md5 lists (classes with ``train_list``: CIFAR,
+    STL-10; files we do not read, STL-10's unlabelled part, are left out); other classes unchanged."""
+    if not hasattr(base, "train_list"):
+        return base
+    bf = base.base_folder
+    attrs = {lst: [[n, md5s[f"{bf}/{n}"]] for n, _ in getattr(base, lst) if f"{bf}/{n}" in md5s]
+             for lst in ("train_list", "test_list")}
+    if hasattr(base, "meta"):
+        attrs["meta"] = {**base.meta, "md5": md5s[f"{bf}/{base.meta['filename']}"]}
+    return type(f"Gnc{base.__name__}", (base,), attrs)
 
 
 class TorchvisionSource(Source):
-    """Common flow: ensure files (download or error) -> verify record -> read with torchvision."""
+    """Common flow: files present (or downloaded) -> verified against the record -> read by the torchvision
+    class ``tv_name``, whose train and test splits :meth:`splits` selects."""
 
     tv_name: str = ""
     url: str | None = None
+    #: size in bytes of the publisher's file at ``url`` (None: not recorded)
+    download_bytes: int | None = None
+    classes: int = 10
     schema = {"root": ROOT_SCHEMA, "download": DOWNLOAD_SCHEMA, "checksums": CHECKSUMS_SCHEMA}
 
-    # -- to implement
     def published(self, opts) -> dict[str, str | None]:
         """{path relative to root: publisher's checksum} of the files this source reads."""
         raise NotImplementedError
 
-    def read(self, tv, root: Path, opts, md5s: dict[str, str]) -> tuple:
-        """-> (train_x, train_y, test_x, test_y, class_names, extra_info)"""
+    def arrays(self, tr, te, opts) -> tuple:
+        """torchvision's train and test datasets -> (train_x, train_y, test_x, test_y, names, extra_info)"""
         raise NotImplementedError
 
-    def download(self, tv, root: Path, opts) -> None:
-        raise NotImplementedError
+    def splits(self, opts) -> tuple[dict, dict]:
+        return {"train": True}, {"train": False}
 
-    #: size in bytes of the publisher's file at ``url`` (None: not recorded)
-    download_bytes: int | None = None
+    def num_classes(self, opts):
+        return self.classes
 
-    # -- shared
     def downloads(self, opts):
         return [(self.url, self.download_bytes)] if self.url else []
 
     def record(self, opts) -> dict[str, str | None]:
         return effective_record(self.published(opts), opts.get("checksums"))
 
-    def required_files(self, opts) -> list[str]:
-        return list(self.published(opts))
-
     def identity(self, opts):
         return {"torchvision_class": self.tv_name, "checksums": self.record(opts)}
 
-    def available(self, opts):
-        return not missing_files(resolve_root(opts), self.required_files(opts))
+    def missing(self, opts) -> list[Path]:
+        root = resolve_root(opts)
+        return [root / n for n in self.published(opts) if not (root / n).is_file()]
 
-    def unavailable_reason(self, opts):
-        return _missing_message(self.kind, missing_files(resolve_root(opts), self.required_files(opts)), self.url)
+    def unavailable(self, opts):
+        missing = self.missing(opts)
+        return _missing_message(self.kind, missing, self.url) if missing else None
 
-    def ensure_files(self, tv, root: Path, opts) -> None:
-        missing = missing_files(root, self.required_files(opts))
-        if not missing:
-            return
-        if not opts.get("download"):
-            raise DatasetNotFoundError(_missing_message(self.kind, missing, self.url))
-        self.download(tv, root, opts)
-        missing = missing_files(root, self.required_files(opts))
-        if missing:
-            raise DatasetNotFoundError(_missing_message(self.kind, missing, self.url, " (download did not provide them)"))
+    def download(self, tv, root: Path, opts) -> None:
+        getattr(tv.datasets, self.tv_name)(str(root), download=True, **self.splits(opts)[0])
+
+    def verify(self, root: Path, opts) -> dict:
+        """{path relative to root: hash info} of the input files, each checked against the record."""
+        record = self.record(opts)
+        return {name: verify_file(root, name, record.get(name)) for name in self.published(opts)}
+
+    def read(self, tv, root: Path, opts, md5s: dict[str, str]) -> tuple:
+        cls = _verified_class(getattr(tv.datasets, self.tv_name), md5s)
+        tr, te = (cls(str(root), download=False, **kw) for kw in self.splits(opts))
+        return self.arrays(tr, te, opts)
 
     def load(self, opts):
-        root = resolve_root(opts)
-        tv = _tv()
-        self.ensure_files(tv, root, opts)
-        record = self.record(opts)
-        files = verify_record(root, record, self.required_files(opts))
-        md5s = {name: info["md5"] for name, info in files.items()}
-        trx, try_, tex, tey, names, extra = self.read(tv, root, opts, md5s)
+        root, tv = resolve_root(opts), torchvision()
+        if self.missing(opts):
+            if not opts.get("download"):
+                raise DatasetNotFoundError(self.unavailable(opts))
+            self.download(tv, root, opts)
+        files = self.verify(root, opts)  # a file the download did not provide: DatasetNotFoundError
+        trx, try_, tex, tey, names, extra = self.read(tv, root, opts, {n: i["md5"] for n, i in files.items()})
         info = {"reader": f"torchvision.datasets.{self.tv_name}", "torchvision_version": tv.__version__,
                 "root": str(root), "files": files, **extra}
         return RawData(np.ascontiguousarray(trx, np.uint8), np.asarray(try_, np.int64),
@@ -153,38 +158,19 @@ CIFAR_PUBLISHED = {
 
 
 class Cifar(TorchvisionSource):
-    def __init__(self, kind: str):
-        self.kind = kind
-        self.tv_name = {"cifar10": "CIFAR10", "cifar100": "CIFAR100"}[kind]
-        self.url = CIFAR_PUBLISHED[kind]["url"]
-        self.download_bytes = CIFAR_PUBLISHED[kind]["bytes"]
+    def __init__(self, kind: str, classes: int):
+        self.kind, self.classes, self.tv_name = kind, classes, kind.upper()
+        self.url, self.download_bytes = CIFAR_PUBLISHED[kind]["url"], CIFAR_PUBLISHED[kind]["bytes"]
         self.description = f"{self.tv_name} (python pickle batches), read with torchvision.datasets.{self.tv_name}"
-
-    def num_classes(self, opts):
-        return 10 if self.kind == "cifar10" else 100
 
     def published(self, opts):
         pub = CIFAR_PUBLISHED[self.kind]
         return {f"{pub['base_folder']}/{name}": md5 for name, md5 in pub["files"].items()}
 
-    def _subclass(self, tv, md5s):
-        base = getattr(tv.datasets, self.tv_name)
-        bf = base.base_folder
-        return type(f"Gnc{self.tv_name}", (base,), {
-            "train_list": [[n, md5s[f"{bf}/{n}"]] for n, _ in base.train_list],
-            "test_list": [[n, md5s[f"{bf}/{n}"]] for n, _ in base.test_list],
-            "meta": {**base.meta, "md5": md5s[f"{bf}/{base.meta['filename']}"]},
-        })
-
-    def download(self, tv, root, opts):
-        getattr(tv.datasets, self.tv_name)(str(root), train=True, download=True)
-
-    def read(self, tv, root, opts, md5s):
-        cls = self._subclass(tv, md5s)
-        tr = cls(str(root), train=True, download=False)
-        te = cls(str(root), train=False, download=False)
-        return (tr.data.transpose(0, 3, 1, 2), tr.targets, te.data.transpose(0, 3, 1, 2), te.targets,
-                list(tr.classes), {"label_key": "labels" if self.kind == "cifar10" else "fine_labels"})
+    def arrays(self, tr, te, opts):
+        label_key = "labels" if self.kind == "cifar10" else "fine_labels"
+        trx, tex = tr.data.transpose(0, 3, 1, 2), te.data.transpose(0, 3, 1, 2)
+        return trx, tr.targets, tex, te.targets, tr.classes, {"label_key": label_key}
 
 
 # ------------------------------------------------------------------------------------ MNIST family
@@ -209,43 +195,19 @@ MNIST_PUBLISHED = {
         "t10k-labels-idx1-ubyte.gz": "7320c461ea6c1c855c0b718fb2a4b134",
     },
 }
-MNIST_URLS = {
-    "MNIST": "https://ossci-datasets.s3.amazonaws.com/mnist/",
-    "FashionMNIST": "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
-    "KMNIST": "http://codh.rois.ac.jp/kmnist/dataset/kmnist/",
+#: download URL and total size in bytes of the four .gz files (None: not recorded)
+MNIST_DOWNLOADS = {
+    "MNIST": ("https://ossci-datasets.s3.amazonaws.com/mnist/", 9_912_422 + 28_881 + 1_648_877 + 4_542),
+    "FashionMNIST": ("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/", None),
+    "KMNIST": ("http://codh.rois.ac.jp/kmnist/dataset/kmnist/", None),
 }
-#: total size in bytes of the four .gz files (where recorded)
-MNIST_BYTES = {"MNIST": 9_912_422 + 28_881 + 1_648_877 + 4_542}
-
-
-def ensure_idx_files(kind: str, raw: Path, rel_raw: str, names: list[str], record: dict) -> dict:
-    """Make the uncompressed IDX files ``names`` exist in ``raw``: verify ``<name>.gz`` against the
-    record and decompress it when present; otherwise use (and hash) the plain file.
-
-    Returns {path relative to root: hash info} of the files checked.
-    """
-    checked = {}
-    for name in names:
-        gz, plain = raw / f"{name}.gz", raw / name
-        rel_gz, rel_plain = f"{rel_raw}/{name}.gz", f"{rel_raw}/{name}"
-        if gz.is_file():
-            checked[rel_gz] = verify_file(gz, record.get(rel_gz), label=rel_gz)
-            if not plain.is_file():
-                gunzip_atomic(gz, plain)
-        checked[rel_plain] = verify_file(plain, record.get(rel_plain), label=rel_plain)
-    return checked
 
 
 class MnistFamily(TorchvisionSource):
     def __init__(self, kind: str, tv_name: str):
-        self.kind = kind
-        self.tv_name = tv_name
-        self.url = MNIST_URLS[tv_name]
-        self.download_bytes = MNIST_BYTES.get(tv_name)
+        self.kind, self.tv_name = kind, tv_name
+        self.url, self.download_bytes = MNIST_DOWNLOADS[tv_name]
         self.description = f"{tv_name} IDX files (.gz or plain), read with torchvision.datasets.{tv_name}"
-
-    def num_classes(self, opts):
-        return 10
 
     def published(self, opts):
         return {f"{self.tv_name}/raw/{n}": md5 for n, md5 in MNIST_PUBLISHED[self.tv_name].items()}
@@ -253,57 +215,30 @@ class MnistFamily(TorchvisionSource):
     def idx_names(self, opts) -> list[str]:
         return [n[:-3] for n in MNIST_PUBLISHED[self.tv_name]]
 
-    def raw_folder(self, opts) -> Path:
-        return resolve_root(opts) / self.tv_name / "raw"
-
-    def missing_idx(self, opts) -> list[Path]:
-        raw = self.raw_folder(opts)
+    def missing(self, opts):
+        raw = resolve_root(opts) / self.tv_name / "raw"
         return [raw / f"{n}.gz" for n in self.idx_names(opts)
                 if not ((raw / n).is_file() or (raw / f"{n}.gz").is_file())]
 
-    def available(self, opts):
-        return not self.missing_idx(opts)
+    def verify(self, root, opts):
+        record, checked = self.record(opts), {}
+        for name in self.idx_names(opts):
+            plain = f"{self.tv_name}/raw/{name}"
+            gz = f"{plain}.gz"
+            if (root / gz).is_file():
+                checked[gz] = verify_file(root, gz, record.get(gz))
+                if not (root / plain).is_file():
+                    gunzip_atomic(root / gz, root / plain)
+            checked[plain] = verify_file(root, plain, record.get(plain))
+        return checked
 
-    def unavailable_reason(self, opts):
-        return _missing_message(self.kind, self.missing_idx(opts), self.url)
-
-    def download(self, tv, root, opts):
-        getattr(tv.datasets, self.tv_name)(str(root), train=True, download=True)
-
-    def instantiate(self, tv, root: Path, opts, train: bool):
-        return getattr(tv.datasets, self.tv_name)(str(root), train=train, download=False)
-
-    def prepare_raw(self, opts) -> dict:
-        """Hook run before the IDX files are checked (EMNIST extracts its archive here)."""
-        return {}
-
-    def load(self, opts):
-        root = resolve_root(opts)
-        tv = _tv()
-        extra_files = self.prepare_raw(opts)
-        missing = self.missing_idx(opts)
-        if missing:
-            if not opts.get("download"):
-                raise DatasetNotFoundError(_missing_message(self.kind, missing, self.url))
-            self.download(tv, root, opts)
-        files = ensure_idx_files(self.kind, self.raw_folder(opts), f"{self.tv_name}/raw", self.idx_names(opts),
-                                 self.record(opts))
-        files.update(extra_files)
-        tr, te = self.instantiate(tv, root, opts, True), self.instantiate(tv, root, opts, False)
-        info = {"reader": f"torchvision.datasets.{self.tv_name}", "torchvision_version": tv.__version__,
-                "root": str(root), "files": files}
-        trx, try_, tex, tey, names = (tr.data.numpy()[:, None], tr.targets.numpy().astype(np.int64),
-                                      te.data.numpy()[:, None], te.targets.numpy().astype(np.int64),
-                                      list(tr.classes))
-        trx, try_, tex, tey, names = self.postprocess(opts, trx, try_, tex, tey, names, info)
-        return RawData(np.ascontiguousarray(trx), try_, np.ascontiguousarray(tex), tey, names, info)
-
-    def postprocess(self, opts, trx, try_, tex, tey, names, info):
-        return trx, try_, tex, tey, names
+    def arrays(self, tr, te, opts):
+        return (tr.data.numpy()[:, None], tr.targets.numpy(), te.data.numpy()[:, None], te.targets.numpy(),
+                tr.classes, {})
 
 
+EMNIST_ZIP = "EMNIST/raw/gzip.zip"
 EMNIST_ZIP_MD5 = "58c8d27c78d21e728a6bc7b3cc06412e"
-EMNIST_SPLITS = ("byclass", "bymerge", "balanced", "letters", "digits", "mnist")
 EMNIST_NUM_CLASSES = {"byclass": 62, "bymerge": 47, "balanced": 47, "letters": 26, "digits": 10, "mnist": 10}
 
 
@@ -312,14 +247,13 @@ class Emnist(MnistFamily):
                    "images transposed upright by default; 'letters' relabelled 0..25 (a..z)")
     schema = {
         **TorchvisionSource.schema,
-        "split": {"enum": list(EMNIST_SPLITS), "default": "balanced", "description": "EMNIST split"},
+        "split": {"enum": list(EMNIST_NUM_CLASSES), "default": "balanced", "description": "EMNIST split"},
         "transpose": {"type": "boolean", "default": True,
                       "description": "transpose the images upright (EMNIST stores them transposed)"},
     }
 
     def __init__(self):
-        self.kind = "emnist"
-        self.tv_name = "EMNIST"
+        self.kind, self.tv_name = "emnist", "EMNIST"
         self.url = "https://biometrics.nist.gov/cs_links/EMNIST/gzip.zip"
         self.download_bytes = 561_753_746
 
@@ -327,44 +261,37 @@ class Emnist(MnistFamily):
         return EMNIST_NUM_CLASSES[opts["split"]]
 
     def published(self, opts):
-        return {"EMNIST/raw/gzip.zip": EMNIST_ZIP_MD5}
+        return {EMNIST_ZIP: EMNIST_ZIP_MD5}
 
     def idx_names(self, opts):
         return [f"emnist-{opts['split']}-{s}-{t}-ubyte" for s in ("train", "test")
                 for t in ("images-idx3", "labels-idx1")]
 
-    def available(self, opts):
-        return super().available(opts) or (self.raw_folder(opts) / "gzip.zip").is_file()
+    def splits(self, opts):
+        return {"split": opts["split"], "train": True}, {"split": opts["split"], "train": False}
 
-    def prepare_raw(self, opts):
-        raw = self.raw_folder(opts)
-        if not self.missing_idx(opts) or not (raw / "gzip.zip").is_file():
-            return {}
-        rel = "EMNIST/raw/gzip.zip"
-        info = verify_file(raw / "gzip.zip", self.record(opts).get(rel), label=rel)
-        with zipfile.ZipFile(raw / "gzip.zip") as zf:
+    def missing(self, opts):
+        return [] if (resolve_root(opts) / EMNIST_ZIP).is_file() else super().missing(opts)
+
+    def verify(self, root, opts):
+        """The IDX files, extracted from the published gzip.zip (verified first) when they are missing."""
+        if not super().missing(opts) or not (root / EMNIST_ZIP).is_file():
+            return super().verify(root, opts)
+        info = verify_file(root, EMNIST_ZIP, self.record(opts).get(EMNIST_ZIP))
+        raw = root / "EMNIST" / "raw"
+        with zipfile.ZipFile(root / EMNIST_ZIP) as zf:
             for n in self.idx_names(opts):
-                tmp = raw / f".{n}.gz.part"
-                tmp.write_bytes(zf.read(f"gzip/{n}.gz"))
-                try:
-                    gunzip_atomic(tmp, raw / n)
-                finally:
-                    tmp.unlink(missing_ok=True)
-        return {rel: info}
+                with zf.open(f"gzip/{n}.gz") as member:
+                    gunzip_atomic(member, raw / n)
+        return {**super().verify(root, opts), EMNIST_ZIP: info}
 
-    def download(self, tv, root, opts):
-        tv.datasets.EMNIST(str(root), split=opts["split"], train=True, download=True)
-
-    def instantiate(self, tv, root, opts, train):
-        return tv.datasets.EMNIST(str(root), split=opts["split"], train=train, download=False)
-
-    def postprocess(self, opts, trx, try_, tex, tey, names, info):
+    def arrays(self, tr, te, opts):
+        trx, try_, tex, tey, names, _ = super().arrays(tr, te, opts)
         if opts["transpose"]:
             trx, tex = trx.transpose(0, 1, 3, 2), tex.transpose(0, 1, 3, 2)
         if opts["split"] == "letters":  # labels 1..26, class 0 ('N/A') unused
             try_, tey, names = try_ - 1, tey - 1, names[1:]
-        info["transposed"] = bool(opts["transpose"])
-        return trx, try_, tex, tey, names
+        return trx, try_, tex, tey, names, {"transposed": bool(opts["transpose"])}
 
 
 # ------------------------------------------------------------------------------------------ SVHN
@@ -388,19 +315,11 @@ class Svhn(TorchvisionSource):
                           "description": "append the 531,131 'extra' images to the train split"},
     }
 
-    def num_classes(self, opts):
-        return 10
-
     def _splits(self, opts):
         return ["train", "test"] + (["extra"] if opts["include_extra"] else [])
 
     def published(self, opts):
         return {f"svhn/{s}_32x32.mat": SVHN_PUBLISHED[s] for s in self._splits(opts)}
-
-    def _subclass(self, tv, md5s):
-        base = tv.datasets.SVHN
-        split_list = {s: [url, fname, md5s.get(f"svhn/{fname}", md5)] for s, (url, fname, md5) in base.split_list.items()}
-        return type("GncSVHN", (base,), {"split_list": split_list})
 
     def downloads(self, opts):
         return [(f"{self.url}{s}_32x32.mat", SVHN_BYTES[s]) for s in self._splits(opts)]
@@ -410,7 +329,9 @@ class Svhn(TorchvisionSource):
             tv.datasets.SVHN(str(root / "svhn"), split=s, download=True)
 
     def read(self, tv, root, opts, md5s):
-        cls = self._subclass(tv, md5s)
+        base = tv.datasets.SVHN
+        split_list = {s: [url, f, md5s.get(f"svhn/{f}", md5)] for s, (url, f, md5) in base.split_list.items()}
+        cls = type("GncSVHN", (base,), {"split_list": split_list})
         parts = {s: cls(str(root / "svhn"), split=s, download=False) for s in self._splits(opts)}
         trx = np.concatenate([parts[s].data for s in parts if s != "test"])
         try_ = np.concatenate([parts[s].labels for s in parts if s != "test"])
@@ -436,30 +357,17 @@ class Stl10(TorchvisionSource):
     description = ("STL-10 labelled train/test (96x96x3 binary files), read with torchvision.datasets.STL10 "
                    "(the unlabelled part is not needed)")
 
-    def num_classes(self, opts):
-        return 10
-
     def published(self, opts):
         return {f"stl10_binary/{n}": md5 for n, md5 in STL10_PUBLISHED.items()}
 
-    def _subclass(self, tv, md5s):
-        return type("GncSTL10", (tv.datasets.STL10,), {
-            "train_list": [[n, md5s[f"stl10_binary/{n}"]] for n in ("train_X.bin", "train_y.bin")],
-            "test_list": [[n, md5s[f"stl10_binary/{n}"]] for n in ("test_X.bin", "test_y.bin")],
-        })
+    def splits(self, opts):
+        return {"split": "train"}, {"split": "test"}
 
-    def download(self, tv, root, opts):
-        tv.datasets.STL10(str(root), split="train", download=True)
-
-    def read(self, tv, root, opts, md5s):
-        cls = self._subclass(tv, md5s)
-        tr = cls(str(root), split="train", download=False)
-        te = cls(str(root), split="test", download=False)
-        names = list(getattr(tr, "classes", None) or STL10_CLASSES)
-        return tr.data, tr.labels.astype(np.int64), te.data, te.labels.astype(np.int64), names, {}
+    def arrays(self, tr, te, opts):
+        return tr.data, tr.labels, te.data, te.labels, getattr(tr, "classes", None) or STL10_CLASSES, {}
 
 
 def all_sources() -> list[Source]:
-    return [Cifar("cifar10"), Cifar("cifar100"), MnistFamily("mnist", "MNIST"),
+    return [Cifar("cifar10", 10), Cifar("cifar100", 100), MnistFamily("mnist", "MNIST"),
             MnistFamily("fashion_mnist", "FashionMNIST"), MnistFamily("kmnist", "KMNIST"), Emnist(), Svhn(),
             Stl10()]
