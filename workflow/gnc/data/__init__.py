@@ -8,6 +8,7 @@ Public API (see :mod:`gnc.data.core` for the folder layout and the manifest)::
     available(name, spec) -> bool                 raw files present (stat only)
     download_plan(name, spec) -> dict | None      what prepare would download: target folder, (URL, bytes)
     prepare(name, spec, out_dir) -> manifest      writes the arrays, then manifest.json (atomic)
+    read_manifest(folder) -> manifest             the manifest of a prepared folder (no hashing)
     load_prepared(folder, classes=None, verify=True) -> Prepared
     verify_prepared(folder) -> manifest           raises DatasetIntegrityError naming the file
     verify_datasets(attrs, ...) -> [problem]      re-hash the datasets a result file's provenance names
@@ -25,13 +26,13 @@ overrides or extends the publisher's checksums (mirrors, test files).
 
 from .core import (
     SPEC_SCHEMA, Prepared, available, class_subset, dataset_checksum, download_plan, load_prepared, num_classes,
-    prepare, verify_datasets, verify_prepared, version_id,
+    prepare, read_manifest, verify_datasets, verify_prepared, version_id,
 )
 from .errors import DatasetIntegrityError, DatasetNotFoundError, SourceChecksumError, SpecError
 from .sources import SOURCES
 
 __all__ = [
     "SPEC_SCHEMA", "SOURCES", "Prepared", "available", "class_subset", "dataset_checksum", "download_plan",
-    "load_prepared", "num_classes", "prepare", "verify_datasets", "verify_prepared",
+    "load_prepared", "num_classes", "prepare", "read_manifest", "verify_datasets", "verify_prepared",
     "version_id", "DatasetIntegrityError", "DatasetNotFoundError", "SourceChecksumError", "SpecError",
 ]
