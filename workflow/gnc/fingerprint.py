@@ -47,7 +47,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .provenance import read_attrs
+from .provenance import decode_attr, read_attrs
 
 PACKAGE = "gnc"
 #: the folder holding ``gnc/`` and ``scripts/`` (the repository's ``workflow/``)
@@ -126,14 +126,6 @@ class _Facts:
         emit(")")
 
 
-def canonical(node) -> str:
-    """A text form of a syntax tree that ignores docstrings, positions and empty fields (so the same
-    code gives the same text on every Python version that parses it the same way)."""
-    f = _Facts()
-    f.visit(node)
-    return "".join(f.parts)
-
-
 def _digest(data: str | bytes) -> str:
     return hashlib.sha256(data.encode() if isinstance(data, str) else data).hexdigest()
 
@@ -195,12 +187,12 @@ def analyze_source(text: str, filename: str = "<code>") -> dict:
         tree = ast.parse(text, filename=filename)
     except SyntaxError as exc:
         raise FingerprintError(f"{filename}: cannot fingerprint code that does not parse: {exc}") from exc
-    body = _strip_docstring(tree.body)
     stmts, dicts = [], {}
-    for stmt in body:
-        stmts.append({**_code_facts(stmt), "names": sorted(_bound_names(stmt)), "main": _is_main_guard(stmt),
+    for stmt in _strip_docstring(tree.body):
+        main = _is_main_guard(stmt)
+        stmts.append({**_code_facts(stmt), "names": sorted(_bound_names(stmt)), "main": main,
                       # its imports run when the module is imported (not those inside a function)
-                      "runs_imports": isinstance(stmt, _IMPORT_TIME) and not _is_main_guard(stmt)})
+                      "runs_imports": isinstance(stmt, _IMPORT_TIME) and not main})
         if isinstance(stmt, ast.Assign) and len(stmt.targets) == 1 and isinstance(stmt.targets[0], ast.Name) \
                 and isinstance(stmt.value, ast.Dict):
             dicts[stmt.targets[0].id] = {
@@ -217,21 +209,24 @@ class _Cache:
         self.mem: dict[str, dict] = {}
         self.used: set[str] = set()
         self.keys: dict[tuple, str] = {}   # (path, stat stamp) -> content hash
-        self.registered = False
         self.path: Path | None = None
         self.dirty = False
 
     def use(self, path: str | os.PathLike | None) -> None:
+        """Keep file analyses in ``path`` (JSON) between processes, written once when the process exits;
+        ``None``: memory only."""
         # absolute: Snakemake parses the Snakefile in the working directory but exits elsewhere
         self.path = Path(path).absolute() if path is not None else None
-        if self.path is not None and self.path.is_file():
-            try:
-                data = json.loads(self.path.read_text())
-                if data.get("format") == FORMAT:
-                    for k, v in data.get("entries", {}).items():
-                        self.mem.setdefault(k, v)
-            except (OSError, ValueError, AttributeError):
-                pass  # a damaged cache is rebuilt
+        atexit.unregister(self.save)
+        if self.path is None:
+            return
+        atexit.register(self.save)
+        try:
+            data = json.loads(self.path.read_text())
+            if data.get("format") == FORMAT:
+                self.mem = {**data.get("entries", {}), **self.mem}
+        except (OSError, ValueError, AttributeError, TypeError):
+            pass  # a missing or damaged cache is rebuilt
 
     def analysis(self, path: Path) -> dict:
         stamp = (str(path), _stamp(path))
@@ -262,15 +257,7 @@ class _Cache:
 
 
 _CACHE = _Cache()
-
-
-def use_cache(path: str | os.PathLike | None) -> None:
-    """Keep file analyses in ``path`` (JSON) between processes, written once when the process exits;
-    ``None``: memory only."""
-    _CACHE.use(path)
-    if path is not None and not _CACHE.registered:
-        atexit.register(_CACHE.save)
-        _CACHE.registered = True
+use_cache = _CACHE.use
 
 
 # ------------------------------------------------------------------------------------ modules
@@ -314,21 +301,15 @@ class Package:
         self._modules: dict[str, Module] = {}
 
     def file_of(self, modname: str) -> tuple[Path, bool] | None:
+        """(file, is a package) of a module of the package; None for other names."""
         if modname not in self._files:
-            self._files[modname] = self._find(modname)
+            found = None
+            if modname == self.name or modname.startswith(self.name + "."):
+                base = self.root / Path(*modname.split("."))
+                found = next(((f, f.name == "__init__.py") for f in (base / "__init__.py", base.with_suffix(".py"))
+                              if f.is_file()), None)
+            self._files[modname] = found
         return self._files[modname]
-
-    def _find(self, modname: str) -> tuple[Path, bool] | None:
-        if not modname or (modname != self.name and not modname.startswith(self.name + ".")):
-            return None
-        rel = Path(*modname.split("."))
-        pkg = self.root / rel / "__init__.py"
-        if pkg.is_file():
-            return pkg, True
-        mod = (self.root / rel).with_suffix(".py")
-        if mod.is_file():
-            return mod, False
-        return None
 
     def is_module(self, modname: str) -> bool:
         return self.file_of(modname) is not None
@@ -553,9 +534,9 @@ def loaded_modules(script: str | os.PathLike, select: dict[str, str] | None = No
     """The package modules the analysis considers loaded by the job (their import-time code counts)."""
     cl = _run(script, select, root)
     out = set()
-    for item in cl.done:
-        if item[0] in ("load", "all"):
-            parts = item[1].split(".") if item[0] == "all" else item[1].split(".")
+    for kind, modname, *_ in cl.done:
+        if kind in ("load", "all"):
+            parts = modname.split(".")
             out.update(n for n in (".".join(parts[:k]) for k in range(1, len(parts) + 1)) if cl.pkg.is_module(n))
     return out
 
@@ -590,61 +571,44 @@ def code_param(script: str, select: dict[str, str] | None = None,
 def explain(script: str, select: dict[str, str] | None = None,
             root: str | os.PathLike | None = None) -> dict[str, list[str]]:
     """{module: sorted names of the counted definitions} (``<unnamed>`` for import-time statements)."""
-    root_p = Path(root) if root is not None else WORKFLOW_DIR
-    items = closure(script_path(script, root_p), select, root_p)
-    pkg = Package(root_p)
+    cl = _run(script_path(script, root), select, root)
     out: dict[str, set] = {}
-    for (modname, what) in items:
+    for modname, what in cl.items:
+        names = out.setdefault(modname, set())
         if modname == "<script>":
-            out.setdefault(modname, set()).add(script)
+            names.add(script)
         elif what.startswith("stmt:"):
-            mod = pkg.module(modname)
-            for st in mod.stmts:
+            for st in cl.pkg.module(modname).stmts:
                 if st["hash"] == what[5:]:
-                    out.setdefault(modname, set()).update(st["names"] or {"<unnamed>"})
+                    names.update(st["names"] or {"<unnamed>"})
         else:
-            out.setdefault(modname, set()).add(what.split(":", 1)[1])
+            names.add(what.split(":", 1)[1])
     return {k: sorted(v) for k, v in sorted(out.items())}
 
 
 # ------------------------------------------------------------------------------------ stale results
 
-def recorded_scope(attrs: dict) -> dict | None:
-    """The fingerprint a result file records: {"script", "select", "fingerprint"} or None."""
-    fp = attrs.get("gnc_code_fingerprint")
-    if not fp:
-        return None
-    scope = attrs.get("gnc_code_scope")
-    if isinstance(scope, str):
-        try:
-            scope = json.loads(scope)
-        except json.JSONDecodeError:
-            scope = None
-    if not isinstance(scope, dict) or "script" not in scope:
-        return None
-    return {"script": scope["script"], "select": scope.get("select") or None, "fingerprint": str(fp)}
-
-
 def staleness(attrs: dict, root: str | os.PathLike | None = None, cache: dict | None = None) -> tuple[str, str]:
     """("current" | "stale" | "unknown", explanation) for one file's provenance attributes, against the
     code now on disk under ``root`` (default: the workflow this package belongs to)."""
-    rec = recorded_scope(attrs)
-    if rec is None:
+    made, scope = attrs.get("gnc_code_fingerprint"), decode_attr(attrs.get("gnc_code_scope"))
+    if not made or not isinstance(scope, dict) or "script" not in scope:
         return "unknown", "no code fingerprint recorded (made before fingerprints, or not by a workflow job)"
-    key = (rec["script"], json.dumps(rec["select"], sort_keys=True))
+    script, select, made = scope["script"], scope.get("select") or None, str(made)
+    key = (script, json.dumps(select, sort_keys=True))
     cache = {} if cache is None else cache
     if key not in cache:
         try:
-            cache[key] = fingerprint(rec["script"], rec["select"], root)
+            cache[key] = fingerprint(script, select, root)
         except FingerprintError as exc:
             cache[key] = exc
     now = cache[key]
     if isinstance(now, Exception):
         return "stale", f"the code it was made with cannot be fingerprinted now: {now}"
-    what = rec["script"] + (f" {rec['select']}" if rec["select"] else "")
-    if now == rec["fingerprint"]:
+    what = script + (f" {select}" if select else "")
+    if now == made:
         return "current", f"code of {what} unchanged ({now[:12]})"
-    return "stale", f"code of {what} changed: made with {rec['fingerprint'][:12]}, now {now[:12]}"
+    return "stale", f"code of {what} changed: made with {made[:12]}, now {now[:12]}"
 
 
 #: result files a folder stands for in a staleness check (checkpoints: their run's history.nc says the same)
