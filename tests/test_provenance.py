@@ -32,9 +32,9 @@ def _ts(s: str) -> datetime:
 
 @pytest.fixture
 def no_job_context():
-    P.clear_job_context()
+    P.set_job_context()
     yield
-    P.clear_job_context()
+    P.set_job_context()
 
 
 # ------------------------------------------------------------------------------ the library
@@ -80,7 +80,7 @@ def test_job_context_adds_rule_config_run_spec_seed_and_start(no_job_context):
                                 config=cfg, params=types.SimpleNamespace(options={"seed": 7, "ufm_n": 3}))
     P.set_job_context(**job_context(smk))
     assert P.provenance()["gnc_seed"] == 7 and "gnc_run_config" not in P.provenance()
-    P.clear_job_context()
+    P.set_job_context()
     assert "gnc_rule" not in P.provenance()
 
 

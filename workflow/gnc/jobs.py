@@ -32,7 +32,7 @@ from typing import Any
 
 from .config import expand_runs
 from .console import INTERRUPTED
-from .provenance import code_fingerprint_attrs, set_job_context, utcnow
+from .provenance import set_job_context, utcnow
 
 
 def set_threads(n: int, torch: bool = True) -> None:
@@ -71,14 +71,16 @@ def job_context(smk) -> dict[str, Any]:
         if run is not None:
             ctx["run_config"] = run.spec()
             ctx["seed"] = run.seed
-    if "seed" not in ctx:
-        try:
-            opts = smk.params.get("options") if hasattr(smk.params, "get") else getattr(smk.params, "options", None)
-        except Exception:  # noqa: BLE001
-            opts = None
-        if isinstance(opts, dict) and "seed" in opts:
-            ctx["seed"] = opts["seed"]
-    ctx.update(code_fingerprint_attrs(smk))
+    opts = getattr(smk.params, "options", None)
+    if "seed" not in ctx and isinstance(opts, dict) and "seed" in opts:
+        ctx["seed"] = opts["seed"]
+    # the fingerprint of the job's code and what it covers, so ``gnc-provenance --stale`` can recompute it
+    code = getattr(smk.params, "code", None)
+    if isinstance(code, dict) and code.get("fingerprint"):
+        ctx["code_fingerprint"] = code["fingerprint"]
+        ctx["code_scope"] = {"script": code.get("script")}
+        if code.get("select"):
+            ctx["code_scope"]["select"] = code["select"]
     return ctx
 
 
@@ -86,10 +88,6 @@ def job_context(smk) -> dict[str, Any]:
 CONSOLE_INFO_RULES = frozenset({"train"})
 
 _CONSOLE = {"console": True}  # ``extra`` of the job's start and end lines
-
-
-def _ours(record: logging.LogRecord) -> bool:
-    return record.name == "gnc" or record.name.startswith("gnc.")
 
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -118,7 +116,7 @@ def handlers_for(rule: str, log_path: Path | None) -> list[logging.Handler]:
     if log_path is not None:
         log_path.parent.mkdir(parents=True, exist_ok=True)
         file = logging.FileHandler(log_path, mode="a")  # keep an interrupted attempt's log
-        file.addFilter(lambda r: r.levelno >= logging.WARNING or _ours(r))
+        file.addFilter(lambda r: r.levelno >= logging.WARNING or r.name == "gnc" or r.name.startswith("gnc."))
         handlers.append(file)
     return handlers
 
@@ -136,9 +134,8 @@ def job(smk, torch: bool = True):
     except Exception as exc:  # noqa: BLE001 - provenance must never stop a job
         log.warning("no job provenance context: %s", exc)
     start = time.time()
-    wildcards = dict(smk.wildcards.items())
-    log.info("start %s%s (threads %s)", smk.rule, "".join(f" {k}={v}" for k, v in wildcards.items()),
-             smk.threads, extra=_CONSOLE)
+    what = smk.rule + "".join(f" {k}={v}" for k, v in smk.wildcards.items())
+    log.info("start %s (threads %s)", what, smk.threads, extra=_CONSOLE)
     try:
         yield log
     except KeyboardInterrupt as exc:  # Ctrl-C / SIGTERM: one line (gnc.train's says what was saved)
@@ -154,5 +151,4 @@ def job(smk, torch: bool = True):
         if log_path is None:
             raise
         raise SystemExit(1) from None
-    log.info("done %s%s in %.1f s", smk.rule, "".join(f" {k}={v}" for k, v in wildcards.items()),
-             time.time() - start, extra=_CONSOLE)
+    log.info("done %s in %.1f s", what, time.time() - start, extra=_CONSOLE)

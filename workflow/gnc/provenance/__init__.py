@@ -56,6 +56,8 @@ REPO_ROOT = Path(__file__).resolve().parents[3]
 CODE_PATHS = ("workflow", "Snakefile", "pyproject.toml")
 
 DATASET_KEYS = ("gnc_dataset", "gnc_dataset_version", "gnc_dataset_checksum", "gnc_dataset_path")
+#: the manifest fields (and :func:`datasets_of` entries) that :data:`DATASET_KEYS` hold, in that order
+_DATASET_FIELDS = ("name", "version", "checksum", "path")
 
 #: attributes of the Snakemake job this process runs (see set_job_context)
 _JOB: dict[str, Any] = {}
@@ -97,16 +99,16 @@ def _git_state() -> tuple[str, int]:
     env = os.environ.get("GNC_CODE_VERSION")
     if env:
         return env, int(env.endswith("-dirty"))
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-C", str(REPO_ROOT), *args], capture_output=True, text=True, timeout=10,
+                              check=True).stdout.strip()
+
     try:
-        commit = subprocess.run(["git", "-C", str(REPO_ROOT), "rev-parse", "HEAD"], capture_output=True,
-                                text=True, timeout=10, check=True).stdout.strip()
-        top = subprocess.run(["git", "-C", str(REPO_ROOT), "rev-parse", "--show-toplevel"], capture_output=True,
-                             text=True, timeout=10, check=True).stdout.strip()
-        if Path(top).resolve() != REPO_ROOT:
+        commit = git("rev-parse", "HEAD")
+        if Path(git("rev-parse", "--show-toplevel")).resolve() != REPO_ROOT:
             raise subprocess.SubprocessError("not the repository of the workflow")
-        paths = [p for p in CODE_PATHS if (REPO_ROOT / p).exists()]
-        dirty = subprocess.run(["git", "-C", str(REPO_ROOT), "status", "--porcelain", "--", *paths],
-                               capture_output=True, text=True, timeout=10, check=True).stdout.strip()
+        dirty = git("status", "--porcelain", "--", *(p for p in CODE_PATHS if (REPO_ROOT / p).exists()))
         return commit + ("-dirty" if dirty else ""), int(bool(dirty))
     except (OSError, subprocess.SubprocessError):
         return f"gnc-study {__version__} (no git)", -1
@@ -115,11 +117,6 @@ def _git_state() -> tuple[str, int]:
 def code_version() -> str:
     """Git commit of the workflow (with -dirty), else the package version. ``$GNC_CODE_VERSION`` wins."""
     return _git_state()[0]
-
-
-def code_dirty() -> int:
-    """1 when the workflow code differs from its git commit, 0 when not, -1 without git."""
-    return _git_state()[1]
 
 
 def device_description(device: Any | None = None) -> str:
@@ -142,43 +139,26 @@ def _attr_value(value: Any):
     return json.dumps(value, sort_keys=True, default=str)
 
 
-# ------------------------------------------------------------------------------- job context
+def _gnc_attrs(attrs: dict[str, Any]) -> dict[str, Any]:
+    """Keys prefixed with ``gnc_`` unless they already are; ``None`` values dropped, booleans as 0/1,
+    non-scalar values stored as JSON."""
+    return {(k if k.startswith("gnc_") else f"gnc_{k}"): _attr_value(v) for k, v in attrs.items() if v is not None}
+
 
 def set_job_context(**attrs: Any) -> None:
-    """Attributes of the job this process runs, added to every :func:`provenance` (keys get ``gnc_``)."""
+    """Attributes of the job this process runs, added to every :func:`provenance` (as :func:`_gnc_attrs`);
+    no arguments: none."""
     _JOB.clear()
-    for key, value in attrs.items():
-        if value is not None:
-            _JOB[key if key.startswith("gnc_") else f"gnc_{key}"] = _attr_value(value)
+    _JOB.update(_gnc_attrs(attrs))
 
-
-def clear_job_context() -> None:
-    _JOB.clear()
-
-
-def code_fingerprint_attrs(smk) -> dict[str, Any]:
-    """``code_fingerprint`` (sha256 of the code the job runs, see gnc.fingerprint) and ``code_scope``
-    (the script and dispatch-table selection it covers, so ``--stale`` can recompute it), from the
-    rule's ``params.code``."""
-    try:
-        code = getattr(smk.params, "code", None)
-    except Exception:  # noqa: BLE001 - provenance must never break a job
-        code = None
-    if not isinstance(code, dict) or not code.get("fingerprint"):
-        return {}
-    scope = {"script": code.get("script"), **({"select": code["select"]} if code.get("select") else {})}
-    return {"code_fingerprint": code["fingerprint"], "code_scope": scope}
-
-
-# ------------------------------------------------------------------------------- attributes
 
 def provenance(**extra: Any) -> dict[str, Any]:
-    """Attributes for a result file. ``extra`` keys are prefixed with ``gnc_`` unless they already are;
-    ``None`` values are dropped, non-scalar values stored as JSON."""
+    """Attributes for a result file: those of the module docstring and ``extra`` (as :func:`_gnc_attrs`)."""
     now = utcnow()
+    version, dirty = _git_state()
     attrs: dict[str, Any] = {
-        "gnc_code_version": code_version(),
-        "gnc_code_dirty": code_dirty(),
+        "gnc_code_version": version,
+        "gnc_code_dirty": dirty,
         "gnc_versions": json.dumps(package_versions(), sort_keys=True),
         "gnc_host": socket.gethostname(),
         "gnc_device": device_description(None),
@@ -187,23 +167,12 @@ def provenance(**extra: Any) -> dict[str, Any]:
         "gnc_finished": now,
         "gnc_created": now,
     }
-    attrs.update(_JOB)
-    for key, value in extra.items():
-        key = key if key.startswith("gnc_") else f"gnc_{key}"
-        if value is None:
-            continue
-        attrs[key] = _attr_value(value)
-    return attrs
+    return {**attrs, **_JOB, **_gnc_attrs(extra)}
 
 
 def dataset_attrs(manifest: dict) -> dict[str, Any]:
     """Provenance attributes naming a prepared dataset (from its manifest)."""
-    return {
-        "gnc_dataset": manifest.get("name"),
-        "gnc_dataset_version": manifest.get("version"),
-        "gnc_dataset_checksum": manifest.get("checksum"),
-        "gnc_dataset_path": manifest.get("path"),
-    }
+    return {key: manifest.get(f) for key, f in zip(DATASET_KEYS, _DATASET_FIELDS)}
 
 
 def decode_attr(value):
@@ -257,10 +226,7 @@ def dataset_list_attrs(entries: Iterable[dict[str, Any]]) -> dict[str, str]:
     rows = [seen[k] for k in sorted(seen)]
     if not rows:
         return {}
-    return {"gnc_dataset": json.dumps([r.get("name") for r in rows]),
-            "gnc_dataset_version": json.dumps([r.get("version") for r in rows]),
-            "gnc_dataset_checksum": json.dumps([r.get("checksum") for r in rows]),
-            "gnc_dataset_path": json.dumps([r.get("path") for r in rows])}
+    return {key: json.dumps([r.get(f) for r in rows]) for key, f in zip(DATASET_KEYS, _DATASET_FIELDS)}
 
 
 def merge_dataset_attrs(*attr_dicts: dict[str, Any]) -> dict[str, str]:
