@@ -180,7 +180,7 @@ def test_dispatch_table_selection_counts_only_the_selected_entry(pkg):
 
 def test_package_data_files_count_by_bytes(pkg):
     before = fp(pkg, "data")
-    assert any(k == ("gnc", "file:gnc/data/table.csv") for k in FP.closure(pkg / "scripts" / "data.py", root=pkg))
+    assert any(k == ("gnc", "file:gnc/data/table.csv") for k in FP.closure(pkg / "scripts" / "data.py", root=pkg).items)
     (pkg / "gnc" / "data" / "table.csv").write_text("a,b\n1,3\n")
     assert fp(pkg, "data") != before
 

@@ -98,9 +98,6 @@ def test_merged_dataset_attributes_stay_aligned():
     # merging merged attributes again (e.g. codes.nc from metrics.nc) is stable
     assert P.merge_dataset_attrs(merged) == merged
     assert [d["name"] for d in P.datasets_of(merged)] == ["alpha", "beta"]
-    # older files without name/version: read off <root>/<name>/<version>
-    old = {"gnc_dataset_path": json.dumps(["r/datasets/x/v1-0"]), "gnc_dataset_checksum": json.dumps(["c"])}
-    assert P.datasets_of(old) == [{"name": "x", "version": "v1-0", "checksum": "c", "path": "r/datasets/x/v1-0"}]
 
 
 @pytest.fixture(scope="module")

@@ -35,14 +35,12 @@ package uses neither on its own modules.
 
 from __future__ import annotations
 
-import argparse
 import ast
 import atexit
 import functools
 import hashlib
 import json
 import os
-import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -503,8 +501,10 @@ def _file_digest(path: str, stamp: tuple) -> str:
     return _digest(Path(path).read_bytes())
 
 
-def _run(script: str | os.PathLike, select: dict[str, str] | None,
-         root: str | os.PathLike | None) -> _Closure:
+def closure(script: str | os.PathLike, select: dict[str, str] | None = None,
+            root: str | os.PathLike | None = None) -> _Closure:
+    """Everything the script's code reaches (see the module docstring): ``.items`` is
+    {(module, item): digest}."""
     root = Path(root) if root is not None else WORKFLOW_DIR
     script = Path(script)
     if not script.is_file():
@@ -523,16 +523,10 @@ def _run(script: str | os.PathLike, select: dict[str, str] | None,
     return cl
 
 
-def closure(script: str | os.PathLike, select: dict[str, str] | None = None,
-            root: str | os.PathLike | None = None) -> dict[tuple, str]:
-    """{(module, item): digest} of everything the script's code reaches (see the module docstring)."""
-    return _run(script, select, root).items
-
-
 def loaded_modules(script: str | os.PathLike, select: dict[str, str] | None = None,
                    root: str | os.PathLike | None = None) -> set[str]:
     """The package modules the analysis considers loaded by the job (their import-time code counts)."""
-    cl = _run(script, select, root)
+    cl = closure(script, select, root)
     out = set()
     for kind, modname, *_ in cl.done:
         if kind in ("load", "all"):
@@ -553,7 +547,7 @@ def script_path(script: str, root: str | os.PathLike | None = None) -> Path:
 def fingerprint(script: str, select: dict[str, str] | None = None,
                 root: str | os.PathLike | None = None) -> str:
     """sha256 (hex) of the code the script runs; ``select`` narrows dispatch tables to one key."""
-    items = closure(script_path(script, root), select, root)
+    items = closure(script_path(script, root), select, root).items
     payload = json.dumps([FORMAT, sorted([list(k), v] for k, v in items.items())])
     return _digest(payload)
 
@@ -571,7 +565,7 @@ def code_param(script: str, select: dict[str, str] | None = None,
 def explain(script: str, select: dict[str, str] | None = None,
             root: str | os.PathLike | None = None) -> dict[str, list[str]]:
     """{module: sorted names of the counted definitions} (``<unnamed>`` for import-time statements)."""
-    cl = _run(script_path(script, root), select, root)
+    cl = closure(script_path(script, root), select, root)
     out: dict[str, set] = {}
     for modname, what in cl.items:
         names = out.setdefault(modname, set())
@@ -588,15 +582,15 @@ def explain(script: str, select: dict[str, str] | None = None,
 
 # ------------------------------------------------------------------------------------ stale results
 
-def staleness(attrs: dict, root: str | os.PathLike | None = None, cache: dict | None = None) -> tuple[str, str]:
+def staleness(attrs: dict, root: str | os.PathLike | None, cache: dict) -> tuple[str, str]:
     """("current" | "stale" | "unknown", explanation) for one file's provenance attributes, against the
-    code now on disk under ``root`` (default: the workflow this package belongs to)."""
+    code now on disk under ``root`` (None: the workflow this package belongs to); ``cache`` is shared
+    between files: {scope: fingerprint now}."""
     made, scope = attrs.get("gnc_code_fingerprint"), decode_attr(attrs.get("gnc_code_scope"))
     if not made or not isinstance(scope, dict) or "script" not in scope:
         return "unknown", "no code fingerprint recorded (made before fingerprints, or not by a workflow job)"
     script, select, made = scope["script"], scope.get("select") or None, str(made)
     key = (script, json.dumps(select, sort_keys=True))
-    cache = {} if cache is None else cache
     if key not in cache:
         try:
             cache[key] = fingerprint(script, select, root)
@@ -630,46 +624,19 @@ def result_files(paths) -> list[Path]:
     return out
 
 
-def report_stale(paths, root: str | os.PathLike | None = None, read=None, out=None) -> int:
+def report_stale(paths, root: str | os.PathLike | None = None) -> int:
     """Print, per result file, whether the code that made it is still the code on disk (no job is
     run). Exit status 0 when every file is current, 1 when one is stale, unreadable or has no
     fingerprint."""
-    read = read_attrs if read is None else read
-    out = sys.stdout if out is None else out
     counts = {"current": 0, "stale": 0, "unknown": 0}
     cache: dict = {}
     for f in result_files(paths):
         try:
-            state, why = staleness(read(f), root, cache)
+            state, why = staleness(read_attrs(f), root, cache)
         except Exception as exc:  # noqa: BLE001 - report every unreadable file and go on
             state, why = "unknown", f"no readable provenance: {exc}"
         counts[state] += 1
-        print(f"{state.upper() if state != 'current' else state:8s} {f}: {why}", file=out)
+        print(f"{state.upper() if state != 'current' else state:8s} {f}: {why}")
     print(f"== {counts['current']} current, {counts['stale']} stale, {counts['unknown']} without a fingerprint "
-          f"(code under {Path(root) if root else WORKFLOW_DIR})", file=out)
+          f"(code under {Path(root) if root else WORKFLOW_DIR})")
     return 0 if counts["stale"] == counts["unknown"] == 0 else 1
-
-
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m gnc.fingerprint",
-                                 description="Print the code fingerprint of a workflow script and what it counts.")
-    ap.add_argument("script", help="script name (metrics, train, figure, ...) or path")
-    ap.add_argument("--select", action="append", default=[], metavar="TABLE=KEY",
-                    help="narrow a dispatch table, e.g. gnc.figures.FIGURES=tau_sweep")
-    ap.add_argument("--root", default=None, help="the workflow/ folder (default: this package's)")
-    ap.add_argument("--explain", action="store_true", help="list the counted definitions per module")
-    args = ap.parse_args(argv)
-    select = dict(s.split("=", 1) for s in args.select)
-    try:
-        print(fingerprint(args.script, select, args.root))
-        if args.explain:
-            for modname, names in explain(args.script, select, args.root).items():
-                print(f"  {modname}: {', '.join(names)}")
-    except FingerprintError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

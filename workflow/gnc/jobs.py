@@ -1,23 +1,15 @@
-"""Glue for Snakemake ``script:`` jobs: logging to the rule's log file, thread limits, errors.
+"""Glue for Snakemake ``script:`` jobs. Every script in ``workflow/scripts`` runs its library calls in
+``with job(snakemake) as log:``, which sets torch/OpenMP/BLAS threads to the rule's ``threads`` (two jobs
+with 2 torch threads each on 2 cores run 4x slower each than one), sets the provenance context of the job
+and routes logging:
 
-Every script in ``workflow/scripts`` does::
+- log file: the ``gnc.*`` loggers from INFO, every other library's from WARNING, tracebacks;
+- console (stderr), one line each: the job's start and end, the INFO lines of the rules in
+  :data:`CONSOLE_INFO_RULES` (training progress), warnings and errors.
 
-    from gnc.jobs import job
-    with job(snakemake) as log:
-        ...library calls...
-
-which (1) sets torch/OpenMP/BLAS threads to the rule's ``threads`` (two jobs with 2 torch threads
-each on 2 cores run 4x slower each than one — see the README), (2) sends Python logging and
-warnings to the rule's log file, and (3) writes any exception with its traceback to the log and ends
-the job with status 1, so ``snakemake`` shows the message and the log names the cause.
-
-What goes where: the log file gets the ``gnc.*`` loggers from INFO and every other library's loggers
-from WARNING (no third-party INFO chatter). The console (stderr) gets one line when the job starts,
-one when it ends, the INFO lines of the rules in :data:`CONSOLE_INFO_RULES` (training progress), and
-warnings and errors, each as one line: a traceback goes to the log file only. A failed job prints
-``FAILED: <error>: <message> (traceback in <log>)`` and exits with status 1; Snakemake then prints its
-error block with the log (``show-failed-logs``). An interrupted job (Ctrl-C, SIGTERM in training)
-prints ``INTERRUPTED: <what was saved; how to resume>`` and exits with 128 + the signal number.
+A failed job prints ``FAILED: <error>: <message> (traceback in <log>)`` and exits with status 1 (Snakemake
+then prints its error block with the log); an interrupted one (Ctrl-C, SIGTERM in training) prints
+``INTERRUPTED: <what was saved; how to resume>`` and exits with 128 + the signal number.
 """
 
 from __future__ import annotations

@@ -198,21 +198,12 @@ def _as_list(value) -> list | None:
 
 
 def datasets_of(attrs: dict[str, Any]) -> list[dict[str, Any]]:
-    """The datasets a file names: [{name, version, checksum, path}], from scalar or list attributes.
-    Name and version missing from older files are read off the path ``<root>/<name>/<version>``."""
-    cols = {k: _as_list(attrs.get(k)) for k in DATASET_KEYS}
-    n = max((len(v) for v in cols.values() if v is not None), default=0)
+    """The datasets a file names: [{name, version, checksum, path}], from scalar or list attributes."""
+    cols = [_as_list(attrs.get(k)) or [] for k in DATASET_KEYS]
     out = []
-    for i in range(n):
-        name, version, checksum, path = (cols[k][i] if cols[k] is not None and i < len(cols[k]) else None
-                                         for k in DATASET_KEYS)
-        if path and (name is None or version is None):
-            parts = Path(str(path)).parts
-            if len(parts) >= 2:
-                name = name if name is not None else parts[-2]
-                version = version if version is not None else parts[-1]
-        out.append({"name": name, "version": version, "checksum": checksum,
-                    "path": None if path is None else str(path)})
+    for i in range(max(map(len, cols))):
+        ds = dict(zip(_DATASET_FIELDS, (c[i] if i < len(c) else None for c in cols)))
+        out.append({**ds, "path": None if ds["path"] is None else str(ds["path"])})
     return out
 
 
