@@ -39,6 +39,7 @@ import ast
 import atexit
 import functools
 import hashlib
+import importlib.util
 import json
 import os
 import tempfile
@@ -352,13 +353,7 @@ def _import_targets(imp: list, mod: Module, pkg: Package) -> dict[str, tuple]:
             else:  # `import gnc.a.b` binds gnc and loads gnc.a.b
                 out[name.split(".")[0]] = ("mod", name.split(".")[0], name)
         return out
-    if level:
-        base = mod.package.split(".") if mod.package else []
-        if level > 1:
-            base = base[: len(base) - (level - 1)]
-        base_name = ".".join(base + ([module] if module else []))
-    else:
-        base_name = module or ""
+    base_name = importlib.util.resolve_name("." * level + (module or ""), mod.package) if level else module or ""
     if not pkg.is_module(base_name):
         return out
     for name, asname in names:

@@ -232,8 +232,7 @@ SIDECAR_SUFFIXES = (".csv", ".png", ".pdf", ".svg")
 
 def sidecar_of(path: str | os.PathLike) -> Path:
     """``results/figures/x.png`` -> ``results/figures/x.provenance.json``."""
-    path = Path(path)
-    return path.with_name(path.name[: -len(path.suffix)] + ".provenance.json")
+    return Path(path).with_suffix(".provenance.json")
 
 
 def read_attrs(path: str | os.PathLike) -> dict[str, Any]:
