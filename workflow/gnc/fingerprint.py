@@ -42,10 +42,9 @@ import hashlib
 import importlib.util
 import json
 import os
-import tempfile
-from dataclasses import dataclass, field
 from pathlib import Path
 
+from .io import write_text_atomic
 from .provenance import decode_attr, read_attrs
 
 PACKAGE = "gnc"
@@ -135,10 +134,7 @@ def _digest(data: str | bytes) -> str:
 # included) and the names/attribute chains it uses; per module-level dict literal the same per entry.
 
 def _is_main_guard(stmt) -> bool:
-    t = getattr(stmt, "test", None)
-    return (isinstance(stmt, ast.If) and isinstance(t, ast.Compare) and isinstance(t.left, ast.Name)
-            and t.left.id == "__name__" and len(t.comparators) == 1
-            and isinstance(t.comparators[0], ast.Constant) and t.comparators[0].value == "__main__")
+    return isinstance(stmt, ast.If) and ast.unparse(stmt.test) == "__name__ == '__main__'"
 
 
 def _bound_names(stmt) -> set[str]:
@@ -245,11 +241,7 @@ class _Cache:
             return
         entries = {k: v for k, v in self.mem.items() if k in self.used}
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=self.path.name + ".")
-            with os.fdopen(fd, "w") as fh:
-                json.dump({"format": FORMAT, "entries": entries}, fh)
-            os.replace(tmp, self.path)
+            write_text_atomic(self.path, json.dumps({"format": FORMAT, "entries": entries}))
             self.dirty = False
         except OSError:
             pass  # the cache only saves time
@@ -261,34 +253,21 @@ use_cache = _CACHE.use
 
 # ------------------------------------------------------------------------------------ modules
 
-@dataclass
 class Module:
-    name: str                   # dotted name; "" for a script
-    path: Path
-    is_package: bool
-    facts: dict
-    binds: dict[str, list[int]] = field(default_factory=dict)
-    unnamed: list[int] = field(default_factory=list)
-    _refs: dict = field(default_factory=dict)
+    """One analysed file (``name``: dotted, "" for a script): ``binds`` {name: indices of the statements
+    binding it}, ``unnamed`` the import-time statements that bind no name."""
 
-    @property
-    def package(self) -> str:
-        return self.name if self.is_package else self.name.rpartition(".")[0]
-
-    @property
-    def stmts(self) -> list[dict]:
-        return self.facts["stmts"]
-
-
-def _module(path: Path, name: str, is_package: bool) -> Module:
-    facts = _CACHE.analysis(path)
-    mod = Module(name, path, is_package, facts)
-    for i, st in enumerate(facts["stmts"]):
-        for n in st["names"]:
-            mod.binds.setdefault(n, []).append(i)
-        if not st["names"] and not st["main"]:
-            mod.unnamed.append(i)
-    return mod
+    def __init__(self, name: str, path: Path, is_package: bool):
+        self.name, self.path = name, path
+        self.package = name if is_package else name.rpartition(".")[0]
+        self.facts = _CACHE.analysis(path)
+        self.stmts: list[dict] = self.facts["stmts"]
+        self.binds: dict[str, list[int]] = {}
+        for i, st in enumerate(self.stmts):
+            for n in st["names"]:
+                self.binds.setdefault(n, []).append(i)
+        self.unnamed = [i for i, st in enumerate(self.stmts) if not st["names"] and not st["main"]]
+        self._refs: dict = {}  # work items per statement and name, computed once
 
 
 class Package:
@@ -318,7 +297,7 @@ class Package:
             found = self.file_of(modname)
             if found is None:
                 raise FingerprintError(f"no module {modname} under {self.root}")
-            self._modules[modname] = _module(found[0], modname, found[1])
+            self._modules[modname] = Module(modname, *found)
         return self._modules[modname]
 
     def data_files(self, modname: str) -> list[Path]:
@@ -505,7 +484,7 @@ def closure(script: str | os.PathLike, select: dict[str, str] | None = None,
     if not script.is_file():
         raise FingerprintError(f"no script {script}")
     pkg = Package(root)
-    smod = _module(script, "", False)
+    smod = Module("", script, False)
     cl = _Closure(pkg, select or {})
     cl.items[("<script>", "")] = _digest("\n".join(st["hash"] for st in smod.stmts))  # in order
     for st in smod.stmts:
