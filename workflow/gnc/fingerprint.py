@@ -129,9 +129,6 @@ def _digest(data: str | bytes) -> str:
 
 
 # ------------------------------------------------------------------------------------ analysis of one file
-# A file's analysis depends on its text only (cached by content hash, also on disk): per top-level
-# statement the names it binds, its canonical hash, the imports in it (anywhere, function bodies
-# included) and the names/attribute chains it uses; per module-level dict literal the same per entry.
 
 def _is_main_guard(stmt) -> bool:
     return isinstance(stmt, ast.If) and ast.unparse(stmt.test) == "__name__ == '__main__'"
@@ -177,7 +174,9 @@ _IMPORT_TIME = (ast.Import, ast.ImportFrom, ast.If, ast.Try, ast.With) + ((ast.T
 
 
 def analyze_source(text: str, filename: str = "<code>") -> dict:
-    """The facts the fingerprint needs from one Python file (JSON-serializable)."""
+    """The facts the fingerprint needs from one Python file's text (JSON, cached by content hash): per
+    top-level statement the names it binds, its canonical hash, the imports in it (function bodies
+    included) and the names/attribute chains it uses; per module-level dict literal the same per entry."""
     try:
         tree = ast.parse(text, filename=filename)
     except SyntaxError as exc:

@@ -21,23 +21,19 @@ from typing import Any, Iterator
 import numpy as np
 
 
-def current_umask() -> int:
-    """The process umask, read without changing it (Linux: /proc/self/status), else set and restored."""
+def file_mode() -> int:
+    """Mode of a newly created regular file: 0666 minus the process umask, read without changing it
+    (Linux: /proc/self/status), else set and restored."""
     try:
         with open("/proc/self/status") as fh:
             for line in fh:
                 if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
+                    return 0o666 & ~int(line.split()[1], 8)
     except OSError:
         pass
     mask = os.umask(0o022)
     os.umask(mask)
-    return mask
-
-
-def file_mode() -> int:
-    """Mode of a newly created regular file: 0666 minus the umask."""
-    return 0o666 & ~current_umask()
+    return 0o666 & ~mask
 
 
 @contextlib.contextmanager

@@ -1,35 +1,17 @@
-"""Provenance attributes carried by every result file, and a CLI that prints and verifies them.
+"""Provenance attributes carried by every result file (the README's table "What every result file
+records" says what each means), and a CLI that prints and verifies them.
 
-``provenance(**extra)`` returns a flat dict of ``gnc_*`` attributes:
-
-  gnc_code_version   git commit of the workflow (+ "-dirty" when workflow/, Snakefile or pyproject.toml
-                     differ from it, untracked files included), else the package version
-  gnc_code_dirty     1 / 0 (-1: no git)
-  gnc_versions       JSON: python, torch, torchvision, snakemake, numpy, xarray, scipy, ...
-  gnc_host, gnc_device   where it ran (device: "cpu (x86_64)" unless the caller names another)
-  gnc_started        start of the Snakemake job (else of the process) that wrote the file, UTC
-  gnc_finished       when the attributes were made (just before the file is written), UTC;
-                     ``gnc_created`` is the same time (kept for older readers)
-
-inside a Snakemake job (``gnc.jobs.job`` calls :func:`set_job_context`) also
-
-  gnc_rule, gnc_wildcards   the job
-  gnc_config         the study's resolved configuration (defaults filled in), JSON
-  gnc_run_config     for jobs of one training run: the run's resolved spec (recipe + grid point), JSON
-  gnc_seed           the run's seed (codes jobs: the solvers' seed)
-  gnc_code_fingerprint   sha256 of the code the job ran: its script and the gnc definitions it reaches
-                     (gnc.fingerprint; comments and docstrings do not count)
-  gnc_code_scope     JSON {"script", "select"}: what that fingerprint covers
-
-plus whatever the caller adds (dataset name/version/checksum/path, stage, options...). Files that
-depend on one dataset carry scalar ``gnc_dataset``, ``gnc_dataset_version``, ``gnc_dataset_checksum``,
-``gnc_dataset_path``; combined files carry the same keys as aligned JSON lists
+``provenance(**extra)`` returns a flat dict of ``gnc_*`` attributes: the code version (git commit of the
+workflow, "-dirty" when workflow/, Snakefile or pyproject.toml differ from it; ``$GNC_CODE_VERSION``
+wins), package versions, host, device, working directory, the start of the Snakemake job (else of the
+process) and the time the attributes were made (UTC; ``gnc_created`` repeats ``gnc_finished``). Inside a
+Snakemake job (``gnc.jobs.job`` calls :func:`set_job_context`) they also name the rule, wildcards,
+resolved config, run spec, seed and code fingerprint; then come the caller's ``extra``. Files of one
+dataset carry scalar ``gnc_dataset*`` attributes, combined files aligned JSON lists
 (:func:`merge_dataset_attrs`).
 
-The command line (``gnc-provenance FILE...``, ``python -m gnc.provenance``) is
-:mod:`gnc.provenance.__main__`; it re-hashes the datasets a file names with
-:func:`gnc.data.verify_datasets`. This module imports neither: it sits below the data and the
-fingerprint layers, which use it.
+The command line (``gnc-provenance``) is :mod:`gnc.provenance.__main__`. This module imports only the
+standard library: it sits below the data and the fingerprint layers, which use it.
 """
 
 from __future__ import annotations
