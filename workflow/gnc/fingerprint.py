@@ -109,16 +109,14 @@ class _Facts:
                 self.uses.add((node.id, ()))
         elif cls is ast.Attribute:
             chain = True
-        emit(cls.__name__)
-        emit("(")
+        emit(cls.__name__ + "(")
         for name in node._fields:
             value = getattr(node, name, None)
             if value is None or (type(value) is list and not value):
                 continue
             if name == "body" and isinstance(node, _DOC_OWNERS):
                 value = _strip_docstring(value)
-            emit(name)
-            emit("=")
+            emit(name + "=")
             self.visit(value, chain and name == "value")
             emit(",")
         emit(")")

@@ -44,36 +44,17 @@ def set_threads(n: int, torch: bool = True) -> None:
 
 
 def job_context(smk) -> dict[str, Any]:
-    """What a Snakemake ``script:`` job knows about itself: rule, wildcards, the resolved study config
-    (``snakemake.config`` is the config after :func:`gnc.config.load_study`), the run's resolved spec for
-    jobs with a ``run`` wildcard, the seed, and the job's start time (now)."""
-    ctx: dict[str, Any] = {"rule": getattr(smk, "rule", None), "started": utcnow()}
-    wildcards = dict(smk.wildcards.items()) if getattr(smk, "wildcards", None) is not None else {}
-    if wildcards:
-        ctx["wildcards"] = wildcards
-    config = dict(getattr(smk, "config", None) or {})
-    if config:
-        ctx["config"] = config
-    run_id = wildcards.get("run")
-    if run_id and config.get("experiments"):
-        try:
-            run = expand_runs(config).get(run_id)
-        except Exception:  # noqa: BLE001 - provenance must never break a job
-            run = None
-        if run is not None:
-            ctx["run_config"] = run.spec()
-            ctx["seed"] = run.seed
-    opts = getattr(smk.params, "options", None)
-    if "seed" not in ctx and isinstance(opts, dict) and "seed" in opts:
-        ctx["seed"] = opts["seed"]
-    # the fingerprint of the job's code and what it covers, so ``gnc-provenance --stale`` can recompute it
-    code = getattr(smk.params, "code", None)
-    if isinstance(code, dict) and code.get("fingerprint"):
-        ctx["code_fingerprint"] = code["fingerprint"]
-        ctx["code_scope"] = {"script": code.get("script")}
-        if code.get("select"):
-            ctx["code_scope"]["select"] = code["select"]
-    return ctx
+    """What a Snakemake ``script:`` job knows about itself (None: not known): rule, wildcards, the resolved
+    study config (``snakemake.config`` is the config after :func:`gnc.config.load_study`), the run's
+    resolved spec and seed for jobs with a ``run`` wildcard (else the seed of ``params.options``), the
+    fingerprint of its code and what that covers (``params.code``), and the job's start time (now)."""
+    wildcards, config = dict(smk.wildcards.items()), dict(smk.config or {})
+    run = expand_runs(config).get(wildcards["run"]) if "run" in wildcards and config.get("experiments") else None
+    opts, code = getattr(smk.params, "options", None) or {}, getattr(smk.params, "code", None) or {}
+    return {"rule": smk.rule, "started": utcnow(), "wildcards": wildcards or None, "config": config or None,
+            "run_config": run.spec() if run else None, "seed": run.seed if run else opts.get("seed"),
+            "code_fingerprint": code.get("fingerprint"),
+            "code_scope": {k: v for k, v in code.items() if k != "fingerprint"} if code else None}
 
 
 #: rules whose INFO lines are progress a user watches on the console (one line per epoch)
