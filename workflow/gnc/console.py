@@ -77,18 +77,15 @@ def keep_job_errors(logger: logging.Logger, output_settings) -> logging.Handler 
     return handler
 
 
-class _SchedulerChatter(logging.Filter):
-    """Drops Snakemake's ``Finished jobid`` events and the scheduler's selection lines."""
+def _not_chatter(record: logging.LogRecord) -> bool:
+    """False for Snakemake's ``Finished jobid`` events and the scheduler's selection lines."""
+    from snakemake_interface_logger_plugins.common import LogEvent
 
-    def filter(self, record: logging.LogRecord) -> bool:
-        from snakemake_interface_logger_plugins.common import LogEvent
-
-        if getattr(record, "event", None) == LogEvent.JOB_FINISHED:
-            return False
-        return not (isinstance(record.msg, str) and SCHEDULER_CHATTER.match(record.msg))
+    return getattr(record, "event", None) != LogEvent.JOB_FINISHED and not (
+        isinstance(record.msg, str) and SCHEDULER_CHATTER.match(record.msg))
 
 
-def quiet_scheduler(logger: logging.Logger, output_settings) -> logging.Filter | None:
+def quiet_scheduler(logger: logging.Logger, output_settings):
     """When ``rules`` is quiet (and not ``all``), add a filter to Snakemake's console handlers (not its log
     file's) that drops ``Finished jobid`` and the scheduler's ``Select jobs to execute...`` /
     ``Execute N jobs...`` lines. Returns the filter, or None when nothing was added (other quietness, or
@@ -96,10 +93,9 @@ def quiet_scheduler(logger: logging.Logger, output_settings) -> logging.Filter |
     if not _rules_quiet(output_settings):
         return None
     added = None
-    for handler in logger.handlers:
-        if (handler.name == HANDLER_NAME or isinstance(handler, logging.FileHandler)  # the log file keeps all
-                or any(isinstance(f, _SchedulerChatter) for f in handler.filters)):
-            continue
-        added = added or _SchedulerChatter()
-        handler.addFilter(added)
+    for handler in logger.handlers:  # the log file keeps every line
+        if (handler.name != HANDLER_NAME and not isinstance(handler, logging.FileHandler)
+                and _not_chatter not in handler.filters):
+            handler.addFilter(_not_chatter)
+            added = _not_chatter
     return added

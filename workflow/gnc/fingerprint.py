@@ -1,36 +1,29 @@
 """Fingerprint of the code a Snakemake job runs: its ``workflow/scripts/<name>.py`` plus every
 definition of the ``gnc`` package that the script reaches, found by static analysis (``ast``; nothing
-is imported, so computing it never loads torch).
-
-The rules pass ``code_fingerprint("<script>")`` (rules/common.smk) as a ``params`` entry; Snakemake's
-params trigger then reruns exactly the jobs whose code changed, and :mod:`gnc.provenance` records the
-value as ``gnc_code_fingerprint`` on every result file (``gnc-provenance --stale`` compares it with the
-current code).
+is imported, so computing it never loads torch). The rules pass ``code_fingerprint("<script>")``
+(rules/common.smk) as a param, so Snakemake's params trigger reruns exactly the jobs whose code changed;
+every result file records it (``gnc_code_fingerprint``) and ``gnc-provenance --stale`` recomputes it.
 
 What counts (``closure``):
 
 * the unit is a top-level statement of a module (a function, a class, an assignment, an import...);
   the script's statements all count;
 * a statement counts when code that counts names it: a bare name bound in its module, an imported
-  name (``from gnc.metrics import checkpoint_metrics``), an attribute of an imported module
-  (``F.make_figure``, ``gnc.metrics.measures.gnc1``), also through imports inside functions and
-  re-exports in ``__init__.py``; a module used as a value (not through an attribute) counts whole;
-* importing a module runs its top-level statements that bind no name (calls, registrations), so
-  those count for every module the job loads: its packages, and the modules their top-level imports
-  load in turn; ``if __name__ == "__main__"`` blocks do not;
-* files that are not Python inside a loaded package folder (e.g. ``gnc/codes/data/*.csv``) count by
-  their bytes;
-* a *dispatch table* (a module-level dict literal such as ``gnc.figures.FIGURES``) may be narrowed to
-  one key with ``select``: then only that entry counts, so a change to one figure function reruns
-  that figure only. A selected table that the analysis never reaches, or that is not a dict literal
-  with that key, is an error (a rename must not silently widen or empty the fingerprint).
+  name, an attribute of an imported module (``F.make_figure``, ``gnc.metrics.measures.gnc1``), also
+  through imports inside functions and re-exports in ``__init__.py``; a module used as a value (not
+  through an attribute) counts whole;
+* importing a module runs its top-level statements that bind no name, so those count for every module
+  the job loads (its packages, and what their top-level imports load); ``if __name__ == "__main__"``
+  blocks do not;
+* non-Python files inside a loaded package folder (``gnc/codes/data/*.csv``) count by their bytes;
+* ``select`` narrows a *dispatch table* (a module-level dict literal such as ``gnc.figures.FIGURES``)
+  to one key: only that entry counts. A selected table that the analysis never reaches, or that is not
+  a dict literal with that key, is an error (a rename must not silently widen or empty the fingerprint).
 
-Each counted statement contributes a canonical form of its syntax tree with docstrings removed and
-empty fields dropped: comments, docstrings, blank lines, formatting, line numbers and the order of
-definitions do not change the fingerprint; any change of the code does (a renamed local variable
-too — the analysis does not try to prove two codes equivalent). Dynamic access the analysis cannot
-see (``getattr(module, name)`` with a computed name, ``importlib.import_module``) is not followed: the
-package uses neither on its own modules.
+Each counted statement enters as a canonical form of its syntax tree without docstrings, positions and
+empty fields: comments, docstrings, formatting and the order of definitions do not count; any other
+change does (a renamed local variable too). Dynamic access (``getattr(module, name)`` with a computed
+name, ``importlib.import_module``) is not followed: the package uses neither on its own modules.
 """
 
 from __future__ import annotations

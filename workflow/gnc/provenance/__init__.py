@@ -189,22 +189,17 @@ def datasets_of(attrs: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
-def dataset_list_attrs(entries: Iterable[dict[str, Any]]) -> dict[str, str]:
-    """Aligned JSON-list attributes (one position per dataset, sorted by name, version, path) for a file
-    combining several datasets; duplicates removed."""
+def merge_dataset_attrs(*attr_dicts: dict[str, Any]) -> dict[str, str]:
+    """Dataset attributes of a file made from files with the given attributes: aligned JSON lists, one
+    position per dataset (duplicates removed), sorted by name, version, path."""
     seen = {}
-    for e in entries:
-        key = (str(e.get("name")), str(e.get("version")), str(e.get("path")), str(e.get("checksum")))
-        seen.setdefault(key, e)
+    for attrs in attr_dicts:
+        for e in datasets_of(attrs):
+            seen.setdefault(tuple(str(e[f]) for f in ("name", "version", "path", "checksum")), e)
     rows = [seen[k] for k in sorted(seen)]
     if not rows:
         return {}
     return {key: json.dumps([r.get(f) for r in rows]) for key, f in zip(DATASET_KEYS, _DATASET_FIELDS)}
-
-
-def merge_dataset_attrs(*attr_dicts: dict[str, Any]) -> dict[str, str]:
-    """Dataset attributes of a file made from files with the given attributes (aligned lists)."""
-    return dataset_list_attrs(e for a in attr_dicts for e in datasets_of(a))
 
 
 # ----------------------------------------------------------------------------------------- reading
