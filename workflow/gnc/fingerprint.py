@@ -296,8 +296,7 @@ class Package:
         if found is None or not found[1]:
             return []
         out = []
-        folder = found[0].parent
-        for dirpath, dirnames, filenames in os.walk(folder):
+        for dirpath, dirnames, filenames in os.walk(found[0].parent):
             d = Path(dirpath)
             dirnames[:] = sorted(x for x in dirnames if x != "__pycache__" and not x.startswith(".")
                                  and not (d / x / "__init__.py").is_file())

@@ -167,21 +167,16 @@ def decode_attr(value):
     return value
 
 
-def _as_list(value) -> list | None:
+def _as_list(value) -> list:
     value = decode_attr(value)
-    if value is None:
-        return None
-    if isinstance(value, (list, tuple)):
-        return list(value)
     if hasattr(value, "tolist"):  # numpy scalars / arrays read back from netCDF
         value = value.tolist()
-        return value if isinstance(value, list) else [value]
-    return [value]
+    return [] if value is None else list(value) if isinstance(value, (list, tuple)) else [value]
 
 
 def datasets_of(attrs: dict[str, Any]) -> list[dict[str, Any]]:
     """The datasets a file names: [{name, version, checksum, path}], from scalar or list attributes."""
-    cols = [_as_list(attrs.get(k)) or [] for k in DATASET_KEYS]
+    cols = [_as_list(attrs.get(k)) for k in DATASET_KEYS]
     out = []
     for i in range(max(map(len, cols))):
         ds = dict(zip(_DATASET_FIELDS, (c[i] if i < len(c) else None for c in cols)))

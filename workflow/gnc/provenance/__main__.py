@@ -72,10 +72,9 @@ def main(argv: list[str] | None = None) -> int:
                                  "problems": problems}
         else:
             _print_attrs(attrs, args.full)
-            if problems:
-                for p in problems:
-                    print(f"  CHECKSUM MISMATCH: {p}")
-            elif not args.no_verify and datasets_of(attrs):
+            for p in problems:
+                print(f"  CHECKSUM MISMATCH: {p}")
+            if not problems and not args.no_verify and datasets_of(attrs):
                 print(f"  datasets verified: {len(datasets_of(attrs))} checksum(s) match")
         if problems:
             status = 1
