@@ -362,10 +362,8 @@ def _name_items(pkg: Package, mod: Module, name: str, attrs: list[str], local: d
         if mod.name:
             out.append(("stmt", mod.name, j))
     for t in targets:
-        if t[0] == "sym":
-            out.append(("sym", t[1], t[2]))
-        elif t[0] == "all":
-            out.append(("all", t[1]))
+        if t[0] in ("sym", "all"):  # the target is a work item itself
+            out.append(t)
         else:
             modname = t[1]
             out.append(("load", t[2]))
