@@ -3,8 +3,8 @@ records" says what each means), and a CLI that prints and verifies them.
 
 ``provenance(**extra)`` returns a flat dict of ``gnc_*`` attributes: the code version (git commit of the
 workflow, "-dirty" when workflow/, Snakefile or pyproject.toml differ from it; ``$GNC_CODE_VERSION``
-wins), package versions, host, device, working directory, the start of the Snakemake job (else of the
-process) and the time the attributes were made (UTC; ``gnc_created`` repeats ``gnc_finished``). Inside a
+wins), package versions, host, device, working directory, the start of the Snakemake job (else the time
+this module was imported) and the time the attributes were made (UTC; ``gnc_created`` repeats ``gnc_finished``). Inside a
 Snakemake job (``gnc.jobs.job`` calls :func:`set_job_context`) they also name the rule, wildcards,
 resolved config, run spec, seed and code fingerprint; then come the caller's ``extra``. Files of one
 dataset carry scalar ``gnc_dataset*`` attributes, combined files aligned JSON lists
@@ -24,7 +24,6 @@ import os
 import platform
 import socket
 import subprocess
-import time
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -45,24 +44,12 @@ _DATASET_FIELDS = ("name", "version", "checksum", "path")
 _JOB: dict[str, Any] = {}
 
 
-def _iso(t: float) -> str:
-    return _dt.datetime.fromtimestamp(t, _dt.timezone.utc).isoformat(timespec="seconds")
-
-
 def utcnow() -> str:
-    return _iso(time.time())
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
 
-@functools.lru_cache(maxsize=1)
-def process_start() -> str:
-    """Start time of this process (Linux /proc; elsewhere the time gnc.provenance was first used)."""
-    try:
-        ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
-        btime = next(int(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines()
-                     if line.startswith("btime "))
-        return _iso(btime + ticks / os.sysconf("SC_CLK_TCK"))
-    except (OSError, ValueError, IndexError, StopIteration, AttributeError):
-        return utcnow()
+#: ``gnc_started`` outside a Snakemake job: when this module was imported, early in any process using gnc
+_IMPORTED = utcnow()
 
 
 @functools.lru_cache(maxsize=1)
@@ -145,7 +132,7 @@ def provenance(**extra: Any) -> dict[str, Any]:
         "gnc_host": socket.gethostname(),
         "gnc_device": device_description(None),
         "gnc_workdir": os.getcwd(),
-        "gnc_started": process_start(),
+        "gnc_started": _IMPORTED,
         "gnc_finished": now,
         "gnc_created": now,
     }
