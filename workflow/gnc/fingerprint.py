@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import ast
 import atexit
-import functools
 import hashlib
 import importlib.util
 import json
@@ -213,15 +212,19 @@ class _Cache:
         except (OSError, ValueError, AttributeError, TypeError):
             pass  # a missing or damaged cache is rebuilt
 
+    def digest(self, path: Path) -> str:
+        """sha256 of a file's bytes, read again only when its stat stamp changes."""
+        st = path.stat()
+        stamp = (str(path), st.st_mtime_ns, st.st_size, st.st_ino)
+        if stamp not in self.keys:
+            self.keys[stamp] = _digest(path.read_bytes())
+        return self.keys[stamp]
+
     def analysis(self, path: Path) -> dict:
-        stamp = (str(path), _stamp(path))
-        key = self.keys.get(stamp)
-        if key is None:
-            data = path.read_bytes()
-            key = self.keys[stamp] = _digest(data)
-            if key not in self.mem:
-                self.mem[key] = analyze_source(data.decode("utf-8"), str(path))
-                self.dirty = True
+        key = self.digest(path)
+        if key not in self.mem:
+            self.mem[key] = analyze_source(path.read_bytes().decode("utf-8"), str(path))
+            self.dirty = True
         self.used.add(key)
         return self.mem[key]
 
@@ -415,7 +418,7 @@ class _Closure:
                             self.push_all([("load", t[2] if t[0] == "mod" else t[1])])
             for f in self.pkg.data_files(name):
                 rel = f.relative_to(self.pkg.root).as_posix()
-                self.items[(name, "file:" + rel)] = _file_digest(str(f), _stamp(f))
+                self.items[(name, "file:" + rel)] = _CACHE.digest(f)
 
     def _all(self, modname: str):
         self.push_all([("load", modname)])
@@ -450,16 +453,6 @@ class _Closure:
         if i not in mod._refs:
             mod._refs[i] = _references(self.pkg, mod, st)
         self.push_all(mod._refs[i])
-
-
-def _stamp(path: Path) -> tuple:
-    st = path.stat()
-    return (st.st_mtime_ns, st.st_size, st.st_ino)
-
-
-@functools.lru_cache(maxsize=64)
-def _file_digest(path: str, stamp: tuple) -> str:
-    return _digest(Path(path).read_bytes())
 
 
 def closure(script: str | os.PathLike, select: dict[str, str] | None = None,

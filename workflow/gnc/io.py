@@ -38,10 +38,8 @@ def file_mode() -> int:
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
-    """Yield a temporary path next to ``path``; on success move it onto ``path`` atomically.
-
-    On an exception the temporary file is removed and ``path`` is left untouched.
-    """
+    """Yield a temporary path next to ``path``; on success move it onto ``path`` atomically, on an
+    exception remove it (``path`` stays untouched)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(
@@ -114,11 +112,8 @@ def _netcdf_attr(value: Any):
 
 
 def write_netcdf(ds, path: str | os.PathLike, complevel: int = 4) -> None:
-    """Write an xarray Dataset atomically with the netCDF4 engine, zlib-compressed.
-
-    Non-scalar attributes (dicts, lists) are stored as JSON strings so any netCDF reader can open
-    the file. Strings variables are left uncompressed (netCDF4 cannot compress vlen strings).
-    """
+    """Write an xarray Dataset atomically with the netCDF4 engine, zlib-compressed (not string variables:
+    netCDF4 cannot compress vlen strings), non-scalar attributes as JSON strings (any reader opens them)."""
     ds = ds.copy()
     ds.attrs = {k: _netcdf_attr(v) for k, v in ds.attrs.items() if v is not None}
     for name in list(ds.variables):

@@ -35,11 +35,9 @@ def main(argv: list[str] | None = None) -> int:
         prog="gnc-provenance",
         description="Print the provenance of gnc-study result files and verify the datasets they name.")
     ap.add_argument("files", nargs="+",
-                    help="result files: .nc, .pt (or a ckpt/ folder), .json sidecar or dataset manifest.json, "
-                         ".csv/.png/.pdf/.svg (through <stem>.provenance.json)")
+                    help="result files: .nc, .pt (or a ckpt/ folder), .json, .csv/.png/.pdf/.svg (with a sidecar)")
     ap.add_argument("--root", default=None,
-                    help="workflow working directory that relative dataset paths refer to (default: found from "
-                         "the file's location, else the current directory)")
+                    help="working directory of the workflow (default: found from the file's location, else .)")
     ap.add_argument("--no-verify", action="store_true", help="only print, do not re-hash datasets")
     ap.add_argument("--full", action="store_true", help="print long attributes (config, sources) in full")
     ap.add_argument("--json", action="store_true", help="print one JSON object {file: attributes} instead")
