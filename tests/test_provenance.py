@@ -32,9 +32,9 @@ def _ts(s: str) -> datetime:
 
 @pytest.fixture
 def no_job_context():
-    P.clear_job_context()
+    P.set_job_context()
     yield
-    P.clear_job_context()
+    P.set_job_context()
 
 
 # ------------------------------------------------------------------------------ the library
@@ -80,7 +80,7 @@ def test_job_context_adds_rule_config_run_spec_seed_and_start(no_job_context):
                                 config=cfg, params=types.SimpleNamespace(options={"seed": 7, "ufm_n": 3}))
     P.set_job_context(**job_context(smk))
     assert P.provenance()["gnc_seed"] == 7 and "gnc_run_config" not in P.provenance()
-    P.clear_job_context()
+    P.set_job_context()
     assert "gnc_rule" not in P.provenance()
 
 
@@ -98,9 +98,6 @@ def test_merged_dataset_attributes_stay_aligned():
     # merging merged attributes again (e.g. codes.nc from metrics.nc) is stable
     assert P.merge_dataset_attrs(merged) == merged
     assert [d["name"] for d in P.datasets_of(merged)] == ["alpha", "beta"]
-    # older files without name/version: read off <root>/<name>/<version>
-    old = {"gnc_dataset_path": json.dumps(["r/datasets/x/v1-0"]), "gnc_dataset_checksum": json.dumps(["c"])}
-    assert P.datasets_of(old) == [{"name": "x", "version": "v1-0", "checksum": "c", "path": "r/datasets/x/v1-0"}]
 
 
 @pytest.fixture(scope="module")

@@ -1,16 +1,5 @@
-"""gnc-study: the library behind the Generalized Neural Collapse workflow.
-
-Stages (one module each, rules stay thin):
-  data       prepared, versioned, checksummed datasets
-  models     backbones with a d-dim head; normalized cosine classifier
-  train      the training loop (device, checkpoints, resume)
-  features   feature extraction from checkpoints
-  metrics    streaming GNC / NC metrics and the exact one-vs-rest distance
-  codes      Tammes, softmax-code, HardMax and UFM solvers; comparisons
-  figures    one function per figure: data in, (figure, tidy frame) out
-  io, provenance   atomic writes, netCDF helpers, provenance attributes
-  analysis   reading a finished study: open_study (xarray), study_table (pandas)
-"""
+"""gnc-study: the library behind the Generalized Neural Collapse workflow. One module per stage (data,
+models, train, features, metrics, codes, figures), rules stay thin; ARCHITECTURE.md maps the modules."""
 
 __version__ = "0.1.0"
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import copy
 import hashlib
+import itertools
 import json
 import os
 import sys
@@ -41,31 +42,30 @@ def _path(parts) -> str:
     return out or "(top level)"
 
 
+_BOUNDS = {"minimum": ">=", "exclusiveMinimum": ">", "maximum": "<=", "exclusiveMaximum": "<"}
+
+
 def _describe(error) -> str:
-    where = _path(error.absolute_path)
-    v = error.validator
+    v, value = error.validator, error.instance
     if v == "additionalProperties":
         allowed = sorted(error.schema.get("properties", {}))
-        extra = sorted(set(error.instance) - set(allowed)) if isinstance(error.instance, dict) else []
-        hint = f"; allowed keys: {', '.join(allowed)}" if allowed else ""
-        return f"config field {where}: unknown key(s) {', '.join(map(repr, extra))}{hint}"
-    if v == "enum":
-        return (f"config field {where}: {error.instance!r} is not allowed; allowed values: "
-                f"{', '.join(map(str, error.validator_value))}")
-    if v == "type":
-        return f"config field {where}: {error.instance!r} should be of type {error.validator_value}"
-    if v in ("minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum"):
-        op = {"minimum": ">=", "exclusiveMinimum": ">", "maximum": "<=", "exclusiveMaximum": "<"}[v]
+        extra = sorted(set(value) - set(allowed)) if isinstance(value, dict) else []
+        what = f"unknown key(s) {', '.join(map(repr, extra))}"
+        what += f"; allowed keys: {', '.join(allowed)}" if allowed else ""
+    elif v == "enum":
+        what = f"{value!r} is not allowed; allowed values: {', '.join(map(str, error.validator_value))}"
+    elif v == "type":
+        what = f"{value!r} should be of type {error.validator_value}"
+    elif v in _BOUNDS:
         desc = error.schema.get("description", "")
-        return (f"config field {where}: {error.instance!r} must be {op} {error.validator_value}"
-                + (f" ({desc})" if desc else ""))
-    if v == "required":
-        return f"config field {where}: {error.message}"
-    if v in ("minItems", "minProperties"):
-        return f"config field {where}: must not be empty ({error.message})"
-    if v == "uniqueItems":
-        return f"config field {where}: values must be unique ({error.instance!r})"
-    return f"config field {where}: {error.message}"
+        what = f"{value!r} must be {_BOUNDS[v]} {error.validator_value}" + (f" ({desc})" if desc else "")
+    elif v in ("minItems", "minProperties"):
+        what = f"must not be empty ({error.message})"
+    elif v == "uniqueItems":
+        what = f"values must be unique ({value!r})"
+    else:
+        what = error.message
+    return f"config field {_path(error.absolute_path)}: {what}"
 
 
 def load_schema() -> dict:
@@ -113,10 +113,7 @@ def validate_config(config: dict, skipped: dict | None = None) -> dict:
 
 
 def recipe_for(cfg: dict, exp: dict) -> dict:
-    recipe = dict(DEFAULT_RECIPE)
-    recipe.update(cfg.get("train") or {})
-    recipe.update(exp.get("train") or {})
-    return recipe
+    return {**DEFAULT_RECIPE, **(cfg.get("train") or {}), **(exp.get("train") or {})}
 
 
 def recipe_at_K(recipe: dict, K: int, where: str = "train") -> dict:
@@ -254,29 +251,23 @@ def expand_runs(cfg: dict) -> dict[str, Run]:
     for ename, exp in cfg["experiments"].items():
         recipe = recipe_for(cfg, exp)
         variant = variant_of(recipe)
-        for arch in exp["arch"]:
-            for tau in exp["tau"]:
-                for d in exp["d"]:
-                    for K in exp["K"]:
-                        for seed in exp.get("seed", [0]):
-                            rid = (f"{exp['dataset']}/{variant}/{arch}/"
-                                   f"tau{fmt_num(tau)}-d{d}-K{K}-s{seed}")
-                            rec = recipe_at_K(recipe, K, f"experiments.{ename}.train")
-                            if exp.get("classes") is not None:
-                                rec["classes"] = list(exp["classes"])
-                                rid += "-c" + hashlib.sha256(json.dumps(rec["classes"]).encode()).hexdigest()[:6]
-                            run = Run(rid, [ename], exp["dataset"], variant, arch, float(tau), int(d), int(K),
-                                      int(seed), rec)
-                            if rid in runs:
-                                if runs[rid].recipe != rec:
-                                    diff = sorted(k for k in rec if runs[rid].recipe.get(k) != rec[k])
-                                    raise ConfigError(
-                                        f"config field experiments.{ename}.train: run {rid} is also in experiment "
-                                        f"{runs[rid].experiment[0]!r} with a different recipe (fields: "
-                                        f"{', '.join(diff)}); give one of them another variant or grid point")
-                                runs[rid].experiment.append(ename)
-                            else:
-                                runs[rid] = run
+        grid = itertools.product(exp["arch"], exp["tau"], exp["d"], exp["K"], exp.get("seed", [0]))
+        for arch, tau, d, K, seed in grid:
+            rid = f"{exp['dataset']}/{variant}/{arch}/tau{fmt_num(tau)}-d{d}-K{K}-s{seed}"
+            rec = recipe_at_K(recipe, K, f"experiments.{ename}.train")
+            if exp.get("classes") is not None:
+                rec["classes"] = list(exp["classes"])
+                rid += "-c" + hashlib.sha256(json.dumps(rec["classes"]).encode()).hexdigest()[:6]
+            if rid not in runs:
+                runs[rid] = Run(rid, [ename], exp["dataset"], variant, arch, float(tau), int(d), int(K), int(seed),
+                                rec)
+                continue
+            if runs[rid].recipe != rec:
+                diff = sorted(k for k in rec if runs[rid].recipe.get(k) != rec[k])
+                raise ConfigError(f"config field experiments.{ename}.train: run {rid} is also in experiment "
+                                  f"{runs[rid].experiment[0]!r} with a different recipe (fields: "
+                                  f"{', '.join(diff)}); give one of them another variant or grid point")
+            runs[rid].experiment.append(ename)
     _resolve_init_from(cfg, runs)
     return dict(sorted(runs.items()))
 
@@ -324,9 +315,8 @@ def _resolve_init_from(cfg: dict, runs: dict[str, Run]) -> None:
                                          f"epoch={init.recipe['checkpoints'][-1]}.pt")
 
 
-def code_grid(cfg: dict, runs: dict[str, Run] | None = None) -> list[tuple[int, int]]:
+def code_grid(cfg: dict, runs: dict[str, Run]) -> list[tuple[int, int]]:
     """(d, K) pairs for the codes stage: every (d, K) trained plus ``codes.extra``; d >= 2."""
-    runs = runs if runs is not None else expand_runs(cfg)
     pairs = {(r.d, r.K) for r in runs.values() if r.d >= 2}
     pairs |= {(int(e["d"]), int(e["K"])) for e in cfg.get("codes", {}).get("extra", [])}
     return sorted(pairs)
@@ -382,18 +372,20 @@ def merge_over_default(config: dict, default_path: str | Path) -> bool:
     ``study: FILE`` in ``config`` is replaced by that file's keys, with ``config``'s other keys on top.
     A config with ``datasets`` or ``experiments`` is a study of its own and is left as it is."""
     if STUDY_FILE_KEY in config:
-        over = copy.deepcopy({k: v for k, v in config.items() if k != STUDY_FILE_KEY})
         study = read_config_file(str(config[STUDY_FILE_KEY]))
-        _deep_update(study, over)
-        config.clear()
-        config.update(study)
+        del config[STUDY_FILE_KEY]
+        _put_over(study, config)
     if any(k in config for k in STUDY_KEYS):
         return False
-    merged = read_config_file(default_path)
-    _deep_update(merged, copy.deepcopy(dict(config)))
-    config.clear()
-    config.update(merged)
+    _put_over(read_config_file(default_path), config)
     return True
+
+
+def _put_over(base: dict, config: dict) -> None:
+    """``config`` becomes ``base`` with ``config``'s keys on top (nested mappings merged key by key)."""
+    _deep_update(base, copy.deepcopy(dict(config)))
+    config.clear()
+    config.update(base)
 
 
 def _deep_update(base: dict, over: dict) -> None:

@@ -1,20 +1,12 @@
 """The workflow's console in the Snakemake main process: Snakemake's per-job blocks off, failures kept.
 
-The profiles set ``quiet: [rules, host]``, so a run prints, per job, the job's own start and end lines
-(:mod:`gnc.jobs`), the training progress lines and Snakemake's ``x of N steps (p%) done``; not the
-7-10-line block (input, output, log, jobid, reason, wildcards, resources) Snakemake prints when a job
-starts, nor the header block (host, user, versions). :func:`quiet_scheduler` also drops, whenever
-``rules`` is quiet, what the job's own lines already say or what tells a user nothing: the timestamped
-``Finished jobid: N (Rule: r)`` (the job's end line says it, with its time) and the scheduler's
-``Select jobs to execute...`` / ``Execute N jobs...``. Quietness ``progress`` would drop the step count
-as well, so it stays off.
-
-Snakemake's ``rules`` quietness also drops the error block of a failed job (rule, jobid, output, log
-path and, with ``show-failed-logs``, the log itself). :func:`keep_job_errors` puts exactly that block
-back: a handler on Snakemake's logger that formats only the job and group error events, with
-Snakemake's own formatter, whenever ``rules`` is quiet. A job whose log ends with its
-:data:`INTERRUPTED` line (Ctrl-C, SIGTERM) gets no block: the job has printed that line, which says
-what was saved and how to resume.
+The profiles set ``quiet: [rules, host]``, so per job a run prints the job's own start and end lines
+(:mod:`gnc.jobs`), the training progress and Snakemake's ``x of N steps (p%) done``, not the 7-10-line
+block (input, output, log, jobid, reason, wildcards, resources) Snakemake prints when a job starts, nor
+its header (host, user, versions). Quietness ``progress`` would drop the step count, so it stays off.
+Whenever ``rules`` is quiet, :func:`quiet_scheduler` also drops lines that the job's own lines already
+say or that tell a user nothing, and :func:`keep_job_errors` puts back the error block of a failed job,
+which that quietness drops too.
 """
 
 from __future__ import annotations
@@ -58,17 +50,21 @@ def _is_job_error(record: logging.LogRecord) -> bool:
     return event == LogEvent.GROUP_ERROR
 
 
+def _rules_quiet(output_settings) -> bool:
+    """``rules`` is quiet and ``all`` is not: the case both functions below act on."""
+    from snakemake.settings.enums import Quietness
+
+    quiet = set(getattr(output_settings, "quiet", None) or ())
+    return Quietness.RULES in quiet and Quietness.ALL not in quiet
+
+
 def keep_job_errors(logger: logging.Logger, output_settings) -> logging.Handler | None:
     """Print Snakemake's error block of every failed job (with its log when ``show-failed-logs``) although
     ``--quiet rules`` is set. Returns the handler added, or None when nothing needs adding: ``rules`` not
     quiet (Snakemake prints the block itself), ``all`` quiet (the user asked for silence), or added before."""
     from snakemake.logging import ColorizingTextHandler, DefaultFormatter
-    from snakemake.settings.enums import Quietness
 
-    quiet = set(getattr(output_settings, "quiet", None) or ())
-    if Quietness.RULES not in quiet or Quietness.ALL in quiet:
-        return None
-    if any(h.name == HANDLER_NAME for h in logger.handlers):
+    if not _rules_quiet(output_settings) or any(h.name == HANDLER_NAME for h in logger.handlers):
         return None
     handler = ColorizingTextHandler(
         nocolor=getattr(output_settings, "nocolor", False),
@@ -81,32 +77,25 @@ def keep_job_errors(logger: logging.Logger, output_settings) -> logging.Handler 
     return handler
 
 
-class _SchedulerChatter(logging.Filter):
-    """Drops Snakemake's ``Finished jobid`` events and the scheduler's selection lines."""
+def _not_chatter(record: logging.LogRecord) -> bool:
+    """False for Snakemake's ``Finished jobid`` events and the scheduler's selection lines."""
+    from snakemake_interface_logger_plugins.common import LogEvent
 
-    def filter(self, record: logging.LogRecord) -> bool:
-        from snakemake_interface_logger_plugins.common import LogEvent
-
-        if getattr(record, "event", None) == LogEvent.JOB_FINISHED:
-            return False
-        return not (isinstance(record.msg, str) and SCHEDULER_CHATTER.match(record.msg))
+    return getattr(record, "event", None) != LogEvent.JOB_FINISHED and not (
+        isinstance(record.msg, str) and SCHEDULER_CHATTER.match(record.msg))
 
 
-def quiet_scheduler(logger: logging.Logger, output_settings) -> logging.Filter | None:
+def quiet_scheduler(logger: logging.Logger, output_settings):
     """When ``rules`` is quiet (and not ``all``), add a filter to Snakemake's console handlers (not its log
-    file's) that drops
-    ``Finished jobid`` and the scheduler's ``Select jobs to execute...`` / ``Execute N jobs...`` lines.
-    Returns the filter, or None when nothing was added (other quietness, or added before)."""
-    from snakemake.settings.enums import Quietness
-
-    quiet = set(getattr(output_settings, "quiet", None) or ())
-    if Quietness.RULES not in quiet or Quietness.ALL in quiet:
+    file's) that drops ``Finished jobid`` and the scheduler's ``Select jobs to execute...`` /
+    ``Execute N jobs...`` lines. Returns the filter, or None when nothing was added (other quietness, or
+    added before)."""
+    if not _rules_quiet(output_settings):
         return None
     added = None
-    for handler in logger.handlers:
-        if (handler.name == HANDLER_NAME or isinstance(handler, logging.FileHandler)  # the log file keeps all
-                or any(isinstance(f, _SchedulerChatter) for f in handler.filters)):
-            continue
-        added = added or _SchedulerChatter()
-        handler.addFilter(added)
+    for handler in logger.handlers:  # the log file keeps every line
+        if (handler.name != HANDLER_NAME and not isinstance(handler, logging.FileHandler)
+                and _not_chatter not in handler.filters):
+            handler.addFilter(_not_chatter)
+            added = _not_chatter
     return added

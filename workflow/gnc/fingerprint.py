@@ -1,53 +1,43 @@
 """Fingerprint of the code a Snakemake job runs: its ``workflow/scripts/<name>.py`` plus every
 definition of the ``gnc`` package that the script reaches, found by static analysis (``ast``; nothing
-is imported, so computing it never loads torch).
-
-The rules pass ``code_fingerprint("<script>")`` (rules/common.smk) as a ``params`` entry; Snakemake's
-params trigger then reruns exactly the jobs whose code changed, and :mod:`gnc.provenance` records the
-value as ``gnc_code_fingerprint`` on every result file (``gnc-provenance --stale`` compares it with the
-current code).
+is imported, so computing it never loads torch). The rules pass ``code_fingerprint("<script>")``
+(rules/common.smk) as a param, so Snakemake's params trigger reruns exactly the jobs whose code changed;
+every result file records it (``gnc_code_fingerprint``) and ``gnc-provenance --stale`` recomputes it.
 
 What counts (``closure``):
 
 * the unit is a top-level statement of a module (a function, a class, an assignment, an import...);
   the script's statements all count;
 * a statement counts when code that counts names it: a bare name bound in its module, an imported
-  name (``from gnc.metrics import checkpoint_metrics``), an attribute of an imported module
-  (``F.make_figure``, ``gnc.metrics.measures.gnc1``), also through imports inside functions and
-  re-exports in ``__init__.py``; a module used as a value (not through an attribute) counts whole;
-* importing a module runs its top-level statements that bind no name (calls, registrations), so
-  those count for every module the job loads: its packages, and the modules their top-level imports
-  load in turn; ``if __name__ == "__main__"`` blocks do not;
-* files that are not Python inside a loaded package folder (e.g. ``gnc/codes/data/*.csv``) count by
-  their bytes;
-* a *dispatch table* (a module-level dict literal such as ``gnc.figures.FIGURES``) may be narrowed to
-  one key with ``select``: then only that entry counts, so a change to one figure function reruns
-  that figure only. A selected table that the analysis never reaches, or that is not a dict literal
-  with that key, is an error (a rename must not silently widen or empty the fingerprint).
+  name, an attribute of an imported module (``F.make_figure``, ``gnc.metrics.measures.gnc1``), also
+  through imports inside functions and re-exports in ``__init__.py``; a module used as a value (not
+  through an attribute) counts whole;
+* importing a module runs its top-level statements that bind no name, so those count for every module
+  the job loads (its packages, and what their top-level imports load); ``if __name__ == "__main__"``
+  blocks do not;
+* non-Python files inside a loaded package folder (``gnc/codes/data/*.csv``) count by their bytes;
+* ``select`` narrows a *dispatch table* (a module-level dict literal such as ``gnc.figures.FIGURES``)
+  to one key: only that entry counts. A selected table that the analysis never reaches, or that is not
+  a dict literal with that key, is an error (a rename must not silently widen or empty the fingerprint).
 
-Each counted statement contributes a canonical form of its syntax tree with docstrings removed and
-empty fields dropped: comments, docstrings, blank lines, formatting, line numbers and the order of
-definitions do not change the fingerprint; any change of the code does (a renamed local variable
-too — the analysis does not try to prove two codes equivalent). Dynamic access the analysis cannot
-see (``getattr(module, name)`` with a computed name, ``importlib.import_module``) is not followed: the
-package uses neither on its own modules.
+Each counted statement enters as a canonical form of its syntax tree without docstrings, positions and
+empty fields: comments, docstrings, formatting and the order of definitions do not count; any other
+change does (a renamed local variable too). Dynamic access (``getattr(module, name)`` with a computed
+name, ``importlib.import_module``) is not followed: the package uses neither on its own modules.
 """
 
 from __future__ import annotations
 
-import argparse
 import ast
 import atexit
-import functools
 import hashlib
+import importlib.util
 import json
 import os
-import sys
-import tempfile
-from dataclasses import dataclass, field
 from pathlib import Path
 
-from .provenance import read_attrs
+from .io import write_text_atomic
+from .provenance import decode_attr, read_attrs
 
 PACKAGE = "gnc"
 #: the folder holding ``gnc/`` and ``scripts/`` (the repository's ``workflow/``)
@@ -111,27 +101,17 @@ class _Facts:
                 self.uses.add((node.id, ()))
         elif cls is ast.Attribute:
             chain = True
-        emit(cls.__name__)
-        emit("(")
+        emit(cls.__name__ + "(")
         for name in node._fields:
             value = getattr(node, name, None)
             if value is None or (type(value) is list and not value):
                 continue
             if name == "body" and isinstance(node, _DOC_OWNERS):
                 value = _strip_docstring(value)
-            emit(name)
-            emit("=")
+            emit(name + "=")
             self.visit(value, chain and name == "value")
             emit(",")
         emit(")")
-
-
-def canonical(node) -> str:
-    """A text form of a syntax tree that ignores docstrings, positions and empty fields (so the same
-    code gives the same text on every Python version that parses it the same way)."""
-    f = _Facts()
-    f.visit(node)
-    return "".join(f.parts)
 
 
 def _digest(data: str | bytes) -> str:
@@ -139,15 +119,9 @@ def _digest(data: str | bytes) -> str:
 
 
 # ------------------------------------------------------------------------------------ analysis of one file
-# A file's analysis depends on its text only (cached by content hash, also on disk): per top-level
-# statement the names it binds, its canonical hash, the imports in it (anywhere, function bodies
-# included) and the names/attribute chains it uses; per module-level dict literal the same per entry.
 
 def _is_main_guard(stmt) -> bool:
-    t = getattr(stmt, "test", None)
-    return (isinstance(stmt, ast.If) and isinstance(t, ast.Compare) and isinstance(t.left, ast.Name)
-            and t.left.id == "__name__" and len(t.comparators) == 1
-            and isinstance(t.comparators[0], ast.Constant) and t.comparators[0].value == "__main__")
+    return isinstance(stmt, ast.If) and ast.unparse(stmt.test) == "__name__ == '__main__'"
 
 
 def _bound_names(stmt) -> set[str]:
@@ -190,17 +164,19 @@ _IMPORT_TIME = (ast.Import, ast.ImportFrom, ast.If, ast.Try, ast.With) + ((ast.T
 
 
 def analyze_source(text: str, filename: str = "<code>") -> dict:
-    """The facts the fingerprint needs from one Python file (JSON-serializable)."""
+    """The facts the fingerprint needs from one Python file's text (JSON, cached by content hash): per
+    top-level statement the names it binds, its canonical hash, the imports in it (function bodies
+    included) and the names/attribute chains it uses; per module-level dict literal the same per entry."""
     try:
         tree = ast.parse(text, filename=filename)
     except SyntaxError as exc:
         raise FingerprintError(f"{filename}: cannot fingerprint code that does not parse: {exc}") from exc
-    body = _strip_docstring(tree.body)
     stmts, dicts = [], {}
-    for stmt in body:
-        stmts.append({**_code_facts(stmt), "names": sorted(_bound_names(stmt)), "main": _is_main_guard(stmt),
+    for stmt in _strip_docstring(tree.body):
+        main = _is_main_guard(stmt)
+        stmts.append({**_code_facts(stmt), "names": sorted(_bound_names(stmt)), "main": main,
                       # its imports run when the module is imported (not those inside a function)
-                      "runs_imports": isinstance(stmt, _IMPORT_TIME) and not _is_main_guard(stmt)})
+                      "runs_imports": isinstance(stmt, _IMPORT_TIME) and not main})
         if isinstance(stmt, ast.Assign) and len(stmt.targets) == 1 and isinstance(stmt.targets[0], ast.Name) \
                 and isinstance(stmt.value, ast.Dict):
             dicts[stmt.targets[0].id] = {
@@ -217,31 +193,38 @@ class _Cache:
         self.mem: dict[str, dict] = {}
         self.used: set[str] = set()
         self.keys: dict[tuple, str] = {}   # (path, stat stamp) -> content hash
-        self.registered = False
         self.path: Path | None = None
         self.dirty = False
 
     def use(self, path: str | os.PathLike | None) -> None:
+        """Keep file analyses in ``path`` (JSON) between processes, written once when the process exits;
+        ``None``: memory only."""
         # absolute: Snakemake parses the Snakefile in the working directory but exits elsewhere
         self.path = Path(path).absolute() if path is not None else None
-        if self.path is not None and self.path.is_file():
-            try:
-                data = json.loads(self.path.read_text())
-                if data.get("format") == FORMAT:
-                    for k, v in data.get("entries", {}).items():
-                        self.mem.setdefault(k, v)
-            except (OSError, ValueError, AttributeError):
-                pass  # a damaged cache is rebuilt
+        atexit.unregister(self.save)
+        if self.path is None:
+            return
+        atexit.register(self.save)
+        try:
+            data = json.loads(self.path.read_text())
+            if data.get("format") == FORMAT:
+                self.mem = {**data.get("entries", {}), **self.mem}
+        except (OSError, ValueError, AttributeError, TypeError):
+            pass  # a missing or damaged cache is rebuilt
+
+    def digest(self, path: Path) -> str:
+        """sha256 of a file's bytes, read again only when its stat stamp changes."""
+        st = path.stat()
+        stamp = (str(path), st.st_mtime_ns, st.st_size, st.st_ino)
+        if stamp not in self.keys:
+            self.keys[stamp] = _digest(path.read_bytes())
+        return self.keys[stamp]
 
     def analysis(self, path: Path) -> dict:
-        stamp = (str(path), _stamp(path))
-        key = self.keys.get(stamp)
-        if key is None:
-            data = path.read_bytes()
-            key = self.keys[stamp] = _digest(data)
-            if key not in self.mem:
-                self.mem[key] = analyze_source(data.decode("utf-8"), str(path))
-                self.dirty = True
+        key = self.digest(path)
+        if key not in self.mem:
+            self.mem[key] = analyze_source(path.read_bytes().decode("utf-8"), str(path))
+            self.dirty = True
         self.used.add(key)
         return self.mem[key]
 
@@ -251,58 +234,33 @@ class _Cache:
             return
         entries = {k: v for k, v in self.mem.items() if k in self.used}
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=self.path.name + ".")
-            with os.fdopen(fd, "w") as fh:
-                json.dump({"format": FORMAT, "entries": entries}, fh)
-            os.replace(tmp, self.path)
+            write_text_atomic(self.path, json.dumps({"format": FORMAT, "entries": entries}))
             self.dirty = False
         except OSError:
             pass  # the cache only saves time
 
 
 _CACHE = _Cache()
-
-
-def use_cache(path: str | os.PathLike | None) -> None:
-    """Keep file analyses in ``path`` (JSON) between processes, written once when the process exits;
-    ``None``: memory only."""
-    _CACHE.use(path)
-    if path is not None and not _CACHE.registered:
-        atexit.register(_CACHE.save)
-        _CACHE.registered = True
+use_cache = _CACHE.use
 
 
 # ------------------------------------------------------------------------------------ modules
 
-@dataclass
 class Module:
-    name: str                   # dotted name; "" for a script
-    path: Path
-    is_package: bool
-    facts: dict
-    binds: dict[str, list[int]] = field(default_factory=dict)
-    unnamed: list[int] = field(default_factory=list)
-    _refs: dict = field(default_factory=dict)
+    """One analysed file (``name``: dotted, "" for a script): ``binds`` {name: indices of the statements
+    binding it}, ``unnamed`` the import-time statements that bind no name."""
 
-    @property
-    def package(self) -> str:
-        return self.name if self.is_package else self.name.rpartition(".")[0]
-
-    @property
-    def stmts(self) -> list[dict]:
-        return self.facts["stmts"]
-
-
-def _module(path: Path, name: str, is_package: bool) -> Module:
-    facts = _CACHE.analysis(path)
-    mod = Module(name, path, is_package, facts)
-    for i, st in enumerate(facts["stmts"]):
-        for n in st["names"]:
-            mod.binds.setdefault(n, []).append(i)
-        if not st["names"] and not st["main"]:
-            mod.unnamed.append(i)
-    return mod
+    def __init__(self, name: str, path: Path, is_package: bool):
+        self.name, self.path = name, path
+        self.package = name if is_package else name.rpartition(".")[0]
+        self.facts = _CACHE.analysis(path)
+        self.stmts: list[dict] = self.facts["stmts"]
+        self.binds: dict[str, list[int]] = {}
+        for i, st in enumerate(self.stmts):
+            for n in st["names"]:
+                self.binds.setdefault(n, []).append(i)
+        self.unnamed = [i for i, st in enumerate(self.stmts) if not st["names"] and not st["main"]]
+        self._refs: dict = {}  # work items per statement and name, computed once
 
 
 class Package:
@@ -314,21 +272,15 @@ class Package:
         self._modules: dict[str, Module] = {}
 
     def file_of(self, modname: str) -> tuple[Path, bool] | None:
+        """(file, is a package) of a module of the package; None for other names."""
         if modname not in self._files:
-            self._files[modname] = self._find(modname)
+            found = None
+            if modname == self.name or modname.startswith(self.name + "."):
+                base = self.root / Path(*modname.split("."))
+                found = next(((f, f.name == "__init__.py") for f in (base / "__init__.py", base.with_suffix(".py"))
+                              if f.is_file()), None)
+            self._files[modname] = found
         return self._files[modname]
-
-    def _find(self, modname: str) -> tuple[Path, bool] | None:
-        if not modname or (modname != self.name and not modname.startswith(self.name + ".")):
-            return None
-        rel = Path(*modname.split("."))
-        pkg = self.root / rel / "__init__.py"
-        if pkg.is_file():
-            return pkg, True
-        mod = (self.root / rel).with_suffix(".py")
-        if mod.is_file():
-            return mod, False
-        return None
 
     def is_module(self, modname: str) -> bool:
         return self.file_of(modname) is not None
@@ -338,7 +290,7 @@ class Package:
             found = self.file_of(modname)
             if found is None:
                 raise FingerprintError(f"no module {modname} under {self.root}")
-            self._modules[modname] = _module(found[0], modname, found[1])
+            self._modules[modname] = Module(modname, *found)
         return self._modules[modname]
 
     def data_files(self, modname: str) -> list[Path]:
@@ -347,8 +299,7 @@ class Package:
         if found is None or not found[1]:
             return []
         out = []
-        folder = found[0].parent
-        for dirpath, dirnames, filenames in os.walk(folder):
+        for dirpath, dirnames, filenames in os.walk(found[0].parent):
             d = Path(dirpath)
             dirnames[:] = sorted(x for x in dirnames if x != "__pycache__" and not x.startswith(".")
                                  and not (d / x / "__init__.py").is_file())
@@ -373,13 +324,7 @@ def _import_targets(imp: list, mod: Module, pkg: Package) -> dict[str, tuple]:
             else:  # `import gnc.a.b` binds gnc and loads gnc.a.b
                 out[name.split(".")[0]] = ("mod", name.split(".")[0], name)
         return out
-    if level:
-        base = mod.package.split(".") if mod.package else []
-        if level > 1:
-            base = base[: len(base) - (level - 1)]
-        base_name = ".".join(base + ([module] if module else []))
-    else:
-        base_name = module or ""
+    base_name = importlib.util.resolve_name("." * level + (module or ""), mod.package) if level else module or ""
     if not pkg.is_module(base_name):
         return out
     for name, asname in names:
@@ -420,10 +365,8 @@ def _name_items(pkg: Package, mod: Module, name: str, attrs: list[str], local: d
         if mod.name:
             out.append(("stmt", mod.name, j))
     for t in targets:
-        if t[0] == "sym":
-            out.append(("sym", t[1], t[2]))
-        elif t[0] == "all":
-            out.append(("all", t[1]))
+        if t[0] in ("sym", "all"):  # the target is a work item itself
+            out.append(t)
         else:
             modname = t[1]
             out.append(("load", t[2]))
@@ -475,7 +418,7 @@ class _Closure:
                             self.push_all([("load", t[2] if t[0] == "mod" else t[1])])
             for f in self.pkg.data_files(name):
                 rel = f.relative_to(self.pkg.root).as_posix()
-                self.items[(name, "file:" + rel)] = _file_digest(str(f), _stamp(f))
+                self.items[(name, "file:" + rel)] = _CACHE.digest(f)
 
     def _all(self, modname: str):
         self.push_all([("load", modname)])
@@ -512,24 +455,16 @@ class _Closure:
         self.push_all(mod._refs[i])
 
 
-def _stamp(path: Path) -> tuple:
-    st = path.stat()
-    return (st.st_mtime_ns, st.st_size, st.st_ino)
-
-
-@functools.lru_cache(maxsize=64)
-def _file_digest(path: str, stamp: tuple) -> str:
-    return _digest(Path(path).read_bytes())
-
-
-def _run(script: str | os.PathLike, select: dict[str, str] | None,
-         root: str | os.PathLike | None) -> _Closure:
+def closure(script: str | os.PathLike, select: dict[str, str] | None = None,
+            root: str | os.PathLike | None = None) -> _Closure:
+    """Everything the script's code reaches (see the module docstring): ``.items`` is
+    {(module, item): digest}."""
     root = Path(root) if root is not None else WORKFLOW_DIR
     script = Path(script)
     if not script.is_file():
         raise FingerprintError(f"no script {script}")
     pkg = Package(root)
-    smod = _module(script, "", False)
+    smod = Module("", script, False)
     cl = _Closure(pkg, select or {})
     cl.items[("<script>", "")] = _digest("\n".join(st["hash"] for st in smod.stmts))  # in order
     for st in smod.stmts:
@@ -542,20 +477,14 @@ def _run(script: str | os.PathLike, select: dict[str, str] | None,
     return cl
 
 
-def closure(script: str | os.PathLike, select: dict[str, str] | None = None,
-            root: str | os.PathLike | None = None) -> dict[tuple, str]:
-    """{(module, item): digest} of everything the script's code reaches (see the module docstring)."""
-    return _run(script, select, root).items
-
-
 def loaded_modules(script: str | os.PathLike, select: dict[str, str] | None = None,
                    root: str | os.PathLike | None = None) -> set[str]:
     """The package modules the analysis considers loaded by the job (their import-time code counts)."""
-    cl = _run(script, select, root)
+    cl = closure(script, select, root)
     out = set()
-    for item in cl.done:
-        if item[0] in ("load", "all"):
-            parts = item[1].split(".") if item[0] == "all" else item[1].split(".")
+    for kind, modname, *_ in cl.done:
+        if kind in ("load", "all"):
+            parts = modname.split(".")
             out.update(n for n in (".".join(parts[:k]) for k in range(1, len(parts) + 1)) if cl.pkg.is_module(n))
     return out
 
@@ -572,7 +501,7 @@ def script_path(script: str, root: str | os.PathLike | None = None) -> Path:
 def fingerprint(script: str, select: dict[str, str] | None = None,
                 root: str | os.PathLike | None = None) -> str:
     """sha256 (hex) of the code the script runs; ``select`` narrows dispatch tables to one key."""
-    items = closure(script_path(script, root), select, root)
+    items = closure(script_path(script, root), select, root).items
     payload = json.dumps([FORMAT, sorted([list(k), v] for k, v in items.items())])
     return _digest(payload)
 
@@ -590,61 +519,44 @@ def code_param(script: str, select: dict[str, str] | None = None,
 def explain(script: str, select: dict[str, str] | None = None,
             root: str | os.PathLike | None = None) -> dict[str, list[str]]:
     """{module: sorted names of the counted definitions} (``<unnamed>`` for import-time statements)."""
-    root_p = Path(root) if root is not None else WORKFLOW_DIR
-    items = closure(script_path(script, root_p), select, root_p)
-    pkg = Package(root_p)
+    cl = closure(script_path(script, root), select, root)
     out: dict[str, set] = {}
-    for (modname, what) in items:
+    for modname, what in cl.items:
+        names = out.setdefault(modname, set())
         if modname == "<script>":
-            out.setdefault(modname, set()).add(script)
+            names.add(script)
         elif what.startswith("stmt:"):
-            mod = pkg.module(modname)
-            for st in mod.stmts:
+            for st in cl.pkg.module(modname).stmts:
                 if st["hash"] == what[5:]:
-                    out.setdefault(modname, set()).update(st["names"] or {"<unnamed>"})
+                    names.update(st["names"] or {"<unnamed>"})
         else:
-            out.setdefault(modname, set()).add(what.split(":", 1)[1])
+            names.add(what.split(":", 1)[1])
     return {k: sorted(v) for k, v in sorted(out.items())}
 
 
 # ------------------------------------------------------------------------------------ stale results
 
-def recorded_scope(attrs: dict) -> dict | None:
-    """The fingerprint a result file records: {"script", "select", "fingerprint"} or None."""
-    fp = attrs.get("gnc_code_fingerprint")
-    if not fp:
-        return None
-    scope = attrs.get("gnc_code_scope")
-    if isinstance(scope, str):
-        try:
-            scope = json.loads(scope)
-        except json.JSONDecodeError:
-            scope = None
-    if not isinstance(scope, dict) or "script" not in scope:
-        return None
-    return {"script": scope["script"], "select": scope.get("select") or None, "fingerprint": str(fp)}
-
-
-def staleness(attrs: dict, root: str | os.PathLike | None = None, cache: dict | None = None) -> tuple[str, str]:
+def staleness(attrs: dict, root: str | os.PathLike | None, cache: dict) -> tuple[str, str]:
     """("current" | "stale" | "unknown", explanation) for one file's provenance attributes, against the
-    code now on disk under ``root`` (default: the workflow this package belongs to)."""
-    rec = recorded_scope(attrs)
-    if rec is None:
+    code now on disk under ``root`` (None: the workflow this package belongs to); ``cache`` is shared
+    between files: {scope: fingerprint now}."""
+    made, scope = attrs.get("gnc_code_fingerprint"), decode_attr(attrs.get("gnc_code_scope"))
+    if not made or not isinstance(scope, dict) or "script" not in scope:
         return "unknown", "no code fingerprint recorded (made before fingerprints, or not by a workflow job)"
-    key = (rec["script"], json.dumps(rec["select"], sort_keys=True))
-    cache = {} if cache is None else cache
+    script, select, made = scope["script"], scope.get("select") or None, str(made)
+    key = (script, json.dumps(select, sort_keys=True))
     if key not in cache:
         try:
-            cache[key] = fingerprint(rec["script"], rec["select"], root)
+            cache[key] = fingerprint(script, select, root)
         except FingerprintError as exc:
             cache[key] = exc
     now = cache[key]
     if isinstance(now, Exception):
         return "stale", f"the code it was made with cannot be fingerprinted now: {now}"
-    what = rec["script"] + (f" {rec['select']}" if rec["select"] else "")
-    if now == rec["fingerprint"]:
+    what = script + (f" {select}" if select else "")
+    if now == made:
         return "current", f"code of {what} unchanged ({now[:12]})"
-    return "stale", f"code of {what} changed: made with {rec['fingerprint'][:12]}, now {now[:12]}"
+    return "stale", f"code of {what} changed: made with {made[:12]}, now {now[:12]}"
 
 
 #: result files a folder stands for in a staleness check (checkpoints: their run's history.nc says the same)
@@ -666,46 +578,19 @@ def result_files(paths) -> list[Path]:
     return out
 
 
-def report_stale(paths, root: str | os.PathLike | None = None, read=None, out=None) -> int:
+def report_stale(paths, root: str | os.PathLike | None = None) -> int:
     """Print, per result file, whether the code that made it is still the code on disk (no job is
     run). Exit status 0 when every file is current, 1 when one is stale, unreadable or has no
     fingerprint."""
-    read = read_attrs if read is None else read
-    out = sys.stdout if out is None else out
     counts = {"current": 0, "stale": 0, "unknown": 0}
     cache: dict = {}
     for f in result_files(paths):
         try:
-            state, why = staleness(read(f), root, cache)
+            state, why = staleness(read_attrs(f), root, cache)
         except Exception as exc:  # noqa: BLE001 - report every unreadable file and go on
             state, why = "unknown", f"no readable provenance: {exc}"
         counts[state] += 1
-        print(f"{state.upper() if state != 'current' else state:8s} {f}: {why}", file=out)
+        print(f"{state.upper() if state != 'current' else state:8s} {f}: {why}")
     print(f"== {counts['current']} current, {counts['stale']} stale, {counts['unknown']} without a fingerprint "
-          f"(code under {Path(root) if root else WORKFLOW_DIR})", file=out)
+          f"(code under {Path(root) if root else WORKFLOW_DIR})")
     return 0 if counts["stale"] == counts["unknown"] == 0 else 1
-
-
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m gnc.fingerprint",
-                                 description="Print the code fingerprint of a workflow script and what it counts.")
-    ap.add_argument("script", help="script name (metrics, train, figure, ...) or path")
-    ap.add_argument("--select", action="append", default=[], metavar="TABLE=KEY",
-                    help="narrow a dispatch table, e.g. gnc.figures.FIGURES=tau_sweep")
-    ap.add_argument("--root", default=None, help="the workflow/ folder (default: this package's)")
-    ap.add_argument("--explain", action="store_true", help="list the counted definitions per module")
-    args = ap.parse_args(argv)
-    select = dict(s.split("=", 1) for s in args.select)
-    try:
-        print(fingerprint(args.script, select, args.root))
-        if args.explain:
-            for modname, names in explain(args.script, select, args.root).items():
-                print(f"  {modname}: {', '.join(names)}")
-    except FingerprintError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

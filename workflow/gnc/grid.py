@@ -22,9 +22,8 @@ def fmt_num(x: float) -> str:
 
 
 def tau_value(tau: float) -> float:
-    """The grid value of a temperature: ``tau`` rounded to :data:`ID_DIGITS` significant digits, as its
-    run id names it (1/7 -> 0.142857). Equal for temperatures that are the same (:func:`same_tau`);
-    group or join runs by it. Order-preserving, so sorting by it sorts by τ."""
+    """The grid value of a temperature, as its run id names it (1/7 -> 0.142857): group, join or sort
+    runs by it (it preserves order)."""
     return float(fmt_num(tau))
 
 
@@ -32,12 +31,9 @@ _TAU_VALUE = np.vectorize(tau_value, otypes=[float])
 
 
 def same_tau(a, b):
-    """True where the temperatures ``a`` and ``b`` are the same grid value: equal when rounded to
-    :data:`ID_DIGITS` significant digits (:func:`tau_value`), the precision with which a run id names
-    its τ. Two runs that differ only in τ are therefore one run exactly when their τ are the same, and
-    a τ typed as it appears in a run id (``0.142857``) selects the run trained at 1/7. Unlike a relative
-    tolerance this is an equivalence relation, so grouping by τ is well defined. NaN is the same as
-    nothing. Scalars give a bool; arrays (numpy, pandas) broadcast to a boolean array."""
+    """True where ``a`` and ``b`` have the same :func:`tau_value`, i.e. name the same run (so ``0.142857``
+    selects the run trained at 1/7). Unlike a relative tolerance this is an equivalence relation, so
+    grouping by τ is well defined. NaN is the same as nothing. Scalars give a bool; arrays broadcast."""
     if np.ndim(a) == 0 and np.ndim(b) == 0:
         return bool(tau_value(a) == tau_value(b))
     return np.asarray(_TAU_VALUE(np.asarray(a, dtype=float)) == _TAU_VALUE(np.asarray(b, dtype=float)), dtype=bool)

@@ -21,31 +21,25 @@ from typing import Any, Iterator
 import numpy as np
 
 
-def current_umask() -> int:
-    """The process umask, read without changing it (Linux: /proc/self/status), else set and restored."""
+def file_mode() -> int:
+    """Mode of a newly created regular file: 0666 minus the process umask, read without changing it
+    (Linux: /proc/self/status), else set and restored."""
     try:
         with open("/proc/self/status") as fh:
             for line in fh:
                 if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
+                    return 0o666 & ~int(line.split()[1], 8)
     except OSError:
         pass
     mask = os.umask(0o022)
     os.umask(mask)
-    return mask
-
-
-def file_mode() -> int:
-    """Mode of a newly created regular file: 0666 minus the umask."""
-    return 0o666 & ~current_umask()
+    return 0o666 & ~mask
 
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
-    """Yield a temporary path next to ``path``; on success move it onto ``path`` atomically.
-
-    On an exception the temporary file is removed and ``path`` is left untouched.
-    """
+    """Yield a temporary path next to ``path``; on success move it onto ``path`` atomically, on an
+    exception remove it (``path`` stays untouched)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(
@@ -64,13 +58,9 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
             tmp.unlink()
 
 
-def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(data)
-
-
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:
-    write_bytes_atomic(path, text.encode("utf-8"))
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(text.encode("utf-8"))
 
 
 def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:
@@ -80,9 +70,9 @@ def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:
 def json_default(o):
     """``json.dumps(..., default=json_default)``: numpy scalars and arrays, paths, and sets (sorted, so
     the text and any hash of it do not depend on the set's iteration order)."""
-    if isinstance(o, (np.integer,)):
+    if isinstance(o, np.integer):
         return int(o)
-    if isinstance(o, (np.floating,)):
+    if isinstance(o, np.floating):
         return float(o)
     if isinstance(o, np.ndarray):
         return o.tolist()
@@ -100,13 +90,10 @@ def save_npy_atomic(path: str | os.PathLike, array: np.ndarray) -> None:
 
 def file_digests(path: str | os.PathLike, algorithms=("sha256",), chunk: int = 1 << 20) -> dict:
     """Hex digests of a file for each algorithm (one pass), plus its ``size`` in bytes."""
-    hashes = {a: hashlib.new(a, usedforsecurity=False) if a == "md5" else hashlib.new(a) for a in algorithms}
+    hashes = {a: hashlib.new(a, usedforsecurity=False) for a in algorithms}
     size = 0
     with open(path, "rb") as fh:
-        while True:
-            block = fh.read(chunk)
-            if not block:
-                break
+        for block in iter(lambda: fh.read(chunk), b""):
             for h in hashes.values():
                 h.update(block)
             size += len(block)
@@ -121,25 +108,18 @@ def _netcdf_attr(value: Any):
     """netCDF attributes hold strings and numbers only; everything else is stored as JSON."""
     if isinstance(value, (str, int, float, np.integer, np.floating)):
         return value
-    if isinstance(value, bool):
-        return int(value)
     return json.dumps(value, sort_keys=True, default=json_default)
 
 
 def write_netcdf(ds, path: str | os.PathLike, complevel: int = 4) -> None:
-    """Write an xarray Dataset atomically with the netCDF4 engine, zlib-compressed.
-
-    Non-scalar attributes (dicts, lists) are stored as JSON strings so any netCDF reader can open
-    the file. Strings variables are left uncompressed (netCDF4 cannot compress vlen strings).
-    """
+    """Write an xarray Dataset atomically with the netCDF4 engine, zlib-compressed (not string variables:
+    netCDF4 cannot compress vlen strings), non-scalar attributes as JSON strings (any reader opens them)."""
     ds = ds.copy()
     ds.attrs = {k: _netcdf_attr(v) for k, v in ds.attrs.items() if v is not None}
     for name in list(ds.variables):
         ds[name].attrs = {k: _netcdf_attr(v) for k, v in ds[name].attrs.items() if v is not None}
-    encoding = {}
-    for name, var in ds.data_vars.items():
-        if var.dtype.kind in "fiub" and var.ndim > 0:
-            encoding[name] = {"zlib": True, "complevel": complevel, "shuffle": True}
+    encoding = {name: {"zlib": True, "complevel": complevel, "shuffle": True}
+                for name, var in ds.data_vars.items() if var.dtype.kind in "fiub" and var.ndim > 0}
     with atomic_path(path, suffix=".tmp.nc") as tmp:
         ds.to_netcdf(tmp, engine="netcdf4", encoding=encoding)
 

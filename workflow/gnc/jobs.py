@@ -1,23 +1,15 @@
-"""Glue for Snakemake ``script:`` jobs: logging to the rule's log file, thread limits, errors.
+"""Glue for Snakemake ``script:`` jobs. Every script in ``workflow/scripts`` runs its library calls in
+``with job(snakemake) as log:``, which sets torch/OpenMP/BLAS threads to the rule's ``threads`` (two jobs
+with 2 torch threads each on 2 cores run 4x slower each than one), sets the provenance context of the job
+and routes logging:
 
-Every script in ``workflow/scripts`` does::
+- log file: the ``gnc.*`` loggers from INFO, every other library's from WARNING, tracebacks;
+- console (stderr), one line each: the job's start and end, the INFO lines of the rules in
+  :data:`CONSOLE_INFO_RULES` (training progress), warnings and errors.
 
-    from gnc.jobs import job
-    with job(snakemake) as log:
-        ...library calls...
-
-which (1) sets torch/OpenMP/BLAS threads to the rule's ``threads`` (two jobs with 2 torch threads
-each on 2 cores run 4x slower each than one — see the README), (2) sends Python logging and
-warnings to the rule's log file, and (3) writes any exception with its traceback to the log and ends
-the job with status 1, so ``snakemake`` shows the message and the log names the cause.
-
-What goes where: the log file gets the ``gnc.*`` loggers from INFO and every other library's loggers
-from WARNING (no third-party INFO chatter). The console (stderr) gets one line when the job starts,
-one when it ends, the INFO lines of the rules in :data:`CONSOLE_INFO_RULES` (training progress), and
-warnings and errors, each as one line: a traceback goes to the log file only. A failed job prints
-``FAILED: <error>: <message> (traceback in <log>)`` and exits with status 1; Snakemake then prints its
-error block with the log (``show-failed-logs``). An interrupted job (Ctrl-C, SIGTERM in training)
-prints ``INTERRUPTED: <what was saved; how to resume>`` and exits with 128 + the signal number.
+A failed job prints ``FAILED: <error>: <message> (traceback in <log>)`` and exits with status 1 (Snakemake
+then prints its error block with the log); an interrupted one (Ctrl-C, SIGTERM in training) prints
+``INTERRUPTED: <what was saved; how to resume>`` and exits with 128 + the signal number.
 """
 
 from __future__ import annotations
@@ -32,7 +24,7 @@ from typing import Any
 
 from .config import expand_runs
 from .console import INTERRUPTED
-from .provenance import code_fingerprint_attrs, set_job_context, utcnow
+from .provenance import set_job_context, utcnow
 
 
 def set_threads(n: int, torch: bool = True) -> None:
@@ -52,44 +44,23 @@ def set_threads(n: int, torch: bool = True) -> None:
 
 
 def job_context(smk) -> dict[str, Any]:
-    """What a Snakemake ``script:`` job knows about itself: rule, wildcards, the resolved study config
-    (``snakemake.config`` is the config after :func:`gnc.config.load_study`), the run's resolved spec for
-    jobs with a ``run`` wildcard, the seed, and the job's start time (now)."""
-    ctx: dict[str, Any] = {"rule": getattr(smk, "rule", None), "started": utcnow()}
-    wildcards = dict(smk.wildcards.items()) if getattr(smk, "wildcards", None) is not None else {}
-    if wildcards:
-        ctx["wildcards"] = wildcards
-    config = dict(getattr(smk, "config", None) or {})
-    if config:
-        ctx["config"] = config
-    run_id = wildcards.get("run")
-    if run_id and config.get("experiments"):
-        try:
-            run = expand_runs(config).get(run_id)
-        except Exception:  # noqa: BLE001 - provenance must never break a job
-            run = None
-        if run is not None:
-            ctx["run_config"] = run.spec()
-            ctx["seed"] = run.seed
-    if "seed" not in ctx:
-        try:
-            opts = smk.params.get("options") if hasattr(smk.params, "get") else getattr(smk.params, "options", None)
-        except Exception:  # noqa: BLE001
-            opts = None
-        if isinstance(opts, dict) and "seed" in opts:
-            ctx["seed"] = opts["seed"]
-    ctx.update(code_fingerprint_attrs(smk))
-    return ctx
+    """What a Snakemake ``script:`` job knows about itself (None: not known): rule, wildcards, the resolved
+    study config (``snakemake.config`` is the config after :func:`gnc.config.load_study`), the run's
+    resolved spec and seed for jobs with a ``run`` wildcard (else the seed of ``params.options``), the
+    fingerprint of its code and what that covers (``params.code``), and the job's start time (now)."""
+    wildcards, config = dict(smk.wildcards.items()), dict(smk.config or {})
+    run = expand_runs(config).get(wildcards["run"]) if "run" in wildcards and config.get("experiments") else None
+    opts, code = getattr(smk.params, "options", None) or {}, getattr(smk.params, "code", None) or {}
+    return {"rule": smk.rule, "started": utcnow(), "wildcards": wildcards or None, "config": config or None,
+            "run_config": run.spec() if run else None, "seed": run.seed if run else opts.get("seed"),
+            "code_fingerprint": code.get("fingerprint"),
+            "code_scope": {k: v for k, v in code.items() if k != "fingerprint"} if code else None}
 
 
 #: rules whose INFO lines are progress a user watches on the console (one line per epoch)
 CONSOLE_INFO_RULES = frozenset({"train"})
 
 _CONSOLE = {"console": True}  # ``extra`` of the job's start and end lines
-
-
-def _ours(record: logging.LogRecord) -> bool:
-    return record.name == "gnc" or record.name.startswith("gnc.")
 
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -118,7 +89,7 @@ def handlers_for(rule: str, log_path: Path | None) -> list[logging.Handler]:
     if log_path is not None:
         log_path.parent.mkdir(parents=True, exist_ok=True)
         file = logging.FileHandler(log_path, mode="a")  # keep an interrupted attempt's log
-        file.addFilter(lambda r: r.levelno >= logging.WARNING or _ours(r))
+        file.addFilter(lambda r: r.levelno >= logging.WARNING or r.name == "gnc" or r.name.startswith("gnc."))
         handlers.append(file)
     return handlers
 
@@ -136,9 +107,8 @@ def job(smk, torch: bool = True):
     except Exception as exc:  # noqa: BLE001 - provenance must never stop a job
         log.warning("no job provenance context: %s", exc)
     start = time.time()
-    wildcards = dict(smk.wildcards.items())
-    log.info("start %s%s (threads %s)", smk.rule, "".join(f" {k}={v}" for k, v in wildcards.items()),
-             smk.threads, extra=_CONSOLE)
+    what = smk.rule + "".join(f" {k}={v}" for k, v in smk.wildcards.items())
+    log.info("start %s (threads %s)", what, smk.threads, extra=_CONSOLE)
     try:
         yield log
     except KeyboardInterrupt as exc:  # Ctrl-C / SIGTERM: one line (gnc.train's says what was saved)
@@ -154,5 +124,4 @@ def job(smk, torch: bool = True):
         if log_path is None:
             raise
         raise SystemExit(1) from None
-    log.info("done %s%s in %.1f s", smk.rule, "".join(f" {k}={v}" for k, v in wildcards.items()),
-             time.time() - start, extra=_CONSOLE)
+    log.info("done %s in %.1f s", what, time.time() - start, extra=_CONSOLE)

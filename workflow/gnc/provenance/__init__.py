@@ -1,35 +1,17 @@
-"""Provenance attributes carried by every result file, and a CLI that prints and verifies them.
+"""Provenance attributes carried by every result file (the README's table "What every result file
+records" says what each means), and a CLI that prints and verifies them.
 
-``provenance(**extra)`` returns a flat dict of ``gnc_*`` attributes:
-
-  gnc_code_version   git commit of the workflow (+ "-dirty" when workflow/, Snakefile or pyproject.toml
-                     differ from it, untracked files included), else the package version
-  gnc_code_dirty     1 / 0 (-1: no git)
-  gnc_versions       JSON: python, torch, torchvision, snakemake, numpy, xarray, scipy, ...
-  gnc_host, gnc_device   where it ran (device: "cpu (x86_64)" unless the caller names another)
-  gnc_started        start of the Snakemake job (else of the process) that wrote the file, UTC
-  gnc_finished       when the attributes were made (just before the file is written), UTC;
-                     ``gnc_created`` is the same time (kept for older readers)
-
-inside a Snakemake job (``gnc.jobs.job`` calls :func:`set_job_context`) also
-
-  gnc_rule, gnc_wildcards   the job
-  gnc_config         the study's resolved configuration (defaults filled in), JSON
-  gnc_run_config     for jobs of one training run: the run's resolved spec (recipe + grid point), JSON
-  gnc_seed           the run's seed (codes jobs: the solvers' seed)
-  gnc_code_fingerprint   sha256 of the code the job ran: its script and the gnc definitions it reaches
-                     (gnc.fingerprint; comments and docstrings do not count)
-  gnc_code_scope     JSON {"script", "select"}: what that fingerprint covers
-
-plus whatever the caller adds (dataset name/version/checksum/path, stage, options...). Files that
-depend on one dataset carry scalar ``gnc_dataset``, ``gnc_dataset_version``, ``gnc_dataset_checksum``,
-``gnc_dataset_path``; combined files carry the same keys as aligned JSON lists
+``provenance(**extra)`` returns a flat dict of ``gnc_*`` attributes: the code version (git commit of the
+workflow, "-dirty" when workflow/, Snakefile or pyproject.toml differ from it; ``$GNC_CODE_VERSION``
+wins), package versions, host, device, working directory, the start of the Snakemake job (else the time
+this module was imported) and the time the attributes were made (UTC; ``gnc_created`` repeats ``gnc_finished``). Inside a
+Snakemake job (``gnc.jobs.job`` calls :func:`set_job_context`) they also name the rule, wildcards,
+resolved config, run spec, seed and code fingerprint; then come the caller's ``extra``. Files of one
+dataset carry scalar ``gnc_dataset*`` attributes, combined files aligned JSON lists
 (:func:`merge_dataset_attrs`).
 
-The command line (``gnc-provenance FILE...``, ``python -m gnc.provenance``) is
-:mod:`gnc.provenance.__main__`; it re-hashes the datasets a file names with
-:func:`gnc.data.verify_datasets`. This module imports neither: it sits below the data and the
-fingerprint layers, which use it.
+The command line (``gnc-provenance``) is :mod:`gnc.provenance.__main__`. This module imports only the
+standard library: it sits below the data and the fingerprint layers, which use it.
 """
 
 from __future__ import annotations
@@ -42,7 +24,6 @@ import os
 import platform
 import socket
 import subprocess
-import time
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -56,29 +37,19 @@ REPO_ROOT = Path(__file__).resolve().parents[3]
 CODE_PATHS = ("workflow", "Snakefile", "pyproject.toml")
 
 DATASET_KEYS = ("gnc_dataset", "gnc_dataset_version", "gnc_dataset_checksum", "gnc_dataset_path")
+#: the manifest fields (and :func:`datasets_of` entries) that :data:`DATASET_KEYS` hold, in that order
+_DATASET_FIELDS = ("name", "version", "checksum", "path")
 
 #: attributes of the Snakemake job this process runs (see set_job_context)
 _JOB: dict[str, Any] = {}
 
 
-def _iso(t: float) -> str:
-    return _dt.datetime.fromtimestamp(t, _dt.timezone.utc).isoformat(timespec="seconds")
-
-
 def utcnow() -> str:
-    return _iso(time.time())
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
 
-@functools.lru_cache(maxsize=1)
-def process_start() -> str:
-    """Start time of this process (Linux /proc; elsewhere the time gnc.provenance was first used)."""
-    try:
-        ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
-        btime = next(int(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines()
-                     if line.startswith("btime "))
-        return _iso(btime + ticks / os.sysconf("SC_CLK_TCK"))
-    except (OSError, ValueError, IndexError, StopIteration, AttributeError):
-        return utcnow()
+#: ``gnc_started`` outside a Snakemake job: when this module was imported, early in any process using gnc
+_IMPORTED = utcnow()
 
 
 @functools.lru_cache(maxsize=1)
@@ -97,16 +68,16 @@ def _git_state() -> tuple[str, int]:
     env = os.environ.get("GNC_CODE_VERSION")
     if env:
         return env, int(env.endswith("-dirty"))
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-C", str(REPO_ROOT), *args], capture_output=True, text=True, timeout=10,
+                              check=True).stdout.strip()
+
     try:
-        commit = subprocess.run(["git", "-C", str(REPO_ROOT), "rev-parse", "HEAD"], capture_output=True,
-                                text=True, timeout=10, check=True).stdout.strip()
-        top = subprocess.run(["git", "-C", str(REPO_ROOT), "rev-parse", "--show-toplevel"], capture_output=True,
-                             text=True, timeout=10, check=True).stdout.strip()
-        if Path(top).resolve() != REPO_ROOT:
+        commit = git("rev-parse", "HEAD")
+        if Path(git("rev-parse", "--show-toplevel")).resolve() != REPO_ROOT:
             raise subprocess.SubprocessError("not the repository of the workflow")
-        paths = [p for p in CODE_PATHS if (REPO_ROOT / p).exists()]
-        dirty = subprocess.run(["git", "-C", str(REPO_ROOT), "status", "--porcelain", "--", *paths],
-                               capture_output=True, text=True, timeout=10, check=True).stdout.strip()
+        dirty = git("status", "--porcelain", "--", *(p for p in CODE_PATHS if (REPO_ROOT / p).exists()))
         return commit + ("-dirty" if dirty else ""), int(bool(dirty))
     except (OSError, subprocess.SubprocessError):
         return f"gnc-study {__version__} (no git)", -1
@@ -115,11 +86,6 @@ def _git_state() -> tuple[str, int]:
 def code_version() -> str:
     """Git commit of the workflow (with -dirty), else the package version. ``$GNC_CODE_VERSION`` wins."""
     return _git_state()[0]
-
-
-def code_dirty() -> int:
-    """1 when the workflow code differs from its git commit, 0 when not, -1 without git."""
-    return _git_state()[1]
 
 
 def device_description(device: Any | None = None) -> str:
@@ -142,68 +108,40 @@ def _attr_value(value: Any):
     return json.dumps(value, sort_keys=True, default=str)
 
 
-# ------------------------------------------------------------------------------- job context
+def _gnc_attrs(attrs: dict[str, Any]) -> dict[str, Any]:
+    """Keys prefixed with ``gnc_`` unless they already are; ``None`` values dropped, booleans as 0/1,
+    non-scalar values stored as JSON."""
+    return {(k if k.startswith("gnc_") else f"gnc_{k}"): _attr_value(v) for k, v in attrs.items() if v is not None}
+
 
 def set_job_context(**attrs: Any) -> None:
-    """Attributes of the job this process runs, added to every :func:`provenance` (keys get ``gnc_``)."""
+    """Attributes of the job this process runs, added to every :func:`provenance` (as :func:`_gnc_attrs`);
+    no arguments: none."""
     _JOB.clear()
-    for key, value in attrs.items():
-        if value is not None:
-            _JOB[key if key.startswith("gnc_") else f"gnc_{key}"] = _attr_value(value)
+    _JOB.update(_gnc_attrs(attrs))
 
-
-def clear_job_context() -> None:
-    _JOB.clear()
-
-
-def code_fingerprint_attrs(smk) -> dict[str, Any]:
-    """``code_fingerprint`` (sha256 of the code the job runs, see gnc.fingerprint) and ``code_scope``
-    (the script and dispatch-table selection it covers, so ``--stale`` can recompute it), from the
-    rule's ``params.code``."""
-    try:
-        code = getattr(smk.params, "code", None)
-    except Exception:  # noqa: BLE001 - provenance must never break a job
-        code = None
-    if not isinstance(code, dict) or not code.get("fingerprint"):
-        return {}
-    scope = {"script": code.get("script"), **({"select": code["select"]} if code.get("select") else {})}
-    return {"code_fingerprint": code["fingerprint"], "code_scope": scope}
-
-
-# ------------------------------------------------------------------------------- attributes
 
 def provenance(**extra: Any) -> dict[str, Any]:
-    """Attributes for a result file. ``extra`` keys are prefixed with ``gnc_`` unless they already are;
-    ``None`` values are dropped, non-scalar values stored as JSON."""
+    """Attributes for a result file: those of the module docstring and ``extra`` (as :func:`_gnc_attrs`)."""
     now = utcnow()
+    version, dirty = _git_state()
     attrs: dict[str, Any] = {
-        "gnc_code_version": code_version(),
-        "gnc_code_dirty": code_dirty(),
+        "gnc_code_version": version,
+        "gnc_code_dirty": dirty,
         "gnc_versions": json.dumps(package_versions(), sort_keys=True),
         "gnc_host": socket.gethostname(),
         "gnc_device": device_description(None),
         "gnc_workdir": os.getcwd(),
-        "gnc_started": process_start(),
+        "gnc_started": _IMPORTED,
         "gnc_finished": now,
         "gnc_created": now,
     }
-    attrs.update(_JOB)
-    for key, value in extra.items():
-        key = key if key.startswith("gnc_") else f"gnc_{key}"
-        if value is None:
-            continue
-        attrs[key] = _attr_value(value)
-    return attrs
+    return {**attrs, **_JOB, **_gnc_attrs(extra)}
 
 
 def dataset_attrs(manifest: dict) -> dict[str, Any]:
     """Provenance attributes naming a prepared dataset (from its manifest)."""
-    return {
-        "gnc_dataset": manifest.get("name"),
-        "gnc_dataset_version": manifest.get("version"),
-        "gnc_dataset_checksum": manifest.get("checksum"),
-        "gnc_dataset_path": manifest.get("path"),
-    }
+    return {key: manifest.get(f) for key, f in zip(DATASET_KEYS, _DATASET_FIELDS)}
 
 
 def decode_attr(value):
@@ -216,56 +154,34 @@ def decode_attr(value):
     return value
 
 
-def _as_list(value) -> list | None:
+def _as_list(value) -> list:
     value = decode_attr(value)
-    if value is None:
-        return None
-    if isinstance(value, (list, tuple)):
-        return list(value)
     if hasattr(value, "tolist"):  # numpy scalars / arrays read back from netCDF
         value = value.tolist()
-        return value if isinstance(value, list) else [value]
-    return [value]
+    return [] if value is None else list(value) if isinstance(value, (list, tuple)) else [value]
 
 
 def datasets_of(attrs: dict[str, Any]) -> list[dict[str, Any]]:
-    """The datasets a file names: [{name, version, checksum, path}], from scalar or list attributes.
-    Name and version missing from older files are read off the path ``<root>/<name>/<version>``."""
-    cols = {k: _as_list(attrs.get(k)) for k in DATASET_KEYS}
-    n = max((len(v) for v in cols.values() if v is not None), default=0)
+    """The datasets a file names: [{name, version, checksum, path}], from scalar or list attributes."""
+    cols = [_as_list(attrs.get(k)) for k in DATASET_KEYS]
     out = []
-    for i in range(n):
-        name, version, checksum, path = (cols[k][i] if cols[k] is not None and i < len(cols[k]) else None
-                                         for k in DATASET_KEYS)
-        if path and (name is None or version is None):
-            parts = Path(str(path)).parts
-            if len(parts) >= 2:
-                name = name if name is not None else parts[-2]
-                version = version if version is not None else parts[-1]
-        out.append({"name": name, "version": version, "checksum": checksum,
-                    "path": None if path is None else str(path)})
+    for i in range(max(map(len, cols))):
+        ds = dict(zip(_DATASET_FIELDS, (c[i] if i < len(c) else None for c in cols)))
+        out.append({**ds, "path": None if ds["path"] is None else str(ds["path"])})
     return out
 
 
-def dataset_list_attrs(entries: Iterable[dict[str, Any]]) -> dict[str, str]:
-    """Aligned JSON-list attributes (one position per dataset, sorted by name, version, path) for a file
-    combining several datasets; duplicates removed."""
+def merge_dataset_attrs(*attr_dicts: dict[str, Any]) -> dict[str, str]:
+    """Dataset attributes of a file made from files with the given attributes: aligned JSON lists, one
+    position per dataset (duplicates removed), sorted by name, version, path."""
     seen = {}
-    for e in entries:
-        key = (str(e.get("name")), str(e.get("version")), str(e.get("path")), str(e.get("checksum")))
-        seen.setdefault(key, e)
+    for attrs in attr_dicts:
+        for e in datasets_of(attrs):
+            seen.setdefault(tuple(str(e[f]) for f in ("name", "version", "path", "checksum")), e)
     rows = [seen[k] for k in sorted(seen)]
     if not rows:
         return {}
-    return {"gnc_dataset": json.dumps([r.get("name") for r in rows]),
-            "gnc_dataset_version": json.dumps([r.get("version") for r in rows]),
-            "gnc_dataset_checksum": json.dumps([r.get("checksum") for r in rows]),
-            "gnc_dataset_path": json.dumps([r.get("path") for r in rows])}
-
-
-def merge_dataset_attrs(*attr_dicts: dict[str, Any]) -> dict[str, str]:
-    """Dataset attributes of a file made from files with the given attributes (aligned lists)."""
-    return dataset_list_attrs(e for a in attr_dicts for e in datasets_of(a))
+    return {key: json.dumps([r.get(f) for r in rows]) for key, f in zip(DATASET_KEYS, _DATASET_FIELDS)}
 
 
 # ----------------------------------------------------------------------------------------- reading
@@ -275,8 +191,7 @@ SIDECAR_SUFFIXES = (".csv", ".png", ".pdf", ".svg")
 
 def sidecar_of(path: str | os.PathLike) -> Path:
     """``results/figures/x.png`` -> ``results/figures/x.provenance.json``."""
-    path = Path(path)
-    return path.with_name(path.name[: -len(path.suffix)] + ".provenance.json")
+    return Path(path).with_suffix(".provenance.json")
 
 
 def read_attrs(path: str | os.PathLike) -> dict[str, Any]:

@@ -1,10 +1,7 @@
-"""``gnc-provenance FILE...`` (``python -m gnc.provenance``): print the provenance of any result file —
-netCDF (.nc), checkpoint (.pt, or a ckpt/ folder), JSON sidecars, a dataset's manifest.json, and
-.csv/.png/.pdf/.svg files through their ``<stem>.provenance.json`` sidecar — and re-hash every
-prepared dataset it names (:func:`gnc.data.verify_datasets`). Exit status 1 when a file has no readable
-provenance or a dataset no longer matches (the message names the file that differs), else 0.
-``gnc-provenance --stale PATH...`` says which results were made by code that has changed since
-(:func:`gnc.fingerprint.report_stale`: recomputes the fingerprints from the code on disk, runs nothing).
+"""``gnc-provenance FILE...`` (``python -m gnc.provenance``): print the provenance of result files and
+re-hash the prepared datasets they name (:func:`gnc.data.verify_datasets`); exit status 1 when a file has
+no readable provenance or a dataset no longer matches. ``--stale PATH...``: which results were made by
+code that has changed since (:func:`gnc.fingerprint.report_stale`).
 """
 
 from __future__ import annotations
@@ -38,18 +35,15 @@ def main(argv: list[str] | None = None) -> int:
         prog="gnc-provenance",
         description="Print the provenance of gnc-study result files and verify the datasets they name.")
     ap.add_argument("files", nargs="+",
-                    help="result files: .nc, .pt (or a ckpt/ folder), .json sidecar or dataset manifest.json, "
-                         ".csv/.png/.pdf/.svg (through <stem>.provenance.json)")
+                    help="result files: .nc, .pt (or a ckpt/ folder), .json, .csv/.png/.pdf/.svg (with a sidecar)")
     ap.add_argument("--root", default=None,
-                    help="workflow working directory that relative dataset paths refer to (default: found from "
-                         "the file's location, else the current directory)")
+                    help="working directory of the workflow (default: found from the file's location, else .)")
     ap.add_argument("--no-verify", action="store_true", help="only print, do not re-hash datasets")
     ap.add_argument("--full", action="store_true", help="print long attributes (config, sources) in full")
     ap.add_argument("--json", action="store_true", help="print one JSON object {file: attributes} instead")
     ap.add_argument("--stale", action="store_true",
-                    help="only say which results were made by code that has changed since (compares each file's "
-                         "gnc_code_fingerprint with the code now on disk; runs nothing). Folders: every result "
-                         "file under them. Exit status 1 when a file is stale or has no fingerprint")
+                    help="only say which results were made by code that has changed since (runs nothing; a folder: "
+                         "every result file under it); exit status 1 when a file is stale or has no fingerprint")
     ap.add_argument("--code-root", default=None,
                     help="with --stale: the workflow/ folder holding scripts/ and gnc/ (default: this package's)")
     args = ap.parse_args(argv)
@@ -76,10 +70,9 @@ def main(argv: list[str] | None = None) -> int:
                                  "problems": problems}
         else:
             _print_attrs(attrs, args.full)
-            if problems:
-                for p in problems:
-                    print(f"  CHECKSUM MISMATCH: {p}")
-            elif not args.no_verify and datasets_of(attrs):
+            for p in problems:
+                print(f"  CHECKSUM MISMATCH: {p}")
+            if not problems and not args.no_verify and datasets_of(attrs):
                 print(f"  datasets verified: {len(datasets_of(attrs))} checksum(s) match")
         if problems:
             status = 1
