@@ -19,11 +19,10 @@ matplotlib and xarray are imported inside the functions that use them: the Snake
 
 from __future__ import annotations
 
-from ._common import (DESCRIPTIONS, FIGURE_TITLES, caption_gap_note, figure_caption, missing_points,
-                      no_data_figure, rst_escape, save_figure, select)
-from ._style import Style, format_tau, rc_params, tau_label
-from .geometry import fig_assignment, fig_codes, fig_sphere, fig_ufm_tau, sphere_points
-from .registry import REGISTRY, FigureSpec, Plan, plan_figure, plan_figures
+from ._common import caption_gap_note, figure_caption, rst_escape, save_figure
+from ._style import Style, format_tau
+from .geometry import fig_assignment, fig_codes, fig_sphere, fig_ufm_tau
+from .registry import REGISTRY, plan_figure, plan_figures
 from .training import (fig_arch_comparison, fig_cmf, fig_d_sweep, fig_k_sweep, fig_nc, fig_ncc,
                        fig_tau_sweep)
 
@@ -44,7 +43,6 @@ FIGURES = {
 }
 if {k: f.__name__ for k, f in FIGURES.items()} != {k: s.function for k, s in REGISTRY.items()}:
     raise ImportError("gnc.figures.FIGURES and gnc.figures.registry.REGISTRY name different figure functions")
-FIGURE_INPUTS = {kind: spec.inputs for kind, spec in REGISTRY.items()}
 
 
 def make_figure(kind: str, *, metrics=None, codes=None, features=None, **options):
@@ -53,14 +51,11 @@ def make_figure(kind: str, *, metrics=None, codes=None, features=None, **options
     if kind not in FIGURES:
         raise KeyError(f"unknown figure {kind!r}; known: {', '.join(FIGURES)}")
     given = {"metrics": metrics, "codes": codes, "features": features}
-    args = [given[name] for name in FIGURE_INPUTS[kind]]
-    return FIGURES[kind](*args, **options)
+    return FIGURES[kind](*(given[name] for name in REGISTRY[kind].inputs), **options)
 
 
 __all__ = [
-    "FIGURE_INPUTS", "FIGURES", "FIGURE_TITLES", "DESCRIPTIONS", "REGISTRY", "FigureSpec", "Plan", "Style",
-    "caption_gap_note", "fig_arch_comparison", "fig_assignment", "fig_cmf", "fig_codes", "fig_d_sweep",
-    "fig_k_sweep", "fig_nc", "fig_ncc", "fig_sphere", "fig_tau_sweep", "fig_ufm_tau", "figure_caption",
-    "format_tau", "make_figure", "missing_points", "no_data_figure", "plan_figure", "plan_figures", "rc_params",
-    "rst_escape", "save_figure", "select", "sphere_points", "tau_label",
+    "FIGURES", "REGISTRY", "Style", "caption_gap_note", "fig_arch_comparison", "fig_assignment", "fig_cmf",
+    "fig_codes", "fig_d_sweep", "fig_k_sweep", "fig_nc", "fig_ncc", "fig_sphere", "fig_tau_sweep", "fig_ufm_tau",
+    "figure_caption", "format_tau", "make_figure", "plan_figure", "plan_figures", "rst_escape", "save_figure",
 ]

@@ -27,13 +27,10 @@ from typing import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from ..grid import same_tau
 from ..io import atomic_path, rst_escape, sha256_file, write_json_atomic, write_text_atomic
 from ..provenance import merge_dataset_attrs, provenance, read_attrs
 from ._style import format_tau, rc_params
-from .registry import NAME_DIMS, REGISTRY, SETTING_DIMS
-
-FLOAT_DIMS = {"tau"}
+from .registry import NAME_DIMS, REGISTRY, SETTING_DIMS, as_list, same_value
 
 # Short axis labels (the netCDF long_name may be long); units come from the variable's attrs.
 SHORT_LABELS = {  # the variables a panel labels from this table (the others set their own label)
@@ -54,28 +51,6 @@ DIM_NAMES = {"variant": "variant", "dataset": "dataset", "arch": "architecture",
 
 
 # ----------------------------------------------------------------------------- small helpers
-
-def as_list(value) -> list | None:
-    if value is None:
-        return None
-    if isinstance(value, (str, bytes)) or np.isscalar(value):
-        return [value]
-    return list(value)
-
-
-def _same(dim: str, a, b) -> bool:
-    if dim in FLOAT_DIMS or isinstance(a, float) or isinstance(b, float):
-        try:
-            return same_tau(float(a), float(b))
-        except (TypeError, ValueError):
-            return str(a) == str(b)
-    if isinstance(a, (np.integer, int)) or isinstance(b, (np.integer, int)):
-        try:
-            return int(a) == int(b)
-        except (TypeError, ValueError):
-            return False
-    return str(a) == str(b)
-
 
 def py(value):
     """numpy scalar -> plain python (JSON-friendly)."""
@@ -110,13 +85,12 @@ def select(ds, **sel):
     are not in the file at all (they become missing grid points, not errors)."""
     absent: dict[str, list] = {}
     for dim, wanted in sel.items():
-        wanted = as_list(wanted)
         if wanted is None or dim not in ds.dims:
             continue
         coord = list(ds[dim].values)
         idx = []
-        for w in wanted:
-            hit = [i for i, c in enumerate(coord) if _same(dim, c, w)]
+        for w in as_list(wanted):
+            hit = [i for i, c in enumerate(coord) if same_value(c, w)]
             if hit:
                 idx.append(hit[0])
             else:
@@ -213,20 +187,15 @@ def no_data_figure(kind: str, reason: str = "", columns: Sequence[str] = (), *, 
         ax = fig.add_subplot(1, 1, 1)
         ax.set_axis_off()
         ax.set_gid("no-data")
-        title = FIGURE_TITLES.get(kind, kind)
-        text = f"{title}\n\nNo data for this figure in this study."
+        text = f"{REGISTRY[kind].title}\n\nNo data for this figure in this study."
         if reason:
-            text += "\n" + _wrap(reason, 90)
+            text += "\n" + textwrap.fill(reason, 90)
         ax.text(0.5, 0.5, text, ha="center", va="center", fontsize=11, transform=ax.transAxes,
                 bbox=dict(boxstyle="round,pad=0.6", fc="#f4f4f4", ec="#999999"))
     frame = pd.DataFrame({c: pd.Series(dtype="float64") for c in columns})
     frame = finish_frame(frame, kind, missing=[{"reason": reason or "no data"}], selection=selection,
                          sources=sources, no_data=True)
     return fig, frame
-
-
-def _wrap(text: str, width: int) -> str:
-    return "\n".join(textwrap.wrap(text, width)) if text else ""
 
 
 def panel_grid(n: int, ncols: int = 4, **kw):
@@ -404,11 +373,10 @@ def caption_gap_note(frame: pd.DataFrame, *, limit: int = 12) -> str:
 
 
 def _missing_item(base: dict, seeds: list) -> str:
-    """One missing grid point (its seeds listed together), with its metrics, epochs and reason."""
+    """One missing grid point (its seeds listed together), with its metrics and reason."""
     base = dict(base)
     metrics = base.pop("metrics", "all")
     what = base.pop("what", None)
-    epochs = base.pop("epochs", None)
     reason = base.pop("reason", None)
     text = fmt_coords(base)
     if seeds:
@@ -416,8 +384,6 @@ def _missing_item(base: dict, seeds: list) -> str:
     details = []
     if metrics not in (None, "all"):
         details.append(", ".join(metrics))
-    if epochs:
-        details.append("epochs " + _compact_ints(epochs))
     if what:
         details.append(what)
     if reason:
@@ -427,30 +393,7 @@ def _missing_item(base: dict, seeds: list) -> str:
     return text.strip()
 
 
-def _compact_ints(values) -> str:
-    vals = sorted(int(v) for v in values)
-    if not vals:
-        return ""
-    runs = []
-    start = prev = vals[0]
-    for v in vals[1:]:
-        if v == prev + 1:
-            prev = v
-            continue
-        runs.append((start, prev))
-        start = prev = v
-    runs.append((start, prev))
-    parts = [str(a) if a == b else f"{a}–{b}" for a, b in runs]
-    if len(parts) > 8:
-        return f"{vals[0]}–{vals[-1]} ({len(vals)} checkpoints)"
-    return ", ".join(parts)
-
-
 # ----------------------------------------------------------------------------- captions
-
-FIGURE_TITLES = {kind: spec.title for kind, spec in REGISTRY.items()}
-DESCRIPTIONS = {kind: spec.description for kind, spec in REGISTRY.items()}
-
 
 def _levels(frame: pd.DataFrame, col: str) -> list:
     if col not in frame.columns:
@@ -466,7 +409,7 @@ def figure_caption(kind: str, frame: pd.DataFrame) -> str:
     """Caption text stating what the figure shows and its setting (dataset, architecture, variant, d, K,
     τ, seeds, epochs), read from exactly the plotted data (the figure's ``frame``), plus its notes and
     the missing-grid-point note."""
-    parts = [f"{FIGURE_TITLES.get(kind, kind)}. {DESCRIPTIONS.get(kind, '')}".strip()]
+    parts = [f"{REGISTRY[kind].title}. {REGISTRY[kind].description}"]
     if frame.attrs.get("no_data"):
         parts.append(caption_gap_note(frame))
         return _join(parts)
@@ -476,7 +419,7 @@ def figure_caption(kind: str, frame: pd.DataFrame) -> str:
         if setting:
             parts.append("Setting: " + "; ".join(setting) + ".")
         seeds = frame.attrs.get("seeds") or _levels(frame, "seed")
-    parts.append(_seed_sentence(kind, frame.attrs.get("seed_text"), seeds))
+    parts.append(_seed_sentence(frame.attrs.get("seed_text"), seeds))
     if len(frame):
         parts.append(_epoch_sentence(kind, _levels(frame, "epoch")))
         if kind == "sphere":
@@ -501,8 +444,8 @@ def _setting_texts(frame: pd.DataFrame) -> list[str]:
     return out
 
 
-def _seed_sentence(kind: str, seed_text: str | None, seeds: list) -> str:
-    """Which seeds the figure shows and how they are combined."""
+def _seed_sentence(seed_text: str | None, seeds: list) -> str:
+    """Which seeds the figure shows and how they are combined (figures without a seed text: the heatmaps)."""
     if seed_text:
         many = "mean" in seed_text or ";" in seed_text or seed_text.startswith("seeds")
         return seed_text[0].upper() + seed_text[1:] + (
@@ -510,13 +453,7 @@ def _seed_sentence(kind: str, seed_text: str | None, seeds: list) -> str:
             "min–max)." if many else ".")
     if not seeds:
         return ""
-    s = ", ".join(str(py(x)) for x in seeds)
-    if kind == "assignment":
-        return f"Seed{'s' if len(seeds) > 1 else ''} {s} (one heatmap each)."
-    if len(seeds) > 1:
-        return (f"Seeds {s}: a line is the mean over the seeds that have the point; where two or more "
-                f"do, a band shows their min–max.")
-    return f"Seed {s} (one run per point)."
+    return f"Seed{'s' if len(seeds) > 1 else ''} {', '.join(str(py(x)) for x in seeds)} (one heatmap each)."
 
 
 def _epoch_sentence(kind: str, epochs: list) -> str:

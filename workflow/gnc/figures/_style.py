@@ -89,39 +89,23 @@ def format_tau(tau: float) -> str:
     return f"{tau:g}"
 
 
-def tau_label(tau: float) -> str:
-    return f"τ = {format_tau(tau)}"
-
-
-def _clean_levels(values: Iterable, numeric: bool) -> list:
-    out = []
-    for v in values:
-        if v is None:
-            continue
-        if numeric:
-            try:
-                fv = float(v)
-            except (TypeError, ValueError):
-                continue
-            if math.isnan(fv):
-                continue
-        else:
-            v = str(v)
-            if v in ("", "nan", "None"):
-                continue
-        out.append(v)
-    return out
-
-
 def _unique_sorted(values: Iterable, numeric: bool) -> list:
-    vals = _clean_levels(values, numeric)
-    if numeric:
-        uniq: list[float] = []
-        for v in sorted(float(x) for x in vals):
-            if not uniq or not same_tau(v, uniq[-1]):
-                uniq.append(v)
-        return uniq
-    return sorted(set(vals))
+    """The sorted levels of a coordinate, None / NaN / empty names dropped; numbers within the
+    tolerance of :func:`gnc.grid.same_tau` count as one level."""
+    if not numeric:
+        return sorted({str(v) for v in values if v is not None} - {"", "nan", "None"})
+    uniq: list[float] = []
+    for v in sorted(float(v) for v in values if v is not None and not _nan(v)):
+        if not uniq or not same_tau(v, uniq[-1]):
+            uniq.append(v)
+    return uniq
+
+
+def _nan(v) -> bool:
+    try:
+        return math.isnan(float(v))
+    except (TypeError, ValueError):
+        return True  # not a number: not a level
 
 
 @dataclass
@@ -150,59 +134,37 @@ class Style:
     def tau_color(self, tau: float):
         import matplotlib as mpl
 
-        levels = self.taus or [float(tau)]
-        idx = _index_close(levels, float(tau))
-        if idx is None:
-            levels = _unique_sorted(list(levels) + [float(tau)], True)
-            idx = _index_close(levels, float(tau))
+        levels = _unique_sorted([*self.taus, tau], True)
         n = len(levels)
         # rank among the study's temperatures, largest τ first: light orange (τ large) ... dark indigo
         # (τ → 0). "plasma" restricted to [0.05, 0.82] stays visible on white and is colour-blind safe.
-        order = sorted(range(n), key=lambda i: -levels[i])
-        rank = order.index(idx)
+        rank = n - 1 - next(i for i, v in enumerate(levels) if same_tau(v, float(tau)))
         frac = 0.5 if n == 1 else rank / (n - 1)
         return tuple(mpl.colormaps["plasma"](0.82 - 0.77 * frac)[:3])
 
     def arch_color(self, arch: str):
         return _categorical(self.archs, str(arch), "colorblind")
 
-    def variant_color(self, variant: str):
-        return _categorical(self.variants, str(variant), "Dark2")
-
     def d_color(self, d: int):
         import matplotlib as mpl
 
-        levels = self.dims or [int(d)]
-        if int(d) not in levels:
-            levels = sorted(set(levels) | {int(d)})
+        levels = sorted({*self.dims, int(d)})
         # sequential, light to dark with d; "viridis" restricted to [0.15, 0.85] stays visible on white
         frac = 0.5 if len(levels) == 1 else levels.index(int(d)) / (len(levels) - 1)
         return tuple(mpl.colormaps["viridis"](0.85 - 0.7 * frac)[:3])
 
     def color(self, dim: str, value):
-        if dim == "tau":
-            return self.tau_color(value)
-        if dim == "arch":
-            return self.arch_color(value)
+        """The colour of a level of ``dim`` (tau, arch, variant or d)."""
         if dim == "variant":
-            return self.variant_color(value)
-        if dim == "d":
-            return self.d_color(value)
-        raise KeyError(f"no palette for {dim!r}")
+            return _categorical(self.variants, str(value), "Dark2")
+        return {"tau": self.tau_color, "arch": self.arch_color, "d": self.d_color}[dim](value)
 
     def label(self, dim: str, value) -> str:
         if dim == "tau":
-            return tau_label(value)
+            return f"τ = {format_tau(value)}"
         if dim in ("d", "K"):
             return f"{dim} = {int(value)}"
         return str(value)
-
-
-def _index_close(levels: list[float], value: float) -> int | None:
-    for i, v in enumerate(levels):
-        if same_tau(v, value):
-            return i
-    return None
 
 
 def _categorical(levels: list[str], value: str, palette: str):

@@ -22,11 +22,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
 
-from ._style import format_tau
-from ..io import write_text_atomic
+import numpy as np
 
 from ..grid import RUN_DIMS, same_tau
-SELECT_DIMS = RUN_DIMS  # keys a `figures: {<kind>: {...}}` entry may set (kinds drawn from runs)
+from ..io import write_text_atomic
+from ._style import format_tau
+
 DIM_WORDS = {"tau": "temperature τ", "arch": "architecture", "d": "feature dimension d", "K": "number of classes K",
              "variant": "classifier variant", "seed": "seed", "dataset": "dataset"}
 
@@ -122,28 +123,33 @@ REGISTRY: dict[str, FigureSpec] = {s.kind: s for s in [
 
 # ----------------------------------------------------------------------------- selection
 
-def _same(a, b) -> bool:
-    if isinstance(a, float) or isinstance(b, float):
-        try:
+def same_value(a, b) -> bool:
+    """Whether two coordinate values name the same level: as numbers when either is a float (within the
+    tolerance of :func:`gnc.grid.same_tau`) or an integer, else as text."""
+    try:
+        if isinstance(a, (float, np.floating)) or isinstance(b, (float, np.floating)):
             return same_tau(float(a), float(b))
-        except (TypeError, ValueError):
-            return False
+        if isinstance(a, (int, np.integer)) or isinstance(b, (int, np.integer)):
+            return int(a) == int(b)
+    except (TypeError, ValueError):
+        pass
     return str(a) == str(b)
 
 
-def _as_list(v) -> list:
-    return list(v) if isinstance(v, (list, tuple, set)) else [v]
+def as_list(value) -> list:
+    """A selection value as a list of values (a string or a scalar is one value)."""
+    return [value] if value is None or isinstance(value, (str, bytes)) or np.isscalar(value) else list(value)
 
 
 def matches(run: Mapping, select: Mapping) -> bool:
     """Whether a run's coordinates satisfy a selection ({dim: value or list of values})."""
-    return all(v is None or any(_same(run.get(dim), w) for w in _as_list(v)) for dim, v in select.items())
+    return all(v is None or any(same_value(run.get(dim), w) for w in as_list(v)) for dim, v in select.items())
 
 
 def _levels(values: Iterable) -> list:
     out: list = []
     for v in values:
-        if not any(_same(v, u) for u in out):
+        if not any(same_value(v, u) for u in out):
             out.append(v)
     try:
         return sorted(out)
@@ -197,9 +203,9 @@ def plan_figure(kind: str, runs: Sequence[Mapping], options: Mapping | None = No
     ``options`` is the figure's entry of the config's ``figures:`` section."""
     spec = REGISTRY[kind]
     options = dict(options or {})
-    unknown = set(options) - set(SELECT_DIMS)
+    unknown = set(options) - set(RUN_DIMS)
     if unknown:
-        raise ValueError(f"figures.{kind}: unknown key(s) {sorted(unknown)}; allowed: {', '.join(SELECT_DIMS)}")
+        raise ValueError(f"figures.{kind}: unknown key(s) {sorted(unknown)}; allowed: {', '.join(RUN_DIMS)}")
     if spec.inputs == ("codes",):  # shows what codes.nc holds
         if options:
             raise ValueError(f"figures.{kind}: this figure shows what codes.nc holds; it takes no selection")

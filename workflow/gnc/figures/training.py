@@ -29,12 +29,11 @@ from typing import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from ..grid import same_tau
 from ._common import (ACCURACY_VARS, DIM_NAMES, add_figure_legend, annotate_missing, axis_label, band_handle,
                       code_value, figure_style, finish_frame, fmt_setting, fmt_value, no_data_figure, panel_grid,
                       plot_with_band, py, select, source_records, spread)
 from ._style import Style
-from .registry import REGISTRY, RUN_DIMS, headline, matches
+from .registry import REGISTRY, RUN_DIMS, headline, matches, same_value
 
 SETTING_COLUMNS = [d for d in RUN_DIMS if d != "seed"]
 CURVE_COLUMNS = ["series", "metric", *SETTING_COLUMNS, "epoch", "value", "lower", "upper", "n_seeds", "seeds"]
@@ -159,15 +158,6 @@ def _wrap_title(text: str, fig, fontsize: float = 12) -> str:
     return "\n".join(line.rstrip() for line in lines)
 
 
-def _eq(series: pd.Series, value) -> pd.Series:
-    if isinstance(value, float) or series.dtype.kind == "f":
-        try:
-            return pd.Series(same_tau(series.astype(float), float(value)), index=series.index)
-        except (TypeError, ValueError):
-            pass
-    return series.astype(str) == str(value)
-
-
 def _format_axis(ax, panel: Panel, ds, xlabel: str):
     metric = panel.metrics[0]
     ax.set_ylabel(panel.ylabel or axis_label(metric, ds, percent=panel.percent))
@@ -182,12 +172,7 @@ def _format_axis(ax, panel: Panel, ds, xlabel: str):
 
 
 def _color(style: Style, hue: str | None, level, setting: Mapping):
-    if hue is None:
-        return style.arch_color(setting.get("arch", ""))
-    try:
-        return style.color(hue, level)
-    except KeyError:
-        return None
+    return style.arch_color(setting.get("arch", "")) if hue is None else style.color(hue, level)
 
 
 def _sweep_grid(n_panels: int):
@@ -266,7 +251,7 @@ def _draw_curve_panel(ax, panel: Panel, frame, levels, hue, style, setting, code
     for metric, ls, _ in panel.lines:
         msel = frame[frame["metric"] == metric]
         for lv in levels:
-            part = msel if hue is None else msel[_eq(msel[hue], lv)]
+            part = msel if hue is None else msel[msel[hue].map(lambda v: same_value(v, lv)).astype(bool)]
             if len(part):
                 part = part.sort_values("epoch")
                 x = part["epoch"].to_numpy(dtype=float)
