@@ -29,21 +29,12 @@ ASSIGNMENT_COLUMNS = ["dataset", "arch", "seed", "k", "k2", "class_k", "class_k2
 
 def _class_names(codes, facet_index: dict, ks) -> list[str]:
     """``codes.class_name`` of the classes ``ks`` of one facet ("class k" where it has none)."""
-    if "class_name" not in getattr(codes, "variables", {}):
+    if "class_name" not in codes.variables:
         return [f"class {k}" for k in ks]
     cn = codes["class_name"]
-    idx = {d: i for d, i in facet_index.items() if d in cn.dims}
-    cn = cn.isel(idx) if idx else cn
-    extra = [d for d in cn.dims if d != "k"]
-    if extra:
-        cn = cn.isel({d: 0 for d in extra})
-    vals = [cn.values[k] if k < cn.sizes.get("k", 0) else None for k in ks]
-    out = []
-    for k, v in zip(ks, vals):
-        v = v.decode() if isinstance(v, bytes) else v
-        out.append(f"class {k}" if v is None or (isinstance(v, float) and math.isnan(v)) or str(v) in ("", "nan")
-                   else str(v))
-    return out
+    cn = cn.isel({d: facet_index.get(d, 0) for d in cn.dims if d != "k"})
+    names = [str(cn.values[k]) if k < cn.sizes["k"] else "" for k in ks]
+    return [f"class {k}" if name in ("", "nan", "None") else name for k, name in zip(ks, names)]
 
 
 def fig_assignment(codes, *, max_seeds: int = 6):
@@ -151,11 +142,8 @@ def _gram_rows(facet: dict, seed, ks: list[int], names: list[str], mm: np.ndarra
 
 def _assignment_title(codes, facet: dict, K: int) -> str:
     """The grid point of the Gram matrices (codes.nc records it in ``gnc_assignment_setting``)."""
-    try:
-        setting = json.loads(codes.attrs.get("gnc_assignment_setting", "{}"))
-    except (TypeError, ValueError):
-        setting = {}
-    setting = {**{k: py(v) for k, v in facet.items()}, **setting}
+    recorded = json.loads(codes.attrs.get("gnc_assignment_setting", "{}"))
+    setting = {**{k: py(v) for k, v in facet.items()}, **recorded}
     setting.setdefault("K", K)
     if "tau" in setting:
         setting["tau"] = float(setting["tau"])
@@ -377,8 +365,8 @@ def fig_codes(codes, *, tol: float = 1e-3, style: Style | None = None):
     (solid softmax code, dashed Tammes drawn on top, so it shows where the two coincide; × the paper's
     line), the gain ``softmax_value − tammes_ovr``, and both minimum angles.  The gain panel marks every
     (d, K) with its verdict from ``codes.nc`` (``verdict``: same ○, differ ◆, undecided □; column
-    ``verdict``, ``differs`` = verdict is differ); a file without verdicts falls back to marking
-    |softmax_value − tammes_ovr| > ``tol``.  Extra dims of a variable are reduced by their maximum."""
+    ``verdict``, ``differs`` = verdict is differ); ``tol`` is dotted on the gain panel.  Extra dims of a
+    variable are reduced by their maximum."""
     sources = source_records(codes)
     names = [v for v in (*CODE_VARS, "paper_optimal") if codes is not None and v in codes.data_vars]
     main = [v for v in names if v in CODE_VARS]
@@ -386,13 +374,12 @@ def fig_codes(codes, *, tol: float = 1e-3, style: Style | None = None):
         return no_data_figure("codes", "codes.nc has none of softmax_value, tammes_ovr, softmax_min_angle, "
                               "tammes_angle", CODES_COLUMNS, sources=sources)
     verdicts = _verdicts(codes)
-    notes = ["Markers: verdict per (d, K) (same / differ / undecided; evidence in codes.nc)" if verdicts else
-             f"Circles: |softmax_value − tammes_ovr| > {tol:g}"]
+    notes = ["Markers: verdict per (d, K) (same / differ / undecided; evidence in codes.nc)"] if verdicts else []
     long = _code_values(codes, names, notes)
     settings = sorted({(int(a), int(b)) for a, b, m in zip(long["d"], long["K"], long["metric"]) if m in CODE_VARS})
     if not settings:
         return no_data_figure("codes", "no code values for this selection", CODES_COLUMNS, sources=sources)
-    frame, missing = _codes_frame(long, settings, main, verdicts, tol)
+    frame, missing = _codes_frame(long, settings, main, verdicts)
     style = style or Style.from_datasets(codes)
     dvals = sorted({s[0] for s in settings})
     Kvals = sorted({s[1] for s in settings})
@@ -402,9 +389,9 @@ def fig_codes(codes, *, tol: float = 1e-3, style: Style | None = None):
         for ax, (pname, ms) in zip(axes, panels):
             ax.set_gid(f"{pname}|0")
             for dd in dvals:
-                _draw_code_lines(ax, pname, ms, frame[frame["d"] == dd], style.d_color(dd), verdicts)
+                _draw_code_lines(ax, pname, ms, frame[frame["d"] == dd], style.d_color(dd))
             _format_codes_axis(ax, pname, Kvals, tol, codes)
-        add_figure_legend(fig, _codes_handles(dvals, style, verdicts, tol, frame), title="feature dim.")
+        add_figure_legend(fig, _codes_handles(dvals, style, verdicts, frame), title="feature dim.")
         fig.suptitle("Softmax code vs Tammes code", fontsize=13)
         annotate_missing(fig, missing)
     frame = finish_frame(frame, "codes", missing=merge_missing(missing), notes=notes, sources=sources,
@@ -428,7 +415,7 @@ def _code_values(codes, names, notes: list) -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["d", "K", "value", "metric"])
 
 
-def _codes_frame(long: pd.DataFrame, settings, main, verdicts: dict, tol: float):
+def _codes_frame(long: pd.DataFrame, settings, main, verdicts: dict):
     """The plotted rows of the settings (with the gain ``ovr_gain`` and each point's verdict and
     ``differs``) and the missing-point records of settings lacking one of the ``main`` variables."""
     piv = long.pivot_table(index=["d", "K"], columns="metric", values="value", aggfunc="first")
@@ -440,7 +427,7 @@ def _codes_frame(long: pd.DataFrame, settings, main, verdicts: dict, tol: float)
             missing.append({"d": s[0], "K": s[1], "metrics": lacking})
         a, b = row.get("softmax_value", np.nan), row.get("tammes_ovr", np.nan)
         if pd.notna(a) and pd.notna(b):
-            differs[s] = verdicts[s] == "differ" if s in verdicts else (not verdicts and bool(abs(a - b) > tol))
+            differs[s] = verdicts.get(s) == "differ"
             gain_rows.append({"metric": "ovr_gain", "d": s[0], "K": s[1], "value": float(a - b)})
     frame = pd.concat([long, pd.DataFrame(gain_rows)], ignore_index=True)
     frame = frame[frame.apply(lambda r: (int(r["d"]), int(r["K"])) in set(settings), axis=1)]
@@ -452,9 +439,9 @@ def _codes_frame(long: pd.DataFrame, settings, main, verdicts: dict, tol: float)
     return frame[CODES_COLUMNS].sort_values(["metric", "d", "K"]).reset_index(drop=True), missing
 
 
-def _draw_code_lines(ax, pname: str, ms, rows: pd.DataFrame, col, verdicts: dict):
+def _draw_code_lines(ax, pname: str, ms, rows: pd.DataFrame, col):
     """The lines of one d on one panel (solid softmax code, dashed Tammes code), the verdict markers on
-    the gain panel (without verdicts: circles where the two differ), the paper's value on the ρ_ovr panel."""
+    the gain panel, the paper's value on the ρ_ovr panel."""
     for m, ls in zip(ms, ("-", "--")):
         part = rows[rows["metric"] == m].sort_values("K")
         if not len(part):
@@ -464,16 +451,12 @@ def _draw_code_lines(ax, pname: str, ms, rows: pd.DataFrame, col, verdicts: dict
                 marker="o" if ls == "-" else None, markersize=3.5,
                 linewidth=2.6 if ls == "-" else 1.3, alpha=0.55 if ls == "-" else 1.0,
                 zorder=2 if ls == "-" else 3)
-        if m == "ovr_gain" and verdicts:
-            for v, mk in VERDICT_MARKERS.items():
-                sel = part[part["verdict"] == v]
-                if len(sel):
-                    ax.plot(sel["K"].to_numpy(float), sel["value"].to_numpy(float), linestyle="none", zorder=4, **mk)
-        elif m in ("softmax_value", "ovr_gain") and not verdicts:
-            dif = part[part["differs"].fillna(False).astype(bool)]
-            if len(dif):
-                ax.plot(dif["K"].to_numpy(float), dif["value"].to_numpy(float), linestyle="none", marker="o",
-                        markersize=10, markerfacecolor="none", markeredgecolor="black", markeredgewidth=1.1)
+        if m != "ovr_gain":
+            continue
+        for v, mk in VERDICT_MARKERS.items():
+            sel = part[part["verdict"] == v]
+            if len(sel):
+                ax.plot(sel["K"].to_numpy(float), sel["value"].to_numpy(float), linestyle="none", zorder=4, **mk)
     if pname == "ovr":
         part = rows[rows["metric"] == "paper_optimal"]
         if len(part):
@@ -502,8 +485,8 @@ def _format_codes_axis(ax, pname: str, Kvals: list, tol: float, codes):
         ax.set_title("minimum angle between code vectors")
 
 
-def _codes_handles(dvals, style: Style, verdicts: dict, tol: float, frame: pd.DataFrame) -> list:
-    """Legend: a colour per d, the two line styles, the verdict (or "differ") markers, the paper's value."""
+def _codes_handles(dvals, style: Style, verdicts: dict, frame: pd.DataFrame) -> list:
+    """Legend: a colour per d, the two line styles, the verdict markers, the paper's value."""
     from matplotlib.lines import Line2D
 
     handles = [Line2D([], [], color=style.d_color(dd), marker="o", label=f"d = {dd}") for dd in dvals]
@@ -511,9 +494,6 @@ def _codes_handles(dvals, style: Style, verdicts: dict, tol: float, frame: pd.Da
                 Line2D([], [], color="0.3", linestyle="--", label="Tammes code")]
     if verdicts:
         handles += [Line2D([], [], linestyle="none", label=f"verdict: {v}", **mk) for v, mk in VERDICT_MARKERS.items()]
-    else:
-        handles.append(Line2D([], [], linestyle="none", marker="o", markersize=10, markerfacecolor="none",
-                              markeredgecolor="black", label=f"differ (> {tol:g})"))
     if (frame["metric"] == "paper_optimal").any():
         handles.append(Line2D([], [], linestyle="none", marker="x", color="0.25", label="paper's 'Optimal'"))
     return handles
@@ -559,57 +539,23 @@ def sphere_points(features, *, n_features: int = 400, seed: int = 0, center: boo
     return {"W": Wn, "means": means, "sample_idx": idx, "H": Hn[idx], "y": y[idx]}
 
 
-def _names_from(ds, K: int):
-    """The class names of a features file (attrs ``class_names`` / ``classes`` or variable ``class_name``)."""
-    for key in ("class_names", "classes"):
-        raw = ds.attrs.get(key) if hasattr(ds, "attrs") else None
-        if raw is not None:
-            try:
-                vals = json.loads(raw) if isinstance(raw, str) else list(raw)
-                if len(vals) >= K:
-                    return [str(v) for v in vals[:K]]
-            except (json.JSONDecodeError, TypeError):
-                pass
-    if "class_name" in getattr(ds, "variables", {}):
-        vals = list(ds["class_name"].values)
-        if len(vals) >= K:
-            return [str(v) for v in vals[:K]]
+def _names_from(ds, K: int) -> list[str]:
+    """The class names of a features file (variable ``class_name``), else "class k"."""
+    if "class_name" in ds.variables and ds["class_name"].size >= K:
+        return [str(v) for v in ds["class_name"].values[:K]]
     return [f"class {k}" for k in range(K)]
 
 
-def _panels_of(features) -> list[tuple[str, object]]:
-    """(title, features dataset) of each panel: one Dataset, or a mapping {panel title: Dataset}."""
-    if features is None:
-        return []
-    if hasattr(features, "data_vars"):  # one xarray Dataset (itself a Mapping of variables)
-        return [(_panel_title(features), features)]
-    return [(str(k), v) for k, v in features.items() if v is not None]
-
-
-def _panel_title(ds) -> str:
-    parts = []
-    for key in ("epoch", "gnc_epoch"):
-        if key in getattr(ds, "attrs", {}):
-            parts.append(f"epoch {ds.attrs[key]}")
-            break
-    if "tau" in getattr(ds, "attrs", {}):
-        try:
-            parts.append(f"τ = {format_tau(float(ds.attrs['tau']))}")
-        except (TypeError, ValueError):
-            pass
-    return ", ".join(parts) or "panel 1"
-
-
 def fig_sphere(features, *, n_features: int = 400, seed: int = 0, center: bool = False):
-    """Fig. 9 — sphere pictures. ``features``: one features Dataset (``train_h``, ``train_y``, ``W``) or a
-    mapping {panel title: Dataset} (e.g. several epochs). d = 2: the unit circle; d = 3: two orthographic
+    """Fig. 9 — sphere pictures. ``features``: a mapping {panel title: features Dataset (``train_h``,
+    ``train_y``, ``W``)}, e.g. one run each. d = 2: the unit circle; d = 3: two orthographic
     disks, the front hemisphere (z ≥ 0, seen from +z) and the back one (z < 0, seen from −z, plotted at
     (−x, y)). Stars: ŵ_k; circles: normalized class means; dots: ``n_features`` random training features
     (numpy seed ``seed``). Panels with d ∉ {2, 3} say so; if none can be drawn the no-data figure is
     returned."""
     from matplotlib.figure import Figure
 
-    panels = _panels_of(features)
+    panels = [(str(k), v) for k, v in (features or {}).items() if v is not None]
     sources = source_records(*[p[1] for p in panels]) if panels else []
     usable, skipped = _sphere_usable(panels)
     if not usable:
