@@ -15,9 +15,11 @@ Every figure function returns ``(fig, frame)``; ``frame.attrs`` carries
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
+import operator
 import os
 import textwrap
 import warnings
@@ -46,17 +48,14 @@ SHORT_LABELS = {  # the variables a panel labels from this table (the others set
     "ufm_min_angle": "UFM min angle",
 }
 ACCURACY_VARS = {"train_acc", "test_acc", "ncc_train_acc", "ncc_test_acc"}
-DIM_NAMES = {"variant": "variant", "dataset": "dataset", "arch": "architecture", "tau": "τ", "d": "d",
-             "K": "K", "seed": "seed", "epoch": "epoch"}
+DIM_NAMES = {"arch": "architecture", "tau": "τ"}  # the other dims by their own name
 
 
 # ----------------------------------------------------------------------------- small helpers
 
 def py(value):
     """numpy scalar -> plain python (JSON-friendly)."""
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
+    return value.item() if isinstance(value, np.generic) else value
 
 
 def fmt_value(dim: str, value) -> str:
@@ -69,14 +68,9 @@ def fmt_value(dim: str, value) -> str:
 
 
 def fmt_coords(rec: Mapping, dims: Sequence[str] | None = None) -> str:
-    dims = [d for d in (dims or rec.keys()) if d in rec]
-    parts = []
-    for d in dims:
-        if d in NAME_DIMS:
-            parts.append(str(rec[d]))
-        else:
-            parts.append(f"{DIM_NAMES.get(d, d)}={fmt_value(d, rec[d])}")
-    return ", ".join(parts)
+    """'glyphs, smallcnn, d=10, τ=1/10': the names of a record by their value, the other dims as dim=value."""
+    return ", ".join(str(rec[d]) if d in NAME_DIMS else f"{DIM_NAMES.get(d, d)}={fmt_value(d, rec[d])}"
+                     for d in (dims or rec.keys()) if d in rec)
 
 
 def select(ds, **sel):
@@ -118,19 +112,15 @@ def long_frame(da) -> pd.DataFrame:
 
 
 def axis_label(var: str, ds=None, *, percent: bool = False, label: str | None = None) -> str:
+    """The label of a variable's axis: its short label and unit (angles in degrees)."""
     text = label or SHORT_LABELS.get(var, var)
-    units = None
-    if ds is not None and var in getattr(ds, "variables", {}):
-        units = ds[var].attrs.get("units")
+    units = ds[var].attrs.get("units") if ds is not None and var in ds.variables else None
     if percent:
         return f"{text} [%]"
-    if units in (None, "", "1", "-", "dimensionless"):
-        if var.endswith("angle"):
-            return f"{text} [degrees]"
-        return text
-    if str(units).lower() in ("degree", "degrees", "deg", "°"):
+    unitless = units in (None, "", "1", "-", "dimensionless")
+    if (unitless and var.endswith("angle")) or str(units).lower() in ("degree", "degrees", "deg", "°"):
         return f"{text} [degrees]"
-    return f"{text} [{units}]"
+    return text if unitless else f"{text} [{units}]"
 
 
 def source_records(*datasets) -> list[dict]:
@@ -277,56 +267,34 @@ def annotate_missing(fig, missing: list[dict]):
 
 # ----------------------------------------------------------------------------- missing points
 
-def missing_points(ds, var: str | Sequence[str], grid_dims: Sequence[str],
-                   setting_dims: Sequence[str] | None = None) -> list[dict]:
-    """Grid points (combinations of ``grid_dims``) of ``ds[var]`` whose values are all NaN over the
-    remaining dims.
+def missing_points(ds, names: Sequence[str], grid_dims: Sequence[str], setting_dims: Sequence[str]) -> list[dict]:
+    """Grid points (combinations of ``grid_dims``) of the variables ``names`` of ``ds`` whose values are
+    all NaN over the remaining dims.
 
-    The expected grid is: each combination of ``setting_dims`` (default: all ``grid_dims``, i.e. a full
-    product) that has some data, times every value of the other grid dims that has data somewhere. So
-    with ``setting_dims=("d", "K")`` and ``grid_dims=("tau", "d", "K")`` a (d, K) never run is not
-    reported, but a τ missing for a (d, K) that was run is. Returns records ``{dim: value, ...,
-    "metrics": [...]}``."""
-    names = [var] if isinstance(var, str) else list(var)
+    The expected grid is: each combination of ``setting_dims`` that has data for some name, times every
+    value of the other grid dims that has data somewhere for that name. So with ``setting_dims=("d", "K")``
+    and ``grid_dims=("tau", "d", "K")`` a (d, K) never run is not reported, but a τ missing for a (d, K)
+    that was run is. Returns records ``{dim: value, ..., "metrics": [...]}``."""
     names = [n for n in names if n in ds.data_vars]
-    out: list[dict] = []
     if not names:
-        return out
-    setting_dims = list(grid_dims) if setting_dims is None else list(setting_dims)
-    # settings with data for any of the names
-    setting_has = None
+        return []
+    setting_has = functools.reduce(operator.or_, (_has_data(ds[n], setting_dims) for n in names))
+    out: list[dict] = []
     for name in names:
-        da = ds[name]
-        sd = [d for d in setting_dims if d in da.dims]
-        h = da.notnull().any(dim=[d for d in da.dims if d not in sd]).transpose(*sd) if sd else None
-        if h is not None:
-            setting_has = h if setting_has is None else (setting_has | h)
-    for name in names:
-        da = ds[name]
-        gd = [d for d in grid_dims if d in da.dims]
-        other = [d for d in da.dims if d not in gd]
-        has = da.notnull().any(dim=other) if other else da.notnull()
-        # restrict each non-setting grid dim to values that have data somewhere
-        for d in gd:
-            if d in setting_dims:
-                continue
-            rest = [x for x in gd if x != d]
-            keep = has.any(dim=rest) if rest else has
-            has = has.isel({d: np.flatnonzero(keep.values)})
-        if has.size == 0:
-            continue
-        df = has.rename("has").to_dataframe().reset_index()
-        if setting_has is not None:
-            sdf = setting_has.rename("setting").to_dataframe().reset_index()
-            sdf = sdf[sdf["setting"]].drop(columns="setting")
-            cols = [c for c in sdf.columns if c in df.columns]
-            if cols:
-                df = df.merge(sdf[cols].drop_duplicates(), on=cols, how="inner")
-        for rec in df[~df["has"]].drop(columns="has").to_dict("records"):
-            rec = {k: py(v) for k, v in rec.items() if k in gd}
-            rec["metrics"] = [name]
-            out.append(rec)
+        has = _has_data(ds[name], grid_dims)
+        for d in has.dims:
+            if d not in setting_dims:  # only the values with data somewhere
+                has = has.isel({d: has.any([x for x in has.dims if x != d]).values})
+        miss = (~has & setting_has).transpose(*has.dims)
+        out += [{**{d: py(miss[d].values[i]) for d, i in zip(miss.dims, ix)}, "metrics": [name]}
+                for ix in np.argwhere(miss.values)]
     return merge_missing(out)
+
+
+def _has_data(da, dims: Sequence[str]):
+    """Whether ``da`` has a value, per combination of those of ``dims`` it has."""
+    other = [d for d in da.dims if d not in dims]
+    return da.notnull().any(dim=other) if other else da.notnull()
 
 
 def merge_missing(records: list[dict]) -> list[dict]:
@@ -412,7 +380,7 @@ def figure_caption(kind: str, frame: pd.DataFrame) -> str:
     parts = [f"{REGISTRY[kind].title}. {REGISTRY[kind].description}"]
     if frame.attrs.get("no_data"):
         parts.append(caption_gap_note(frame))
-        return _join(parts)
+        return " ".join(p for p in parts if p)
     seeds: list = []
     if len(frame):
         setting = _setting_texts(frame)
@@ -427,7 +395,7 @@ def figure_caption(kind: str, frame: pd.DataFrame) -> str:
     for note in frame.attrs.get("notes", []):
         parts.append(note if note.endswith(".") else note + ".")
     parts.append(caption_gap_note(frame))
-    return _join(parts)
+    return " ".join(p for p in parts if p)
 
 
 def _setting_texts(frame: pd.DataFrame) -> list[str]:
@@ -471,10 +439,6 @@ def _sphere_sentence(frame: pd.DataFrame) -> str:
     return (f"Panels: {'; '.join(panels)}. At most {sel.get('n_features', '?')} features sampled per panel "
             f"(seed {sel.get('seed', '?')}); class means "
             f"{'centred by the global mean' if sel.get('center') else 'not centred'}.")
-
-
-def _join(parts: list[str]) -> str:
-    return " ".join(p for p in parts if p)
 
 
 def _setting_text(dim: str, vals: list) -> str:
