@@ -191,8 +191,7 @@ def categorical_colors(n: int, palette: str = "husl") -> list:
     around the colour circle at fixed saturation and value."""
     from matplotlib.colors import hsv_to_rgb
 
-    if palette != "husl":
-        base = _palette(palette)
-        if n <= len(base):
-            return base[:max(n, 1)]
+    base = [] if palette == "husl" else _palette(palette)
+    if n <= len(base):
+        return base[:max(n, 1)]
     return [tuple(float(x) for x in hsv_to_rgb([(0.01 + i / max(n, 1)) % 1.0, 0.75, 0.85])) for i in range(max(n, 1))]

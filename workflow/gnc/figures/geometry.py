@@ -63,7 +63,8 @@ def fig_assignment(codes, *, max_seeds: int = 6):
                 m = g.isel({**facet_index, "seed": si}).transpose("k", "k2").values.astype(float)
                 ks = [k for k in range(m.shape[0]) if not math.isnan(m[k, k]) or np.isfinite(m[k]).any()]
                 if not ks:
-                    _no_data_panel(ax)
+                    ax.set_axis_off()
+                    ax.text(0.5, 0.5, "no data", ha="center", va="center", transform=ax.transAxes, color="#a33")
                     missing.append({**facet, "seed": seed_vals[j], "metrics": ["gram"], "what": "no data"})
                     continue
                 mm = m[np.ix_(ks, ks)]
@@ -104,11 +105,6 @@ def _gram_grid(g, nrows: int, ncols: int):
     kmax = int(max(1, (~np.isnan(diag)).sum(axis=-1).max()))
     panel = min(max(2.8, 0.45 * kmax + 1.4), 7.0)
     return new_figure(nrows, ncols, panel_w=panel, panel_h=panel, extra_w=0.3)
-
-
-def _no_data_panel(ax):
-    ax.set_axis_off()
-    ax.text(0.5, 0.5, "no data", ha="center", va="center", transform=ax.transAxes, color="#a33")
 
 
 def _draw_gram(fig, ax, mm: np.ndarray, names: list[str], title: str, *, first: bool, last: bool):
@@ -164,12 +160,6 @@ UFM_PANELS = {  # metric: (title, y label or None for the variable's axis label)
 }
 
 
-def _setting_colors(settings: list[tuple[int, int]]):
-    cols = categorical_colors(len(settings), "husl") if len(settings) > 8 else \
-        categorical_colors(len(settings), "Dark2")
-    return {s: cols[i] for i, s in enumerate(settings)}
-
-
 def _spread_frame(da, keep) -> pd.DataFrame:
     """:func:`spread` over every dim not in ``keep`` (e.g. the seeds of a UFM solve), as a frame of the
     ``keep`` coordinates with values."""
@@ -194,7 +184,7 @@ def fig_ufm_tau(codes):
     if long.empty:
         return no_data_figure("ufm_tau", "no UFM values for this selection", UFM_COLUMNS, sources=sources)
     settings = sorted({(int(a), int(b)) for a, b in zip(long["d"], long["K"])})
-    colors = _setting_colors(settings)
+    colors = dict(zip(settings, categorical_colors(len(settings), "Dark2")))  # evenly spaced hues past 8
     missing = missing_points(codes, names, ("tau", "d", "K"), setting_dims=("d", "K"))
     frame = _ufm_frame(codes, long, settings, missing)
     panels = [m for m in UFM_PANELS if (frame["metric"] == m).any()]
@@ -244,10 +234,8 @@ def _ufm_frame(codes, long: pd.DataFrame, settings, missing: list) -> pd.DataFra
                 missing.append({"d": dd, "K": kk, "metrics": ["softmax_value"],
                                 "what": "softmax-code value not in codes.nc; ratio not drawn"})
             else:
-                r = ovr.copy()
-                r["metric"] = "ufm_ovr_ratio"
-                for c in ("value", "lower", "upper"):
-                    r[c] = r[c] / sm
+                r = ovr.assign(metric="ufm_ovr_ratio")
+                r[["value", "lower", "upper"]] /= sm
                 rows.append(r)
         for v in ("ufm_distance_to_code", "ufm_min_angle"):
             part = sel[sel["metric"] == v]

@@ -17,7 +17,8 @@ arguments (``dataset="glyphs", K=100``, a value or a list) and, where they leave
 :func:`gnc.figures.registry.headline`; the title says the setting. Seeds are averaged over the seeds
 that have the point: a line is their mean, a band (drawn only where two or more seeds exist) their
 min–max. ``expected`` (the runs the study asked for, as coordinate dicts) lists the runs without data as
-missing; without it nothing is called missing. The returned frame has one row per plotted point.
+missing; without it nothing is called missing. ``style`` (a :class:`Style`) gives the colours, by default
+those of the inputs. The returned frame has one row per plotted point.
 """
 
 from __future__ import annotations
@@ -192,9 +193,9 @@ def _finish_sweep(frame: pd.DataFrame, kind: str, *, hue: str | None, setting: M
 
 # ----------------------------------------------------------------------------- curves vs epoch
 
-def _curve_figure(kind: str, metrics, codes=None, *, hue: str | None, panels: Sequence[Panel], sel: Mapping,
-                  expected=None, style: Style | None = None):
-    spec = REGISTRY[kind]
+def _curve_figure(kind: str, metrics, codes=None, *, hue: str | None, panels: Sequence[Panel], expected=None,
+                  style: Style | None = None, **sel):
+    spec, sel = REGISTRY[kind], _sel(sel)
     sources = source_records(metrics, codes)
     metrics = _with_derived(metrics)
     names = [m for p in panels for m in p.metrics if metrics is not None and m in metrics.data_vars]
@@ -288,16 +289,13 @@ def _gnc2_refs(codes, setting: Mapping, missing: list) -> list[dict]:
         return []
     base = {dim: setting.get(dim, np.nan) for dim in SETTING_COLUMNS}
     out = []
-    sm = code_value(codes, "softmax_value", d, K)
-    if sm is None:
-        missing.append(_no_code_value(codes, d, K))
-    else:
-        out.append({**base, "series": "softmax code", "metric": "gnc2", "value": sm, "lower": sm, "upper": sm,
-                    "n_seeds": 0, "epoch": np.nan})
-    po = code_value(codes, "paper_optimal", d, K)
-    if po is not None:
-        out.append({**base, "series": "paper 'Optimal'", "metric": "gnc2", "value": po, "lower": po, "upper": po,
-                    "n_seeds": 0, "epoch": np.nan})
+    for series, var in (("softmax code", "softmax_value"), ("paper 'Optimal'", "paper_optimal")):
+        v = code_value(codes, var, d, K)
+        if v is not None:
+            out.append({**base, "series": series, "metric": "gnc2", "value": v, "lower": v, "upper": v,
+                        "n_seeds": 0, "epoch": np.nan})
+        elif var == "softmax_value":
+            missing.append(_no_code_value(codes, d, K))
     return out
 
 
@@ -314,45 +312,42 @@ def _sel(kw: Mapping) -> dict:
     return dict(kw)
 
 
-def fig_tau_sweep(metrics, codes=None, *, expected=None, style: Style | None = None, **sel):
+def fig_tau_sweep(metrics, codes=None, **options):
     """GNC1 (log), GNC2 (+ softmax-code / paper lines), GNC3 (log), test accuracy vs epoch, one line per τ."""
-    return _curve_figure("tau_sweep", metrics, codes, hue="tau", panels=GNC_PANELS, sel=_sel(sel),
-                         expected=expected, style=style)
+    return _curve_figure("tau_sweep", metrics, codes, hue="tau", panels=GNC_PANELS, **options)
 
 
-def fig_arch_comparison(metrics, codes=None, *, expected=None, style: Style | None = None, **sel):
+def fig_arch_comparison(metrics, codes=None, **options):
     """The four panels of :func:`fig_tau_sweep` at one τ, one line per architecture."""
-    return _curve_figure("arch_comparison", metrics, codes, hue="arch", panels=GNC_PANELS, sel=_sel(sel),
-                         expected=expected, style=style)
+    return _curve_figure("arch_comparison", metrics, codes, hue="arch", panels=GNC_PANELS, **options)
 
 
 _ACC = (_panel("train_acc", "train accuracy"), _panel("test_acc", "test accuracy"))
 _NCC = (_panel("ncc_train_acc", "NCC train accuracy"), _panel("ncc_test_acc", "NCC test accuracy"))
 
 
-def fig_cmf(metrics, *, expected=None, style: Style | None = None, **sel):
+def fig_cmf(metrics, **options):
     """Train and test accuracy vs epoch at one grid point, one line per classifier variant."""
-    return _curve_figure("cmf", metrics, hue="variant", panels=_ACC, sel=_sel(sel), expected=expected,
-                         style=style)
+    return _curve_figure("cmf", metrics, hue="variant", panels=_ACC, **options)
 
 
-def fig_ncc(metrics, *, expected=None, style: Style | None = None, **sel):
+def fig_ncc(metrics, **options):
     """NCC train and test accuracy vs epoch, one line per τ."""
-    return _curve_figure("ncc", metrics, hue="tau", panels=_NCC, sel=_sel(sel), expected=expected, style=style)
+    return _curve_figure("ncc", metrics, hue="tau", panels=_NCC, **options)
 
 
-def fig_nc(metrics, *, expected=None, style: Style | None = None, **sel):
+def fig_nc(metrics, **options):
     """Papyan et al.'s panels for one linear-head setting: train error, NC1, equinorm, equiangularity,
     max-angle, NC3 and NC4 versus epoch (class means solid, classifier rows dashed)."""
-    return _curve_figure("nc", metrics, hue=None, panels=NC_PANELS, sel=_sel(sel), expected=expected, style=style)
+    return _curve_figure("nc", metrics, hue=None, panels=NC_PANELS, **options)
 
 
 # ----------------------------------------------------------------------------- last checkpoint vs K or d
 
-def _final_figure(kind: str, metrics, codes, *, x: str, panels: Sequence[Panel], sel: Mapping, expected=None,
-                  style: Style | None = None):
+def _final_figure(kind: str, metrics, codes, *, x: str, panels: Sequence[Panel], expected=None,
+                  style: Style | None = None, **sel):
     """Each run's value at its last checkpoint with data, mean / min–max over seeds, versus ``x``."""
-    spec = REGISTRY[kind]
+    spec, sel = REGISTRY[kind], _sel(sel)
     sources = source_records(metrics, codes)
     names = [m for p in panels for m in p.metrics if m != "gnc2_fraction"]
     names = [m for m in names if metrics is not None and m in metrics.data_vars and "epoch" in metrics[m].dims]
@@ -459,16 +454,14 @@ def _final_handles(frame: pd.DataFrame, setting: Mapping, color) -> list:
     return handles
 
 
-def fig_k_sweep(metrics, codes=None, *, expected=None, style: Style | None = None, **sel):
+def fig_k_sweep(metrics, codes=None, **options):
     """GNC1, GNC2 (+ softmax-code value of each (d, K)), GNC3 and test accuracy at the last checkpoint vs K."""
-    return _final_figure("k_sweep", metrics, codes, x="K", panels=GNC_PANELS, sel=_sel(sel), expected=expected,
-                         style=style)
+    return _final_figure("k_sweep", metrics, codes, x="K", panels=GNC_PANELS, **options)
 
 
-def fig_d_sweep(metrics, codes=None, *, expected=None, style: Style | None = None, **sel):
+def fig_d_sweep(metrics, codes=None, **options):
     """GNC2 (+ softmax-code value of each (d, K)), GNC2 / code value and test accuracy at the last checkpoint
     vs d."""
     panels = (GNC_PANELS[1], Panel("fraction of the softmax-code value", (("gnc2_fraction", "-", ""),),
                                    ylabel="GNC2 / softmax-code value"), GNC_PANELS[3])
-    return _final_figure("d_sweep", metrics, codes, x="d", panels=panels, sel=_sel(sel), expected=expected,
-                         style=style)
+    return _final_figure("d_sweep", metrics, codes, x="d", panels=panels, **options)
