@@ -530,6 +530,9 @@ def test_assignment(files, codes, tmp_path):
     assert "d=2" in title and "K=4" in title and "τ=1/5" in title
     # nothing is cut off: every tick label lies inside the saved image
     _inside_saved_image(fig)
+    two = xr.concat([c.gram, c.gram.assign_coords(arch=["resnet8"])], "arch")  # two grid points with values
+    with pytest.raises(ValueError, match="one grid point; 2 have values"):
+        F.fig_assignment(xr.Dataset({"gram": two}))
 
 
 def _inside_saved_image(fig):

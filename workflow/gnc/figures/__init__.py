@@ -1,17 +1,10 @@
 """gnc.figures — one function per figure: datasets in, ``(matplotlib Figure, tidy DataFrame)`` out.
 
-The figures, their inputs, titles, descriptions and report categories are listed once, in
-:data:`gnc.figures.registry.REGISTRY`; :func:`gnc.figures.registry.plan_figures` decides from a
-study's runs and its ``figures:`` config what each figure shows, or that it is not drawn.
-
-Every ``fig_*`` function returns the figure and a tidy frame holding exactly the plotted data (one row per
-plotted point, columns naming the coordinates and the value); ``frame.attrs`` carries the setting
-shown (``selection``), the seeds, the missing runs and notes. A figure whose data are absent altogether
-is a "no data for this figure in this study" figure with an empty frame.
-
-``save_figure(fig, frame, out_prefix, formats=...)`` writes the requested image formats (png, pdf,
-svg), the CSV and ``.provenance.json`` atomically; ``figure_caption(kind, frame=frame)`` states the
-setting (dataset, arch, d, K, τ, seeds, epochs) and the missing runs.
+The figures are listed once, in :data:`gnc.figures.registry.REGISTRY`; ``FIGURES`` maps each kind to its
+function. The frame holds exactly the plotted data (one row per plotted point); ``frame.attrs`` carries
+the setting shown (``selection``), the seeds, the missing runs and notes. A figure whose data are absent
+altogether is a "no data for this figure in this study" figure with an empty frame. ``save_figure``
+writes the image formats, the CSV and the provenance sidecar; ``figure_caption`` states the setting.
 
 matplotlib and xarray are imported inside the functions that use them: the Snakefile imports
 :mod:`gnc.figures.registry`, hence this package, when it parses, and must not pay for them.

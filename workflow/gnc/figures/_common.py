@@ -349,13 +349,8 @@ def _missing_item(base: dict, seeds: list) -> str:
     text = fmt_coords(base)
     if seeds:
         text += f"{', ' if text else ''}seed{'s' if len(seeds) > 1 else ''} {', '.join(str(s) for s in sorted(seeds))}"
-    details = []
-    if metrics not in (None, "all"):
-        details.append(", ".join(metrics))
-    if what:
-        details.append(what)
-    if reason:
-        details.append(reason)
+    details = [", ".join(metrics)] if metrics not in (None, "all") else []
+    details += [x for x in (what, reason) if x]
     if details:
         text += f" ({'; '.join(details)})"
     return text.strip()
@@ -442,26 +437,23 @@ def _sphere_sentence(frame: pd.DataFrame) -> str:
 
 
 def _setting_text(dim: str, vals: list) -> str:
+    """'τ = 1/10', 'd ∈ {2, 3}', 'architecture smallcnn', 'architectures resnet8, smallcnn'."""
     shown = [fmt_value(dim, v) for v in vals]
-    name = {"arch": "architecture", "dataset": "dataset", "variant": "variant"}.get(dim, dim)
-    if dim == "tau":
-        return "τ = " + shown[0] if len(shown) == 1 else "τ ∈ {" + ", ".join(shown) + "}"
-    if dim in ("d", "K"):
-        return f"{dim} = {shown[0]}" if len(shown) == 1 else f"{dim} ∈ {{{', '.join(shown)}}}"
-    return f"{name}{'s' if len(shown) > 1 and name != 'dataset' else ''} " + ", ".join(shown) if len(shown) > 1 \
-        else f"{name} {shown[0]}"
+    if dim in ("tau", "d", "K"):
+        name = DIM_NAMES.get(dim, dim)
+        return f"{name} = {shown[0]}" if len(shown) == 1 else f"{name} ∈ {{{', '.join(shown)}}}"
+    plural = "s" if len(shown) > 1 and dim != "dataset" else ""
+    return f"{DIM_NAMES.get(dim, dim)}{plural} {', '.join(shown)}"
 
 
 # ----------------------------------------------------------------------------- saving
 
 def save_figure(fig, frame: pd.DataFrame, out_prefix: str | os.PathLike, *, sources: Sequence = (),
                 caption: str | None = None, dpi: int = 150, formats: Sequence[str] = ("png", "pdf")) -> dict[str, Path]:
-    """Write ``<prefix>.png`` (dpi 150), ``<prefix>.pdf``, ``<prefix>.csv`` (exactly the plotted data)
-    and ``<prefix>.provenance.json`` (gnc provenance + the input files' attributes, checksums,
-    selection and missing grid points), each atomically. With ``caption`` (plain text, e.g. from
-    :func:`figure_caption`) also ``<prefix>.caption.rst`` (RST-escaped; the report captions in
-    workflow/report/ include it when the rule declares it as an output). ``sources`` are extra input file
-    paths to record (their sha256 and, for netCDF, their gnc_* attributes). Returns the written paths by key."""
+    """Write ``<prefix>.<format>`` for each of ``formats``, ``<prefix>.csv`` (exactly the plotted data) and
+    ``<prefix>.provenance.json`` (gnc provenance, the input files' attributes and checksums, selection and
+    missing grid points), each atomically; with ``caption`` (plain text) also ``<prefix>.caption.rst``
+    (RST-escaped). ``sources``: extra input files to record. Returns the written paths by key."""
     prefix = Path(out_prefix)
     prefix.parent.mkdir(parents=True, exist_ok=True)
     written = _write_images(fig, prefix, formats, dpi)

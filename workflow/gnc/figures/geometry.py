@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from ._common import (add_figure_legend, annotate_missing, axis_label, band_handle, code_value, figure_style,
-                      finish_frame, fmt_coords, fmt_setting, long_frame, merge_missing, missing_points, new_figure,
+                      finish_frame, fmt_setting, long_frame, merge_missing, missing_points, new_figure,
                       no_data_figure, panel_grid, plot_with_band, py, reduce_extra, source_records, spread)
 from ._style import Style, categorical_colors, format_tau
 
@@ -27,20 +27,20 @@ from ._style import Style, categorical_colors, format_tau
 ASSIGNMENT_COLUMNS = ["dataset", "arch", "seed", "k", "k2", "class_k", "class_k2", "cosine"]
 
 
-def _class_names(codes, facet_index: dict, ks) -> list[str]:
-    """``codes.class_name`` of the classes ``ks`` of one facet ("class k" where it has none)."""
+def _class_names(codes, ks) -> list[str]:
+    """``codes.class_name`` of the classes ``ks`` ("class k" where it has none)."""
     if "class_name" not in codes.variables:
         return [f"class {k}" for k in ks]
     cn = codes["class_name"]
-    cn = cn.isel({d: facet_index.get(d, 0) for d in cn.dims if d != "k"})
+    cn = cn.isel({d: 0 for d in cn.dims if d != "k"})
     names = [str(cn.values[k]) if k < cn.sizes["k"] else "" for k in ks]
     return [f"class {k}" if name in ("", "nan", "None") else name for k, name in zip(ks, names)]
 
 
 def fig_assignment(codes, *, max_seeds: int = 6):
     """Fig. 6 — heatmaps of ``codes.gram`` (cosines of the trained, normalized classifier rows at the last
-    epoch), one row per (dataset, arch, ...) setting and one column per seed (the first ``max_seeds``),
-    labelled with the class names of ``codes.class_name``."""
+    epoch) of the one grid point codes.nc holds, one per seed with data (the first ``max_seeds``), labelled
+    with the class names of ``codes.class_name``."""
     sources = source_records(codes)
     if codes is None or "gram" not in codes.data_vars:
         return no_data_figure("assignment", "codes.nc has no 'gram' variable (no small-K assignment runs)",
@@ -49,62 +49,34 @@ def fig_assignment(codes, *, max_seeds: int = 6):
     if g.size == 0 or not bool(g.notnull().any()):
         return no_data_figure("assignment", "no Gram matrix values for this selection", ASSIGNMENT_COLUMNS,
                               sources=sources)
-    kdims, combos, seed_idx, notes = _gram_facets(g, max_seeds)
-    seed_vals = [py(g["seed"].values[i]) for i in seed_idx]
-    missing, rows = [], []
+    facet_dims = [d for d in g.dims if d not in ("seed", "k", "k2")]  # e.g. dataset, arch
+    at = np.argwhere(g.notnull().any(dim=["seed", "k", "k2"]).transpose(*facet_dims).values)
+    if len(at) > 1:
+        raise ValueError(f"codes.nc: 'gram' must hold the matrices of one grid point; {len(at)} have values")
+    g = g.isel(dict(zip(facet_dims, at[0])))
+    facet = {d: g[d].item() for d in facet_dims}
+    seed_idx = list(np.flatnonzero(g.notnull().any(dim=["k", "k2"]).values))
+    notes = [f"first {max_seeds} of {len(seed_idx)} seeds shown"] if len(seed_idx) > max_seeds else []
+    seed_vals = [py(g["seed"].values[i]) for i in seed_idx[:max_seeds]]
+    rows = []
     with figure_style():
-        fig, axes = _gram_grid(g, len(combos), len(seed_idx))
-        for r, c in enumerate(combos):
-            facet_index = dict(zip(kdims, c))
-            facet = {d: py(g[d].values[i]) for d, i in facet_index.items()}
-            for j, si in enumerate(seed_idx):
-                ax = axes[r, j]
-                ax.set_gid(f"gram|{r}|{j}")
-                m = g.isel({**facet_index, "seed": si}).transpose("k", "k2").values.astype(float)
-                ks = [k for k in range(m.shape[0]) if not math.isnan(m[k, k]) or np.isfinite(m[k]).any()]
-                if not ks:
-                    ax.set_axis_off()
-                    ax.text(0.5, 0.5, "no data", ha="center", va="center", transform=ax.transAxes, color="#a33")
-                    missing.append({**facet, "seed": seed_vals[j], "metrics": ["gram"], "what": "no data"})
-                    continue
-                mm = m[np.ix_(ks, ks)]
-                names = _class_names(codes, facet_index, ks)
-                title = f"seed {seed_vals[j]}" if len(combos) == 1 else f"{fmt_coords(facet)}\nseed {seed_vals[j]}"
-                _draw_gram(fig, ax, mm, names, title, first=j == 0, last=j == len(seed_idx) - 1)
-                rows += _gram_rows(facet, seed_vals[j], ks, names, mm)
-        # the K of the title: that of the last panel (every panel of one study has the same K)
-        fig.suptitle(_assignment_title(codes, facet if len(combos) == 1 else {}, len(ks)), fontsize=12)
-        annotate_missing(fig, missing)
+        # square panels sized for the largest K present (class names along both axes)
+        diag = np.diagonal(g.transpose("seed", "k", "k2").values, axis1=1, axis2=2)
+        kmax = int(max(1, (~np.isnan(diag)).sum(axis=-1).max()))
+        panel = min(max(2.8, 0.45 * kmax + 1.4), 7.0)
+        fig, axes = new_figure(1, len(seed_vals), panel_w=panel, panel_h=panel, extra_w=0.3)
+        for j, (si, seed) in enumerate(zip(seed_idx, seed_vals)):
+            axes[0, j].set_gid(f"gram|0|{j}")
+            m = g.isel(seed=si).transpose("k", "k2").values.astype(float)
+            ks = [k for k in range(m.shape[0]) if not math.isnan(m[k, k]) or np.isfinite(m[k]).any()]
+            mm, names = m[np.ix_(ks, ks)], _class_names(codes, ks)
+            _draw_gram(fig, axes[0, j], mm, names, f"seed {seed}", first=j == 0, last=j == len(seed_vals) - 1)
+            rows += _gram_rows(facet, seed, ks, names, mm)
+        fig.suptitle(_assignment_title(codes, facet, len(ks)), fontsize=12)
     frame = pd.DataFrame(rows)
     frame = frame[[c for c in ASSIGNMENT_COLUMNS if c in frame.columns]
                   + [c for c in frame.columns if c not in ASSIGNMENT_COLUMNS]]
-    frame = finish_frame(frame, "assignment", missing=merge_missing(missing), seeds=seed_vals, notes=notes,
-                         sources=sources)
-    return fig, frame
-
-
-def _gram_facets(g, max_seeds: int):
-    """The facet dims of ``gram`` (all but seed, k, k2), the index tuples of the facets with data, the
-    indices of the seeds with data (at most ``max_seeds``, else a note says so) and the notes."""
-    kdims = [d for d in g.dims if d not in ("seed", "k", "k2")]
-    has = g.notnull().any(dim=["k", "k2"])
-    present = has.any(dim="seed").transpose(*kdims) if kdims else has.any(dim="seed")
-    combos = [tuple(int(i) for i in ix) for ix in np.argwhere(present.values)] if kdims else [()]
-    seed_has = has.any(dim=kdims) if kdims else has
-    seed_idx = list(np.flatnonzero(seed_has.values))
-    notes = []
-    if len(seed_idx) > max_seeds:
-        notes.append(f"first {max_seeds} of {len(seed_idx)} seeds shown")
-        seed_idx = seed_idx[:max_seeds]
-    return kdims, combos, seed_idx, notes
-
-
-def _gram_grid(g, nrows: int, ncols: int):
-    """Square panels sized for the largest K present (class names along both axes)."""
-    diag = np.diagonal(g.values, axis1=g.dims.index("k"), axis2=g.dims.index("k2"))
-    kmax = int(max(1, (~np.isnan(diag)).sum(axis=-1).max()))
-    panel = min(max(2.8, 0.45 * kmax + 1.4), 7.0)
-    return new_figure(nrows, ncols, panel_w=panel, panel_h=panel, extra_w=0.3)
+    return fig, finish_frame(frame, "assignment", seeds=seed_vals, notes=notes, sources=sources)
 
 
 def _draw_gram(fig, ax, mm: np.ndarray, names: list[str], title: str, *, first: bool, last: bool):
@@ -139,7 +111,7 @@ def _gram_rows(facet: dict, seed, ks: list[int], names: list[str], mm: np.ndarra
 def _assignment_title(codes, facet: dict, K: int) -> str:
     """The grid point of the Gram matrices (codes.nc records it in ``gnc_assignment_setting``)."""
     recorded = json.loads(codes.attrs.get("gnc_assignment_setting", "{}"))
-    setting = {**{k: py(v) for k, v in facet.items()}, **recorded}
+    setting = {**facet, **recorded}
     setting.setdefault("K", K)
     if "tau" in setting:
         setting["tau"] = float(setting["tau"])

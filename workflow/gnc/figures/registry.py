@@ -263,23 +263,20 @@ def _fmt(dim: str, value) -> str:
 
 
 def describe_setting(select: Mapping) -> str:
-    """'dataset glyphs, arch smallcnn, variant normalized-ce, d = 10, K = 100, τ ∈ {1/10, 1}, seed 0' for a
+    """'dataset glyphs, arch smallcnn, variant normalized-ce, d = 10, K = 100, τ ∈ {1/10, 1}, seeds 0, 1' for a
     selection."""
     parts = []
     for dim in (*SETTING_DIMS, "seed"):
-        if dim not in select or select[dim] is None:
+        if select.get(dim) is None:
             continue
-        v = select[dim]
-        name = {"tau": "τ"}.get(dim, dim)
-        if isinstance(v, (list, tuple)):
-            if len(v) == 1:
-                v = v[0]
-            else:
-                parts.append(f"{name}{'s' if dim == 'seed' else ''} " + ", ".join(_fmt(dim, x) for x in v)
-                             if dim == "seed" else f"{name} ∈ {{{', '.join(_fmt(dim, x) for x in v)}}}")
-                continue
-        parts.append(f"{name} {_fmt(dim, v)}" if dim in (*NAME_DIMS, "seed")
-                     else f"{name} = {_fmt(dim, v)}")
+        vals = [_fmt(dim, x) for x in (select[dim] if isinstance(select[dim], (list, tuple)) else [select[dim]])]
+        name = "τ" if dim == "tau" else dim
+        if dim == "seed":
+            parts.append(f"seed{'s' if len(vals) != 1 else ''} {', '.join(vals)}")
+        elif len(vals) != 1:
+            parts.append(f"{name} ∈ {{{', '.join(vals)}}}")
+        else:
+            parts.append(f"{name} {vals[0]}" if dim in NAME_DIMS else f"{name} = {vals[0]}")
     return ", ".join(parts)
 
 
