@@ -49,6 +49,7 @@ def make_figure(kind: str, *, metrics=None, codes=None, features=None, **options
 
 __all__ = [
     "FIGURES", "REGISTRY", "Style", "caption_gap_note", "fig_arch_comparison", "fig_assignment", "fig_cmf",
-    "fig_codes", "fig_d_sweep", "fig_k_sweep", "fig_nc", "fig_ncc", "fig_sphere", "fig_tau_sweep", "fig_ufm_tau",
-    "figure_caption", "format_tau", "make_figure", "plan_figure", "plan_figures", "rst_escape", "save_figure",
+    "fig_codes", "fig_d_sweep", "fig_k_sweep", "fig_nc", "fig_ncc", "fig_sphere", "fig_tau_sweep",
+    "fig_ufm_tau", "figure_caption", "format_tau", "make_figure", "plan_figure", "plan_figures", "rst_escape",
+    "save_figure",
 ]

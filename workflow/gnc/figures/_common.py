@@ -104,13 +104,6 @@ def reduce_extra(da, keep: Sequence[str]):
     return out, extra
 
 
-def long_frame(da) -> pd.DataFrame:
-    """A DataArray as a long frame (its dims and ``value``) without NaN values."""
-    df = da.rename("value").to_dataframe().reset_index()
-    df = df[[c for c in df.columns if c in da.dims or c == "value"]]
-    return df[df["value"].notna()].reset_index(drop=True)
-
-
 def axis_label(var: str, ds=None, *, percent: bool = False, label: str | None = None) -> str:
     """The label of a variable's axis: its short label and unit (angles in degrees)."""
     text = label or SHORT_LABELS.get(var, var)
@@ -232,16 +225,12 @@ def band_handle(label: str):
 
 def code_value(codes, var: str, d, K) -> float | None:
     """A code value of ``codes.nc`` at (d, K) (max over any extra dims), or None."""
-    if codes is None or var not in getattr(codes, "data_vars", {}):
+    if codes is None or var not in codes.data_vars or not {"d", "K"} <= set(codes[var].dims):
         return None
-    da = codes[var]
-    if "d" not in da.dims or "K" not in da.dims:
-        return None
-    sub, absent = select(da.to_dataset(name=var), d=[d], K=[K])
+    sub, absent = select(codes[[var]], d=[d], K=[K])
     if absent:
         return None
-    val, _ = reduce_extra(sub[var].isel(d=0, K=0, drop=True), keep=())
-    v = float(val.values) if val.size == 1 else float("nan")
+    v = float(reduce_extra(sub[var].isel(d=0, K=0, drop=True), keep=())[0])  # max over any extra dims
     return None if math.isnan(v) else v
 
 
@@ -267,7 +256,8 @@ def annotate_missing(fig, missing: list[dict]):
 
 # ----------------------------------------------------------------------------- missing points
 
-def missing_points(ds, names: Sequence[str], grid_dims: Sequence[str], setting_dims: Sequence[str]) -> list[dict]:
+def missing_points(ds, names: Sequence[str], grid_dims: Sequence[str],
+                   setting_dims: Sequence[str]) -> list[dict]:
     """Grid points (combinations of ``grid_dims``) of the variables ``names`` of ``ds`` whose values are
     all NaN over the remaining dims.
 
@@ -448,6 +438,8 @@ def _setting_text(dim: str, vals: list) -> str:
 
 # ----------------------------------------------------------------------------- saving
 
+NO_DATES = {"png": {"Software": None}, "pdf": {"CreationDate": None}}  # savefig metadata per format
+
 def save_figure(fig, frame: pd.DataFrame, out_prefix: str | os.PathLike, *, sources: Sequence = (),
                 caption: str | None = None, dpi: int = 150, formats: Sequence[str] = ("png", "pdf")) -> dict[str, Path]:
     """Write ``<prefix>.<format>`` for each of ``formats``, ``<prefix>.csv`` (exactly the plotted data) and
@@ -456,13 +448,26 @@ def save_figure(fig, frame: pd.DataFrame, out_prefix: str | os.PathLike, *, sour
     (RST-escaped). ``sources``: extra input files to record. Returns the written paths by key."""
     prefix = Path(out_prefix)
     prefix.parent.mkdir(parents=True, exist_ok=True)
-    written = _write_images(fig, prefix, formats, dpi)
-    csv_path = Path(f"{prefix}.csv")
-    with atomic_path(csv_path) as tmp:
-        frame.to_csv(tmp, index=False, float_format=None)
-    written["csv"] = csv_path
-    by_path = _source_entries([*frame.attrs.get("sources", []),
-                               *({"path": str(s), "attrs": _file_attrs(s)} for s in sources)])
+    # matplotlib's PDF backend subsets fonts with fontTools, which logs every table at INFO
+    logging.getLogger("fontTools").setLevel(logging.WARNING)
+    written: dict[str, Path] = {}
+    with figure_style():
+        for fmt in formats:
+            written[fmt] = Path(f"{prefix}.{fmt}")
+            with atomic_path(written[fmt]) as tmp:
+                # no timestamps in the files; "tight": rotated tick labels and outside legends are never clipped
+                fig.savefig(tmp, format=fmt, dpi=dpi, metadata=NO_DATES.get(fmt), bbox_inches="tight",
+                            pad_inches=0.08)
+    written["csv"] = Path(f"{prefix}.csv")
+    with atomic_path(written["csv"]) as tmp:
+        frame.to_csv(tmp, index=False)
+    by_path: dict[str, dict] = {}  # {path: {"attrs": merged gnc_* attributes, "sha256": checksum}}
+    extra = [{"path": str(s), "attrs": _file_attrs(s)} for s in sources]
+    for rec in [*frame.attrs.get("sources", []), *extra]:
+        entry = by_path.setdefault(rec.get("path") or f"<in-memory {len(by_path)}>", {"attrs": {}})
+        entry["attrs"].update(rec.get("attrs") or {})
+        if rec.get("path") and Path(rec["path"]).is_file():
+            entry["sha256"] = sha256_file(rec["path"])
     prov = provenance(
         figure=frame.attrs.get("figure"),
         figure_files={k: str(v) for k, v in written.items()},
@@ -476,42 +481,12 @@ def save_figure(fig, frame: pd.DataFrame, out_prefix: str | os.PathLike, *, sour
     )
     # the datasets behind the inputs, as aligned lists (name, version, checksum, path)
     prov.update(merge_dataset_attrs(*(entry["attrs"] for entry in by_path.values())))
-    side = Path(f"{prefix}.provenance.json")
-    write_json_atomic(side, prov)
-    written["provenance"] = side
+    written["provenance"] = Path(f"{prefix}.provenance.json")
+    write_json_atomic(written["provenance"], prov)
     if caption is not None:
-        cap = Path(f"{prefix}.caption.rst")
-        write_text_atomic(cap, rst_escape(caption.rstrip()) + "\n")
-        written["caption"] = cap
+        written["caption"] = Path(f"{prefix}.caption.rst")
+        write_text_atomic(written["caption"], rst_escape(caption.rstrip()) + "\n")
     return written
-
-
-def _write_images(fig, prefix: Path, formats: Sequence[str], dpi: int) -> dict[str, Path]:
-    """``<prefix>.<fmt>`` for each format, atomically, without timestamps in the files."""
-    # matplotlib's PDF backend subsets fonts with fontTools, which logs every table at INFO
-    logging.getLogger("fontTools").setLevel(logging.WARNING)
-    written: dict[str, Path] = {}
-    with figure_style():
-        for fmt in formats:
-            path = Path(f"{prefix}.{fmt}")
-            meta = {"Software": None} if fmt == "png" else ({"CreationDate": None} if fmt == "pdf" else None)
-            with atomic_path(path) as tmp:
-                # "tight": rotated tick labels and outside legends are never clipped
-                fig.savefig(tmp, format=fmt, dpi=dpi, metadata=meta, bbox_inches="tight", pad_inches=0.08)
-            written[fmt] = path
-    return written
-
-
-def _source_entries(records: list[dict]) -> dict[str, dict]:
-    """{path: {"attrs": merged gnc_* attributes, "sha256": checksum of the file}} of the input records."""
-    by_path: dict[str, dict] = {}
-    for rec in records:
-        key = rec.get("path") or f"<in-memory {len(by_path)}>"
-        entry = by_path.setdefault(key, {"attrs": {}})
-        entry["attrs"].update(rec.get("attrs") or {})
-        if rec.get("path") and Path(rec["path"]).is_file():
-            entry["sha256"] = sha256_file(rec["path"])
-    return by_path
 
 
 def _file_attrs(path) -> dict:

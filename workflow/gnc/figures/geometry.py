@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from ._common import (add_figure_legend, annotate_missing, axis_label, band_handle, code_value, figure_style,
-                      finish_frame, fmt_setting, long_frame, merge_missing, missing_points, new_figure,
+                      finish_frame, fmt_setting, merge_missing, missing_points, new_figure,
                       no_data_figure, panel_grid, plot_with_band, py, reduce_extra, source_records, spread)
 from ._style import Style, categorical_colors, format_tau
 
@@ -71,7 +71,9 @@ def fig_assignment(codes, *, max_seeds: int = 6):
             ks = [k for k in range(m.shape[0]) if not math.isnan(m[k, k]) or np.isfinite(m[k]).any()]
             mm, names = m[np.ix_(ks, ks)], _class_names(codes, ks)
             _draw_gram(fig, axes[0, j], mm, names, f"seed {seed}", first=j == 0, last=j == len(seed_vals) - 1)
-            rows += _gram_rows(facet, seed, ks, names, mm)
+            rows += [{**facet, "seed": seed, "k": ka, "k2": kb, "class_k": names[a], "class_k2": names[b],
+                      "cosine": float(mm[a, b])}
+                     for a, ka in enumerate(ks) for b, kb in enumerate(ks) if not math.isnan(mm[a, b])]
         fig.suptitle(_assignment_title(codes, facet, len(ks)), fontsize=12)
     frame = pd.DataFrame(rows)
     frame = frame[[c for c in ASSIGNMENT_COLUMNS if c in frame.columns]
@@ -102,12 +104,6 @@ def _draw_gram(fig, ax, mm: np.ndarray, names: list[str], title: str, *, first: 
     ax.set_title(title)
 
 
-def _gram_rows(facet: dict, seed, ks: list[int], names: list[str], mm: np.ndarray) -> list[dict]:
-    return [{**facet, "seed": seed, "k": ka, "k2": kb, "class_k": names[a], "class_k2": names[b],
-             "cosine": float(mm[a, b])}
-            for a, ka in enumerate(ks) for b, kb in enumerate(ks) if not math.isnan(mm[a, b])]
-
-
 def _assignment_title(codes, facet: dict, K: int) -> str:
     """The grid point of the Gram matrices (codes.nc records it in ``gnc_assignment_setting``)."""
     recorded = json.loads(codes.attrs.get("gnc_assignment_setting", "{}"))
@@ -130,14 +126,6 @@ UFM_PANELS = {  # metric: (title, y label or None for the variable's axis label)
     "ufm_distance_to_code": ("distance to the code", None),
     "ufm_min_angle": ("minimum angle", None),
 }
-
-
-def _spread_frame(da, keep) -> pd.DataFrame:
-    """:func:`spread` over every dim not in ``keep`` (e.g. the seeds of a UFM solve), as a frame of the
-    ``keep`` coordinates with values."""
-    df = spread(da, [d for d in da.dims if d not in keep]).to_dataframe().reset_index()
-    df = df[[c for c in df.columns if c in keep or c in ("value", "lower", "upper", "n")]]
-    return df[df["n"] > 0].reset_index(drop=True)
 
 
 def fig_ufm_tau(codes):
@@ -186,7 +174,10 @@ def _ufm_values(codes):
         da = codes[v]
         if not {"tau", "d", "K"} <= set(da.dims) or da.size == 0:
             continue
-        df = _spread_frame(da, ("tau", "d", "K"))
+        # mean and min–max over any dims but (tau, d, K), e.g. the seeds of a UFM solve
+        df = spread(da, [d for d in da.dims if d not in ("tau", "d", "K")]).to_dataframe().reset_index()
+        df = df[[c for c in df.columns if c in ("tau", "d", "K", "value", "lower", "upper", "n")]]
+        df = df[df["n"] > 0].reset_index(drop=True)
         df["metric"] = v
         parts.append(df)
     return codes, names, pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
@@ -334,7 +325,8 @@ def fig_codes(codes, *, tol: float = 1e-3, style: Style | None = None):
         return no_data_figure("codes", "codes.nc has none of softmax_value, tammes_ovr, softmax_min_angle, "
                               "tammes_angle", CODES_COLUMNS, sources=sources)
     verdicts = _verdicts(codes)
-    notes = ["Markers: verdict per (d, K) (same / differ / undecided; evidence in codes.nc)"] if verdicts else []
+    notes = (["Markers: verdict per (d, K) (same / differ / undecided; evidence in codes.nc)"] if verdicts
+             else [])
     long = _code_values(codes, names, notes)
     settings = sorted({(int(a), int(b)) for a, b, m in zip(long["d"], long["K"], long["metric"]) if m in CODE_VARS})
     if not settings:
@@ -369,7 +361,8 @@ def _code_values(codes, names, notes: list) -> pd.DataFrame:
             notes.append(f"{v}: maximum over {', '.join(extra)}")
         if set(da.dims) != {"d", "K"} or da.size == 0:
             continue
-        df = long_frame(da.transpose("d", "K"))
+        df = da.transpose("d", "K").rename("value").to_dataframe().reset_index()[["d", "K", "value"]]
+        df = df[df["value"].notna()].reset_index(drop=True)
         df["metric"] = v
         parts.append(df)
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["d", "K", "value", "metric"])
@@ -416,7 +409,8 @@ def _draw_code_lines(ax, pname: str, ms, rows: pd.DataFrame, col):
         for v, mk in VERDICT_MARKERS.items():
             sel = part[part["verdict"] == v]
             if len(sel):
-                ax.plot(sel["K"].to_numpy(float), sel["value"].to_numpy(float), linestyle="none", zorder=4, **mk)
+                ax.plot(sel["K"].to_numpy(float), sel["value"].to_numpy(float), linestyle="none", zorder=4,
+                        **mk)
     if pname == "ovr":
         part = rows[rows["metric"] == "paper_optimal"]
         if len(part):

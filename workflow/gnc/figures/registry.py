@@ -194,10 +194,6 @@ class Plan:
         return {**self.select, "expected": [dict(r) for r in self.expected]}
 
 
-def _describe(select: Mapping) -> str:
-    return describe_setting(select) or "any setting"
-
-
 def plan_figure(kind: str, runs: Sequence[Mapping], options: Mapping | None = None) -> Plan:
     """Decide what figure ``kind`` shows for a study whose runs have the coordinates ``runs``;
     ``options`` is the figure's entry of the config's ``figures:`` section."""
@@ -211,22 +207,6 @@ def plan_figure(kind: str, runs: Sequence[Mapping], options: Mapping | None = No
             raise ValueError(f"figures.{kind}: this figure shows what codes.nc holds; it takes no selection")
         if spec.needs != "assignment":
             return Plan(kind, True)
-    wanted = {**spec.defaults, **options}
-    pool = [r for r in runs if matches(r, wanted)]
-    if spec.needs == "linear" and "variant" not in options:
-        pool = [r for r in runs if str(r.get("variant", "")).startswith("linear") and matches(r, options)]
-    if spec.needs == "sphere":
-        pool = [r for r in pool if r.get("d") in (2, 3)]
-        if not pool:
-            return Plan(kind, False, why=f"no run with d = 2 or 3 ({_describe(options)})")
-        picks = []
-        for dval in sorted({r["d"] for r in pool}):
-            sub = [r for r in pool if r["d"] == dval]
-            best = headline(sub, None)
-            sub = [r for r in sub if matches(r, best)]
-            picks.append(min(sub, key=lambda r: r["seed"]))
-        return Plan(kind, True, select={}, expected=picks)
-    if spec.needs == "assignment":
         # codes.nc holds the Gram matrices of the first small-K grid point trained with several seeds
         groups: dict[tuple, set] = {}
         for r in runs:
@@ -235,8 +215,23 @@ def plan_figure(kind: str, runs: Sequence[Mapping], options: Mapping | None = No
         if not any(len(s) > 1 for s in groups.values()):
             return Plan(kind, False, why="no grid point with K ≤ 16 trained with two or more seeds")
         return Plan(kind, True)
+    wanted = {**spec.defaults, **options}
+    considered = describe_setting(wanted) or "any setting"
+    pool = [r for r in runs if matches(r, wanted)]
+    if spec.needs == "linear" and "variant" not in options:
+        pool = [r for r in runs if str(r.get("variant", "")).startswith("linear") and matches(r, options)]
+    if spec.needs == "sphere":
+        pool = [r for r in pool if r.get("d") in (2, 3)]
+        if not pool:
+            return Plan(kind, False, why=f"no run with d = 2 or 3 ({considered})")
+        picks = []
+        for dval in sorted({r["d"] for r in pool}):
+            sub = [r for r in pool if r["d"] == dval]
+            best = headline(sub, None)
+            picks.append(min((r for r in sub if matches(r, best)), key=lambda r: r["seed"]))
+        return Plan(kind, True, select={}, expected=picks)
     if not pool:
-        what = "a linear head" if spec.needs == "linear" else _describe(wanted)
+        what = "a linear head" if spec.needs == "linear" else considered
         return Plan(kind, False, why=f"the study has no run with {what}")
     setting = headline(pool, spec.compares)
     chosen = [r for r in pool if matches(r, setting)]
@@ -244,7 +239,7 @@ def plan_figure(kind: str, runs: Sequence[Mapping], options: Mapping | None = No
         levels = _levels(r.get(spec.compares) for r in chosen)
         if len(levels) < 2:
             return Plan(kind, False, why=f"no two runs that differ only in the {DIM_WORDS[spec.compares]} "
-                                         f"(runs considered: {_describe(wanted)})")
+                                         f"(runs considered: {considered})")
         select = {**setting, spec.compares: levels}
     else:
         select = dict(setting)
@@ -263,13 +258,14 @@ def _fmt(dim: str, value) -> str:
 
 
 def describe_setting(select: Mapping) -> str:
-    """'dataset glyphs, arch smallcnn, variant normalized-ce, d = 10, K = 100, τ ∈ {1/10, 1}, seeds 0, 1' for a
-    selection."""
+    """'dataset glyphs, arch smallcnn, variant normalized-ce, d = 10, K = 100, τ ∈ {1/10, 1}, seeds 0, 1'
+    for a selection."""
     parts = []
     for dim in (*SETTING_DIMS, "seed"):
-        if select.get(dim) is None:
+        v = select.get(dim)
+        if v is None:
             continue
-        vals = [_fmt(dim, x) for x in (select[dim] if isinstance(select[dim], (list, tuple)) else [select[dim]])]
+        vals = [_fmt(dim, x) for x in (v if isinstance(v, (list, tuple)) else [v])]
         name = "τ" if dim == "tau" else dim
         if dim == "seed":
             parts.append(f"seed{'s' if len(vals) != 1 else ''} {', '.join(vals)}")
