@@ -291,17 +291,12 @@ def merge_missing(records: list[dict]) -> list[dict]:
     """Merge records that differ only in their metric list."""
     merged: dict[str, dict] = {}
     for rec in records:
-        key_items = {k: v for k, v in rec.items() if k != "metrics"}
-        key = json.dumps(key_items, sort_keys=True, default=str)
-        if key in merged:
-            old = merged[key]["metrics"]
-            new = rec.get("metrics", "all")
-            if old == "all" or new == "all":
-                merged[key]["metrics"] = "all"
-            else:
-                merged[key]["metrics"] = sorted(set(old) | set(new))
-        else:
+        key = json.dumps({k: v for k, v in rec.items() if k != "metrics"}, sort_keys=True, default=str)
+        if key not in merged:
             merged[key] = dict(rec)
+            continue
+        old, new = merged[key]["metrics"], rec.get("metrics", "all")
+        merged[key]["metrics"] = "all" if "all" in (old, new) else sorted(set(old) | set(new))
     return list(merged.values())
 
 
@@ -322,11 +317,9 @@ def caption_gap_note(frame: pd.DataFrame, *, limit: int = 12) -> str:
         if "seed" in rec:
             g["seeds"].append(rec["seed"])
     items = [_missing_item(g["base"], g["seeds"]) for g in groups.values()]
-    shown = items[:limit]
-    more = len(items) - len(shown)
-    note = f"Missing grid points ({len(records)}): " + "; ".join(shown)
-    if more > 0:
-        note += f"; and {more} more (see the provenance sidecar)"
+    note = f"Missing grid points ({len(records)}): " + "; ".join(items[:limit])
+    if len(items) > limit:
+        note += f"; and {len(items) - limit} more (see the provenance sidecar)"
     return note + "."
 
 

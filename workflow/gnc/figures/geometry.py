@@ -126,6 +126,10 @@ UFM_PANELS = {  # metric: (title, y label or None for the variable's axis label)
     "ufm_distance_to_code": ("distance to the code", None),
     "ufm_min_angle": ("minimum angle", None),
 }
+#: the status marks of the ratio panel: (variable, flag value marked, legend label, marker)
+UFM_MARKS = (("ufm_stuck", 1, "stuck: the start at the code reaches a lower loss",
+              dict(marker="o", markersize=10, markerfacecolor="none", markeredgecolor="red")),
+             ("ufm_converged", 0, "still changing after the last round", dict(marker="x", color="0.4", markersize=8)))
 
 
 def fig_ufm_tau(codes):
@@ -251,12 +255,8 @@ def _ufm_handles(codes, settings, colors, frame: pd.DataFrame) -> list:
     handles.append(Line2D([], [], color="black", linestyle="--", label="softmax code (best found)"))
     if "ufm_probe_ovr" in codes.data_vars:
         handles.append(Line2D([], [], color="0.3", linestyle=":", label="UFM started at the softmax code"))
-    if "ufm_stuck" in codes.data_vars:
-        handles.append(Line2D([], [], linestyle="none", marker="o", markersize=10, markerfacecolor="none",
-                              markeredgecolor="red", label="stuck: the start at the code reaches a lower loss"))
-    if "ufm_converged" in codes.data_vars:
-        handles.append(Line2D([], [], linestyle="none", marker="x", color="0.4", markersize=8,
-                              label="still changing after the last round"))
+    handles += [Line2D([], [], linestyle="none", label=label, **mark)
+                for var, _, label, mark in UFM_MARKS if var in codes.data_vars]
     if (frame["n"] > 1).any():
         handles.append(band_handle("min–max over runs"))
     return handles
@@ -272,13 +272,10 @@ def _ufm_status_marks(ax, codes, setting, color):
         pr = codes["ufm_probe_ovr"].sel(at).dropna("tau")
         ax.plot(pr["tau"].values, pr.values / sm, color=color, linestyle=":", linewidth=1.2)
     ratio = codes["ufm_ovr"].sel(at) / sm
-    for var, bad, style in (("ufm_stuck", 1, dict(marker="o", markersize=10, markerfacecolor="none",
-                                                  markeredgecolor="red")),
-                            ("ufm_converged", 0, dict(marker="x", color="0.4", markersize=8))):
+    for var, bad, _, mark in UFM_MARKS:
         if var in codes.data_vars:
-            flag = codes[var].sel(at)
-            pts = ratio.where(flag == bad).dropna("tau")
-            ax.plot(pts["tau"].values, pts.values, linestyle="none", **style)
+            pts = ratio.where(codes[var].sel(at) == bad).dropna("tau")
+            ax.plot(pts["tau"].values, pts.values, linestyle="none", **mark)
 
 
 
