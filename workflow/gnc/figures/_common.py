@@ -150,16 +150,6 @@ def figure_style():
     return mpl.rc_context(rc_params())
 
 
-def new_figure(nrows: int, ncols: int, panel_w: float = 3.4, panel_h: float = 2.8, extra_w: float = 0.0,
-               extra_h: float = 0.5):
-    """A pyplot-free Figure with a constrained-layout grid of axes (array of shape (nrows, ncols))."""
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(ncols * panel_w + extra_w, nrows * panel_h + extra_h), layout="constrained")
-    axes = fig.subplots(nrows, ncols, squeeze=False)
-    return fig, axes
-
-
 def no_data_figure(kind: str, reason: str = "", columns: Sequence[str] = (), *, sources=None,
                    selection=None):
     """The figure drawn when none of a figure's data exist in this study (never an exception)."""
@@ -181,13 +171,16 @@ def no_data_figure(kind: str, reason: str = "", columns: Sequence[str] = (), *, 
     return fig, frame
 
 
-def panel_grid(n: int, ncols: int = 4, **kw):
-    """``n`` panels in rows of at most ``ncols`` (:func:`new_figure` keywords); unused cells hidden.
-    Returns the figure and the list of the ``n`` axes."""
+def panel_grid(n: int, ncols: int = 4, panel_w: float = 3.4, panel_h: float = 2.8, extra_w: float = 0.0,
+               extra_h: float = 0.5):
+    """A pyplot-free Figure with ``n`` panels (inches each) in rows of at most ``ncols`` and a
+    constrained layout; unused cells hidden. Returns the figure and the list of the ``n`` axes."""
+    from matplotlib.figure import Figure
+
     ncols = min(ncols, n)
     nrows = int(math.ceil(n / ncols))
-    fig, axes = new_figure(nrows, ncols, **kw)
-    flat = list(axes.reshape(-1))
+    fig = Figure(figsize=(ncols * panel_w + extra_w, nrows * panel_h + extra_h), layout="constrained")
+    flat = list(fig.subplots(nrows, ncols, squeeze=False).reshape(-1))
     for ax in flat[n:]:
         ax.set_axis_off()
     return fig, flat[:n]

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from ._common import (add_figure_legend, annotate_missing, axis_label, band_handle, code_value, figure_style,
-                      finish_frame, fmt_setting, merge_missing, missing_points, new_figure,
+                      finish_frame, fmt_setting, merge_missing, missing_points,
                       no_data_figure, panel_grid, plot_with_band, py, reduce_extra, source_records, spread)
 from ._style import Style, categorical_colors, format_tau
 
@@ -64,13 +64,13 @@ def fig_assignment(codes, *, max_seeds: int = 6):
         diag = np.diagonal(g.transpose("seed", "k", "k2").values, axis1=1, axis2=2)
         kmax = int(max(1, (~np.isnan(diag)).sum(axis=-1).max()))
         panel = min(max(2.8, 0.45 * kmax + 1.4), 7.0)
-        fig, axes = new_figure(1, len(seed_vals), panel_w=panel, panel_h=panel, extra_w=0.3)
+        fig, axes = panel_grid(len(seed_vals), len(seed_vals), panel_w=panel, panel_h=panel, extra_w=0.3)
         for j, (si, seed) in enumerate(zip(seed_idx, seed_vals)):
-            axes[0, j].set_gid(f"gram|0|{j}")
+            axes[j].set_gid(f"gram|0|{j}")
             m = g.isel(seed=si).transpose("k", "k2").values.astype(float)
             ks = [k for k in range(m.shape[0]) if not math.isnan(m[k, k]) or np.isfinite(m[k]).any()]
             mm, names = m[np.ix_(ks, ks)], _class_names(codes, ks)
-            _draw_gram(fig, axes[0, j], mm, names, f"seed {seed}", first=j == 0, last=j == len(seed_vals) - 1)
+            _draw_gram(fig, axes[j], mm, names, f"seed {seed}", first=j == 0, last=j == len(seed_vals) - 1)
             rows += [{**facet, "seed": seed, "k": ka, "k2": kb, "class_k": names[a], "class_k2": names[b],
                       "cosine": float(mm[a, b])}
                      for a, ka in enumerate(ks) for b, kb in enumerate(ks) if not math.isnan(mm[a, b])]
@@ -556,7 +556,6 @@ def _sphere_usable(panels) -> tuple[list, list]:
 def _project(p: np.ndarray, dd: int, sign):
     """Plot coordinates of unit vectors in one view, and which of them the view shows: d = 2 all of them;
     d = 3 the hemisphere of ``sign`` (z ≥ 0 or z < 0), seen from outside (x mirrored for the back)."""
-    p = np.atleast_2d(p)
     if dd == 2:
         return p[:, 0], p[:, 1], np.ones(len(p), dtype=bool)
     on = (p[:, 2] >= 0) if sign > 0 else (p[:, 2] < 0)

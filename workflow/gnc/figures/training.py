@@ -39,7 +39,7 @@ from .registry import REGISTRY, RUN_DIMS, headline, matches, same_value
 SETTING_COLUMNS = [d for d in RUN_DIMS if d != "seed"]
 CURVE_COLUMNS = ["series", "metric", *SETTING_COLUMNS, "epoch", "value", "lower", "upper", "n_seeds", "seeds"]
 LOG_METRICS = {"gnc1", "gnc3", "gnc3_uncentered", "nc1"}
-HUE_TITLES = {"tau": "temperature", "arch": "architecture", "variant": "classifier", "K": "classes", "d": "dim."}
+HUE_TITLES = {"tau": "temperature", "arch": "architecture", "variant": "classifier"}
 REF_STYLE = {
     "softmax code": dict(color="black", linestyle="--", linewidth=1.4),
     "paper 'Optimal'": dict(color="0.45", linestyle=":", linewidth=1.6),
@@ -86,7 +86,6 @@ NC_PANELS = (
 def _with_derived(metrics):
     if metrics is not None and "train_acc" in metrics.data_vars and "train_error" not in metrics.data_vars:
         metrics = metrics.assign(train_error=1.0 - metrics["train_acc"])
-        metrics["train_error"].attrs = {"long_name": "training error", "units": "1"}
     return metrics
 
 
