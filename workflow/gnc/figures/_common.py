@@ -36,16 +36,11 @@ from .registry import NAME_DIMS, REGISTRY, SETTING_DIMS, as_list, same_value
 
 # Short axis labels (the netCDF long_name may be long); units come from the variable's attrs.
 SHORT_LABELS = {  # the variables a panel labels from this table (the others set their own label)
-    "gnc1": r"GNC1  $\mathrm{tr}(\Sigma_W\Sigma_B^{+})/K$",
-    "gnc2": r"GNC2  $\rho_{\mathrm{ovr}}(\hat W)$",
-    "gnc3": r"GNC3  mean $1-\cos(\hat w_k, \bar h_k)$",
-    "nc1": "NC1",
-    "train_acc": "train accuracy",
-    "test_acc": "test accuracy",
-    "ncc_train_acc": "NCC train accuracy",
-    "ncc_test_acc": "NCC test accuracy",
-    "ufm_distance_to_code": "UFM distance to softmax code",
-    "ufm_min_angle": "UFM min angle",
+    "gnc1": r"GNC1  $\mathrm{tr}(\Sigma_W\Sigma_B^{+})/K$", "gnc2": r"GNC2  $\rho_{\mathrm{ovr}}(\hat W)$",
+    "gnc3": r"GNC3  mean $1-\cos(\hat w_k, \bar h_k)$", "nc1": "NC1",
+    "train_acc": "train accuracy", "test_acc": "test accuracy",
+    "ncc_train_acc": "NCC train accuracy", "ncc_test_acc": "NCC test accuracy",
+    "ufm_distance_to_code": "UFM distance to softmax code", "ufm_min_angle": "UFM min angle",
 }
 ACCURACY_VARS = {"train_acc", "test_acc", "ncc_train_acc", "ncc_test_acc"}
 DIM_NAMES = {"arch": "architecture", "tau": "τ"}  # the other dims by their own name
@@ -130,14 +125,12 @@ def source_records(*datasets) -> list[dict]:
 
 def finish_frame(frame: pd.DataFrame, kind: str, *, missing=None, selection=None, seeds=None, notes=None,
                  sources=None, no_data: bool = False) -> pd.DataFrame:
+    """``frame`` with the attributes every figure frame carries (see the module docstring), JSON-friendly."""
     frame = frame.reset_index(drop=True)
-    frame.attrs["figure"] = kind
-    frame.attrs["missing"] = [dict((k, py(v)) for k, v in m.items()) for m in (missing or [])]
-    frame.attrs["selection"] = {k: py(v) for k, v in (selection or {}).items()}
-    frame.attrs["seeds"] = [py(s) for s in (seeds or [])]
-    frame.attrs["notes"] = list(notes or [])
-    frame.attrs["sources"] = list(sources or [])
-    frame.attrs["no_data"] = bool(no_data)
+    frame.attrs.update(figure=kind, missing=[{k: py(v) for k, v in m.items()} for m in missing or []],
+                       selection={k: py(v) for k, v in (selection or {}).items()},
+                       seeds=[py(s) for s in seeds or []], notes=list(notes or []), sources=list(sources or []),
+                       no_data=bool(no_data))
     return frame
 
 

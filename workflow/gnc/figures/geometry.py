@@ -283,8 +283,10 @@ def _ufm_status_marks(ax, codes, setting, color):
 
 CODES_COLUMNS = ["metric", "d", "K", "value", "differs", "verdict"]
 CODE_VARS = ("softmax_value", "tammes_ovr", "softmax_min_angle", "tammes_angle")
-CODES_PANELS = (("ovr", ("softmax_value", "tammes_ovr")), ("gain", ("ovr_gain",)),
-                ("angle", ("softmax_min_angle", "tammes_angle")))
+CODES_PANELS = (  # (name, metrics, title, y label or None for the variable's axis label)
+    ("ovr", ("softmax_value", "tammes_ovr"), "ρ_ovr: softmax code vs Tammes code", "one-vs-rest distance ρ_ovr"),
+    ("gain", ("ovr_gain",), "gain of the softmax code", "ρ_ovr(softmax) − ρ_ovr(Tammes)"),
+    ("angle", ("softmax_min_angle", "tammes_angle"), "minimum angle between code vectors", None))
 
 
 #: marker of each verdict on the gain panel
@@ -332,14 +334,16 @@ def fig_codes(codes, *, tol: float = 1e-3, style: Style | None = None):
     style = style or Style.from_datasets(codes)
     dvals = sorted({s[0] for s in settings})
     Kvals = sorted({s[1] for s in settings})
-    panels = [(p, ms) for p, ms in CODES_PANELS if frame["metric"].isin(ms).any()]
+    panels = [p for p in CODES_PANELS if frame["metric"].isin(p[1]).any()]
     with figure_style():
         fig, axes = panel_grid(len(panels), panel_w=3.9, panel_h=3.2, extra_w=1.8)
-        for ax, (pname, ms) in zip(axes, panels):
+        for ax, (pname, ms, title, ylabel) in zip(axes, panels):
             ax.set_gid(f"{pname}|0")
             for dd in dvals:
                 _draw_code_lines(ax, pname, ms, frame[frame["d"] == dd], style.d_color(dd))
-            _format_codes_axis(ax, pname, Kvals, tol, codes)
+            _format_codes_axis(ax, pname, Kvals, tol)
+            ax.set_ylabel(ylabel or axis_label("softmax_min_angle", codes, label="minimum pairwise angle"))
+            ax.set_title(title)
         add_figure_legend(fig, _codes_handles(dvals, style, verdicts, frame), title="feature dim.")
         fig.suptitle("Softmax code vs Tammes code", fontsize=13)
         annotate_missing(fig, missing)
@@ -415,25 +419,17 @@ def _draw_code_lines(ax, pname: str, ms, rows: pd.DataFrame, col):
                     color="0.25", markersize=7)
 
 
-def _format_codes_axis(ax, pname: str, Kvals: list, tol: float, codes):
-    """K axis (log when K spans more than a factor 20), labels and title of one panel; the gain panel
-    with its zero line and the tolerance dotted."""
+def _format_codes_axis(ax, pname: str, Kvals: list, tol: float):
+    """K axis (log when K spans more than a factor 20); the gain panel with its zero line and the
+    tolerance dotted."""
     if len(Kvals) > 1 and Kvals[-1] / max(Kvals[0], 1) > 20:
         ax.set_xscale("log")
     elif len(Kvals) <= 12:
         ax.set_xticks(Kvals)
     ax.set_xlabel("number of classes K")
-    if pname == "ovr":
-        ax.set_ylabel("one-vs-rest distance ρ_ovr")
-        ax.set_title("ρ_ovr: softmax code vs Tammes code")
-    elif pname == "gain":
-        ax.set_ylabel("ρ_ovr(softmax) − ρ_ovr(Tammes)")
+    if pname == "gain":
         ax.axhline(0.0, color="black", linewidth=0.8)
         ax.axhline(tol, color="0.5", linewidth=0.8, linestyle=":")
-        ax.set_title("gain of the softmax code")
-    else:
-        ax.set_ylabel(axis_label("softmax_min_angle", codes, label="minimum pairwise angle"))
-        ax.set_title("minimum angle between code vectors")
 
 
 def _codes_handles(dvals, style: Style, verdicts: dict, frame: pd.DataFrame) -> list:
