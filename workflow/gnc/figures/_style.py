@@ -10,9 +10,8 @@ architecture has the same colour in every figure of a study:
 * feature dimension d — sequential ("viridis"); (d, K) settings and classes — categorical (evenly
   spaced hues).
 
-Build a :class:`Style` once per study (``Style.from_datasets(metrics, codes)``) and pass it to every
-figure function; a figure function called without one builds it from its own inputs (same
-coordinates, hence the same colours when the inputs come from the same study).
+A figure function called without a :class:`Style` builds it from its own inputs
+(``Style.from_datasets``): the same coordinates, hence the same colours across a study's figures.
 """
 
 from __future__ import annotations
@@ -119,16 +118,13 @@ class Style:
 
     @classmethod
     def from_datasets(cls, *datasets) -> "Style":
-        levels: dict[str, list] = {"tau": [], "arch": [], "variant": [], "d": []}
-        for ds in datasets:
-            if ds is None:
-                continue
-            for dim, vals in levels.items():
-                if dim in ds.coords:
-                    vals += list(np.atleast_1d(ds.coords[dim].values))
-        return cls(taus=_unique_sorted(levels["tau"], True), archs=_unique_sorted(levels["arch"], False),
-                   variants=_unique_sorted(levels["variant"], False),
-                   dims=[int(x) for x in _unique_sorted(levels["d"], True)])
+        """The levels of τ, architecture, variant and d of the coordinates of ``datasets`` (None skipped)."""
+        def levels(dim: str, numeric: bool) -> list:
+            coords = [ds.coords[dim].values for ds in datasets if ds is not None and dim in ds.coords]
+            return _unique_sorted([v for c in coords for v in np.atleast_1d(c)], numeric)
+
+        return cls(taus=levels("tau", True), archs=levels("arch", False), variants=levels("variant", False),
+                   dims=[int(x) for x in levels("d", True)])
 
     # ---------------------------------------------------------------- colours
     def tau_color(self, tau: float):

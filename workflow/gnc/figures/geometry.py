@@ -1,11 +1,5 @@
-"""Figures drawn from ``results/codes.nc`` and from per-checkpoint feature files.
-
-fig_assignment   Gram matrices cos(ŵ_k, ŵ_k') of trained classifiers, one heatmap per seed
-fig_ufm_tau      UFM at decreasing τ: ρ_ovr / softmax-code value, distance to the code, min angle
-fig_codes        softmax code vs Tammes code vs K for several d (values, gain, min angles)
-fig_sphere       d = 2 circle / d = 3 orthographic views of ŵ_k, class means and features
-
-The figures of ``codes.nc`` show what the file holds (the study's config selects nothing for them).
+"""Figures drawn from ``results/codes.nc`` (fig_assignment, fig_ufm_tau, fig_codes: they show what the file
+holds; the study's config selects nothing for them) and from per-checkpoint feature files (fig_sphere).
 """
 
 from __future__ import annotations
@@ -450,7 +444,6 @@ def _codes_handles(dvals, style: Style, verdicts: dict, frame: pd.DataFrame) -> 
 
 SPHERE_COLUMNS = ["panel", "kind", "k", "class_name", "sample", "x", "y", "z", "hemisphere", "px", "py"]
 SPHERE_VIEWS = {2: [("", None)], 3: [("front", 1.0), ("back", -1.0)]}  # (hemisphere, sign of z shown)
-VIEW_TITLES = {"front": "front: z ≥ 0, seen from +z", "back": "back: z < 0, seen from −z"}
 
 
 def _normalize_rows(a: np.ndarray) -> np.ndarray:
@@ -538,14 +531,14 @@ def _sphere_usable(panels) -> tuple[list, list]:
     """(name, dataset, d) of the panels that can be drawn, and (name, reason) of the others."""
     usable, skipped = [], []
     for name, ds in panels:
-        if not all(v in getattr(ds, "variables", {}) for v in ("W", "train_h", "train_y")):
+        if not all(v in ds.variables for v in ("W", "train_h", "train_y")):
             skipped.append((name, "features file lacks W / train_h / train_y"))
             continue
         dd = int(ds["W"].sizes.get("component", ds["W"].shape[-1]))
-        if dd not in (2, 3):
+        if dd in (2, 3):
+            usable.append((name, ds, dd))
+        else:
             skipped.append((name, f"d = {dd}: sphere pictures need d = 2 or 3"))
-            continue
-        usable.append((name, ds, dd))
     return usable, skipped
 
 
@@ -594,7 +587,7 @@ def _draw_sphere_view(ax, name: str, pts: dict, names: list[str], dd: int, view:
             _label_vector(ax, names[k], wx[k], wy[k])
         rows.append(_sphere_row(name, "classifier", k, names, k, pts["W"][k], dd, view, wx[k], wy[k]))
     if view:
-        ax.set_title(VIEW_TITLES[view], fontsize=10)
+        ax.set_title(f"{view}: z ≥ 0, seen from +z" if sign > 0 else f"{view}: z < 0, seen from −z", fontsize=10)
     return rows
 
 

@@ -1,16 +1,8 @@
 """Figures drawn from ``results/metrics.nc`` (and the softmax-code values of ``results/codes.nc``).
 
-Curves versus epoch, one colour per level of the compared coordinate:
-
-fig_tau_sweep, fig_arch_comparison  GNC1 / GNC2 (+ code value) / GNC3 / test accuracy (hue τ / architecture)
-fig_cmf                             train (solid) / test (dashed) accuracy (hue classifier variant)
-fig_ncc                             NCC train (solid) / test (dashed) accuracy (hue τ)
-fig_nc                              Papyan et al.'s NC1–NC4 panels for the linear head (one line)
-
-Values at each run's last checkpoint versus a coordinate:
-
-fig_k_sweep                         GNC1 / GNC2 (+ code values) / GNC3 / test accuracy vs K
-fig_d_sweep                         GNC2 (+ code values) / GNC2 ÷ code value / test accuracy vs d
+Two drivers draw them: :func:`_curve_figure`, curves versus epoch with one colour per level of the
+compared coordinate (τ, architecture or classifier variant), and :func:`_final_figure`, each run's value
+at its last checkpoint versus K or d.
 
 Each figure shows ONE setting: every coordinate but the compared one is fixed, by the keyword
 arguments (``dataset="glyphs", K=100``, a value or a list) and, where they leave a choice, by
@@ -89,13 +81,6 @@ def _with_derived(metrics):
     return metrics
 
 
-def _runs_with_data(has) -> list[dict]:
-    """Coordinates of the (variant, dataset, arch, tau, d, K, seed) cells of ``has`` that are True."""
-    dims = [d for d in RUN_DIMS if d in has.dims]
-    h = has.any(dim=[d for d in has.dims if d not in dims]).transpose(*dims)
-    return [{d: py(h[d].values[i]) for d, i in zip(dims, ix)} for ix in np.argwhere(h.values)]
-
-
 def _pick_setting(metrics, names, compares, sel, defaults):
     """(sub-dataset of one setting, its runs with data, setting) or None when nothing has data."""
     sub, _ = select(metrics[names], **{k: v for k, v in sel.items() if v is not None})
@@ -104,7 +89,9 @@ def _pick_setting(metrics, names, compares, sel, defaults):
     if "seed" not in sub.dims:  # a study without a seed dimension: one implicit seed
         sub = sub.expand_dims(seed=[0])
     has = sub.to_array("metric").notnull()
-    runs = _runs_with_data(has)
+    dims = [d for d in RUN_DIMS if d in has.dims]
+    has = has.any(dim=[d for d in has.dims if d not in dims]).transpose(*dims)
+    runs = [{d: py(has[d].values[i]) for d, i in zip(dims, ix)} for ix in np.argwhere(has.values)]  # with data
     if not runs:
         return None
     preferred = [r for r in runs if matches(r, {k: v for k, v in defaults.items() if sel.get(k) is None})]
