@@ -233,11 +233,10 @@ def add_figure_legend(fig, handles, *, title=None):
 
 def annotate_missing(fig, missing: list[dict]):
     """A discreet footer saying that some grid points are missing (the caption lists them)."""
-    if not missing:
-        return
-    n = len(missing)
-    fig.supxlabel(f"{n} missing grid point{'s' if n > 1 else ''} (listed in the caption)", fontsize=9,
-                  color="#a33", x=0.01, ha="left")
+    if missing:
+        plural = "s" if len(missing) > 1 else ""
+        fig.supxlabel(f"{len(missing)} missing grid point{plural} (listed in the caption)", fontsize=9,
+                      color="#a33", x=0.01, ha="left")
 
 
 # ----------------------------------------------------------------------------- missing points
@@ -383,9 +382,8 @@ def _seed_sentence(seed_text: str | None, seeds: list) -> str:
         return seed_text[0].upper() + seed_text[1:] + (
             " (a line is the mean over the seeds that have the point; where two or more do, a band shows their "
             "min–max)." if many else ".")
-    if not seeds:
-        return ""
-    return f"Seed{'s' if len(seeds) > 1 else ''} {', '.join(str(py(x)) for x in seeds)} (one heatmap each)."
+    shown = ", ".join(str(py(x)) for x in seeds)
+    return f"Seed{'s' if len(seeds) > 1 else ''} {shown} (one heatmap each)." if seeds else ""
 
 
 def _epoch_sentence(kind: str, epochs: list) -> str:
@@ -398,9 +396,8 @@ def _epoch_sentence(kind: str, epochs: list) -> str:
 
 
 def _sphere_sentence(frame: pd.DataFrame) -> str:
-    panels = list(dict.fromkeys(frame["panel"].tolist()))
     sel = frame.attrs.get("selection", {})
-    return (f"Panels: {'; '.join(panels)}. At most {sel.get('n_features', '?')} features sampled per panel "
+    return (f"Panels: {'; '.join(frame['panel'].unique())}. At most {sel.get('n_features', '?')} features sampled per panel "
             f"(seed {sel.get('seed', '?')}); class means "
             f"{'centred by the global mean' if sel.get('center') else 'not centred'}.")
 

@@ -156,21 +156,15 @@ class Style:
         return {"tau": self.tau_color, "arch": self.arch_color, "d": self.d_color}[dim](value)
 
     def label(self, dim: str, value) -> str:
-        if dim == "tau":
-            return f"τ = {format_tau(value)}"
-        if dim in ("d", "K"):
-            return f"{dim} = {int(value)}"
-        return str(value)
+        """The legend label of a level of ``dim`` (tau, arch or variant)."""
+        return f"τ = {format_tau(value)}" if dim == "tau" else str(value)
 
 
 def _categorical(levels: list[str], value: str, palette: str):
     if value not in levels:
         levels = sorted(set(levels) | {value})
-    base = _palette(palette)
-    i = levels.index(value)
-    if i < len(base):
-        return base[i]
-    return categorical_colors(len(levels))[i]
+    base, i = _palette(palette), levels.index(value)
+    return base[i] if i < len(base) else categorical_colors(len(levels))[i]
 
 
 def _palette(name: str) -> list:

@@ -295,13 +295,9 @@ def _verdicts(codes) -> dict:
         return {}
     v = codes["verdict"]
     meanings = str(v.attrs.get("flag_meanings", "")).split()
-    out = {}
-    for dd in v["d"].values:
-        for kk in v["K"].values:
-            f = v.sel(d=dd, K=kk).values
-            if np.isfinite(f) and 0 <= int(f) < len(meanings):
-                out[(int(dd), int(kk))] = meanings[int(f)]
-    return out
+    flags = v.transpose("d", "K").values
+    return {(int(v["d"].values[i]), int(v["K"].values[j])): meanings[int(flags[i, j])]
+            for i, j in np.argwhere(np.isfinite(flags)) if 0 <= int(flags[i, j]) < len(meanings)}
 
 
 def fig_codes(codes, *, tol: float = 1e-3, style: Style | None = None):
@@ -379,8 +375,7 @@ def _codes_frame(long: pd.DataFrame, settings, main, verdicts: dict):
             gain_rows.append({"metric": "ovr_gain", "d": s[0], "K": s[1], "value": float(a - b)})
     frame = pd.concat([long, pd.DataFrame(gain_rows)], ignore_index=True)
     frame = frame[frame.apply(lambda r: (int(r["d"]), int(r["K"])) in set(settings), axis=1)]
-    frame["d"] = frame["d"].astype(int)
-    frame["K"] = frame["K"].astype(int)
+    frame = frame.astype({"d": int, "K": int})
     frame["differs"] = [differs.get((int(a), int(b))) for a, b in zip(frame["d"], frame["K"])]
     frame["differs"] = frame["differs"].astype("boolean")
     frame["verdict"] = [verdicts.get((int(a), int(b))) for a, b in zip(frame["d"], frame["K"])]

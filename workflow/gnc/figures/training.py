@@ -255,10 +255,8 @@ def _curve_handles(panels, levels, hue, style, setting, ref_rows, frame) -> list
     """Legend: a colour per level, a line style per labelled line, the references drawn, the band."""
     from matplotlib.lines import Line2D
 
-    handles = []
-    if hue:
-        handles += [Line2D([], [], color=_color(style, hue, lv, setting), lw=2, label=style.label(hue, lv))
-                    for lv in levels]
+    handles = [Line2D([], [], color=_color(style, hue, lv, setting), lw=2, label=style.label(hue, lv))
+               for lv in levels] if hue else []
     styles = {(ls, lab) for p in panels for _, ls, lab in p.lines if lab}
     handles += [Line2D([], [], color="0.3", linestyle=ls, label=lab) for ls, lab in sorted(styles)]
     for series in REF_STYLE:
