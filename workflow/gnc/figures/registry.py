@@ -164,8 +164,7 @@ def headline(runs: Sequence[Mapping], compares: str | None) -> dict | None:
     groups: dict[tuple, list[Mapping]] = {}
     fixed = [d for d in RUN_DIMS if d not in (compares, "seed")]
     for r in runs:
-        key = tuple(r.get(d) for d in fixed)
-        groups.setdefault(key, []).append(r)
+        groups.setdefault(tuple(r.get(d) for d in fixed), []).append(r)
     if not groups:
         return None
 
@@ -194,6 +193,10 @@ class Plan:
         return {**self.select, "expected": [dict(r) for r in self.expected]}
 
 
+def _describe(select: Mapping) -> str:
+    return describe_setting(select) or "any setting"
+
+
 def plan_figure(kind: str, runs: Sequence[Mapping], options: Mapping | None = None) -> Plan:
     """Decide what figure ``kind`` shows for a study whose runs have the coordinates ``runs``;
     ``options`` is the figure's entry of the config's ``figures:`` section."""
@@ -216,14 +219,13 @@ def plan_figure(kind: str, runs: Sequence[Mapping], options: Mapping | None = No
             return Plan(kind, False, why="no grid point with K ≤ 16 trained with two or more seeds")
         return Plan(kind, True)
     wanted = {**spec.defaults, **options}
-    considered = describe_setting(wanted) or "any setting"
     pool = [r for r in runs if matches(r, wanted)]
     if spec.needs == "linear" and "variant" not in options:
         pool = [r for r in runs if str(r.get("variant", "")).startswith("linear") and matches(r, options)]
     if spec.needs == "sphere":
         pool = [r for r in pool if r.get("d") in (2, 3)]
         if not pool:
-            return Plan(kind, False, why=f"no run with d = 2 or 3 ({considered})")
+            return Plan(kind, False, why=f"no run with d = 2 or 3 ({_describe(wanted)})")
         picks = []
         for dval in sorted({r["d"] for r in pool}):
             sub = [r for r in pool if r["d"] == dval]
@@ -231,7 +233,7 @@ def plan_figure(kind: str, runs: Sequence[Mapping], options: Mapping | None = No
             picks.append(min((r for r in sub if matches(r, best)), key=lambda r: r["seed"]))
         return Plan(kind, True, select={}, expected=picks)
     if not pool:
-        what = "a linear head" if spec.needs == "linear" else considered
+        what = "a linear head" if spec.needs == "linear" else _describe(wanted)
         return Plan(kind, False, why=f"the study has no run with {what}")
     setting = headline(pool, spec.compares)
     chosen = [r for r in pool if matches(r, setting)]
@@ -239,7 +241,7 @@ def plan_figure(kind: str, runs: Sequence[Mapping], options: Mapping | None = No
         levels = _levels(r.get(spec.compares) for r in chosen)
         if len(levels) < 2:
             return Plan(kind, False, why=f"no two runs that differ only in the {DIM_WORDS[spec.compares]} "
-                                         f"(runs considered: {considered})")
+                                         f"(runs considered: {_describe(wanted)})")
         select = {**setting, spec.compares: levels}
     else:
         select = dict(setting)
@@ -249,8 +251,7 @@ def plan_figure(kind: str, runs: Sequence[Mapping], options: Mapping | None = No
 
 def plan_figures(runs: Sequence[Mapping], figures_config: Mapping | None = None) -> dict[str, Plan]:
     """:func:`plan_figure` for every registered figure (``figures_config`` = the config's ``figures:``)."""
-    cfg = figures_config or {}
-    return {kind: plan_figure(kind, runs, cfg.get(kind)) for kind in REGISTRY}
+    return {kind: plan_figure(kind, runs, (figures_config or {}).get(kind)) for kind in REGISTRY}
 
 
 def _fmt(dim: str, value) -> str:

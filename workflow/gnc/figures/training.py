@@ -146,8 +146,7 @@ def _wrap_title(text: str, fig, fontsize: float = 12) -> str:
 
 
 def _format_axis(ax, panel: Panel, ds, xlabel: str):
-    metric = panel.metrics[0]
-    ax.set_ylabel(panel.ylabel or axis_label(metric, ds, percent=panel.percent))
+    ax.set_ylabel(panel.ylabel or axis_label(panel.metrics[0], ds, percent=panel.percent))
     ax.set_xlabel(xlabel)
     if panel.log:
         ax.set_yscale("log")
