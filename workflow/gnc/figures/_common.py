@@ -113,14 +113,9 @@ def axis_label(var: str, ds=None, *, percent: bool = False, label: str | None = 
 
 def source_records(*datasets) -> list[dict]:
     """{"path", "attrs": gnc_* attributes} of each input dataset (None skipped)."""
-    out = []
-    for ds in datasets:
-        if ds is None:
-            continue
-        src = ds.encoding.get("source")
-        attrs = {k: py(v) for k, v in ds.attrs.items() if str(k).startswith("gnc_")}
-        out.append({"path": str(src) if src else None, "attrs": attrs})
-    return out
+    return [{"path": str(ds.encoding["source"]) if ds.encoding.get("source") else None,
+             "attrs": {k: py(v) for k, v in ds.attrs.items() if str(k).startswith("gnc_")}}
+            for ds in datasets if ds is not None]
 
 
 def finish_frame(frame: pd.DataFrame, kind: str, *, missing=None, selection=None, seeds=None, notes=None,
@@ -146,11 +141,8 @@ def figure_style():
 def no_data_figure(kind: str, reason: str = "", columns: Sequence[str] = (), *, sources=None,
                    selection=None):
     """The figure drawn when none of a figure's data exist in this study (never an exception)."""
-    from matplotlib.figure import Figure
-
     with figure_style():
-        fig = Figure(figsize=(7.0, 2.6), layout="constrained")
-        ax = fig.add_subplot(1, 1, 1)
+        fig, (ax,) = panel_grid(1, panel_w=7.0, panel_h=2.1)
         ax.set_axis_off()
         ax.set_gid("no-data")
         text = f"{REGISTRY[kind].title}\n\nNo data for this figure in this study."
