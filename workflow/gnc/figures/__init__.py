@@ -1,17 +1,10 @@
 """gnc.figures — one function per figure: datasets in, ``(matplotlib Figure, tidy DataFrame)`` out.
 
-The figures, their inputs, titles, descriptions and report categories are listed once, in
-:data:`gnc.figures.registry.REGISTRY`; :func:`gnc.figures.registry.plan_figures` decides from a
-study's runs and its ``figures:`` config what each figure shows, or that it is not drawn.
-
-Every ``fig_*`` function returns the figure and a tidy frame holding exactly the plotted data (one row per
-plotted point, columns naming the coordinates and the value); ``frame.attrs`` carries the setting
-shown (``selection``), the seeds, the missing runs and notes. A figure whose data are absent altogether
-is a "no data for this figure in this study" figure with an empty frame.
-
-``save_figure(fig, frame, out_prefix, formats=...)`` writes the requested image formats (png, pdf,
-svg), the CSV and ``.provenance.json`` atomically; ``figure_caption(kind, frame=frame)`` states the
-setting (dataset, arch, d, K, τ, seeds, epochs) and the missing runs.
+The figures are listed once, in :data:`gnc.figures.registry.REGISTRY`; ``FIGURES`` maps each kind to its
+function. The frame holds exactly the plotted data (one row per plotted point); ``frame.attrs`` carries
+the setting shown (``selection``), the seeds, the missing runs and notes. A figure whose data are absent
+altogether is a "no data for this figure in this study" figure with an empty frame. ``save_figure``
+writes the image formats, the CSV and the provenance sidecar; ``figure_caption`` states the setting.
 
 matplotlib and xarray are imported inside the functions that use them: the Snakefile imports
 :mod:`gnc.figures.registry`, hence this package, when it parses, and must not pay for them.
@@ -19,11 +12,10 @@ matplotlib and xarray are imported inside the functions that use them: the Snake
 
 from __future__ import annotations
 
-from ._common import (DESCRIPTIONS, FIGURE_TITLES, caption_gap_note, figure_caption, missing_points,
-                      no_data_figure, rst_escape, save_figure, select)
-from ._style import Style, format_tau, rc_params, tau_label
-from .geometry import fig_assignment, fig_codes, fig_sphere, fig_ufm_tau, sphere_points
-from .registry import REGISTRY, FigureSpec, Plan, plan_figure, plan_figures
+from ._common import caption_gap_note, figure_caption, rst_escape, save_figure
+from ._style import Style, format_tau
+from .geometry import fig_assignment, fig_codes, fig_sphere, fig_ufm_tau
+from .registry import REGISTRY, plan_figure, plan_figures
 from .training import (fig_arch_comparison, fig_cmf, fig_d_sweep, fig_k_sweep, fig_nc, fig_ncc,
                        fig_tau_sweep)
 
@@ -44,7 +36,6 @@ FIGURES = {
 }
 if {k: f.__name__ for k, f in FIGURES.items()} != {k: s.function for k, s in REGISTRY.items()}:
     raise ImportError("gnc.figures.FIGURES and gnc.figures.registry.REGISTRY name different figure functions")
-FIGURE_INPUTS = {kind: spec.inputs for kind, spec in REGISTRY.items()}
 
 
 def make_figure(kind: str, *, metrics=None, codes=None, features=None, **options):
@@ -53,14 +44,12 @@ def make_figure(kind: str, *, metrics=None, codes=None, features=None, **options
     if kind not in FIGURES:
         raise KeyError(f"unknown figure {kind!r}; known: {', '.join(FIGURES)}")
     given = {"metrics": metrics, "codes": codes, "features": features}
-    args = [given[name] for name in FIGURE_INPUTS[kind]]
-    return FIGURES[kind](*args, **options)
+    return FIGURES[kind](*(given[name] for name in REGISTRY[kind].inputs), **options)
 
 
 __all__ = [
-    "FIGURE_INPUTS", "FIGURES", "FIGURE_TITLES", "DESCRIPTIONS", "REGISTRY", "FigureSpec", "Plan", "Style",
-    "caption_gap_note", "fig_arch_comparison", "fig_assignment", "fig_cmf", "fig_codes", "fig_d_sweep",
-    "fig_k_sweep", "fig_nc", "fig_ncc", "fig_sphere", "fig_tau_sweep", "fig_ufm_tau", "figure_caption",
-    "format_tau", "make_figure", "missing_points", "no_data_figure", "plan_figure", "plan_figures", "rc_params",
-    "rst_escape", "save_figure", "select", "sphere_points", "tau_label",
+    "FIGURES", "REGISTRY", "Style", "caption_gap_note", "fig_arch_comparison", "fig_assignment", "fig_cmf",
+    "fig_codes", "fig_d_sweep", "fig_k_sweep", "fig_nc", "fig_ncc", "fig_sphere", "fig_tau_sweep",
+    "fig_ufm_tau", "figure_caption", "format_tau", "make_figure", "plan_figure", "plan_figures", "rst_escape",
+    "save_figure",
 ]

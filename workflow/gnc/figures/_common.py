@@ -15,9 +15,11 @@ Every figure function returns ``(fig, frame)``; ``frame.attrs`` carries
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
+import operator
 import os
 import textwrap
 import warnings
@@ -27,61 +29,28 @@ from typing import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from ..grid import same_tau
 from ..io import atomic_path, rst_escape, sha256_file, write_json_atomic, write_text_atomic
 from ..provenance import merge_dataset_attrs, provenance, read_attrs
 from ._style import format_tau, rc_params
-from .registry import NAME_DIMS, REGISTRY, SETTING_DIMS
-
-FLOAT_DIMS = {"tau"}
+from .registry import NAME_DIMS, REGISTRY, SETTING_DIMS, as_list, same_value
 
 # Short axis labels (the netCDF long_name may be long); units come from the variable's attrs.
 SHORT_LABELS = {  # the variables a panel labels from this table (the others set their own label)
-    "gnc1": r"GNC1  $\mathrm{tr}(\Sigma_W\Sigma_B^{+})/K$",
-    "gnc2": r"GNC2  $\rho_{\mathrm{ovr}}(\hat W)$",
-    "gnc3": r"GNC3  mean $1-\cos(\hat w_k, \bar h_k)$",
-    "nc1": "NC1",
-    "train_acc": "train accuracy",
-    "test_acc": "test accuracy",
-    "ncc_train_acc": "NCC train accuracy",
-    "ncc_test_acc": "NCC test accuracy",
-    "ufm_distance_to_code": "UFM distance to softmax code",
-    "ufm_min_angle": "UFM min angle",
+    "gnc1": r"GNC1  $\mathrm{tr}(\Sigma_W\Sigma_B^{+})/K$", "gnc2": r"GNC2  $\rho_{\mathrm{ovr}}(\hat W)$",
+    "gnc3": r"GNC3  mean $1-\cos(\hat w_k, \bar h_k)$", "nc1": "NC1",
+    "train_acc": "train accuracy", "test_acc": "test accuracy",
+    "ncc_train_acc": "NCC train accuracy", "ncc_test_acc": "NCC test accuracy",
+    "ufm_distance_to_code": "UFM distance to softmax code", "ufm_min_angle": "UFM min angle",
 }
 ACCURACY_VARS = {"train_acc", "test_acc", "ncc_train_acc", "ncc_test_acc"}
-DIM_NAMES = {"variant": "variant", "dataset": "dataset", "arch": "architecture", "tau": "τ", "d": "d",
-             "K": "K", "seed": "seed", "epoch": "epoch"}
+DIM_NAMES = {"arch": "architecture", "tau": "τ"}  # the other dims by their own name
 
 
 # ----------------------------------------------------------------------------- small helpers
 
-def as_list(value) -> list | None:
-    if value is None:
-        return None
-    if isinstance(value, (str, bytes)) or np.isscalar(value):
-        return [value]
-    return list(value)
-
-
-def _same(dim: str, a, b) -> bool:
-    if dim in FLOAT_DIMS or isinstance(a, float) or isinstance(b, float):
-        try:
-            return same_tau(float(a), float(b))
-        except (TypeError, ValueError):
-            return str(a) == str(b)
-    if isinstance(a, (np.integer, int)) or isinstance(b, (np.integer, int)):
-        try:
-            return int(a) == int(b)
-        except (TypeError, ValueError):
-            return False
-    return str(a) == str(b)
-
-
 def py(value):
     """numpy scalar -> plain python (JSON-friendly)."""
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
+    return value.item() if isinstance(value, np.generic) else value
 
 
 def fmt_value(dim: str, value) -> str:
@@ -94,14 +63,9 @@ def fmt_value(dim: str, value) -> str:
 
 
 def fmt_coords(rec: Mapping, dims: Sequence[str] | None = None) -> str:
-    dims = [d for d in (dims or rec.keys()) if d in rec]
-    parts = []
-    for d in dims:
-        if d in NAME_DIMS:
-            parts.append(str(rec[d]))
-        else:
-            parts.append(f"{DIM_NAMES.get(d, d)}={fmt_value(d, rec[d])}")
-    return ", ".join(parts)
+    """'glyphs, smallcnn, d=10, τ=1/10': the names of a record by their value, the other dims as dim=value."""
+    return ", ".join(str(rec[d]) if d in NAME_DIMS else f"{DIM_NAMES.get(d, d)}={fmt_value(d, rec[d])}"
+                     for d in (dims or rec.keys()) if d in rec)
 
 
 def select(ds, **sel):
@@ -110,13 +74,12 @@ def select(ds, **sel):
     are not in the file at all (they become missing grid points, not errors)."""
     absent: dict[str, list] = {}
     for dim, wanted in sel.items():
-        wanted = as_list(wanted)
         if wanted is None or dim not in ds.dims:
             continue
         coord = list(ds[dim].values)
         idx = []
-        for w in wanted:
-            hit = [i for i, c in enumerate(coord) if _same(dim, c, w)]
+        for w in as_list(wanted):
+            hit = [i for i, c in enumerate(coord) if same_value(c, w)]
             if hit:
                 idx.append(hit[0])
             else:
@@ -136,51 +99,33 @@ def reduce_extra(da, keep: Sequence[str]):
     return out, extra
 
 
-def long_frame(da) -> pd.DataFrame:
-    """A DataArray as a long frame (its dims and ``value``) without NaN values."""
-    df = da.rename("value").to_dataframe().reset_index()
-    df = df[[c for c in df.columns if c in da.dims or c == "value"]]
-    return df[df["value"].notna()].reset_index(drop=True)
-
-
 def axis_label(var: str, ds=None, *, percent: bool = False, label: str | None = None) -> str:
+    """The label of a variable's axis: its short label and unit (angles in degrees)."""
     text = label or SHORT_LABELS.get(var, var)
-    units = None
-    if ds is not None and var in getattr(ds, "variables", {}):
-        units = ds[var].attrs.get("units")
+    units = ds[var].attrs.get("units") if ds is not None and var in ds.variables else None
     if percent:
         return f"{text} [%]"
-    if units in (None, "", "1", "-", "dimensionless"):
-        if var.endswith("angle"):
-            return f"{text} [degrees]"
-        return text
-    if str(units).lower() in ("degree", "degrees", "deg", "°"):
+    unitless = units in (None, "", "1", "-", "dimensionless")
+    if (unitless and var.endswith("angle")) or str(units).lower() in ("degree", "degrees", "deg", "°"):
         return f"{text} [degrees]"
-    return f"{text} [{units}]"
+    return text if unitless else f"{text} [{units}]"
 
 
 def source_records(*datasets) -> list[dict]:
     """{"path", "attrs": gnc_* attributes} of each input dataset (None skipped)."""
-    out = []
-    for ds in datasets:
-        if ds is None:
-            continue
-        src = ds.encoding.get("source")
-        attrs = {k: py(v) for k, v in ds.attrs.items() if str(k).startswith("gnc_")}
-        out.append({"path": str(src) if src else None, "attrs": attrs})
-    return out
+    return [{"path": str(ds.encoding["source"]) if ds.encoding.get("source") else None,
+             "attrs": {k: py(v) for k, v in ds.attrs.items() if str(k).startswith("gnc_")}}
+            for ds in datasets if ds is not None]
 
 
 def finish_frame(frame: pd.DataFrame, kind: str, *, missing=None, selection=None, seeds=None, notes=None,
                  sources=None, no_data: bool = False) -> pd.DataFrame:
+    """``frame`` with the attributes every figure frame carries (see the module docstring), JSON-friendly."""
     frame = frame.reset_index(drop=True)
-    frame.attrs["figure"] = kind
-    frame.attrs["missing"] = [dict((k, py(v)) for k, v in m.items()) for m in (missing or [])]
-    frame.attrs["selection"] = {k: py(v) for k, v in (selection or {}).items()}
-    frame.attrs["seeds"] = [py(s) for s in (seeds or [])]
-    frame.attrs["notes"] = list(notes or [])
-    frame.attrs["sources"] = list(sources or [])
-    frame.attrs["no_data"] = bool(no_data)
+    frame.attrs.update(figure=kind, missing=[{k: py(v) for k, v in m.items()} for m in missing or []],
+                       selection={k: py(v) for k, v in (selection or {}).items()},
+                       seeds=[py(s) for s in seeds or []], notes=list(notes or []), sources=list(sources or []),
+                       no_data=bool(no_data))
     return frame
 
 
@@ -193,30 +138,16 @@ def figure_style():
     return mpl.rc_context(rc_params())
 
 
-def new_figure(nrows: int, ncols: int, panel_w: float = 3.4, panel_h: float = 2.8, extra_w: float = 0.0,
-               extra_h: float = 0.5):
-    """A pyplot-free Figure with a constrained-layout grid of axes (array of shape (nrows, ncols))."""
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(ncols * panel_w + extra_w, nrows * panel_h + extra_h), layout="constrained")
-    axes = fig.subplots(nrows, ncols, squeeze=False)
-    return fig, axes
-
-
 def no_data_figure(kind: str, reason: str = "", columns: Sequence[str] = (), *, sources=None,
                    selection=None):
     """The figure drawn when none of a figure's data exist in this study (never an exception)."""
-    from matplotlib.figure import Figure
-
     with figure_style():
-        fig = Figure(figsize=(7.0, 2.6), layout="constrained")
-        ax = fig.add_subplot(1, 1, 1)
+        fig, (ax,) = panel_grid(1, panel_w=7.0, panel_h=2.1)
         ax.set_axis_off()
         ax.set_gid("no-data")
-        title = FIGURE_TITLES.get(kind, kind)
-        text = f"{title}\n\nNo data for this figure in this study."
+        text = f"{REGISTRY[kind].title}\n\nNo data for this figure in this study."
         if reason:
-            text += "\n" + _wrap(reason, 90)
+            text += "\n" + textwrap.fill(reason, 90)
         ax.text(0.5, 0.5, text, ha="center", va="center", fontsize=11, transform=ax.transAxes,
                 bbox=dict(boxstyle="round,pad=0.6", fc="#f4f4f4", ec="#999999"))
     frame = pd.DataFrame({c: pd.Series(dtype="float64") for c in columns})
@@ -225,17 +156,16 @@ def no_data_figure(kind: str, reason: str = "", columns: Sequence[str] = (), *, 
     return fig, frame
 
 
-def _wrap(text: str, width: int) -> str:
-    return "\n".join(textwrap.wrap(text, width)) if text else ""
+def panel_grid(n: int, ncols: int = 4, panel_w: float = 3.4, panel_h: float = 2.8, extra_w: float = 0.0,
+               extra_h: float = 0.5):
+    """A pyplot-free Figure with ``n`` panels (inches each) in rows of at most ``ncols`` and a
+    constrained layout; unused cells hidden. Returns the figure and the list of the ``n`` axes."""
+    from matplotlib.figure import Figure
 
-
-def panel_grid(n: int, ncols: int = 4, **kw):
-    """``n`` panels in rows of at most ``ncols`` (:func:`new_figure` keywords); unused cells hidden.
-    Returns the figure and the list of the ``n`` axes."""
     ncols = min(ncols, n)
     nrows = int(math.ceil(n / ncols))
-    fig, axes = new_figure(nrows, ncols, **kw)
-    flat = list(axes.reshape(-1))
+    fig = Figure(figsize=(ncols * panel_w + extra_w, nrows * panel_h + extra_h), layout="constrained")
+    flat = list(fig.subplots(nrows, ncols, squeeze=False).reshape(-1))
     for ax in flat[n:]:
         ax.set_axis_off()
     return fig, flat[:n]
@@ -273,16 +203,12 @@ def band_handle(label: str):
 
 def code_value(codes, var: str, d, K) -> float | None:
     """A code value of ``codes.nc`` at (d, K) (max over any extra dims), or None."""
-    if codes is None or var not in getattr(codes, "data_vars", {}):
+    if codes is None or var not in codes.data_vars or not {"d", "K"} <= set(codes[var].dims):
         return None
-    da = codes[var]
-    if "d" not in da.dims or "K" not in da.dims:
-        return None
-    sub, absent = select(da.to_dataset(name=var), d=[d], K=[K])
+    sub, absent = select(codes[[var]], d=[d], K=[K])
     if absent:
         return None
-    val, _ = reduce_extra(sub[var].isel(d=0, K=0, drop=True), keep=())
-    v = float(val.values) if val.size == 1 else float("nan")
+    v = float(reduce_extra(sub[var].isel(d=0, K=0, drop=True), keep=())[0])  # max over any extra dims
     return None if math.isnan(v) else v
 
 
@@ -299,82 +225,55 @@ def add_figure_legend(fig, handles, *, title=None):
 
 def annotate_missing(fig, missing: list[dict]):
     """A discreet footer saying that some grid points are missing (the caption lists them)."""
-    if not missing:
-        return
-    n = len(missing)
-    fig.supxlabel(f"{n} missing grid point{'s' if n > 1 else ''} (listed in the caption)", fontsize=9,
-                  color="#a33", x=0.01, ha="left")
+    if missing:
+        plural = "s" if len(missing) > 1 else ""
+        fig.supxlabel(f"{len(missing)} missing grid point{plural} (listed in the caption)", fontsize=9,
+                      color="#a33", x=0.01, ha="left")
 
 
 # ----------------------------------------------------------------------------- missing points
 
-def missing_points(ds, var: str | Sequence[str], grid_dims: Sequence[str],
-                   setting_dims: Sequence[str] | None = None) -> list[dict]:
-    """Grid points (combinations of ``grid_dims``) of ``ds[var]`` whose values are all NaN over the
-    remaining dims.
+def missing_points(ds, names: Sequence[str], grid_dims: Sequence[str],
+                   setting_dims: Sequence[str]) -> list[dict]:
+    """Grid points (combinations of ``grid_dims``) of the variables ``names`` of ``ds`` whose values are
+    all NaN over the remaining dims.
 
-    The expected grid is: each combination of ``setting_dims`` (default: all ``grid_dims``, i.e. a full
-    product) that has some data, times every value of the other grid dims that has data somewhere. So
-    with ``setting_dims=("d", "K")`` and ``grid_dims=("tau", "d", "K")`` a (d, K) never run is not
-    reported, but a τ missing for a (d, K) that was run is. Returns records ``{dim: value, ...,
-    "metrics": [...]}``."""
-    names = [var] if isinstance(var, str) else list(var)
+    The expected grid is: each combination of ``setting_dims`` that has data for some name, times every
+    value of the other grid dims that has data somewhere for that name. So with ``setting_dims=("d", "K")``
+    and ``grid_dims=("tau", "d", "K")`` a (d, K) never run is not reported, but a τ missing for a (d, K)
+    that was run is. Returns records ``{dim: value, ..., "metrics": [...]}``."""
     names = [n for n in names if n in ds.data_vars]
-    out: list[dict] = []
     if not names:
-        return out
-    setting_dims = list(grid_dims) if setting_dims is None else list(setting_dims)
-    # settings with data for any of the names
-    setting_has = None
+        return []
+    setting_has = functools.reduce(operator.or_, (_has_data(ds[n], setting_dims) for n in names))
+    out: list[dict] = []
     for name in names:
-        da = ds[name]
-        sd = [d for d in setting_dims if d in da.dims]
-        h = da.notnull().any(dim=[d for d in da.dims if d not in sd]).transpose(*sd) if sd else None
-        if h is not None:
-            setting_has = h if setting_has is None else (setting_has | h)
-    for name in names:
-        da = ds[name]
-        gd = [d for d in grid_dims if d in da.dims]
-        other = [d for d in da.dims if d not in gd]
-        has = da.notnull().any(dim=other) if other else da.notnull()
-        # restrict each non-setting grid dim to values that have data somewhere
-        for d in gd:
-            if d in setting_dims:
-                continue
-            rest = [x for x in gd if x != d]
-            keep = has.any(dim=rest) if rest else has
-            has = has.isel({d: np.flatnonzero(keep.values)})
-        if has.size == 0:
-            continue
-        df = has.rename("has").to_dataframe().reset_index()
-        if setting_has is not None:
-            sdf = setting_has.rename("setting").to_dataframe().reset_index()
-            sdf = sdf[sdf["setting"]].drop(columns="setting")
-            cols = [c for c in sdf.columns if c in df.columns]
-            if cols:
-                df = df.merge(sdf[cols].drop_duplicates(), on=cols, how="inner")
-        for rec in df[~df["has"]].drop(columns="has").to_dict("records"):
-            rec = {k: py(v) for k, v in rec.items() if k in gd}
-            rec["metrics"] = [name]
-            out.append(rec)
+        has = _has_data(ds[name], grid_dims)
+        for d in has.dims:
+            if d not in setting_dims:  # only the values with data somewhere
+                has = has.isel({d: has.any([x for x in has.dims if x != d]).values})
+        miss = (~has & setting_has).transpose(*has.dims)
+        out += [{**{d: py(miss[d].values[i]) for d, i in zip(miss.dims, ix)}, "metrics": [name]}
+                for ix in np.argwhere(miss.values)]
     return merge_missing(out)
+
+
+def _has_data(da, dims: Sequence[str]):
+    """Whether ``da`` has a value, per combination of those of ``dims`` it has."""
+    other = [d for d in da.dims if d not in dims]
+    return da.notnull().any(dim=other) if other else da.notnull()
 
 
 def merge_missing(records: list[dict]) -> list[dict]:
     """Merge records that differ only in their metric list."""
     merged: dict[str, dict] = {}
     for rec in records:
-        key_items = {k: v for k, v in rec.items() if k != "metrics"}
-        key = json.dumps(key_items, sort_keys=True, default=str)
-        if key in merged:
-            old = merged[key]["metrics"]
-            new = rec.get("metrics", "all")
-            if old == "all" or new == "all":
-                merged[key]["metrics"] = "all"
-            else:
-                merged[key]["metrics"] = sorted(set(old) | set(new))
-        else:
+        key = json.dumps({k: v for k, v in rec.items() if k != "metrics"}, sort_keys=True, default=str)
+        if key not in merged:
             merged[key] = dict(rec)
+            continue
+        old, new = merged[key]["metrics"], rec.get("metrics", "all")
+        merged[key]["metrics"] = "all" if "all" in (old, new) else sorted(set(old) | set(new))
     return list(merged.values())
 
 
@@ -395,62 +294,29 @@ def caption_gap_note(frame: pd.DataFrame, *, limit: int = 12) -> str:
         if "seed" in rec:
             g["seeds"].append(rec["seed"])
     items = [_missing_item(g["base"], g["seeds"]) for g in groups.values()]
-    shown = items[:limit]
-    more = len(items) - len(shown)
-    note = f"Missing grid points ({len(records)}): " + "; ".join(shown)
-    if more > 0:
-        note += f"; and {more} more (see the provenance sidecar)"
+    note = f"Missing grid points ({len(records)}): " + "; ".join(items[:limit])
+    if len(items) > limit:
+        note += f"; and {len(items) - limit} more (see the provenance sidecar)"
     return note + "."
 
 
 def _missing_item(base: dict, seeds: list) -> str:
-    """One missing grid point (its seeds listed together), with its metrics, epochs and reason."""
+    """One missing grid point (its seeds listed together), with its metrics and reason."""
     base = dict(base)
     metrics = base.pop("metrics", "all")
     what = base.pop("what", None)
-    epochs = base.pop("epochs", None)
     reason = base.pop("reason", None)
     text = fmt_coords(base)
     if seeds:
         text += f"{', ' if text else ''}seed{'s' if len(seeds) > 1 else ''} {', '.join(str(s) for s in sorted(seeds))}"
-    details = []
-    if metrics not in (None, "all"):
-        details.append(", ".join(metrics))
-    if epochs:
-        details.append("epochs " + _compact_ints(epochs))
-    if what:
-        details.append(what)
-    if reason:
-        details.append(reason)
+    details = [", ".join(metrics)] if metrics not in (None, "all") else []
+    details += [x for x in (what, reason) if x]
     if details:
         text += f" ({'; '.join(details)})"
     return text.strip()
 
 
-def _compact_ints(values) -> str:
-    vals = sorted(int(v) for v in values)
-    if not vals:
-        return ""
-    runs = []
-    start = prev = vals[0]
-    for v in vals[1:]:
-        if v == prev + 1:
-            prev = v
-            continue
-        runs.append((start, prev))
-        start = prev = v
-    runs.append((start, prev))
-    parts = [str(a) if a == b else f"{a}–{b}" for a, b in runs]
-    if len(parts) > 8:
-        return f"{vals[0]}–{vals[-1]} ({len(vals)} checkpoints)"
-    return ", ".join(parts)
-
-
 # ----------------------------------------------------------------------------- captions
-
-FIGURE_TITLES = {kind: spec.title for kind, spec in REGISTRY.items()}
-DESCRIPTIONS = {kind: spec.description for kind, spec in REGISTRY.items()}
-
 
 def _levels(frame: pd.DataFrame, col: str) -> list:
     if col not in frame.columns:
@@ -466,17 +332,17 @@ def figure_caption(kind: str, frame: pd.DataFrame) -> str:
     """Caption text stating what the figure shows and its setting (dataset, architecture, variant, d, K,
     τ, seeds, epochs), read from exactly the plotted data (the figure's ``frame``), plus its notes and
     the missing-grid-point note."""
-    parts = [f"{FIGURE_TITLES.get(kind, kind)}. {DESCRIPTIONS.get(kind, '')}".strip()]
+    parts = [f"{REGISTRY[kind].title}. {REGISTRY[kind].description}"]
     if frame.attrs.get("no_data"):
         parts.append(caption_gap_note(frame))
-        return _join(parts)
+        return " ".join(p for p in parts if p)
     seeds: list = []
     if len(frame):
         setting = _setting_texts(frame)
         if setting:
             parts.append("Setting: " + "; ".join(setting) + ".")
         seeds = frame.attrs.get("seeds") or _levels(frame, "seed")
-    parts.append(_seed_sentence(kind, frame.attrs.get("seed_text"), seeds))
+    parts.append(_seed_sentence(frame.attrs.get("seed_text"), seeds))
     if len(frame):
         parts.append(_epoch_sentence(kind, _levels(frame, "epoch")))
         if kind == "sphere":
@@ -484,7 +350,7 @@ def figure_caption(kind: str, frame: pd.DataFrame) -> str:
     for note in frame.attrs.get("notes", []):
         parts.append(note if note.endswith(".") else note + ".")
     parts.append(caption_gap_note(frame))
-    return _join(parts)
+    return " ".join(p for p in parts if p)
 
 
 def _setting_texts(frame: pd.DataFrame) -> list[str]:
@@ -501,22 +367,15 @@ def _setting_texts(frame: pd.DataFrame) -> list[str]:
     return out
 
 
-def _seed_sentence(kind: str, seed_text: str | None, seeds: list) -> str:
-    """Which seeds the figure shows and how they are combined."""
+def _seed_sentence(seed_text: str | None, seeds: list) -> str:
+    """Which seeds the figure shows and how they are combined (figures without a seed text: the heatmaps)."""
     if seed_text:
         many = "mean" in seed_text or ";" in seed_text or seed_text.startswith("seeds")
         return seed_text[0].upper() + seed_text[1:] + (
             " (a line is the mean over the seeds that have the point; where two or more do, a band shows their "
             "min–max)." if many else ".")
-    if not seeds:
-        return ""
-    s = ", ".join(str(py(x)) for x in seeds)
-    if kind == "assignment":
-        return f"Seed{'s' if len(seeds) > 1 else ''} {s} (one heatmap each)."
-    if len(seeds) > 1:
-        return (f"Seeds {s}: a line is the mean over the seeds that have the point; where two or more "
-                f"do, a band shows their min–max.")
-    return f"Seed {s} (one run per point)."
+    shown = ", ".join(str(py(x)) for x in seeds)
+    return f"Seed{'s' if len(seeds) > 1 else ''} {shown} (one heatmap each)." if seeds else ""
 
 
 def _epoch_sentence(kind: str, epochs: list) -> str:
@@ -529,47 +388,54 @@ def _epoch_sentence(kind: str, epochs: list) -> str:
 
 
 def _sphere_sentence(frame: pd.DataFrame) -> str:
-    panels = list(dict.fromkeys(frame["panel"].tolist()))
     sel = frame.attrs.get("selection", {})
-    return (f"Panels: {'; '.join(panels)}. At most {sel.get('n_features', '?')} features sampled per panel "
+    return (f"Panels: {'; '.join(frame['panel'].unique())}. At most {sel.get('n_features', '?')} features sampled per panel "
             f"(seed {sel.get('seed', '?')}); class means "
             f"{'centred by the global mean' if sel.get('center') else 'not centred'}.")
 
 
-def _join(parts: list[str]) -> str:
-    return " ".join(p for p in parts if p)
-
-
 def _setting_text(dim: str, vals: list) -> str:
+    """'τ = 1/10', 'd ∈ {2, 3}', 'architecture smallcnn', 'architectures resnet8, smallcnn'."""
     shown = [fmt_value(dim, v) for v in vals]
-    name = {"arch": "architecture", "dataset": "dataset", "variant": "variant"}.get(dim, dim)
-    if dim == "tau":
-        return "τ = " + shown[0] if len(shown) == 1 else "τ ∈ {" + ", ".join(shown) + "}"
-    if dim in ("d", "K"):
-        return f"{dim} = {shown[0]}" if len(shown) == 1 else f"{dim} ∈ {{{', '.join(shown)}}}"
-    return f"{name}{'s' if len(shown) > 1 and name != 'dataset' else ''} " + ", ".join(shown) if len(shown) > 1 \
-        else f"{name} {shown[0]}"
+    if dim in ("tau", "d", "K"):
+        name = DIM_NAMES.get(dim, dim)
+        return f"{name} = {shown[0]}" if len(shown) == 1 else f"{name} ∈ {{{', '.join(shown)}}}"
+    plural = "s" if len(shown) > 1 and dim != "dataset" else ""
+    return f"{DIM_NAMES.get(dim, dim)}{plural} {', '.join(shown)}"
 
 
 # ----------------------------------------------------------------------------- saving
 
+NO_DATES = {"png": {"Software": None}, "pdf": {"CreationDate": None}}  # savefig metadata per format
+
 def save_figure(fig, frame: pd.DataFrame, out_prefix: str | os.PathLike, *, sources: Sequence = (),
                 caption: str | None = None, dpi: int = 150, formats: Sequence[str] = ("png", "pdf")) -> dict[str, Path]:
-    """Write ``<prefix>.png`` (dpi 150), ``<prefix>.pdf``, ``<prefix>.csv`` (exactly the plotted data)
-    and ``<prefix>.provenance.json`` (gnc provenance + the input files' attributes, checksums,
-    selection and missing grid points), each atomically. With ``caption`` (plain text, e.g. from
-    :func:`figure_caption`) also ``<prefix>.caption.rst`` (RST-escaped; the report captions in
-    workflow/report/ include it when the rule declares it as an output). ``sources`` are extra input file
-    paths to record (their sha256 and, for netCDF, their gnc_* attributes). Returns the written paths by key."""
+    """Write ``<prefix>.<format>`` for each of ``formats``, ``<prefix>.csv`` (exactly the plotted data) and
+    ``<prefix>.provenance.json`` (gnc provenance, the input files' attributes and checksums, selection and
+    missing grid points), each atomically; with ``caption`` (plain text) also ``<prefix>.caption.rst``
+    (RST-escaped). ``sources``: extra input files to record. Returns the written paths by key."""
     prefix = Path(out_prefix)
     prefix.parent.mkdir(parents=True, exist_ok=True)
-    written = _write_images(fig, prefix, formats, dpi)
-    csv_path = Path(f"{prefix}.csv")
-    with atomic_path(csv_path) as tmp:
-        frame.to_csv(tmp, index=False, float_format=None)
-    written["csv"] = csv_path
-    by_path = _source_entries([*frame.attrs.get("sources", []),
-                               *({"path": str(s), "attrs": _file_attrs(s)} for s in sources)])
+    # matplotlib's PDF backend subsets fonts with fontTools, which logs every table at INFO
+    logging.getLogger("fontTools").setLevel(logging.WARNING)
+    written: dict[str, Path] = {}
+    with figure_style():
+        for fmt in formats:
+            written[fmt] = Path(f"{prefix}.{fmt}")
+            with atomic_path(written[fmt]) as tmp:
+                # no timestamps in the files; "tight": rotated tick labels and outside legends are never clipped
+                fig.savefig(tmp, format=fmt, dpi=dpi, metadata=NO_DATES.get(fmt), bbox_inches="tight",
+                            pad_inches=0.08)
+    written["csv"] = Path(f"{prefix}.csv")
+    with atomic_path(written["csv"]) as tmp:
+        frame.to_csv(tmp, index=False)
+    by_path: dict[str, dict] = {}  # {path: {"attrs": merged gnc_* attributes, "sha256": checksum}}
+    extra = [{"path": str(s), "attrs": _file_attrs(s)} for s in sources]
+    for rec in [*frame.attrs.get("sources", []), *extra]:
+        entry = by_path.setdefault(rec.get("path") or f"<in-memory {len(by_path)}>", {"attrs": {}})
+        entry["attrs"].update(rec.get("attrs") or {})
+        if rec.get("path") and Path(rec["path"]).is_file():
+            entry["sha256"] = sha256_file(rec["path"])
     prov = provenance(
         figure=frame.attrs.get("figure"),
         figure_files={k: str(v) for k, v in written.items()},
@@ -583,42 +449,12 @@ def save_figure(fig, frame: pd.DataFrame, out_prefix: str | os.PathLike, *, sour
     )
     # the datasets behind the inputs, as aligned lists (name, version, checksum, path)
     prov.update(merge_dataset_attrs(*(entry["attrs"] for entry in by_path.values())))
-    side = Path(f"{prefix}.provenance.json")
-    write_json_atomic(side, prov)
-    written["provenance"] = side
+    written["provenance"] = Path(f"{prefix}.provenance.json")
+    write_json_atomic(written["provenance"], prov)
     if caption is not None:
-        cap = Path(f"{prefix}.caption.rst")
-        write_text_atomic(cap, rst_escape(caption.rstrip()) + "\n")
-        written["caption"] = cap
+        written["caption"] = Path(f"{prefix}.caption.rst")
+        write_text_atomic(written["caption"], rst_escape(caption.rstrip()) + "\n")
     return written
-
-
-def _write_images(fig, prefix: Path, formats: Sequence[str], dpi: int) -> dict[str, Path]:
-    """``<prefix>.<fmt>`` for each format, atomically, without timestamps in the files."""
-    # matplotlib's PDF backend subsets fonts with fontTools, which logs every table at INFO
-    logging.getLogger("fontTools").setLevel(logging.WARNING)
-    written: dict[str, Path] = {}
-    with figure_style():
-        for fmt in formats:
-            path = Path(f"{prefix}.{fmt}")
-            meta = {"Software": None} if fmt == "png" else ({"CreationDate": None} if fmt == "pdf" else None)
-            with atomic_path(path) as tmp:
-                # "tight": rotated tick labels and outside legends are never clipped
-                fig.savefig(tmp, format=fmt, dpi=dpi, metadata=meta, bbox_inches="tight", pad_inches=0.08)
-            written[fmt] = path
-    return written
-
-
-def _source_entries(records: list[dict]) -> dict[str, dict]:
-    """{path: {"attrs": merged gnc_* attributes, "sha256": checksum of the file}} of the input records."""
-    by_path: dict[str, dict] = {}
-    for rec in records:
-        key = rec.get("path") or f"<in-memory {len(by_path)}>"
-        entry = by_path.setdefault(key, {"attrs": {}})
-        entry["attrs"].update(rec.get("attrs") or {})
-        if rec.get("path") and Path(rec["path"]).is_file():
-            entry["sha256"] = sha256_file(rec["path"])
-    return by_path
 
 
 def _file_attrs(path) -> dict:

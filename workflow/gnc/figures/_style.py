@@ -10,9 +10,8 @@ architecture has the same colour in every figure of a study:
 * feature dimension d — sequential ("viridis"); (d, K) settings and classes — categorical (evenly
   spaced hues).
 
-Build a :class:`Style` once per study (``Style.from_datasets(metrics, codes)``) and pass it to every
-figure function; a figure function called without one builds it from its own inputs (same
-coordinates, hence the same colours when the inputs come from the same study).
+A figure function called without a :class:`Style` builds it from its own inputs
+(``Style.from_datasets``): the same coordinates, hence the same colours across a study's figures.
 """
 
 from __future__ import annotations
@@ -89,39 +88,23 @@ def format_tau(tau: float) -> str:
     return f"{tau:g}"
 
 
-def tau_label(tau: float) -> str:
-    return f"τ = {format_tau(tau)}"
-
-
-def _clean_levels(values: Iterable, numeric: bool) -> list:
-    out = []
-    for v in values:
-        if v is None:
-            continue
-        if numeric:
-            try:
-                fv = float(v)
-            except (TypeError, ValueError):
-                continue
-            if math.isnan(fv):
-                continue
-        else:
-            v = str(v)
-            if v in ("", "nan", "None"):
-                continue
-        out.append(v)
-    return out
-
-
 def _unique_sorted(values: Iterable, numeric: bool) -> list:
-    vals = _clean_levels(values, numeric)
-    if numeric:
-        uniq: list[float] = []
-        for v in sorted(float(x) for x in vals):
-            if not uniq or not same_tau(v, uniq[-1]):
-                uniq.append(v)
-        return uniq
-    return sorted(set(vals))
+    """The sorted levels of a coordinate, None / NaN / empty names dropped; numbers within the
+    tolerance of :func:`gnc.grid.same_tau` count as one level."""
+    if not numeric:
+        return sorted({str(v) for v in values if v is not None} - {"", "nan", "None"})
+    uniq: list[float] = []
+    for v in sorted(float(v) for v in values if v is not None and not _nan(v)):
+        if not uniq or not same_tau(v, uniq[-1]):
+            uniq.append(v)
+    return uniq
+
+
+def _nan(v) -> bool:
+    try:
+        return math.isnan(float(v))
+    except (TypeError, ValueError):
+        return True  # not a number: not a level
 
 
 @dataclass
@@ -135,84 +118,53 @@ class Style:
 
     @classmethod
     def from_datasets(cls, *datasets) -> "Style":
-        levels: dict[str, list] = {"tau": [], "arch": [], "variant": [], "d": []}
-        for ds in datasets:
-            if ds is None:
-                continue
-            for dim, vals in levels.items():
-                if dim in ds.coords:
-                    vals += list(np.atleast_1d(ds.coords[dim].values))
-        return cls(taus=_unique_sorted(levels["tau"], True), archs=_unique_sorted(levels["arch"], False),
-                   variants=_unique_sorted(levels["variant"], False),
-                   dims=[int(x) for x in _unique_sorted(levels["d"], True)])
+        """The levels of τ, architecture, variant and d of the coordinates of ``datasets`` (None skipped)."""
+        def levels(dim: str, numeric: bool) -> list:
+            coords = [ds.coords[dim].values for ds in datasets if ds is not None and dim in ds.coords]
+            return _unique_sorted([v for c in coords for v in np.atleast_1d(c)], numeric)
+
+        return cls(taus=levels("tau", True), archs=levels("arch", False), variants=levels("variant", False),
+                   dims=[int(x) for x in levels("d", True)])
 
     # ---------------------------------------------------------------- colours
     def tau_color(self, tau: float):
         import matplotlib as mpl
 
-        levels = self.taus or [float(tau)]
-        idx = _index_close(levels, float(tau))
-        if idx is None:
-            levels = _unique_sorted(list(levels) + [float(tau)], True)
-            idx = _index_close(levels, float(tau))
+        levels = _unique_sorted([*self.taus, tau], True)
         n = len(levels)
         # rank among the study's temperatures, largest τ first: light orange (τ large) ... dark indigo
         # (τ → 0). "plasma" restricted to [0.05, 0.82] stays visible on white and is colour-blind safe.
-        order = sorted(range(n), key=lambda i: -levels[i])
-        rank = order.index(idx)
+        rank = n - 1 - next(i for i, v in enumerate(levels) if same_tau(v, float(tau)))
         frac = 0.5 if n == 1 else rank / (n - 1)
         return tuple(mpl.colormaps["plasma"](0.82 - 0.77 * frac)[:3])
 
     def arch_color(self, arch: str):
         return _categorical(self.archs, str(arch), "colorblind")
 
-    def variant_color(self, variant: str):
-        return _categorical(self.variants, str(variant), "Dark2")
-
     def d_color(self, d: int):
         import matplotlib as mpl
 
-        levels = self.dims or [int(d)]
-        if int(d) not in levels:
-            levels = sorted(set(levels) | {int(d)})
+        levels = sorted({*self.dims, int(d)})
         # sequential, light to dark with d; "viridis" restricted to [0.15, 0.85] stays visible on white
         frac = 0.5 if len(levels) == 1 else levels.index(int(d)) / (len(levels) - 1)
         return tuple(mpl.colormaps["viridis"](0.85 - 0.7 * frac)[:3])
 
     def color(self, dim: str, value):
-        if dim == "tau":
-            return self.tau_color(value)
-        if dim == "arch":
-            return self.arch_color(value)
+        """The colour of a level of ``dim`` (tau, arch, variant or d)."""
         if dim == "variant":
-            return self.variant_color(value)
-        if dim == "d":
-            return self.d_color(value)
-        raise KeyError(f"no palette for {dim!r}")
+            return _categorical(self.variants, str(value), "Dark2")
+        return {"tau": self.tau_color, "arch": self.arch_color, "d": self.d_color}[dim](value)
 
     def label(self, dim: str, value) -> str:
-        if dim == "tau":
-            return tau_label(value)
-        if dim in ("d", "K"):
-            return f"{dim} = {int(value)}"
-        return str(value)
-
-
-def _index_close(levels: list[float], value: float) -> int | None:
-    for i, v in enumerate(levels):
-        if same_tau(v, value):
-            return i
-    return None
+        """The legend label of a level of ``dim`` (tau, arch or variant)."""
+        return f"τ = {format_tau(value)}" if dim == "tau" else str(value)
 
 
 def _categorical(levels: list[str], value: str, palette: str):
     if value not in levels:
         levels = sorted(set(levels) | {value})
-    base = _palette(palette)
-    i = levels.index(value)
-    if i < len(base):
-        return base[i]
-    return categorical_colors(len(levels))[i]
+    base, i = _palette(palette), levels.index(value)
+    return base[i] if i < len(base) else categorical_colors(len(levels))[i]
 
 
 def _palette(name: str) -> list:
@@ -229,8 +181,7 @@ def categorical_colors(n: int, palette: str = "husl") -> list:
     around the colour circle at fixed saturation and value."""
     from matplotlib.colors import hsv_to_rgb
 
-    if palette != "husl":
-        base = _palette(palette)
-        if n <= len(base):
-            return base[:max(n, 1)]
+    base = [] if palette == "husl" else _palette(palette)
+    if n <= len(base):
+        return base[:max(n, 1)]
     return [tuple(float(x) for x in hsv_to_rgb([(0.01 + i / max(n, 1)) % 1.0, 0.75, 0.85])) for i in range(max(n, 1))]

@@ -1,11 +1,5 @@
-"""Figures drawn from ``results/codes.nc`` and from per-checkpoint feature files.
-
-fig_assignment   Gram matrices cos(ŵ_k, ŵ_k') of trained classifiers, one heatmap per seed
-fig_ufm_tau      UFM at decreasing τ: ρ_ovr / softmax-code value, distance to the code, min angle
-fig_codes        softmax code vs Tammes code vs K for several d (values, gain, min angles)
-fig_sphere       d = 2 circle / d = 3 orthographic views of ŵ_k, class means and features
-
-The figures of ``codes.nc`` show what the file holds (the study's config selects nothing for them).
+"""Figures drawn from ``results/codes.nc`` (fig_assignment, fig_ufm_tau, fig_codes: they show what the file
+holds; the study's config selects nothing for them) and from per-checkpoint feature files (fig_sphere).
 """
 
 from __future__ import annotations
@@ -17,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from ._common import (add_figure_legend, annotate_missing, axis_label, band_handle, code_value, figure_style,
-                      finish_frame, fmt_coords, fmt_setting, long_frame, merge_missing, missing_points, new_figure,
+                      finish_frame, fmt_setting, merge_missing, missing_points,
                       no_data_figure, panel_grid, plot_with_band, py, reduce_extra, source_records, spread)
 from ._style import Style, categorical_colors, format_tau
 
@@ -27,29 +21,20 @@ from ._style import Style, categorical_colors, format_tau
 ASSIGNMENT_COLUMNS = ["dataset", "arch", "seed", "k", "k2", "class_k", "class_k2", "cosine"]
 
 
-def _class_names(codes, facet_index: dict, ks) -> list[str]:
-    """``codes.class_name`` of the classes ``ks`` of one facet ("class k" where it has none)."""
-    if "class_name" not in getattr(codes, "variables", {}):
+def _class_names(codes, ks) -> list[str]:
+    """``codes.class_name`` of the classes ``ks`` ("class k" where it has none)."""
+    if "class_name" not in codes.variables:
         return [f"class {k}" for k in ks]
     cn = codes["class_name"]
-    idx = {d: i for d, i in facet_index.items() if d in cn.dims}
-    cn = cn.isel(idx) if idx else cn
-    extra = [d for d in cn.dims if d != "k"]
-    if extra:
-        cn = cn.isel({d: 0 for d in extra})
-    vals = [cn.values[k] if k < cn.sizes.get("k", 0) else None for k in ks]
-    out = []
-    for k, v in zip(ks, vals):
-        v = v.decode() if isinstance(v, bytes) else v
-        out.append(f"class {k}" if v is None or (isinstance(v, float) and math.isnan(v)) or str(v) in ("", "nan")
-                   else str(v))
-    return out
+    cn = cn.isel({d: 0 for d in cn.dims if d != "k"})
+    names = [str(cn.values[k]) if k < cn.sizes["k"] else "" for k in ks]
+    return [f"class {k}" if name in ("", "nan", "None") else name for k, name in zip(ks, names)]
 
 
 def fig_assignment(codes, *, max_seeds: int = 6):
     """Fig. 6 — heatmaps of ``codes.gram`` (cosines of the trained, normalized classifier rows at the last
-    epoch), one row per (dataset, arch, ...) setting and one column per seed (the first ``max_seeds``),
-    labelled with the class names of ``codes.class_name``."""
+    epoch) of the one grid point codes.nc holds, one per seed with data (the first ``max_seeds``), labelled
+    with the class names of ``codes.class_name``."""
     sources = source_records(codes)
     if codes is None or "gram" not in codes.data_vars:
         return no_data_figure("assignment", "codes.nc has no 'gram' variable (no small-K assignment runs)",
@@ -58,66 +43,36 @@ def fig_assignment(codes, *, max_seeds: int = 6):
     if g.size == 0 or not bool(g.notnull().any()):
         return no_data_figure("assignment", "no Gram matrix values for this selection", ASSIGNMENT_COLUMNS,
                               sources=sources)
-    kdims, combos, seed_idx, notes = _gram_facets(g, max_seeds)
-    seed_vals = [py(g["seed"].values[i]) for i in seed_idx]
-    missing, rows = [], []
+    facet_dims = [d for d in g.dims if d not in ("seed", "k", "k2")]  # e.g. dataset, arch
+    at = np.argwhere(g.notnull().any(dim=["seed", "k", "k2"]).transpose(*facet_dims).values)
+    if len(at) > 1:
+        raise ValueError(f"codes.nc: 'gram' must hold the matrices of one grid point; {len(at)} have values")
+    g = g.isel(dict(zip(facet_dims, at[0])))
+    facet = {d: g[d].item() for d in facet_dims}
+    seed_idx = list(np.flatnonzero(g.notnull().any(dim=["k", "k2"]).values))
+    notes = [f"first {max_seeds} of {len(seed_idx)} seeds shown"] if len(seed_idx) > max_seeds else []
+    seed_vals = [py(g["seed"].values[i]) for i in seed_idx[:max_seeds]]
+    rows = []
     with figure_style():
-        fig, axes = _gram_grid(g, len(combos), len(seed_idx))
-        for r, c in enumerate(combos):
-            facet_index = dict(zip(kdims, c))
-            facet = {d: py(g[d].values[i]) for d, i in facet_index.items()}
-            for j, si in enumerate(seed_idx):
-                ax = axes[r, j]
-                ax.set_gid(f"gram|{r}|{j}")
-                m = g.isel({**facet_index, "seed": si}).transpose("k", "k2").values.astype(float)
-                ks = [k for k in range(m.shape[0]) if not math.isnan(m[k, k]) or np.isfinite(m[k]).any()]
-                if not ks:
-                    _no_data_panel(ax)
-                    missing.append({**facet, "seed": seed_vals[j], "metrics": ["gram"], "what": "no data"})
-                    continue
-                mm = m[np.ix_(ks, ks)]
-                names = _class_names(codes, facet_index, ks)
-                title = f"seed {seed_vals[j]}" if len(combos) == 1 else f"{fmt_coords(facet)}\nseed {seed_vals[j]}"
-                _draw_gram(fig, ax, mm, names, title, first=j == 0, last=j == len(seed_idx) - 1)
-                rows += _gram_rows(facet, seed_vals[j], ks, names, mm)
-        # the K of the title: that of the last panel (every panel of one study has the same K)
-        fig.suptitle(_assignment_title(codes, facet if len(combos) == 1 else {}, len(ks)), fontsize=12)
-        annotate_missing(fig, missing)
+        # square panels sized for the largest K present (class names along both axes)
+        diag = np.diagonal(g.transpose("seed", "k", "k2").values, axis1=1, axis2=2)
+        kmax = int(max(1, (~np.isnan(diag)).sum(axis=-1).max()))
+        panel = min(max(2.8, 0.45 * kmax + 1.4), 7.0)
+        fig, axes = panel_grid(len(seed_vals), len(seed_vals), panel_w=panel, panel_h=panel, extra_w=0.3)
+        for j, (si, seed) in enumerate(zip(seed_idx, seed_vals)):
+            axes[j].set_gid(f"gram|0|{j}")
+            m = g.isel(seed=si).transpose("k", "k2").values.astype(float)
+            ks = [k for k in range(m.shape[0]) if not math.isnan(m[k, k]) or np.isfinite(m[k]).any()]
+            mm, names = m[np.ix_(ks, ks)], _class_names(codes, ks)
+            _draw_gram(fig, axes[j], mm, names, f"seed {seed}", first=j == 0, last=j == len(seed_vals) - 1)
+            rows += [{**facet, "seed": seed, "k": ka, "k2": kb, "class_k": names[a], "class_k2": names[b],
+                      "cosine": float(mm[a, b])}
+                     for a, ka in enumerate(ks) for b, kb in enumerate(ks) if not math.isnan(mm[a, b])]
+        fig.suptitle(_assignment_title(codes, facet, len(ks)), fontsize=12)
     frame = pd.DataFrame(rows)
     frame = frame[[c for c in ASSIGNMENT_COLUMNS if c in frame.columns]
                   + [c for c in frame.columns if c not in ASSIGNMENT_COLUMNS]]
-    frame = finish_frame(frame, "assignment", missing=merge_missing(missing), seeds=seed_vals, notes=notes,
-                         sources=sources)
-    return fig, frame
-
-
-def _gram_facets(g, max_seeds: int):
-    """The facet dims of ``gram`` (all but seed, k, k2), the index tuples of the facets with data, the
-    indices of the seeds with data (at most ``max_seeds``, else a note says so) and the notes."""
-    kdims = [d for d in g.dims if d not in ("seed", "k", "k2")]
-    has = g.notnull().any(dim=["k", "k2"])
-    present = has.any(dim="seed").transpose(*kdims) if kdims else has.any(dim="seed")
-    combos = [tuple(int(i) for i in ix) for ix in np.argwhere(present.values)] if kdims else [()]
-    seed_has = has.any(dim=kdims) if kdims else has
-    seed_idx = list(np.flatnonzero(seed_has.values))
-    notes = []
-    if len(seed_idx) > max_seeds:
-        notes.append(f"first {max_seeds} of {len(seed_idx)} seeds shown")
-        seed_idx = seed_idx[:max_seeds]
-    return kdims, combos, seed_idx, notes
-
-
-def _gram_grid(g, nrows: int, ncols: int):
-    """Square panels sized for the largest K present (class names along both axes)."""
-    diag = np.diagonal(g.values, axis1=g.dims.index("k"), axis2=g.dims.index("k2"))
-    kmax = int(max(1, (~np.isnan(diag)).sum(axis=-1).max()))
-    panel = min(max(2.8, 0.45 * kmax + 1.4), 7.0)
-    return new_figure(nrows, ncols, panel_w=panel, panel_h=panel, extra_w=0.3)
-
-
-def _no_data_panel(ax):
-    ax.set_axis_off()
-    ax.text(0.5, 0.5, "no data", ha="center", va="center", transform=ax.transAxes, color="#a33")
+    return fig, finish_frame(frame, "assignment", seeds=seed_vals, notes=notes, sources=sources)
 
 
 def _draw_gram(fig, ax, mm: np.ndarray, names: list[str], title: str, *, first: bool, last: bool):
@@ -143,19 +98,10 @@ def _draw_gram(fig, ax, mm: np.ndarray, names: list[str], title: str, *, first: 
     ax.set_title(title)
 
 
-def _gram_rows(facet: dict, seed, ks: list[int], names: list[str], mm: np.ndarray) -> list[dict]:
-    return [{**facet, "seed": seed, "k": ka, "k2": kb, "class_k": names[a], "class_k2": names[b],
-             "cosine": float(mm[a, b])}
-            for a, ka in enumerate(ks) for b, kb in enumerate(ks) if not math.isnan(mm[a, b])]
-
-
 def _assignment_title(codes, facet: dict, K: int) -> str:
     """The grid point of the Gram matrices (codes.nc records it in ``gnc_assignment_setting``)."""
-    try:
-        setting = json.loads(codes.attrs.get("gnc_assignment_setting", "{}"))
-    except (TypeError, ValueError):
-        setting = {}
-    setting = {**{k: py(v) for k, v in facet.items()}, **setting}
+    recorded = json.loads(codes.attrs.get("gnc_assignment_setting", "{}"))
+    setting = {**facet, **recorded}
     setting.setdefault("K", K)
     if "tau" in setting:
         setting["tau"] = float(setting["tau"])
@@ -174,20 +120,10 @@ UFM_PANELS = {  # metric: (title, y label or None for the variable's axis label)
     "ufm_distance_to_code": ("distance to the code", None),
     "ufm_min_angle": ("minimum angle", None),
 }
-
-
-def _setting_colors(settings: list[tuple[int, int]]):
-    cols = categorical_colors(len(settings), "husl") if len(settings) > 8 else \
-        categorical_colors(len(settings), "Dark2")
-    return {s: cols[i] for i, s in enumerate(settings)}
-
-
-def _spread_frame(da, keep) -> pd.DataFrame:
-    """:func:`spread` over every dim not in ``keep`` (e.g. the seeds of a UFM solve), as a frame of the
-    ``keep`` coordinates with values."""
-    df = spread(da, [d for d in da.dims if d not in keep]).to_dataframe().reset_index()
-    df = df[[c for c in df.columns if c in keep or c in ("value", "lower", "upper", "n")]]
-    return df[df["n"] > 0].reset_index(drop=True)
+#: the status marks of the ratio panel: (variable, flag value marked, legend label, marker)
+UFM_MARKS = (("ufm_stuck", 1, "stuck: the start at the code reaches a lower loss",
+              dict(marker="o", markersize=10, markerfacecolor="none", markeredgecolor="red")),
+             ("ufm_converged", 0, "still changing after the last round", dict(marker="x", color="0.4", markersize=8)))
 
 
 def fig_ufm_tau(codes):
@@ -206,7 +142,7 @@ def fig_ufm_tau(codes):
     if long.empty:
         return no_data_figure("ufm_tau", "no UFM values for this selection", UFM_COLUMNS, sources=sources)
     settings = sorted({(int(a), int(b)) for a, b in zip(long["d"], long["K"])})
-    colors = _setting_colors(settings)
+    colors = dict(zip(settings, categorical_colors(len(settings), "Dark2")))  # evenly spaced hues past 8
     missing = missing_points(codes, names, ("tau", "d", "K"), setting_dims=("d", "K"))
     frame = _ufm_frame(codes, long, settings, missing)
     panels = [m for m in UFM_PANELS if (frame["metric"] == m).any()]
@@ -236,7 +172,10 @@ def _ufm_values(codes):
         da = codes[v]
         if not {"tau", "d", "K"} <= set(da.dims) or da.size == 0:
             continue
-        df = _spread_frame(da, ("tau", "d", "K"))
+        # mean and min–max over any dims but (tau, d, K), e.g. the seeds of a UFM solve
+        df = spread(da, [d for d in da.dims if d not in ("tau", "d", "K")]).to_dataframe().reset_index()
+        df = df[[c for c in df.columns if c in ("tau", "d", "K", "value", "lower", "upper", "n")]]
+        df = df[df["n"] > 0].reset_index(drop=True)
         df["metric"] = v
         parts.append(df)
     return codes, names, pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
@@ -256,10 +195,8 @@ def _ufm_frame(codes, long: pd.DataFrame, settings, missing: list) -> pd.DataFra
                 missing.append({"d": dd, "K": kk, "metrics": ["softmax_value"],
                                 "what": "softmax-code value not in codes.nc; ratio not drawn"})
             else:
-                r = ovr.copy()
-                r["metric"] = "ufm_ovr_ratio"
-                for c in ("value", "lower", "upper"):
-                    r[c] = r[c] / sm
+                r = ovr.assign(metric="ufm_ovr_ratio")
+                r[["value", "lower", "upper"]] /= sm
                 rows.append(r)
         for v in ("ufm_distance_to_code", "ufm_min_angle"):
             part = sel[sel["metric"] == v]
@@ -312,12 +249,8 @@ def _ufm_handles(codes, settings, colors, frame: pd.DataFrame) -> list:
     handles.append(Line2D([], [], color="black", linestyle="--", label="softmax code (best found)"))
     if "ufm_probe_ovr" in codes.data_vars:
         handles.append(Line2D([], [], color="0.3", linestyle=":", label="UFM started at the softmax code"))
-    if "ufm_stuck" in codes.data_vars:
-        handles.append(Line2D([], [], linestyle="none", marker="o", markersize=10, markerfacecolor="none",
-                              markeredgecolor="red", label="stuck: the start at the code reaches a lower loss"))
-    if "ufm_converged" in codes.data_vars:
-        handles.append(Line2D([], [], linestyle="none", marker="x", color="0.4", markersize=8,
-                              label="still changing after the last round"))
+    handles += [Line2D([], [], linestyle="none", label=label, **mark)
+                for var, _, label, mark in UFM_MARKS if var in codes.data_vars]
     if (frame["n"] > 1).any():
         handles.append(band_handle("min–max over runs"))
     return handles
@@ -333,13 +266,10 @@ def _ufm_status_marks(ax, codes, setting, color):
         pr = codes["ufm_probe_ovr"].sel(at).dropna("tau")
         ax.plot(pr["tau"].values, pr.values / sm, color=color, linestyle=":", linewidth=1.2)
     ratio = codes["ufm_ovr"].sel(at) / sm
-    for var, bad, style in (("ufm_stuck", 1, dict(marker="o", markersize=10, markerfacecolor="none",
-                                                  markeredgecolor="red")),
-                            ("ufm_converged", 0, dict(marker="x", color="0.4", markersize=8))):
+    for var, bad, _, mark in UFM_MARKS:
         if var in codes.data_vars:
-            flag = codes[var].sel(at)
-            pts = ratio.where(flag == bad).dropna("tau")
-            ax.plot(pts["tau"].values, pts.values, linestyle="none", **style)
+            pts = ratio.where(codes[var].sel(at) == bad).dropna("tau")
+            ax.plot(pts["tau"].values, pts.values, linestyle="none", **mark)
 
 
 
@@ -347,8 +277,10 @@ def _ufm_status_marks(ax, codes, setting, color):
 
 CODES_COLUMNS = ["metric", "d", "K", "value", "differs", "verdict"]
 CODE_VARS = ("softmax_value", "tammes_ovr", "softmax_min_angle", "tammes_angle")
-CODES_PANELS = (("ovr", ("softmax_value", "tammes_ovr")), ("gain", ("ovr_gain",)),
-                ("angle", ("softmax_min_angle", "tammes_angle")))
+CODES_PANELS = (  # (name, metrics, title, y label or None for the variable's axis label)
+    ("ovr", ("softmax_value", "tammes_ovr"), "ρ_ovr: softmax code vs Tammes code", "one-vs-rest distance ρ_ovr"),
+    ("gain", ("ovr_gain",), "gain of the softmax code", "ρ_ovr(softmax) − ρ_ovr(Tammes)"),
+    ("angle", ("softmax_min_angle", "tammes_angle"), "minimum angle between code vectors", None))
 
 
 #: marker of each verdict on the gain panel
@@ -363,13 +295,9 @@ def _verdicts(codes) -> dict:
         return {}
     v = codes["verdict"]
     meanings = str(v.attrs.get("flag_meanings", "")).split()
-    out = {}
-    for dd in v["d"].values:
-        for kk in v["K"].values:
-            f = v.sel(d=dd, K=kk).values
-            if np.isfinite(f) and 0 <= int(f) < len(meanings):
-                out[(int(dd), int(kk))] = meanings[int(f)]
-    return out
+    flags = v.transpose("d", "K").values
+    return {(int(v["d"].values[i]), int(v["K"].values[j])): meanings[int(flags[i, j])]
+            for i, j in np.argwhere(np.isfinite(flags)) if 0 <= int(flags[i, j]) < len(meanings)}
 
 
 def fig_codes(codes, *, tol: float = 1e-3, style: Style | None = None):
@@ -377,8 +305,8 @@ def fig_codes(codes, *, tol: float = 1e-3, style: Style | None = None):
     (solid softmax code, dashed Tammes drawn on top, so it shows where the two coincide; × the paper's
     line), the gain ``softmax_value − tammes_ovr``, and both minimum angles.  The gain panel marks every
     (d, K) with its verdict from ``codes.nc`` (``verdict``: same ○, differ ◆, undecided □; column
-    ``verdict``, ``differs`` = verdict is differ); a file without verdicts falls back to marking
-    |softmax_value − tammes_ovr| > ``tol``.  Extra dims of a variable are reduced by their maximum."""
+    ``verdict``, ``differs`` = verdict is differ); ``tol`` is dotted on the gain panel.  Extra dims of a
+    variable are reduced by their maximum."""
     sources = source_records(codes)
     names = [v for v in (*CODE_VARS, "paper_optimal") if codes is not None and v in codes.data_vars]
     main = [v for v in names if v in CODE_VARS]
@@ -386,25 +314,27 @@ def fig_codes(codes, *, tol: float = 1e-3, style: Style | None = None):
         return no_data_figure("codes", "codes.nc has none of softmax_value, tammes_ovr, softmax_min_angle, "
                               "tammes_angle", CODES_COLUMNS, sources=sources)
     verdicts = _verdicts(codes)
-    notes = ["Markers: verdict per (d, K) (same / differ / undecided; evidence in codes.nc)" if verdicts else
-             f"Circles: |softmax_value − tammes_ovr| > {tol:g}"]
+    notes = (["Markers: verdict per (d, K) (same / differ / undecided; evidence in codes.nc)"] if verdicts
+             else [])
     long = _code_values(codes, names, notes)
     settings = sorted({(int(a), int(b)) for a, b, m in zip(long["d"], long["K"], long["metric"]) if m in CODE_VARS})
     if not settings:
         return no_data_figure("codes", "no code values for this selection", CODES_COLUMNS, sources=sources)
-    frame, missing = _codes_frame(long, settings, main, verdicts, tol)
+    frame, missing = _codes_frame(long, settings, main, verdicts)
     style = style or Style.from_datasets(codes)
     dvals = sorted({s[0] for s in settings})
     Kvals = sorted({s[1] for s in settings})
-    panels = [(p, ms) for p, ms in CODES_PANELS if frame["metric"].isin(ms).any()]
+    panels = [p for p in CODES_PANELS if frame["metric"].isin(p[1]).any()]
     with figure_style():
         fig, axes = panel_grid(len(panels), panel_w=3.9, panel_h=3.2, extra_w=1.8)
-        for ax, (pname, ms) in zip(axes, panels):
+        for ax, (pname, ms, title, ylabel) in zip(axes, panels):
             ax.set_gid(f"{pname}|0")
             for dd in dvals:
-                _draw_code_lines(ax, pname, ms, frame[frame["d"] == dd], style.d_color(dd), verdicts)
-            _format_codes_axis(ax, pname, Kvals, tol, codes)
-        add_figure_legend(fig, _codes_handles(dvals, style, verdicts, tol, frame), title="feature dim.")
+                _draw_code_lines(ax, pname, ms, frame[frame["d"] == dd], style.d_color(dd))
+            _format_codes_axis(ax, pname, Kvals, tol)
+            ax.set_ylabel(ylabel or axis_label("softmax_min_angle", codes, label="minimum pairwise angle"))
+            ax.set_title(title)
+        add_figure_legend(fig, _codes_handles(dvals, style, verdicts, frame), title="feature dim.")
         fig.suptitle("Softmax code vs Tammes code", fontsize=13)
         annotate_missing(fig, missing)
     frame = finish_frame(frame, "codes", missing=merge_missing(missing), notes=notes, sources=sources,
@@ -422,13 +352,14 @@ def _code_values(codes, names, notes: list) -> pd.DataFrame:
             notes.append(f"{v}: maximum over {', '.join(extra)}")
         if set(da.dims) != {"d", "K"} or da.size == 0:
             continue
-        df = long_frame(da.transpose("d", "K"))
+        df = da.transpose("d", "K").rename("value").to_dataframe().reset_index()[["d", "K", "value"]]
+        df = df[df["value"].notna()].reset_index(drop=True)
         df["metric"] = v
         parts.append(df)
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["d", "K", "value", "metric"])
 
 
-def _codes_frame(long: pd.DataFrame, settings, main, verdicts: dict, tol: float):
+def _codes_frame(long: pd.DataFrame, settings, main, verdicts: dict):
     """The plotted rows of the settings (with the gain ``ovr_gain`` and each point's verdict and
     ``differs``) and the missing-point records of settings lacking one of the ``main`` variables."""
     piv = long.pivot_table(index=["d", "K"], columns="metric", values="value", aggfunc="first")
@@ -440,21 +371,20 @@ def _codes_frame(long: pd.DataFrame, settings, main, verdicts: dict, tol: float)
             missing.append({"d": s[0], "K": s[1], "metrics": lacking})
         a, b = row.get("softmax_value", np.nan), row.get("tammes_ovr", np.nan)
         if pd.notna(a) and pd.notna(b):
-            differs[s] = verdicts[s] == "differ" if s in verdicts else (not verdicts and bool(abs(a - b) > tol))
+            differs[s] = verdicts.get(s) == "differ"
             gain_rows.append({"metric": "ovr_gain", "d": s[0], "K": s[1], "value": float(a - b)})
     frame = pd.concat([long, pd.DataFrame(gain_rows)], ignore_index=True)
     frame = frame[frame.apply(lambda r: (int(r["d"]), int(r["K"])) in set(settings), axis=1)]
-    frame["d"] = frame["d"].astype(int)
-    frame["K"] = frame["K"].astype(int)
+    frame = frame.astype({"d": int, "K": int})
     frame["differs"] = [differs.get((int(a), int(b))) for a, b in zip(frame["d"], frame["K"])]
     frame["differs"] = frame["differs"].astype("boolean")
     frame["verdict"] = [verdicts.get((int(a), int(b))) for a, b in zip(frame["d"], frame["K"])]
     return frame[CODES_COLUMNS].sort_values(["metric", "d", "K"]).reset_index(drop=True), missing
 
 
-def _draw_code_lines(ax, pname: str, ms, rows: pd.DataFrame, col, verdicts: dict):
+def _draw_code_lines(ax, pname: str, ms, rows: pd.DataFrame, col):
     """The lines of one d on one panel (solid softmax code, dashed Tammes code), the verdict markers on
-    the gain panel (without verdicts: circles where the two differ), the paper's value on the ρ_ovr panel."""
+    the gain panel, the paper's value on the ρ_ovr panel."""
     for m, ls in zip(ms, ("-", "--")):
         part = rows[rows["metric"] == m].sort_values("K")
         if not len(part):
@@ -464,16 +394,13 @@ def _draw_code_lines(ax, pname: str, ms, rows: pd.DataFrame, col, verdicts: dict
                 marker="o" if ls == "-" else None, markersize=3.5,
                 linewidth=2.6 if ls == "-" else 1.3, alpha=0.55 if ls == "-" else 1.0,
                 zorder=2 if ls == "-" else 3)
-        if m == "ovr_gain" and verdicts:
-            for v, mk in VERDICT_MARKERS.items():
-                sel = part[part["verdict"] == v]
-                if len(sel):
-                    ax.plot(sel["K"].to_numpy(float), sel["value"].to_numpy(float), linestyle="none", zorder=4, **mk)
-        elif m in ("softmax_value", "ovr_gain") and not verdicts:
-            dif = part[part["differs"].fillna(False).astype(bool)]
-            if len(dif):
-                ax.plot(dif["K"].to_numpy(float), dif["value"].to_numpy(float), linestyle="none", marker="o",
-                        markersize=10, markerfacecolor="none", markeredgecolor="black", markeredgewidth=1.1)
+        if m != "ovr_gain":
+            continue
+        for v, mk in VERDICT_MARKERS.items():
+            sel = part[part["verdict"] == v]
+            if len(sel):
+                ax.plot(sel["K"].to_numpy(float), sel["value"].to_numpy(float), linestyle="none", zorder=4,
+                        **mk)
     if pname == "ovr":
         part = rows[rows["metric"] == "paper_optimal"]
         if len(part):
@@ -481,29 +408,21 @@ def _draw_code_lines(ax, pname: str, ms, rows: pd.DataFrame, col, verdicts: dict
                     color="0.25", markersize=7)
 
 
-def _format_codes_axis(ax, pname: str, Kvals: list, tol: float, codes):
-    """K axis (log when K spans more than a factor 20), labels and title of one panel; the gain panel
-    with its zero line and the tolerance dotted."""
+def _format_codes_axis(ax, pname: str, Kvals: list, tol: float):
+    """K axis (log when K spans more than a factor 20); the gain panel with its zero line and the
+    tolerance dotted."""
     if len(Kvals) > 1 and Kvals[-1] / max(Kvals[0], 1) > 20:
         ax.set_xscale("log")
     elif len(Kvals) <= 12:
         ax.set_xticks(Kvals)
     ax.set_xlabel("number of classes K")
-    if pname == "ovr":
-        ax.set_ylabel("one-vs-rest distance ρ_ovr")
-        ax.set_title("ρ_ovr: softmax code vs Tammes code")
-    elif pname == "gain":
-        ax.set_ylabel("ρ_ovr(softmax) − ρ_ovr(Tammes)")
+    if pname == "gain":
         ax.axhline(0.0, color="black", linewidth=0.8)
         ax.axhline(tol, color="0.5", linewidth=0.8, linestyle=":")
-        ax.set_title("gain of the softmax code")
-    else:
-        ax.set_ylabel(axis_label("softmax_min_angle", codes, label="minimum pairwise angle"))
-        ax.set_title("minimum angle between code vectors")
 
 
-def _codes_handles(dvals, style: Style, verdicts: dict, tol: float, frame: pd.DataFrame) -> list:
-    """Legend: a colour per d, the two line styles, the verdict (or "differ") markers, the paper's value."""
+def _codes_handles(dvals, style: Style, verdicts: dict, frame: pd.DataFrame) -> list:
+    """Legend: a colour per d, the two line styles, the verdict markers, the paper's value."""
     from matplotlib.lines import Line2D
 
     handles = [Line2D([], [], color=style.d_color(dd), marker="o", label=f"d = {dd}") for dd in dvals]
@@ -511,9 +430,6 @@ def _codes_handles(dvals, style: Style, verdicts: dict, tol: float, frame: pd.Da
                 Line2D([], [], color="0.3", linestyle="--", label="Tammes code")]
     if verdicts:
         handles += [Line2D([], [], linestyle="none", label=f"verdict: {v}", **mk) for v, mk in VERDICT_MARKERS.items()]
-    else:
-        handles.append(Line2D([], [], linestyle="none", marker="o", markersize=10, markerfacecolor="none",
-                              markeredgecolor="black", label=f"differ (> {tol:g})"))
     if (frame["metric"] == "paper_optimal").any():
         handles.append(Line2D([], [], linestyle="none", marker="x", color="0.25", label="paper's 'Optimal'"))
     return handles
@@ -523,7 +439,6 @@ def _codes_handles(dvals, style: Style, verdicts: dict, tol: float, frame: pd.Da
 
 SPHERE_COLUMNS = ["panel", "kind", "k", "class_name", "sample", "x", "y", "z", "hemisphere", "px", "py"]
 SPHERE_VIEWS = {2: [("", None)], 3: [("front", 1.0), ("back", -1.0)]}  # (hemisphere, sign of z shown)
-VIEW_TITLES = {"front": "front: z ≥ 0, seen from +z", "back": "back: z < 0, seen from −z"}
 
 
 def _normalize_rows(a: np.ndarray) -> np.ndarray:
@@ -559,57 +474,23 @@ def sphere_points(features, *, n_features: int = 400, seed: int = 0, center: boo
     return {"W": Wn, "means": means, "sample_idx": idx, "H": Hn[idx], "y": y[idx]}
 
 
-def _names_from(ds, K: int):
-    """The class names of a features file (attrs ``class_names`` / ``classes`` or variable ``class_name``)."""
-    for key in ("class_names", "classes"):
-        raw = ds.attrs.get(key) if hasattr(ds, "attrs") else None
-        if raw is not None:
-            try:
-                vals = json.loads(raw) if isinstance(raw, str) else list(raw)
-                if len(vals) >= K:
-                    return [str(v) for v in vals[:K]]
-            except (json.JSONDecodeError, TypeError):
-                pass
-    if "class_name" in getattr(ds, "variables", {}):
-        vals = list(ds["class_name"].values)
-        if len(vals) >= K:
-            return [str(v) for v in vals[:K]]
+def _names_from(ds, K: int) -> list[str]:
+    """The class names of a features file (variable ``class_name``), else "class k"."""
+    if "class_name" in ds.variables and ds["class_name"].size >= K:
+        return [str(v) for v in ds["class_name"].values[:K]]
     return [f"class {k}" for k in range(K)]
 
 
-def _panels_of(features) -> list[tuple[str, object]]:
-    """(title, features dataset) of each panel: one Dataset, or a mapping {panel title: Dataset}."""
-    if features is None:
-        return []
-    if hasattr(features, "data_vars"):  # one xarray Dataset (itself a Mapping of variables)
-        return [(_panel_title(features), features)]
-    return [(str(k), v) for k, v in features.items() if v is not None]
-
-
-def _panel_title(ds) -> str:
-    parts = []
-    for key in ("epoch", "gnc_epoch"):
-        if key in getattr(ds, "attrs", {}):
-            parts.append(f"epoch {ds.attrs[key]}")
-            break
-    if "tau" in getattr(ds, "attrs", {}):
-        try:
-            parts.append(f"τ = {format_tau(float(ds.attrs['tau']))}")
-        except (TypeError, ValueError):
-            pass
-    return ", ".join(parts) or "panel 1"
-
-
 def fig_sphere(features, *, n_features: int = 400, seed: int = 0, center: bool = False):
-    """Fig. 9 — sphere pictures. ``features``: one features Dataset (``train_h``, ``train_y``, ``W``) or a
-    mapping {panel title: Dataset} (e.g. several epochs). d = 2: the unit circle; d = 3: two orthographic
+    """Fig. 9 — sphere pictures. ``features``: a mapping {panel title: features Dataset (``train_h``,
+    ``train_y``, ``W``)}, e.g. one run each. d = 2: the unit circle; d = 3: two orthographic
     disks, the front hemisphere (z ≥ 0, seen from +z) and the back one (z < 0, seen from −z, plotted at
     (−x, y)). Stars: ŵ_k; circles: normalized class means; dots: ``n_features`` random training features
     (numpy seed ``seed``). Panels with d ∉ {2, 3} say so; if none can be drawn the no-data figure is
     returned."""
     from matplotlib.figure import Figure
 
-    panels = _panels_of(features)
+    panels = [(str(k), v) for k, v in (features or {}).items() if v is not None]
     sources = source_records(*[p[1] for p in panels]) if panels else []
     usable, skipped = _sphere_usable(panels)
     if not usable:
@@ -645,21 +526,20 @@ def _sphere_usable(panels) -> tuple[list, list]:
     """(name, dataset, d) of the panels that can be drawn, and (name, reason) of the others."""
     usable, skipped = [], []
     for name, ds in panels:
-        if not all(v in getattr(ds, "variables", {}) for v in ("W", "train_h", "train_y")):
+        if not all(v in ds.variables for v in ("W", "train_h", "train_y")):
             skipped.append((name, "features file lacks W / train_h / train_y"))
             continue
         dd = int(ds["W"].sizes.get("component", ds["W"].shape[-1]))
-        if dd not in (2, 3):
+        if dd in (2, 3):
+            usable.append((name, ds, dd))
+        else:
             skipped.append((name, f"d = {dd}: sphere pictures need d = 2 or 3"))
-            continue
-        usable.append((name, ds, dd))
     return usable, skipped
 
 
 def _project(p: np.ndarray, dd: int, sign):
     """Plot coordinates of unit vectors in one view, and which of them the view shows: d = 2 all of them;
     d = 3 the hemisphere of ``sign`` (z ≥ 0 or z < 0), seen from outside (x mirrored for the back)."""
-    p = np.atleast_2d(p)
     if dd == 2:
         return p[:, 0], p[:, 1], np.ones(len(p), dtype=bool)
     on = (p[:, 2] >= 0) if sign > 0 else (p[:, 2] < 0)
@@ -702,7 +582,7 @@ def _draw_sphere_view(ax, name: str, pts: dict, names: list[str], dd: int, view:
             _label_vector(ax, names[k], wx[k], wy[k])
         rows.append(_sphere_row(name, "classifier", k, names, k, pts["W"][k], dd, view, wx[k], wy[k]))
     if view:
-        ax.set_title(VIEW_TITLES[view], fontsize=10)
+        ax.set_title(f"{view}: z ≥ 0, seen from +z" if sign > 0 else f"{view}: z < 0, seen from −z", fontsize=10)
     return rows
 
 

@@ -22,11 +22,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
 
-from ._style import format_tau
-from ..io import write_text_atomic
+import numpy as np
 
 from ..grid import RUN_DIMS, same_tau
-SELECT_DIMS = RUN_DIMS  # keys a `figures: {<kind>: {...}}` entry may set (kinds drawn from runs)
+from ..io import write_text_atomic
+from ._style import format_tau
+
 DIM_WORDS = {"tau": "temperature τ", "arch": "architecture", "d": "feature dimension d", "K": "number of classes K",
              "variant": "classifier variant", "seed": "seed", "dataset": "dataset"}
 
@@ -122,28 +123,33 @@ REGISTRY: dict[str, FigureSpec] = {s.kind: s for s in [
 
 # ----------------------------------------------------------------------------- selection
 
-def _same(a, b) -> bool:
-    if isinstance(a, float) or isinstance(b, float):
-        try:
+def same_value(a, b) -> bool:
+    """Whether two coordinate values name the same level: as numbers when either is a float (within the
+    tolerance of :func:`gnc.grid.same_tau`) or an integer, else as text."""
+    try:
+        if isinstance(a, (float, np.floating)) or isinstance(b, (float, np.floating)):
             return same_tau(float(a), float(b))
-        except (TypeError, ValueError):
-            return False
+        if isinstance(a, (int, np.integer)) or isinstance(b, (int, np.integer)):
+            return int(a) == int(b)
+    except (TypeError, ValueError):
+        pass
     return str(a) == str(b)
 
 
-def _as_list(v) -> list:
-    return list(v) if isinstance(v, (list, tuple, set)) else [v]
+def as_list(value) -> list:
+    """A selection value as a list of values (a string or a scalar is one value)."""
+    return [value] if value is None or isinstance(value, (str, bytes)) or np.isscalar(value) else list(value)
 
 
 def matches(run: Mapping, select: Mapping) -> bool:
     """Whether a run's coordinates satisfy a selection ({dim: value or list of values})."""
-    return all(v is None or any(_same(run.get(dim), w) for w in _as_list(v)) for dim, v in select.items())
+    return all(v is None or any(same_value(run.get(dim), w) for w in as_list(v)) for dim, v in select.items())
 
 
 def _levels(values: Iterable) -> list:
     out: list = []
     for v in values:
-        if not any(_same(v, u) for u in out):
+        if not any(same_value(v, u) for u in out):
             out.append(v)
     try:
         return sorted(out)
@@ -158,8 +164,7 @@ def headline(runs: Sequence[Mapping], compares: str | None) -> dict | None:
     groups: dict[tuple, list[Mapping]] = {}
     fixed = [d for d in RUN_DIMS if d not in (compares, "seed")]
     for r in runs:
-        key = tuple(r.get(d) for d in fixed)
-        groups.setdefault(key, []).append(r)
+        groups.setdefault(tuple(r.get(d) for d in fixed), []).append(r)
     if not groups:
         return None
 
@@ -197,30 +202,14 @@ def plan_figure(kind: str, runs: Sequence[Mapping], options: Mapping | None = No
     ``options`` is the figure's entry of the config's ``figures:`` section."""
     spec = REGISTRY[kind]
     options = dict(options or {})
-    unknown = set(options) - set(SELECT_DIMS)
+    unknown = set(options) - set(RUN_DIMS)
     if unknown:
-        raise ValueError(f"figures.{kind}: unknown key(s) {sorted(unknown)}; allowed: {', '.join(SELECT_DIMS)}")
+        raise ValueError(f"figures.{kind}: unknown key(s) {sorted(unknown)}; allowed: {', '.join(RUN_DIMS)}")
     if spec.inputs == ("codes",):  # shows what codes.nc holds
         if options:
             raise ValueError(f"figures.{kind}: this figure shows what codes.nc holds; it takes no selection")
         if spec.needs != "assignment":
             return Plan(kind, True)
-    wanted = {**spec.defaults, **options}
-    pool = [r for r in runs if matches(r, wanted)]
-    if spec.needs == "linear" and "variant" not in options:
-        pool = [r for r in runs if str(r.get("variant", "")).startswith("linear") and matches(r, options)]
-    if spec.needs == "sphere":
-        pool = [r for r in pool if r.get("d") in (2, 3)]
-        if not pool:
-            return Plan(kind, False, why=f"no run with d = 2 or 3 ({_describe(options)})")
-        picks = []
-        for dval in sorted({r["d"] for r in pool}):
-            sub = [r for r in pool if r["d"] == dval]
-            best = headline(sub, None)
-            sub = [r for r in sub if matches(r, best)]
-            picks.append(min(sub, key=lambda r: r["seed"]))
-        return Plan(kind, True, select={}, expected=picks)
-    if spec.needs == "assignment":
         # codes.nc holds the Gram matrices of the first small-K grid point trained with several seeds
         groups: dict[tuple, set] = {}
         for r in runs:
@@ -229,6 +218,20 @@ def plan_figure(kind: str, runs: Sequence[Mapping], options: Mapping | None = No
         if not any(len(s) > 1 for s in groups.values()):
             return Plan(kind, False, why="no grid point with K ≤ 16 trained with two or more seeds")
         return Plan(kind, True)
+    wanted = {**spec.defaults, **options}
+    pool = [r for r in runs if matches(r, wanted)]
+    if spec.needs == "linear" and "variant" not in options:
+        pool = [r for r in runs if str(r.get("variant", "")).startswith("linear") and matches(r, options)]
+    if spec.needs == "sphere":
+        pool = [r for r in pool if r.get("d") in (2, 3)]
+        if not pool:
+            return Plan(kind, False, why=f"no run with d = 2 or 3 ({_describe(wanted)})")
+        picks = []
+        for dval in sorted({r["d"] for r in pool}):
+            sub = [r for r in pool if r["d"] == dval]
+            best = headline(sub, None)
+            picks.append(min((r for r in sub if matches(r, best)), key=lambda r: r["seed"]))
+        return Plan(kind, True, select={}, expected=picks)
     if not pool:
         what = "a linear head" if spec.needs == "linear" else _describe(wanted)
         return Plan(kind, False, why=f"the study has no run with {what}")
@@ -248,8 +251,7 @@ def plan_figure(kind: str, runs: Sequence[Mapping], options: Mapping | None = No
 
 def plan_figures(runs: Sequence[Mapping], figures_config: Mapping | None = None) -> dict[str, Plan]:
     """:func:`plan_figure` for every registered figure (``figures_config`` = the config's ``figures:``)."""
-    cfg = figures_config or {}
-    return {kind: plan_figure(kind, runs, cfg.get(kind)) for kind in REGISTRY}
+    return {kind: plan_figure(kind, runs, (figures_config or {}).get(kind)) for kind in REGISTRY}
 
 
 def _fmt(dim: str, value) -> str:
@@ -257,23 +259,21 @@ def _fmt(dim: str, value) -> str:
 
 
 def describe_setting(select: Mapping) -> str:
-    """'dataset glyphs, arch smallcnn, variant normalized-ce, d = 10, K = 100, τ ∈ {1/10, 1}, seed 0' for a
-    selection."""
+    """'dataset glyphs, arch smallcnn, variant normalized-ce, d = 10, K = 100, τ ∈ {1/10, 1}, seeds 0, 1'
+    for a selection."""
     parts = []
     for dim in (*SETTING_DIMS, "seed"):
-        if dim not in select or select[dim] is None:
+        v = select.get(dim)
+        if v is None:
             continue
-        v = select[dim]
-        name = {"tau": "τ"}.get(dim, dim)
-        if isinstance(v, (list, tuple)):
-            if len(v) == 1:
-                v = v[0]
-            else:
-                parts.append(f"{name}{'s' if dim == 'seed' else ''} " + ", ".join(_fmt(dim, x) for x in v)
-                             if dim == "seed" else f"{name} ∈ {{{', '.join(_fmt(dim, x) for x in v)}}}")
-                continue
-        parts.append(f"{name} {_fmt(dim, v)}" if dim in (*NAME_DIMS, "seed")
-                     else f"{name} = {_fmt(dim, v)}")
+        vals = [_fmt(dim, x) for x in (v if isinstance(v, (list, tuple)) else [v])]
+        name = "τ" if dim == "tau" else dim
+        if dim == "seed":
+            parts.append(f"seed{'s' if len(vals) != 1 else ''} {', '.join(vals)}")
+        elif len(vals) != 1:
+            parts.append(f"{name} ∈ {{{', '.join(vals)}}}")
+        else:
+            parts.append(f"{name} {vals[0]}" if dim in NAME_DIMS else f"{name} = {vals[0]}")
     return ", ".join(parts)
 
 

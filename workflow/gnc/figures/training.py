@@ -1,23 +1,16 @@
 """Figures drawn from ``results/metrics.nc`` (and the softmax-code values of ``results/codes.nc``).
 
-Curves versus epoch, one colour per level of the compared coordinate:
-
-fig_tau_sweep, fig_arch_comparison  GNC1 / GNC2 (+ code value) / GNC3 / test accuracy (hue τ / architecture)
-fig_cmf                             train (solid) / test (dashed) accuracy (hue classifier variant)
-fig_ncc                             NCC train (solid) / test (dashed) accuracy (hue τ)
-fig_nc                              Papyan et al.'s NC1–NC4 panels for the linear head (one line)
-
-Values at each run's last checkpoint versus a coordinate:
-
-fig_k_sweep                         GNC1 / GNC2 (+ code values) / GNC3 / test accuracy vs K
-fig_d_sweep                         GNC2 (+ code values) / GNC2 ÷ code value / test accuracy vs d
+Two drivers draw them: :func:`_curve_figure`, curves versus epoch with one colour per level of the
+compared coordinate (τ, architecture or classifier variant), and :func:`_final_figure`, each run's value
+at its last checkpoint versus K or d.
 
 Each figure shows ONE setting: every coordinate but the compared one is fixed, by the keyword
 arguments (``dataset="glyphs", K=100``, a value or a list) and, where they leave a choice, by
 :func:`gnc.figures.registry.headline`; the title says the setting. Seeds are averaged over the seeds
 that have the point: a line is their mean, a band (drawn only where two or more seeds exist) their
 min–max. ``expected`` (the runs the study asked for, as coordinate dicts) lists the runs without data as
-missing; without it nothing is called missing. The returned frame has one row per plotted point.
+missing; without it nothing is called missing. ``style`` (a :class:`Style`) gives the colours, by default
+those of the inputs. The returned frame has one row per plotted point.
 """
 
 from __future__ import annotations
@@ -29,17 +22,16 @@ from typing import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from ..grid import same_tau
 from ._common import (ACCURACY_VARS, DIM_NAMES, add_figure_legend, annotate_missing, axis_label, band_handle,
                       code_value, figure_style, finish_frame, fmt_setting, fmt_value, no_data_figure, panel_grid,
                       plot_with_band, py, select, source_records, spread)
 from ._style import Style
-from .registry import REGISTRY, RUN_DIMS, headline, matches
+from .registry import REGISTRY, RUN_DIMS, headline, matches, same_value
 
 SETTING_COLUMNS = [d for d in RUN_DIMS if d != "seed"]
 CURVE_COLUMNS = ["series", "metric", *SETTING_COLUMNS, "epoch", "value", "lower", "upper", "n_seeds", "seeds"]
 LOG_METRICS = {"gnc1", "gnc3", "gnc3_uncentered", "nc1"}
-HUE_TITLES = {"tau": "temperature", "arch": "architecture", "variant": "classifier", "K": "classes", "d": "dim."}
+HUE_TITLES = {"tau": "temperature", "arch": "architecture", "variant": "classifier"}
 REF_STYLE = {
     "softmax code": dict(color="black", linestyle="--", linewidth=1.4),
     "paper 'Optimal'": dict(color="0.45", linestyle=":", linewidth=1.6),
@@ -86,15 +78,7 @@ NC_PANELS = (
 def _with_derived(metrics):
     if metrics is not None and "train_acc" in metrics.data_vars and "train_error" not in metrics.data_vars:
         metrics = metrics.assign(train_error=1.0 - metrics["train_acc"])
-        metrics["train_error"].attrs = {"long_name": "training error", "units": "1"}
     return metrics
-
-
-def _runs_with_data(has) -> list[dict]:
-    """Coordinates of the (variant, dataset, arch, tau, d, K, seed) cells of ``has`` that are True."""
-    dims = [d for d in RUN_DIMS if d in has.dims]
-    h = has.any(dim=[d for d in has.dims if d not in dims]).transpose(*dims)
-    return [{d: py(h[d].values[i]) for d, i in zip(dims, ix)} for ix in np.argwhere(h.values)]
 
 
 def _pick_setting(metrics, names, compares, sel, defaults):
@@ -105,7 +89,9 @@ def _pick_setting(metrics, names, compares, sel, defaults):
     if "seed" not in sub.dims:  # a study without a seed dimension: one implicit seed
         sub = sub.expand_dims(seed=[0])
     has = sub.to_array("metric").notnull()
-    runs = _runs_with_data(has)
+    dims = [d for d in RUN_DIMS if d in has.dims]
+    has = has.any(dim=[d for d in has.dims if d not in dims]).transpose(*dims)
+    runs = [{d: py(has[d].values[i]) for d, i in zip(dims, ix)} for ix in np.argwhere(has.values)]  # with data
     if not runs:
         return None
     preferred = [r for r in runs if matches(r, {k: v for k, v in defaults.items() if sel.get(k) is None})]
@@ -159,18 +145,8 @@ def _wrap_title(text: str, fig, fontsize: float = 12) -> str:
     return "\n".join(line.rstrip() for line in lines)
 
 
-def _eq(series: pd.Series, value) -> pd.Series:
-    if isinstance(value, float) or series.dtype.kind == "f":
-        try:
-            return pd.Series(same_tau(series.astype(float), float(value)), index=series.index)
-        except (TypeError, ValueError):
-            pass
-    return series.astype(str) == str(value)
-
-
 def _format_axis(ax, panel: Panel, ds, xlabel: str):
-    metric = panel.metrics[0]
-    ax.set_ylabel(panel.ylabel or axis_label(metric, ds, percent=panel.percent))
+    ax.set_ylabel(panel.ylabel or axis_label(panel.metrics[0], ds, percent=panel.percent))
     ax.set_xlabel(xlabel)
     if panel.log:
         ax.set_yscale("log")
@@ -182,12 +158,7 @@ def _format_axis(ax, panel: Panel, ds, xlabel: str):
 
 
 def _color(style: Style, hue: str | None, level, setting: Mapping):
-    if hue is None:
-        return style.arch_color(setting.get("arch", ""))
-    try:
-        return style.color(hue, level)
-    except KeyError:
-        return None
+    return style.arch_color(setting.get("arch", "")) if hue is None else style.color(hue, level)
 
 
 def _sweep_grid(n_panels: int):
@@ -207,9 +178,9 @@ def _finish_sweep(frame: pd.DataFrame, kind: str, *, hue: str | None, setting: M
 
 # ----------------------------------------------------------------------------- curves vs epoch
 
-def _curve_figure(kind: str, metrics, codes=None, *, hue: str | None, panels: Sequence[Panel], sel: Mapping,
-                  expected=None, style: Style | None = None):
-    spec = REGISTRY[kind]
+def _curve_figure(kind: str, metrics, codes=None, *, hue: str | None, panels: Sequence[Panel], expected=None,
+                  style: Style | None = None, **sel):
+    spec, sel = REGISTRY[kind], _sel(sel)
     sources = source_records(metrics, codes)
     metrics = _with_derived(metrics)
     names = [m for p in panels for m in p.metrics if metrics is not None and m in metrics.data_vars]
@@ -266,7 +237,7 @@ def _draw_curve_panel(ax, panel: Panel, frame, levels, hue, style, setting, code
     for metric, ls, _ in panel.lines:
         msel = frame[frame["metric"] == metric]
         for lv in levels:
-            part = msel if hue is None else msel[_eq(msel[hue], lv)]
+            part = msel if hue is None else msel[msel[hue].map(lambda v: same_value(v, lv)).astype(bool)]
             if len(part):
                 part = part.sort_values("epoch")
                 x = part["epoch"].to_numpy(dtype=float)
@@ -283,10 +254,8 @@ def _curve_handles(panels, levels, hue, style, setting, ref_rows, frame) -> list
     """Legend: a colour per level, a line style per labelled line, the references drawn, the band."""
     from matplotlib.lines import Line2D
 
-    handles = []
-    if hue:
-        handles += [Line2D([], [], color=_color(style, hue, lv, setting), lw=2, label=style.label(hue, lv))
-                    for lv in levels]
+    handles = [Line2D([], [], color=_color(style, hue, lv, setting), lw=2, label=style.label(hue, lv))
+               for lv in levels] if hue else []
     styles = {(ls, lab) for p in panels for _, ls, lab in p.lines if lab}
     handles += [Line2D([], [], color="0.3", linestyle=ls, label=lab) for ls, lab in sorted(styles)]
     for series in REF_STYLE:
@@ -303,16 +272,13 @@ def _gnc2_refs(codes, setting: Mapping, missing: list) -> list[dict]:
         return []
     base = {dim: setting.get(dim, np.nan) for dim in SETTING_COLUMNS}
     out = []
-    sm = code_value(codes, "softmax_value", d, K)
-    if sm is None:
-        missing.append(_no_code_value(codes, d, K))
-    else:
-        out.append({**base, "series": "softmax code", "metric": "gnc2", "value": sm, "lower": sm, "upper": sm,
-                    "n_seeds": 0, "epoch": np.nan})
-    po = code_value(codes, "paper_optimal", d, K)
-    if po is not None:
-        out.append({**base, "series": "paper 'Optimal'", "metric": "gnc2", "value": po, "lower": po, "upper": po,
-                    "n_seeds": 0, "epoch": np.nan})
+    for series, var in (("softmax code", "softmax_value"), ("paper 'Optimal'", "paper_optimal")):
+        v = code_value(codes, var, d, K)
+        if v is not None:
+            out.append({**base, "series": series, "metric": "gnc2", "value": v, "lower": v, "upper": v,
+                        "n_seeds": 0, "epoch": np.nan})
+        elif var == "softmax_value":
+            missing.append(_no_code_value(codes, d, K))
     return out
 
 
@@ -329,45 +295,42 @@ def _sel(kw: Mapping) -> dict:
     return dict(kw)
 
 
-def fig_tau_sweep(metrics, codes=None, *, expected=None, style: Style | None = None, **sel):
+def fig_tau_sweep(metrics, codes=None, **options):
     """GNC1 (log), GNC2 (+ softmax-code / paper lines), GNC3 (log), test accuracy vs epoch, one line per τ."""
-    return _curve_figure("tau_sweep", metrics, codes, hue="tau", panels=GNC_PANELS, sel=_sel(sel),
-                         expected=expected, style=style)
+    return _curve_figure("tau_sweep", metrics, codes, hue="tau", panels=GNC_PANELS, **options)
 
 
-def fig_arch_comparison(metrics, codes=None, *, expected=None, style: Style | None = None, **sel):
+def fig_arch_comparison(metrics, codes=None, **options):
     """The four panels of :func:`fig_tau_sweep` at one τ, one line per architecture."""
-    return _curve_figure("arch_comparison", metrics, codes, hue="arch", panels=GNC_PANELS, sel=_sel(sel),
-                         expected=expected, style=style)
+    return _curve_figure("arch_comparison", metrics, codes, hue="arch", panels=GNC_PANELS, **options)
 
 
 _ACC = (_panel("train_acc", "train accuracy"), _panel("test_acc", "test accuracy"))
 _NCC = (_panel("ncc_train_acc", "NCC train accuracy"), _panel("ncc_test_acc", "NCC test accuracy"))
 
 
-def fig_cmf(metrics, *, expected=None, style: Style | None = None, **sel):
+def fig_cmf(metrics, **options):
     """Train and test accuracy vs epoch at one grid point, one line per classifier variant."""
-    return _curve_figure("cmf", metrics, hue="variant", panels=_ACC, sel=_sel(sel), expected=expected,
-                         style=style)
+    return _curve_figure("cmf", metrics, hue="variant", panels=_ACC, **options)
 
 
-def fig_ncc(metrics, *, expected=None, style: Style | None = None, **sel):
+def fig_ncc(metrics, **options):
     """NCC train and test accuracy vs epoch, one line per τ."""
-    return _curve_figure("ncc", metrics, hue="tau", panels=_NCC, sel=_sel(sel), expected=expected, style=style)
+    return _curve_figure("ncc", metrics, hue="tau", panels=_NCC, **options)
 
 
-def fig_nc(metrics, *, expected=None, style: Style | None = None, **sel):
+def fig_nc(metrics, **options):
     """Papyan et al.'s panels for one linear-head setting: train error, NC1, equinorm, equiangularity,
     max-angle, NC3 and NC4 versus epoch (class means solid, classifier rows dashed)."""
-    return _curve_figure("nc", metrics, hue=None, panels=NC_PANELS, sel=_sel(sel), expected=expected, style=style)
+    return _curve_figure("nc", metrics, hue=None, panels=NC_PANELS, **options)
 
 
 # ----------------------------------------------------------------------------- last checkpoint vs K or d
 
-def _final_figure(kind: str, metrics, codes, *, x: str, panels: Sequence[Panel], sel: Mapping, expected=None,
-                  style: Style | None = None):
+def _final_figure(kind: str, metrics, codes, *, x: str, panels: Sequence[Panel], expected=None,
+                  style: Style | None = None, **sel):
     """Each run's value at its last checkpoint with data, mean / min–max over seeds, versus ``x``."""
-    spec = REGISTRY[kind]
+    spec, sel = REGISTRY[kind], _sel(sel)
     sources = source_records(metrics, codes)
     names = [m for p in panels for m in p.metrics if m != "gnc2_fraction"]
     names = [m for m in names if metrics is not None and m in metrics.data_vars and "epoch" in metrics[m].dims]
@@ -474,16 +437,14 @@ def _final_handles(frame: pd.DataFrame, setting: Mapping, color) -> list:
     return handles
 
 
-def fig_k_sweep(metrics, codes=None, *, expected=None, style: Style | None = None, **sel):
+def fig_k_sweep(metrics, codes=None, **options):
     """GNC1, GNC2 (+ softmax-code value of each (d, K)), GNC3 and test accuracy at the last checkpoint vs K."""
-    return _final_figure("k_sweep", metrics, codes, x="K", panels=GNC_PANELS, sel=_sel(sel), expected=expected,
-                         style=style)
+    return _final_figure("k_sweep", metrics, codes, x="K", panels=GNC_PANELS, **options)
 
 
-def fig_d_sweep(metrics, codes=None, *, expected=None, style: Style | None = None, **sel):
+def fig_d_sweep(metrics, codes=None, **options):
     """GNC2 (+ softmax-code value of each (d, K)), GNC2 / code value and test accuracy at the last checkpoint
     vs d."""
     panels = (GNC_PANELS[1], Panel("fraction of the softmax-code value", (("gnc2_fraction", "-", ""),),
                                    ylabel="GNC2 / softmax-code value"), GNC_PANELS[3])
-    return _final_figure("d_sweep", metrics, codes, x="d", panels=panels, sel=_sel(sel), expected=expected,
-                         style=style)
+    return _final_figure("d_sweep", metrics, codes, x="d", panels=panels, **options)
