@@ -90,14 +90,6 @@ class Claim:
 
 # ------------------------------------------------------------------------------------- inputs
 
-def _head(variant: str) -> str:
-    return str(variant).split("-", 1)[0]
-
-
-def _loss(variant: str) -> str:
-    return str(variant).rsplit("-", 1)[-1]
-
-
 def run_table(metrics) -> pd.DataFrame:
     """One row per run (RUN_DIMS): ``<var>`` = its last value over the checkpoints, ``<var>_0`` = its
     first (the untrained model when epoch 0 was kept), ``epoch`` = the last checkpoint, ``epochs`` =
@@ -119,8 +111,8 @@ def run_table(metrics) -> pd.DataFrame:
         for col in (v, f"{v}_0"):
             if col not in out.columns:
                 out[col] = np.nan
-    out["head"] = out["variant"].map(_head)
-    out["loss"] = out["variant"].map(_loss)
+    out["head"] = out["variant"].map(lambda v: str(v).split("-", 1)[0])  # variant = <head>-<loss>
+    out["loss"] = out["variant"].map(lambda v: str(v).rsplit("-", 1)[-1])
     return out
 
 
@@ -325,11 +317,9 @@ def acc_smaller_tau(study: Study) -> Finding:
 def tau1_fails_to_fit(study: Study) -> Finding:
     r = _runs(study, head="normalized", loss="ce")
     r = r[same_tau(r["tau"], 1.0)].dropna(subset=["train_acc"])
-    if r.empty:
-        return _untested("normalized-head CE run at τ = 1")
-    measured = "; ".join(f"{x.dataset} {x.arch} d={x.d} K={x.K} seed={x.seed}: train {_pct(x.train_acc)}"
-                         for x in r.itertuples())
-    return Finding(bool((r["train_acc"] < FIT).all()), float(r["train_acc"].max()), measured)
+    rows = [(x.train_acc < FIT, x.train_acc, f"{x.dataset} {x.arch} d={x.d} K={x.K} seed={x.seed}: train "
+             f"{_pct(x.train_acc)}") for x in r.itertuples()]
+    return _verdicts(rows, "normalized-head CE run at τ = 1", max)
 
 
 def gnc2_near_code(study: Study) -> Finding:
@@ -451,18 +441,14 @@ def softmax_not_tammes(study: Study) -> Finding:
 
 
 def ufm_reaches_code(study: Study) -> Finding:
-    ufm = study.codes.ufm()
     rows = []
-    for (d, K), by_tau in sorted(ufm.items()):
+    for (d, K), by_tau in sorted(study.codes.ufm().items()):
         code = study.codes.softmax(d, K)
         if np.isfinite(code) and code > 0:
             t = min(by_tau)
-            rows.append((d, K, t, by_tau[t], code))
-    if not rows:
-        return _untested("UFM study with softmax-code values")
-    fr = [v / c for *_, v, c in rows]
-    parts = [f"(d={d}, K={K}) tau={t:g}: {_fmt(v, 4)} / {_fmt(c, 4)}" for d, K, t, v, c in rows]
-    return Finding(bool(min(fr) >= 0.99), float(min(fr)), "; ".join(parts))
+            rows.append((by_tau[t] / code >= 0.99, by_tau[t] / code,
+                         f"(d={d}, K={K}) tau={t:g}: {_fmt(by_tau[t], 4)} / {_fmt(code, 4)}"))
+    return _verdicts(rows, "UFM study with softmax-code values")
 
 
 def closed_form(d: int, K: int) -> tuple[str, float] | None:
@@ -480,14 +466,11 @@ def closed_form(d: int, K: int) -> tuple[str, float] | None:
 def codes_closed_forms(study: Study) -> Finding:
     rows = []
     for d, K in study.codes.pairs():
-        cf = closed_form(d, K)
-        if cf is not None:
-            rows.append((d, K, cf[0], cf[1], study.codes.softmax(d, K)))
-    if not rows:
-        return _untested("(d, K) with a closed-form softmax code")
-    dev = [abs(v - c) for *_, c, v in rows]
-    parts = [f"(d={d}, K={K}) {n}: {_fmt(v, 8)} vs {_fmt(c, 8)}" for d, K, n, c, v in rows]
-    return Finding(bool(max(dev) <= CLOSED_FORM_TOL), float(max(dev)), "; ".join(parts))
+        if (cf := closed_form(d, K)) is not None:
+            (name, c), v = cf, study.codes.softmax(d, K)
+            rows.append((abs(v - c) <= CLOSED_FORM_TOL, abs(v - c),
+                         f"(d={d}, K={K}) {name}: {_fmt(v, 8)} vs {_fmt(c, 8)}"))
+    return _verdicts(rows, "(d, K) with a closed-form softmax code", max)
 
 
 def square_code(study: Study) -> Finding:
@@ -537,11 +520,9 @@ def _linear(study: Study) -> pd.DataFrame:
 
 def linear_fits(study: Study) -> Finding:
     r = _linear(study).dropna(subset=["train_acc"])
-    if r.empty:
-        return _untested("linear-head run with K ≤ d + 1")
-    measured = "; ".join(f"{x.dataset} {x.arch} d={x.d} K={x.K} seed={x.seed}: train {_pct(x.train_acc)}, "
-                         f"test {_pct(x.test_acc)}" for x in r.itertuples())
-    return Finding(bool((r["train_acc"] >= FIT).all()), float(r["train_acc"].min()), measured)
+    rows = [(x.train_acc >= FIT, x.train_acc, f"{x.dataset} {x.arch} d={x.d} K={x.K} seed={x.seed}: train "
+             f"{_pct(x.train_acc)}, test {_pct(x.test_acc)}") for x in r.itertuples()]
+    return _verdicts(rows, "linear-head run with K ≤ d + 1")
 
 
 def _nc_falls(names: tuple[str, ...]) -> Callable[[Study], Finding]:
