@@ -35,7 +35,7 @@ from .codes.cross import GAP_TOL
 from .grid import RUN_DIMS
 from .io import open_netcdf, write_netcdf
 from .provenance import merge_dataset_attrs, provenance
-from .results import combine_runs, with_run_coords
+from .results import combine_runs, merge_outer, with_run_coords
 
 #: (name, long_name, units) of the per-(d, K) variables, and the attribute of the refine file they come from
 _TABLE = [
@@ -143,14 +143,7 @@ def _ufm_table(ufm_paths, best_codes):
                          "rotation/reflection and relabelling", "units": "1"})
         part.attrs = {}
         parts.append(part.expand_dims(d=[d], K=[K]))
-    if not parts:
-        return xr.Dataset()
-    attrs = {v: dict(parts[0][v].attrs) for v in parts[0].variables}
-    out = xr.merge(parts, join="outer", compat="no_conflicts", combine_attrs="drop")
-    for v, a in attrs.items():
-        if v in out.variables:
-            out[v].attrs = a
-    return out
+    return merge_outer(parts) if parts else xr.Dataset()
 
 
 def _trained(features: dict, runs: dict, metrics: xr.Dataset, codes_ds: xr.Dataset, best_codes):
@@ -193,13 +186,7 @@ def _trained(features: dict, runs: dict, metrics: xr.Dataset, codes_ds: xr.Datas
                     "class_name": ("k", np.asarray(entries[0][2]).astype(str),
                                    {"long_name": "class name", "units": "1"})})
         gram = gram.expand_dims(dataset=[g[RUN_DIMS.index("dataset")]], arch=[g[RUN_DIMS.index("arch")]])
-        attrs = dict(out.attrs)
-        var_attrs = {v: dict(out[v].attrs) for v in out.variables}
-        var_attrs.update({v: dict(gram[v].attrs) for v in gram.variables if v not in ("dataset", "arch")})
-        out = xr.merge([out, gram], join="outer", compat="no_conflicts", combine_attrs="drop")
-        for v, a in var_attrs.items():
-            out[v].attrs = a
-        out.attrs = attrs
+        out = merge_outer([out, gram])
         out.attrs["gnc_assignment_setting"] = json.dumps(dict(zip(RUN_DIMS, map(str, g))))
     return out
 
@@ -209,12 +196,7 @@ def build_codes_file(*, refined, ufm, metrics, features: dict, runs: dict, out) 
     codes_ds, best = _code_tables([open_netcdf(p) for p in refined])
     m = open_netcdf(metrics)
     parts = [codes_ds, _ufm_table(ufm, best), _trained(features, runs, m, codes_ds, best)]
-    ds = xr.merge([p for p in parts if len(p.data_vars)], join="outer", compat="no_conflicts",
-                  combine_attrs="drop")
-    for p in parts:
-        for v in p.variables:
-            if v in ds.variables and p[v].attrs:
-                ds[v].attrs = dict(p[v].attrs)
+    ds = merge_outer([p for p in parts if len(p.data_vars)])
     for c in ds.coords:  # label coordinates (variant, dataset, arch) are dimensionless too
         ds[c].attrs.setdefault("units", "1")
     ds.attrs = {**provenance(stage="codes"), **codes_ds.attrs, **parts[2].attrs}

@@ -84,19 +84,18 @@ def combine_runs(datasets: Iterable[xr.Dataset], attrs: dict | None = None) -> x
     parts = [_expand(ds) for ds in datasets]
     if not parts:
         raise ValueError("no run results to combine")
-    var_attrs = {}
-    for p in parts:
-        for v in p.data_vars:
-            var_attrs.setdefault(v, dict(p[v].attrs))
-    combined = xr.merge(parts, join="outer", compat="no_conflicts", combine_attrs="drop")
-    for v, a in var_attrs.items():
-        combined[v].attrs = a
-    combined = combined.sortby(list(RUN_DIMS))
+    combined = merge_outer(parts).sortby(list(RUN_DIMS))
     if "epoch" in combined.dims:
         combined = combined.sortby("epoch")
     label_coords(combined)
     combined.attrs = dict(attrs or {})
     return combined
+
+
+def merge_outer(parts: list[xr.Dataset]) -> xr.Dataset:
+    """Outer join of datasets that must agree where they overlap; every variable keeps the attributes it
+    has in the first dataset that holds it, and the result those of the first dataset."""
+    return xr.merge(parts, join="outer", compat="no_conflicts", combine_attrs="override")
 
 
 def provenance_summary(paths: Iterable[str | Path]) -> dict:
@@ -165,8 +164,7 @@ def _run_part(run_id: str, metrics: xr.Dataset, history: xr.Dataset | None) -> x
     done = m["epoch"].values[np.isfinite(m[key].values)]
     if not len(done):
         raise ValueError(f"run {run_id}: no checkpoint with a finite {key}")
-    part = m if history is None else xr.merge([m, _epoch_vars(history)], join="outer", compat="no_conflicts",
-                                               combine_attrs="drop")
+    part = m if history is None else merge_outer([m, _epoch_vars(history)])
     final_epoch = int(done.max())
     final = {f"final_{v}": part[v].sel(epoch=final_epoch, drop=True) for v in part.data_vars}
     part = part.assign(final_epoch=xr.DataArray(final_epoch), **final)
@@ -203,20 +201,13 @@ def study_dataset(runs: dict, metrics: dict[str, xr.Dataset], histories: dict[st
     ids = [r for r in runs if r in metrics]
     if not ids:
         raise ValueError("no run results to combine")
-    parts = [_run_part(r, metrics[r], histories.get(r)) for r in ids]
-    var_attrs: dict[str, dict] = {}
-    for r in ids:
-        for src in (metrics[r], histories.get(r)):
-            for v in (src.data_vars if src is not None else ()):
-                var_attrs.setdefault(v, dict(src[v].attrs))
-    study = xr.merge(parts, join="outer", compat="no_conflicts", combine_attrs="drop")
+    study = merge_outer([_run_part(r, metrics[r], histories.get(r)) for r in ids])
     study = study.reindex(run=ids).sortby("epoch")
-    for v in list(study.data_vars):
-        base = v[len("final_"):] if v.startswith("final_") else v
-        a = dict(var_attrs.get(base, {}))
+    for v in study.data_vars:
         if v.startswith("final_") and v != "final_epoch":
-            a["long_name"] = f"{a.get('long_name', base)}, at the run's last checkpoint"
-        study[v].attrs = a
+            base = v[len("final_"):]
+            long_name = study[v].attrs.get("long_name", base)
+            study[v].attrs = {**study[v].attrs, "long_name": f"{long_name}, at the run's last checkpoint"}
     study["final_epoch"] = study["final_epoch"].astype(np.int64)
     study["final_epoch"].attrs = {"long_name": "epoch of the run's last checkpoint with metrics", "units": "1"}
     coords = [runs[r].coords for r in ids]
