@@ -65,18 +65,13 @@ def with_run_coords(ds: xr.Dataset, coords: dict) -> xr.Dataset:
 
 
 def _expand(ds: xr.Dataset) -> xr.Dataset:
-    per_class = [v for v in ds.data_vars if "k" in ds[v].dims or "k2" in ds[v].dims]
-    ds = ds.drop_vars(per_class)
-    drop_dims = [d for d in ("k", "k2", "component") if d in ds.dims]
-    if drop_dims:
-        ds = ds.drop_dims(drop_dims)
-    scalars = {}
+    """A run's dataset without its per-class/per-component variables, its scalar run coordinates made
+    dimensions of length 1."""
+    ds = ds.drop_dims(["k", "k2", "component"], errors="ignore")
     for dim in RUN_DIMS:
         if dim not in ds.coords:
             raise ValueError(f"run dataset lacks the coordinate {dim!r}")
-        scalars[dim] = ds.coords[dim].values.item()
-    ds = ds.drop_vars(list(RUN_DIMS))
-    return ds.expand_dims({dim: [v] for dim, v in scalars.items()})
+    return ds.drop_vars(list(RUN_DIMS)).expand_dims({dim: [ds[dim].values.item()] for dim in RUN_DIMS})
 
 
 def combine_runs(datasets: Iterable[xr.Dataset], attrs: dict | None = None) -> xr.Dataset:
@@ -245,11 +240,11 @@ def long_table(study: xr.Dataset):
     return df[cols].reset_index(drop=True)
 
 
-def final_epoch_summary(study: xr.Dataset, variables=SUMMARY_VARS):
+def final_epoch_summary(study: xr.Dataset):
     """One row per trained run: run id, experiment(s), grid coordinates, its last checkpoint epoch
     (``epoch``) and the main metrics there (a pandas DataFrame in the study's run order)."""
     cols = {}
-    for v in variables:
+    for v in SUMMARY_VARS:
         if f"final_{v}" in study:
             cols[v] = f"final_{v}"
         elif v in study and study[v].dims == ("run",):
@@ -272,35 +267,26 @@ def files_by_run(run_ids: Iterable[str], paths: Iterable[str | Path], name: str)
     return out
 
 
-def build_study(run_metrics: dict, histories: dict, codes_path, *, runs: dict, config: dict, metrics_path=None,
-                nc_out, csv_out, summary_out=None) -> xr.Dataset:
+def build_study(run_metrics: dict, histories: dict, codes_path, *, runs: dict, config: dict, metrics_path,
+                nc_out, csv_out, summary_out) -> xr.Dataset:
     """results/study.nc (:func:`study_dataset`) from the per-run metrics and history files ({run id:
-    path}) and codes.nc; its long table (:func:`long_table`) as ``csv_out`` and (``summary_out``) the
-    one-row-per-run summary (:func:`final_epoch_summary`) as CSV. The dataset provenance is that of the
-    per-run metrics files (and of ``metrics_path``, the combined metrics.nc, when given). Each CSV
-    gets its provenance sidecar (:func:`gnc.provenance.sidecar_of`: ``study.provenance.json``,
-    ``summary.provenance.json``), which rule ``study`` declares."""
+    path}) and codes.nc; its long table (:func:`long_table`) as ``csv_out`` and the one-row-per-run
+    summary (:func:`final_epoch_summary`) as ``summary_out``. The dataset provenance is that of the
+    per-run metrics files, the combined ``metrics_path`` and codes.nc. Each CSV gets its provenance
+    sidecar (:func:`gnc.provenance.sidecar_of`), which rule ``study`` declares."""
     missing = sorted(set(runs) - set(run_metrics))
     if missing:
         raise ValueError(f"no metrics file for run(s) {', '.join(missing)}")
     metrics = {r: open_netcdf(p) for r, p in run_metrics.items()}
     hist = {r: open_netcdf(p) for r, p in histories.items()}
-    codes = open_netcdf(codes_path) if codes_path is not None else None
+    codes = open_netcdf(codes_path)
     study = study_dataset(runs, metrics, hist, codes)
-    attrs = {**provenance(stage="study", config=config)}
-    sources = [m.attrs for m in metrics.values()]
-    if metrics_path is not None:
-        sources.append(open_netcdf(metrics_path).attrs)
-    if codes is not None:
-        sources.append(codes.attrs)
-    attrs.update(merge_dataset_attrs(*sources))
-    study.attrs = attrs
+    sources = [m.attrs for m in metrics.values()] + [open_netcdf(metrics_path).attrs, codes.attrs]
+    study.attrs = attrs = {**provenance(stage="study", config=config), **merge_dataset_attrs(*sources)}
     write_netcdf(study, nc_out)
-    with atomic_path(csv_out) as tmp:
-        long_table(study).to_csv(tmp, index=False)
-    write_json_atomic(sidecar_of(csv_out), attrs)
-    if summary_out is not None:
-        with atomic_path(summary_out) as tmp:
-            final_epoch_summary(study).to_csv(tmp, index=False, float_format="%.6g")
-        write_json_atomic(sidecar_of(summary_out), attrs)
+    tables = ((csv_out, long_table(study), None), (summary_out, final_epoch_summary(study), "%.6g"))
+    for out, table, fmt in tables:
+        with atomic_path(out) as tmp:
+            table.to_csv(tmp, index=False, float_format=fmt)
+        write_json_atomic(sidecar_of(out), attrs)
     return study
