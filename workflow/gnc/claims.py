@@ -531,11 +531,8 @@ def _nc_falls(names: tuple[str, ...]) -> Callable[[Study], Finding]:
         if r.empty:
             return _untested("linear-head run with K ≤ d + 1")
         findings = [_falls(n, FALL_NC, r, "linear-head run with initial and final values") for n in names]
-        tested = [f for f in findings if f.holds is not None]
-        if not tested:
-            return findings[0]
-        return Finding(all(f.holds for f in tested), max(f.value for f in tested),
-                       "; ".join(f"{n}: {f.measured}" for n, f in zip(names, findings) if f.holds is not None))
+        rows = [(f.holds, f.value, f"{n}: {f.measured}") for n, f in zip(names, findings) if f.holds is not None]
+        return _verdicts(rows, "", max) if rows else findings[0]
     return check
 
 

@@ -210,12 +210,10 @@ def verdict_lines(ds: xr.Dataset) -> list[str]:
     verdicts = ds["verdict"].attrs["flag_meanings"].split()
     known = ds["best_known_status"].attrs["flag_meanings"].split()
     out = []
-    for d in ds["d"].values:
-        for K in ds["K"].values:
-            v = int(ds["verdict"].sel(d=d, K=K))
-            if v >= 0:
-                at = {"d": d, "K": K}
-                out.append(f"(d={d}, K={K}): {verdicts[v]}; Tammes {float(ds['tammes_angle'].sel(at)):.9f} deg "
-                           f"(vs the best known: {known[int(ds['best_known_status'].sel(at))].replace('_', ' ')}), "
-                           f"softmax rho_ovr {float(ds['softmax_value'].sel(at)):.10f}")
+    for (d, K), v in ds["verdict"].to_series().items():
+        if v >= 0:
+            at = {"d": d, "K": K}
+            out.append(f"(d={d}, K={K}): {verdicts[v]}; Tammes {float(ds['tammes_angle'].sel(at)):.9f} deg "
+                       f"(vs the best known: {known[int(ds['best_known_status'].sel(at))].replace('_', ' ')}), "
+                       f"softmax rho_ovr {float(ds['softmax_value'].sel(at)):.10f}")
     return out

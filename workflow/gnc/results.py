@@ -6,10 +6,8 @@ Two layouts of the same numbers:
   dataset, arch, tau, d, K, seed, epoch), outer-joined, so grid points that were not run are NaN.
   The figures read it.
 * ``results/study.nc`` (:func:`build_study`): one entry per trained run along the dimension ``run``
-  (the run id), with the experiment name(s) and every grid coordinate as coordinates on ``run``; the
-  metrics and training history over (run, epoch); ``final_*`` variables over ``run`` holding each
-  run's last checkpoint; and the comparison with the softmax codes. ``results/study.csv`` is the same
-  data as a long table (one row per run x epoch x variable), ``results/summary.csv`` one row per run.
+  (layout: :mod:`gnc.analysis`); ``results/study.csv`` is the same data as a long table (one row per
+  run x epoch x variable), ``results/summary.csv`` one row per run.
 
 Variables with a per-class dimension (``k``) stay in the per-run files, since K varies across runs.
 """
@@ -166,11 +164,9 @@ def _run_part(run_id: str, metrics: xr.Dataset, history: xr.Dataset | None) -> x
     return part.expand_dims(run=[run_id])
 
 
-def _codes_run_vars(codes: xr.Dataset | None, coords: list[dict], n: int) -> dict[str, xr.DataArray]:
+def _codes_run_vars(codes: xr.Dataset, coords: list[dict], n: int) -> dict[str, xr.DataArray]:
     """Per-run variables of codes.nc (dims a subset of the run dims), picked at each run's grid point."""
     out: dict[str, xr.DataArray] = {}
-    if codes is None:
-        return out
     for v in codes.data_vars:
         dims = set(codes[v].dims)
         if not dims or not dims <= set(RUN_DIMS) or not dims & {"variant", "arch", "seed"}:
@@ -187,12 +183,11 @@ def _codes_run_vars(codes: xr.Dataset | None, coords: list[dict], n: int) -> dic
     return out
 
 
-def study_dataset(runs: dict, metrics: dict[str, xr.Dataset], histories: dict[str, xr.Dataset] | None = None,
-                  codes: xr.Dataset | None = None) -> xr.Dataset:
+def study_dataset(runs: dict, metrics: dict[str, xr.Dataset], histories: dict[str, xr.Dataset],
+                  codes: xr.Dataset) -> xr.Dataset:
     """The run-indexed study: ``runs`` {run id: :class:`gnc.config.Run`}, ``metrics`` and ``histories``
     {run id: the run's metrics.nc / history.nc}, ``codes`` the codes.nc Dataset (its per-run comparison
     variables are copied). Dimensions (run, epoch); see the module docstring."""
-    histories = histories or {}
     ids = [r for r in runs if r in metrics]
     if not ids:
         raise ValueError("no run results to combine")
