@@ -100,27 +100,22 @@ def run_table(metrics) -> pd.DataFrame:
                          f"(looked for {', '.join(METRICS_VARS)})")
     frame = metrics[names].to_dataframe().reset_index()
     frame = frame.dropna(how="all", subset=names).sort_values(list(RUN_DIMS) + ["epoch"])
-    keys = [d for d in RUN_DIMS if d in frame.columns]
-    g = frame.groupby(keys, sort=True)
-    last, first = g[names].last(), g[names].first()
-    out = last.join(first.add_suffix("_0"))
+    g = frame.groupby(list(RUN_DIMS), sort=True)
+    every = list(METRICS_VARS)  # absent variables as NaN columns, so rules see "no value"
+    out = g[names].last().reindex(columns=every).join(g[names].first().reindex(columns=every).add_suffix("_0"))
     out["epoch"] = g["epoch"].max()
     out["epochs"] = g["epoch"].nunique()
     out = out.reset_index()
-    for v in METRICS_VARS:  # absent variables as NaN columns, so rules see "no value"
-        for col in (v, f"{v}_0"):
-            if col not in out.columns:
-                out[col] = np.nan
     out["head"] = out["variant"].map(lambda v: str(v).split("-", 1)[0])  # variant = <head>-<loss>
     out["loss"] = out["variant"].map(lambda v: str(v).rsplit("-", 1)[-1])
     return out
 
 
+@dataclass
 class Codes:
     """Read-only view of codes.nc through :data:`CODES_VARS`; absent variables or grid points give NaN."""
 
-    def __init__(self, ds=None):
-        self.ds = ds
+    ds: object = None  # the codes.nc xarray.Dataset, or None
 
     def _has(self, role: str) -> bool:
         return self.ds is not None and CODES_VARS[role] in self.ds.data_vars
