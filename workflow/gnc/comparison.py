@@ -68,47 +68,18 @@ def _check_certified(d, K, name, value, gap):
 
 
 def _code_tables(refined: list[xr.Dataset]):
-    grid = sorted((int(r.attrs["d"]), int(r.attrs["K"])) for r in refined)
-    ds_ = sorted({d for d, _ in grid})
-    Ks = sorted({K for _, K in grid})
-    shape2 = (len(ds_), len(Ks))
-    tab = {n: np.full(shape2, np.nan) for n, *_ in _TABLE}
-    tab.update(best_known_angle=np.full(shape2, np.nan), paper_optimal=np.full(shape2, np.nan))
-    verdict = np.full(shape2, -1, dtype=np.int8)
-    best_known = np.full(shape2, -1, dtype=np.int8)
-    vec = {n: np.full(shape2 + (max(Ks), max(ds_)), np.nan) for n in ("softmax_code", "tammes_code")}
-    best_codes, evidence, sources = {}, {}, {}
-    for r in refined:
-        d, K = int(r.attrs["d"]), int(r.attrs["K"])
-        i, j = ds_.index(d), Ks.index(K)
-        a = r.attrs
-        _check_certified(d, K, "softmax_value", a["softmax_ovr"], a["softmax_ovr_gap"])
-        _check_certified(d, K, "tammes_ovr", a["tammes_ovr"], a["tammes_ovr_gap"])
-        for name, _, _, key in _TABLE:
-            tab[name][i, j] = float(a[key])
-        verdict[i, j] = cross.VERDICTS.index(a["verdict"])
-        status, angle, source = known.compare_with_best_known(d, K, float(a["tammes_angle"]))
-        best_known[i, j] = _BEST_KNOWN.index(status)
-        tab["best_known_angle"][i, j] = angle
-        sources[f"({d},{K})"] = source
-        tab["paper_optimal"][i, j] = known.PAPER_OPTIMAL_LINES.get((d, K), np.nan)
-        for n in vec:
-            vec[n][i, j, :K, :d] = r[n].values
-        best_codes[(d, K)] = r["softmax_code"].values
-        evidence[f"({d},{K})"] = {"verdict": a["verdict"], "reason": a["reason"],
-                                  "tammes_source": a["tammes_source"], "softmax_source": a["softmax_source"],
-                                  "pool": json.loads(a["pool"])}
-    data = {name: xr.DataArray(tab[name], dims=("d", "K"), attrs={"long_name": ln, "units": u})
-            for name, ln, u, _ in _TABLE}
-    data["best_known_angle"] = xr.DataArray(tab["best_known_angle"], dims=("d", "K"), attrs={
-        "long_name": "best known Tammes angle (sources: attribute gnc_best_known_sources)", "units": "degree"})
-    data["best_known_status"] = xr.DataArray(best_known, dims=("d", "K"), attrs={
+    """The per-(d, K) variables of codes.nc from the refine files, and {(d, K): best softmax code}."""
+    ds_ = sorted({int(r.attrs["d"]) for r in refined})
+    Ks = sorted({int(r.attrs["K"]) for r in refined})
+    var_attrs = {name: {"long_name": ln, "units": u} for name, ln, u, _ in _TABLE}
+    var_attrs.update(best_known_angle={
+        "long_name": "best known Tammes angle (sources: attribute gnc_best_known_sources)", "units": "degree"},
+        best_known_status={
         "long_name": f"Tammes code vs the best known packing (within {known.BEST_KNOWN_TOL_DEG:g} degree)",
         "units": "1", "flag_values": np.arange(len(_BEST_KNOWN), dtype=np.int8),
-        "flag_meanings": " ".join(m.replace(" ", "_") for m in _BEST_KNOWN)})
-    data["paper_optimal"] = xr.DataArray(tab["paper_optimal"], dims=("d", "K"), attrs={
-        "long_name": "the paper's dashed 'Optimal' softmax-code value (not optimal)", "units": "1"})
-    data["verdict"] = xr.DataArray(verdict, dims=("d", "K"), attrs={
+        "flag_meanings": " ".join(m.replace(" ", "_") for m in _BEST_KNOWN)},
+        paper_optimal={"long_name": "the paper's dashed 'Optimal' softmax-code value (not optimal)", "units": "1"},
+        verdict={
         "long_name": "do the softmax-code and Tammes problems share their best code here (evidence: "
                      "attribute gnc_verdict_evidence)", "units": "1",
         "flag_values": np.arange(len(cross.VERDICTS), dtype=np.int8), "flag_meanings": " ".join(cross.VERDICTS),
@@ -116,6 +87,31 @@ def _code_tables(refined: list[xr.Dataset]):
         "kkt_tol": cross.KKT_TOL, "active_tol": cross.ACTIVE_TOL,
         "rule": "same: code_align_distance <= same_tol; differ: both KKT residuals <= kkt_tol and angle_gain > "
                 "angle_tol_deg and ovr_gain > ovr_tol + softmax_gap + tammes_ovr_gap; undecided: otherwise"})
+    tab = {n: np.full((len(ds_), len(Ks)), np.nan) for n in var_attrs}
+    vec = {n: np.full((len(ds_), len(Ks), max(Ks), max(ds_)), np.nan) for n in ("softmax_code", "tammes_code")}
+    best_codes, evidence, sources = {}, {}, {}
+    for r in refined:
+        a = r.attrs
+        d, K = int(a["d"]), int(a["K"])
+        i, j = ds_.index(d), Ks.index(K)
+        _check_certified(d, K, "softmax_value", a["softmax_ovr"], a["softmax_ovr_gap"])
+        _check_certified(d, K, "tammes_ovr", a["tammes_ovr"], a["tammes_ovr_gap"])
+        status, angle, source = known.compare_with_best_known(d, K, float(a["tammes_angle"]))
+        sources[f"({d},{K})"] = source
+        row = {**{name: float(a[key]) for name, _, _, key in _TABLE}, "best_known_angle": angle,
+               "best_known_status": _BEST_KNOWN.index(status), "verdict": cross.VERDICTS.index(a["verdict"]),
+               "paper_optimal": known.PAPER_OPTIMAL_LINES.get((d, K), np.nan)}
+        for n, v in row.items():
+            tab[n][i, j] = v
+        for n in vec:
+            vec[n][i, j, :K, :d] = r[n].values
+        best_codes[(d, K)] = r["softmax_code"].values
+        evidence[f"({d},{K})"] = {"verdict": a["verdict"], "reason": a["reason"],
+                                  "tammes_source": a["tammes_source"], "softmax_source": a["softmax_source"],
+                                  "pool": json.loads(a["pool"])}
+    for flag in ("best_known_status", "verdict"):  # -1 at grid points without a refine file
+        tab[flag] = np.nan_to_num(tab[flag], nan=-1).astype(np.int8)
+    data = {n: xr.DataArray(tab[n], dims=("d", "K"), attrs=at) for n, at in var_attrs.items()}
     for n in vec:
         data[n] = xr.DataArray(vec[n], dims=("d", "K", "code_row", "component"), attrs={
             "long_name": f"unit vectors of the best {n.split('_')[0]} code (rows < K, components < d)", "units": "1"})
