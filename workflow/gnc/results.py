@@ -24,7 +24,7 @@ import xarray as xr
 
 from .grid import RUN_DIMS
 from .io import atomic_path, open_netcdf, write_json_atomic, write_netcdf
-from .provenance import merge_dataset_attrs, provenance, sidecar_of
+from .provenance import merge_dataset_attrs, provenance, read_attrs, sidecar_of
 
 #: long_name/units of every coordinate a result file of this package may carry
 COORD_ATTRS = {
@@ -95,16 +95,11 @@ def provenance_summary(paths: Iterable[str | Path]) -> dict:
     """Collect the dataset/code provenance named by a set of files (for the combined file): the code
     versions (JSON list) and the datasets as aligned JSON lists (gnc_dataset, gnc_dataset_version,
     gnc_dataset_checksum, gnc_dataset_path: position i of each list describes the same dataset)."""
-    codes: set[str] = set()
-    per_file = []
-    for p in paths:
-        with xr.open_dataset(p, engine="netcdf4") as ds:
-            if "gnc_code_version" in ds.attrs:
-                codes.add(str(ds.attrs["gnc_code_version"]))
-            per_file.append(dict(ds.attrs))
+    per_file = [read_attrs(p) for p in paths]
     out = merge_dataset_attrs(*per_file)
+    codes = sorted({str(a["gnc_code_version"]) for a in per_file if "gnc_code_version" in a})
     if codes:
-        out["gnc_code_version"] = json.dumps(sorted(codes))
+        out["gnc_code_version"] = json.dumps(codes)
     return out
 
 
@@ -126,8 +121,7 @@ def history_dataset(history: dict, coords: dict, attrs: dict | None = None) -> x
         vals = [float(v) for v in history.get(key, [np.nan] * len(epochs))]
         data[name] = xr.DataArray(np.asarray(vals, dtype=float), dims=["epoch"],
                                   attrs={"long_name": long_name, "units": units})
-    ds = xr.Dataset(data, coords={"epoch": epochs})
-    ds = with_run_coords(ds, coords)
+    ds = with_run_coords(xr.Dataset(data, coords={"epoch": epochs}), coords)
     ds.attrs = dict(attrs or {})
     return ds
 
@@ -169,9 +163,7 @@ def _codes_run_vars(codes: xr.Dataset, coords: list[dict], n: int) -> dict[str, 
     out: dict[str, xr.DataArray] = {}
     for v in codes.data_vars:
         dims = set(codes[v].dims)
-        if not dims or not dims <= set(RUN_DIMS) or not dims & {"variant", "arch", "seed"}:
-            continue
-        if codes[v].dtype.kind not in "fiub":
+        if not (dims <= set(RUN_DIMS) and dims & {"variant", "arch", "seed"}) or codes[v].dtype.kind not in "fiub":
             continue
         values = np.full(n, np.nan)
         for i, c in enumerate(coords):
