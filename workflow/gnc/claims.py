@@ -140,12 +140,8 @@ class Codes:
         return self.value("tammes", d, K)
 
     def differ(self, d, K) -> bool:
-        """The two problems' codes differ at (d, K): the verdict says *differ* (1); a file without a
-        verdict falls back to a difference of the values."""
-        if self._has("verdict"):
-            return self.value("verdict", d, K) == 1
-        s, t = self.softmax(d, K), self.tammes(d, K)
-        return bool(np.isfinite(s) and np.isfinite(t) and s - t > 1e-6)
+        """The two problems' codes differ at (d, K): the verdict says *differ* (1)."""
+        return self.value("verdict", d, K) == 1
 
     def ufm(self) -> dict[tuple[int, int], dict[float, float]]:
         """{(d, K): {tau: ufm rho_ovr}} for the (d, K) with values."""
