@@ -5,11 +5,9 @@ study, and trained classifiers vs softmax codes.
 
 * from the refine stage (:mod:`gnc.codes.cross`, one file per (d, K)): the best Tammes code and the best
   softmax code over the pool {Tammes solution, softmax-code solution, trained classifiers, their
-  polishes} (``tammes_code``, ``softmax_code`` over (d, K, code_row, component), NaN-padded), both
-  objectives of both (``tammes_angle``, ``tammes_ovr``, ``softmax_value``, ``softmax_min_angle``;
-  one-vs-rest values certified, with their gaps ``tammes_ovr_gap``, ``softmax_gap``), the verdict
-  ``verdict`` (same / differ / undecided) and its evidence (``code_align_distance``, ``angle_gain``,
-  ``ovr_gain``, ``tammes_kkt_residual``, ``softmax_kkt_residual``), rattler counts;
+  polishes} (``tammes_code``, ``softmax_code`` over (d, K, code_row, component), NaN-padded), the
+  verdict ``verdict`` (same / differ / undecided) and the values in :data:`_TABLE` (both objectives of
+  both codes, one-vs-rest values certified to their duality gaps, the verdict's evidence, rattlers);
 * the Tammes code against the best known packing (``best_known_angle``, ``best_known_status``; the
   sources in the attribute ``gnc_best_known_sources``) and the paper's dashed lines ``paper_optimal``;
 * over (ufm_tau, d, K): the UFM study (``ufm_*``, see :func:`gnc.codes.ufm.ufm_tau_sweep`);
@@ -132,8 +130,7 @@ def _ufm_table(ufm_paths, best_codes):
         d, K = int(u.attrs["d"]), int(u.attrs["K"])
         dist = [code_distance(u["ufm_W"].sel(ufm_tau=t).values, best_codes[(d, K)]) if (d, K) in best_codes
                 else np.nan for t in u["ufm_tau"].values]
-        part = u.drop_vars(["ufm_W"])
-        part = part.drop_dims([dm for dm in ("code_row", "component") if dm in part.dims])
+        part = u.drop_vars(["ufm_W"]).drop_dims(["code_row", "component"], errors="ignore")
         part["ufm_distance_to_code"] = xr.DataArray(np.asarray(dist), dims=["ufm_tau"], attrs={
             "long_name": "RMS distance per vector of the UFM classifier to the best softmax code after the best "
                          "rotation/reflection and relabelling", "units": "1"})
