@@ -151,19 +151,15 @@ class Codes:
         if set(da.dims) != {"ufm_tau", "d", "K"}:
             return {}
         out = {}
-        for d in da["d"].values:
-            for K in da["K"].values:
-                s = da.sel(d=d, K=K).to_series().dropna()
-                if len(s):
-                    out[(int(d), int(K))] = {float(t): float(v) for t, v in s.items()}
+        for (d, K, t), v in da.transpose("d", "K", "ufm_tau").to_series().dropna().items():
+            out.setdefault((int(d), int(K)), {})[float(t)] = float(v)
         return out
 
     def pairs(self) -> list[tuple[int, int]]:
         if not self._has("softmax"):
             return []
-        da = self.ds[CODES_VARS["softmax"]]
-        return [(int(d), int(K)) for d in da["d"].values for K in da["K"].values
-                if np.isfinite(float(da.sel(d=d, K=K)))]
+        values = self.ds[CODES_VARS["softmax"]].transpose("d", "K").to_series()
+        return [(int(d), int(K)) for (d, K), v in values.items() if np.isfinite(v)]
 
     def grams(self) -> list[tuple[str, np.ndarray]]:
         """[(label, gram (seeds, K, K))] for every (dataset, arch) with a gram of several seeds."""

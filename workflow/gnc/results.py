@@ -206,17 +206,10 @@ def long_table(study: xr.Dataset):
     (the code comparisons) are placed at the run's last checkpoint."""
     labels = ["experiment", *RUN_DIMS]
     per_epoch = [v for v in study.data_vars if study[v].dims == ("run", "epoch")]
-    per_run = [v for v in study.data_vars if study[v].dims == ("run",)
-               and not v.startswith("final_") and v not in per_epoch]
-    frames = []
-    if per_epoch:
-        f = study[per_epoch].reset_coords(labels, drop=True).to_dataframe()
-        frames.append(f.reset_index().melt(id_vars=["run", "epoch"], var_name="variable", value_name="value"))
-    if per_run:
-        f = study[per_run].reset_coords(labels, drop=True).to_dataframe().reset_index()
-        f["epoch"] = study["final_epoch"].values
-        frames.append(f.melt(id_vars=["run", "epoch"], var_name="variable", value_name="value"))
-    df = pd.concat(frames, ignore_index=True).dropna(subset=["value"])
+    per_run = [v for v in study.data_vars if study[v].dims == ("run",) and not v.startswith("final_")]
+    at_last = study[per_run].where(study["epoch"] == study["final_epoch"])
+    df = xr.merge([study[per_epoch], at_last]).reset_coords(labels, drop=True).to_dataframe().reset_index()
+    df = df.melt(id_vars=["run", "epoch"], var_name="variable", value_name="value").dropna(subset=["value"])
     info = study[labels].reset_coords().to_dataframe().reset_index()
     info["final_epoch"] = study["final_epoch"].values
     df = df.merge(info, on="run", how="left")
