@@ -140,44 +140,42 @@ def _ufm_table(ufm_paths, best_codes):
 
 
 def _trained(features: dict, runs: dict, metrics: xr.Dataset, codes_ds: xr.Dataset, best_codes):
-    per_run, grams = [], {}
+    per_run, seeds = [], {}
     for run_id, path in features.items():
         coords = runs[run_id]
         f = open_netcdf(path)
-        W = f["W"].values
         d, K = coords["d"], coords["K"]
-        sel = {k: coords[k] for k in RUN_DIMS}
-        gnc2 = float(metrics["gnc2"].sel(**sel).dropna("epoch").isel(epoch=-1))
+        gnc2 = float(metrics["gnc2"].sel({k: coords[k] for k in RUN_DIMS}).dropna("epoch").isel(epoch=-1))
         value = float(codes_ds["softmax_value"].sel(d=d, K=K)) if (d, K) in best_codes else np.nan
-        dist = code_distance(W, best_codes[(d, K)]) if (d, K) in best_codes else np.nan
+        dist = code_distance(f["W"].values, best_codes[(d, K)]) if (d, K) in best_codes else np.nan
         ds = xr.Dataset({
-            "gnc2_fraction": xr.DataArray(gnc2 / value if value == value else np.nan, attrs={
+            "gnc2_fraction": xr.DataArray(gnc2 / value, attrs={
                 "long_name": "GNC2 of the final classifier / best softmax-code value", "units": "1"}),
             "code_distance": xr.DataArray(dist, attrs={
                 "long_name": "RMS distance per vector of the final normalized classifier to the best softmax code "
                              "after the best rotation/reflection and relabelling", "units": "1"}),
         })
         per_run.append(with_run_coords(ds, coords))
-        group = tuple(coords[k] for k in RUN_DIMS if k != "seed")
-        Wn = W / np.linalg.norm(W, axis=1, keepdims=True)
-        grams.setdefault(group, []).append((coords["seed"], Wn @ Wn.T, list(f["class_name"].values)))
+        seeds.setdefault(tuple(coords[k] for k in RUN_DIMS if k != "seed"), []).append(
+            (coords["seed"], f["W"].values, f["class_name"].values))
     out = combine_runs(per_run) if per_run else xr.Dataset()
     # assignment: the first small-K grid point trained with several seeds
-    multi = sorted((g for g, v in grams.items() if len(v) > 1 and len(v[0][2]) <= 16),
+    multi = sorted((g for g, v in seeds.items() if len(v) > 1 and g[RUN_DIMS.index("K")] <= 16),
                    key=lambda g: (g[RUN_DIMS.index("d")], g))
     if multi:
         g = multi[0]
-        entries = sorted(grams[g], key=lambda e: e[0])
-        K = len(entries[0][2])
+        entries = sorted(seeds[g], key=lambda e: e[0])
+        W = np.stack([w for _, w, _ in entries])
+        W = W / np.linalg.norm(W, axis=2, keepdims=True)
+        K = W.shape[1]
         one = {"units": "1"}
         gram = xr.Dataset(
-            {"gram": (("seed", "k", "k2"), np.stack([e[1] for e in entries]),
+            {"gram": (("seed", "k", "k2"), W @ W.transpose(0, 2, 1),
                       {"long_name": "cosine between normalized classifier rows at the final epoch", **one})},
             coords={"seed": ("seed", [e[0] for e in entries], {"long_name": "random seed of the run", **one}),
                     "k": ("k", np.arange(K), {"long_name": "class index", **one}),
                     "k2": ("k2", np.arange(K), {"long_name": "class index (second)", **one}),
-                    "class_name": ("k", np.asarray(entries[0][2]).astype(str),
-                                   {"long_name": "class name", "units": "1"})})
+                    "class_name": ("k", np.asarray(entries[0][2]).astype(str), {"long_name": "class name", **one})})
         gram = gram.expand_dims(dataset=[g[RUN_DIMS.index("dataset")]], arch=[g[RUN_DIMS.index("arch")]])
         out = merge_outer([out, gram])
         out.attrs["gnc_assignment_setting"] = json.dumps(dict(zip(RUN_DIMS, map(str, g))))
