@@ -175,7 +175,8 @@ def _trained(features: dict, runs: dict, metrics: xr.Dataset, codes_ds: xr.Datas
             coords={"seed": ("seed", [e[0] for e in entries], {"long_name": "random seed of the run", **one}),
                     "k": ("k", np.arange(K), {"long_name": "class index", **one}),
                     "k2": ("k2", np.arange(K), {"long_name": "class index (second)", **one}),
-                    "class_name": ("k", np.asarray(entries[0][2]).astype(str), {"long_name": "class name", **one})})
+                    "class_name": ("k", np.asarray(entries[0][2]).astype(str),
+                                   {"long_name": "class name", **one})})
         gram = gram.expand_dims(dataset=[g[RUN_DIMS.index("dataset")]], arch=[g[RUN_DIMS.index("arch")]])
         out = merge_outer([out, gram])
         out.attrs["gnc_assignment_setting"] = json.dumps(dict(zip(RUN_DIMS, map(str, g))))
