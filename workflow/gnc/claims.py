@@ -121,16 +121,12 @@ class Codes:
         return self.ds is not None and CODES_VARS[role] in self.ds.data_vars
 
     def value(self, role: str, d: int, K: int) -> float:
-        if not self._has(role):
-            return math.nan
-        da = self.ds[CODES_VARS[role]]
-        if "d" not in da.dims or "K" not in da.dims:
+        if not self._has(role) or not {"d", "K"} <= set(self.ds[CODES_VARS[role]].dims):
             return math.nan
         try:
-            v = da.sel(d=int(d), K=int(K))
+            v = self.ds[CODES_VARS[role]].sel(d=int(d), K=int(K)).values
         except (KeyError, IndexError):
             return math.nan
-        v = v.values
         return float(v) if np.ndim(v) == 0 else math.nan
 
     def softmax(self, d, K) -> float:
@@ -203,28 +199,27 @@ def _pct(x: float) -> str:
     return "nan" if not np.isfinite(x) else f"{100 * x:.1f} %"
 
 
-def _runs(study: Study, *, head=None, loss=None) -> pd.DataFrame:
-    r = study.runs
-    if head is not None:
-        heads = (head,) if isinstance(head, str) else tuple(head)
-        r = r[r["head"].map(lambda h: any(h.startswith(x) for x in heads))]
+def _runs(study: Study, *, head, loss=None) -> pd.DataFrame:
+    heads = (head,) if isinstance(head, str) else tuple(head)
+    r = study.runs[study.runs["head"].map(lambda h: any(h.startswith(x) for x in heads))]
     if loss is not None:
         r = r[r["loss"] == loss]
     return r
 
 
-def _groups(frame: pd.DataFrame, vary: str, min_levels: int = 2):
-    """Sub-frames that share every run coordinate but ``vary`` (and the variant), with >= min_levels
-    distinct values of ``vary``, sorted by it."""
+def _groups(frame: pd.DataFrame, vary: str):
+    """Sub-frames that share every run coordinate but ``vary`` (and the variant), with >= 2 distinct
+    values of ``vary``, sorted by it."""
     keys = [d for d in RUN_DIMS if d != vary]
     by = [frame[d].map(tau_value) if d == "tau" else frame[d] for d in keys]  # τ by its grid value (same_tau)
     for key, sub in frame.groupby(by, sort=True):
-        if sub[vary].nunique() >= min_levels:
+        if sub[vary].nunique() >= 2:
             yield dict(zip(keys, key)), sub.sort_values(vary)
 
 
-def _label(g: dict, skip=("variant",)) -> str:
-    return " ".join(f"{k}={g[k]:g}" if isinstance(g[k], float) else f"{k}={g[k]}" for k in g if k not in skip)
+def _label(g: dict) -> str:
+    return " ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
+                    for k, v in g.items() if k != "variant")
 
 
 def _small_tau(taus) -> np.ndarray:
@@ -526,6 +521,8 @@ def _nc_falls(names: tuple[str, ...]) -> Callable[[Study], Finding]:
 # ------------------------------------------------------------------------------------- claims
 
 J, P = "Jiang et al. 2024", "Papyan et al. 2020"
+_NC2_RULE = (f"every linear-head run with K ≤ d + 1: final ≤ {FALL_NC} x initial for the means and the "
+             "classifier")
 
 CLAIMS: tuple[Claim, ...] = (
     Claim("gnc1_falls", J, "Fig. 2 (GNC1); Fig. 3", "GNC1: within-class variability of the normalized features "
@@ -596,15 +593,13 @@ CLAIMS: tuple[Claim, ...] = (
           "orders of magnitude", f"every linear-head run with K ≤ d + 1: final NC1 ≤ {FALL_NC} x initial",
           _nc_falls(("nc1",))),
     Claim("nc2_equinorm_falls", P, "Fig. 2 (NC2 equinorm)", "NC2: class means and classifier rows become "
-          "equinorm", "CoV of norms → 0", f"every linear-head run with K ≤ d + 1: final ≤ {FALL_NC} x initial "
-          "for the means and the classifier", _nc_falls(("nc2_equinorm_means", "nc2_equinorm_weights"))),
+          "equinorm", "CoV of norms → 0", _NC2_RULE,
+          _nc_falls(("nc2_equinorm_means", "nc2_equinorm_weights"))),
     Claim("nc2_equiangular_falls", P, "Fig. 3 (NC2 equiangularity)", "NC2: class means and classifier rows "
-          "become equiangular", "std of cosines → 0", f"every linear-head run with K ≤ d + 1: final ≤ "
-          f"{FALL_NC} x initial for the means and the classifier",
+          "become equiangular", "std of cosines → 0", _NC2_RULE,
           _nc_falls(("nc2_equiangular_means", "nc2_equiangular_weights"))),
     Claim("nc2_maxangle_falls", P, "Fig. 4 (NC2 maximal angle)", "NC2: pairwise cosines approach -1/(K-1) (the "
-          "simplex ETF)", "mean |cos + 1/(K-1)| → 0", f"every linear-head run with K ≤ d + 1: final ≤ "
-          f"{FALL_NC} x initial for the means and the classifier",
+          "simplex ETF)", "mean |cos + 1/(K-1)| → 0", _NC2_RULE,
           _nc_falls(("nc2_maxangle_means", "nc2_maxangle_weights"))),
     Claim("nc3_falls", P, "Fig. 5 (NC3)", "NC3: the classifier converges to the class means (self-duality)",
           "||W/||W|| - M/||M|| ||² → 0", f"every linear-head run with K ≤ d + 1: final NC3 ≤ {FALL_NC} x initial",
@@ -650,15 +645,14 @@ def claims_rst(frame: pd.DataFrame) -> str:
 def write_claims(metrics_path, codes_path, csv_out, *, rst_out=None) -> pd.DataFrame:
     """Evaluate the claims on the files and write claims.csv, its provenance sidecar and (``rst_out``)
     the report page, atomically."""
-    metrics = open_netcdf(metrics_path)
-    codes = open_netcdf(codes_path) if codes_path else None
+    metrics, codes = open_netcdf(metrics_path), open_netcdf(codes_path)
     frame = evaluate(metrics, codes)
     with atomic_path(csv_out) as tmp:
         frame.to_csv(tmp, index=False, float_format="%.6g")
-    sources = {str(p): {"sha256": sha256_file(p)} for p in (metrics_path, codes_path) if p}
+    sources = {str(p): {"sha256": sha256_file(p)} for p in (metrics_path, codes_path)}
     prov = provenance(stage="claims", claims_file=str(csv_out), sources=sources,
                       claims_read={"metrics": list(METRICS_VARS), "codes": dict(CODES_VARS)})
-    prov.update(merge_dataset_attrs(metrics.attrs, codes.attrs if codes is not None else {}))
+    prov.update(merge_dataset_attrs(metrics.attrs, codes.attrs))
     write_json_atomic(sidecar_of(csv_out), prov)
     if rst_out is not None:
         write_text_atomic(rst_out, claims_rst(frame))
