@@ -58,7 +58,7 @@ def codes(values: dict[tuple[int, int], tuple[float, float]] | None = None, ufm=
 
 def check(claim_id, m, c=None) -> C.Finding:
     claim = next(x for x in C.CLAIMS if x.id == claim_id)
-    return claim.check(C.Study.from_datasets(m, c))
+    return claim.check(C.Study(C.run_table(m), C.Codes(c)))
 
 
 def square(relabel=False):

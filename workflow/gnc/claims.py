@@ -181,12 +181,8 @@ class Codes:
 
 @dataclass
 class Study:
-    runs: pd.DataFrame
+    runs: pd.DataFrame  # run_table(metrics)
     codes: Codes
-
-    @classmethod
-    def from_datasets(cls, metrics, codes=None) -> "Study":
-        return cls(run_table(metrics), Codes(codes))
 
 
 # ------------------------------------------------------------------------------------ helpers
@@ -614,7 +610,7 @@ COLUMNS = ("claim", "paper", "where", "statement", "paper_value", "rule", "measu
 
 def evaluate(metrics, codes=None) -> pd.DataFrame:
     """claims.csv as a DataFrame: one row per claim (``holds`` True/False, or empty when not tested)."""
-    study = Study.from_datasets(metrics, codes)
+    study = Study(run_table(metrics), Codes(codes))
     rows = []
     for c in CLAIMS:
         f = c.check(study)
