@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from .grid import RUN_DIMS, same_tau, tau_value
-from .io import atomic_path, open_netcdf, rst_escape, sha256_file, write_json_atomic, write_text_atomic
+from .io import open_netcdf, rst_escape, sha256_file, write_json_atomic, write_text_atomic
 from .provenance import merge_dataset_attrs, provenance, sidecar_of
 
 #: every variable read from codes.nc: role -> variable name (dims in the comment)
@@ -614,18 +614,16 @@ def evaluate(metrics, codes=None) -> pd.DataFrame:
     rows = []
     for c in CLAIMS:
         f = c.check(study)
-        rows.append({"claim": c.id, "paper": c.paper, "where": c.where, "statement": c.statement,
-                     "paper_value": c.paper_value, "rule": c.rule, "measured": f.measured,
-                     "value": f.value, "holds": "" if f.holds is None else ("true" if f.holds else "false"),
-                     "note": f.note})
+        holds = "" if f.holds is None else ("true" if f.holds else "false")
+        rows.append([c.id, c.paper, c.where, c.statement, c.paper_value, c.rule, f.measured, f.value, holds,
+                     f.note])
     return pd.DataFrame(rows, columns=list(COLUMNS))
 
 
 def claims_rst(frame: pd.DataFrame) -> str:
     """The report's front page: the claims table."""
     n = len(frame)
-    held = int((frame["holds"] == "true").sum())
-    failed = int((frame["holds"] == "false").sum())
+    held, failed = (int((frame["holds"] == v).sum()) for v in ("true", "false"))
     lines = [f"{held} of {n} claims of Jiang et al. (2024) and Papyan et al. (2020) hold in this study, "
              f"{failed} fail, {n - held - failed} are not tested (the study has no run they need). A failed "
              "claim is a finding of the study. Each rule is in the table; results/claims.csv has the measured "
@@ -643,8 +641,7 @@ def write_claims(metrics_path, codes_path, csv_out, *, rst_out=None) -> pd.DataF
     the report page, atomically."""
     metrics, codes = open_netcdf(metrics_path), open_netcdf(codes_path)
     frame = evaluate(metrics, codes)
-    with atomic_path(csv_out) as tmp:
-        frame.to_csv(tmp, index=False, float_format="%.6g")
+    write_text_atomic(csv_out, frame.to_csv(index=False, float_format="%.6g"))
     sources = {str(p): {"sha256": sha256_file(p)} for p in (metrics_path, codes_path)}
     prov = provenance(stage="claims", claims_file=str(csv_out), sources=sources,
                       claims_read={"metrics": list(METRICS_VARS), "codes": dict(CODES_VARS)})

@@ -23,7 +23,7 @@ import pandas as pd
 import xarray as xr
 
 from .grid import RUN_DIMS
-from .io import atomic_path, open_netcdf, write_json_atomic, write_netcdf
+from .io import open_netcdf, write_json_atomic, write_netcdf, write_text_atomic
 from .provenance import merge_dataset_attrs, provenance, read_attrs, sidecar_of
 
 #: long_name/units of every coordinate a result file of this package may carry
@@ -210,8 +210,7 @@ def long_table(study: xr.Dataset):
     at_last = study[per_run].where(study["epoch"] == study["final_epoch"])
     df = xr.merge([study[per_epoch], at_last]).reset_coords(labels, drop=True).to_dataframe().reset_index()
     df = df.melt(id_vars=["run", "epoch"], var_name="variable", value_name="value").dropna(subset=["value"])
-    info = study[labels].reset_coords().to_dataframe().reset_index()
-    info["final_epoch"] = study["final_epoch"].values
+    info = study[[*labels, "final_epoch"]].reset_coords().to_dataframe().reset_index()
     df = df.merge(info, on="run", how="left")
     df["final"] = df["epoch"] == df["final_epoch"]
     cols = ["run", *labels, "epoch", "variable", "value", "final"]
@@ -266,7 +265,6 @@ def build_study(run_metrics: dict, histories: dict, codes_path, *, runs: dict, c
     write_netcdf(study, nc_out)
     tables = ((csv_out, long_table(study), None), (summary_out, final_epoch_summary(study), "%.6g"))
     for out, table, fmt in tables:
-        with atomic_path(out) as tmp:
-            table.to_csv(tmp, index=False, float_format=fmt)
+        write_text_atomic(out, table.to_csv(index=False, float_format=fmt))
         write_json_atomic(sidecar_of(out), attrs)
     return study
