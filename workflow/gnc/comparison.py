@@ -134,7 +134,6 @@ def _ufm_table(ufm_paths, best_codes):
         part["ufm_distance_to_code"] = xr.DataArray(np.asarray(dist), dims=["ufm_tau"], attrs={
             "long_name": "RMS distance per vector of the UFM classifier to the best softmax code after the best "
                          "rotation/reflection and relabelling", "units": "1"})
-        part.attrs = {}
         parts.append(part.expand_dims(d=[d], K=[K]))
     return merge_outer(parts) if parts else xr.Dataset()
 
@@ -191,8 +190,7 @@ def build_codes_file(*, refined, ufm, metrics, features: dict, runs: dict, out) 
     ds = merge_outer([p for p in parts if len(p.data_vars)])
     for c in ds.coords:  # label coordinates (variant, dataset, arch) are dimensionless too
         ds[c].attrs.setdefault("units", "1")
-    ds.attrs = {**provenance(stage="codes"), **codes_ds.attrs, **parts[2].attrs}
-    ds.attrs.update(merge_dataset_attrs(m.attrs))
+    ds.attrs = {**provenance(stage="codes"), **codes_ds.attrs, **parts[2].attrs, **merge_dataset_attrs(m.attrs)}
     write_netcdf(ds, out)
     return ds
 

@@ -116,14 +116,10 @@ def history_dataset(history: dict, coords: dict, attrs: dict | None = None) -> x
     """Per-epoch training history (dict of equal-length lists with an ``epoch`` key, as stored in the
     checkpoints by gnc.train) as a Dataset over epoch (epoch e = the state after e epochs)."""
     epochs = [int(e) for e in history["epoch"]]
-    data = {}
-    for key, (name, long_name, units) in HISTORY_VARS.items():
-        vals = [float(v) for v in history.get(key, [np.nan] * len(epochs))]
-        data[name] = xr.DataArray(np.asarray(vals, dtype=float), dims=["epoch"],
-                                  attrs={"long_name": long_name, "units": units})
-    ds = with_run_coords(xr.Dataset(data, coords={"epoch": epochs}), coords)
-    ds.attrs = dict(attrs or {})
-    return ds
+    data = {name: ("epoch", [float(v) for v in history.get(key, [np.nan] * len(epochs))],
+                   {"long_name": long_name, "units": units})
+            for key, (name, long_name, units) in HISTORY_VARS.items()}
+    return with_run_coords(xr.Dataset(data, coords={"epoch": epochs}, attrs=dict(attrs or {})), coords)
 
 
 # ----------------------------------------------------------------------------------- the study catalog
