@@ -141,11 +141,9 @@ class Codes:
 
     def ufm(self) -> dict[tuple[int, int], dict[float, float]]:
         """{(d, K): {tau: ufm rho_ovr}} for the (d, K) with values."""
-        if not self._has("ufm"):
+        if not self._has("ufm") or set(self.ds[CODES_VARS["ufm"]].dims) != {"ufm_tau", "d", "K"}:
             return {}
         da = self.ds[CODES_VARS["ufm"]]
-        if set(da.dims) != {"ufm_tau", "d", "K"}:
-            return {}
         out = {}
         for (d, K, t), v in da.transpose("d", "K", "ufm_tau").to_series().dropna().items():
             out.setdefault((int(d), int(K)), {})[float(t)] = float(v)
@@ -159,11 +157,9 @@ class Codes:
 
     def grams(self) -> list[tuple[str, np.ndarray]]:
         """[(label, gram (seeds, K, K))] for every (dataset, arch) with a gram of several seeds."""
-        if not self._has("gram"):
+        if not self._has("gram") or not {"seed", "k", "k2"} <= set(self.ds[CODES_VARS["gram"]].dims):
             return []
         da = self.ds[CODES_VARS["gram"]]
-        if not {"seed", "k", "k2"} <= set(da.dims):
-            return []
         others = [dim for dim in da.dims if dim not in ("seed", "k", "k2")]
         stacked = da.stack(_g=others) if others else da.expand_dims(_g=[0])
         out = []
@@ -171,8 +167,7 @@ class Codes:
             g = stacked.isel(_g=i).transpose("seed", "k", "k2").values
             keep_k = ~np.all(np.isnan(g), axis=(0, 2))
             g = g[:, keep_k][:, :, keep_k]
-            seeds = ~np.all(np.isnan(g), axis=(1, 2))
-            g = g[seeds]
+            g = g[~np.all(np.isnan(g), axis=(1, 2))]  # the seeds with values
             if g.shape[0] and g.shape[1]:
                 label = "/".join(str(x) for x in np.atleast_1d(stacked["_g"].values[i])) if others else "gram"
                 out.append((label, g))
@@ -400,11 +395,8 @@ def hardmax_limit(study: Study) -> Finding:
 def softmax_not_tammes(study: Study) -> Finding:
     """The two codes differ where codes.nc's verdict says *differ* (see Codes.differ)."""
     r = _runs(study, head="normalized", loss="ce")
-    r = r[r["train_acc"] >= FIT]
-    rows = []
-    for x in r.itertuples():
-        if study.codes.differ(x.d, x.K):
-            rows.append((x, study.codes.softmax(x.d, x.K), study.codes.tammes(x.d, x.K)))
+    rows = [(x, study.codes.softmax(x.d, x.K), study.codes.tammes(x.d, x.K))
+            for x in r[r["train_acc"] >= FIT].itertuples() if study.codes.differ(x.d, x.K)]
     if not rows:
         pairs = study.codes.pairs()
         return Finding(None, note="not tested: at no trained (d, K) do the two problems' codes differ (verdict "

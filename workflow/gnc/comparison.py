@@ -190,7 +190,8 @@ def build_codes_file(*, refined, ufm, metrics, features: dict, runs: dict, out) 
     ds = merge_outer([p for p in parts if len(p.data_vars)])
     for c in ds.coords:  # label coordinates (variant, dataset, arch) are dimensionless too
         ds[c].attrs.setdefault("units", "1")
-    ds.attrs = {**provenance(stage="codes"), **codes_ds.attrs, **parts[2].attrs, **merge_dataset_attrs(m.attrs)}
+    ds.attrs = {**provenance(stage="codes"), **codes_ds.attrs, **parts[2].attrs,
+                **merge_dataset_attrs(m.attrs)}
     write_netcdf(ds, out)
     return ds
 

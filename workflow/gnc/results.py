@@ -134,9 +134,7 @@ SUMMARY_VARS = ("train_acc", "test_acc", "ncc_test_acc", "gnc1", "gnc2", "gnc3",
 
 def _epoch_vars(ds: xr.Dataset) -> xr.Dataset:
     """The variables over (epoch,) only, without the scalar run coordinates."""
-    keep = [v for v in ds.data_vars if set(ds[v].dims) <= {"epoch"}]
-    out = ds[keep]
-    return out.drop_vars([c for c in out.coords if c != "epoch"])
+    return ds[[v for v in ds.data_vars if set(ds[v].dims) <= {"epoch"}]].reset_coords(drop=True)
 
 
 def _run_part(run_id: str, metrics: xr.Dataset, history: xr.Dataset | None) -> xr.Dataset:
@@ -186,8 +184,8 @@ def study_dataset(runs: dict, metrics: dict[str, xr.Dataset], histories: dict[st
             base = v[len("final_"):]
             long_name = study[v].attrs.get("long_name", base)
             study[v].attrs = {**study[v].attrs, "long_name": f"{long_name}, at the run's last checkpoint"}
-    study["final_epoch"] = study["final_epoch"].astype(np.int64)
-    study["final_epoch"].attrs = {"long_name": "epoch of the run's last checkpoint with metrics", "units": "1"}
+    study["final_epoch"] = study["final_epoch"].astype(np.int64).assign_attrs(
+        long_name="epoch of the run's last checkpoint with metrics", units="1")
     coords = [runs[r].coords for r in ids]
     study = study.assign(_codes_run_vars(codes, coords, len(ids)))
     study = study.assign_coords(
