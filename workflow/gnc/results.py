@@ -26,27 +26,26 @@ from .grid import RUN_DIMS
 from .io import open_netcdf, write_json_atomic, write_netcdf, write_text_atomic
 from .provenance import merge_dataset_attrs, provenance, read_attrs, sidecar_of
 
-#: long_name/units of every coordinate a result file of this package may carry
-COORD_ATTRS = {
-    "run": {"long_name": "run id (<dataset>/<variant>/<arch>/tau<tau>-d<d>-K<K>-s<seed>)", "units": "1"},
-    "experiment": {"long_name": "experiment(s) of the config that contain the run (space-separated)",
-                   "units": "1"},
-    "variant": {"long_name": "classifier head and loss", "units": "1"},
-    "dataset": {"long_name": "dataset name", "units": "1"},
-    "arch": {"long_name": "backbone architecture", "units": "1"},
-    "tau": {"long_name": "softmax temperature of training (logits = cos / tau)", "units": "1"},
-    "d": {"long_name": "feature dimension", "units": "1"},
-    "K": {"long_name": "number of classes", "units": "1"},
-    "seed": {"long_name": "random seed of the run", "units": "1"},
-    "epoch": {"long_name": "training epoch of the checkpoint (0 = initial model)", "units": "1"},
-    "k": {"long_name": "class position in the run (0..K-1)", "units": "1"},
-    "k2": {"long_name": "class position in the run (0..K-1), second axis", "units": "1"},
-    "class_index": {"long_name": "class index in the dataset", "units": "1"},
-    "class_name": {"long_name": "class name in the dataset", "units": "1"},
-    "component": {"long_name": "feature component (0..d-1)", "units": "1"},
-    "train_sample": {"long_name": "position of the sample in the run's training split", "units": "1"},
-    "test_sample": {"long_name": "position of the sample in the run's test split", "units": "1"},
-}
+#: long_name/units of every coordinate a result file of this package may carry (all dimensionless)
+COORD_ATTRS = {name: {"long_name": long_name, "units": "1"} for name, long_name in {
+    "run": "run id (<dataset>/<variant>/<arch>/tau<tau>-d<d>-K<K>-s<seed>)",
+    "experiment": "experiment(s) of the config that contain the run (space-separated)",
+    "variant": "classifier head and loss",
+    "dataset": "dataset name",
+    "arch": "backbone architecture",
+    "tau": "softmax temperature of training (logits = cos / tau)",
+    "d": "feature dimension",
+    "K": "number of classes",
+    "seed": "random seed of the run",
+    "epoch": "training epoch of the checkpoint (0 = initial model)",
+    "k": "class position in the run (0..K-1)",
+    "k2": "class position in the run (0..K-1), second axis",
+    "class_index": "class index in the dataset",
+    "class_name": "class name in the dataset",
+    "component": "feature component (0..d-1)",
+    "train_sample": "position of the sample in the run's training split",
+    "test_sample": "position of the sample in the run's test split",
+}.items()}
 
 
 def label_coords(ds: xr.Dataset) -> xr.Dataset:
@@ -148,18 +147,18 @@ def _run_part(run_id: str, metrics: xr.Dataset, history: xr.Dataset | None) -> x
     part = m if history is None else merge_outer([m, _epoch_vars(history)])
     final_epoch = int(done.max())
     final = {f"final_{v}": part[v].sel(epoch=final_epoch, drop=True) for v in part.data_vars}
-    part = part.assign(final_epoch=xr.DataArray(final_epoch), **final)
-    return part.expand_dims(run=[run_id])
+    return part.assign(final_epoch=xr.DataArray(final_epoch), **final).expand_dims(run=[run_id])
 
 
-def _codes_run_vars(codes: xr.Dataset, coords: list[dict], n: int) -> dict[str, xr.DataArray]:
+def _codes_run_vars(codes: xr.Dataset, coords: list[dict]) -> dict[str, xr.DataArray]:
     """Per-run variables of codes.nc (dims a subset of the run dims), picked at each run's grid point."""
     out: dict[str, xr.DataArray] = {}
     for v in codes.data_vars:
         dims = set(codes[v].dims)
-        if not (dims <= set(RUN_DIMS) and dims & {"variant", "arch", "seed"}) or codes[v].dtype.kind not in "fiub":
+        per_run = dims <= set(RUN_DIMS) and dims & {"variant", "arch", "seed"}
+        if not per_run or codes[v].dtype.kind not in "fiub":
             continue
-        values = np.full(n, np.nan)
+        values = np.full(len(coords), np.nan)
         for i, c in enumerate(coords):
             try:
                 values[i] = float(codes[v].sel({d: c[d] for d in codes[v].dims}))
@@ -187,7 +186,7 @@ def study_dataset(runs: dict, metrics: dict[str, xr.Dataset], histories: dict[st
     study["final_epoch"] = study["final_epoch"].astype(np.int64).assign_attrs(
         long_name="epoch of the run's last checkpoint with metrics", units="1")
     coords = [runs[r].coords for r in ids]
-    study = study.assign(_codes_run_vars(codes, coords, len(ids)))
+    study = study.assign(_codes_run_vars(codes, coords))
     study = study.assign_coords(
         experiment=("run", [" ".join(sorted(runs[r].experiment)) for r in ids]),
         **{d: ("run", [c[d] for c in coords]) for d in RUN_DIMS})
@@ -251,9 +250,8 @@ def build_study(run_metrics: dict, histories: dict, codes_path, *, runs: dict, c
     if missing:
         raise ValueError(f"no metrics file for run(s) {', '.join(missing)}")
     metrics = {r: open_netcdf(p) for r, p in run_metrics.items()}
-    hist = {r: open_netcdf(p) for r, p in histories.items()}
     codes = open_netcdf(codes_path)
-    study = study_dataset(runs, metrics, hist, codes)
+    study = study_dataset(runs, metrics, {r: open_netcdf(p) for r, p in histories.items()}, codes)
     sources = [m.attrs for m in metrics.values()] + [open_netcdf(metrics_path).attrs, codes.attrs]
     study.attrs = attrs = {**provenance(stage="study", config=config), **merge_dataset_attrs(*sources)}
     write_netcdf(study, nc_out)
