@@ -132,9 +132,6 @@ class Codes:
     def softmax(self, d, K) -> float:
         return self.value("softmax", d, K)
 
-    def tammes(self, d, K) -> float:
-        return self.value("tammes", d, K)
-
     def differ(self, d, K) -> bool:
         """The two problems' codes differ at (d, K): the verdict says *differ* (1)."""
         return self.value("verdict", d, K) == 1
@@ -395,7 +392,7 @@ def hardmax_limit(study: Study) -> Finding:
 def softmax_not_tammes(study: Study) -> Finding:
     """The two codes differ where codes.nc's verdict says *differ* (see Codes.differ)."""
     r = _runs(study, head="normalized", loss="ce")
-    rows = [(x, study.codes.softmax(x.d, x.K), study.codes.tammes(x.d, x.K))
+    rows = [(x, study.codes.softmax(x.d, x.K), study.codes.value("tammes", x.d, x.K))
             for x in r[r["train_acc"] >= FIT].itertuples() if study.codes.differ(x.d, x.K)]
     if not rows:
         pairs = study.codes.pairs()

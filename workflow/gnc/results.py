@@ -206,10 +206,9 @@ def long_table(study: xr.Dataset):
     info = study[[*labels, "final_epoch"]].reset_coords().to_dataframe().reset_index()
     df = df.merge(info, on="run", how="left")
     df["final"] = df["epoch"] == df["final_epoch"]
-    cols = ["run", *labels, "epoch", "variable", "value", "final"]
     order = {r: i for i, r in enumerate(study["run"].values)}
     df = df.assign(_o=df["run"].map(order)).sort_values(["_o", "epoch", "variable"], kind="stable")
-    return df[cols].reset_index(drop=True)
+    return df[["run", *labels, "epoch", "variable", "value", "final"]].reset_index(drop=True)
 
 
 def final_epoch_summary(study: xr.Dataset):
