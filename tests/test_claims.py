@@ -35,11 +35,14 @@ def metrics(*runs) -> xr.Dataset:
 
 
 def codes(values: dict[tuple[int, int], tuple[float, float]] | None = None, ufm=None, gram=None) -> xr.Dataset:
-    """codes.nc stand-in: {(d, K): (softmax_value, tammes_ovr)}, ufm {(d, K): {tau: ovr}}, gram (seed, k, k2)."""
+    """codes.nc stand-in: {(d, K): (softmax_value, tammes_ovr)} with the verdict 'differ' where softmax_value >
+    tammes_ovr ('same' elsewhere), ufm {(d, K): {tau: ovr}}, gram (seed, k, k2)."""
     parts = []
     for (d, K), (s, t) in (values or {}).items():
         parts.append(xr.Dataset({"softmax_value": xr.DataArray([[s]], dims=("d", "K")),
-                                 "tammes_ovr": xr.DataArray([[t]], dims=("d", "K"))}, coords={"d": [d], "K": [K]}))
+                                 "tammes_ovr": xr.DataArray([[t]], dims=("d", "K")),
+                                 "verdict": xr.DataArray([[1.0 if s > t else 0.0]], dims=("d", "K"))},
+                                coords={"d": [d], "K": [K]}))
     for (d, K), by_tau in (ufm or {}).items():
         taus = sorted(by_tau)
         parts.append(xr.Dataset({"ufm_ovr": xr.DataArray(np.array([by_tau[t] for t in taus])[:, None, None],
@@ -55,7 +58,7 @@ def codes(values: dict[tuple[int, int], tuple[float, float]] | None = None, ufm=
 
 def check(claim_id, m, c=None) -> C.Finding:
     claim = next(x for x in C.CLAIMS if x.id == claim_id)
-    return claim.check(C.Study.from_datasets(m, c))
+    return claim.check(C.Study(C.run_table(m), C.Codes(c)))
 
 
 def square(relabel=False):

@@ -30,10 +30,13 @@ def _file(path, name: str) -> Path:
     return path
 
 
-def _check_experiment(names, experiment: str, path: Path) -> None:
-    known = sorted({e for n in names for e in str(n).split()})
-    if experiment not in known:
+def _members(names, experiment: str, path: Path) -> list[bool]:
+    """Which entries (space-separated experiment names each) belong to ``experiment``; none is an error."""
+    member = [experiment in str(n).split() for n in names]
+    if not any(member):
+        known = sorted({e for n in names for e in str(n).split()})
         raise KeyError(f"{path}: no experiment {experiment!r}; experiments: {', '.join(known)}")
+    return member
 
 
 def open_study(path="results", experiment: str | None = None):
@@ -43,10 +46,7 @@ def open_study(path="results", experiment: str | None = None):
 
     path = _file(path, "study.nc")
     ds = open_netcdf(path)
-    if experiment is not None:
-        _check_experiment(ds["experiment"].values, experiment, path)
-        ds = ds.isel(run=[experiment in str(e).split() for e in ds["experiment"].values])
-    return ds
+    return ds if experiment is None else ds.isel(run=_members(ds["experiment"].values, experiment, path))
 
 
 def study_table(path="results", experiment: str | None = None):
@@ -56,7 +56,4 @@ def study_table(path="results", experiment: str | None = None):
 
     path = _file(path, "study.csv")
     df = pd.read_csv(path)
-    if experiment is not None:
-        _check_experiment(df["experiment"].unique(), experiment, path)
-        df = df[df["experiment"].str.split().map(lambda names: experiment in names)].reset_index(drop=True)
-    return df
+    return df if experiment is None else df[_members(df["experiment"], experiment, path)].reset_index(drop=True)

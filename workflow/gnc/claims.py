@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from .grid import RUN_DIMS, same_tau, tau_value
-from .io import atomic_path, open_netcdf, rst_escape, sha256_file, write_json_atomic, write_text_atomic
+from .io import open_netcdf, rst_escape, sha256_file, write_json_atomic, write_text_atomic
 from .provenance import merge_dataset_attrs, provenance, sidecar_of
 
 #: every variable read from codes.nc: role -> variable name (dims in the comment)
@@ -90,14 +90,6 @@ class Claim:
 
 # ------------------------------------------------------------------------------------- inputs
 
-def _head(variant: str) -> str:
-    return str(variant).split("-", 1)[0]
-
-
-def _loss(variant: str) -> str:
-    return str(variant).rsplit("-", 1)[-1]
-
-
 def run_table(metrics) -> pd.DataFrame:
     """One row per run (RUN_DIMS): ``<var>`` = its last value over the checkpoints, ``<var>_0`` = its
     first (the untrained model when epoch 0 was kept), ``epoch`` = the last checkpoint, ``epochs`` =
@@ -108,87 +100,63 @@ def run_table(metrics) -> pd.DataFrame:
                          f"(looked for {', '.join(METRICS_VARS)})")
     frame = metrics[names].to_dataframe().reset_index()
     frame = frame.dropna(how="all", subset=names).sort_values(list(RUN_DIMS) + ["epoch"])
-    keys = [d for d in RUN_DIMS if d in frame.columns]
-    g = frame.groupby(keys, sort=True)
-    last, first = g[names].last(), g[names].first()
-    out = last.join(first.add_suffix("_0"))
+    g = frame.groupby(list(RUN_DIMS), sort=True)
+    every = list(METRICS_VARS)  # absent variables as NaN columns, so rules see "no value"
+    out = g[names].last().reindex(columns=every).join(g[names].first().reindex(columns=every).add_suffix("_0"))
     out["epoch"] = g["epoch"].max()
     out["epochs"] = g["epoch"].nunique()
     out = out.reset_index()
-    for v in METRICS_VARS:  # absent variables as NaN columns, so rules see "no value"
-        for col in (v, f"{v}_0"):
-            if col not in out.columns:
-                out[col] = np.nan
-    out["head"] = out["variant"].map(_head)
-    out["loss"] = out["variant"].map(_loss)
+    out["head"] = out["variant"].map(lambda v: str(v).split("-", 1)[0])  # variant = <head>-<loss>
+    out["loss"] = out["variant"].map(lambda v: str(v).rsplit("-", 1)[-1])
     return out
 
 
+@dataclass
 class Codes:
     """Read-only view of codes.nc through :data:`CODES_VARS`; absent variables or grid points give NaN."""
 
-    def __init__(self, ds=None):
-        self.ds = ds
+    ds: object = None  # the codes.nc xarray.Dataset, or None
 
     def _has(self, role: str) -> bool:
         return self.ds is not None and CODES_VARS[role] in self.ds.data_vars
 
     def value(self, role: str, d: int, K: int) -> float:
-        if not self._has(role):
-            return math.nan
-        da = self.ds[CODES_VARS[role]]
-        if "d" not in da.dims or "K" not in da.dims:
+        if not self._has(role) or not {"d", "K"} <= set(self.ds[CODES_VARS[role]].dims):
             return math.nan
         try:
-            v = da.sel(d=int(d), K=int(K))
+            v = self.ds[CODES_VARS[role]].sel(d=int(d), K=int(K)).values
         except (KeyError, IndexError):
             return math.nan
-        v = v.values
         return float(v) if np.ndim(v) == 0 else math.nan
 
     def softmax(self, d, K) -> float:
         return self.value("softmax", d, K)
 
-    def tammes(self, d, K) -> float:
-        return self.value("tammes", d, K)
-
     def differ(self, d, K) -> bool:
-        """The two problems' codes differ at (d, K): the verdict says *differ* (1); a file without a
-        verdict falls back to a difference of the values."""
-        if self._has("verdict"):
-            return self.value("verdict", d, K) == 1
-        s, t = self.softmax(d, K), self.tammes(d, K)
-        return bool(np.isfinite(s) and np.isfinite(t) and s - t > 1e-6)
+        """The two problems' codes differ at (d, K): the verdict says *differ* (1)."""
+        return self.value("verdict", d, K) == 1
 
     def ufm(self) -> dict[tuple[int, int], dict[float, float]]:
         """{(d, K): {tau: ufm rho_ovr}} for the (d, K) with values."""
-        if not self._has("ufm"):
+        if not self._has("ufm") or set(self.ds[CODES_VARS["ufm"]].dims) != {"ufm_tau", "d", "K"}:
             return {}
         da = self.ds[CODES_VARS["ufm"]]
-        if set(da.dims) != {"ufm_tau", "d", "K"}:
-            return {}
         out = {}
-        for d in da["d"].values:
-            for K in da["K"].values:
-                s = da.sel(d=d, K=K).to_series().dropna()
-                if len(s):
-                    out[(int(d), int(K))] = {float(t): float(v) for t, v in s.items()}
+        for (d, K, t), v in da.transpose("d", "K", "ufm_tau").to_series().dropna().items():
+            out.setdefault((int(d), int(K)), {})[float(t)] = float(v)
         return out
 
     def pairs(self) -> list[tuple[int, int]]:
         if not self._has("softmax"):
             return []
-        da = self.ds[CODES_VARS["softmax"]]
-        return [(int(d), int(K)) for d in da["d"].values for K in da["K"].values
-                if np.isfinite(float(da.sel(d=d, K=K)))]
+        values = self.ds[CODES_VARS["softmax"]].transpose("d", "K").to_series()
+        return [(int(d), int(K)) for (d, K), v in values.items() if np.isfinite(v)]
 
     def grams(self) -> list[tuple[str, np.ndarray]]:
         """[(label, gram (seeds, K, K))] for every (dataset, arch) with a gram of several seeds."""
-        if not self._has("gram"):
+        if not self._has("gram") or not {"seed", "k", "k2"} <= set(self.ds[CODES_VARS["gram"]].dims):
             return []
         da = self.ds[CODES_VARS["gram"]]
-        if not {"seed", "k", "k2"} <= set(da.dims):
-            return []
         others = [dim for dim in da.dims if dim not in ("seed", "k", "k2")]
         stacked = da.stack(_g=others) if others else da.expand_dims(_g=[0])
         out = []
@@ -196,8 +164,7 @@ class Codes:
             g = stacked.isel(_g=i).transpose("seed", "k", "k2").values
             keep_k = ~np.all(np.isnan(g), axis=(0, 2))
             g = g[:, keep_k][:, :, keep_k]
-            seeds = ~np.all(np.isnan(g), axis=(1, 2))
-            g = g[seeds]
+            g = g[~np.all(np.isnan(g), axis=(1, 2))]  # the seeds with values
             if g.shape[0] and g.shape[1]:
                 label = "/".join(str(x) for x in np.atleast_1d(stacked["_g"].values[i])) if others else "gram"
                 out.append((label, g))
@@ -206,12 +173,8 @@ class Codes:
 
 @dataclass
 class Study:
-    runs: pd.DataFrame
+    runs: pd.DataFrame  # run_table(metrics)
     codes: Codes
-
-    @classmethod
-    def from_datasets(cls, metrics, codes=None) -> "Study":
-        return cls(run_table(metrics), Codes(codes))
 
 
 # ------------------------------------------------------------------------------------ helpers
@@ -224,28 +187,27 @@ def _pct(x: float) -> str:
     return "nan" if not np.isfinite(x) else f"{100 * x:.1f} %"
 
 
-def _runs(study: Study, *, head=None, loss=None) -> pd.DataFrame:
-    r = study.runs
-    if head is not None:
-        heads = (head,) if isinstance(head, str) else tuple(head)
-        r = r[r["head"].map(lambda h: any(h.startswith(x) for x in heads))]
+def _runs(study: Study, *, head, loss=None) -> pd.DataFrame:
+    heads = (head,) if isinstance(head, str) else tuple(head)
+    r = study.runs[study.runs["head"].map(lambda h: any(h.startswith(x) for x in heads))]
     if loss is not None:
         r = r[r["loss"] == loss]
     return r
 
 
-def _groups(frame: pd.DataFrame, vary: str, min_levels: int = 2):
-    """Sub-frames that share every run coordinate but ``vary`` (and the variant), with >= min_levels
-    distinct values of ``vary``, sorted by it."""
+def _groups(frame: pd.DataFrame, vary: str):
+    """Sub-frames that share every run coordinate but ``vary`` (and the variant), with >= 2 distinct
+    values of ``vary``, sorted by it."""
     keys = [d for d in RUN_DIMS if d != vary]
     by = [frame[d].map(tau_value) if d == "tau" else frame[d] for d in keys]  # τ by its grid value (same_tau)
     for key, sub in frame.groupby(by, sort=True):
-        if sub[vary].nunique() >= min_levels:
+        if sub[vary].nunique() >= 2:
             yield dict(zip(keys, key)), sub.sort_values(vary)
 
 
-def _label(g: dict, skip=("variant",)) -> str:
-    return " ".join(f"{k}={g[k]:g}" if isinstance(g[k], float) else f"{k}={g[k]}" for k in g if k not in skip)
+def _label(g: dict) -> str:
+    return " ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
+                    for k, v in g.items() if k != "variant")
 
 
 def _small_tau(taus) -> np.ndarray:
@@ -257,9 +219,18 @@ def _untested(what: str) -> Finding:
     return Finding(None, note=f"not tested: the study has no {what}")
 
 
+def _verdicts(rows: list, what: str, worst=min) -> Finding:
+    """A rule judged group by group, ``rows`` = [(holds, value, text)] of the judged groups: it holds when
+    it holds in every group, with the worst value; not tested (no ``what``) when no group was judged."""
+    if not rows:
+        return _untested(what)
+    return Finding(all(ok for ok, _, _ in rows), float(worst(v for _, v, _ in rows)),
+                   "; ".join(text for _, _, text in rows))
+
+
 # -------------------------------------------------------------------------------------- rules
 
-def _falls(study: Study, var: str, factor: float, runs: pd.DataFrame, what: str) -> Finding:
+def _falls(var: str, factor: float, runs: pd.DataFrame, what: str) -> Finding:
     r = runs.dropna(subset=[var, f"{var}_0"])
     r = r[r["epochs"] >= 2]
     if r.empty:
@@ -273,161 +244,112 @@ def _falls(study: Study, var: str, factor: float, runs: pd.DataFrame, what: str)
     return Finding(bool((ratio <= factor).all()), float(ratio.max()), measured)
 
 
-def gnc1_falls(study: Study) -> Finding:
-    """Rule: in every normalized- or CMF-head CE run, final GNC1 <= 0.1 x its initial value."""
-    return _falls(study, "gnc1", FALL_GNC, _runs(study, head=("normalized", "cmf"), loss="ce"),
-                  "normalized-head run with an initial and a final checkpoint")
+def _gnc_falls(var: str) -> Callable[[Study], Finding]:
+    return lambda study: _falls(var, FALL_GNC, _runs(study, head=("normalized", "cmf"), loss="ce"),
+                                "normalized-head run with an initial and a final checkpoint")
 
 
-def gnc3_falls(study: Study) -> Finding:
-    """Rule: in every normalized- or CMF-head CE run, final GNC3 <= 0.1 x its initial value."""
-    return _falls(study, "gnc3", FALL_GNC, _runs(study, head=("normalized", "cmf"), loss="ce"),
-                  "normalized-head run with an initial and a final checkpoint")
-
-
-def _tau_groups(study: Study):
-    return list(_groups(_runs(study, head="normalized", loss="ce"), "tau"))
+def _ce_groups(study: Study, vary: str):
+    """The groups of normalized-head CE runs that differ only in ``vary`` (see _groups)."""
+    return list(_groups(_runs(study, head="normalized", loss="ce"), vary))
 
 
 def gnc2_smaller_tau(study: Study) -> Finding:
-    """Rule: in every τ group, final GNC2 does not decrease (by more than 0.01) from one τ to the next
-    smaller τ, and is larger at the smallest τ than at the largest."""
-    groups = _tau_groups(study)
+    groups = _ce_groups(study, "tau")
     if not groups:
         return _untested("τ sweep (normalized-head CE runs differing only in τ)")
-    ok, parts, gains = True, [], []
+    rows = []
     for g, sub in groups:
         sub = sub.dropna(subset=["gnc2"]).sort_values("tau", ascending=False)  # largest τ first
         vals, taus = sub["gnc2"].to_numpy(), sub["tau"].to_numpy()
         if len(vals) < 2:
             continue
         code = study.codes.softmax(g["d"], g["K"])
-        steps_ok = bool(np.all(np.diff(vals) >= -GNC2_TOL)) and vals[-1] > vals[0]
-        ok &= steps_ok
-        gains.append(vals[-1] - vals[0])
         frac = "" if not np.isfinite(code) else f" (softmax code {_fmt(code, 4)})"
-        parts.append(f"{_label(g)}: " + ", ".join(f"tau={t:g} {_fmt(v)}" for t, v in zip(taus, vals)) + frac)
-    if not parts:
-        return _untested("τ sweep with GNC2 values")
-    return Finding(ok, float(min(gains)), "; ".join(parts))
+        rows.append((np.all(np.diff(vals) >= -GNC2_TOL) and vals[-1] > vals[0], vals[-1] - vals[0],
+                     f"{_label(g)}: " + ", ".join(f"tau={t:g} {_fmt(v)}" for t, v in zip(taus, vals)) + frac))
+    return _verdicts(rows, "τ sweep with GNC2 values")
 
 
 def acc_smaller_tau(study: Study) -> Finding:
-    """Rule: in every τ group with τ = 1, every τ <= 1/5 has a final test accuracy at least 2 points
-    above τ = 1's."""
-    groups = [(g, s) for g, s in _tau_groups(study) if same_tau(s["tau"], 1.0).any() and _small_tau(s["tau"]).any()]
-    if not groups:
-        return _untested("τ sweep containing τ = 1 and a τ ≤ 1/5")
-    ok, parts, gains = True, [], []
-    for g, sub in groups:
-        base = float(sub.loc[same_tau(sub["tau"], 1.0), "test_acc"].iloc[0])
+    rows = []
+    for g, sub in _ce_groups(study, "tau"):
         small = sub[_small_tau(sub["tau"])]
+        if small.empty or not same_tau(sub["tau"], 1.0).any():
+            continue
+        base = float(sub.loc[same_tau(sub["tau"], 1.0), "test_acc"].iloc[0])
         gain = small["test_acc"] - base
-        ok &= bool((gain >= ACC_MARGIN).all())
-        gains.append(float(gain.min()))
-        parts.append(f"{_label(g)}: tau=1 {_pct(base)}, " +
-                     ", ".join(f"tau={t:g} {_pct(a)}" for t, a in zip(small["tau"], small["test_acc"])))
-    return Finding(ok, float(min(gains)), "; ".join(parts))
+        rows.append(((gain >= ACC_MARGIN).all(), gain.min(), f"{_label(g)}: tau=1 {_pct(base)}, " +
+                     ", ".join(f"tau={t:g} {_pct(a)}" for t, a in zip(small["tau"], small["test_acc"]))))
+    return _verdicts(rows, "τ sweep containing τ = 1 and a τ ≤ 1/5")
 
 
 def tau1_fails_to_fit(study: Study) -> Finding:
-    """Rule: every normalized-head CE run at τ = 1 ends below 99 % train accuracy."""
     r = _runs(study, head="normalized", loss="ce")
     r = r[same_tau(r["tau"], 1.0)].dropna(subset=["train_acc"])
-    if r.empty:
-        return _untested("normalized-head CE run at τ = 1")
-    measured = "; ".join(f"{x.dataset} {x.arch} d={x.d} K={x.K} seed={x.seed}: train {_pct(x.train_acc)}"
-                         for x in r.itertuples())
-    return Finding(bool((r["train_acc"] < FIT).all()), float(r["train_acc"].max()), measured)
+    rows = [(x.train_acc < FIT, x.train_acc, f"{x.dataset} {x.arch} d={x.d} K={x.K} seed={x.seed}: train "
+             f"{_pct(x.train_acc)}") for x in r.itertuples()]
+    return _verdicts(rows, "normalized-head CE run at τ = 1", max)
 
 
 def gnc2_near_code(study: Study) -> Finding:
-    """Rule: at the smallest τ of every τ group, final GNC2 >= 0.9 x the softmax-code value."""
-    groups = _tau_groups(study)
+    groups = _ce_groups(study, "tau")
     if not groups:
         return _untested("τ sweep (normalized-head CE runs differing only in τ)")
-    ok, parts, fracs = True, [], []
+    rows = []
     for g, sub in groups:
         x = sub.iloc[0]  # smallest τ
         code = study.codes.softmax(g["d"], g["K"])
-        if not np.isfinite(code) or not np.isfinite(x["gnc2"]):
-            continue
-        f = float(x["gnc2"]) / code
-        ok &= f >= NEAR_CODE
-        fracs.append(f)
-        parts.append(f"{_label(g)} tau={x['tau']:g}: GNC2 {_fmt(x['gnc2'], 4)} / code {_fmt(code, 4)} = {_fmt(f)}")
-    if not parts:
-        return _untested("softmax-code value for the τ sweep's (d, K)")
-    return Finding(ok, float(min(fracs)), "; ".join(parts))
-
-
-def _d_groups(study: Study):
-    return list(_groups(_runs(study, head="normalized", loss="ce"), "d"))
+        if np.isfinite(code) and np.isfinite(x["gnc2"]):
+            f = float(x["gnc2"]) / code
+            rows.append((f >= NEAR_CODE, f, f"{_label(g)} tau={x['tau']:g}: GNC2 {_fmt(x['gnc2'], 4)} / code "
+                                            f"{_fmt(code, 4)} = {_fmt(f)}"))
+    return _verdicts(rows, "softmax-code value for the τ sweep's (d, K)")
 
 
 def gnc2_grows_with_d(study: Study) -> Finding:
-    """Rule: in every d group (same K, τ, ...), final GNC2 strictly increases with d."""
-    groups = _d_groups(study)
-    if not groups:
-        return _untested("d sweep (normalized-head CE runs differing only in d)")
-    ok, parts, steps = True, [], []
-    for g, sub in groups:
-        vals = sub["gnc2"].to_numpy()
-        inc = np.diff(vals)
-        ok &= bool(np.all(inc > 0))
-        steps.append(float(inc.min()))
-        parts.append(f"{_label(g)}: " + ", ".join(f"d={d} {_fmt(v)}" for d, v in zip(sub["d"], vals)))
-    return Finding(ok, float(min(steps)), "; ".join(parts))
+    rows = []
+    for g, sub in _ce_groups(study, "d"):
+        inc = np.diff(sub["gnc2"].to_numpy())
+        rows.append((np.all(inc > 0), inc.min(),
+                     f"{_label(g)}: " + ", ".join(f"d={d} {_fmt(v)}" for d, v in zip(sub["d"], sub["gnc2"]))))
+    return _verdicts(rows, "d sweep (normalized-head CE runs differing only in d)")
 
 
 def code_gap_grows_with_d(study: Study) -> Finding:
-    """Rule: in every d group, the gap softmax-code value - final GNC2 strictly increases with d."""
-    groups = _d_groups(study)
+    groups = _ce_groups(study, "d")
     if not groups:
         return _untested("d sweep (normalized-head CE runs differing only in d)")
-    ok, parts, steps = True, [], []
+    rows = []
     for g, sub in groups:
         codes = np.array([study.codes.softmax(d, g["K"]) for d in sub["d"]])
-        if not np.all(np.isfinite(codes)):
-            continue
-        gap = codes - sub["gnc2"].to_numpy()
-        inc = np.diff(gap)
-        ok &= bool(np.all(inc > 0))
-        steps.append(float(inc.min()))
-        parts.append(f"{_label(g)}: " + ", ".join(
-            f"d={d} {_fmt(c, 4)} - {_fmt(v, 4)} = {_fmt(x)}" for d, c, v, x in zip(sub["d"], codes, sub["gnc2"], gap)))
-    if not parts:
-        return _untested("softmax-code values for the d sweep")
-    return Finding(ok, float(min(steps)), "; ".join(parts))
+        if np.all(np.isfinite(codes)):
+            gap = codes - sub["gnc2"].to_numpy()
+            inc = np.diff(gap)
+            steps = zip(sub["d"], codes, sub["gnc2"], gap)
+            rows.append((np.all(inc > 0), inc.min(), f"{_label(g)}: " + ", ".join(
+                f"d={d} {_fmt(c, 4)} - {_fmt(v, 4)} = {_fmt(x)}" for d, c, v, x in steps)))
+    return _verdicts(rows, "softmax-code values for the d sweep")
 
 
 def archs_agree(study: Study) -> Finding:
-    """Rule: in every architecture group (same τ, d, K, ...), every architecture's GNC1 and GNC3 fall
-    (final <= 0.1 x initial) and the final GNC2 of all architectures lie within 0.1 x the softmax-code
-    value of each other."""
-    groups = list(_groups(_runs(study, head="normalized", loss="ce"), "arch"))
-    if not groups:
-        return _untested("architecture comparison (normalized-head CE runs differing only in arch)")
-    ok, parts, spreads = True, [], []
-    for g, sub in groups:
+    rows = []
+    for g, sub in _ce_groups(study, "arch"):
         code = study.codes.softmax(g["d"], g["K"])
-        falls = bool(((sub["gnc1"] <= FALL_GNC * sub["gnc1_0"]) & (sub["gnc3"] <= FALL_GNC * sub["gnc3_0"])).all())
+        falls = ((sub["gnc1"] <= FALL_GNC * sub["gnc1_0"]) & (sub["gnc3"] <= FALL_GNC * sub["gnc3_0"])).all()
         spread = float(sub["gnc2"].max() - sub["gnc2"].min())
         tol = 0.1 * code if np.isfinite(code) else math.nan
-        ok &= falls and np.isfinite(tol) and spread <= tol
-        spreads.append(spread)
-        parts.append(f"{_label(g)}: " + ", ".join(
+        rows.append((falls and np.isfinite(tol) and spread <= tol, spread, f"{_label(g)}: " + ", ".join(
             f"{a} GNC1 {_fmt(x1)} GNC2 {_fmt(x2)} GNC3 {_fmt(x3)} test {_pct(t)}"
             for a, x1, x2, x3, t in zip(sub["arch"], sub["gnc1"], sub["gnc2"], sub["gnc3"], sub["test_acc"]))
-            + f"; GNC2 spread {_fmt(spread)} (allowed {_fmt(tol)})")
-    return Finding(bool(ok), float(max(spreads)), "; ".join(parts))
+            + f"; GNC2 spread {_fmt(spread)} (allowed {_fmt(tol)})"))
+    return _verdicts(rows, "architecture comparison (normalized-head CE runs differing only in arch)", max)
 
 
 def cmf_matches(study: Study) -> Finding:
-    """Rule: at every grid point with both, the CMF classifier's final test accuracy is at least the
-    learnable classifier's minus 2 points. Each run is trained with its own experiment's recipe (the
-    CMF classifier needs several samples per class in a batch, so its batch may be larger): the
-    finding compares the two classifiers as each is trained, not at one recipe."""
+    """Each run is trained with its own experiment's recipe (the CMF classifier needs several samples per
+    class in a batch, so its batch may be larger): the finding compares the two classifiers as each is
+    trained, not at one recipe."""
     cmf = _runs(study, head="cmf", loss="ce")
     learn = _runs(study, head="normalized", loss="ce")
     keys = [d if d != "tau" else "tau_value" for d in RUN_DIMS if d != "variant"]  # τ by same_tau
@@ -443,9 +365,7 @@ def cmf_matches(study: Study) -> Finding:
 
 
 def hardmax_limit(study: Study) -> Finding:
-    """Rule: in every τ group that has a HardMax run at the same grid point, the final GNC2 of CE at
-    the smallest τ is closer to HardMax's than CE's at the largest τ is. HardMax runs that do not fit
-    the training set (train < 99 %) are no HardMax solution: the claim is then not tested."""
+    """HardMax runs that do not fit the training set (train < 99 %) are no HardMax solution."""
     hm = _runs(study, head="normalized", loss="hardmax")
     if hm.empty:
         return _untested("HardMax run")
@@ -455,34 +375,25 @@ def hardmax_limit(study: Study) -> Finding:
         return Finding(None, note="not tested: no HardMax run fits the training set (" + "; ".join(
             f"{x.dataset} {x.arch} d={x.d} K={x.K} seed={x.seed}: train {_pct(x.train_acc)}, GNC2 {_fmt(x.gnc2)}"
             for x in unfit.itertuples()) + ")")
-    ok, parts, tested = True, [], 0
-    for g, sub in _tau_groups(study):
+    rows = []
+    for g, sub in _ce_groups(study, "tau"):
         h = hm[(hm["dataset"] == g["dataset"]) & (hm["arch"] == g["arch"]) & (hm["d"] == g["d"])
                & (hm["K"] == g["K"]) & (hm["seed"] == g["seed"])]
         if h.empty:
             continue
         target = float(h["gnc2"].iloc[0])
         lo, hi = sub.iloc[0], sub.iloc[-1]
-        near, far = abs(lo["gnc2"] - target), abs(hi["gnc2"] - target)
-        ok &= bool(near < far)
-        tested += 1
-        parts.append(f"{_label(g)}: HardMax GNC2 {_fmt(target)}; CE tau={lo['tau']:g} {_fmt(lo['gnc2'])}, "
-                     f"tau={hi['tau']:g} {_fmt(hi['gnc2'])}")
-    if not tested:
-        return _untested("HardMax run next to a CE τ sweep at the same grid point")
-    return Finding(bool(ok), math.nan, "; ".join(parts))
+        rows.append((abs(lo["gnc2"] - target) < abs(hi["gnc2"] - target), math.nan,
+                     f"{_label(g)}: HardMax GNC2 {_fmt(target)}; CE tau={lo['tau']:g} {_fmt(lo['gnc2'])}, "
+                     f"tau={hi['tau']:g} {_fmt(hi['gnc2'])}"))
+    return _verdicts(rows, "HardMax run next to a CE τ sweep at the same grid point")
 
 
 def softmax_not_tammes(study: Study) -> Finding:
-    """Rule: for every normalized-head CE run that fits (train >= 99 %) at a (d, K) where the two codes
-    differ (codes.nc verdict *differ*), final GNC2 is closer to the softmax-code value than to the Tammes
-    code's."""
+    """The two codes differ where codes.nc's verdict says *differ* (see Codes.differ)."""
     r = _runs(study, head="normalized", loss="ce")
-    r = r[r["train_acc"] >= FIT]
-    rows = []
-    for x in r.itertuples():
-        if study.codes.differ(x.d, x.K):
-            rows.append((x, study.codes.softmax(x.d, x.K), study.codes.tammes(x.d, x.K)))
+    rows = [(x, study.codes.softmax(x.d, x.K), study.codes.value("tammes", x.d, x.K))
+            for x in r[r["train_acc"] >= FIT].itertuples() if study.codes.differ(x.d, x.K)]
     if not rows:
         pairs = study.codes.pairs()
         return Finding(None, note="not tested: at no trained (d, K) do the two problems' codes differ (verdict "
@@ -497,20 +408,14 @@ def softmax_not_tammes(study: Study) -> Finding:
 
 
 def ufm_reaches_code(study: Study) -> Finding:
-    """Rule: for every (d, K), the UFM's classifier at its smallest τ has a one-vs-rest distance
-    >= 0.99 x the softmax-code value."""
-    ufm = study.codes.ufm()
     rows = []
-    for (d, K), by_tau in sorted(ufm.items()):
+    for (d, K), by_tau in sorted(study.codes.ufm().items()):
         code = study.codes.softmax(d, K)
         if np.isfinite(code) and code > 0:
             t = min(by_tau)
-            rows.append((d, K, t, by_tau[t], code))
-    if not rows:
-        return _untested("UFM study with softmax-code values")
-    fr = [v / c for *_, v, c in rows]
-    parts = [f"(d={d}, K={K}) tau={t:g}: {_fmt(v, 4)} / {_fmt(c, 4)}" for d, K, t, v, c in rows]
-    return Finding(bool(min(fr) >= 0.99), float(min(fr)), "; ".join(parts))
+            rows.append((by_tau[t] / code >= 0.99, by_tau[t] / code,
+                         f"(d={d}, K={K}) tau={t:g}: {_fmt(by_tau[t], 4)} / {_fmt(code, 4)}"))
+    return _verdicts(rows, "UFM study with softmax-code values")
 
 
 def closed_form(d: int, K: int) -> tuple[str, float] | None:
@@ -526,22 +431,16 @@ def closed_form(d: int, K: int) -> tuple[str, float] | None:
 
 
 def codes_closed_forms(study: Study) -> Finding:
-    """Rule: at every (d, K) with a closed form, |softmax-code value - closed form| <= 1e-6."""
     rows = []
     for d, K in study.codes.pairs():
-        cf = closed_form(d, K)
-        if cf is not None:
-            rows.append((d, K, cf[0], cf[1], study.codes.softmax(d, K)))
-    if not rows:
-        return _untested("(d, K) with a closed-form softmax code")
-    dev = [abs(v - c) for *_, c, v in rows]
-    parts = [f"(d={d}, K={K}) {n}: {_fmt(v, 8)} vs {_fmt(c, 8)}" for d, K, n, c, v in rows]
-    return Finding(bool(max(dev) <= CLOSED_FORM_TOL), float(max(dev)), "; ".join(parts))
+        if (cf := closed_form(d, K)) is not None:
+            (name, c), v = cf, study.codes.softmax(d, K)
+            rows.append((abs(v - c) <= CLOSED_FORM_TOL, abs(v - c),
+                         f"(d={d}, K={K}) {name}: {_fmt(v, 8)} vs {_fmt(c, 8)}"))
+    return _verdicts(rows, "(d, K) with a closed-form softmax code", max)
 
 
 def square_code(study: Study) -> Finding:
-    """Rule: every run with d = 2, K = 4 (normalized head) that fits ends with GNC2 >= 0.9 (the square
-    has 1)."""
     r = _runs(study, head="normalized")
     r = r[(r["d"] == 2) & (r["K"] == 4)]
     if r.empty:
@@ -561,26 +460,16 @@ def antipodal_pairing(gram: np.ndarray) -> tuple[tuple[int, int], ...]:
 
 
 def assignment_same(study: Study) -> Finding:
-    """Rule: for every small-K grid point trained with several seeds, the pairs of antipodal classes
-    (each class's most opposite class) are the same in every seed."""
-    grams = [(label, g) for label, g in study.codes.grams() if g.shape[0] >= 2]
-    if not grams:
-        return _untested("small-K grid point trained with several seeds (gram in codes.nc)")
-    ok, parts, shares = True, [], []
-    for label, g in grams:
-        pairings = [antipodal_pairing(s) for s in g]
-        counts = pd.Series([str(p) for p in pairings]).value_counts()
-        share = counts.iloc[0] / len(pairings)
-        ok &= len(counts) == 1
-        shares.append(float(share))
-        parts.append(f"{label}: {len(pairings)} seeds, pairings " +
-                     ", ".join(f"{p} x{n}" for p, n in counts.items()))
-    return Finding(bool(ok), float(min(shares)), "; ".join(parts))
+    rows = []
+    for label, g in study.codes.grams():
+        if g.shape[0] >= 2:
+            counts = pd.Series([str(antipodal_pairing(s)) for s in g]).value_counts()
+            rows.append((len(counts) == 1, counts.iloc[0] / len(g), f"{label}: {len(g)} seeds, pairings " +
+                         ", ".join(f"{p} x{n}" for p, n in counts.items())))
+    return _verdicts(rows, "small-K grid point trained with several seeds (gram in codes.nc)")
 
 
 def ncc_train_fits(study: Study) -> Finding:
-    """Rule: every normalized-head CE run at τ <= 1/5 ends with nearest-class-centre train accuracy
-    >= 99 %."""
     r = _runs(study, head="normalized", loss="ce")
     r = r[_small_tau(r["tau"])].dropna(subset=["ncc_train_acc"])
     if r.empty:
@@ -597,13 +486,10 @@ def _linear(study: Study) -> pd.DataFrame:
 
 
 def linear_fits(study: Study) -> Finding:
-    """Rule: every linear-head run with K <= d + 1 ends at >= 99 % train accuracy (terminal phase)."""
     r = _linear(study).dropna(subset=["train_acc"])
-    if r.empty:
-        return _untested("linear-head run with K ≤ d + 1")
-    measured = "; ".join(f"{x.dataset} {x.arch} d={x.d} K={x.K} seed={x.seed}: train {_pct(x.train_acc)}, "
-                         f"test {_pct(x.test_acc)}" for x in r.itertuples())
-    return Finding(bool((r["train_acc"] >= FIT).all()), float(r["train_acc"].min()), measured)
+    rows = [(x.train_acc >= FIT, x.train_acc, f"{x.dataset} {x.arch} d={x.d} K={x.K} seed={x.seed}: train "
+             f"{_pct(x.train_acc)}, test {_pct(x.test_acc)}") for x in r.itertuples()]
+    return _verdicts(rows, "linear-head run with K ≤ d + 1")
 
 
 def _nc_falls(names: tuple[str, ...]) -> Callable[[Study], Finding]:
@@ -611,28 +497,25 @@ def _nc_falls(names: tuple[str, ...]) -> Callable[[Study], Finding]:
         r = _linear(study)
         if r.empty:
             return _untested("linear-head run with K ≤ d + 1")
-        findings = [_falls(study, n, FALL_NC, r, "linear-head run with initial and final values") for n in names]
-        tested = [f for f in findings if f.holds is not None]
-        if not tested:
-            return findings[0]
-        return Finding(all(f.holds for f in tested), max(f.value for f in tested),
-                       "; ".join(f"{n}: {f.measured}" for n, f in zip(names, findings) if f.holds is not None))
-    check.__doc__ = (f"Rule: in every linear-head run with K <= d + 1, final <= {FALL_NC} x initial for "
-                     f"{', '.join(names)}.")
+        findings = [_falls(n, FALL_NC, r, "linear-head run with initial and final values") for n in names]
+        rows = [(f.holds, f.value, f"{n}: {f.measured}") for n, f in zip(names, findings) if f.holds is not None]
+        return _verdicts(rows, "", max) if rows else findings[0]
     return check
 
 
 # ------------------------------------------------------------------------------------- claims
 
 J, P = "Jiang et al. 2024", "Papyan et al. 2020"
+_NC2_RULE = (f"every linear-head run with K ≤ d + 1: final ≤ {FALL_NC} x initial for the means and the "
+             "classifier")
 
 CLAIMS: tuple[Claim, ...] = (
     Claim("gnc1_falls", J, "Fig. 2 (GNC1); Fig. 3", "GNC1: within-class variability of the normalized features "
           "collapses during training", "6.72 -> 3.4e-4 to 5.4e-4 (CIFAR-100, ResNet18, d = 10)",
-          f"every normalized/CMF-head CE run: final GNC1 ≤ {FALL_GNC} x initial", gnc1_falls),
+          f"every normalized/CMF-head CE run: final GNC1 ≤ {FALL_GNC} x initial", _gnc_falls("gnc1")),
     Claim("gnc3_falls", J, "Fig. 2 (GNC3); Fig. 3", "GNC3: class means align with their classifier vectors "
           "(self-duality) during training", "0.999 -> 0.0009 to 0.016",
-          f"every normalized/CMF-head CE run: final GNC3 ≤ {FALL_GNC} x initial", gnc3_falls),
+          f"every normalized/CMF-head CE run: final GNC3 ≤ {FALL_GNC} x initial", _gnc_falls("gnc3")),
     Claim("gnc2_smaller_tau", J, "Fig. 2 (GNC2)", "GNC2: the classifier ends closer to the softmax code at "
           "smaller temperature", "0.007 (tau = 1), 0.553 (1/5), 0.582 (1/6), 0.591 (1/7); code 0.614",
           f"every τ group: final GNC2 non-decreasing (tolerance {GNC2_TOL}) as τ decreases, and larger at the "
@@ -695,15 +578,13 @@ CLAIMS: tuple[Claim, ...] = (
           "orders of magnitude", f"every linear-head run with K ≤ d + 1: final NC1 ≤ {FALL_NC} x initial",
           _nc_falls(("nc1",))),
     Claim("nc2_equinorm_falls", P, "Fig. 2 (NC2 equinorm)", "NC2: class means and classifier rows become "
-          "equinorm", "CoV of norms → 0", f"every linear-head run with K ≤ d + 1: final ≤ {FALL_NC} x initial "
-          "for the means and the classifier", _nc_falls(("nc2_equinorm_means", "nc2_equinorm_weights"))),
+          "equinorm", "CoV of norms → 0", _NC2_RULE,
+          _nc_falls(("nc2_equinorm_means", "nc2_equinorm_weights"))),
     Claim("nc2_equiangular_falls", P, "Fig. 3 (NC2 equiangularity)", "NC2: class means and classifier rows "
-          "become equiangular", "std of cosines → 0", f"every linear-head run with K ≤ d + 1: final ≤ "
-          f"{FALL_NC} x initial for the means and the classifier",
+          "become equiangular", "std of cosines → 0", _NC2_RULE,
           _nc_falls(("nc2_equiangular_means", "nc2_equiangular_weights"))),
     Claim("nc2_maxangle_falls", P, "Fig. 4 (NC2 maximal angle)", "NC2: pairwise cosines approach -1/(K-1) (the "
-          "simplex ETF)", "mean |cos + 1/(K-1)| → 0", f"every linear-head run with K ≤ d + 1: final ≤ "
-          f"{FALL_NC} x initial for the means and the classifier",
+          "simplex ETF)", "mean |cos + 1/(K-1)| → 0", _NC2_RULE,
           _nc_falls(("nc2_maxangle_means", "nc2_maxangle_weights"))),
     Claim("nc3_falls", P, "Fig. 5 (NC3)", "NC3: the classifier converges to the class means (self-duality)",
           "||W/||W|| - M/||M|| ||² → 0", f"every linear-head run with K ≤ d + 1: final NC3 ≤ {FALL_NC} x initial",
@@ -716,24 +597,22 @@ CLAIMS: tuple[Claim, ...] = (
 COLUMNS = ("claim", "paper", "where", "statement", "paper_value", "rule", "measured", "value", "holds", "note")
 
 
-def evaluate(metrics, codes=None, claims=CLAIMS) -> pd.DataFrame:
+def evaluate(metrics, codes=None) -> pd.DataFrame:
     """claims.csv as a DataFrame: one row per claim (``holds`` True/False, or empty when not tested)."""
-    study = Study.from_datasets(metrics, codes)
+    study = Study(run_table(metrics), Codes(codes))
     rows = []
-    for c in claims:
+    for c in CLAIMS:
         f = c.check(study)
-        rows.append({"claim": c.id, "paper": c.paper, "where": c.where, "statement": c.statement,
-                     "paper_value": c.paper_value, "rule": c.rule, "measured": f.measured,
-                     "value": f.value, "holds": "" if f.holds is None else ("true" if f.holds else "false"),
-                     "note": f.note})
+        holds = "" if f.holds is None else ("true" if f.holds else "false")
+        rows.append([c.id, c.paper, c.where, c.statement, c.paper_value, c.rule, f.measured, f.value, holds,
+                     f.note])
     return pd.DataFrame(rows, columns=list(COLUMNS))
 
 
-def claims_rst(frame: pd.DataFrame, run_frame: pd.DataFrame | None = None) -> str:
-    """The report's front page: the claims table (and, given, the final train accuracy of every run)."""
+def claims_rst(frame: pd.DataFrame) -> str:
+    """The report's front page: the claims table."""
     n = len(frame)
-    held = int((frame["holds"] == "true").sum())
-    failed = int((frame["holds"] == "false").sum())
+    held, failed = (int((frame["holds"] == v).sum()) for v in ("true", "false"))
     lines = [f"{held} of {n} claims of Jiang et al. (2024) and Papyan et al. (2020) hold in this study, "
              f"{failed} fail, {n - held - failed} are not tested (the study has no run they need). A failed "
              "claim is a finding of the study. Each rule is in the table; results/claims.csv has the measured "
@@ -749,15 +628,13 @@ def claims_rst(frame: pd.DataFrame, run_frame: pd.DataFrame | None = None) -> st
 def write_claims(metrics_path, codes_path, csv_out, *, rst_out=None) -> pd.DataFrame:
     """Evaluate the claims on the files and write claims.csv, its provenance sidecar and (``rst_out``)
     the report page, atomically."""
-    metrics = open_netcdf(metrics_path)
-    codes = open_netcdf(codes_path) if codes_path else None
+    metrics, codes = open_netcdf(metrics_path), open_netcdf(codes_path)
     frame = evaluate(metrics, codes)
-    with atomic_path(csv_out) as tmp:
-        frame.to_csv(tmp, index=False, float_format="%.6g")
-    sources = {str(p): {"sha256": sha256_file(p)} for p in (metrics_path, codes_path) if p}
+    write_text_atomic(csv_out, frame.to_csv(index=False, float_format="%.6g"))
+    sources = {str(p): {"sha256": sha256_file(p)} for p in (metrics_path, codes_path)}
     prov = provenance(stage="claims", claims_file=str(csv_out), sources=sources,
                       claims_read={"metrics": list(METRICS_VARS), "codes": dict(CODES_VARS)})
-    prov.update(merge_dataset_attrs(metrics.attrs, codes.attrs if codes is not None else {}))
+    prov.update(merge_dataset_attrs(metrics.attrs, codes.attrs))
     write_json_atomic(sidecar_of(csv_out), prov)
     if rst_out is not None:
         write_text_atomic(rst_out, claims_rst(frame))

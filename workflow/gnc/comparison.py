@@ -5,11 +5,9 @@ study, and trained classifiers vs softmax codes.
 
 * from the refine stage (:mod:`gnc.codes.cross`, one file per (d, K)): the best Tammes code and the best
   softmax code over the pool {Tammes solution, softmax-code solution, trained classifiers, their
-  polishes} (``tammes_code``, ``softmax_code`` over (d, K, code_row, component), NaN-padded), both
-  objectives of both (``tammes_angle``, ``tammes_ovr``, ``softmax_value``, ``softmax_min_angle``;
-  one-vs-rest values certified, with their gaps ``tammes_ovr_gap``, ``softmax_gap``), the verdict
-  ``verdict`` (same / differ / undecided) and its evidence (``code_align_distance``, ``angle_gain``,
-  ``ovr_gain``, ``tammes_kkt_residual``, ``softmax_kkt_residual``), rattler counts;
+  polishes} (``tammes_code``, ``softmax_code`` over (d, K, code_row, component), NaN-padded), the
+  verdict ``verdict`` (same / differ / undecided) and the values in :data:`_TABLE` (both objectives of
+  both codes, one-vs-rest values certified to their duality gaps, the verdict's evidence, rattlers);
 * the Tammes code against the best known packing (``best_known_angle``, ``best_known_status``; the
   sources in the attribute ``gnc_best_known_sources``) and the paper's dashed lines ``paper_optimal``;
 * over (ufm_tau, d, K): the UFM study (``ufm_*``, see :func:`gnc.codes.ufm.ufm_tau_sweep`);
@@ -35,7 +33,7 @@ from .codes.cross import GAP_TOL
 from .grid import RUN_DIMS
 from .io import open_netcdf, write_netcdf
 from .provenance import merge_dataset_attrs, provenance
-from .results import combine_runs, with_run_coords
+from .results import combine_runs, merge_outer, with_run_coords
 
 #: (name, long_name, units) of the per-(d, K) variables, and the attribute of the refine file they come from
 _TABLE = [
@@ -68,47 +66,18 @@ def _check_certified(d, K, name, value, gap):
 
 
 def _code_tables(refined: list[xr.Dataset]):
-    grid = sorted((int(r.attrs["d"]), int(r.attrs["K"])) for r in refined)
-    ds_ = sorted({d for d, _ in grid})
-    Ks = sorted({K for _, K in grid})
-    shape2 = (len(ds_), len(Ks))
-    tab = {n: np.full(shape2, np.nan) for n, *_ in _TABLE}
-    tab.update(best_known_angle=np.full(shape2, np.nan), paper_optimal=np.full(shape2, np.nan))
-    verdict = np.full(shape2, -1, dtype=np.int8)
-    best_known = np.full(shape2, -1, dtype=np.int8)
-    vec = {n: np.full(shape2 + (max(Ks), max(ds_)), np.nan) for n in ("softmax_code", "tammes_code")}
-    best_codes, evidence, sources = {}, {}, {}
-    for r in refined:
-        d, K = int(r.attrs["d"]), int(r.attrs["K"])
-        i, j = ds_.index(d), Ks.index(K)
-        a = r.attrs
-        _check_certified(d, K, "softmax_value", a["softmax_ovr"], a["softmax_ovr_gap"])
-        _check_certified(d, K, "tammes_ovr", a["tammes_ovr"], a["tammes_ovr_gap"])
-        for name, _, _, key in _TABLE:
-            tab[name][i, j] = float(a[key])
-        verdict[i, j] = cross.VERDICTS.index(a["verdict"])
-        status, angle, source = known.compare_with_best_known(d, K, float(a["tammes_angle"]))
-        best_known[i, j] = _BEST_KNOWN.index(status)
-        tab["best_known_angle"][i, j] = angle
-        sources[f"({d},{K})"] = source
-        tab["paper_optimal"][i, j] = known.PAPER_OPTIMAL_LINES.get((d, K), np.nan)
-        for n in vec:
-            vec[n][i, j, :K, :d] = r[n].values
-        best_codes[(d, K)] = r["softmax_code"].values
-        evidence[f"({d},{K})"] = {"verdict": a["verdict"], "reason": a["reason"],
-                                  "tammes_source": a["tammes_source"], "softmax_source": a["softmax_source"],
-                                  "pool": json.loads(a["pool"])}
-    data = {name: xr.DataArray(tab[name], dims=("d", "K"), attrs={"long_name": ln, "units": u})
-            for name, ln, u, _ in _TABLE}
-    data["best_known_angle"] = xr.DataArray(tab["best_known_angle"], dims=("d", "K"), attrs={
-        "long_name": "best known Tammes angle (sources: attribute gnc_best_known_sources)", "units": "degree"})
-    data["best_known_status"] = xr.DataArray(best_known, dims=("d", "K"), attrs={
+    """The per-(d, K) variables of codes.nc from the refine files, and {(d, K): best softmax code}."""
+    ds_ = sorted({int(r.attrs["d"]) for r in refined})
+    Ks = sorted({int(r.attrs["K"]) for r in refined})
+    var_attrs = {name: {"long_name": ln, "units": u} for name, ln, u, _ in _TABLE}
+    var_attrs.update(best_known_angle={
+        "long_name": "best known Tammes angle (sources: attribute gnc_best_known_sources)", "units": "degree"},
+        best_known_status={
         "long_name": f"Tammes code vs the best known packing (within {known.BEST_KNOWN_TOL_DEG:g} degree)",
         "units": "1", "flag_values": np.arange(len(_BEST_KNOWN), dtype=np.int8),
-        "flag_meanings": " ".join(m.replace(" ", "_") for m in _BEST_KNOWN)})
-    data["paper_optimal"] = xr.DataArray(tab["paper_optimal"], dims=("d", "K"), attrs={
-        "long_name": "the paper's dashed 'Optimal' softmax-code value (not optimal)", "units": "1"})
-    data["verdict"] = xr.DataArray(verdict, dims=("d", "K"), attrs={
+        "flag_meanings": " ".join(m.replace(" ", "_") for m in _BEST_KNOWN)},
+        paper_optimal={"long_name": "the paper's dashed 'Optimal' softmax-code value (not optimal)", "units": "1"},
+        verdict={
         "long_name": "do the softmax-code and Tammes problems share their best code here (evidence: "
                      "attribute gnc_verdict_evidence)", "units": "1",
         "flag_values": np.arange(len(cross.VERDICTS), dtype=np.int8), "flag_meanings": " ".join(cross.VERDICTS),
@@ -116,6 +85,31 @@ def _code_tables(refined: list[xr.Dataset]):
         "kkt_tol": cross.KKT_TOL, "active_tol": cross.ACTIVE_TOL,
         "rule": "same: code_align_distance <= same_tol; differ: both KKT residuals <= kkt_tol and angle_gain > "
                 "angle_tol_deg and ovr_gain > ovr_tol + softmax_gap + tammes_ovr_gap; undecided: otherwise"})
+    tab = {n: np.full((len(ds_), len(Ks)), np.nan) for n in var_attrs}
+    vec = {n: np.full((len(ds_), len(Ks), max(Ks), max(ds_)), np.nan) for n in ("softmax_code", "tammes_code")}
+    best_codes, evidence, sources = {}, {}, {}
+    for r in refined:
+        a = r.attrs
+        d, K = int(a["d"]), int(a["K"])
+        i, j = ds_.index(d), Ks.index(K)
+        _check_certified(d, K, "softmax_value", a["softmax_ovr"], a["softmax_ovr_gap"])
+        _check_certified(d, K, "tammes_ovr", a["tammes_ovr"], a["tammes_ovr_gap"])
+        status, angle, source = known.compare_with_best_known(d, K, float(a["tammes_angle"]))
+        sources[f"({d},{K})"] = source
+        row = {**{name: float(a[key]) for name, _, _, key in _TABLE}, "best_known_angle": angle,
+               "best_known_status": _BEST_KNOWN.index(status), "verdict": cross.VERDICTS.index(a["verdict"]),
+               "paper_optimal": known.PAPER_OPTIMAL_LINES.get((d, K), np.nan)}
+        for n, v in row.items():
+            tab[n][i, j] = v
+        for n in vec:
+            vec[n][i, j, :K, :d] = r[n].values
+        best_codes[(d, K)] = r["softmax_code"].values
+        evidence[f"({d},{K})"] = {"verdict": a["verdict"], "reason": a["reason"],
+                                  "tammes_source": a["tammes_source"], "softmax_source": a["softmax_source"],
+                                  "pool": json.loads(a["pool"])}
+    for flag in ("best_known_status", "verdict"):  # -1 at grid points without a refine file
+        tab[flag] = np.nan_to_num(tab[flag], nan=-1).astype(np.int8)
+    data = {n: xr.DataArray(tab[n], dims=("d", "K"), attrs=at) for n, at in var_attrs.items()}
     for n in vec:
         data[n] = xr.DataArray(vec[n], dims=("d", "K", "code_row", "component"), attrs={
             "long_name": f"unit vectors of the best {n.split('_')[0]} code (rows < K, components < d)", "units": "1"})
@@ -136,70 +130,54 @@ def _ufm_table(ufm_paths, best_codes):
         d, K = int(u.attrs["d"]), int(u.attrs["K"])
         dist = [code_distance(u["ufm_W"].sel(ufm_tau=t).values, best_codes[(d, K)]) if (d, K) in best_codes
                 else np.nan for t in u["ufm_tau"].values]
-        part = u.drop_vars(["ufm_W"])
-        part = part.drop_dims([dm for dm in ("code_row", "component") if dm in part.dims])
+        part = u.drop_vars(["ufm_W"]).drop_dims(["code_row", "component"], errors="ignore")
         part["ufm_distance_to_code"] = xr.DataArray(np.asarray(dist), dims=["ufm_tau"], attrs={
             "long_name": "RMS distance per vector of the UFM classifier to the best softmax code after the best "
                          "rotation/reflection and relabelling", "units": "1"})
-        part.attrs = {}
         parts.append(part.expand_dims(d=[d], K=[K]))
-    if not parts:
-        return xr.Dataset()
-    attrs = {v: dict(parts[0][v].attrs) for v in parts[0].variables}
-    out = xr.merge(parts, join="outer", compat="no_conflicts", combine_attrs="drop")
-    for v, a in attrs.items():
-        if v in out.variables:
-            out[v].attrs = a
-    return out
+    return merge_outer(parts) if parts else xr.Dataset()
 
 
 def _trained(features: dict, runs: dict, metrics: xr.Dataset, codes_ds: xr.Dataset, best_codes):
-    per_run, grams = [], {}
+    per_run, seeds = [], {}
     for run_id, path in features.items():
         coords = runs[run_id]
         f = open_netcdf(path)
-        W = f["W"].values
         d, K = coords["d"], coords["K"]
-        sel = {k: coords[k] for k in RUN_DIMS}
-        gnc2 = float(metrics["gnc2"].sel(**sel).dropna("epoch").isel(epoch=-1))
+        gnc2 = float(metrics["gnc2"].sel({k: coords[k] for k in RUN_DIMS}).dropna("epoch").isel(epoch=-1))
         value = float(codes_ds["softmax_value"].sel(d=d, K=K)) if (d, K) in best_codes else np.nan
-        dist = code_distance(W, best_codes[(d, K)]) if (d, K) in best_codes else np.nan
+        dist = code_distance(f["W"].values, best_codes[(d, K)]) if (d, K) in best_codes else np.nan
         ds = xr.Dataset({
-            "gnc2_fraction": xr.DataArray(gnc2 / value if value == value else np.nan, attrs={
+            "gnc2_fraction": xr.DataArray(gnc2 / value, attrs={
                 "long_name": "GNC2 of the final classifier / best softmax-code value", "units": "1"}),
             "code_distance": xr.DataArray(dist, attrs={
                 "long_name": "RMS distance per vector of the final normalized classifier to the best softmax code "
                              "after the best rotation/reflection and relabelling", "units": "1"}),
         })
         per_run.append(with_run_coords(ds, coords))
-        group = tuple(coords[k] for k in RUN_DIMS if k != "seed")
-        Wn = W / np.linalg.norm(W, axis=1, keepdims=True)
-        grams.setdefault(group, []).append((coords["seed"], Wn @ Wn.T, list(f["class_name"].values)))
+        seeds.setdefault(tuple(coords[k] for k in RUN_DIMS if k != "seed"), []).append(
+            (coords["seed"], f["W"].values, f["class_name"].values))
     out = combine_runs(per_run) if per_run else xr.Dataset()
     # assignment: the first small-K grid point trained with several seeds
-    multi = sorted((g for g, v in grams.items() if len(v) > 1 and len(v[0][2]) <= 16),
+    multi = sorted((g for g, v in seeds.items() if len(v) > 1 and g[RUN_DIMS.index("K")] <= 16),
                    key=lambda g: (g[RUN_DIMS.index("d")], g))
     if multi:
         g = multi[0]
-        entries = sorted(grams[g], key=lambda e: e[0])
-        K = len(entries[0][2])
+        entries = sorted(seeds[g], key=lambda e: e[0])
+        W = np.stack([w for _, w, _ in entries])
+        W = W / np.linalg.norm(W, axis=2, keepdims=True)
+        K = W.shape[1]
         one = {"units": "1"}
         gram = xr.Dataset(
-            {"gram": (("seed", "k", "k2"), np.stack([e[1] for e in entries]),
+            {"gram": (("seed", "k", "k2"), W @ W.transpose(0, 2, 1),
                       {"long_name": "cosine between normalized classifier rows at the final epoch", **one})},
             coords={"seed": ("seed", [e[0] for e in entries], {"long_name": "random seed of the run", **one}),
                     "k": ("k", np.arange(K), {"long_name": "class index", **one}),
                     "k2": ("k2", np.arange(K), {"long_name": "class index (second)", **one}),
                     "class_name": ("k", np.asarray(entries[0][2]).astype(str),
-                                   {"long_name": "class name", "units": "1"})})
+                                   {"long_name": "class name", **one})})
         gram = gram.expand_dims(dataset=[g[RUN_DIMS.index("dataset")]], arch=[g[RUN_DIMS.index("arch")]])
-        attrs = dict(out.attrs)
-        var_attrs = {v: dict(out[v].attrs) for v in out.variables}
-        var_attrs.update({v: dict(gram[v].attrs) for v in gram.variables if v not in ("dataset", "arch")})
-        out = xr.merge([out, gram], join="outer", compat="no_conflicts", combine_attrs="drop")
-        for v, a in var_attrs.items():
-            out[v].attrs = a
-        out.attrs = attrs
+        out = merge_outer([out, gram])
         out.attrs["gnc_assignment_setting"] = json.dumps(dict(zip(RUN_DIMS, map(str, g))))
     return out
 
@@ -209,16 +187,11 @@ def build_codes_file(*, refined, ufm, metrics, features: dict, runs: dict, out) 
     codes_ds, best = _code_tables([open_netcdf(p) for p in refined])
     m = open_netcdf(metrics)
     parts = [codes_ds, _ufm_table(ufm, best), _trained(features, runs, m, codes_ds, best)]
-    ds = xr.merge([p for p in parts if len(p.data_vars)], join="outer", compat="no_conflicts",
-                  combine_attrs="drop")
-    for p in parts:
-        for v in p.variables:
-            if v in ds.variables and p[v].attrs:
-                ds[v].attrs = dict(p[v].attrs)
+    ds = merge_outer([p for p in parts if len(p.data_vars)])
     for c in ds.coords:  # label coordinates (variant, dataset, arch) are dimensionless too
         ds[c].attrs.setdefault("units", "1")
-    ds.attrs = {**provenance(stage="codes"), **codes_ds.attrs, **parts[2].attrs}
-    ds.attrs.update(merge_dataset_attrs(m.attrs))
+    ds.attrs = {**provenance(stage="codes"), **codes_ds.attrs, **parts[2].attrs,
+                **merge_dataset_attrs(m.attrs)}
     write_netcdf(ds, out)
     return ds
 
@@ -228,12 +201,10 @@ def verdict_lines(ds: xr.Dataset) -> list[str]:
     verdicts = ds["verdict"].attrs["flag_meanings"].split()
     known = ds["best_known_status"].attrs["flag_meanings"].split()
     out = []
-    for d in ds["d"].values:
-        for K in ds["K"].values:
-            v = int(ds["verdict"].sel(d=d, K=K))
-            if v >= 0:
-                at = {"d": d, "K": K}
-                out.append(f"(d={d}, K={K}): {verdicts[v]}; Tammes {float(ds['tammes_angle'].sel(at)):.9f} deg "
-                           f"(vs the best known: {known[int(ds['best_known_status'].sel(at))].replace('_', ' ')}), "
-                           f"softmax rho_ovr {float(ds['softmax_value'].sel(at)):.10f}")
+    for (d, K), v in ds["verdict"].to_series().items():
+        if v >= 0:
+            at = {"d": d, "K": K}
+            out.append(f"(d={d}, K={K}): {verdicts[v]}; Tammes {float(ds['tammes_angle'].sel(at)):.9f} deg "
+                       f"(vs the best known: {known[int(ds['best_known_status'].sel(at))].replace('_', ' ')}), "
+                       f"softmax rho_ovr {float(ds['softmax_value'].sel(at)):.10f}")
     return out

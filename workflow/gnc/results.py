@@ -6,10 +6,8 @@ Two layouts of the same numbers:
   dataset, arch, tau, d, K, seed, epoch), outer-joined, so grid points that were not run are NaN.
   The figures read it.
 * ``results/study.nc`` (:func:`build_study`): one entry per trained run along the dimension ``run``
-  (the run id), with the experiment name(s) and every grid coordinate as coordinates on ``run``; the
-  metrics and training history over (run, epoch); ``final_*`` variables over ``run`` holding each
-  run's last checkpoint; and the comparison with the softmax codes. ``results/study.csv`` is the same
-  data as a long table (one row per run x epoch x variable), ``results/summary.csv`` one row per run.
+  (layout: :mod:`gnc.analysis`); ``results/study.csv`` is the same data as a long table (one row per
+  run x epoch x variable), ``results/summary.csv`` one row per run.
 
 Variables with a per-class dimension (``k``) stay in the per-run files, since K varies across runs.
 """
@@ -25,30 +23,29 @@ import pandas as pd
 import xarray as xr
 
 from .grid import RUN_DIMS
-from .io import atomic_path, open_netcdf, write_json_atomic, write_netcdf
-from .provenance import merge_dataset_attrs, provenance, sidecar_of
+from .io import open_netcdf, write_json_atomic, write_netcdf, write_text_atomic
+from .provenance import merge_dataset_attrs, provenance, read_attrs, sidecar_of
 
-#: long_name/units of every coordinate a result file of this package may carry
-COORD_ATTRS = {
-    "run": {"long_name": "run id (<dataset>/<variant>/<arch>/tau<tau>-d<d>-K<K>-s<seed>)", "units": "1"},
-    "experiment": {"long_name": "experiment(s) of the config that contain the run (space-separated)",
-                   "units": "1"},
-    "variant": {"long_name": "classifier head and loss", "units": "1"},
-    "dataset": {"long_name": "dataset name", "units": "1"},
-    "arch": {"long_name": "backbone architecture", "units": "1"},
-    "tau": {"long_name": "softmax temperature of training (logits = cos / tau)", "units": "1"},
-    "d": {"long_name": "feature dimension", "units": "1"},
-    "K": {"long_name": "number of classes", "units": "1"},
-    "seed": {"long_name": "random seed of the run", "units": "1"},
-    "epoch": {"long_name": "training epoch of the checkpoint (0 = initial model)", "units": "1"},
-    "k": {"long_name": "class position in the run (0..K-1)", "units": "1"},
-    "k2": {"long_name": "class position in the run (0..K-1), second axis", "units": "1"},
-    "class_index": {"long_name": "class index in the dataset", "units": "1"},
-    "class_name": {"long_name": "class name in the dataset", "units": "1"},
-    "component": {"long_name": "feature component (0..d-1)", "units": "1"},
-    "train_sample": {"long_name": "position of the sample in the run's training split", "units": "1"},
-    "test_sample": {"long_name": "position of the sample in the run's test split", "units": "1"},
-}
+#: long_name/units of every coordinate a result file of this package may carry (all dimensionless)
+COORD_ATTRS = {name: {"long_name": long_name, "units": "1"} for name, long_name in {
+    "run": "run id (<dataset>/<variant>/<arch>/tau<tau>-d<d>-K<K>-s<seed>)",
+    "experiment": "experiment(s) of the config that contain the run (space-separated)",
+    "variant": "classifier head and loss",
+    "dataset": "dataset name",
+    "arch": "backbone architecture",
+    "tau": "softmax temperature of training (logits = cos / tau)",
+    "d": "feature dimension",
+    "K": "number of classes",
+    "seed": "random seed of the run",
+    "epoch": "training epoch of the checkpoint (0 = initial model)",
+    "k": "class position in the run (0..K-1)",
+    "k2": "class position in the run (0..K-1), second axis",
+    "class_index": "class index in the dataset",
+    "class_name": "class name in the dataset",
+    "component": "feature component (0..d-1)",
+    "train_sample": "position of the sample in the run's training split",
+    "test_sample": "position of the sample in the run's test split",
+}.items()}
 
 
 def label_coords(ds: xr.Dataset) -> xr.Dataset:
@@ -65,18 +62,13 @@ def with_run_coords(ds: xr.Dataset, coords: dict) -> xr.Dataset:
 
 
 def _expand(ds: xr.Dataset) -> xr.Dataset:
-    per_class = [v for v in ds.data_vars if "k" in ds[v].dims or "k2" in ds[v].dims]
-    ds = ds.drop_vars(per_class)
-    drop_dims = [d for d in ("k", "k2", "component") if d in ds.dims]
-    if drop_dims:
-        ds = ds.drop_dims(drop_dims)
-    scalars = {}
+    """A run's dataset without its per-class/per-component variables, its scalar run coordinates made
+    dimensions of length 1."""
+    ds = ds.drop_dims(["k", "k2", "component"], errors="ignore")
     for dim in RUN_DIMS:
         if dim not in ds.coords:
             raise ValueError(f"run dataset lacks the coordinate {dim!r}")
-        scalars[dim] = ds.coords[dim].values.item()
-    ds = ds.drop_vars(list(RUN_DIMS))
-    return ds.expand_dims({dim: [v] for dim, v in scalars.items()})
+    return ds.drop_vars(list(RUN_DIMS)).expand_dims({dim: [ds[dim].values.item()] for dim in RUN_DIMS})
 
 
 def combine_runs(datasets: Iterable[xr.Dataset], attrs: dict | None = None) -> xr.Dataset:
@@ -84,14 +76,7 @@ def combine_runs(datasets: Iterable[xr.Dataset], attrs: dict | None = None) -> x
     parts = [_expand(ds) for ds in datasets]
     if not parts:
         raise ValueError("no run results to combine")
-    var_attrs = {}
-    for p in parts:
-        for v in p.data_vars:
-            var_attrs.setdefault(v, dict(p[v].attrs))
-    combined = xr.merge(parts, join="outer", compat="no_conflicts", combine_attrs="drop")
-    for v, a in var_attrs.items():
-        combined[v].attrs = a
-    combined = combined.sortby(list(RUN_DIMS))
+    combined = merge_outer(parts).sortby(list(RUN_DIMS))
     if "epoch" in combined.dims:
         combined = combined.sortby("epoch")
     label_coords(combined)
@@ -99,20 +84,21 @@ def combine_runs(datasets: Iterable[xr.Dataset], attrs: dict | None = None) -> x
     return combined
 
 
+def merge_outer(parts: list[xr.Dataset]) -> xr.Dataset:
+    """Outer join of datasets that must agree where they overlap; every variable keeps the attributes it
+    has in the first dataset that holds it, and the result those of the first dataset."""
+    return xr.merge(parts, join="outer", compat="no_conflicts", combine_attrs="override")
+
+
 def provenance_summary(paths: Iterable[str | Path]) -> dict:
     """Collect the dataset/code provenance named by a set of files (for the combined file): the code
     versions (JSON list) and the datasets as aligned JSON lists (gnc_dataset, gnc_dataset_version,
     gnc_dataset_checksum, gnc_dataset_path: position i of each list describes the same dataset)."""
-    codes: set[str] = set()
-    per_file = []
-    for p in paths:
-        with xr.open_dataset(p, engine="netcdf4") as ds:
-            if "gnc_code_version" in ds.attrs:
-                codes.add(str(ds.attrs["gnc_code_version"]))
-            per_file.append(dict(ds.attrs))
+    per_file = [read_attrs(p) for p in paths]
     out = merge_dataset_attrs(*per_file)
+    codes = sorted({str(a["gnc_code_version"]) for a in per_file if "gnc_code_version" in a})
     if codes:
-        out["gnc_code_version"] = json.dumps(sorted(codes))
+        out["gnc_code_version"] = json.dumps(codes)
     return out
 
 
@@ -129,15 +115,10 @@ def history_dataset(history: dict, coords: dict, attrs: dict | None = None) -> x
     """Per-epoch training history (dict of equal-length lists with an ``epoch`` key, as stored in the
     checkpoints by gnc.train) as a Dataset over epoch (epoch e = the state after e epochs)."""
     epochs = [int(e) for e in history["epoch"]]
-    data = {}
-    for key, (name, long_name, units) in HISTORY_VARS.items():
-        vals = [float(v) for v in history.get(key, [np.nan] * len(epochs))]
-        data[name] = xr.DataArray(np.asarray(vals, dtype=float), dims=["epoch"],
-                                  attrs={"long_name": long_name, "units": units})
-    ds = xr.Dataset(data, coords={"epoch": epochs})
-    ds = with_run_coords(ds, coords)
-    ds.attrs = dict(attrs or {})
-    return ds
+    data = {name: ("epoch", [float(v) for v in history.get(key, [np.nan] * len(epochs))],
+                   {"long_name": long_name, "units": units})
+            for key, (name, long_name, units) in HISTORY_VARS.items()}
+    return with_run_coords(xr.Dataset(data, coords={"epoch": epochs}, attrs=dict(attrs or {})), coords)
 
 
 # ----------------------------------------------------------------------------------- the study catalog
@@ -152,9 +133,7 @@ SUMMARY_VARS = ("train_acc", "test_acc", "ncc_test_acc", "gnc1", "gnc2", "gnc3",
 
 def _epoch_vars(ds: xr.Dataset) -> xr.Dataset:
     """The variables over (epoch,) only, without the scalar run coordinates."""
-    keep = [v for v in ds.data_vars if set(ds[v].dims) <= {"epoch"}]
-    out = ds[keep]
-    return out.drop_vars([c for c in out.coords if c != "epoch"])
+    return ds[[v for v in ds.data_vars if set(ds[v].dims) <= {"epoch"}]].reset_coords(drop=True)
 
 
 def _run_part(run_id: str, metrics: xr.Dataset, history: xr.Dataset | None) -> xr.Dataset:
@@ -165,26 +144,21 @@ def _run_part(run_id: str, metrics: xr.Dataset, history: xr.Dataset | None) -> x
     done = m["epoch"].values[np.isfinite(m[key].values)]
     if not len(done):
         raise ValueError(f"run {run_id}: no checkpoint with a finite {key}")
-    part = m if history is None else xr.merge([m, _epoch_vars(history)], join="outer", compat="no_conflicts",
-                                               combine_attrs="drop")
+    part = m if history is None else merge_outer([m, _epoch_vars(history)])
     final_epoch = int(done.max())
     final = {f"final_{v}": part[v].sel(epoch=final_epoch, drop=True) for v in part.data_vars}
-    part = part.assign(final_epoch=xr.DataArray(final_epoch), **final)
-    return part.expand_dims(run=[run_id])
+    return part.assign(final_epoch=xr.DataArray(final_epoch), **final).expand_dims(run=[run_id])
 
 
-def _codes_run_vars(codes: xr.Dataset | None, coords: list[dict], n: int) -> dict[str, xr.DataArray]:
+def _codes_run_vars(codes: xr.Dataset, coords: list[dict]) -> dict[str, xr.DataArray]:
     """Per-run variables of codes.nc (dims a subset of the run dims), picked at each run's grid point."""
     out: dict[str, xr.DataArray] = {}
-    if codes is None:
-        return out
     for v in codes.data_vars:
         dims = set(codes[v].dims)
-        if not dims or not dims <= set(RUN_DIMS) or not dims & {"variant", "arch", "seed"}:
+        per_run = dims <= set(RUN_DIMS) and dims & {"variant", "arch", "seed"}
+        if not per_run or codes[v].dtype.kind not in "fiub":
             continue
-        if codes[v].dtype.kind not in "fiub":
-            continue
-        values = np.full(n, np.nan)
+        values = np.full(len(coords), np.nan)
         for i, c in enumerate(coords):
             try:
                 values[i] = float(codes[v].sel({d: c[d] for d in codes[v].dims}))
@@ -194,33 +168,25 @@ def _codes_run_vars(codes: xr.Dataset | None, coords: list[dict], n: int) -> dic
     return out
 
 
-def study_dataset(runs: dict, metrics: dict[str, xr.Dataset], histories: dict[str, xr.Dataset] | None = None,
-                  codes: xr.Dataset | None = None) -> xr.Dataset:
+def study_dataset(runs: dict, metrics: dict[str, xr.Dataset], histories: dict[str, xr.Dataset],
+                  codes: xr.Dataset) -> xr.Dataset:
     """The run-indexed study: ``runs`` {run id: :class:`gnc.config.Run`}, ``metrics`` and ``histories``
     {run id: the run's metrics.nc / history.nc}, ``codes`` the codes.nc Dataset (its per-run comparison
     variables are copied). Dimensions (run, epoch); see the module docstring."""
-    histories = histories or {}
     ids = [r for r in runs if r in metrics]
     if not ids:
         raise ValueError("no run results to combine")
-    parts = [_run_part(r, metrics[r], histories.get(r)) for r in ids]
-    var_attrs: dict[str, dict] = {}
-    for r in ids:
-        for src in (metrics[r], histories.get(r)):
-            for v in (src.data_vars if src is not None else ()):
-                var_attrs.setdefault(v, dict(src[v].attrs))
-    study = xr.merge(parts, join="outer", compat="no_conflicts", combine_attrs="drop")
+    study = merge_outer([_run_part(r, metrics[r], histories.get(r)) for r in ids])
     study = study.reindex(run=ids).sortby("epoch")
-    for v in list(study.data_vars):
-        base = v[len("final_"):] if v.startswith("final_") else v
-        a = dict(var_attrs.get(base, {}))
+    for v in study.data_vars:
         if v.startswith("final_") and v != "final_epoch":
-            a["long_name"] = f"{a.get('long_name', base)}, at the run's last checkpoint"
-        study[v].attrs = a
-    study["final_epoch"] = study["final_epoch"].astype(np.int64)
-    study["final_epoch"].attrs = {"long_name": "epoch of the run's last checkpoint with metrics", "units": "1"}
+            base = v[len("final_"):]
+            long_name = study[v].attrs.get("long_name", base)
+            study[v].attrs = {**study[v].attrs, "long_name": f"{long_name}, at the run's last checkpoint"}
+    study["final_epoch"] = study["final_epoch"].astype(np.int64).assign_attrs(
+        long_name="epoch of the run's last checkpoint with metrics", units="1")
     coords = [runs[r].coords for r in ids]
-    study = study.assign(_codes_run_vars(codes, coords, len(ids)))
+    study = study.assign(_codes_run_vars(codes, coords))
     study = study.assign_coords(
         experiment=("run", [" ".join(sorted(runs[r].experiment)) for r in ids]),
         **{d: ("run", [c[d] for c in coords]) for d in RUN_DIMS})
@@ -233,32 +199,23 @@ def long_table(study: xr.Dataset):
     (the code comparisons) are placed at the run's last checkpoint."""
     labels = ["experiment", *RUN_DIMS]
     per_epoch = [v for v in study.data_vars if study[v].dims == ("run", "epoch")]
-    per_run = [v for v in study.data_vars if study[v].dims == ("run",)
-               and not v.startswith("final_") and v not in per_epoch]
-    frames = []
-    if per_epoch:
-        f = study[per_epoch].reset_coords(labels, drop=True).to_dataframe()
-        frames.append(f.reset_index().melt(id_vars=["run", "epoch"], var_name="variable", value_name="value"))
-    if per_run:
-        f = study[per_run].reset_coords(labels, drop=True).to_dataframe().reset_index()
-        f["epoch"] = study["final_epoch"].values
-        frames.append(f.melt(id_vars=["run", "epoch"], var_name="variable", value_name="value"))
-    df = pd.concat(frames, ignore_index=True).dropna(subset=["value"])
-    info = study[labels].reset_coords().to_dataframe().reset_index()
-    info["final_epoch"] = study["final_epoch"].values
+    per_run = [v for v in study.data_vars if study[v].dims == ("run",) and not v.startswith("final_")]
+    at_last = study[per_run].where(study["epoch"] == study["final_epoch"])
+    df = xr.merge([study[per_epoch], at_last]).reset_coords(labels, drop=True).to_dataframe().reset_index()
+    df = df.melt(id_vars=["run", "epoch"], var_name="variable", value_name="value").dropna(subset=["value"])
+    info = study[[*labels, "final_epoch"]].reset_coords().to_dataframe().reset_index()
     df = df.merge(info, on="run", how="left")
     df["final"] = df["epoch"] == df["final_epoch"]
-    cols = ["run", *labels, "epoch", "variable", "value", "final"]
     order = {r: i for i, r in enumerate(study["run"].values)}
     df = df.assign(_o=df["run"].map(order)).sort_values(["_o", "epoch", "variable"], kind="stable")
-    return df[cols].reset_index(drop=True)
+    return df[["run", *labels, "epoch", "variable", "value", "final"]].reset_index(drop=True)
 
 
-def final_epoch_summary(study: xr.Dataset, variables=SUMMARY_VARS):
+def final_epoch_summary(study: xr.Dataset):
     """One row per trained run: run id, experiment(s), grid coordinates, its last checkpoint epoch
     (``epoch``) and the main metrics there (a pandas DataFrame in the study's run order)."""
     cols = {}
-    for v in variables:
+    for v in SUMMARY_VARS:
         if f"final_{v}" in study:
             cols[v] = f"final_{v}"
         elif v in study and study[v].dims == ("run",):
@@ -281,35 +238,24 @@ def files_by_run(run_ids: Iterable[str], paths: Iterable[str | Path], name: str)
     return out
 
 
-def build_study(run_metrics: dict, histories: dict, codes_path, *, runs: dict, config: dict, metrics_path=None,
-                nc_out, csv_out, summary_out=None) -> xr.Dataset:
+def build_study(run_metrics: dict, histories: dict, codes_path, *, runs: dict, config: dict, metrics_path,
+                nc_out, csv_out, summary_out) -> xr.Dataset:
     """results/study.nc (:func:`study_dataset`) from the per-run metrics and history files ({run id:
-    path}) and codes.nc; its long table (:func:`long_table`) as ``csv_out`` and (``summary_out``) the
-    one-row-per-run summary (:func:`final_epoch_summary`) as CSV. The dataset provenance is that of the
-    per-run metrics files (and of ``metrics_path``, the combined metrics.nc, when given). Each CSV
-    gets its provenance sidecar (:func:`gnc.provenance.sidecar_of`: ``study.provenance.json``,
-    ``summary.provenance.json``), which rule ``study`` declares."""
+    path}) and codes.nc; its long table (:func:`long_table`) as ``csv_out`` and the one-row-per-run
+    summary (:func:`final_epoch_summary`) as ``summary_out``. The dataset provenance is that of the
+    per-run metrics files, the combined ``metrics_path`` and codes.nc. Each CSV gets its provenance
+    sidecar (:func:`gnc.provenance.sidecar_of`), which rule ``study`` declares."""
     missing = sorted(set(runs) - set(run_metrics))
     if missing:
         raise ValueError(f"no metrics file for run(s) {', '.join(missing)}")
     metrics = {r: open_netcdf(p) for r, p in run_metrics.items()}
-    hist = {r: open_netcdf(p) for r, p in histories.items()}
-    codes = open_netcdf(codes_path) if codes_path is not None else None
-    study = study_dataset(runs, metrics, hist, codes)
-    attrs = {**provenance(stage="study", config=config)}
-    sources = [m.attrs for m in metrics.values()]
-    if metrics_path is not None:
-        sources.append(open_netcdf(metrics_path).attrs)
-    if codes is not None:
-        sources.append(codes.attrs)
-    attrs.update(merge_dataset_attrs(*sources))
-    study.attrs = attrs
+    codes = open_netcdf(codes_path)
+    study = study_dataset(runs, metrics, {r: open_netcdf(p) for r, p in histories.items()}, codes)
+    sources = [m.attrs for m in metrics.values()] + [open_netcdf(metrics_path).attrs, codes.attrs]
+    study.attrs = attrs = {**provenance(stage="study", config=config), **merge_dataset_attrs(*sources)}
     write_netcdf(study, nc_out)
-    with atomic_path(csv_out) as tmp:
-        long_table(study).to_csv(tmp, index=False)
-    write_json_atomic(sidecar_of(csv_out), attrs)
-    if summary_out is not None:
-        with atomic_path(summary_out) as tmp:
-            final_epoch_summary(study).to_csv(tmp, index=False, float_format="%.6g")
-        write_json_atomic(sidecar_of(summary_out), attrs)
+    tables = ((csv_out, long_table(study), None), (summary_out, final_epoch_summary(study), "%.6g"))
+    for out, table, fmt in tables:
+        write_text_atomic(out, table.to_csv(index=False, float_format=fmt))
+        write_json_atomic(sidecar_of(out), attrs)
     return study
