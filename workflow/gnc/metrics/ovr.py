@@ -133,7 +133,6 @@ class OVRResult:
     upper : cheap upper bound ``min_{j≠k} ||ŵ_k − ŵ_j||``.
     support : per class, the indices j with λ_j > 0 (sorted), or None if not requested.
     weights : per class, the λ_j for ``support`` (sum to 1), or None.
-    n_candidates : number of candidate neighbours the accepted solution used per class.
     info : timings, device, rounds, the classes each fallback stage handled, settings.
     max_cos : ``max_{j≠k} cos(ŵ_k, ŵ_j)`` per class (min pairwise angle = arccos of its max).
     certified : True where ``gap ≤ gap_tol`` was proved; False only where every fallback failed
@@ -147,7 +146,6 @@ class OVRResult:
     upper: np.ndarray
     support: list[np.ndarray] | None = None
     weights: list[np.ndarray] | None = None
-    n_candidates: np.ndarray | None = None
     info: dict[str, Any] = field(default_factory=dict)
     max_cos: np.ndarray | None = None
     certified: np.ndarray | None = None
@@ -185,17 +183,17 @@ class OVRResult:
     @property
     def uncertified(self) -> np.ndarray:
         """Classes that could not be certified (their ``dist`` and ``gap`` are NaN); normally empty."""
-        if self.certified is None:
-            return np.flatnonzero(~np.isfinite(self.dist))
         return np.flatnonzero(~self.certified)
+
+    def _named(self, classes: np.ndarray) -> str:
+        """``class(es) [first 20] (n of K)``, for messages."""
+        return f"class(es) {classes[:20].tolist()}{' …' if classes.size > 20 else ''} ({classes.size} of {self.K})"
 
     def require_certified(self, what: str = "W") -> "OVRResult":
         """Return self, or raise :class:`UncertifiedError` naming the classes that are not certified."""
-        bad = self.uncertified
-        if bad.size:
-            raise UncertifiedError(f"{what}: one-vs-rest distance of class(es) {bad[:20].tolist()}"
-                                   f"{' …' if bad.size > 20 else ''} ({bad.size} of {self.K}) could not be certified "
-                                   f"(gap above the tolerance after every fallback); refusing to publish them")
+        if self.uncertified.size:
+            raise UncertifiedError(f"{what}: one-vs-rest distance of {self._named(self.uncertified)} could not be "
+                                   f"certified (gap above the tolerance after every fallback); refusing to publish them")
         return self
 
 
@@ -254,12 +252,12 @@ def pairwise_bounds(W, *, device=None, tile: int = 4096, block: int = 4096):
     K = Wn.shape[0]
     if K < 2:
         raise ValueError("need at least 2 classes")
-    mc = torch.empty(K, dtype=torch.float64, device=Wn.device)
-    for b0 in range(0, K, block):
-        rows = torch.arange(b0, min(K, b0 + block), device=Wn.device)
-        v, _ = _topk_cos(Wn, rows, 1, tile)
-        mc[rows] = v[:, 0]
-    mc = mc.clamp(-1.0, 1.0).cpu().numpy()
+    return _bounds(_topk_rows(Wn, torch.arange(K, device=Wn.device), 1, tile, block)[0][:, 0])
+
+
+def _bounds(max_cos: torch.Tensor):
+    """(lower, upper, max_cos) of :func:`pairwise_bounds` from the max cosines."""
+    mc = max_cos.clamp(-1.0, 1.0).cpu().numpy()
     return np.maximum(0.0, 1.0 - mc), np.sqrt(np.maximum(0.0, 2.0 - 2.0 * mc)), mc
 
 
@@ -272,25 +270,6 @@ def _topk_rows(Wn, rows, m, tile, chunk, queries=None):
         vals.append(v)
         idxs.append(i)
     return torch.cat(vals), torch.cat(idxs)
-
-
-def _certificate_min(Wn: torch.Tensor, rows: torch.Tensor, r: torch.Tensor, tile: int, chunk: int) -> torch.Tensor:
-    """min_{j ≠ k} <ŵ_k − ŵ_j, r_k> for each k in ``rows`` (tiles of columns, chunks of rows; float64)."""
-    K = Wn.shape[0]
-    out = torch.empty(rows.numel(), dtype=r.dtype, device=r.device)
-    for r0 in range(0, rows.numel(), chunk):
-        rw, rc = rows[r0:r0 + chunk], r[r0:r0 + chunk]
-        best = torch.full((rw.numel(),), -math.inf, dtype=r.dtype, device=r.device)
-        for c0 in range(0, K, tile):
-            c1 = min(K, c0 + tile)
-            S = rc @ Wn[c0:c1].T  # <r, ŵ_j>
-            own = (rw >= c0) & (rw < c1)
-            if own.any():
-                ri = own.nonzero().squeeze(1)
-                S[ri, rw[ri] - c0] = -math.inf
-            best = torch.maximum(best, S.max(1).values)
-        out[r0:r0 + chunk] = (Wn[rw] * rc).sum(1) - best
-    return out
 
 
 # ----------------------------------------------------------------------- batched Wolfe (λ-space)
@@ -484,12 +463,8 @@ class _Block:
 
     def corral_gram(self, rows: torch.Tensor) -> torch.Tensor:
         """Exact G' on the corral slots (identity on free slots)."""
-        pos, valid = self.pos[rows], self.valid[rows]
-        Gs = torch.gather(self.GT[rows], 2, pos.unsqueeze(1).expand(-1, self.s, -1))
-        vv = valid.unsqueeze(2) & valid.unsqueeze(1)
-        Gs = torch.where(vv, Gs + self.c[rows].view(-1, 1, 1), torch.zeros_like(Gs))
-        Gs.diagonal(dim1=1, dim2=2).add_((~valid).to(Gs.dtype))
-        return Gs
+        Gs = torch.gather(self.GT[rows], 2, self.pos[rows].unsqueeze(1).expand(-1, self.s, -1))
+        return _shifted(Gs, self.valid[rows], self.c[rows])
 
     def refresh(self, rows: torch.Tensor):
         """Recompute G'^{-1} (and u = P·1) exactly for ``rows`` (drift control)."""
@@ -624,23 +599,24 @@ def _smallest(g: torch.Tensor, k: int):
     return torch.cat(vs, 1), torch.cat(js, 1)
 
 
+def _shifted(Gs: torch.Tensor, valid: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+    """G' = G_S + c·11ᵀ on the corral slots ``valid`` (c per row), identity on the free slots."""
+    vv = valid.unsqueeze(2) & valid.unsqueeze(1)
+    Gs = torch.where(vv, Gs + c.view(-1, 1, 1), torch.zeros_like(Gs))
+    Gs.diagonal(dim1=1, dim2=2).add_((~valid).to(Gs.dtype))
+    return Gs
+
+
 def _exact_weights(Gs: torch.Tensor, valid, lam):
     """Recompute the affine minimizer on the final corral (Gram ``Gs``) exactly; keep it if feasible."""
-    G = Gs
-    vv = valid.unsqueeze(2) & valid.unsqueeze(1)
-    c = _shift(torch.diagonal(Gs, dim1=1, dim2=2), valid)
-    Gs = torch.where(vv, Gs + c.view(-1, 1, 1), torch.zeros_like(Gs))
-    Gs.diagonal(dim1=1, dim2=2).add_((~valid).to(G.dtype))
-    rhs = valid.to(G.dtype).unsqueeze(-1)
-    u, info = torch.linalg.solve_ex(Gs, rhs)
+    Gp = _shifted(Gs, valid, _shift(torch.diagonal(Gs, dim1=1, dim2=2), valid))
+    u, info = torch.linalg.solve_ex(Gp, valid.to(Gs.dtype).unsqueeze(-1))
     u = u.squeeze(-1) * valid
     alpha = u / u.sum(1, keepdim=True)
     feas = (info == 0) & torch.isfinite(alpha).all(1) & ((alpha >= -1e-13) | ~valid).all(1)
-    # only use the exact solve where the loop weights are all positive (Wolfe's final corral)
     alpha = alpha.clamp_min(0.0)
     alpha = alpha / alpha.sum(1, keepdim=True)
-    out = torch.where(feas.unsqueeze(1), alpha, lam)
-    return out * valid
+    return torch.where(feas.unsqueeze(1), alpha, lam) * valid
 
 
 def _merge_corral(cand: torch.Tensor, prev: tuple) -> tuple[torch.Tensor, torch.Tensor]:
@@ -688,7 +664,8 @@ def _certify(Wn: torch.Tensor, rows: torch.Tensor, R: torch.Tensor, sel: torch.T
     λ is a point of the simplex, every number is finite and ||r|| ≥ 1 − max cos.
     """
     rr = (R * R).sum(1)
-    mins = _certificate_min(Wn, rows, R, tile, chunk)  # min_{j≠k} <ŵ_k − ŵ_j, r>
+    # min_{j≠k} <ŵ_k − ŵ_j, r> = <ŵ_k, r> − max_{j≠k} <r, ŵ_j>
+    mins = (Wn[rows] * R).sum(1) - _topk_rows(Wn, rows, 1, tile, chunk, queries=R)[0][:, 0]
     nr = rr.sqrt()
     low = torch.where(nr > 0, mins / nr.clamp_min(1e-300), torch.zeros_like(nr)).clamp_min(0.0)
     g = (nr - low).clamp_min(0.0)
@@ -833,44 +810,6 @@ def _stack_solutions(sols: list[tuple], d: int, dev: torch.device):
 
 # ------------------------------------------------------------------------------ one call's solve
 
-@dataclass(frozen=True)
-class _Settings:
-    """The resolved options of one :func:`ovr_distances` call (see its docstring)."""
-
-    K: int
-    d: int
-    dev: torch.device
-    m0: int  # initial candidates per class
-    tol: float
-    tile: int  # columns per tiled product
-    chunk: int  # rows per tiled product
-    budget: int  # bytes for one block's work tensors
-    block_size: int | None
-    max_iter: int
-    refresh: int
-    pricing: int
-    mixed: bool  # the first round's Gram matrices and Wolfe iterations in float32
-    return_support: bool
-
-
-def _settings(K: int, d: int, *, candidates, tol, device, block_size, tile, memory_budget, max_iter, refresh,
-              pricing, precision, return_support) -> _Settings:
-    """Check the options of :func:`ovr_distances` and resolve their defaults for a (K, d) problem."""
-    dev = _device(device)
-    m0 = candidates if candidates is not None else max(32, min((3 * (d + 1)) // 2, 160))
-    m0 = int(max(1, min(K - 1, m0)))
-    budget = memory_budget or _default_budget(dev)
-    tile = int(max(1, min(tile, K)))
-    if precision not in ("auto", "float64", "mixed"):
-        raise ValueError(f"precision must be 'auto', 'float64' or 'mixed', got {precision!r}")
-    return _Settings(K=K, d=d, dev=dev, m0=m0, tol=tol, tile=tile,
-                     chunk=int(max(1, min(K, (budget // 2) // (8 * (tile + 2 * m0 + d))))),
-                     budget=budget, block_size=block_size, max_iter=max_iter or 50 * (d + 1) + 100,
-                     refresh=refresh, pricing=pricing,
-                     mixed=precision == "mixed" or (precision == "auto" and dev.type == "cpu"),
-                     return_support=return_support)
-
-
 @dataclass
 class _Round:
     """How a Wolfe round solves its classes; :meth:`_Solve.escalate` sets the next one."""
@@ -882,27 +821,36 @@ class _Round:
 
 
 class _Solve:
-    """One call of :func:`ovr_distances`: the normalized rows, the settings, and what is proved so far
-    (per class: distance, gap, tolerance, support, candidates used) with the counters and timings of
-    ``info``. The methods are the steps of the module docstring: :meth:`candidates` (1), :meth:`wolfe`
-    (2), :meth:`settle` (3), :meth:`escalate` and :meth:`exact_fallback` (4), driven by :meth:`rounds`.
-    """
+    """One call of :func:`ovr_distances`: its resolved options and what is proved so far per class, with
+    the counters and timings of ``info``. The methods are the steps of the module docstring."""
 
-    def __init__(self, Wn_np: np.ndarray, cfg: _Settings):
-        K, dev = cfg.K, cfg.dev
-        self.cfg = cfg
-        self.Wn_np = Wn_np
-        self.Wn = torch.as_tensor(Wn_np, device=dev)
-        self.Wn32 = self.Wn.to(torch.float32) if cfg.mixed else None
+    def __init__(self, W, *, candidates, tol, device, block_size, tile, memory_budget, max_iter, refresh,
+                 pricing, precision, return_support):
+        self.Wn_np = normalize_rows(W)
+        K, d = self.K, self.d = self.Wn_np.shape
+        if K < 2:
+            raise ValueError(f"one-vs-rest distances need at least 2 classes, got K={K}")
+        dev = self.dev = _device(device)
+        if precision not in ("auto", "float64", "mixed"):
+            raise ValueError(f"precision must be 'auto', 'float64' or 'mixed', got {precision!r}")
+        m0 = candidates if candidates is not None else max(32, min((3 * (d + 1)) // 2, 160))
+        self.m0 = int(max(1, min(K - 1, m0)))
+        self.tol, self.block_size, self.refresh, self.pricing = tol, block_size, refresh, pricing
+        self.return_support = return_support
+        self.budget = memory_budget or _default_budget(dev)
+        self.tile = int(max(1, min(tile, K)))  # columns per tiled product
+        self.chunk = int(max(1, min(K, (self.budget // 2) // (8 * (self.tile + 2 * self.m0 + d)))))  # rows
+        self.max_iter = max_iter or 50 * (d + 1) + 100
+        # the first round's Gram matrices and Wolfe iterations in float32
+        self.mixed = precision == "mixed" or (precision == "auto" and dev.type == "cpu")
+        self.Wn = torch.as_tensor(self.Wn_np, device=dev)
+        self.Wn32 = self.Wn.to(torch.float32) if self.mixed else None
         # tolerances per class, relative to the squared nearest-neighbour distance (clipped to [1e-8, 1]):
         # scale-aware for dense codes with tiny distances, = tol for ordinary codes (set in round 1)
         self.tol_scale = torch.ones(K, dtype=torch.float64, device=dev)
-        self.dist = torch.full((K,), math.nan, dtype=torch.float64, device=dev)
-        self.gap = torch.full((K,), math.nan, dtype=torch.float64, device=dev)
-        self.gap_tol = torch.full((K,), math.nan, dtype=torch.float64, device=dev)
+        self.dist, self.gap, self.gap_tol, self.maxcos = (torch.full((K,), math.nan, dtype=torch.float64, device=dev)
+                                                          for _ in range(4))
         self.certified = torch.zeros(K, dtype=torch.bool, device=dev)
-        self.maxcos = torch.full((K,), math.nan, dtype=torch.float64, device=dev)
-        self.ncand = torch.zeros(K, dtype=torch.long, device=dev)
         self.sup_idx = torch.full((K, 1), -1, dtype=torch.long, device=dev)
         self.sup_w = torch.zeros(K, 1, dtype=torch.float64, device=dev)
         self.stats = {"rounds": 0, "iterations": 0, "blocks": 0, "retried": 0, "stalled": 0, "max_iter": 0,
@@ -911,8 +859,8 @@ class _Solve:
 
     def clock(self, key: str, t0: float) -> float:
         """Add the time since ``t0`` to ``stats[key]``; return the current time."""
-        if self.cfg.dev.type == "cuda":
-            torch.cuda.synchronize(self.cfg.dev)
+        if self.dev.type == "cuda":
+            torch.cuda.synchronize(self.dev)
         t1 = time.perf_counter()
         self.stats[key] += t1 - t0
         return t1
@@ -921,17 +869,17 @@ class _Solve:
         """Wolfe rounds over the classes not yet certified, each round escalating for the failures of
         the previous one, until every class is certified or the float64 cold start has failed too.
         Returns the classes left for the exact per-class solver."""
-        pending = torch.arange(self.cfg.K, device=self.cfg.dev)
-        rnd = _Round(m=self.cfg.m0)
+        pending = torch.arange(self.K, device=self.dev)
+        rnd = _Round(m=self.m0)
         while pending.numel():
             self.stats["rounds"] += 1
             # mixed precision: the first round's Wolfe in float32, then float64 weights + certificate
-            low_prec = self.cfg.mixed and self.stats["rounds"] == 1
+            low_prec = self.mixed and self.stats["rounds"] == 1
             t0 = time.perf_counter()
             cand, init_pos = self.candidates(pending, rnd)
             t0 = self.clock("t_candidates", t0)
             R, gpos, sel, lam, t0 = self.wolfe(pending, cand, init_pos, rnd, low_prec, t0)
-            ok, rr = self.settle(pending, R, gpos, sel, lam, cand.shape[1])
+            ok, rr = self.settle(pending, R, gpos, sel, lam)
             self.clock("t_certificate", t0)
             f = ~ok
             if not f.any():
@@ -949,7 +897,7 @@ class _Solve:
         ``rnd.dirs`` holds the residuals r of a failed try; then the old corral is merged in, see
         :func:`_merge_corral`). The first round also records the max cosines and the tolerance scales.
         Returns (candidates (n, m'), the warm corral's columns in them or None)."""
-        cv, cand = _topk_rows(self.Wn, pending, rnd.m, self.cfg.tile, self.cfg.chunk, queries=rnd.dirs)
+        cv, cand = _topk_rows(self.Wn, pending, rnd.m, self.tile, self.chunk, queries=rnd.dirs)
         if self.stats["rounds"] == 1:
             self.maxcos[pending] = cv[:, 0]
             self.tol_scale = (2.0 - 2.0 * self.maxcos).clamp(1e-8, 1.0)
@@ -960,22 +908,20 @@ class _Solve:
     def block_rows(self, n: int, mc: int) -> int:
         """Classes per Wolfe block (``block_size``, or what ``memory_budget`` holds): on CPU at most 256,
         which keeps the per-iteration tensors cache-sized; on GPU as many as fit."""
-        cfg = self.cfg
-        if cfg.block_size:
-            return cfg.block_size
-        s_est = min(mc, cfg.d + 1, 128) + 1
-        per_class = 8 * (mc * cfg.d + 2 * mc * mc + 3 * mc * s_est + 3 * s_est * s_est)
-        return int(max(1, min(n, cfg.budget // per_class, 256 if cfg.dev.type == "cpu" else n)))
+        if self.block_size:
+            return self.block_size
+        s_est = min(mc, self.d + 1, 128) + 1
+        per_class = 8 * (mc * self.d + 2 * mc * mc + 3 * mc * s_est + 3 * s_est * s_est)
+        return int(max(1, min(n, self.budget // per_class, 256 if self.dev.type == "cpu" else n)))
 
     def wolfe(self, pending: torch.Tensor, cand: torch.Tensor, init_pos, rnd: _Round, low_prec: bool, t0: float):
         """Step 2: batched Wolfe on blocks of the pending classes, then exact float64 weights on each final
         corral. Returns (residuals R (n, d), global corral indices, support mask, λ — padded to one width,
         the clock)."""
-        cfg, Wn = self.cfg, self.Wn
-        n, d, mc = pending.numel(), cfg.d, cand.shape[1]
+        Wn, n, d, mc = self.Wn, pending.numel(), self.d, cand.shape[1]
         B = self.block_rows(n, mc)
         Wv = self.Wn32 if low_prec else Wn  # float32 Wolfe only identifies the corral; float64 decides
-        R = torch.empty(n, d, dtype=torch.float64, device=cfg.dev)
+        R = torch.empty(n, d, dtype=torch.float64, device=self.dev)
         outs = []
         for b0 in range(0, n, B):
             rows = pending[b0:b0 + B]
@@ -989,13 +935,13 @@ class _Solve:
             init = None
             if rnd.prev is not None:
                 init = (init_pos[b0:b0 + B], rnd.prev[1][b0:b0 + B], rnd.prev[2][b0:b0 + B].to(G.dtype))
-            blk = _Block(G, s_limit=min(mc, d + 1) + 1, init=init, pricing=1 if rnd.careful else cfg.pricing,
+            blk = _Block(G, s_limit=min(mc, d + 1) + 1, init=init, pricing=1 if rnd.careful else self.pricing,
                          start=START_CORRAL)
-            t_row = cfg.tol * self.tol_scale[rows]
+            t_row = self.tol * self.tol_scale[rows]
             if low_prec:
-                t_row = (max(cfg.tol, TOL32) * self.tol_scale[rows]).to(torch.float32)
-            self.stats["iterations"] += blk.run(t_row, 2 * cfg.max_iter if rnd.careful else cfg.max_iter,
-                                                1 if rnd.careful else cfg.refresh)
+                t_row = (max(self.tol, TOL32) * self.tol_scale[rows]).to(torch.float32)
+            self.stats["iterations"] += blk.run(t_row, 2 * self.max_iter if rnd.careful else self.max_iter,
+                                                1 if rnd.careful else self.refresh)
             pos, valid, lam, status = blk.results(nb)
             self.stats["stalled"] += int((status == 2).sum())
             self.stats["max_iter"] += int((status == 3).sum())
@@ -1010,20 +956,17 @@ class _Solve:
         lam = torch.cat([_pad_cols(o[2], smax, 0.0) for o in outs])
         return R, gpos, sel, lam, t0
 
-    def settle(self, rows: torch.Tensor, R: torch.Tensor, gpos: torch.Tensor, sel: torch.Tensor,
-               lam: torch.Tensor, mc: int):
-        """Step 3: certify the feasible points (:func:`_certify`) and store the accepted classes (``mc``:
-        the candidates they used). Returns (accepted mask, ||r||²)."""
-        cfg = self.cfg
-        ok, nr, g, eps_k, rr = _certify(self.Wn, rows, R, sel, lam, cfg.tol * self.tol_scale[rows],
-                                        self.maxcos[rows], cfg.tile, cfg.chunk)
+    def settle(self, rows: torch.Tensor, R: torch.Tensor, gpos: torch.Tensor, sel: torch.Tensor, lam: torch.Tensor):
+        """Step 3: certify the feasible points (:func:`_certify`) and store the accepted classes.
+        Returns (accepted mask, ||r||²)."""
+        ok, nr, g, eps_k, rr = _certify(self.Wn, rows, R, sel, lam, self.tol * self.tol_scale[rows],
+                                        self.maxcos[rows], self.tile, self.chunk)
         acc = rows[ok]
         self.dist[acc] = nr[ok]
         self.gap[acc] = g[ok]
         self.gap_tol[acc] = eps_k[ok]
         self.certified[acc] = True
-        self.ncand[acc] = mc
-        if cfg.return_support and ok.any():
+        if self.return_support and ok.any():
             smax = gpos.shape[1]
             if smax > self.sup_idx.shape[1]:
                 self.sup_idx = _pad_cols(self.sup_idx, smax, -1)
@@ -1040,7 +983,7 @@ class _Solve:
         constraints maximize <ŵ_j, r>), their number doubled from the third round on, up to K−1; once
         float64 Wolfe with all K−1 candidates has failed, a cold float64 start.
         """
-        K = self.cfg.K
+        K = self.K
         if rnd.m >= K - 1 and not low_prec:
             # float64 Wolfe with every candidate did not certify (a warm start can stall on a corral
             # that is affinely dependent in float64): start again cold, exact inverses every step
@@ -1053,16 +996,15 @@ class _Solve:
         """Step 4, last stage: the exact per-class solver (:func:`_exact_solve`) for what Wolfe could not
         certify — NNLS on the nearest rows by cosine first, then, for what that does not certify, NNLS
         over all K−1 rows; both refined by the active-set method and certified like the Wolfe rounds."""
-        cfg = self.cfg
         t0 = time.perf_counter()
         self.stats["exact_fallback"] = int(pending.numel())
-        n_near = min(cfg.K - 1, max(64, 4 * (cfg.d + 1)))
-        for near in ((True, False) if n_near < cfg.K - 1 else (False,)):
+        n_near = min(self.K - 1, max(64, 4 * (self.d + 1)))
+        for near in ((True, False) if n_near < self.K - 1 else (False,)):
             if not near:
                 self.stats["exact_fallback_all_rows"] = int(pending.numel())
             sols = [_exact_solve(self.Wn_np, k, n_near if near else None) for k in pending.cpu().numpy().tolist()]
-            gpos, lam, valid, R = _stack_solutions(sols, cfg.d, cfg.dev)
-            ok, _ = self.settle(pending, R, gpos, valid & (lam > 0), lam, cfg.K - 1)
+            gpos, lam, valid, R = _stack_solutions(sols, self.d, self.dev)
+            ok, _ = self.settle(pending, R, gpos, valid & (lam > 0), lam)
             pending = pending[~ok]
             if not pending.numel():
                 break
@@ -1071,17 +1013,16 @@ class _Solve:
 
     def result(self, t_start: float) -> OVRResult:
         """The :class:`OVRResult` of what is stored (``t_start``: the start of the call, for ``info``)."""
-        cfg = self.cfg
         support = weights = None
-        if cfg.return_support:
-            support, weights = _support_lists(self.sup_idx, self.sup_w, cfg.K)
-        mc = self.maxcos.clamp(-1.0, 1.0).cpu().numpy()
-        info = dict(self.stats, seconds=time.perf_counter() - t_start, device=str(cfg.dev), tol=cfg.tol,
-                    initial_candidates=cfg.m0, method="wolfe-batched")
+        if self.return_support:
+            support, weights = _support_lists(self.sup_idx, self.sup_w, self.K)
+        lower, upper, mc = _bounds(self.maxcos)
+        info = dict(self.stats, seconds=time.perf_counter() - t_start, device=str(self.dev), tol=self.tol,
+                    initial_candidates=self.m0, method="wolfe-batched")
         return OVRResult(
             dist=self.dist.cpu().numpy(), gap=self.gap.cpu().numpy(),
-            lower=np.maximum(0.0, 1.0 - mc), upper=np.sqrt(np.maximum(0.0, 2.0 - 2.0 * mc)),
-            support=support, weights=weights, n_candidates=self.ncand.cpu().numpy(), info=info, max_cos=mc,
+            lower=lower, upper=upper,
+            support=support, weights=weights, info=info, max_cos=mc,
             certified=self.certified.cpu().numpy(), gap_tol=self.gap_tol.cpu().numpy())
 
 
@@ -1093,8 +1034,7 @@ def ovr_distances(W, *, candidates: int | None = None, tol: float = 1e-12, devic
                   precision: str = "auto", return_support: bool = True, warn: bool = True) -> OVRResult:
     """Certified distance of each normalized row of ``W`` to the convex hull of the other rows.
 
-    The one function for one-vs-rest distances: every caller (metrics, codes, comparison,
-    benchmarks) uses it. Every class is either **certified** — ``gap_k ≤ gap_tol_k`` (see ``tol``),
+    Every class is either **certified** — ``gap_k ≤ gap_tol_k`` (see ``tol``),
     with ``dist_k − gap_k ≤ true distance ≤ dist_k`` — or, if even the exact fallback cannot
     certify it, reported as ``dist_k = gap_k = NaN`` with ``certified[k] = False`` and a
     ``RuntimeWarning`` naming the class. An uncertified number is never returned.
@@ -1137,32 +1077,19 @@ def ovr_distances(W, *, candidates: int | None = None, tol: float = 1e-12, devic
     -------
     :class:`OVRResult` — see its docstring. ``result.value`` is GNC2 = ρ_ovr.
 
-    Notes
-    -----
-    Classes whose certificate fails escalate as in step 4 of the module docstring, each stage seeing
-    only the failures of the previous one (float64 warm starts with more candidates, a float64 cold
-    start, the exact NNLS solver :func:`_nnls_min_norm` certified by the same float64 certificate);
-    ``info`` counts each stage (``cold_restarts``, ``exact_fallback``, ``uncertified``).
-
     Memory is O(K·d) for W plus O(block·(m·d + m² + tile)); the K×K matrix is never stored.
     For K = 100,000, d = 512 use a CUDA device (tiles keep it in memory).
     """
     t_start = time.perf_counter()
-    Wn_np = normalize_rows(W)
-    K, d = Wn_np.shape
-    if K < 2:
-        raise ValueError(f"one-vs-rest distances need at least 2 classes, got K={K}")
-    cfg = _settings(K, d, candidates=candidates, tol=tol, device=device, block_size=block_size, tile=tile,
-                    memory_budget=memory_budget, max_iter=max_iter, refresh=refresh, pricing=pricing,
-                    precision=precision, return_support=return_support)
-    solve = _Solve(Wn_np, cfg)
+    solve = _Solve(W, candidates=candidates, tol=tol, device=device, block_size=block_size, tile=tile,
+                   memory_budget=memory_budget, max_iter=max_iter, refresh=refresh, pricing=pricing,
+                   precision=precision, return_support=return_support)
     pending = solve.rounds()
     if pending.numel():
         solve.exact_fallback(pending)
     res = solve.result(t_start)
-    if warn and not res.certified.all():
-        bad = np.flatnonzero(~res.certified)
-        warnings.warn(f"ovr_distances: class(es) {bad[:20].tolist()}{' …' if bad.size > 20 else ''} ({bad.size} of {K}) "
+    if warn and res.uncertified.size:
+        warnings.warn(f"ovr_distances: {res._named(res.uncertified)} "
                       f"could not be certified (Wolfe in float64 with all K-1 candidates, a float64 cold start and "
                       f"the exact NNLS solver all left a gap above the tolerance); their dist and gap are NaN and "
                       f"OVRResult.certified is False there. Every other class is certified.",
