@@ -94,7 +94,7 @@ from scipy.optimize import nnls
 
 from ..maths import normalize_rows
 
-__all__ = ["OVRResult", "UncertifiedError", "ovr_distances", "ovr_subgradient", "normalize_rows", "pairwise_bounds"]
+__all__ = ["OVRResult", "UncertifiedError", "ovr_distances", "ovr_subgradient"]
 
 _EPS = float(np.finfo(np.float64).eps)
 
@@ -187,13 +187,15 @@ class OVRResult:
 
     def _named(self, classes: np.ndarray) -> str:
         """``class(es) [first 20] (n of K)``, for messages."""
-        return f"class(es) {classes[:20].tolist()}{' …' if classes.size > 20 else ''} ({classes.size} of {self.K})"
+        more = " …" if classes.size > 20 else ""
+        return f"class(es) {classes[:20].tolist()}{more} ({classes.size} of {self.K})"
 
     def require_certified(self, what: str = "W") -> "OVRResult":
         """Return self, or raise :class:`UncertifiedError` naming the classes that are not certified."""
         if self.uncertified.size:
-            raise UncertifiedError(f"{what}: one-vs-rest distance of {self._named(self.uncertified)} could not be "
-                                   f"certified (gap above the tolerance after every fallback); refusing to publish them")
+            raise UncertifiedError(f"{what}: one-vs-rest distance of {self._named(self.uncertified)} could "
+                                   f"not be certified (gap above the tolerance after every fallback); "
+                                   f"refusing to publish them")
         return self
 
 
@@ -241,24 +243,6 @@ def _topk_cos(Wn: torch.Tensor, rows: torch.Tensor, m: int, tile: int, queries=N
         best_v, sel = torch.topk(S, kk, dim=1)
         best_i = torch.gather(idx, 1, sel)
     return best_v, best_i
-
-
-def pairwise_bounds(W, *, device=None, tile: int = 4096, block: int = 4096):
-    """Cheap bounds without solving anything: ``(lower, upper, max_cos)`` per class.
-
-    lower_k = max(0, 1 − max_{j≠k} cos), upper_k = sqrt(2 − 2 max_{j≠k} cos) = min_j ||ŵ_k − ŵ_j||.
-    """
-    Wn = torch.as_tensor(normalize_rows(W), device=_device(device))
-    K = Wn.shape[0]
-    if K < 2:
-        raise ValueError("need at least 2 classes")
-    return _bounds(_topk_rows(Wn, torch.arange(K, device=Wn.device), 1, tile, block)[0][:, 0])
-
-
-def _bounds(max_cos: torch.Tensor):
-    """(lower, upper, max_cos) of :func:`pairwise_bounds` from the max cosines."""
-    mc = max_cos.clamp(-1.0, 1.0).cpu().numpy()
-    return np.maximum(0.0, 1.0 - mc), np.sqrt(np.maximum(0.0, 2.0 - 2.0 * mc)), mc
 
 
 def _topk_rows(Wn, rows, m, tile, chunk, queries=None):
@@ -848,8 +832,8 @@ class _Solve:
         # tolerances per class, relative to the squared nearest-neighbour distance (clipped to [1e-8, 1]):
         # scale-aware for dense codes with tiny distances, = tol for ordinary codes (set in round 1)
         self.tol_scale = torch.ones(K, dtype=torch.float64, device=dev)
-        self.dist, self.gap, self.gap_tol, self.maxcos = (torch.full((K,), math.nan, dtype=torch.float64, device=dev)
-                                                          for _ in range(4))
+        self.dist = torch.full((K,), math.nan, dtype=torch.float64, device=dev)
+        self.gap, self.gap_tol, self.maxcos = self.dist.clone(), self.dist.clone(), self.dist.clone()
         self.certified = torch.zeros(K, dtype=torch.bool, device=dev)
         self.sup_idx = torch.full((K, 1), -1, dtype=torch.long, device=dev)
         self.sup_w = torch.zeros(K, 1, dtype=torch.float64, device=dev)
@@ -956,7 +940,8 @@ class _Solve:
         lam = torch.cat([_pad_cols(o[2], smax, 0.0) for o in outs])
         return R, gpos, sel, lam, t0
 
-    def settle(self, rows: torch.Tensor, R: torch.Tensor, gpos: torch.Tensor, sel: torch.Tensor, lam: torch.Tensor):
+    def settle(self, rows: torch.Tensor, R: torch.Tensor, gpos: torch.Tensor, sel: torch.Tensor,
+               lam: torch.Tensor):
         """Step 3: certify the feasible points (:func:`_certify`) and store the accepted classes.
         Returns (accepted mask, ||r||²)."""
         ok, nr, g, eps_k, rr = _certify(self.Wn, rows, R, sel, lam, self.tol * self.tol_scale[rows],
@@ -1016,12 +1001,12 @@ class _Solve:
         support = weights = None
         if self.return_support:
             support, weights = _support_lists(self.sup_idx, self.sup_w, self.K)
-        lower, upper, mc = _bounds(self.maxcos)
+        mc = self.maxcos.clamp(-1.0, 1.0).cpu().numpy()
         info = dict(self.stats, seconds=time.perf_counter() - t_start, device=str(self.dev), tol=self.tol,
                     initial_candidates=self.m0, method="wolfe-batched")
         return OVRResult(
             dist=self.dist.cpu().numpy(), gap=self.gap.cpu().numpy(),
-            lower=lower, upper=upper,
+            lower=np.maximum(0.0, 1.0 - mc), upper=np.sqrt(np.maximum(0.0, 2.0 - 2.0 * mc)),
             support=support, weights=weights, info=info, max_cos=mc,
             certified=self.certified.cpu().numpy(), gap_tol=self.gap_tol.cpu().numpy())
 
