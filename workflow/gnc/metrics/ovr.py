@@ -223,36 +223,30 @@ def _pad_cols(t: torch.Tensor, width: int, fill) -> torch.Tensor:
     return torch.cat([t, t.new_full((t.shape[0], width - t.shape[1]), fill)], 1)
 
 
-def _topk_cos(Wn: torch.Tensor, rows: torch.Tensor, m: int, tile: int, queries=None):
-    """Top-m of <q_i, ŵ_j> over j ≠ rows[i] (q_i = ŵ_rows[i] by default), by column tiles."""
+def _topk_rows(Wn: torch.Tensor, rows: torch.Tensor, m: int, tile: int, chunk: int, queries=None):
+    """Top-m of <q_i, ŵ_j> over j ≠ rows[i] (q_i = ŵ_rows[i] by default): (values, columns), by chunks
+    of rows and tiles of columns (the K×K matrix is never formed)."""
     K = Wn.shape[0]
-    Q = Wn[rows] if queries is None else queries
-    best_v = best_i = None
-    for c0 in range(0, K, tile):
-        c1 = min(K, c0 + tile)
-        S = Q @ Wn[c0:c1].T
-        own = (rows >= c0) & (rows < c1)
-        if own.any():
-            r = own.nonzero().squeeze(1)
-            S[r, rows[r] - c0] = -math.inf
-        idx = torch.arange(c0, c1, device=Wn.device).expand(S.shape[0], -1)
-        if best_v is not None:
-            S = torch.cat([best_v, S], 1)
-            idx = torch.cat([best_i, idx], 1)
-        kk = min(m, S.shape[1])
-        best_v, sel = torch.topk(S, kk, dim=1)
-        best_i = torch.gather(idx, 1, sel)
-    return best_v, best_i
-
-
-def _topk_rows(Wn, rows, m, tile, chunk, queries=None):
-    """:func:`_topk_cos` over chunks of rows."""
     vals, idxs = [], []
-    for c0 in range(0, rows.numel(), chunk):
-        q = None if queries is None else queries[c0:c0 + chunk]
-        v, i = _topk_cos(Wn, rows[c0:c0 + chunk], m, tile, queries=q)
-        vals.append(v)
-        idxs.append(i)
+    for r0 in range(0, rows.numel(), chunk):
+        rw = rows[r0:r0 + chunk]
+        Q = Wn[rw] if queries is None else queries[r0:r0 + chunk]
+        best_v = best_i = None
+        for c0 in range(0, K, tile):
+            c1 = min(K, c0 + tile)
+            S = Q @ Wn[c0:c1].T
+            own = (rw >= c0) & (rw < c1)
+            if own.any():
+                r = own.nonzero().squeeze(1)
+                S[r, rw[r] - c0] = -math.inf
+            idx = torch.arange(c0, c1, device=Wn.device).expand(S.shape[0], -1)
+            if best_v is not None:
+                S = torch.cat([best_v, S], 1)
+                idx = torch.cat([best_i, idx], 1)
+            best_v, sel = torch.topk(S, min(m, S.shape[1]), dim=1)
+            best_i = torch.gather(idx, 1, sel)
+        vals.append(best_v)
+        idxs.append(best_i)
     return torch.cat(vals), torch.cat(idxs)
 
 
