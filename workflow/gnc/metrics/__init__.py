@@ -15,5 +15,6 @@ from .measures import (METRIC_ATTRS, SCALAR_METRICS, checkpoint_metrics, compute
                        pairwise_cosine_stats, require_certified, trace_pinv)
 from .ovr import OVRResult, UncertifiedError, ovr_distances, ovr_subgradient
 
-__all__ = ["OVRResult", "UncertifiedError", "ovr_distances", "ovr_subgradient", "NCStream", "NCStats", "checkpoint_metrics", "compute_metrics", "metrics_from_stats", "trace_pinv",
+__all__ = ["OVRResult", "UncertifiedError", "ovr_distances", "ovr_subgradient", "NCStream", "NCStats",
+           "checkpoint_metrics", "compute_metrics", "metrics_from_stats", "trace_pinv",
            "pairwise_cosine_stats", "require_certified", "METRIC_ATTRS", "SCALAR_METRICS"]
