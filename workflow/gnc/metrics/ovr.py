@@ -634,13 +634,8 @@ def _residuals(Wn: torch.Tensor, rows: torch.Tensor, gpos: torch.Tensor, valid: 
 
 def _certify(Wn: torch.Tensor, rows: torch.Tensor, R: torch.Tensor, sel: torch.Tensor, lam: torch.Tensor,
              tol_row: torch.Tensor, maxcos_row: torch.Tensor, tile: int, chunk: int):
-    """The certificate (step 3) of the feasible points r = ŵ_k − Σ λ_j ŵ_j, the rows of ``R`` (λ on the
-    support ``sel``), over all j ≠ k, in float64 and vector space.
-
-    ``tol_row`` is tol·s_k and ``maxcos_row`` the max cosine of each class. Returns (accepted mask,
-    dist = ||r||, gap, gap tolerance, ||r||²); a class is accepted iff its gap is within the tolerance,
-    λ is a point of the simplex, every number is finite and ||r|| ≥ 1 − max cos.
-    """
+    """Step 3 for the feasible points r = ŵ_k − Σ λ_j ŵ_j, the rows of ``R`` (λ on the support ``sel``;
+    ``tol_row`` = tol·s_k). Returns (accepted mask, dist = ||r||, gap, gap tolerance, ||r||²)."""
     rr = (R * R).sum(1)
     # min_{j≠k} <ŵ_k − ŵ_j, r> = <ŵ_k, r> − max_{j≠k} <r, ŵ_j>
     mins = (Wn[rows] * R).sum(1) - _topk_rows(Wn, rows, 1, tile, chunk, queries=R)[0][:, 0]
@@ -653,19 +648,6 @@ def _certify(Wn: torch.Tensor, rows: torch.Tensor, R: torch.Tensor, sel: torch.T
     ok = (torch.isfinite(nr) & torch.isfinite(g) & lam_ok & (g <= eps_k)
           & (nr >= (1.0 - maxcos_row).clamp_min(0.0) - 1e-12))
     return ok, nr, g, eps_k, rr
-
-
-def _support_lists(sup_idx: torch.Tensor, sup_w: torch.Tensor, K: int):
-    """Padded supports (``sup_idx`` −1 on free slots) and weights → per class, the sorted indices and
-    their weights (two lists of arrays)."""
-    key = torch.where(sup_idx >= 0, sup_idx, torch.full_like(sup_idx, K))
-    key, order = torch.sort(key, dim=1)
-    wts = torch.gather(sup_w, 1, order)
-    counts = (key < K).sum(1).cpu().numpy()
-    keep = (key < K).cpu().numpy()
-    flat_i, flat_w = key.cpu().numpy()[keep], wts.cpu().numpy()[keep]
-    cuts = np.cumsum(counts)[:-1]
-    return np.split(flat_i, cuts), np.split(flat_w, cuts)
 
 
 # ---------------------------------------------------------- exact per-class solver (last fallback)
@@ -829,8 +811,7 @@ class _Solve:
         self.dist = torch.full((K,), math.nan, dtype=torch.float64, device=dev)
         self.gap, self.gap_tol, self.maxcos = self.dist.clone(), self.dist.clone(), self.dist.clone()
         self.certified = torch.zeros(K, dtype=torch.bool, device=dev)
-        self.sup_idx = torch.full((K, 1), -1, dtype=torch.long, device=dev)
-        self.sup_w = torch.zeros(K, 1, dtype=torch.float64, device=dev)
+        self.support, self.weights = [np.empty(0, dtype=np.int64)] * K, [np.empty(0)] * K
         self.stats = {"rounds": 0, "iterations": 0, "blocks": 0, "retried": 0, "stalled": 0, "max_iter": 0,
                       "cold_restarts": 0, "exact_fallback": 0, "exact_fallback_all_rows": 0, "uncertified": 0,
                       "t_candidates": 0.0, "t_gram": 0.0, "t_solve": 0.0, "t_certificate": 0.0, "t_fallback": 0.0}
@@ -844,8 +825,7 @@ class _Solve:
         return t1
 
     def rounds(self) -> torch.Tensor:
-        """Wolfe rounds over the classes not yet certified, each round escalating for the failures of
-        the previous one, until every class is certified or the float64 cold start has failed too.
+        """Wolfe rounds until every class is certified or the float64 cold start has failed too.
         Returns the classes left for the exact per-class solver."""
         pending = torch.arange(self.K, device=self.dev)
         rnd = _Round(m=self.m0)
@@ -945,23 +925,16 @@ class _Solve:
         self.gap[acc] = g[ok]
         self.gap_tol[acc] = eps_k[ok]
         self.certified[acc] = True
-        if self.return_support and ok.any():
-            smax = gpos.shape[1]
-            if smax > self.sup_idx.shape[1]:
-                self.sup_idx = _pad_cols(self.sup_idx, smax, -1)
-                self.sup_w = _pad_cols(self.sup_w, smax, 0.0)
-            self.sup_idx[acc, :smax] = torch.where(sel, gpos, torch.full_like(gpos, -1))[ok]
-            self.sup_w[acc, :smax] = torch.where(sel, lam, torch.zeros_like(lam))[ok]
+        if self.return_support:  # per class: the support sorted, and its weights
+            j_ok, s_ok, w_ok = gpos[ok].cpu().numpy(), sel[ok].cpu().numpy(), lam[ok].cpu().numpy()
+            for k, j, s, w in zip(acc.tolist(), j_ok, s_ok, w_ok):
+                order = np.argsort(j[s], kind="stable")
+                self.support[k], self.weights[k] = j[s][order], w[s][order]
         return ok, rr
 
     def escalate(self, rnd: _Round, failed: torch.Tensor, R: torch.Tensor, rr: torch.Tensor, corral: tuple,
                  low_prec: bool) -> _Round:
-        """Step 4: the next round for the ``failed`` classes (their residuals R, ||r||², corrals).
-
-        Warm start from the failed corral with candidates ranked by the residual (the violated
-        constraints maximize <ŵ_j, r>), their number doubled from the third round on, up to K−1; once
-        float64 Wolfe with all K−1 candidates has failed, a cold float64 start.
-        """
+        """Step 4: the next round for the ``failed`` classes (their residuals R, ||r||², corrals)."""
         K = self.K
         if rnd.m >= K - 1 and not low_prec:
             # float64 Wolfe with every candidate did not certify (a warm start can stall on a corral
@@ -972,9 +945,7 @@ class _Solve:
         return _Round(m=min(K - 1, m), dirs=torch.where(rr.unsqueeze(1) > 0, R, self.Wn[failed]), prev=corral)
 
     def exact_fallback(self, pending: torch.Tensor) -> None:
-        """Step 4, last stage: the exact per-class solver (:func:`_exact_solve`) for what Wolfe could not
-        certify — NNLS on the nearest rows by cosine first, then, for what that does not certify, NNLS
-        over all K−1 rows; both refined by the active-set method and certified like the Wolfe rounds."""
+        """Step 4, last stage: :func:`_exact_solve` on the nearest rows by cosine, then on all K−1 rows."""
         t0 = time.perf_counter()
         self.stats["exact_fallback"] = int(pending.numel())
         n_near = min(self.K - 1, max(64, 4 * (self.d + 1)))
@@ -992,16 +963,14 @@ class _Solve:
 
     def result(self, t_start: float) -> OVRResult:
         """The :class:`OVRResult` of what is stored (``t_start``: the start of the call, for ``info``)."""
-        support = weights = None
-        if self.return_support:
-            support, weights = _support_lists(self.sup_idx, self.sup_w, self.K)
         mc = self.maxcos.clamp(-1.0, 1.0).cpu().numpy()
         info = dict(self.stats, seconds=time.perf_counter() - t_start, device=str(self.dev), tol=self.tol,
                     initial_candidates=self.m0, method="wolfe-batched")
         return OVRResult(
             dist=self.dist.cpu().numpy(), gap=self.gap.cpu().numpy(),
             lower=np.maximum(0.0, 1.0 - mc), upper=np.sqrt(np.maximum(0.0, 2.0 - 2.0 * mc)),
-            support=support, weights=weights, info=info, max_cos=mc,
+            support=self.support if self.return_support else None,
+            weights=self.weights if self.return_support else None, info=info, max_cos=mc,
             certified=self.certified.cpu().numpy(), gap_tol=self.gap_tol.cpu().numpy())
 
 
