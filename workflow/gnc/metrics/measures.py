@@ -48,7 +48,7 @@ import torch
 import xarray as xr
 
 from .accumulators import NCStats, NCStream, as_float64
-from ..maths import normalize_rows
+from ..maths import check_finite_rows, normalize_rows
 from .ovr import UncertifiedError, ovr_distances
 
 __all__ = ["METRIC_ATTRS", "SCALAR_METRICS", "require_certified", "trace_pinv", "pairwise_cosine_stats", "gnc3_cosines",
@@ -258,13 +258,6 @@ def compute_metrics(batches: BatchesFactory, W, b=None, *, head: str = "normaliz
                               device=device, ovr_kwargs=ovr_kwargs)
 
 
-def _check_finite(name: str, a: np.ndarray) -> None:
-    bad = ~np.isfinite(a).reshape(a.shape[0], -1).all(1)
-    if bad.any():
-        raise FloatingPointError(f"{name}: {int(bad.sum())} row(s) with non-finite values "
-                                 f"(first at index {int(np.flatnonzero(bad)[0])})")
-
-
 def checkpoint_metrics(features_ds: xr.Dataset, *, pinv_rtol: float = DEFAULT_PINV_RTOL,
                        batch_size: int = 8192, device=None, ovr_kwargs: dict | None = None) -> xr.Dataset:
     """Metrics of one checkpoint from its features Dataset (ARCHITECTURE.md, ``gnc.features``).
@@ -280,14 +273,14 @@ def checkpoint_metrics(features_ds: xr.Dataset, *, pinv_rtol: float = DEFAULT_PI
     head = str(features_ds.attrs.get("head", "normalized"))
     W = np.asarray(features_ds["W"].values, dtype=np.float64)
     b = np.asarray(features_ds["b"].values, dtype=np.float64) if "b" in features_ds else None
-    _check_finite("W", W)
+    check_finite_rows(W, "W")
     arrays = {}
     if "train_h" not in features_ds:
         raise ValueError("features dataset has no train_h")
     for split in [name for name in ("train", "test") if f"{name}_h" in features_ds]:
         h = np.asarray(features_ds[f"{split}_h"].values)
         y = np.asarray(features_ds[f"{split}_y"].values)
-        _check_finite(f"{split}_h", h)
+        check_finite_rows(h, f"{split}_h")
         arrays[split] = (h, y)
 
     def batches(split):
