@@ -25,7 +25,7 @@ from the first raises :class:`ValueError` (the two passes must see the same data
 
 Example — in your own training loop::
 
-    from gnc.metrics import NCStream, compute_metrics
+    from gnc.metrics import NCStream
 
     acc = NCStream(K, d, normalize=True, W=model.fc.weight, head="normalized")
     with torch.no_grad():
@@ -38,10 +38,7 @@ Example — in your own training loop::
             acc.update_eval(model.features(x), y, split="test")
     stats = acc.result()                         # NCStats: means, Sigma_W, Sigma_B, accuracies, ...
 
-or let :func:`gnc.metrics.measures.compute_metrics` run the passes and return an ``xr.Dataset``::
-
-    ds = compute_metrics(lambda split: ((model.features(x), y) for x, y in loaders[split]),
-                         W=model.fc.weight, b=None, head="normalized")
+or let :func:`gnc.metrics.measures.compute_metrics` run the passes and return an ``xr.Dataset``.
 """
 
 from __future__ import annotations
@@ -66,9 +63,8 @@ def as_float64(x, device) -> torch.Tensor:
 
 def _labels(y, device, K: int) -> torch.Tensor:
     y = y.detach() if isinstance(y, torch.Tensor) else torch.as_tensor(np.asarray(y))
-    if y.dtype.is_floating_point:
-        if not torch.equal(y, y.round()):
-            raise ValueError("labels must be integers")
+    if y.dtype.is_floating_point and not torch.equal(y, y.round()):
+        raise ValueError("labels must be integers")
     y = y.to(device=device, dtype=torch.long).reshape(-1)
     if y.numel() and (int(y.min()) < 0 or int(y.max()) >= K):
         raise ValueError(f"labels must lie in [0, {K}), got range [{int(y.min())}, {int(y.max())}]")

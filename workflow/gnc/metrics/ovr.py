@@ -1037,11 +1037,10 @@ def ovr_distances(W, *, candidates: int | None = None, tol: float = 1e-12, devic
         solve.exact_fallback(pending)
     res = solve.result(t_start)
     if warn and res.uncertified.size:
-        warnings.warn(f"ovr_distances: {res._named(res.uncertified)} "
-                      f"could not be certified (Wolfe in float64 with all K-1 candidates, a float64 cold start and "
-                      f"the exact NNLS solver all left a gap above the tolerance); their dist and gap are NaN and "
-                      f"OVRResult.certified is False there. Every other class is certified.",
-                      RuntimeWarning, stacklevel=2)
+        warnings.warn(f"ovr_distances: {res._named(res.uncertified)} could not be certified by any stage "
+                      f"(Wolfe, its float64 cold start, the exact NNLS solver); their dist and gap are NaN and "
+                      f"OVRResult.certified is False there. Every other class is certified.", RuntimeWarning,
+                      stacklevel=2)
     return res
 
 
@@ -1065,19 +1064,17 @@ def ovr_subgradient(W, *, steps: int = 10_000, lr: float = 0.01, decay_every: in
     H = H / H.norm(dim=1, keepdim=True)
     ar = torch.arange(K, device=dev)
 
-    def objective(H):
-        out_v = torch.empty(K, dtype=torch.float64, device=dev)
-        out_j = torch.empty(K, dtype=torch.long, device=dev)
+    def objective(H):  # (max_{j≠k} <h_k, ŵ_j> − <h_k, ŵ_k>, its argmax j) per class, by blocks of rows
+        vs, js = [], []
         for b0 in range(0, K, block):
-            b1 = min(K, b0 + block)
-            S = H[b0:b1] @ Wn.T  # <h_k, ŵ_j>
-            rr = ar[b0:b1]
+            S = H[b0:b0 + block] @ Wn.T  # <h_k, ŵ_j>
+            rr = ar[b0:b0 + block]
             own = S[rr - b0, rr].clone()
             S[rr - b0, rr] = -math.inf
             v, j = S.max(1)
-            out_v[b0:b1] = v - own
-            out_j[b0:b1] = j
-        return out_v, out_j
+            vs.append(v - own)
+            js.append(j)
+        return torch.cat(vs), torch.cat(js)
 
     step = lr
     for it in range(steps):
