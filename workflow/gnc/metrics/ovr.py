@@ -1037,10 +1037,10 @@ def ovr_distances(W, *, candidates: int | None = None, tol: float = 1e-12, devic
         solve.exact_fallback(pending)
     res = solve.result(t_start)
     if warn and res.uncertified.size:
-        warnings.warn(f"ovr_distances: {res._named(res.uncertified)} could not be certified by any stage "
-                      f"(Wolfe, its float64 cold start, the exact NNLS solver); their dist and gap are NaN and "
-                      f"OVRResult.certified is False there. Every other class is certified.", RuntimeWarning,
-                      stacklevel=2)
+        warnings.warn(f"ovr_distances: {res._named(res.uncertified)} could not be certified by any "
+                      f"stage (Wolfe, its float64 cold start, the exact NNLS solver); their dist and gap are "
+                      f"NaN and OVRResult.certified is False there. Every other class is certified.",
+                      RuntimeWarning, stacklevel=2)
     return res
 
 
