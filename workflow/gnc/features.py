@@ -68,11 +68,11 @@ def _features(model, x: np.ndarray, batch_size: int, device) -> np.ndarray:
     return out
 
 
-def extract_features(ckpt_path, data_folder, *, batch_size: int = 1024, device=None, threads: int = 1,
-                     verify: bool = True):
-    """Features of one checkpoint on the train and test splits (see the module docstring)."""
+def extract_features(ckpt_path, data_folder, *, batch_size: int = 1024, threads: int = 1):
+    """Features of one checkpoint on the train and test splits (see the module docstring), on the
+    device :func:`gnc.train.pick_device` picks."""
     torch.set_num_threads(max(1, int(threads)))
-    dev = pick_device(device)
+    dev = pick_device(None)
     ckpt_path = Path(ckpt_path)
     ckpt = load_checkpoint(ckpt_path)
     missing = [k for k in ("spec", "classes", "epoch") if k not in ckpt]
@@ -83,7 +83,7 @@ def extract_features(ckpt_path, data_folder, *, batch_size: int = 1024, device=N
     except (RuntimeError, ValueError, KeyError, TypeError) as exc:
         raise CheckpointError(f"checkpoint {ckpt_path}: cannot rebuild the model: {exc}") from exc
     classes = [int(c) for c in ckpt["classes"]]
-    data = load_run_data(data_folder, classes, verify=verify)
+    data = load_run_data(data_folder, classes)
 
     # full fp32 on GPUs too: TF32 convolutions/matmuls would add ~1e-3 relative noise to the features
     tf32 = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)

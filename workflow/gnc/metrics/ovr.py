@@ -12,8 +12,8 @@ quadratic programs *exactly* (to a tolerance on a duality gap that it reports pe
 Algorithm
 ---------
 1. **Candidates** (``_Solve.candidates``). For class k, take the ``m`` rows with the largest cosine
-   to ŵ_k (computed by tiles of the K×K cosine matrix, never stored whole). The projection onto the hull is supported
-   on near neighbours, so a small ``m`` usually suffices; step 4 checks it.
+   to ŵ_k (by tiles of the K×K cosine matrix, never stored whole). The projection onto the hull is
+   supported on near neighbours, so a small ``m`` usually suffices; step 4 checks it.
 2. **Wolfe's minimum-norm-point algorithm, batched** (``_Solve.wolfe``; the lock-step state is a
    ``_Block``). With v_j = ŵ_j − ŵ_k the problem is the minimum-norm point of conv{v_j}. Wolfe (1976)
    keeps a *corral* S (affinely independent points) and weights λ > 0 on S:
@@ -22,10 +22,10 @@ Algorithm
      ||x||² − <x, v_j*> ≤ ``tol`` (Wolfe's criterion); else add j* to S;
    - minor step: y = affine minimum-norm point of S, with coefficients α = G'^{-1}1 / 1ᵀG'^{-1}1
      where G' = G_S + c·11ᵀ (G_S the Gram matrix of the corral; c > 0 on the scale of the
-     ||v_j||², for conditioning): adding c·11ᵀ does not change the minimizer on {1ᵀα = 1} and makes
-     G' non-singular for affinely independent points,
-     so w_k inside the hull — distance 0 — is handled). If α > 0 then x = y; otherwise move from λ
-     towards α until a weight hits zero and drop that point (repeat).
+     ||v_j||², for conditioning: adding c·11ᵀ does not change the minimizer on {1ᵀα = 1} and makes
+     G' non-singular for affinely independent points, so w_k inside the hull — distance 0 — is
+     handled). If α > 0 then x = y; otherwise move from λ towards α until a weight hits zero and
+     drop that point (repeat).
 
    Everything runs in λ-space on the candidate Gram matrix G = V Vᵀ (m × m per class, one batched
    matrix product) and all classes of a block advance in lock-step, so each iteration is a handful
@@ -52,14 +52,14 @@ Algorithm
    next one, ``_Solve.exact_fallback`` is the last stage, ``_exact_solve`` its per-class solver).
    Classes whose certificate fails are solved again in float64, warm-started from their corral, with
    candidates re-ranked by <ŵ_j, r> (the violated constraints are exactly the j with the largest
-   <ŵ_j, r>); from the third round on the number of candidates
-   doubles, up to all K−1. If float64 Wolfe with all K−1 candidates still fails (a warm start can
-   stall on a corral that is affinely dependent in float64), the class is started again cold with
-   exact corral inverses at every step; if that fails, the independent exact per-class solver
-   decides: scipy's Lawson–Hanson NNLS on the least-distance problem, refined by Wolfe's active-set
-   method in numpy with least-squares affine steps (conditioned like the vectors, not like their
-   Gram matrix: it resolves near-duplicate rows). A class no stage certifies gets ``dist = gap =
-   NaN``, ``certified = False`` and a warning naming it — never an uncertified number.
+   <ŵ_j, r>); from the third round on the number of candidates doubles, up to all K−1. If float64
+   Wolfe with all K−1 candidates still fails (a warm start can stall on a corral that is affinely
+   dependent in float64), the class is started again cold with exact corral inverses at every step;
+   if that fails, the independent exact per-class solver decides: scipy's Lawson–Hanson NNLS on the
+   least-distance problem, refined by Wolfe's active-set method in numpy with least-squares affine
+   steps (conditioned like the vectors, not like their Gram matrix: it resolves near-duplicate rows).
+   A class no stage certifies gets ``dist = gap = NaN``, ``certified = False`` and a warning naming
+   it — never an uncertified number.
 
 The reported ``dist`` is ||r|| for a feasible λ (an upper bound that is exact up to ``gap``), so
 ``dist − gap ≤ true distance ≤ dist`` holds for every returned value.
@@ -262,7 +262,7 @@ class _Block:
     All updates act on the whole working set with boolean masks; rows outside a mask are unchanged.
     """
 
-    def __init__(self, G: torch.Tensor, s_limit: int, init=None, pricing: int = 1, start: int = 1):
+    def __init__(self, G: torch.Tensor, s_limit: int, init=None, pricing: int = 1):
         self.G = G  # (B, m, m) Gram of v_j = ŵ_cand_j − ŵ_k (float64, or float32 for a fast first pass)
         B, m, _ = G.shape
         dev, dt = G.device, G.dtype
@@ -313,8 +313,8 @@ class _Block:
             self.GT = torch.where(wm.unsqueeze(2), GT, self.GT)
             self.refresh(warm.nonzero().squeeze(1))
             self.major &= ~warm  # first a minor step: affine minimizer of the warm corral
-        elif start > 1 and m > 1:  # cold start from the `start` nearest candidates
-            t = min(start, m, s_limit)
+        elif m > 1:  # cold start from the START_CORRAL nearest candidates
+            t = min(START_CORRAL, m, s_limit)
             J = torch.topk(diag.scatter(1, j0.unsqueeze(1), math.inf), t - 1, dim=1, largest=False).indices
             self.add(torch.ones_like(J, dtype=torch.bool), J, seeding=True)
             self.lam = self.valid.to(dt) / self.valid.sum(1, keepdim=True).to(dt)
@@ -893,8 +893,7 @@ class _Solve:
             init = None
             if rnd.prev is not None:
                 init = (init_pos[b0:b0 + B], rnd.prev[1][b0:b0 + B], rnd.prev[2][b0:b0 + B].to(G.dtype))
-            blk = _Block(G, s_limit=min(mc, d + 1) + 1, init=init, pricing=1 if rnd.careful else self.pricing,
-                         start=START_CORRAL)
+            blk = _Block(G, s_limit=min(mc, d + 1) + 1, init=init, pricing=1 if rnd.careful else self.pricing)
             t_row = self.tol * self.tol_scale[rows]
             if low_prec:
                 t_row = (max(self.tol, TOL32) * self.tol_scale[rows]).to(torch.float32)
