@@ -123,33 +123,18 @@ def _shift(diag: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tenso
 
 @dataclass
 class OVRResult:
-    """Result of :func:`ovr_distances` (all arrays have length K, float64).
+    """Result of :func:`ovr_distances` (all arrays have length K, float64)."""
 
-    Attributes
-    ----------
-    dist : one-vs-rest distance of each normalized row (||r|| of a feasible point; exact to ``gap``).
-    gap : certified duality gap, ``dist − certified lower bound`` (≥ 0; ~0 at the optimum).
-    lower : cheap lower bound ``1 − max_{j≠k} cos(ŵ_k, ŵ_j)`` (clipped at 0).
-    upper : cheap upper bound ``min_{j≠k} ||ŵ_k − ŵ_j||``.
-    support : per class, the indices j with λ_j > 0 (sorted), or None if not requested.
-    weights : per class, the λ_j for ``support`` (sum to 1), or None.
-    info : timings, device, rounds, the classes each fallback stage handled, settings.
-    max_cos : ``max_{j≠k} cos(ŵ_k, ŵ_j)`` per class (min pairwise angle = arccos of its max).
-    certified : True where ``gap ≤ gap_tol`` was proved; False only where every fallback failed
-        (there ``dist`` and ``gap`` are NaN).
-    gap_tol : the tolerance each class was certified to (see ``tol`` of :func:`ovr_distances`).
-    """
-
-    dist: np.ndarray
-    gap: np.ndarray
-    lower: np.ndarray
-    upper: np.ndarray
-    support: list[np.ndarray] | None = None
-    weights: list[np.ndarray] | None = None
-    info: dict[str, Any] = field(default_factory=dict)
-    max_cos: np.ndarray | None = None
-    certified: np.ndarray | None = None
-    gap_tol: np.ndarray | None = None
+    dist: np.ndarray  # one-vs-rest distance of each normalized row: ||r|| of a feasible point, exact to gap
+    gap: np.ndarray  # certified duality gap, dist − certified lower bound (≥ 0; ~0 at the optimum)
+    lower: np.ndarray  # cheap lower bound 1 − max_{j≠k} cos(ŵ_k, ŵ_j), clipped at 0
+    upper: np.ndarray  # cheap upper bound min_{j≠k} ||ŵ_k − ŵ_j||
+    support: list[np.ndarray] | None = None  # per class, the indices j with λ_j > 0 (sorted), if requested
+    weights: list[np.ndarray] | None = None  # per class, the λ_j for support (sum to 1)
+    info: dict[str, Any] = field(default_factory=dict)  # timings, device, rounds, counts of each stage
+    max_cos: np.ndarray | None = None  # max_{j≠k} cos(ŵ_k, ŵ_j) (min pairwise angle = arccos of its max)
+    certified: np.ndarray | None = None  # gap ≤ gap_tol proved; False (dist, gap NaN) if every stage failed
+    gap_tol: np.ndarray | None = None  # the tolerance each class was certified to (``tol`` of ovr_distances)
 
     @property
     def K(self) -> int:
@@ -734,12 +719,8 @@ def _residual_from_base(Wn: np.ndarray, k: int, S, lam) -> np.ndarray:
 
 
 def _exact_solve(Wn: np.ndarray, k: int, n_near: int | None):
-    """The exact solver for class k: NNLS over the ``n_near`` rows of largest cosine to ŵ_k (None: all
-    rows j ≠ k), then the active-set refinement over all rows (it adds any violated row).
-
-    Returns (indices, weights, residual r); a solve that fails returns NaN weights and residual, which
-    the certificate refuses.
-    """
+    """NNLS for class k over the ``n_near`` rows of largest cosine to ŵ_k (None: all j ≠ k), refined by
+    the active-set method over all rows. Returns (indices, weights, r); NaN weights and r if it fails."""
     K, d = Wn.shape
     cols = None
     if n_near is not None:
@@ -752,20 +733,15 @@ def _exact_solve(Wn: np.ndarray, k: int, n_near: int | None):
         return np.array([(k + 1) % K]), np.array([math.nan]), np.full(d, math.nan)
 
 
-def _stack_solutions(sols: list[tuple], d: int, dev: torch.device):
+def _stack_solutions(sols: list[tuple], dev: torch.device):
     """Per-class (indices, weights, residual) → the padded tensors (global indices, λ, valid, R) that the
     certificate takes."""
-    s_fb = max(len(i) for i, _, _ in sols)
-    gpos = torch.zeros(len(sols), s_fb, dtype=torch.long, device=dev)
-    lam = torch.zeros(len(sols), s_fb, dtype=torch.float64, device=dev)
-    valid = torch.zeros(len(sols), s_fb, dtype=torch.bool, device=dev)
-    R = torch.empty(len(sols), d, dtype=torch.float64, device=dev)
-    for i, (j, w, r) in enumerate(sols):
-        gpos[i, :len(j)] = torch.as_tensor(j, device=dev)
-        lam[i, :len(w)] = torch.as_tensor(w, device=dev)
-        valid[i, :len(j)] = True
-        R[i] = torch.as_tensor(r, device=dev)
-    return gpos, lam, valid, R
+    width = max(len(j) for j, _, _ in sols)
+    gpos = torch.as_tensor(np.stack([np.pad(j, (0, width - len(j))) for j, _, _ in sols]), device=dev)
+    lam = torch.as_tensor(np.stack([np.pad(w, (0, width - len(w))) for _, w, _ in sols]), device=dev)
+    sizes = torch.tensor([len(j) for j, _, _ in sols], device=dev)
+    valid = torch.arange(width, device=dev).unsqueeze(0) < sizes.unsqueeze(1)
+    return gpos, lam, valid, torch.as_tensor(np.stack([r for _, _, r in sols]), device=dev)
 
 
 # ------------------------------------------------------------------------------ one call's solve
@@ -863,21 +839,17 @@ class _Solve:
             return _merge_corral(cand, rnd.prev)
         return cand, None
 
-    def block_rows(self, n: int, mc: int) -> int:
-        """Classes per Wolfe block (``block_size``, or what ``memory_budget`` holds): on CPU at most 256,
-        which keeps the per-iteration tensors cache-sized; on GPU as many as fit."""
-        if self.block_size:
-            return self.block_size
-        s_est = min(mc, self.d + 1, 128) + 1
-        per_class = 8 * (mc * self.d + 2 * mc * mc + 3 * mc * s_est + 3 * s_est * s_est)
-        return int(max(1, min(n, self.budget // per_class, 256 if self.dev.type == "cpu" else n)))
-
     def wolfe(self, pending: torch.Tensor, cand: torch.Tensor, init_pos, rnd: _Round, low_prec: bool, t0: float):
         """Step 2: batched Wolfe on blocks of the pending classes, then exact float64 weights on each final
         corral. Returns (residuals R (n, d), global corral indices, support mask, λ — padded to one width,
         the clock)."""
         Wn, n, d, mc = self.Wn, pending.numel(), self.d, cand.shape[1]
-        B = self.block_rows(n, mc)
+        # classes per block: block_size, or what memory_budget holds; on CPU at most 256, which keeps
+        # the per-iteration tensors cache-sized
+        s_est = min(mc, d + 1, 128) + 1
+        per_class = 8 * (mc * d + 2 * mc * mc + 3 * mc * s_est + 3 * s_est * s_est)
+        cap = 256 if self.dev.type == "cpu" else n
+        B = self.block_size or int(max(1, min(n, self.budget // per_class, cap)))
         Wv = self.Wn32 if low_prec else Wn  # float32 Wolfe only identifies the corral; float64 decides
         R = torch.empty(n, d, dtype=torch.float64, device=self.dev)
         outs = []
@@ -952,7 +924,7 @@ class _Solve:
             if not near:
                 self.stats["exact_fallback_all_rows"] = int(pending.numel())
             sols = [_exact_solve(self.Wn_np, k, n_near if near else None) for k in pending.cpu().numpy().tolist()]
-            gpos, lam, valid, R = _stack_solutions(sols, self.d, self.dev)
+            gpos, lam, valid, R = _stack_solutions(sols, self.dev)
             ok, _ = self.settle(pending, R, gpos, valid & (lam > 0), lam)
             pending = pending[~ok]
             if not pending.numel():
