@@ -3,22 +3,13 @@
 ``extract_features(ckpt_path, data_folder)`` rebuilds the model from the checkpoint's spec, loads
 its weights (``weights_only=True``), and runs the train and test splits of the run's class subset
 (the one recorded in the checkpoint, relabelled 0..K-1 in that order) through it in eval mode,
-without augmentation. Returns an ``xr.Dataset``:
-
-=========  =========================  =================================================
-train_h    (train_sample, component)  raw features h (float32), not normalized
-train_y    (train_sample)             labels 0..K-1
-test_h     (test_sample, component)
-test_y     (test_sample)
-W          (k, component)             classifier rows w_k as the head uses them (CMF: the
-                                      class-mean buffer; normalized head: the raw parameter)
-b          (k)                        bias (zero for the normalized and CMF heads)
-=========  =========================  =================================================
-
-coordinates ``k`` (0..K-1), ``class_index (k)`` (original class index), ``class_name (k)``;
-attributes ``head``, ``tau``, ``epoch``, ``arch``, ``d``, ``K``, ``loss``, ``seed``, ``run_id``,
-``spec`` (JSON), ``history`` (JSON), the checkpoint's training provenance (``gnc_train_provenance``,
-JSON), the dataset attributes and the extraction's own provenance (``gnc_*``).
+without augmentation. Returns an ``xr.Dataset`` with the variables of :data:`FEATURE_VARS`:
+``train_h (train_sample, component)`` (float32), ``train_y (train_sample)``, ``test_h``, ``test_y``
+likewise, ``W (k, component)`` as the head uses it (CMF: the class-mean buffer; normalized head: the
+raw parameter) and ``b (k)``; coordinates ``k`` (0..K-1), ``class_index (k)`` (original class index),
+``class_name (k)``; attributes ``head``, ``tau``, ``epoch``, ``arch``, ``d``, ``K``, ``loss``, ``seed``,
+``run_id``, ``spec`` (JSON), ``history`` (JSON), the checkpoint's training provenance
+(``gnc_train_provenance``, JSON), the dataset attributes and the extraction's own provenance (``gnc_*``).
 """
 
 from __future__ import annotations

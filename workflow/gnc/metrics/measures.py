@@ -264,9 +264,8 @@ def checkpoint_metrics(features_ds: xr.Dataset, *, pinv_rtol: float = DEFAULT_PI
 
     ``features_ds``: ``train_h (train_sample, component)``, ``train_y``, ``test_h``, ``test_y``,
     ``W (k, component)``, ``b (k)``; attrs ``head`` in {normalized, linear, cmf} (and ``tau``).
-    Returns the scalar variables of :data:`SCALAR_METRICS` plus ``ovr_dist``, ``ovr_gap``,
-    ``ovr_certified``, ``gnc3_per_class`` and ``n_train`` over ``k``; see the module docstring for
-    definitions.
+    Returns the variables of :data:`SCALAR_METRICS` and, over ``k``, :data:`PER_CLASS_METRICS`; see the
+    module docstring for definitions.
     Raises FloatingPointError for non-finite features (naming the count of bad rows) and
     ValueError for a class without training samples (naming it).
     """
