@@ -222,10 +222,7 @@ def metrics_from_stats(gstats: NCStats, rstats: NCStats, W, *, head: str = "norm
     return xr.Dataset(data, coords={"k": np.arange(K)}, attrs=attrs)
 
 
-BatchesFactory = Callable[[str], "Iterable | None"]
-
-
-def compute_metrics(batches: BatchesFactory, W, b=None, *, head: str = "normalized",
+def compute_metrics(batches: Callable[[str], Iterable | None], W, b=None, *, head: str = "normalized",
                     pinv_rtol: float = DEFAULT_PINV_RTOL, device=None,
                     ovr_kwargs: dict | None = None) -> xr.Dataset:
     """Run the streaming passes over user-supplied batches and return the metrics Dataset.
@@ -306,8 +303,8 @@ def checkpoint_metrics(features_ds: xr.Dataset, *, pinv_rtol: float = DEFAULT_PI
 def require_certified(ds: xr.Dataset, what: str) -> xr.Dataset:
     """Return ``ds``, or raise :class:`~gnc.metrics.ovr.UncertifiedError` naming the classes whose
     exact one-vs-rest distance could not be certified (``ovr_certified == 0``)."""
-    flag = np.asarray(ds["ovr_certified"].values)
-    bad = np.flatnonzero(flag.reshape(-1) == 0) if flag.ndim == 1 else np.flatnonzero((flag == 0).any(0))
+    flag = np.asarray(ds["ovr_certified"].values)  # (k,), or stacked over epochs (epoch, k)
+    bad = np.flatnonzero((flag.reshape(-1, flag.shape[-1]) == 0).any(0))
     if bad.size:
         raise UncertifiedError(f"{what}: GNC2 one-vs-rest distance of class(es) {bad[:20].tolist()} could not be "
                                f"certified even by the exact fallback solver; refusing to write metrics "

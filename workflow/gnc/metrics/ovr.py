@@ -583,13 +583,9 @@ def _exact_weights(Gs: torch.Tensor, valid, lam):
 
 
 def _merge_corral(cand: torch.Tensor, prev: tuple) -> tuple[torch.Tensor, torch.Tensor]:
-    """Candidates of a warm-started round: ``cand`` (n, m), ranked by the residual of the failed try, with
-    the points of its corral ``prev`` = (global indices (n, s0), valid (n, s0), λ) that ``cand`` misses
-    appended as extra columns (the corral points are usually among the candidates already).
-
-    Returns (candidates (n, m + extra), init_pos (n, s0)): the column of each valid corral point in the
-    candidates, 0 on invalid slots.
-    """
+    """Candidates ``cand`` (n, m) of a warm-started round with the points of the failed corral ``prev`` =
+    (global indices (n, s0), valid, λ) that they miss appended. Returns (candidates (n, m + extra),
+    the column of each valid corral point in them (n, s0), 0 on invalid slots)."""
     gidx, gval, _ = prev
     m = cand.shape[1]
     eq = (gidx.unsqueeze(2) == cand.unsqueeze(1)) & gval.unsqueeze(2)  # (n, s0, m)
