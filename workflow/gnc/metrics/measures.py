@@ -234,10 +234,9 @@ def compute_metrics(batches: Callable[[str], Iterable | None], W, b=None, *, hea
     """
     W_t = as_float64(W, "cpu")
     K, d = W_t.shape
-    dev = torch.device(device) if device is not None else torch.device("cpu")
     b_use = b if head == "linear" else None
-    g = NCStream(K, d, normalize=True, W=None, head=head, device=dev)  # NCC on ĥ only (no classifier needed)
-    r = NCStream(K, d, normalize=False, W=W_t, b=b_use, head=head, device=dev)
+    g = NCStream(K, d, normalize=True, W=None, head=head, device=device)  # NCC on ĥ only (no classifier)
+    r = NCStream(K, d, normalize=False, W=W_t, b=b_use, head=head, device=device)
     for h, y in batches("train"):
         g.update(h, y)
         r.update(h, y)

@@ -48,8 +48,8 @@ Algorithm
    :func:`ovr_distances`: ≤ 8·tol unless the nearest neighbour is closer than 1e-4), ``λ`` is a point
    of the simplex, every number is finite and ``dist_k ≥ 1 − max_j cos`` (a theorem; a violation
    means a failed solve).
-4. **Escalate on failure** (``_Solve.rounds`` runs the rounds, ``_Solve.escalate`` sets up the
-   next one, ``_Solve.exact_fallback`` is the last stage, ``_exact_solve`` its per-class solver).
+4. **Escalate on failure** (``_Solve.rounds`` runs the rounds and sets up the next one,
+   ``_Solve.exact_fallback`` is the last stage, ``_exact_solve`` its per-class solver).
    Classes whose certificate fails are solved again in float64, warm-started from their corral, with
    candidates re-ranked by <ŵ_j, r> (the violated constraints are exactly the j with the largest
    <ŵ_j, r>); from the third round on the number of candidates doubles, up to all K−1. If float64
@@ -744,7 +744,7 @@ def _stack_solutions(sols: list[tuple], dev: torch.device):
 
 @dataclass
 class _Round:
-    """How a Wolfe round solves its classes; :meth:`_Solve.escalate` sets the next one."""
+    """How a Wolfe round solves its classes; :meth:`_Solve.rounds` sets the next one."""
 
     m: int  # candidates per class
     dirs: torch.Tensor | None = None  # candidate ranking directions per class (None: ŵ_k)
@@ -818,7 +818,16 @@ class _Solve:
             self.stats["retried"] += int(failed.numel())
             if rnd.careful:
                 return failed
-            rnd = self.escalate(rnd, failed, R[f], rr[f], (gpos[f], sel[f], lam[f]), low_prec)
+            # step 4: the next round for the failed classes
+            if rnd.m >= self.K - 1 and not low_prec:
+                # float64 Wolfe with every candidate did not certify (a warm start can stall on a corral
+                # that is affinely dependent in float64): start again cold, exact inverses every step
+                self.stats["cold_restarts"] += int(failed.numel())
+                rnd = _Round(m=rnd.m, careful=True)
+            else:  # warm start; candidates ranked by the residual, their number doubled from round 3 on
+                m = min(self.K - 1, 2 * rnd.m if self.stats["rounds"] >= 2 else rnd.m)
+                dirs = torch.where(rr[f].unsqueeze(1) > 0, R[f], self.Wn[failed])
+                rnd = _Round(m=m, dirs=dirs, prev=(gpos[f], sel[f], lam[f]))
             pending = failed
         return pending
 
@@ -898,18 +907,6 @@ class _Solve:
                 order = np.argsort(j[s], kind="stable")
                 self.support[k], self.weights[k] = j[s][order], w[s][order]
         return ok, rr
-
-    def escalate(self, rnd: _Round, failed: torch.Tensor, R: torch.Tensor, rr: torch.Tensor, corral: tuple,
-                 low_prec: bool) -> _Round:
-        """Step 4: the next round for the ``failed`` classes (their residuals R, ||r||², corrals)."""
-        K = self.K
-        if rnd.m >= K - 1 and not low_prec:
-            # float64 Wolfe with every candidate did not certify (a warm start can stall on a corral
-            # that is affinely dependent in float64): start again cold, exact inverses every step
-            self.stats["cold_restarts"] += int(failed.numel())
-            return _Round(m=rnd.m, careful=True)
-        m = 2 * rnd.m if self.stats["rounds"] >= 2 else rnd.m
-        return _Round(m=min(K - 1, m), dirs=torch.where(rr.unsqueeze(1) > 0, R, self.Wn[failed]), prev=corral)
 
     def exact_fallback(self, pending: torch.Tensor) -> None:
         """Step 4, last stage: :func:`_exact_solve` on the nearest rows by cosine, then on all K−1 rows."""
