@@ -108,15 +108,13 @@ START_CORRAL = 8
 TOL32 = 1e-6
 
 
-def _shift(diag: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
+def _shift(diag: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
     """Per-row c in G' = G + c·11ᵀ, on the scale of the squared norms ||v_j||² (conditioning):
-    max(min_j ||v_j||², 1e-3·max_j ||v_j||², 1e-30) over the candidates (or the ``valid`` ones)."""
-    if valid is not None:
-        lo = torch.where(valid, diag, torch.full_like(diag, math.inf)).min(1).values
-        hi = torch.where(valid, diag, torch.zeros_like(diag)).max(1).values
-    else:
-        lo, hi = diag.min(1).values, diag.max(1).values
-    return torch.maximum(torch.maximum(lo, 1e-3 * hi), torch.full_like(lo, 1e-30 if lo.dtype == torch.float64 else 1e-20))
+    max(min_j ||v_j||², 1e-3·max_j ||v_j||², 1e-30 (float32: 1e-20)) over the ``valid`` candidates."""
+    lo = torch.where(valid, diag, math.inf).min(1).values
+    hi = torch.where(valid, diag, 0.0).max(1).values
+    floor = 1e-30 if lo.dtype == torch.float64 else 1e-20
+    return torch.maximum(torch.maximum(lo, 1e-3 * hi), torch.full_like(lo, floor))
 
 
 # ----------------------------------------------------------------------------------- result type
@@ -279,7 +277,7 @@ class _Block:
         self.pos[:, 0] = j0
         self.valid[:, 0] = True
         self.lam[:, 0] = 1.0
-        self.c = _shift(diag)  # (B,)
+        self.c = _shift(diag, torch.ones_like(diag, dtype=torch.bool))  # (B,)
         self.P[:, 0, 0] = 1.0 / (diag[ar, j0] + self.c)
         self.u[:, 0] = self.P[:, 0, 0]
         self.GT[:, 0, :] = G[ar, j0, :]
@@ -438,9 +436,7 @@ class _Block:
         good = (info == 0) & torch.isfinite(Pi).flatten(1).all(1)
         valid = self.valid[rows]
         vv = valid.unsqueeze(2) & valid.unsqueeze(1)
-        Pi = torch.where(vv, Pi, torch.zeros_like(Pi))
-        if not good.all():
-            Pi[~good] = self.P[rows][~good]
+        Pi = torch.where(good.view(-1, 1, 1), torch.where(vv, Pi, torch.zeros_like(Pi)), self.P[rows])
         self.P[rows] = Pi
         self.u[rows] = Pi.sum(2)
 
