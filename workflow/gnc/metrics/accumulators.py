@@ -81,8 +81,6 @@ class NCStats:
     ``ncc_classifier_mismatch`` is NC4 on the training split.
     """
 
-    K: int
-    d: int
     counts: np.ndarray
     means: np.ndarray
     mu_G: np.ndarray
@@ -245,9 +243,8 @@ class NCStream:
         Mc = means - mu_G
         Sigma_B = Mc.T @ Mc / self.K
         Sigma_W = self.S_W / N
-        stats = NCStats(K=self.K, d=self.d, counts=self.counts.cpu().numpy(), means=means.cpu().numpy(),
-                        mu_G=mu_G.cpu().numpy(), Sigma_W=Sigma_W.cpu().numpy(), Sigma_B=Sigma_B.cpu().numpy(),
-                        N=N)
+        stats = NCStats(counts=self.counts.cpu().numpy(), means=means.cpu().numpy(), mu_G=mu_G.cpu().numpy(),
+                        Sigma_W=Sigma_W.cpu().numpy(), Sigma_B=Sigma_B.cpu().numpy(), N=N)
         for split, (n, ncc_ok, clf_ok, mism) in self._eval.items():
             stats.ncc_accuracy[split] = ncc_ok / n if n else math.nan
             if self.W is not None:
