@@ -90,6 +90,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from scipy.optimize import nnls
 
 from ..maths import normalize_rows
@@ -315,15 +316,12 @@ class _Block:
         s_new = min(self.s_limit, s_old + max(8, s_old // 2))
         if s_new <= s_old:
             return False
-        B = self.pos.shape[0]
         self.pos = _pad_cols(self.pos, s_new, 0)
         self.valid = _pad_cols(self.valid, s_new, False)
         self.lam = _pad_cols(self.lam, s_new, 0.0)
         self.u = _pad_cols(self.u, s_new, 0.0)
-        self.GT = torch.cat([self.GT, self.GT.new_zeros(B, s_new - s_old, self.GT.shape[2])], 1)
-        P = self.P.new_zeros(B, s_new, s_new)
-        P[:, :s_old, :s_old] = self.P
-        self.P = P
+        self.GT = F.pad(self.GT, (0, 0, 0, s_new - s_old))
+        self.P = F.pad(self.P, (0, s_new - s_old, 0, s_new - s_old))
         return True
 
     def add(self, cand_ok: torch.Tensor, J: torch.Tensor, seeding: bool = False):
@@ -828,10 +826,8 @@ class _Solve:
         return pending
 
     def candidates(self, pending: torch.Tensor, rnd: _Round):
-        """Step 1: the ``rnd.m`` rows of largest cosine to each pending ŵ_k (of largest <ŵ_j, r> when
-        ``rnd.dirs`` holds the residuals r of a failed try; then the old corral is merged in, see
-        :func:`_merge_corral`). The first round also records the max cosines and the tolerance scales.
-        Returns (candidates (n, m'), the warm corral's columns in them or None)."""
+        """Step 1 (round 1 also records the max cosines and tolerance scales). Returns (candidates
+        (n, m'), the warm corral's columns in them or None)."""
         cv, cand = _topk_rows(self.Wn, pending, rnd.m, self.tile, self.chunk, queries=rnd.dirs)
         if self.stats["rounds"] == 1:
             self.maxcos[pending] = cv[:, 0]
