@@ -136,7 +136,6 @@ class NCStream:
                 if (nrm == 0).any():
                     raise ValueError("W has zero rows; cosine decisions are undefined")
                 self.W = Wt / nrm
-                self.b = None
         self._means: torch.Tensor | None = None
         self._mnorm2: torch.Tensor | None = None
         self._eval: dict[str, list[int]] = {}  # split -> [n, ncc_correct, clf_correct, mismatch]

@@ -195,13 +195,6 @@ def _device(device) -> torch.device:
     return torch.device(device)
 
 
-def _default_budget(dev: torch.device) -> int:
-    if dev.type == "cuda":
-        free, _total = torch.cuda.mem_get_info(dev)
-        return int(min(8 << 30, free * 0.4))
-    return 512 << 20
-
-
 def _pad_cols(t: torch.Tensor, width: int, fill) -> torch.Tensor:
     """``t`` (n, s) padded on the right with ``fill`` to (n, width)."""
     return torch.cat([t, t.new_full((t.shape[0], width - t.shape[1]), fill)], 1)
@@ -533,11 +526,9 @@ class _Block:
             valid[ids, :w] = v
             lam[ids, :w] = l_
             status[ids] = st
-        order = torch.sort((~valid).to(torch.int8), dim=1, stable=True).indices
         width = max(1, int(valid.sum(1).max()))
-        order = order[:, :width]
-        return (torch.gather(pos, 1, order), torch.gather(valid, 1, order), torch.gather(lam, 1, order),
-                status)
+        order = torch.sort((~valid).to(torch.int8), dim=1, stable=True).indices[:, :width]
+        return torch.gather(pos, 1, order), torch.gather(valid, 1, order), torch.gather(lam, 1, order), status
 
 
 def _smallest(g: torch.Tensor, k: int):
@@ -763,7 +754,9 @@ class _Solve:
         self.m0 = int(max(1, min(K - 1, m0)))
         self.tol, self.block_size, self.refresh, self.pricing = tol, block_size, refresh, pricing
         self.return_support = return_support
-        self.budget = memory_budget or _default_budget(dev)
+        if not memory_budget and dev.type == "cuda":  # 40 % of the free GPU memory, at most 8 GiB
+            memory_budget = int(min(8 << 30, torch.cuda.mem_get_info(dev)[0] * 0.4))
+        self.budget = memory_budget or 512 << 20
         self.tile = int(max(1, min(tile, K)))  # columns per tiled product
         self.chunk = int(max(1, min(K, (self.budget // 2) // (8 * (self.tile + 2 * self.m0 + d)))))  # rows
         self.max_iter = max_iter or 50 * (d + 1) + 100
