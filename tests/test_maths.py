@@ -20,7 +20,7 @@ def test_normalize_rows_values():
 @pytest.mark.parametrize("bad, error, words", [
     (np.zeros(3), ValueError, "2-D"),
     (np.array([[1.0, 0.0], [0.0, 0.0]]), ValueError, "row(s) [1] are zero"),
-    (np.array([[1.0, np.nan], [1.0, 0.0]]), FloatingPointError, "non-finite values, e.g. row 0"),
+    (np.array([[1.0, np.nan], [1.0, 0.0]]), FloatingPointError, "non-finite values (first at index 0)"),
 ])
 def test_normalize_rows_refuses_bad_input(bad, error, words):
     with pytest.raises(error) as exc:

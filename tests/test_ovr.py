@@ -12,7 +12,7 @@ import torch
 from scipy.optimize import minimize, nnls
 
 import gnc.metrics.ovr as ovr_mod
-from gnc.metrics.ovr import _certify, _merge_corral, ovr_distances, ovr_subgradient, pairwise_bounds
+from gnc.metrics.ovr import _certify, _merge_corral, ovr_distances, ovr_subgradient
 
 torch.set_num_threads(1)
 PHI = (1 + math.sqrt(5)) / 2
@@ -240,9 +240,11 @@ def test_bounds_and_torch_input():
     res = ovr_distances(torch.as_tensor(W, dtype=torch.float32))
     res64 = ovr_distances(W.astype(np.float32).astype(np.float64))
     np.testing.assert_allclose(res.dist, res64.dist, atol=1e-14)
-    lo, up, mc = pairwise_bounds(W.astype(np.float32))
-    np.testing.assert_allclose(lo, res.lower)
-    np.testing.assert_allclose(up, res.upper)
+    Wn = W.astype(np.float32).astype(np.float64)
+    Wn /= np.linalg.norm(Wn, axis=1, keepdims=True)
+    C = Wn @ Wn.T - 3 * np.eye(len(W))  # the cheap bounds from the max cosine over j ≠ k
+    np.testing.assert_allclose(res.lower, np.maximum(0, 1 - C.max(1)), atol=1e-15)
+    np.testing.assert_allclose(res.upper, np.sqrt(2 - 2 * C.max(1)), atol=1e-15)
     assert (res.certified_lower <= res.dist).all() and res.value_gap >= 0
     assert res.argmin == int(np.argmin(res.dist)) and abs(res.mean - res.dist.mean()) < 1e-15
 

@@ -3,22 +3,13 @@
 ``extract_features(ckpt_path, data_folder)`` rebuilds the model from the checkpoint's spec, loads
 its weights (``weights_only=True``), and runs the train and test splits of the run's class subset
 (the one recorded in the checkpoint, relabelled 0..K-1 in that order) through it in eval mode,
-without augmentation. Returns an ``xr.Dataset``:
-
-=========  =========================  =================================================
-train_h    (train_sample, component)  raw features h (float32), not normalized
-train_y    (train_sample)             labels 0..K-1
-test_h     (test_sample, component)
-test_y     (test_sample)
-W          (k, component)             classifier rows w_k as the head uses them (CMF: the
-                                      class-mean buffer; normalized head: the raw parameter)
-b          (k)                        bias (zero for the normalized and CMF heads)
-=========  =========================  =================================================
-
-coordinates ``k`` (0..K-1), ``class_index (k)`` (original class index), ``class_name (k)``;
-attributes ``head``, ``tau``, ``epoch``, ``arch``, ``d``, ``K``, ``loss``, ``seed``, ``run_id``,
-``spec`` (JSON), ``history`` (JSON), the checkpoint's training provenance (``gnc_train_provenance``,
-JSON), the dataset attributes and the extraction's own provenance (``gnc_*``).
+without augmentation. Returns an ``xr.Dataset`` with the variables of :data:`FEATURE_VARS`:
+``train_h (train_sample, component)`` (float32), ``train_y (train_sample)``, ``test_h``, ``test_y``
+likewise, ``W (k, component)`` as the head uses it (CMF: the class-mean buffer; normalized head: the
+raw parameter) and ``b (k)``; coordinates ``k`` (0..K-1), ``class_index (k)`` (original class index),
+``class_name (k)``; attributes ``head``, ``tau``, ``epoch``, ``arch``, ``d``, ``K``, ``loss``, ``seed``,
+``run_id``, ``spec`` (JSON), ``history`` (JSON), the checkpoint's training provenance
+(``gnc_train_provenance``, JSON), the dataset attributes and the extraction's own provenance (``gnc_*``).
 """
 
 from __future__ import annotations
@@ -68,11 +59,11 @@ def _features(model, x: np.ndarray, batch_size: int, device) -> np.ndarray:
     return out
 
 
-def extract_features(ckpt_path, data_folder, *, batch_size: int = 1024, device=None, threads: int = 1,
-                     verify: bool = True):
-    """Features of one checkpoint on the train and test splits (see the module docstring)."""
+def extract_features(ckpt_path, data_folder, *, batch_size: int = 1024, threads: int = 1):
+    """Features of one checkpoint on the train and test splits (see the module docstring), on the
+    device :func:`gnc.train.pick_device` picks."""
     torch.set_num_threads(max(1, int(threads)))
-    dev = pick_device(device)
+    dev = pick_device(None)
     ckpt_path = Path(ckpt_path)
     ckpt = load_checkpoint(ckpt_path)
     missing = [k for k in ("spec", "classes", "epoch") if k not in ckpt]
@@ -83,7 +74,7 @@ def extract_features(ckpt_path, data_folder, *, batch_size: int = 1024, device=N
     except (RuntimeError, ValueError, KeyError, TypeError) as exc:
         raise CheckpointError(f"checkpoint {ckpt_path}: cannot rebuild the model: {exc}") from exc
     classes = [int(c) for c in ckpt["classes"]]
-    data = load_run_data(data_folder, classes, verify=verify)
+    data = load_run_data(data_folder, classes)
 
     # full fp32 on GPUs too: TF32 convolutions/matmuls would add ~1e-3 relative noise to the features
     tf32 = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)

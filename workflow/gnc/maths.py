@@ -21,11 +21,7 @@ def normalize_rows(W, *, what: str = "W") -> np.ndarray:
     W = np.asarray(W, dtype=np.float64)
     if W.ndim < 2:
         raise ValueError(f"{what} must be 2-D (K, d) or a batch (..., K, d), got shape {W.shape}")
-    bad = ~np.isfinite(W).all(axis=-1)
-    if bad.any():
-        first = tuple(int(i) for i in np.argwhere(bad)[0])
-        raise FloatingPointError(f"{what}: {int(bad.sum())} row(s) with non-finite values, e.g. row "
-                                 f"{first[0] if len(first) == 1 else first}")
+    check_finite_rows(W, what)
     top = np.abs(W).max(axis=-1, keepdims=True) if W.shape[-1] else np.zeros(W.shape[:-1] + (1,))
     zero = top[..., 0] == 0
     if zero.any():
@@ -33,3 +29,13 @@ def normalize_rows(W, *, what: str = "W") -> np.ndarray:
         raise ValueError(f"{what}: row(s) {rows} are zero and cannot be normalized")
     W = W / top  # largest entry ±1 first: no overflow or underflow in the norm
     return W / np.linalg.norm(W, axis=-1, keepdims=True)
+
+
+def check_finite_rows(a: np.ndarray, what: str) -> None:
+    """Raise FloatingPointError naming ``what``, how many rows (along the last axis) hold a non-finite
+    value, and the first of them."""
+    bad = ~np.isfinite(a).all(axis=-1)
+    if bad.any():
+        first = tuple(int(i) for i in np.argwhere(bad)[0])
+        raise FloatingPointError(f"{what}: {int(bad.sum())} row(s) with non-finite values (first at index "
+                                 f"{first[0] if len(first) == 1 else first})")

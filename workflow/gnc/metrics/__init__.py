@@ -1,20 +1,13 @@
-"""Neural-collapse metrics: exact one-vs-rest distances (GNC2), streaming NC/GNC statistics.
-
-- :mod:`gnc.metrics.ovr` — :func:`ovr_distances` (exact distance of each normalized class vector to
-  the convex hull of the others, with a per-class duality-gap certificate), the reference
-  sub-gradient estimator :func:`ovr_subgradient`, cheap :func:`pairwise_bounds`.
-- :mod:`gnc.metrics.accumulators` — :class:`NCStream`, a two-pass float64 accumulator fed batch by
-  batch (numpy or torch, CPU or CUDA), memory O(K·d + d²).
-- :mod:`gnc.metrics.measures` — GNC1–3 and Papyan NC1–4 from the streams,
-  :func:`compute_metrics` (your own batches) and :func:`checkpoint_metrics` (a features Dataset) →
-  ``xr.Dataset`` with the variable names of ARCHITECTURE.md.
-"""
+"""Neural-collapse metrics: certified one-vs-rest distances (GNC2, :mod:`gnc.metrics.ovr`), the
+two-pass streaming accumulator :class:`NCStream` (:mod:`gnc.metrics.accumulators`), and GNC1–3 and
+Papyan NC1–4 as an ``xr.Dataset`` (:mod:`gnc.metrics.measures`: :func:`compute_metrics` on your own
+batches, :func:`checkpoint_metrics` on a features Dataset)."""
 
 from .accumulators import NCStats, NCStream
 from .measures import (METRIC_ATTRS, SCALAR_METRICS, checkpoint_metrics, compute_metrics, metrics_from_stats,
                        pairwise_cosine_stats, require_certified, trace_pinv)
-from .ovr import OVRResult, UncertifiedError, normalize_rows, ovr_distances, ovr_subgradient, pairwise_bounds
+from .ovr import OVRResult, UncertifiedError, ovr_distances, ovr_subgradient
 
-__all__ = ["OVRResult", "UncertifiedError", "ovr_distances", "ovr_subgradient", "pairwise_bounds", "normalize_rows", "NCStream",
-           "NCStats", "checkpoint_metrics", "compute_metrics", "metrics_from_stats", "trace_pinv",
+__all__ = ["OVRResult", "UncertifiedError", "ovr_distances", "ovr_subgradient", "NCStream", "NCStats",
+           "checkpoint_metrics", "compute_metrics", "metrics_from_stats", "trace_pinv",
            "pairwise_cosine_stats", "require_certified", "METRIC_ATTRS", "SCALAR_METRICS"]

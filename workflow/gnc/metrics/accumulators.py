@@ -9,9 +9,8 @@ batches may be numpy arrays or torch tensors of any float dtype.
 1. ``update(h, y)`` — per-class sums s_k and counts n_k (and the global sum) → class means
    μ_k = s_k/n_k and the global mean μ_G = Σ s_k / N.
 2. ``update_second(h, y)`` — with the final means: the pooled within-class scatter
-   S_W = Σ_i (h_i − μ_{y_i})(h_i − μ_{y_i})ᵀ (so Σ_W = S_W/N), the per-class sums of squares
-   Σ_i ||h_i − μ_{y_i}||², nearest-class-centre (NCC) predictions argmin_k ||h − μ_k|| and the
-   agreement with the classifier's predictions (NC4).
+   S_W = Σ_i (h_i − μ_{y_i})(h_i − μ_{y_i})ᵀ (so Σ_W = S_W/N), nearest-class-centre (NCC)
+   predictions argmin_k ||h − μ_k|| and the agreement with the classifier's predictions (NC4).
 3. ``update_eval(h, y, split)`` — any other split (e.g. "test"): NCC accuracy with the *training*
    means and classifier accuracy.
 
@@ -26,7 +25,7 @@ from the first raises :class:`ValueError` (the two passes must see the same data
 
 Example — in your own training loop::
 
-    from gnc.metrics import NCStream, compute_metrics
+    from gnc.metrics import NCStream
 
     acc = NCStream(K, d, normalize=True, W=model.fc.weight, head="normalized")
     with torch.no_grad():
@@ -39,10 +38,7 @@ Example — in your own training loop::
             acc.update_eval(model.features(x), y, split="test")
     stats = acc.result()                         # NCStats: means, Sigma_W, Sigma_B, accuracies, ...
 
-or let :func:`gnc.metrics.measures.compute_metrics` run the passes and return an ``xr.Dataset``::
-
-    ds = compute_metrics(lambda split: ((model.features(x), y) for x, y in loaders[split]),
-                         W=model.fc.weight, b=None, head="normalized")
+or let :func:`gnc.metrics.measures.compute_metrics` run the passes and return an ``xr.Dataset``.
 """
 
 from __future__ import annotations
@@ -52,9 +48,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-__all__ = ["NCStream", "NCStats", "as_float64"]
+__all__ = ["NCStream", "NCStats"]
 
 _HEADS = ("normalized", "linear", "cmf")
+_CLASS_CHUNK = 4096  # classes per chunk of the (batch × K) NCC / classifier score matrices
 
 
 def as_float64(x, device) -> torch.Tensor:
@@ -66,9 +63,8 @@ def as_float64(x, device) -> torch.Tensor:
 
 def _labels(y, device, K: int) -> torch.Tensor:
     y = y.detach() if isinstance(y, torch.Tensor) else torch.as_tensor(np.asarray(y))
-    if y.dtype.is_floating_point:
-        if not torch.equal(y, y.round()):
-            raise ValueError("labels must be integers")
+    if y.dtype.is_floating_point and not torch.equal(y, y.round()):
+        raise ValueError("labels must be integers")
     y = y.to(device=device, dtype=torch.long).reshape(-1)
     if y.numel() and (int(y.min()) < 0 or int(y.max()) >= K):
         raise ValueError(f"labels must lie in [0, {K}), got range [{int(y.min())}, {int(y.max())}]")
@@ -85,20 +81,15 @@ class NCStats:
     ``ncc_classifier_mismatch`` is NC4 on the training split.
     """
 
-    K: int
-    d: int
-    normalized: bool
     counts: np.ndarray
     means: np.ndarray
     mu_G: np.ndarray
     Sigma_W: np.ndarray
     Sigma_B: np.ndarray
-    within_ss: np.ndarray  # per-class Σ_i ||h_i − μ_k||²
     N: int
     ncc_accuracy: dict[str, float] = field(default_factory=dict)
     accuracy: dict[str, float] = field(default_factory=dict)
     ncc_classifier_mismatch: float = math.nan
-    n_eval: dict[str, int] = field(default_factory=dict)
 
 
 class NCStream:
@@ -111,28 +102,24 @@ class NCStream:
     W, b : optional classifier (K, d) and bias (K,) for classifier predictions (accuracy, NC4).
     head : ``"normalized"``, ``"cmf"`` (cosine decisions, no bias) or ``"linear"`` (W h + b).
     device : accumulation device (default: CPU; pass ``"cuda"`` to accumulate on the GPU).
-    class_chunk : classes per chunk of the (batch × K) NCC / classifier score matrices.
     predictions : compute NCC / classifier predictions in the second pass and in ``update_eval``
         (cost O(batch·K·d) each; ``False`` leaves only the means and the scatter).
     """
 
     def __init__(self, num_classes: int, dim: int, *, normalize: bool = False, W=None, b=None,
-                 head: str = "normalized", device=None, class_chunk: int = 4096, predictions: bool = True):
+                 head: str = "normalized", device=None, predictions: bool = True):
         if head not in _HEADS:
             raise ValueError(f"head must be one of {_HEADS}, got {head!r}")
         self.K, self.d = int(num_classes), int(dim)
         if self.K < 1 or self.d < 1:
             raise ValueError("num_classes and dim must be positive")
         self.normalize = bool(normalize)
-        self.head = head
         self.device = torch.device(device) if device is not None else torch.device("cpu")
-        self.class_chunk = int(class_chunk)
         self.predictions = bool(predictions)
         dev, f64 = self.device, torch.float64
         self.sums = torch.zeros(self.K, self.d, dtype=f64, device=dev)
         self.counts = torch.zeros(self.K, dtype=torch.long, device=dev)
         self.S_W = torch.zeros(self.d, self.d, dtype=f64, device=dev)
-        self.within_ss = torch.zeros(self.K, dtype=f64, device=dev)
         self.counts2 = torch.zeros(self.K, dtype=torch.long, device=dev)
         self.W = self.b = None
         if W is not None:
@@ -149,7 +136,6 @@ class NCStream:
                 if (nrm == 0).any():
                     raise ValueError("W has zero rows; cosine decisions are undefined")
                 self.W = Wt / nrm
-                self.b = None
         self._means: torch.Tensor | None = None
         self._mnorm2: torch.Tensor | None = None
         self._eval: dict[str, list[int]] = {}  # split -> [n, ncc_correct, clf_correct, mismatch]
@@ -180,8 +166,8 @@ class NCStream:
         """argmax_k (sign·(h·A_kᵀ) + shift_k) by chunks of classes."""
         best_v = torch.full((h.shape[0],), -math.inf, dtype=h.dtype, device=h.device)
         best_i = torch.zeros(h.shape[0], dtype=torch.long, device=h.device)
-        for c0 in range(0, self.K, self.class_chunk):
-            c1 = min(self.K, c0 + self.class_chunk)
+        for c0 in range(0, self.K, _CLASS_CHUNK):
+            c1 = min(self.K, c0 + _CLASS_CHUNK)
             S = sign * (h @ A[c0:c1].T)
             if shift is not None:
                 S = S + shift[c0:c1]
@@ -190,15 +176,6 @@ class NCStream:
             best_v = torch.where(upd, v, best_v)
             best_i = torch.where(upd, i + c0, best_i)
         return best_i
-
-    def ncc_predict(self, h: torch.Tensor) -> torch.Tensor:
-        """Nearest class mean: argmin_k ||h − μ_k||² = argmax_k (2<h, μ_k> − ||μ_k||²)."""
-        return self._argmax_scores(h, self._means, -self._mnorm2, sign=2.0)
-
-    def classifier_predict(self, h: torch.Tensor) -> torch.Tensor:
-        if self.W is None:
-            raise ValueError("no classifier W was given")
-        return self._argmax_scores(h, self.W, self.b)
 
     # ------------------------------------------------------------------------------ passes
     def update(self, h, y) -> None:
@@ -218,12 +195,6 @@ class NCStream:
         self._means = self.sums / self.counts.unsqueeze(1).to(torch.float64)
         self._mnorm2 = (self._means * self._means).sum(1)
 
-    @property
-    def means(self) -> torch.Tensor:
-        if self._means is None:
-            raise RuntimeError("call end_first_pass() first")
-        return self._means
-
     def update_second(self, h, y) -> None:
         """Pass 2 (training split again): within-class scatter, NCC accuracy, classifier agreement."""
         if self._means is None:
@@ -231,7 +202,6 @@ class NCStream:
         h, y = self._prep(h, y)
         D = h - self._means[y]
         self.S_W += D.T @ D
-        self.within_ss.index_add_(0, y, (D * D).sum(1))
         self.counts2 += torch.bincount(y, minlength=self.K)
         self._score(h, y, "train")
 
@@ -248,18 +218,21 @@ class NCStream:
         if not self.predictions:
             return
         rec = self._eval.setdefault(split, [0, 0, 0, 0])
-        ncc = self.ncc_predict(h)
+        # nearest class mean: argmin_k ||h − μ_k||² = argmax_k (2<h, μ_k> − ||μ_k||²)
+        ncc = self._argmax_scores(h, self._means, -self._mnorm2, sign=2.0)
         rec[0] += int(y.numel())
         rec[1] += int((ncc == y).sum())
         if self.W is not None:
-            clf = self.classifier_predict(h)
+            clf = self._argmax_scores(h, self.W, self.b)
             rec[2] += int((clf == y).sum())
             rec[3] += int((clf != ncc).sum())
 
     # ------------------------------------------------------------------------------ result
     def result(self) -> NCStats:
         """Summary statistics (numpy float64). Requires both passes over the training split."""
-        means = self.means
+        if self._means is None:
+            raise RuntimeError("call end_first_pass() first")
+        means = self._means
         if not torch.equal(self.counts2, self.counts):
             raise ValueError("the second pass saw different per-class counts than the first "
                              f"({int(self.counts2.sum())} vs {int(self.counts.sum())} samples): "
@@ -269,11 +242,9 @@ class NCStream:
         Mc = means - mu_G
         Sigma_B = Mc.T @ Mc / self.K
         Sigma_W = self.S_W / N
-        stats = NCStats(K=self.K, d=self.d, normalized=self.normalize, counts=self.counts.cpu().numpy(),
-                        means=means.cpu().numpy(), mu_G=mu_G.cpu().numpy(), Sigma_W=Sigma_W.cpu().numpy(),
-                        Sigma_B=Sigma_B.cpu().numpy(), within_ss=self.within_ss.cpu().numpy(), N=N)
+        stats = NCStats(counts=self.counts.cpu().numpy(), means=means.cpu().numpy(), mu_G=mu_G.cpu().numpy(),
+                        Sigma_W=Sigma_W.cpu().numpy(), Sigma_B=Sigma_B.cpu().numpy(), N=N)
         for split, (n, ncc_ok, clf_ok, mism) in self._eval.items():
-            stats.n_eval[split] = n
             stats.ncc_accuracy[split] = ncc_ok / n if n else math.nan
             if self.W is not None:
                 stats.accuracy[split] = clf_ok / n if n else math.nan
@@ -283,10 +254,5 @@ class NCStream:
 
     def memory_bytes(self) -> int:
         """Bytes held by the accumulator tensors (O(K·d + d²))."""
-        ts = [self.sums, self.counts, self.S_W, self.within_ss, self.counts2, self.W, self.b, self._means,
-              self._mnorm2]
+        ts = [self.sums, self.counts, self.S_W, self.counts2, self.W, self.b, self._means, self._mnorm2]
         return int(sum(t.numel() * t.element_size() for t in ts if t is not None))
-
-    def __repr__(self) -> str:  # pragma: no cover - cosmetic
-        return (f"NCStream(K={self.K}, d={self.d}, normalize={self.normalize}, head={self.head!r}, "
-                f"device={self.device}, N={int(self.counts.sum())})")

@@ -27,10 +27,10 @@ tr(Σ_W Σ_B^†) = Σ_kept (vᵀ Σ_W v)/λ with each numerator clipped at 0: t
 
 Every output variable carries CF-style ``units`` and ``long_name`` attributes; per-class variables
 ``ovr_dist``, ``ovr_gap``, ``ovr_certified``, ``gnc3_per_class``, ``n_train`` are over dim ``k``. No
-NaN is returned silently: missing pieces (no test split, no certificate for the sub-gradient
-estimator: a ``comment`` attribute says so; Σ_B = 0) give NaN together with a ``RuntimeWarning``; a
-one-vs-rest distance that could not be certified is NaN with ``ovr_certified = 0`` (and so are
-``gnc2``, ``gnc2_mean``, ``gnc2_gap``), and :func:`require_certified` raises naming the classes.
+NaN is returned silently: missing pieces (no test split: a ``comment`` attribute says so; Σ_B = 0)
+give NaN together with a ``RuntimeWarning``; a one-vs-rest distance that could not be certified is NaN
+with ``ovr_certified = 0`` (and so are ``gnc2``, ``gnc2_mean``, ``gnc2_gap``), and
+:func:`require_certified` raises naming the classes.
 
 Cost: the streams are O(N·d²) for the scatter plus O(N·K·d) for the NCC / classifier predictions;
 GNC2 see :func:`gnc.metrics.ovr.ovr_distances`; memory O(K·d + d²) besides the input batches.
@@ -41,14 +41,15 @@ from __future__ import annotations
 import math
 import time
 import warnings
-from typing import Callable, Iterable, NamedTuple
+from typing import Callable, Iterable
 
 import numpy as np
 import torch
 import xarray as xr
 
-from .accumulators import NCStats, NCStream
-from .ovr import UncertifiedError, normalize_rows, ovr_distances, ovr_subgradient, pairwise_bounds
+from .accumulators import NCStats, NCStream, as_float64
+from ..maths import check_finite_rows, normalize_rows
+from .ovr import UncertifiedError, ovr_distances
 
 __all__ = ["METRIC_ATTRS", "SCALAR_METRICS", "require_certified", "trace_pinv", "pairwise_cosine_stats", "gnc3_cosines",
            "nc3_self_duality", "compute_metrics", "checkpoint_metrics", "metrics_from_stats"]
@@ -86,10 +87,8 @@ METRIC_ATTRS: dict[str, tuple[str, str]] = {
     "gnc3_per_class": ("1", "1 - cos(mu_k - mu_G, w_k) per class (normalized features, centred means)"),
     "n_train": ("1", "number of training samples per class"),
 }
-SCALAR_METRICS = ("gnc1", "gnc2", "gnc2_mean", "gnc2_lower", "gnc2_upper", "gnc2_gap", "gnc3", "gnc3_uncentered",
-                  "nc1", "nc2_equinorm_means", "nc2_equinorm_weights", "nc2_equiangular_means",
-                  "nc2_equiangular_weights", "nc2_maxangle_means", "nc2_maxangle_weights", "nc3", "nc4",
-                  "ncc_train_acc", "ncc_test_acc", "train_acc", "test_acc", "min_angle")
+PER_CLASS_METRICS = ("ovr_dist", "ovr_gap", "ovr_certified", "gnc3_per_class", "n_train")  # over dim k
+SCALAR_METRICS = tuple(name for name in METRIC_ATTRS if name not in PER_CLASS_METRICS)
 
 
 # ------------------------------------------------------------------------------- measures
@@ -178,127 +177,54 @@ def _var(value, name, dims=(), comment=None):
     return xr.Variable(dims, np.asarray(value, dtype=np.float64), attrs)
 
 
-class _OVRColumns(NamedTuple):
-    """The one-vs-rest distances of the classifier rows with their bounds, from either estimator."""
-
-    dist: np.ndarray
-    gap: np.ndarray
-    lower: np.ndarray
-    upper: np.ndarray
-    max_cos: np.ndarray
-    value_gap: float
-    certified: np.ndarray  # 1.0 / 0.0 per class
-    comment: str | None  # on the gap and certified variables, when there is no certificate
-    info: dict | None  # the exact solver's ``OVRResult.info``
-
-
-def _one_vs_rest(W: np.ndarray, Wn: np.ndarray, method: str, device, ovr_kwargs: dict | None,
-                 subgradient_kwargs: dict | None) -> _OVRColumns:
-    """GNC2's per-class distances by ``method``: ``"exact"`` (certified, :func:`ovr_distances`) or
-    ``"subgradient"`` (the reference estimator: a lower bound without certificate, so the gaps are NaN
-    and a RuntimeWarning says so)."""
-    K = W.shape[0]
-    if K < 2:
-        raise ValueError("GNC2 needs at least 2 classes")
-    if method == "exact":
-        res = ovr_distances(W, device=device, **(ovr_kwargs or {}))
-        return _OVRColumns(res.dist, res.gap, res.lower, res.upper, res.max_cos, res.value_gap,
-                           res.certified.astype(np.float64), None, dict(res.info))
-    if method == "subgradient":
-        dist = ovr_subgradient(Wn, device=device, **(subgradient_kwargs or {}))
-        lower, upper, max_cos = pairwise_bounds(Wn, device=device)
-        warnings.warn("gnc2_method='subgradient': gnc2_gap / ovr_gap are NaN (no certificate)",
-                      RuntimeWarning, stacklevel=3)
-        return _OVRColumns(dist, np.full(K, math.nan), lower, upper, max_cos, math.nan, np.zeros(K),
-                           "no certificate for the sub-gradient estimator (a lower bound of the distance)", None)
-    raise ValueError(f"gnc2_method must be 'exact' or 'subgradient', got {method!r}")
-
-
-def _gnc_variables(gnc1: float, ovr: _OVRColumns, cos_c: np.ndarray, cos_u: np.ndarray) -> dict[str, xr.Variable]:
-    """The GNC scalars (normalized features and classifier)."""
-    return {"gnc1": _var(gnc1, "gnc1"),
-            "gnc2": _var(ovr.dist.min(), "gnc2"),
-            "gnc2_mean": _var(ovr.dist.mean(), "gnc2_mean"),
-            "gnc2_lower": _var(ovr.lower.min(), "gnc2_lower"),
-            "gnc2_upper": _var(ovr.upper.min(), "gnc2_upper"),
-            "gnc2_gap": _var(ovr.value_gap, "gnc2_gap", comment=ovr.comment),
-            "gnc3": _var(np.mean(1 - cos_c), "gnc3"),
-            "gnc3_uncentered": _var(np.mean(1 - cos_u), "gnc3_uncentered")}
-
-
-def _papyan_variables(rstats: NCStats, W: np.ndarray, pinv_rtol: float, device) -> dict[str, xr.Variable]:
-    """Papyan's NC1–NC4 (raw features and classifier)."""
-    K = W.shape[0]
-    data = {"nc1": _var(trace_pinv(rstats.Sigma_W, rstats.Sigma_B, rtol=pinv_rtol, max_rank=K - 1) / K, "nc1")}
-    Mc = rstats.means - rstats.mu_G
-    data["nc2_equinorm_means"] = _var(_cv(np.linalg.norm(Mc, axis=1)), "nc2_equinorm_means")
-    data["nc2_equinorm_weights"] = _var(_cv(np.linalg.norm(W, axis=1)), "nc2_equinorm_weights")
-    shift = 1.0 / (K - 1)
-    sm, am = pairwise_cosine_stats(Mc, shift=shift, device=device)
-    sw, aw = pairwise_cosine_stats(W, shift=shift, device=device)
-    data["nc2_equiangular_means"] = _var(sm, "nc2_equiangular_means")
-    data["nc2_equiangular_weights"] = _var(sw, "nc2_equiangular_weights")
-    data["nc2_maxangle_means"] = _var(am, "nc2_maxangle_means")
-    data["nc2_maxangle_weights"] = _var(aw, "nc2_maxangle_weights")
-    data["nc3"] = _var(nc3_self_duality(W, rstats.means, rstats.mu_G), "nc3")
-    data["nc4"] = _var(rstats.ncc_classifier_mismatch, "nc4")
-    return data
-
-
-def _accuracy_variables(gstats: NCStats, rstats: NCStats, max_cos: np.ndarray) -> dict[str, xr.Variable]:
-    """NCC and classifier accuracies (NaN with a RuntimeWarning without a test split) and the minimal
-    angle between classifier rows."""
-    no_test = "test" not in gstats.ncc_accuracy
-    if no_test:
-        warnings.warn("no test split was given: ncc_test_acc and test_acc are NaN", RuntimeWarning, stacklevel=3)
-    tc = "no test split" if no_test else None
-    return {"ncc_train_acc": _var(gstats.ncc_accuracy["train"], "ncc_train_acc"),
-            "ncc_test_acc": _var(gstats.ncc_accuracy.get("test", math.nan), "ncc_test_acc", comment=tc),
-            "train_acc": _var(rstats.accuracy["train"], "train_acc"),
-            "test_acc": _var(rstats.accuracy.get("test", math.nan), "test_acc", comment=tc),
-            "min_angle": _var(np.degrees(np.arccos(np.clip(max_cos.max(), -1.0, 1.0))), "min_angle")}
-
-
-def _per_class_variables(ovr: _OVRColumns, cos_c: np.ndarray, counts: np.ndarray) -> dict[str, xr.Variable]:
-    """The variables over dim ``k``."""
-    return {"ovr_dist": _var(ovr.dist, "ovr_dist", ("k",)),
-            "ovr_gap": _var(ovr.gap, "ovr_gap", ("k",), comment=ovr.comment),
-            "ovr_certified": _var(ovr.certified, "ovr_certified", ("k",), comment=ovr.comment),
-            "gnc3_per_class": _var(1 - cos_c, "gnc3_per_class", ("k",)),
-            "n_train": _var(counts, "n_train", ("k",))}
-
-
 def metrics_from_stats(gstats: NCStats, rstats: NCStats, W, *, head: str = "normalized",
-                       gnc2_method: str = "exact", pinv_rtol: float = DEFAULT_PINV_RTOL, device=None,
-                       ovr_kwargs: dict | None = None, subgradient_kwargs: dict | None = None) -> xr.Dataset:
+                       pinv_rtol: float = DEFAULT_PINV_RTOL, device=None,
+                       ovr_kwargs: dict | None = None) -> xr.Dataset:
     """All metrics from the normalized-feature stats ``gstats`` and the raw-feature stats ``rstats`` of
     the classifier ``W`` (K, d) (a bias enters through the predictions in ``rstats``)."""
     W = np.asarray(W.detach().cpu().numpy() if isinstance(W, torch.Tensor) else W, dtype=np.float64)
     K = W.shape[0]
-    if not np.isfinite(W).all():
-        raise FloatingPointError(f"W has {int((~np.isfinite(W).all(1)).sum())} row(s) with non-finite values")
     Wn = normalize_rows(W)
-    attrs: dict = {"gnc_metrics_head": head, "gnc_metrics_pinv_rtol": pinv_rtol,
-                   "gnc_metrics_gnc2_method": gnc2_method, "gnc_metrics_N_train": gstats.N}
     gnc1 = trace_pinv(gstats.Sigma_W, gstats.Sigma_B, rtol=pinv_rtol, max_rank=K - 1) / K
     t0 = time.perf_counter()
-    ovr = _one_vs_rest(W, Wn, gnc2_method, device, ovr_kwargs, subgradient_kwargs)
-    if ovr.info is not None:
-        attrs["gnc_metrics_ovr_info"] = ovr.info
-    attrs["gnc_metrics_gnc2_seconds"] = time.perf_counter() - t0
+    ovr = ovr_distances(W, device=device, **(ovr_kwargs or {}))
+    attrs = {"gnc_metrics_head": head, "gnc_metrics_pinv_rtol": pinv_rtol, "gnc_metrics_gnc2_method": "exact",
+             "gnc_metrics_N_train": gstats.N, "gnc_metrics_ovr_info": dict(ovr.info),
+             "gnc_metrics_gnc2_seconds": time.perf_counter() - t0}
     cos_c = gnc3_cosines(gstats.means, gstats.mu_G, Wn)
     cos_u = gnc3_cosines(gstats.means, None, Wn)
-    data = {**_gnc_variables(gnc1, ovr, cos_c, cos_u), **_papyan_variables(rstats, W, pinv_rtol, device),
-            **_accuracy_variables(gstats, rstats, ovr.max_cos), **_per_class_variables(ovr, cos_c, gstats.counts)}
+    nc1 = trace_pinv(rstats.Sigma_W, rstats.Sigma_B, rtol=pinv_rtol, max_rank=K - 1) / K
+    Mc = rstats.means - rstats.mu_G
+    sm, am = pairwise_cosine_stats(Mc, shift=1.0 / (K - 1), device=device)
+    sw, aw = pairwise_cosine_stats(W, shift=1.0 / (K - 1), device=device)
+    nc3 = nc3_self_duality(W, rstats.means, rstats.mu_G)
+    no_test = "test" not in gstats.ncc_accuracy
+    if no_test:
+        warnings.warn("no test split was given: ncc_test_acc and test_acc are NaN", RuntimeWarning,
+                      stacklevel=2)
+    scalars = {"gnc1": gnc1, "gnc2": ovr.dist.min(), "gnc2_mean": ovr.dist.mean(),
+               "gnc2_lower": ovr.lower.min(), "gnc2_upper": ovr.upper.min(), "gnc2_gap": ovr.value_gap,
+               "gnc3": np.mean(1 - cos_c), "gnc3_uncentered": np.mean(1 - cos_u), "nc1": nc1,
+               "nc2_equinorm_means": _cv(np.linalg.norm(Mc, axis=1)),
+               "nc2_equinorm_weights": _cv(np.linalg.norm(W, axis=1)),
+               "nc2_equiangular_means": sm, "nc2_equiangular_weights": sw, "nc2_maxangle_means": am,
+               "nc2_maxangle_weights": aw, "nc3": nc3, "nc4": rstats.ncc_classifier_mismatch,
+               "ncc_train_acc": gstats.ncc_accuracy["train"],
+               "ncc_test_acc": gstats.ncc_accuracy.get("test", math.nan),
+               "train_acc": rstats.accuracy["train"], "test_acc": rstats.accuracy.get("test", math.nan),
+               "min_angle": np.degrees(np.arccos(np.clip(ovr.max_cos.max(), -1.0, 1.0)))}
+    per_class = {"ovr_dist": ovr.dist, "ovr_gap": ovr.gap, "ovr_certified": ovr.certified.astype(np.float64),
+                 "gnc3_per_class": 1 - cos_c, "n_train": gstats.counts}
+    test_comment = "no test split" if no_test else None
+    data = {name: _var(value, name, comment=test_comment if name in ("ncc_test_acc", "test_acc") else None)
+            for name, value in scalars.items()}
+    data.update({name: _var(value, name, ("k",)) for name, value in per_class.items()})
     return xr.Dataset(data, coords={"k": np.arange(K)}, attrs=attrs)
 
 
-BatchesFactory = Callable[[str], "Iterable | None"]
-
-
-def compute_metrics(batches: BatchesFactory, W, b=None, *, head: str = "normalized",
-                    gnc2_method: str = "exact", pinv_rtol: float = DEFAULT_PINV_RTOL, device=None,
-                    ovr_kwargs: dict | None = None, subgradient_kwargs: dict | None = None) -> xr.Dataset:
+def compute_metrics(batches: Callable[[str], Iterable | None], W, b=None, *, head: str = "normalized",
+                    pinv_rtol: float = DEFAULT_PINV_RTOL, device=None,
+                    ovr_kwargs: dict | None = None) -> xr.Dataset:
     """Run the streaming passes over user-supplied batches and return the metrics Dataset.
 
     ``batches(split)`` must return a fresh iterable of ``(h, y)`` pairs (numpy or torch; raw
@@ -306,13 +232,11 @@ def compute_metrics(batches: BatchesFactory, W, b=None, *, head: str = "normaliz
     passes must yield the same samples) and ``"test"`` (called once; may return None). ``W`` (K, d)
     and ``b`` (K,) are the classifier; ``head`` in {"normalized", "linear", "cmf"}. Memory O(K·d + d²).
     """
-    W_t = torch.as_tensor(W.detach().cpu().numpy() if isinstance(W, torch.Tensor) else np.asarray(W),
-                          dtype=torch.float64)
+    W_t = as_float64(W, "cpu")
     K, d = W_t.shape
-    dev = torch.device(device) if device is not None else torch.device("cpu")
     b_use = b if head == "linear" else None
-    g = NCStream(K, d, normalize=True, W=None, head=head, device=dev)  # NCC on ĥ only (no classifier needed)
-    r = NCStream(K, d, normalize=False, W=W_t, b=b_use, head=head, device=dev)
+    g = NCStream(K, d, normalize=True, W=None, head=head, device=device)  # NCC on ĥ only (no classifier)
+    r = NCStream(K, d, normalize=False, W=W_t, b=b_use, head=head, device=device)
     for h, y in batches("train"):
         g.update(h, y)
         r.update(h, y)
@@ -326,44 +250,32 @@ def compute_metrics(batches: BatchesFactory, W, b=None, *, head: str = "normaliz
         for h, y in test:
             g.update_eval(h, y, "test")
             r.update_eval(h, y, "test")
-    return metrics_from_stats(g.result(), r.result(), W_t.numpy(), head=head, gnc2_method=gnc2_method,
-                              pinv_rtol=pinv_rtol, device=device, ovr_kwargs=ovr_kwargs,
-                              subgradient_kwargs=subgradient_kwargs)
+    return metrics_from_stats(g.result(), r.result(), W_t.numpy(), head=head, pinv_rtol=pinv_rtol,
+                              device=device, ovr_kwargs=ovr_kwargs)
 
 
-def _check_finite(name: str, a: np.ndarray) -> None:
-    bad = ~np.isfinite(a).reshape(a.shape[0], -1).all(1)
-    if bad.any():
-        raise FloatingPointError(f"{name}: {int(bad.sum())} row(s) with non-finite values "
-                                 f"(first at index {int(np.flatnonzero(bad)[0])})")
-
-
-def checkpoint_metrics(features_ds: xr.Dataset, *, gnc2_method: str = "exact",
-                       pinv_rtol: float = DEFAULT_PINV_RTOL, batch_size: int = 8192, device=None,
-                       ovr_kwargs: dict | None = None, subgradient_kwargs: dict | None = None) -> xr.Dataset:
+def checkpoint_metrics(features_ds: xr.Dataset, *, pinv_rtol: float = DEFAULT_PINV_RTOL,
+                       batch_size: int = 8192, device=None, ovr_kwargs: dict | None = None) -> xr.Dataset:
     """Metrics of one checkpoint from its features Dataset (ARCHITECTURE.md, ``gnc.features``).
 
     ``features_ds``: ``train_h (train_sample, component)``, ``train_y``, ``test_h``, ``test_y``,
     ``W (k, component)``, ``b (k)``; attrs ``head`` in {normalized, linear, cmf} (and ``tau``).
-    Returns the scalar variables of :data:`SCALAR_METRICS` plus ``ovr_dist``, ``ovr_gap``,
-    ``ovr_certified``, ``gnc3_per_class`` and ``n_train`` over ``k``; see the module docstring for
-    definitions.
+    Returns the variables of :data:`SCALAR_METRICS` and, over ``k``, :data:`PER_CLASS_METRICS`; see the
+    module docstring for definitions.
     Raises FloatingPointError for non-finite features (naming the count of bad rows) and
     ValueError for a class without training samples (naming it).
     """
     head = str(features_ds.attrs.get("head", "normalized"))
     W = np.asarray(features_ds["W"].values, dtype=np.float64)
     b = np.asarray(features_ds["b"].values, dtype=np.float64) if "b" in features_ds else None
-    _check_finite("W", W)
+    check_finite_rows(W, "W")
     arrays = {}
-    for split in ("train", "test"):
-        if f"{split}_h" not in features_ds:
-            if split == "train":
-                raise ValueError("features dataset has no train_h")
-            continue
+    if "train_h" not in features_ds:
+        raise ValueError("features dataset has no train_h")
+    for split in [name for name in ("train", "test") if f"{name}_h" in features_ds]:
         h = np.asarray(features_ds[f"{split}_h"].values)
         y = np.asarray(features_ds[f"{split}_y"].values)
-        _check_finite(f"{split}_h", h)
+        check_finite_rows(h, f"{split}_h")
         arrays[split] = (h, y)
 
     def batches(split):
@@ -372,8 +284,7 @@ def checkpoint_metrics(features_ds: xr.Dataset, *, gnc2_method: str = "exact",
         h, y = arrays[split]
         return ((h[i:i + batch_size], y[i:i + batch_size]) for i in range(0, len(y), batch_size))
 
-    ds = compute_metrics(batches, W, b, head=head, gnc2_method=gnc2_method, pinv_rtol=pinv_rtol, device=device,
-                         ovr_kwargs=ovr_kwargs, subgradient_kwargs=subgradient_kwargs)
+    ds = compute_metrics(batches, W, b, head=head, pinv_rtol=pinv_rtol, device=device, ovr_kwargs=ovr_kwargs)
     if "k" in features_ds.coords:
         ds = ds.assign_coords(k=features_ds["k"].values)
     for key in ("head", "tau"):
@@ -390,12 +301,9 @@ def checkpoint_metrics(features_ds: xr.Dataset, *, gnc2_method: str = "exact",
 
 def require_certified(ds: xr.Dataset, what: str) -> xr.Dataset:
     """Return ``ds``, or raise :class:`~gnc.metrics.ovr.UncertifiedError` naming the classes whose
-    exact one-vs-rest distance could not be certified (``ovr_certified == 0``). Metrics from the
-    sub-gradient estimator (no certificate by construction) are returned unchanged."""
-    if ds.attrs.get("gnc_metrics_gnc2_method", "exact") != "exact":
-        return ds
-    flag = np.asarray(ds["ovr_certified"].values)
-    bad = np.flatnonzero(flag.reshape(-1) == 0) if flag.ndim == 1 else np.flatnonzero((flag == 0).any(0))
+    exact one-vs-rest distance could not be certified (``ovr_certified == 0``)."""
+    flag = np.asarray(ds["ovr_certified"].values)  # (k,), or stacked over epochs (epoch, k)
+    bad = np.flatnonzero((flag.reshape(-1, flag.shape[-1]) == 0).any(0))
     if bad.size:
         raise UncertifiedError(f"{what}: GNC2 one-vs-rest distance of class(es) {bad[:20].tolist()} could not be "
                                f"certified even by the exact fallback solver; refusing to write metrics "

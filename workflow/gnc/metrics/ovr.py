@@ -12,8 +12,8 @@ quadratic programs *exactly* (to a tolerance on a duality gap that it reports pe
 Algorithm
 ---------
 1. **Candidates** (``_Solve.candidates``). For class k, take the ``m`` rows with the largest cosine
-   to ŵ_k (computed by tiles of the K×K cosine matrix, never stored whole). The projection onto the hull is supported
-   on near neighbours, so a small ``m`` usually suffices; step 4 checks it.
+   to ŵ_k (by tiles of the K×K cosine matrix, never stored whole). The projection onto the hull is
+   supported on near neighbours, so a small ``m`` usually suffices; step 4 checks it.
 2. **Wolfe's minimum-norm-point algorithm, batched** (``_Solve.wolfe``; the lock-step state is a
    ``_Block``). With v_j = ŵ_j − ŵ_k the problem is the minimum-norm point of conv{v_j}. Wolfe (1976)
    keeps a *corral* S (affinely independent points) and weights λ > 0 on S:
@@ -22,10 +22,10 @@ Algorithm
      ||x||² − <x, v_j*> ≤ ``tol`` (Wolfe's criterion); else add j* to S;
    - minor step: y = affine minimum-norm point of S, with coefficients α = G'^{-1}1 / 1ᵀG'^{-1}1
      where G' = G_S + c·11ᵀ (G_S the Gram matrix of the corral; c > 0 on the scale of the
-     ||v_j||², for conditioning): adding c·11ᵀ does not change the minimizer on {1ᵀα = 1} and makes
-     G' non-singular for affinely independent points,
-     so w_k inside the hull — distance 0 — is handled). If α > 0 then x = y; otherwise move from λ
-     towards α until a weight hits zero and drop that point (repeat).
+     ||v_j||², for conditioning: adding c·11ᵀ does not change the minimizer on {1ᵀα = 1} and makes
+     G' non-singular for affinely independent points, so w_k inside the hull — distance 0 — is
+     handled). If α > 0 then x = y; otherwise move from λ towards α until a weight hits zero and
+     drop that point (repeat).
 
    Everything runs in λ-space on the candidate Gram matrix G = V Vᵀ (m × m per class, one batched
    matrix product) and all classes of a block advance in lock-step, so each iteration is a handful
@@ -48,18 +48,18 @@ Algorithm
    :func:`ovr_distances`: ≤ 8·tol unless the nearest neighbour is closer than 1e-4), ``λ`` is a point
    of the simplex, every number is finite and ``dist_k ≥ 1 − max_j cos`` (a theorem; a violation
    means a failed solve).
-4. **Escalate on failure** (``_Solve.rounds`` runs the rounds, ``_Solve.escalate`` sets up the
-   next one, ``_Solve.exact_fallback`` is the last stage, ``_exact_solve`` its per-class solver).
+4. **Escalate on failure** (``_Solve.rounds`` runs the rounds and sets up the next one,
+   ``_Solve.exact_fallback`` is the last stage, ``_exact_solve`` its per-class solver).
    Classes whose certificate fails are solved again in float64, warm-started from their corral, with
    candidates re-ranked by <ŵ_j, r> (the violated constraints are exactly the j with the largest
-   <ŵ_j, r>); from the third round on the number of candidates
-   doubles, up to all K−1. If float64 Wolfe with all K−1 candidates still fails (a warm start can
-   stall on a corral that is affinely dependent in float64), the class is started again cold with
-   exact corral inverses at every step; if that fails, the independent exact per-class solver
-   decides: scipy's Lawson–Hanson NNLS on the least-distance problem, refined by Wolfe's active-set
-   method in numpy with least-squares affine steps (conditioned like the vectors, not like their
-   Gram matrix: it resolves near-duplicate rows). A class no stage certifies gets ``dist = gap =
-   NaN``, ``certified = False`` and a warning naming it — never an uncertified number.
+   <ŵ_j, r>); from the third round on the number of candidates doubles, up to all K−1. If float64
+   Wolfe with all K−1 candidates still fails (a warm start can stall on a corral that is affinely
+   dependent in float64), the class is started again cold with exact corral inverses at every step;
+   if that fails, the independent exact per-class solver decides: scipy's Lawson–Hanson NNLS on the
+   least-distance problem, refined by Wolfe's active-set method in numpy with least-squares affine
+   steps (conditioned like the vectors, not like their Gram matrix: it resolves near-duplicate rows).
+   A class no stage certifies gets ``dist = gap = NaN``, ``certified = False`` and a warning naming
+   it — never an uncertified number.
 
 The reported ``dist`` is ||r|| for a feasible λ (an upper bound that is exact up to ``gap``), so
 ``dist − gap ≤ true distance ≤ dist`` holds for every returned value.
@@ -90,11 +90,12 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from scipy.optimize import nnls
 
 from ..maths import normalize_rows
 
-__all__ = ["OVRResult", "UncertifiedError", "ovr_distances", "ovr_subgradient", "normalize_rows", "pairwise_bounds"]
+__all__ = ["OVRResult", "UncertifiedError", "ovr_distances", "ovr_subgradient"]
 
 _EPS = float(np.finfo(np.float64).eps)
 
@@ -108,50 +109,31 @@ START_CORRAL = 8
 TOL32 = 1e-6
 
 
-def _shift(diag: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
+def _shift(diag: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
     """Per-row c in G' = G + c·11ᵀ, on the scale of the squared norms ||v_j||² (conditioning):
-    max(min_j ||v_j||², 1e-3·max_j ||v_j||², 1e-30) over the candidates (or the ``valid`` ones)."""
-    if valid is not None:
-        lo = torch.where(valid, diag, torch.full_like(diag, math.inf)).min(1).values
-        hi = torch.where(valid, diag, torch.zeros_like(diag)).max(1).values
-    else:
-        lo, hi = diag.min(1).values, diag.max(1).values
-    return torch.maximum(torch.maximum(lo, 1e-3 * hi), torch.full_like(lo, 1e-30 if lo.dtype == torch.float64 else 1e-20))
+    max(min_j ||v_j||², 1e-3·max_j ||v_j||², 1e-30 (float32: 1e-20)) over the ``valid`` candidates."""
+    lo = torch.where(valid, diag, math.inf).min(1).values
+    hi = torch.where(valid, diag, 0.0).max(1).values
+    floor = 1e-30 if lo.dtype == torch.float64 else 1e-20
+    return torch.maximum(torch.maximum(lo, 1e-3 * hi), torch.full_like(lo, floor))
 
 
 # ----------------------------------------------------------------------------------- result type
 
 @dataclass
 class OVRResult:
-    """Result of :func:`ovr_distances` (all arrays have length K, float64).
+    """Result of :func:`ovr_distances` (all arrays have length K, float64)."""
 
-    Attributes
-    ----------
-    dist : one-vs-rest distance of each normalized row (||r|| of a feasible point; exact to ``gap``).
-    gap : certified duality gap, ``dist − certified lower bound`` (≥ 0; ~0 at the optimum).
-    lower : cheap lower bound ``1 − max_{j≠k} cos(ŵ_k, ŵ_j)`` (clipped at 0).
-    upper : cheap upper bound ``min_{j≠k} ||ŵ_k − ŵ_j||``.
-    support : per class, the indices j with λ_j > 0 (sorted), or None if not requested.
-    weights : per class, the λ_j for ``support`` (sum to 1), or None.
-    n_candidates : number of candidate neighbours the accepted solution used per class.
-    info : timings, device, rounds, the classes each fallback stage handled, settings.
-    max_cos : ``max_{j≠k} cos(ŵ_k, ŵ_j)`` per class (min pairwise angle = arccos of its max).
-    certified : True where ``gap ≤ gap_tol`` was proved; False only where every fallback failed
-        (there ``dist`` and ``gap`` are NaN).
-    gap_tol : the tolerance each class was certified to (see ``tol`` of :func:`ovr_distances`).
-    """
-
-    dist: np.ndarray
-    gap: np.ndarray
-    lower: np.ndarray
-    upper: np.ndarray
-    support: list[np.ndarray] | None = None
-    weights: list[np.ndarray] | None = None
-    n_candidates: np.ndarray | None = None
-    info: dict[str, Any] = field(default_factory=dict)
-    max_cos: np.ndarray | None = None
-    certified: np.ndarray | None = None
-    gap_tol: np.ndarray | None = None
+    dist: np.ndarray  # one-vs-rest distance of each normalized row: ||r|| of a feasible point, exact to gap
+    gap: np.ndarray  # certified duality gap, dist − certified lower bound (≥ 0; ~0 at the optimum)
+    lower: np.ndarray  # cheap lower bound 1 − max_{j≠k} cos(ŵ_k, ŵ_j), clipped at 0
+    upper: np.ndarray  # cheap upper bound min_{j≠k} ||ŵ_k − ŵ_j||
+    support: list[np.ndarray] | None = None  # per class, the indices j with λ_j > 0 (sorted), if requested
+    weights: list[np.ndarray] | None = None  # per class, the λ_j for support (sum to 1)
+    info: dict[str, Any] = field(default_factory=dict)  # timings, device, rounds, counts of each stage
+    max_cos: np.ndarray | None = None  # max_{j≠k} cos(ŵ_k, ŵ_j) (min pairwise angle = arccos of its max)
+    certified: np.ndarray | None = None  # gap ≤ gap_tol proved; False (dist, gap NaN) if every stage failed
+    gap_tol: np.ndarray | None = None  # the tolerance each class was certified to (``tol`` of ovr_distances)
 
     @property
     def K(self) -> int:
@@ -185,17 +167,19 @@ class OVRResult:
     @property
     def uncertified(self) -> np.ndarray:
         """Classes that could not be certified (their ``dist`` and ``gap`` are NaN); normally empty."""
-        if self.certified is None:
-            return np.flatnonzero(~np.isfinite(self.dist))
         return np.flatnonzero(~self.certified)
+
+    def _named(self, classes: np.ndarray) -> str:
+        """``class(es) [first 20] (n of K)``, for messages."""
+        more = " …" if classes.size > 20 else ""
+        return f"class(es) {classes[:20].tolist()}{more} ({classes.size} of {self.K})"
 
     def require_certified(self, what: str = "W") -> "OVRResult":
         """Return self, or raise :class:`UncertifiedError` naming the classes that are not certified."""
-        bad = self.uncertified
-        if bad.size:
-            raise UncertifiedError(f"{what}: one-vs-rest distance of class(es) {bad[:20].tolist()}"
-                                   f"{' …' if bad.size > 20 else ''} ({bad.size} of {self.K}) could not be certified "
-                                   f"(gap above the tolerance after every fallback); refusing to publish them")
+        if self.uncertified.size:
+            raise UncertifiedError(f"{what}: one-vs-rest distance of {self._named(self.uncertified)} could "
+                                   f"not be certified (gap above the tolerance after every fallback); "
+                                   f"refusing to publish them")
         return self
 
 
@@ -211,86 +195,36 @@ def _device(device) -> torch.device:
     return torch.device(device)
 
 
-def _default_budget(dev: torch.device) -> int:
-    if dev.type == "cuda":
-        free, _total = torch.cuda.mem_get_info(dev)
-        return int(min(8 << 30, free * 0.4))
-    return 512 << 20
-
-
 def _pad_cols(t: torch.Tensor, width: int, fill) -> torch.Tensor:
     """``t`` (n, s) padded on the right with ``fill`` to (n, width)."""
     return torch.cat([t, t.new_full((t.shape[0], width - t.shape[1]), fill)], 1)
 
 
-def _topk_cos(Wn: torch.Tensor, rows: torch.Tensor, m: int, tile: int, queries=None):
-    """Top-m of <q_i, ŵ_j> over j ≠ rows[i] (q_i = ŵ_rows[i] by default), by column tiles."""
+def _topk_rows(Wn: torch.Tensor, rows: torch.Tensor, m: int, tile: int, chunk: int, queries=None):
+    """Top-m of <q_i, ŵ_j> over j ≠ rows[i] (q_i = ŵ_rows[i] by default): (values, columns), by chunks
+    of rows and tiles of columns (the K×K matrix is never formed)."""
     K = Wn.shape[0]
-    Q = Wn[rows] if queries is None else queries
-    best_v = best_i = None
-    for c0 in range(0, K, tile):
-        c1 = min(K, c0 + tile)
-        S = Q @ Wn[c0:c1].T
-        own = (rows >= c0) & (rows < c1)
-        if own.any():
-            r = own.nonzero().squeeze(1)
-            S[r, rows[r] - c0] = -math.inf
-        idx = torch.arange(c0, c1, device=Wn.device).expand(S.shape[0], -1)
-        if best_v is not None:
-            S = torch.cat([best_v, S], 1)
-            idx = torch.cat([best_i, idx], 1)
-        kk = min(m, S.shape[1])
-        best_v, sel = torch.topk(S, kk, dim=1)
-        best_i = torch.gather(idx, 1, sel)
-    return best_v, best_i
-
-
-def pairwise_bounds(W, *, device=None, tile: int = 4096, block: int = 4096):
-    """Cheap bounds without solving anything: ``(lower, upper, max_cos)`` per class.
-
-    lower_k = max(0, 1 − max_{j≠k} cos), upper_k = sqrt(2 − 2 max_{j≠k} cos) = min_j ||ŵ_k − ŵ_j||.
-    """
-    Wn = torch.as_tensor(normalize_rows(W), device=_device(device))
-    K = Wn.shape[0]
-    if K < 2:
-        raise ValueError("need at least 2 classes")
-    mc = torch.empty(K, dtype=torch.float64, device=Wn.device)
-    for b0 in range(0, K, block):
-        rows = torch.arange(b0, min(K, b0 + block), device=Wn.device)
-        v, _ = _topk_cos(Wn, rows, 1, tile)
-        mc[rows] = v[:, 0]
-    mc = mc.clamp(-1.0, 1.0).cpu().numpy()
-    return np.maximum(0.0, 1.0 - mc), np.sqrt(np.maximum(0.0, 2.0 - 2.0 * mc)), mc
-
-
-def _topk_rows(Wn, rows, m, tile, chunk, queries=None):
-    """:func:`_topk_cos` over chunks of rows."""
     vals, idxs = [], []
-    for c0 in range(0, rows.numel(), chunk):
-        q = None if queries is None else queries[c0:c0 + chunk]
-        v, i = _topk_cos(Wn, rows[c0:c0 + chunk], m, tile, queries=q)
-        vals.append(v)
-        idxs.append(i)
-    return torch.cat(vals), torch.cat(idxs)
-
-
-def _certificate_min(Wn: torch.Tensor, rows: torch.Tensor, r: torch.Tensor, tile: int, chunk: int) -> torch.Tensor:
-    """min_{j ≠ k} <ŵ_k − ŵ_j, r_k> for each k in ``rows`` (tiles of columns, chunks of rows; float64)."""
-    K = Wn.shape[0]
-    out = torch.empty(rows.numel(), dtype=r.dtype, device=r.device)
     for r0 in range(0, rows.numel(), chunk):
-        rw, rc = rows[r0:r0 + chunk], r[r0:r0 + chunk]
-        best = torch.full((rw.numel(),), -math.inf, dtype=r.dtype, device=r.device)
+        rw = rows[r0:r0 + chunk]
+        Q = Wn[rw] if queries is None else queries[r0:r0 + chunk]
+        best_v = best_i = None
         for c0 in range(0, K, tile):
             c1 = min(K, c0 + tile)
-            S = rc @ Wn[c0:c1].T  # <r, ŵ_j>
+            S = Q @ Wn[c0:c1].T
             own = (rw >= c0) & (rw < c1)
             if own.any():
-                ri = own.nonzero().squeeze(1)
-                S[ri, rw[ri] - c0] = -math.inf
-            best = torch.maximum(best, S.max(1).values)
-        out[r0:r0 + chunk] = (Wn[rw] * rc).sum(1) - best
-    return out
+                r = own.nonzero().squeeze(1)
+                S[r, rw[r] - c0] = -math.inf
+            idx = torch.arange(c0, c1, device=Wn.device).expand(S.shape[0], -1)
+            if best_v is not None:
+                S = torch.cat([best_v, S], 1)
+                idx = torch.cat([best_i, idx], 1)
+            best_v, sel = torch.topk(S, min(m, S.shape[1]), dim=1)
+            best_i = torch.gather(idx, 1, sel)
+        vals.append(best_v)
+        idxs.append(best_i)
+    return torch.cat(vals), torch.cat(idxs)
 
 
 # ----------------------------------------------------------------------- batched Wolfe (λ-space)
@@ -305,7 +239,7 @@ class _Block:
     All updates act on the whole working set with boolean masks; rows outside a mask are unchanged.
     """
 
-    def __init__(self, G: torch.Tensor, s_limit: int, init=None, pricing: int = 1, start: int = 1):
+    def __init__(self, G: torch.Tensor, s_limit: int, init=None, pricing: int = 1):
         self.G = G  # (B, m, m) Gram of v_j = ŵ_cand_j − ŵ_k (float64, or float32 for a fast first pass)
         B, m, _ = G.shape
         dev, dt = G.device, G.dtype
@@ -337,7 +271,7 @@ class _Block:
         self.pos[:, 0] = j0
         self.valid[:, 0] = True
         self.lam[:, 0] = 1.0
-        self.c = _shift(diag)  # (B,)
+        self.c = _shift(diag, torch.ones_like(diag, dtype=torch.bool))  # (B,)
         self.P[:, 0, 0] = 1.0 / (diag[ar, j0] + self.c)
         self.u[:, 0] = self.P[:, 0, 0]
         self.GT[:, 0, :] = G[ar, j0, :]
@@ -356,8 +290,8 @@ class _Block:
             self.GT = torch.where(wm.unsqueeze(2), GT, self.GT)
             self.refresh(warm.nonzero().squeeze(1))
             self.major &= ~warm  # first a minor step: affine minimizer of the warm corral
-        elif start > 1 and m > 1:  # cold start from the `start` nearest candidates
-            t = min(start, m, s_limit)
+        elif m > 1:  # cold start from the START_CORRAL nearest candidates
+            t = min(START_CORRAL, m, s_limit)
             J = torch.topk(diag.scatter(1, j0.unsqueeze(1), math.inf), t - 1, dim=1, largest=False).indices
             self.add(torch.ones_like(J, dtype=torch.bool), J, seeding=True)
             self.lam = self.valid.to(dt) / self.valid.sum(1, keepdim=True).to(dt)
@@ -375,15 +309,12 @@ class _Block:
         s_new = min(self.s_limit, s_old + max(8, s_old // 2))
         if s_new <= s_old:
             return False
-        B = self.pos.shape[0]
         self.pos = _pad_cols(self.pos, s_new, 0)
         self.valid = _pad_cols(self.valid, s_new, False)
         self.lam = _pad_cols(self.lam, s_new, 0.0)
         self.u = _pad_cols(self.u, s_new, 0.0)
-        self.GT = torch.cat([self.GT, self.GT.new_zeros(B, s_new - s_old, self.GT.shape[2])], 1)
-        P = self.P.new_zeros(B, s_new, s_new)
-        P[:, :s_old, :s_old] = self.P
-        self.P = P
+        self.GT = F.pad(self.GT, (0, 0, 0, s_new - s_old))
+        self.P = F.pad(self.P, (0, s_new - s_old, 0, s_new - s_old))
         return True
 
     def add(self, cand_ok: torch.Tensor, J: torch.Tensor, seeding: bool = False):
@@ -484,12 +415,8 @@ class _Block:
 
     def corral_gram(self, rows: torch.Tensor) -> torch.Tensor:
         """Exact G' on the corral slots (identity on free slots)."""
-        pos, valid = self.pos[rows], self.valid[rows]
-        Gs = torch.gather(self.GT[rows], 2, pos.unsqueeze(1).expand(-1, self.s, -1))
-        vv = valid.unsqueeze(2) & valid.unsqueeze(1)
-        Gs = torch.where(vv, Gs + self.c[rows].view(-1, 1, 1), torch.zeros_like(Gs))
-        Gs.diagonal(dim1=1, dim2=2).add_((~valid).to(Gs.dtype))
-        return Gs
+        Gs = torch.gather(self.GT[rows], 2, self.pos[rows].unsqueeze(1).expand(-1, self.s, -1))
+        return _shifted(Gs, self.valid[rows], self.c[rows])
 
     def refresh(self, rows: torch.Tensor):
         """Recompute G'^{-1} (and u = P·1) exactly for ``rows`` (drift control)."""
@@ -500,9 +427,7 @@ class _Block:
         good = (info == 0) & torch.isfinite(Pi).flatten(1).all(1)
         valid = self.valid[rows]
         vv = valid.unsqueeze(2) & valid.unsqueeze(1)
-        Pi = torch.where(vv, Pi, torch.zeros_like(Pi))
-        if not good.all():
-            Pi[~good] = self.P[rows][~good]
+        Pi = torch.where(good.view(-1, 1, 1), torch.where(vv, Pi, torch.zeros_like(Pi)), self.P[rows])
         self.P[rows] = Pi
         self.u[rows] = Pi.sum(2)
 
@@ -601,11 +526,9 @@ class _Block:
             valid[ids, :w] = v
             lam[ids, :w] = l_
             status[ids] = st
-        order = torch.sort((~valid).to(torch.int8), dim=1, stable=True).indices
         width = max(1, int(valid.sum(1).max()))
-        order = order[:, :width]
-        return (torch.gather(pos, 1, order), torch.gather(valid, 1, order), torch.gather(lam, 1, order),
-                status)
+        order = torch.sort((~valid).to(torch.int8), dim=1, stable=True).indices[:, :width]
+        return torch.gather(pos, 1, order), torch.gather(valid, 1, order), torch.gather(lam, 1, order), status
 
 
 def _smallest(g: torch.Tensor, k: int):
@@ -624,33 +547,30 @@ def _smallest(g: torch.Tensor, k: int):
     return torch.cat(vs, 1), torch.cat(js, 1)
 
 
+def _shifted(Gs: torch.Tensor, valid: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+    """G' = G_S + c·11ᵀ on the corral slots ``valid`` (c per row), identity on the free slots."""
+    vv = valid.unsqueeze(2) & valid.unsqueeze(1)
+    Gs = torch.where(vv, Gs + c.view(-1, 1, 1), torch.zeros_like(Gs))
+    Gs.diagonal(dim1=1, dim2=2).add_((~valid).to(Gs.dtype))
+    return Gs
+
+
 def _exact_weights(Gs: torch.Tensor, valid, lam):
     """Recompute the affine minimizer on the final corral (Gram ``Gs``) exactly; keep it if feasible."""
-    G = Gs
-    vv = valid.unsqueeze(2) & valid.unsqueeze(1)
-    c = _shift(torch.diagonal(Gs, dim1=1, dim2=2), valid)
-    Gs = torch.where(vv, Gs + c.view(-1, 1, 1), torch.zeros_like(Gs))
-    Gs.diagonal(dim1=1, dim2=2).add_((~valid).to(G.dtype))
-    rhs = valid.to(G.dtype).unsqueeze(-1)
-    u, info = torch.linalg.solve_ex(Gs, rhs)
+    Gp = _shifted(Gs, valid, _shift(torch.diagonal(Gs, dim1=1, dim2=2), valid))
+    u, info = torch.linalg.solve_ex(Gp, valid.to(Gs.dtype).unsqueeze(-1))
     u = u.squeeze(-1) * valid
     alpha = u / u.sum(1, keepdim=True)
     feas = (info == 0) & torch.isfinite(alpha).all(1) & ((alpha >= -1e-13) | ~valid).all(1)
-    # only use the exact solve where the loop weights are all positive (Wolfe's final corral)
     alpha = alpha.clamp_min(0.0)
     alpha = alpha / alpha.sum(1, keepdim=True)
-    out = torch.where(feas.unsqueeze(1), alpha, lam)
-    return out * valid
+    return torch.where(feas.unsqueeze(1), alpha, lam) * valid
 
 
 def _merge_corral(cand: torch.Tensor, prev: tuple) -> tuple[torch.Tensor, torch.Tensor]:
-    """Candidates of a warm-started round: ``cand`` (n, m), ranked by the residual of the failed try, with
-    the points of its corral ``prev`` = (global indices (n, s0), valid (n, s0), λ) that ``cand`` misses
-    appended as extra columns (the corral points are usually among the candidates already).
-
-    Returns (candidates (n, m + extra), init_pos (n, s0)): the column of each valid corral point in the
-    candidates, 0 on invalid slots.
-    """
+    """Candidates ``cand`` (n, m) of a warm-started round with the points of the failed corral ``prev`` =
+    (global indices (n, s0), valid, λ) that they miss appended. Returns (candidates (n, m + extra),
+    the column of each valid corral point in them (n, s0), 0 on invalid slots)."""
     gidx, gval, _ = prev
     m = cand.shape[1]
     eq = (gidx.unsqueeze(2) == cand.unsqueeze(1)) & gval.unsqueeze(2)  # (n, s0, m)
@@ -680,15 +600,11 @@ def _residuals(Wn: torch.Tensor, rows: torch.Tensor, gpos: torch.Tensor, valid: 
 
 def _certify(Wn: torch.Tensor, rows: torch.Tensor, R: torch.Tensor, sel: torch.Tensor, lam: torch.Tensor,
              tol_row: torch.Tensor, maxcos_row: torch.Tensor, tile: int, chunk: int):
-    """The certificate (step 3) of the feasible points r = ŵ_k − Σ λ_j ŵ_j, the rows of ``R`` (λ on the
-    support ``sel``), over all j ≠ k, in float64 and vector space.
-
-    ``tol_row`` is tol·s_k and ``maxcos_row`` the max cosine of each class. Returns (accepted mask,
-    dist = ||r||, gap, gap tolerance, ||r||²); a class is accepted iff its gap is within the tolerance,
-    λ is a point of the simplex, every number is finite and ||r|| ≥ 1 − max cos.
-    """
+    """Step 3 for the feasible points r = ŵ_k − Σ λ_j ŵ_j, the rows of ``R`` (λ on the support ``sel``;
+    ``tol_row`` = tol·s_k). Returns (accepted mask, dist = ||r||, gap, gap tolerance, ||r||²)."""
     rr = (R * R).sum(1)
-    mins = _certificate_min(Wn, rows, R, tile, chunk)  # min_{j≠k} <ŵ_k − ŵ_j, r>
+    # min_{j≠k} <ŵ_k − ŵ_j, r> = <ŵ_k, r> − max_{j≠k} <r, ŵ_j>
+    mins = (Wn[rows] * R).sum(1) - _topk_rows(Wn, rows, 1, tile, chunk, queries=R)[0][:, 0]
     nr = rr.sqrt()
     low = torch.where(nr > 0, mins / nr.clamp_min(1e-300), torch.zeros_like(nr)).clamp_min(0.0)
     g = (nr - low).clamp_min(0.0)
@@ -698,19 +614,6 @@ def _certify(Wn: torch.Tensor, rows: torch.Tensor, R: torch.Tensor, sel: torch.T
     ok = (torch.isfinite(nr) & torch.isfinite(g) & lam_ok & (g <= eps_k)
           & (nr >= (1.0 - maxcos_row).clamp_min(0.0) - 1e-12))
     return ok, nr, g, eps_k, rr
-
-
-def _support_lists(sup_idx: torch.Tensor, sup_w: torch.Tensor, K: int):
-    """Padded supports (``sup_idx`` −1 on free slots) and weights → per class, the sorted indices and
-    their weights (two lists of arrays)."""
-    key = torch.where(sup_idx >= 0, sup_idx, torch.full_like(sup_idx, K))
-    key, order = torch.sort(key, dim=1)
-    wts = torch.gather(sup_w, 1, order)
-    counts = (key < K).sum(1).cpu().numpy()
-    keep = (key < K).cpu().numpy()
-    flat_i, flat_w = key.cpu().numpy()[keep], wts.cpu().numpy()[keep]
-    cuts = np.cumsum(counts)[:-1]
-    return np.split(flat_i, cuts), np.split(flat_w, cuts)
 
 
 # ---------------------------------------------------------- exact per-class solver (last fallback)
@@ -797,12 +700,8 @@ def _residual_from_base(Wn: np.ndarray, k: int, S, lam) -> np.ndarray:
 
 
 def _exact_solve(Wn: np.ndarray, k: int, n_near: int | None):
-    """The exact solver for class k: NNLS over the ``n_near`` rows of largest cosine to ŵ_k (None: all
-    rows j ≠ k), then the active-set refinement over all rows (it adds any violated row).
-
-    Returns (indices, weights, residual r); a solve that fails returns NaN weights and residual, which
-    the certificate refuses.
-    """
+    """NNLS for class k over the ``n_near`` rows of largest cosine to ŵ_k (None: all j ≠ k), refined by
+    the active-set method over all rows. Returns (indices, weights, r); NaN weights and r if it fails."""
     K, d = Wn.shape
     cols = None
     if n_near is not None:
@@ -815,65 +714,22 @@ def _exact_solve(Wn: np.ndarray, k: int, n_near: int | None):
         return np.array([(k + 1) % K]), np.array([math.nan]), np.full(d, math.nan)
 
 
-def _stack_solutions(sols: list[tuple], d: int, dev: torch.device):
+def _stack_solutions(sols: list[tuple], dev: torch.device):
     """Per-class (indices, weights, residual) → the padded tensors (global indices, λ, valid, R) that the
     certificate takes."""
-    s_fb = max(len(i) for i, _, _ in sols)
-    gpos = torch.zeros(len(sols), s_fb, dtype=torch.long, device=dev)
-    lam = torch.zeros(len(sols), s_fb, dtype=torch.float64, device=dev)
-    valid = torch.zeros(len(sols), s_fb, dtype=torch.bool, device=dev)
-    R = torch.empty(len(sols), d, dtype=torch.float64, device=dev)
-    for i, (j, w, r) in enumerate(sols):
-        gpos[i, :len(j)] = torch.as_tensor(j, device=dev)
-        lam[i, :len(w)] = torch.as_tensor(w, device=dev)
-        valid[i, :len(j)] = True
-        R[i] = torch.as_tensor(r, device=dev)
-    return gpos, lam, valid, R
+    width = max(len(j) for j, _, _ in sols)
+    gpos = torch.as_tensor(np.stack([np.pad(j, (0, width - len(j))) for j, _, _ in sols]), device=dev)
+    lam = torch.as_tensor(np.stack([np.pad(w, (0, width - len(w))) for _, w, _ in sols]), device=dev)
+    sizes = torch.tensor([len(j) for j, _, _ in sols], device=dev)
+    valid = torch.arange(width, device=dev).unsqueeze(0) < sizes.unsqueeze(1)
+    return gpos, lam, valid, torch.as_tensor(np.stack([r for _, _, r in sols]), device=dev)
 
 
 # ------------------------------------------------------------------------------ one call's solve
 
-@dataclass(frozen=True)
-class _Settings:
-    """The resolved options of one :func:`ovr_distances` call (see its docstring)."""
-
-    K: int
-    d: int
-    dev: torch.device
-    m0: int  # initial candidates per class
-    tol: float
-    tile: int  # columns per tiled product
-    chunk: int  # rows per tiled product
-    budget: int  # bytes for one block's work tensors
-    block_size: int | None
-    max_iter: int
-    refresh: int
-    pricing: int
-    mixed: bool  # the first round's Gram matrices and Wolfe iterations in float32
-    return_support: bool
-
-
-def _settings(K: int, d: int, *, candidates, tol, device, block_size, tile, memory_budget, max_iter, refresh,
-              pricing, precision, return_support) -> _Settings:
-    """Check the options of :func:`ovr_distances` and resolve their defaults for a (K, d) problem."""
-    dev = _device(device)
-    m0 = candidates if candidates is not None else max(32, min((3 * (d + 1)) // 2, 160))
-    m0 = int(max(1, min(K - 1, m0)))
-    budget = memory_budget or _default_budget(dev)
-    tile = int(max(1, min(tile, K)))
-    if precision not in ("auto", "float64", "mixed"):
-        raise ValueError(f"precision must be 'auto', 'float64' or 'mixed', got {precision!r}")
-    return _Settings(K=K, d=d, dev=dev, m0=m0, tol=tol, tile=tile,
-                     chunk=int(max(1, min(K, (budget // 2) // (8 * (tile + 2 * m0 + d))))),
-                     budget=budget, block_size=block_size, max_iter=max_iter or 50 * (d + 1) + 100,
-                     refresh=refresh, pricing=pricing,
-                     mixed=precision == "mixed" or (precision == "auto" and dev.type == "cpu"),
-                     return_support=return_support)
-
-
 @dataclass
 class _Round:
-    """How a Wolfe round solves its classes; :meth:`_Solve.escalate` sets the next one."""
+    """How a Wolfe round solves its classes; :meth:`_Solve.rounds` sets the next one."""
 
     m: int  # candidates per class
     dirs: torch.Tensor | None = None  # candidate ranking directions per class (None: ŵ_k)
@@ -882,56 +738,65 @@ class _Round:
 
 
 class _Solve:
-    """One call of :func:`ovr_distances`: the normalized rows, the settings, and what is proved so far
-    (per class: distance, gap, tolerance, support, candidates used) with the counters and timings of
-    ``info``. The methods are the steps of the module docstring: :meth:`candidates` (1), :meth:`wolfe`
-    (2), :meth:`settle` (3), :meth:`escalate` and :meth:`exact_fallback` (4), driven by :meth:`rounds`.
-    """
+    """One call of :func:`ovr_distances`: its resolved options and what is proved so far per class, with
+    the counters and timings of ``info``. The methods are the steps of the module docstring."""
 
-    def __init__(self, Wn_np: np.ndarray, cfg: _Settings):
-        K, dev = cfg.K, cfg.dev
-        self.cfg = cfg
-        self.Wn_np = Wn_np
-        self.Wn = torch.as_tensor(Wn_np, device=dev)
-        self.Wn32 = self.Wn.to(torch.float32) if cfg.mixed else None
+    def __init__(self, W, *, candidates, tol, device, block_size, tile, memory_budget, max_iter, refresh,
+                 pricing, precision, return_support):
+        self.Wn_np = normalize_rows(W)
+        K, d = self.K, self.d = self.Wn_np.shape
+        if K < 2:
+            raise ValueError(f"one-vs-rest distances need at least 2 classes, got K={K}")
+        dev = self.dev = _device(device)
+        if precision not in ("auto", "float64", "mixed"):
+            raise ValueError(f"precision must be 'auto', 'float64' or 'mixed', got {precision!r}")
+        m0 = candidates if candidates is not None else max(32, min((3 * (d + 1)) // 2, 160))
+        self.m0 = int(max(1, min(K - 1, m0)))
+        self.tol, self.block_size, self.refresh, self.pricing = tol, block_size, refresh, pricing
+        self.return_support = return_support
+        if not memory_budget and dev.type == "cuda":  # 40 % of the free GPU memory, at most 8 GiB
+            memory_budget = int(min(8 << 30, torch.cuda.mem_get_info(dev)[0] * 0.4))
+        self.budget = memory_budget or 512 << 20
+        self.tile = int(max(1, min(tile, K)))  # columns per tiled product
+        self.chunk = int(max(1, min(K, (self.budget // 2) // (8 * (self.tile + 2 * self.m0 + d)))))  # rows
+        self.max_iter = max_iter or 50 * (d + 1) + 100
+        # the first round's Gram matrices and Wolfe iterations in float32
+        self.mixed = precision == "mixed" or (precision == "auto" and dev.type == "cpu")
+        self.Wn = torch.as_tensor(self.Wn_np, device=dev)
+        self.Wn32 = self.Wn.to(torch.float32) if self.mixed else None
         # tolerances per class, relative to the squared nearest-neighbour distance (clipped to [1e-8, 1]):
         # scale-aware for dense codes with tiny distances, = tol for ordinary codes (set in round 1)
         self.tol_scale = torch.ones(K, dtype=torch.float64, device=dev)
         self.dist = torch.full((K,), math.nan, dtype=torch.float64, device=dev)
-        self.gap = torch.full((K,), math.nan, dtype=torch.float64, device=dev)
-        self.gap_tol = torch.full((K,), math.nan, dtype=torch.float64, device=dev)
+        self.gap, self.gap_tol, self.maxcos = self.dist.clone(), self.dist.clone(), self.dist.clone()
         self.certified = torch.zeros(K, dtype=torch.bool, device=dev)
-        self.maxcos = torch.full((K,), math.nan, dtype=torch.float64, device=dev)
-        self.ncand = torch.zeros(K, dtype=torch.long, device=dev)
-        self.sup_idx = torch.full((K, 1), -1, dtype=torch.long, device=dev)
-        self.sup_w = torch.zeros(K, 1, dtype=torch.float64, device=dev)
+        self.support, self.weights = [np.empty(0, dtype=np.int64)] * K, [np.empty(0)] * K
         self.stats = {"rounds": 0, "iterations": 0, "blocks": 0, "retried": 0, "stalled": 0, "max_iter": 0,
                       "cold_restarts": 0, "exact_fallback": 0, "exact_fallback_all_rows": 0, "uncertified": 0,
                       "t_candidates": 0.0, "t_gram": 0.0, "t_solve": 0.0, "t_certificate": 0.0, "t_fallback": 0.0}
 
     def clock(self, key: str, t0: float) -> float:
         """Add the time since ``t0`` to ``stats[key]``; return the current time."""
-        if self.cfg.dev.type == "cuda":
-            torch.cuda.synchronize(self.cfg.dev)
+        if self.dev.type == "cuda":
+            torch.cuda.synchronize(self.dev)
         t1 = time.perf_counter()
         self.stats[key] += t1 - t0
         return t1
 
     def rounds(self) -> torch.Tensor:
-        """Wolfe rounds over the classes not yet certified, each round escalating for the failures of
-        the previous one, until every class is certified or the float64 cold start has failed too.
+        """Wolfe rounds until every class is certified or the float64 cold start has failed too.
         Returns the classes left for the exact per-class solver."""
-        pending = torch.arange(self.cfg.K, device=self.cfg.dev)
-        rnd = _Round(m=self.cfg.m0)
+        pending = torch.arange(self.K, device=self.dev)
+        rnd = _Round(m=self.m0)
         while pending.numel():
             self.stats["rounds"] += 1
             # mixed precision: the first round's Wolfe in float32, then float64 weights + certificate
-            low_prec = self.cfg.mixed and self.stats["rounds"] == 1
+            low_prec = self.mixed and self.stats["rounds"] == 1
             t0 = time.perf_counter()
             cand, init_pos = self.candidates(pending, rnd)
             t0 = self.clock("t_candidates", t0)
             R, gpos, sel, lam, t0 = self.wolfe(pending, cand, init_pos, rnd, low_prec, t0)
-            ok, rr = self.settle(pending, R, gpos, sel, lam, cand.shape[1])
+            ok, rr = self.settle(pending, R, gpos, sel, lam)
             self.clock("t_certificate", t0)
             f = ~ok
             if not f.any():
@@ -940,16 +805,23 @@ class _Solve:
             self.stats["retried"] += int(failed.numel())
             if rnd.careful:
                 return failed
-            rnd = self.escalate(rnd, failed, R[f], rr[f], (gpos[f], sel[f], lam[f]), low_prec)
+            # step 4: the next round for the failed classes
+            if rnd.m >= self.K - 1 and not low_prec:
+                # float64 Wolfe with every candidate did not certify (a warm start can stall on a corral
+                # that is affinely dependent in float64): start again cold, exact inverses every step
+                self.stats["cold_restarts"] += int(failed.numel())
+                rnd = _Round(m=rnd.m, careful=True)
+            else:  # warm start; candidates ranked by the residual, their number doubled from round 3 on
+                m = min(self.K - 1, 2 * rnd.m if self.stats["rounds"] >= 2 else rnd.m)
+                dirs = torch.where(rr[f].unsqueeze(1) > 0, R[f], self.Wn[failed])
+                rnd = _Round(m=m, dirs=dirs, prev=(gpos[f], sel[f], lam[f]))
             pending = failed
         return pending
 
     def candidates(self, pending: torch.Tensor, rnd: _Round):
-        """Step 1: the ``rnd.m`` rows of largest cosine to each pending ŵ_k (of largest <ŵ_j, r> when
-        ``rnd.dirs`` holds the residuals r of a failed try; then the old corral is merged in, see
-        :func:`_merge_corral`). The first round also records the max cosines and the tolerance scales.
-        Returns (candidates (n, m'), the warm corral's columns in them or None)."""
-        cv, cand = _topk_rows(self.Wn, pending, rnd.m, self.cfg.tile, self.cfg.chunk, queries=rnd.dirs)
+        """Step 1 (round 1 also records the max cosines and tolerance scales). Returns (candidates
+        (n, m'), the warm corral's columns in them or None)."""
+        cv, cand = _topk_rows(self.Wn, pending, rnd.m, self.tile, self.chunk, queries=rnd.dirs)
         if self.stats["rounds"] == 1:
             self.maxcos[pending] = cv[:, 0]
             self.tol_scale = (2.0 - 2.0 * self.maxcos).clamp(1e-8, 1.0)
@@ -957,25 +829,19 @@ class _Solve:
             return _merge_corral(cand, rnd.prev)
         return cand, None
 
-    def block_rows(self, n: int, mc: int) -> int:
-        """Classes per Wolfe block (``block_size``, or what ``memory_budget`` holds): on CPU at most 256,
-        which keeps the per-iteration tensors cache-sized; on GPU as many as fit."""
-        cfg = self.cfg
-        if cfg.block_size:
-            return cfg.block_size
-        s_est = min(mc, cfg.d + 1, 128) + 1
-        per_class = 8 * (mc * cfg.d + 2 * mc * mc + 3 * mc * s_est + 3 * s_est * s_est)
-        return int(max(1, min(n, cfg.budget // per_class, 256 if cfg.dev.type == "cpu" else n)))
-
     def wolfe(self, pending: torch.Tensor, cand: torch.Tensor, init_pos, rnd: _Round, low_prec: bool, t0: float):
         """Step 2: batched Wolfe on blocks of the pending classes, then exact float64 weights on each final
         corral. Returns (residuals R (n, d), global corral indices, support mask, λ — padded to one width,
         the clock)."""
-        cfg, Wn = self.cfg, self.Wn
-        n, d, mc = pending.numel(), cfg.d, cand.shape[1]
-        B = self.block_rows(n, mc)
+        Wn, n, d, mc = self.Wn, pending.numel(), self.d, cand.shape[1]
+        # classes per block: block_size, or what memory_budget holds; on CPU at most 256, which keeps
+        # the per-iteration tensors cache-sized
+        s_est = min(mc, d + 1, 128) + 1
+        per_class = 8 * (mc * d + 2 * mc * mc + 3 * mc * s_est + 3 * s_est * s_est)
+        cap = 256 if self.dev.type == "cpu" else n
+        B = self.block_size or int(max(1, min(n, self.budget // per_class, cap)))
         Wv = self.Wn32 if low_prec else Wn  # float32 Wolfe only identifies the corral; float64 decides
-        R = torch.empty(n, d, dtype=torch.float64, device=cfg.dev)
+        R = torch.empty(n, d, dtype=torch.float64, device=self.dev)
         outs = []
         for b0 in range(0, n, B):
             rows = pending[b0:b0 + B]
@@ -989,13 +855,12 @@ class _Solve:
             init = None
             if rnd.prev is not None:
                 init = (init_pos[b0:b0 + B], rnd.prev[1][b0:b0 + B], rnd.prev[2][b0:b0 + B].to(G.dtype))
-            blk = _Block(G, s_limit=min(mc, d + 1) + 1, init=init, pricing=1 if rnd.careful else cfg.pricing,
-                         start=START_CORRAL)
-            t_row = cfg.tol * self.tol_scale[rows]
+            blk = _Block(G, s_limit=min(mc, d + 1) + 1, init=init, pricing=1 if rnd.careful else self.pricing)
+            t_row = self.tol * self.tol_scale[rows]
             if low_prec:
-                t_row = (max(cfg.tol, TOL32) * self.tol_scale[rows]).to(torch.float32)
-            self.stats["iterations"] += blk.run(t_row, 2 * cfg.max_iter if rnd.careful else cfg.max_iter,
-                                                1 if rnd.careful else cfg.refresh)
+                t_row = (max(self.tol, TOL32) * self.tol_scale[rows]).to(torch.float32)
+            self.stats["iterations"] += blk.run(t_row, 2 * self.max_iter if rnd.careful else self.max_iter,
+                                                1 if rnd.careful else self.refresh)
             pos, valid, lam, status = blk.results(nb)
             self.stats["stalled"] += int((status == 2).sum())
             self.stats["max_iter"] += int((status == 3).sum())
@@ -1011,58 +876,34 @@ class _Solve:
         return R, gpos, sel, lam, t0
 
     def settle(self, rows: torch.Tensor, R: torch.Tensor, gpos: torch.Tensor, sel: torch.Tensor,
-               lam: torch.Tensor, mc: int):
-        """Step 3: certify the feasible points (:func:`_certify`) and store the accepted classes (``mc``:
-        the candidates they used). Returns (accepted mask, ||r||²)."""
-        cfg = self.cfg
-        ok, nr, g, eps_k, rr = _certify(self.Wn, rows, R, sel, lam, cfg.tol * self.tol_scale[rows],
-                                        self.maxcos[rows], cfg.tile, cfg.chunk)
+               lam: torch.Tensor):
+        """Step 3: certify the feasible points (:func:`_certify`) and store the accepted classes.
+        Returns (accepted mask, ||r||²)."""
+        ok, nr, g, eps_k, rr = _certify(self.Wn, rows, R, sel, lam, self.tol * self.tol_scale[rows],
+                                        self.maxcos[rows], self.tile, self.chunk)
         acc = rows[ok]
         self.dist[acc] = nr[ok]
         self.gap[acc] = g[ok]
         self.gap_tol[acc] = eps_k[ok]
         self.certified[acc] = True
-        self.ncand[acc] = mc
-        if cfg.return_support and ok.any():
-            smax = gpos.shape[1]
-            if smax > self.sup_idx.shape[1]:
-                self.sup_idx = _pad_cols(self.sup_idx, smax, -1)
-                self.sup_w = _pad_cols(self.sup_w, smax, 0.0)
-            self.sup_idx[acc, :smax] = torch.where(sel, gpos, torch.full_like(gpos, -1))[ok]
-            self.sup_w[acc, :smax] = torch.where(sel, lam, torch.zeros_like(lam))[ok]
+        if self.return_support:  # per class: the support sorted, and its weights
+            j_ok, s_ok, w_ok = gpos[ok].cpu().numpy(), sel[ok].cpu().numpy(), lam[ok].cpu().numpy()
+            for k, j, s, w in zip(acc.tolist(), j_ok, s_ok, w_ok):
+                order = np.argsort(j[s], kind="stable")
+                self.support[k], self.weights[k] = j[s][order], w[s][order]
         return ok, rr
 
-    def escalate(self, rnd: _Round, failed: torch.Tensor, R: torch.Tensor, rr: torch.Tensor, corral: tuple,
-                 low_prec: bool) -> _Round:
-        """Step 4: the next round for the ``failed`` classes (their residuals R, ||r||², corrals).
-
-        Warm start from the failed corral with candidates ranked by the residual (the violated
-        constraints maximize <ŵ_j, r>), their number doubled from the third round on, up to K−1; once
-        float64 Wolfe with all K−1 candidates has failed, a cold float64 start.
-        """
-        K = self.cfg.K
-        if rnd.m >= K - 1 and not low_prec:
-            # float64 Wolfe with every candidate did not certify (a warm start can stall on a corral
-            # that is affinely dependent in float64): start again cold, exact inverses every step
-            self.stats["cold_restarts"] += int(failed.numel())
-            return _Round(m=rnd.m, careful=True)
-        m = 2 * rnd.m if self.stats["rounds"] >= 2 else rnd.m
-        return _Round(m=min(K - 1, m), dirs=torch.where(rr.unsqueeze(1) > 0, R, self.Wn[failed]), prev=corral)
-
     def exact_fallback(self, pending: torch.Tensor) -> None:
-        """Step 4, last stage: the exact per-class solver (:func:`_exact_solve`) for what Wolfe could not
-        certify — NNLS on the nearest rows by cosine first, then, for what that does not certify, NNLS
-        over all K−1 rows; both refined by the active-set method and certified like the Wolfe rounds."""
-        cfg = self.cfg
+        """Step 4, last stage: :func:`_exact_solve` on the nearest rows by cosine, then on all K−1 rows."""
         t0 = time.perf_counter()
         self.stats["exact_fallback"] = int(pending.numel())
-        n_near = min(cfg.K - 1, max(64, 4 * (cfg.d + 1)))
-        for near in ((True, False) if n_near < cfg.K - 1 else (False,)):
+        n_near = min(self.K - 1, max(64, 4 * (self.d + 1)))
+        for near in ((True, False) if n_near < self.K - 1 else (False,)):
             if not near:
                 self.stats["exact_fallback_all_rows"] = int(pending.numel())
             sols = [_exact_solve(self.Wn_np, k, n_near if near else None) for k in pending.cpu().numpy().tolist()]
-            gpos, lam, valid, R = _stack_solutions(sols, cfg.d, cfg.dev)
-            ok, _ = self.settle(pending, R, gpos, valid & (lam > 0), lam, cfg.K - 1)
+            gpos, lam, valid, R = _stack_solutions(sols, self.dev)
+            ok, _ = self.settle(pending, R, gpos, valid & (lam > 0), lam)
             pending = pending[~ok]
             if not pending.numel():
                 break
@@ -1071,17 +912,14 @@ class _Solve:
 
     def result(self, t_start: float) -> OVRResult:
         """The :class:`OVRResult` of what is stored (``t_start``: the start of the call, for ``info``)."""
-        cfg = self.cfg
-        support = weights = None
-        if cfg.return_support:
-            support, weights = _support_lists(self.sup_idx, self.sup_w, cfg.K)
         mc = self.maxcos.clamp(-1.0, 1.0).cpu().numpy()
-        info = dict(self.stats, seconds=time.perf_counter() - t_start, device=str(cfg.dev), tol=cfg.tol,
-                    initial_candidates=cfg.m0, method="wolfe-batched")
+        info = dict(self.stats, seconds=time.perf_counter() - t_start, device=str(self.dev), tol=self.tol,
+                    initial_candidates=self.m0, method="wolfe-batched")
         return OVRResult(
             dist=self.dist.cpu().numpy(), gap=self.gap.cpu().numpy(),
             lower=np.maximum(0.0, 1.0 - mc), upper=np.sqrt(np.maximum(0.0, 2.0 - 2.0 * mc)),
-            support=support, weights=weights, n_candidates=self.ncand.cpu().numpy(), info=info, max_cos=mc,
+            support=self.support if self.return_support else None,
+            weights=self.weights if self.return_support else None, info=info, max_cos=mc,
             certified=self.certified.cpu().numpy(), gap_tol=self.gap_tol.cpu().numpy())
 
 
@@ -1093,8 +931,7 @@ def ovr_distances(W, *, candidates: int | None = None, tol: float = 1e-12, devic
                   precision: str = "auto", return_support: bool = True, warn: bool = True) -> OVRResult:
     """Certified distance of each normalized row of ``W`` to the convex hull of the other rows.
 
-    The one function for one-vs-rest distances: every caller (metrics, codes, comparison,
-    benchmarks) uses it. Every class is either **certified** — ``gap_k ≤ gap_tol_k`` (see ``tol``),
+    Every class is either **certified** — ``gap_k ≤ gap_tol_k`` (see ``tol``),
     with ``dist_k − gap_k ≤ true distance ≤ dist_k`` — or, if even the exact fallback cannot
     certify it, reported as ``dist_k = gap_k = NaN`` with ``certified[k] = False`` and a
     ``RuntimeWarning`` naming the class. An uncertified number is never returned.
@@ -1137,35 +974,21 @@ def ovr_distances(W, *, candidates: int | None = None, tol: float = 1e-12, devic
     -------
     :class:`OVRResult` — see its docstring. ``result.value`` is GNC2 = ρ_ovr.
 
-    Notes
-    -----
-    Classes whose certificate fails escalate as in step 4 of the module docstring, each stage seeing
-    only the failures of the previous one (float64 warm starts with more candidates, a float64 cold
-    start, the exact NNLS solver :func:`_nnls_min_norm` certified by the same float64 certificate);
-    ``info`` counts each stage (``cold_restarts``, ``exact_fallback``, ``uncertified``).
-
     Memory is O(K·d) for W plus O(block·(m·d + m² + tile)); the K×K matrix is never stored.
     For K = 100,000, d = 512 use a CUDA device (tiles keep it in memory).
     """
     t_start = time.perf_counter()
-    Wn_np = normalize_rows(W)
-    K, d = Wn_np.shape
-    if K < 2:
-        raise ValueError(f"one-vs-rest distances need at least 2 classes, got K={K}")
-    cfg = _settings(K, d, candidates=candidates, tol=tol, device=device, block_size=block_size, tile=tile,
-                    memory_budget=memory_budget, max_iter=max_iter, refresh=refresh, pricing=pricing,
-                    precision=precision, return_support=return_support)
-    solve = _Solve(Wn_np, cfg)
+    solve = _Solve(W, candidates=candidates, tol=tol, device=device, block_size=block_size, tile=tile,
+                   memory_budget=memory_budget, max_iter=max_iter, refresh=refresh, pricing=pricing,
+                   precision=precision, return_support=return_support)
     pending = solve.rounds()
     if pending.numel():
         solve.exact_fallback(pending)
     res = solve.result(t_start)
-    if warn and not res.certified.all():
-        bad = np.flatnonzero(~res.certified)
-        warnings.warn(f"ovr_distances: class(es) {bad[:20].tolist()}{' …' if bad.size > 20 else ''} ({bad.size} of {K}) "
-                      f"could not be certified (Wolfe in float64 with all K-1 candidates, a float64 cold start and "
-                      f"the exact NNLS solver all left a gap above the tolerance); their dist and gap are NaN and "
-                      f"OVRResult.certified is False there. Every other class is certified.",
+    if warn and res.uncertified.size:
+        warnings.warn(f"ovr_distances: {res._named(res.uncertified)} could not be certified by any "
+                      f"stage (Wolfe, its float64 cold start, the exact NNLS solver); their dist and gap are "
+                      f"NaN and OVRResult.certified is False there. Every other class is certified.",
                       RuntimeWarning, stacklevel=2)
     return res
 
@@ -1190,19 +1013,17 @@ def ovr_subgradient(W, *, steps: int = 10_000, lr: float = 0.01, decay_every: in
     H = H / H.norm(dim=1, keepdim=True)
     ar = torch.arange(K, device=dev)
 
-    def objective(H):
-        out_v = torch.empty(K, dtype=torch.float64, device=dev)
-        out_j = torch.empty(K, dtype=torch.long, device=dev)
+    def objective(H):  # (max_{j≠k} <h_k, ŵ_j> − <h_k, ŵ_k>, its argmax j) per class, by blocks of rows
+        vs, js = [], []
         for b0 in range(0, K, block):
-            b1 = min(K, b0 + block)
-            S = H[b0:b1] @ Wn.T  # <h_k, ŵ_j>
-            rr = ar[b0:b1]
+            S = H[b0:b0 + block] @ Wn.T  # <h_k, ŵ_j>
+            rr = ar[b0:b0 + block]
             own = S[rr - b0, rr].clone()
             S[rr - b0, rr] = -math.inf
             v, j = S.max(1)
-            out_v[b0:b1] = v - own
-            out_j[b0:b1] = j
-        return out_v, out_j
+            vs.append(v - own)
+            js.append(j)
+        return torch.cat(vs), torch.cat(js)
 
     step = lr
     for it in range(steps):
