@@ -13,19 +13,17 @@ Public API::
     align_to_code(W_trained, W_code) -> (distance, perm, R)
     code_distance(W, code)           -> RMS distance per vector up to rotation and relabelling
     cross_refine(d, K, candidates)   -> CrossResult (both problems' best codes and the verdict)
-    gram_neighbours(W, names)        -> pandas.DataFrame
-    known.*                          closed-form codes, literature values, paper lines
+    known.*                          best-known Tammes angles, the paper's reference lines
 """
 
 from . import known
 from ._common import CodeSolution, max_cosine, min_angle_deg
-from .compare import align_to_code, code_distance, gram_neighbours
+from .compare import align_to_code, code_distance
 from .cross import cross_refine
 from .hardmax import solve_hardmax
 from .softmax import SoftmaxOptions, solve_softmax_code
 from .tammes import TammesOptions, solve_tammes
 from .ufm import solve_ufm, ufm_tau_sweep
 
-__all__ = ["CodeSolution", "SoftmaxOptions", "TammesOptions", "align_to_code", "code_distance", "cross_refine",
-           "gram_neighbours", "known", "max_cosine", "min_angle_deg", "solve_hardmax",
+__all__ = ["CodeSolution", "SoftmaxOptions", "TammesOptions", "align_to_code", "code_distance", "cross_refine", "known", "max_cosine", "min_angle_deg", "solve_hardmax",
            "solve_softmax_code", "solve_tammes", "solve_ufm", "ufm_tau_sweep"]

@@ -1,4 +1,4 @@
-"""Comparisons between codes: alignment up to symmetry, the distance between codes, neighbour structure.
+"""Comparisons between codes: alignment up to symmetry and the distance between codes.
 
 ``align_to_code(W_trained, W_code)`` finds the relabelling ``perm`` and the orthogonal matrix ``R``
 (rotation or reflection) minimising ``|| W_trained - W_code[perm] @ R ||_F`` (rows normalised):
@@ -22,7 +22,6 @@ result is a good local optimum, not a certified global one.  With ``signed=False
 from __future__ import annotations
 
 import itertools
-from typing import Sequence
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
@@ -124,34 +123,3 @@ def code_distance(W: np.ndarray, code: np.ndarray, **kwargs) -> float:
     2 = antipodal).  ``kwargs`` go to :func:`align_to_code`."""
     return float(align_to_code(W, code, **kwargs)[0] / np.sqrt(np.shape(W)[0]))
 
-
-def gram_neighbours(W: np.ndarray, names: Sequence[str] | None = None, k: int | None = None):
-    """Neighbour table of a classifier / code (the assignment question, docs/methods.md §8.2).
-
-    Returns a tidy ``pandas.DataFrame`` with one row per (class, neighbour) for the ``k`` nearest
-    neighbours of every class by cosine (all K-1 when ``k`` is None): columns ``class``,
-    ``neighbour``, ``rank`` (1 = nearest), ``cos``, ``angle_deg``, ``mutual`` (the class is also
-    among the neighbour's k nearest), ``farthest`` (the neighbour is the class's most distant one,
-    i.e. the closest to antipodal).
-    """
-    import pandas as pd
-
-    Wn = normalize_rows(W)
-    K = Wn.shape[0]
-    names = [str(i) for i in range(K)] if names is None else [str(n) for n in names]
-    if len(names) != K:
-        raise ValueError("names must have one entry per row of W")
-    C = Wn @ Wn.T
-    np.fill_diagonal(C, -np.inf)
-    kk = K - 1 if k is None else min(int(k), K - 1)
-    order = np.argsort(-C, axis=1, kind="stable")[:, :kk]
-    nearest = [set(order[i].tolist()) for i in range(K)]
-    farthest = np.argmin(np.where(np.isinf(C), np.inf, C), axis=1)
-    rows = []
-    for i in range(K):
-        for r, j in enumerate(order[i]):
-            c = float(C[i, j])
-            rows.append({"class": names[i], "neighbour": names[j], "rank": r + 1, "cos": c,
-                         "angle_deg": float(np.degrees(np.arccos(np.clip(c, -1, 1)))),
-                         "mutual": i in nearest[j], "farthest": bool(j == farthest[i])})
-    return pd.DataFrame(rows)
