@@ -123,13 +123,14 @@ def exact_ovr(W: np.ndarray):
     return ovr_distances(np.ascontiguousarray(W, dtype=np.float64))
 
 
-def ovr_fields(res) -> dict[str, Any]:
-    """Scalar summary of an OVRResult for certificates (``{"ovr": nan}`` when not evaluated)."""
+def add_ovr_fields(cert: dict, res) -> float:
+    """Adds the scalar summary of an OVRResult to the certificate ``cert``; returns rho_ovr (NaN and
+    nothing added when ``res`` is None: not evaluated)."""
     if res is None:
-        return {"ovr": float("nan")}
-    return {"ovr": float(res.value), "ovr_mean": float(res.mean), "ovr_max_gap": float(np.max(res.gap)),
-            "ovr_value_gap": float(res.value_gap), "ovr_max_gap_tol": float(np.max(res.gap_tol)),
-            "ovr_uncertified": int(res.uncertified.size)}
+        return float("nan")
+    cert.update(ovr_mean=float(res.mean), ovr_max_gap=float(np.max(res.gap)), ovr_value_gap=float(res.value_gap),
+                ovr_max_gap_tol=float(np.max(res.gap_tol)), ovr_uncertified=int(res.uncertified.size))
+    return float(res.value)
 
 
 def resolve_options(cls, options, knobs: dict, where: str):
@@ -145,25 +146,30 @@ def resolve_options(cls, options, knobs: dict, where: str):
     return dataclasses.replace(base, **knobs)
 
 
-def solver_start(d: int, K: int, time_budget, dfl: dict, restarts, iters):
-    """Shared start of the solvers: check (d, K), start the clock, resolve restarts/iterations
-    against the size-dependent defaults ``dfl``.  Returns (t_start, deadline, restarts, iters)."""
-    if K < 2 or d < 2:
-        raise ValueError("need K >= 2 and d >= 2")
-    t_start = time.perf_counter()
-    deadline = None if time_budget is None else t_start + float(time_budget)
-    restarts = dfl["restarts"] if restarts is None else int(restarts)
-    iters = dfl["iters"] if iters is None else int(iters)
-    return t_start, deadline, restarts, iters
+class SolverRun:
+    """One solve of the Tammes or softmax-code solver: (d, K) checked, the clock started, restarts and
+    iterations resolved against the size defaults ``dfl``, the torch device and dtype, the history."""
 
+    def __init__(self, d, K, dfl: dict, *, restarts, seed, device, time_budget, iters, init, verbose, opts):
+        if K < 2 or d < 2:
+            raise ValueError("need K >= 2 and d >= 2")
+        self.t_start = time.perf_counter()
+        self.deadline = None if time_budget is None else self.t_start + float(time_budget)
+        self.restarts = dfl["restarts"] if restarts is None else int(restarts)
+        self.iters = dfl["iters"] if iters is None else int(iters)
+        self.d, self.K, self.seed, self.init, self.verbose, self.opts = d, K, seed, init, verbose, opts
+        self.time_budget = time_budget
+        self.dev = torch_device(device)
+        self.tdtype = default_dtype(K, d, opts.dtype)
+        self.hist = History(self.t_start)
 
-def polish_limit(polish_time: float | None, deadline: float | None) -> float | None:
-    """Time limit of one polish: at most ``polish_time`` and never more than what is left until
-    ``deadline`` (at least 1 s, so a polish started at the deadline still returns a valid code)."""
-    if deadline is None:
-        return polish_time
-    left = max(deadline - time.perf_counter(), 1.0)
-    return left if polish_time is None else min(polish_time, left)
+    def polish_limit(self) -> float | None:
+        """Time limit of one polish: at most ``opts.polish_time`` and never more than what is left of
+        the budget (at least 1 s, so a polish started at the deadline still returns a valid code)."""
+        if self.deadline is None:
+            return self.opts.polish_time
+        left = max(self.deadline - time.perf_counter(), 1.0)
+        return left if self.opts.polish_time is None else min(self.opts.polish_time, left)
 
 
 def torch_device(device: Any):

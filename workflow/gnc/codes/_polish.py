@@ -43,32 +43,23 @@ def _lp(cost, A, b, r, nv, method, time_left=None, step_penalty: float = 0.0):
     of the trust box, the O(r^2) curvature error of the full-radius step swamps the gain near the
     optimum and SLP converges only linearly.
     """
-    options = {}
-    if time_left is not None:
-        options["time_limit"] = max(float(time_left), 1.0)
+    options = {} if time_left is None else {"time_limit": max(float(time_left), 1.0)}
+    n = nv - 1
+    bounds = [(-1.0, 1.0)] * n + [(-np.inf, np.inf)]
+    b = b / r
     if step_penalty > 0:
-        n = nv - 1
         m = A.shape[0]
         eye = sp.identity(n, format="csr")
         col = sp.csr_matrix(-np.ones((n, 1)))
         z1 = sp.csr_matrix((n, 1))
-        A2 = sp.vstack([sp.hstack([A, sp.csr_matrix((m, 1))]),
-                        sp.hstack([eye, z1, col]), sp.hstack([-eye, z1, col])], format="csr")
-        b2 = np.concatenate([b / r, np.zeros(2 * n)])
-        c2 = np.concatenate([cost, [step_penalty]])
-        lb = np.concatenate([np.full(n, -1.0), [-np.inf], [0.0]])
-        ub = np.concatenate([np.full(n, 1.0), [np.inf], [1.0]])
-        res = linprog(c2, A_ub=A2, b_ub=b2, bounds=np.column_stack([lb, ub]), method=method, options=options)
-        if res.x is not None:
-            res.x = res.x[:nv] * r
-        return res
-    lb = np.full(nv, -1.0)
-    ub = np.full(nv, 1.0)
-    lb[-1] = -np.inf
-    ub[-1] = np.inf
-    res = linprog(cost, A_ub=A, b_ub=b / r, bounds=np.column_stack([lb, ub]), method=method, options=options)
+        A = sp.vstack([sp.hstack([A, sp.csr_matrix((m, 1))]),
+                       sp.hstack([eye, z1, col]), sp.hstack([-eye, z1, col])], format="csr")
+        b = np.concatenate([b, np.zeros(2 * n)])
+        cost = np.concatenate([cost, [step_penalty]])
+        bounds.append((0.0, 1.0))
+    res = linprog(cost, A_ub=A, b_ub=b, bounds=bounds, method=method, options=options)
     if res.x is not None:
-        res.x = res.x * r
+        res.x = res.x[:nv] * r
     return res
 
 
@@ -88,26 +79,21 @@ LP_TIME_FRACTION = 0.25
 LP_MIN_SECONDS = 1.0
 
 
-def _time_left(t0, time_limit):
-    return None if time_limit is None else time_limit - (time.perf_counter() - t0)
-
-
 def _lp_time(t0, time_limit):
-    left = _time_left(t0, time_limit)
-    return None if left is None else max(LP_TIME_FRACTION * left, min(LP_MIN_SECONDS, left))
+    if time_limit is None:
+        return None
+    left = time_limit - (time.perf_counter() - t0)
+    return max(LP_TIME_FRACTION * left, min(LP_MIN_SECONDS, left))
 
 
 def _slp(state, f, linearise, step, *, max_iter: int, r0: float, tol: float, stall_tol: float,
          step_penalty: float, time_limit: float | None, method: str | None, on_accept=None):
     """Trust-region SLP driver shared by both problems: maximise ``f`` (the objective's true value).
 
-    ``on_accept(f)`` is called with the objective after every accepted step (each accepted iterate
-    is a valid point, so this is an anytime progress curve).
-
     ``linearise(state, f, r)`` returns ``(cost, A, b, nv, pred)``: the LP of the module docstring
     at trust radius ``r`` and a function giving the predicted gain of an LP solution ``x``;
-    ``step(state, x)`` returns ``(new_state, new_f, largest |step|)``.
-    Returns ``(state, f, info)``.
+    ``step(state, x)`` returns ``(new_state, new_f, largest |step|)``; ``on_accept(f)`` is called
+    after every accepted step (an anytime progress curve).  Returns ``(state, f, info)``.
     """
     r = r0
     stall = 0
@@ -274,22 +260,32 @@ def kkt_residual_tammes(X: np.ndarray, tol: float = 1e-9) -> dict:
     I, J = iu[0][sel], iu[1][sel]
     m = len(sel)
     if m > 20000 or K * d > 60000:
-        return {"kkt_residual": float("nan"), "n_active": int(m), "note": "too large for the KKT check"}
+        return _too_large(m)
     G = np.zeros((K * d, m))
     gi = X[J] - c[sel][:, None] * X[I]      # grad wrt x_i of <x_i,x_j>, projected
     gj = X[I] - c[sel][:, None] * X[J]
     for q in range(d):
         G[I * d + q, np.arange(m)] += gi[:, q]
         G[J * d + q, np.arange(m)] += gj[:, q]
+    return _hull_distance(G)
+
+
+def _too_large(m: int) -> dict:
+    return {"kkt_residual": float("nan"), "n_active": int(m), "note": "too large for the KKT check"}
+
+
+def _hull_distance(G: np.ndarray) -> dict:
+    """Distance from 0 to the convex hull of the columns of G: NNLS with a weighted sum-to-one row."""
+    n, m = G.shape
     wsum = 1e3
     A = np.vstack([G, wsum * np.ones((1, m))])
-    b = np.zeros(K * d + 1)
+    b = np.zeros(n + 1)
     b[-1] = wsum
     lam, _ = nnls(A, b, maxiter=50 * m + 1000)
     s = lam.sum()
     lam = lam / s if s > 0 else lam
-    resid = float(np.linalg.norm(G @ lam))
-    return {"kkt_residual": resid, "n_active": int(m), "n_multipliers": int((lam > 1e-12).sum())}
+    return {"kkt_residual": float(np.linalg.norm(G @ lam)), "n_active": int(m),
+            "n_multipliers": int((lam > 1e-12).sum())}
 
 
 def kkt_residual_softmax(W: np.ndarray, H: np.ndarray, tol: float = 1e-9) -> dict:
@@ -302,9 +298,8 @@ def kkt_residual_softmax(W: np.ndarray, H: np.ndarray, tol: float = 1e-9) -> dic
     kk, jj = np.nonzero(M <= L + tol)
     m = len(kk)
     if m > 20000 or K * d > 60000:
-        return {"kkt_residual": float("nan"), "n_active": int(m), "note": "too large for the KKT check"}
-    n = 2 * K * d
-    G = np.zeros((n, m))
+        return _too_large(m)
+    G = np.zeros((2 * K * d, m))
     cols = np.arange(m)
     hk = H[kk]
     # d m_kj / d w_k = h_k ; / d w_j = -h_k ; / d h_k = w_k - w_j  (projected onto tangents)
@@ -316,12 +311,4 @@ def kkt_residual_softmax(W: np.ndarray, H: np.ndarray, tol: float = 1e-9) -> dic
         np.add.at(G, (kk * d + q, cols), gwk[:, q])
         np.add.at(G, (jj * d + q, cols), gwj[:, q])
         np.add.at(G, (K * d + kk * d + q, cols), ghk[:, q])
-    wsum = 1e3
-    A = np.vstack([G, wsum * np.ones((1, m))])
-    b = np.zeros(n + 1)
-    b[-1] = wsum
-    lam, _ = nnls(A, b, maxiter=50 * m + 1000)
-    s = lam.sum()
-    lam = lam / s if s > 0 else lam
-    return {"kkt_residual": float(np.linalg.norm(G @ lam)), "n_active": int(m),
-            "n_multipliers": int((lam > 1e-12).sum())}
+    return _hull_distance(G)

@@ -46,8 +46,7 @@ import numpy as np
 import torch
 
 from ..maths import normalize_rows
-from ._common import (CodeSolution, History, default_dtype, exact_ovr, min_angle_deg, ovr_fields, polish_limit,
-                      resolve_options, solver_start, torch_device)
+from ._common import CodeSolution, SolverRun, add_ovr_fields, exact_ovr, min_angle_deg, resolve_options
 from ._polish import kkt_residual_softmax, slp_softmax
 from ._smooth import Schedule, min_margin_batched, smooth_softmax, smooth_tammes
 from .tammes import random_sphere
@@ -69,9 +68,7 @@ HOP_SCHEDULE = (200, 1e3, 2e5, 2e-3, 1e-6)
 
 def dual_from_ovr(W: np.ndarray, res) -> np.ndarray | None:
     """Unit dual directions h_k = (w_k - P_k w_k)/|.| from the projections of an OVRResult
-    (``support``/``weights``); None when the result carries no support."""
-    if res is None or getattr(res, "support", None) is None or getattr(res, "weights", None) is None:
-        return None
+    (``support``/``weights``); None when one of them is 0."""
     H = np.empty_like(W)
     for k in range(W.shape[0]):
         r = W[k] - np.asarray(res.weights[k]) @ W[np.asarray(res.support[k], dtype=np.int64)]
@@ -185,19 +182,15 @@ def solve_softmax_code(d: int, K: int, *, restarts: int | None = None, seed: int
     return run.result(n_hops, n_refine, evaluate_ovr)
 
 
-class _SoftmaxRun:
+class _SoftmaxRun(SolverRun):
     """One solve: the settings resolved against the size defaults, the clock, the best (L, W, H) so
     far (L: its certified min margin) and the anytime history of every valid code seen."""
 
-    def __init__(self, d, K, *, restarts, seed, device, time_budget, iters, init, verbose, opts: SoftmaxOptions):
+    def __init__(self, d, K, *, init, opts: SoftmaxOptions, **kw):
         if isinstance(init, str) and init not in ("random", "tammes", "mixed"):
             raise ValueError(f"unknown init {init!r}")
         self.dfl = dfl = _defaults(d, K)
-        self.t_start, self.deadline, self.restarts, self.iters = solver_start(d, K, time_budget, dfl, restarts, iters)
-        self.d, self.K, self.seed, self.init, self.verbose, self.opts = d, K, seed, init, verbose, opts
-        self.time_budget = time_budget
-        self.dev = torch_device(device)
-        self.tdtype = default_dtype(K, d, opts.dtype)
+        super().__init__(d, K, dfl, init=init, opts=opts, **kw)
         self.block = 512 if opts.block is None and K > 4096 else opts.block
         auto = opts.neighbours == "auto"
         self.nbrs = dfl.get("neighbours") if auto else opts.neighbours
@@ -206,7 +199,6 @@ class _SoftmaxRun:
         self.lr = dfl.get("lr", DENSE_LR) if opts.lr is None else opts.lr
         auto_refine = isinstance(opts.refine, str) and opts.refine == "auto"
         self.refine_schedule = dfl.get("refine", DENSE_REFINE) if auto_refine else opts.refine
-        self.hist = History(self.t_start)
         self.can_polish = opts.polish and 2 * K * (d - 1) <= POLISH_MAX_VARS
         # the rounds leave the polish (or the refinement) the last 30 % (15 %) of a budget
         self.smooth_deadline = None if self.deadline is None else \
@@ -287,8 +279,7 @@ class _SoftmaxRun:
         as good up to rounding (``TIE``: a polish of a code that is already optimal returns it to the
         last bits, and the polished code carries the KKT certificate); every accepted step goes to
         the history."""
-        Wp, Hp, Lp, info = slp_softmax(W0, H0, time_limit=polish_limit(self.opts.polish_time, self.deadline),
-                                       on_accept=self.hist.add)
+        Wp, Hp, Lp, info = slp_softmax(W0, H0, time_limit=self.polish_limit(), on_accept=self.hist.add)
         if Lp >= self.best[0] - TIE:
             self.best, self.polish_info, self.polished = (Lp, Wp, Hp), info, True
             self.hist.add(Lp)
@@ -335,7 +326,7 @@ class _SoftmaxRun:
             Ht = torch.as_tensor(Hb, dtype=self.tdtype, device=self.dev)[None]
             Wr, Hr = smooth_softmax(Wt, Ht, Schedule(int(sched[0]), *map(float, sched[1:])), block=self.block,
                                     deadline=self.deadline, neighbours=self.r_nbrs, refresh=self.opts.refresh,
-                                    callback=lambda t, W_, H_, L_: L_ is not None and self.hist.add(float(L_.max())))
+                                    callback=lambda _t, _W, _H, L: L is not None and self.hist.add(float(L.max())))
             Lr = float(min_margin_batched(Wr, Hr, self.block)[0])
             n_refine += 1
             improved = Lr > L + 1e-7 * max(1.0, abs(L))
@@ -385,19 +376,13 @@ class _SoftmaxRun:
         """Exact rho_ovr of the best code -- never worse than a given ``init`` -- and the best proof of
         a lower bound (the dual from the ovr projections when it beats H).  Returns (W, H, res, value)."""
         res = exact_ovr(Wb) if evaluate_ovr else None
-        of = ovr_fields(res)
-        cert.update({k: v for k, v in of.items() if k != "ovr"})
-        value = of["ovr"]
         if res is not None and not isinstance(self.init, str):
-            res0 = exact_ovr(normalize_rows(self.init))
-            if res0 is not None and res0.value > value:
-                Wb = normalize_rows(self.init)
-                Hb = Wb.copy()
-                res, of = res0, ovr_fields(res0)
-                value = of["ovr"]
-                cert.update({k: v for k, v in of.items() if k != "ovr"})
-                cert["returned_init"] = True
-                cert["lower_bound"] = min_margin(Wb, Hb)
+            W0 = normalize_rows(self.init)
+            res0 = exact_ovr(W0)
+            if res0.value > res.value:
+                Wb, Hb, res = W0, W0.copy(), res0
+                cert.update(returned_init=True, lower_bound=min_margin(Wb, Hb))
+        value = add_ovr_fields(cert, res)
         if res is not None:
             He = dual_from_ovr(Wb, res)
             if He is not None:

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from ..maths import normalize_rows
-from ._common import CodeSolution, exact_ovr, min_angle_deg, ovr_fields, torch_device
+from ._common import CodeSolution, add_ovr_fields, exact_ovr, min_angle_deg, torch_device
 from .tammes import random_sphere
 
 
@@ -102,17 +102,15 @@ def solve_ufm(d: int, K: int, n: int, tau: float, *, steps: int = 2000, lr: floa
         log_loss = float(log_mean_ce(Wn, Hn, y, tau))
     W = normalize_rows(Wn.detach().cpu().numpy().astype(np.float64))
     H = normalize_rows(Hn.detach().cpu().numpy().astype(np.float64))
-    res = exact_ovr(W) if evaluate_ovr else None
-    of = ovr_fields(res)
     cert = {"loss": math.exp(log_loss), "log_loss": log_loss, **_collapse(W, H, K, n), "rounds": rounds,
             "steps": rounds * steps, "converged": converged, "last_round_ovr_change": d_ovr,
             "last_round_log_loss_change": d_log}
-    cert.update({k: v for k, v in of.items() if k != "ovr"})
+    ovr = add_ovr_fields(cert, exact_ovr(W) if evaluate_ovr else None)
     settings = dict(n=n, tau=tau, steps=steps, max_rounds=max_rounds, lr=lr, optimizer=optimizer, lr_decay=lr_decay,
                     device=str(dev), dtype=str(dtype), labels="np.repeat(arange(K), n)", objective="log mean CE")
-    return CodeSolution(W=W, problem="ufm", d=d, K=K, value=float(of["ovr"]), min_angle_deg=min_angle_deg(W),
-                        ovr=float(of["ovr"]), certificate=cert, settings=settings, seed=seed,
-                        seconds=time.perf_counter() - t_start, H=H)
+    return CodeSolution(W=W, problem="ufm", d=d, K=K, value=ovr, min_angle_deg=min_angle_deg(W), ovr=ovr,
+                        certificate=cert, settings=settings, seed=seed, seconds=time.perf_counter() - t_start,
+                        H=H)
 
 
 def _ufm_start(d: int, K: int, n: int, seed: int, dtype, dev, init, init_H) -> tuple[torch.Tensor, torch.Tensor]:
