@@ -11,7 +11,6 @@ Conventions (see ARCHITECTURE.md): a code is a (K, d) float64 array with unit ro
 from __future__ import annotations
 
 import dataclasses
-import math
 import time
 from typing import Any
 
@@ -57,17 +56,10 @@ class CodeSolution:
     H: np.ndarray | None = None
     history: list | None = None
 
-    @property
-    def max_cos(self) -> float:
-        return float(math.cos(math.radians(self.min_angle_deg)))
-
-    def summary(self) -> str:
-        return (f"{self.problem}(d={self.d}, K={self.K}): value={self.value:.10g} "
-                f"min_angle={self.min_angle_deg:.8f} deg ovr={self.ovr:.8f} "
-                f"rattlers={len(self.rattlers)} {self.seconds:.1f}s")
-
     def __repr__(self) -> str:  # the arrays are large; keep repr short
-        return f"CodeSolution<{self.summary()}>"
+        return (f"CodeSolution<{self.problem}(d={self.d}, K={self.K}): value={self.value:.10g} "
+                f"min_angle={self.min_angle_deg:.8f} deg ovr={self.ovr:.8f} "
+                f"rattlers={len(self.rattlers)} {self.seconds:.1f}s>")
 
 
 def nearest_cosines(W: np.ndarray, block: int = 2048) -> np.ndarray:
@@ -151,6 +143,8 @@ class SolverRun:
     iterations resolved against the size defaults ``dfl``, the torch device and dtype, the history."""
 
     def __init__(self, d, K, dfl: dict, *, restarts, seed, device, time_budget, iters, init, verbose, opts):
+        import torch
+
         if K < 2 or d < 2:
             raise ValueError("need K >= 2 and d >= 2")
         self.t_start = time.perf_counter()
@@ -160,7 +154,9 @@ class SolverRun:
         self.d, self.K, self.seed, self.init, self.verbose, self.opts = d, K, seed, init, verbose, opts
         self.time_budget = time_budget
         self.dev = torch_device(device)
-        self.tdtype = default_dtype(K, d, opts.dtype)
+        # float64 for problems up to ~2e7 pair-dims, float32 beyond (memory / speed)
+        big = K * K * max(d, 8) > 2e8
+        self.tdtype = opts.dtype if opts.dtype is not None else (torch.float32 if big else torch.float64)
         self.hist = History(self.t_start)
 
     def polish_limit(self) -> float | None:
@@ -181,15 +177,6 @@ def torch_device(device: Any):
     return dev
 
 
-def default_dtype(K: int, d: int, dtype=None):
-    """float64 for problems up to ~2e7 pair-dims, float32 beyond (memory / speed)."""
-    import torch
-
-    if dtype is not None:
-        return dtype
-    return torch.float64 if K * K * max(d, 8) <= 2e8 else torch.float32
-
-
 class History:
     """Best-so-far curve ``[(seconds since start, value)]``."""
 
@@ -198,10 +185,9 @@ class History:
         self.points: list[tuple[float, float]] = []
         self.best = -np.inf
 
-    def add(self, value: float, force: bool = False) -> None:
-        value = float(value)
-        if value > self.best or force:
-            self.best = max(self.best, value)
+    def add(self, value: float) -> None:
+        if float(value) > self.best:
+            self.best = float(value)
             self.points.append((time.perf_counter() - self.t0, self.best))
 
     def elapsed(self) -> float:

@@ -10,13 +10,12 @@
 
 the two steps alternate until the assignment stops changing (the objective never increases).  The
 problem is non-convex, so ``starts`` starts are tried -- the identity, an assignment of sorted
-Gram-matrix rows (rotation invariant), then alternately random orthogonal matrices and random
-relabellings -- and the best is returned.  For K <= ``exhaustive_max_K`` (default 7; e.g. the
-4-class assignment experiment) all K! relabellings are enumerated, each with its exact Procrustes
-matrix, so the result is the global optimum.  For codes that are close up to symmetry (a trained
-classifier near a softmax code) the first starts already find the optimum; for unrelated codes the
-result is a good local optimum, not a certified global one.  With ``signed=False`` each code vector may also be replaced by its negative
-(assignment on |cos|), which is the right notion when only the lines +-w_k matter.
+Gram-matrix rows (rotation invariant), then alternately random relabellings and random orthogonal
+matrices -- and the best is returned: the optimum for codes close up to symmetry, a good local
+optimum (not a certified global one) for unrelated codes.  For K <= ``exhaustive_max_K`` all K!
+relabellings are enumerated, each with its exact Procrustes matrix: the global optimum.  With
+``signed=False`` each code vector may also be replaced by its negative (assignment on |cos|), the
+right notion when only the lines +-w_k matter.
 """
 
 from __future__ import annotations
@@ -51,7 +50,7 @@ def _gram_start(A: np.ndarray, B: np.ndarray) -> np.ndarray:
 
 def _align_exhaustive(A: np.ndarray, B: np.ndarray, signed: bool):
     K = A.shape[0]
-    best = (np.inf, None, None, None)
+    best = (np.inf, None, None)
     sign_sets = [np.ones(K)] if signed else [np.array(s, dtype=float)
                                               for s in itertools.product((1.0, -1.0), repeat=K)]
     for perm in itertools.permutations(range(K)):
@@ -61,7 +60,7 @@ def _align_exhaustive(A: np.ndarray, B: np.ndarray, signed: bool):
             R = _procrustes(A, Bp)
             dist = float(np.linalg.norm(A - Bp @ R))
             if dist < best[0]:
-                best = (dist, np.array(perm), R, signs)
+                best = (dist, np.array(perm), R)
     return best
 
 
@@ -81,22 +80,14 @@ def align_to_code(W_trained: np.ndarray, W_code: np.ndarray, *, starts: int = 32
         raise ValueError(f"shapes differ: {A.shape} vs {B.shape}")
     K, d = A.shape
     if K <= exhaustive_max_K and (signed or K <= 5):
-        best = _align_exhaustive(A, B, signed)
-        return best[0], np.asarray(best[1], dtype=np.int64), best[2]
-    rng = np.random.default_rng(seed)
-    best = (np.inf, None, None, None)
+        dist, perm, R = _align_exhaustive(A, B, signed)
+        return dist, np.asarray(perm, dtype=np.int64), R
 
-    def run(R0=None, perm0=None):
-        R = R0
-        perm = perm0
-        if perm is not None:
-            R = _procrustes(A, B[perm])
-        signs = np.ones(K)
+    def run(R):
         prev = None
         for _ in range(max_iter):
             S = A @ (B @ R).T                      # S[k, j] = cos(a_k, (b_j R))
-            score = S if signed else np.abs(S)
-            _, perm = linear_sum_assignment(-score)
+            _, perm = linear_sum_assignment(-(S if signed else np.abs(S)))
             signs = np.ones(K) if signed else np.sign(S[np.arange(K), perm] + 1e-300)
             Bp = signs[:, None] * B[perm]
             R = _procrustes(A, Bp)
@@ -104,17 +95,14 @@ def align_to_code(W_trained: np.ndarray, W_code: np.ndarray, *, starts: int = 32
             if key == prev:
                 break
             prev = key
-        Bp = signs[:, None] * B[perm]
-        return float(np.linalg.norm(A - Bp @ R)), perm, R, signs
+        return float(np.linalg.norm(A - Bp @ R)), perm, R
 
-    candidates = [dict(R0=np.eye(d)), dict(perm0=_gram_start(A, B))]
+    rng = np.random.default_rng(seed)
+    starts_R = [np.eye(d), _procrustes(A, B[_gram_start(A, B)])]
     for i in range(max(starts - 2, 0)):
-        candidates.append(dict(R0=_random_orthogonal(d, rng)) if i % 2 else dict(perm0=rng.permutation(K)))
-    for c in candidates:
-        out = run(**c)
-        if out[0] < best[0]:
-            best = out
-    return best[0], np.asarray(best[1], dtype=np.int64), best[2]
+        starts_R.append(_random_orthogonal(d, rng) if i % 2 else _procrustes(A, B[rng.permutation(K)]))
+    dist, perm, R = min((run(R0) for R0 in starts_R), key=lambda out: out[0])
+    return dist, np.asarray(perm, dtype=np.int64), R
 
 
 def code_distance(W: np.ndarray, code: np.ndarray, **kwargs) -> float:

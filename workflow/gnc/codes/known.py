@@ -46,10 +46,8 @@ def snub_cube() -> np.ndarray:
     odd = [(1, 0, 2), (0, 2, 1), (2, 1, 0)]
     pts = []
     for signs in itertools.product((1, -1), repeat=3):
-        nplus = sum(s > 0 for s in signs)
-        perms = odd if nplus % 2 == 0 else even
-        for p in perms:
-            pts.append(np.array(signs) * base[list(p)])
+        perms = odd if sum(s > 0 for s in signs) % 2 == 0 else even
+        pts += [np.array(signs) * base[list(p)] for p in perms]
     return normalize_rows(np.array(pts))
 
 

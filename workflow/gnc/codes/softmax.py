@@ -1,39 +1,30 @@
 """Softmax codes: K unit vectors in R^d maximising rho_ovr(W) = min_k dist(w_k, conv{w_j : j != k}).
 
 Method.  By the dual form (docs/methods.md §2.3) ``dist_k(W) = max_{|h|=1} min_{j!=k} <w_k - w_j, h>``, so
-maximising rho_ovr is the joint max-min problem over classifier rows W and dual directions H
-(the HardMax problem with one feature per class, docs/methods.md §4):
+maximising rho_ovr is the joint max-min problem (the HardMax problem with one feature per class, §4)
 
     max_{W, H unit rows}  min_{k != j}  <h_k, w_k - w_j>.
 
-1. *Smoothed continuation*, batched over restarts: soft-min (log-sum-exp) of all K(K-1) margins
-   with sharpness growing from ``beta[0]`` to ``beta[1]``; Adam steps on the tangent gradients of
-   W and H, rows re-normalised; rows processed in blocks for large K.  Restarts start from random
-   codes with H = W, from a Tammes run (``init="tammes"``), or both (``"mixed"``, default).
-   The first round is a quick one (``QUICK`` = 8 restarts x 600 steps) so that a good code exists
-   after a fraction of a second (anytime behaviour); then the configured round(s) follow.
-   Large K (> 2048): each class's soft-min sees only its ``neighbours`` = 32 smallest margins (64 in
-   the refinement),
-   re-selected every ``refresh`` = 25 steps by one blocked full product (which also gives the
-   exact min margin, i.e. the certified lower bound recorded in the history); the steps use sparse
-   kernels, O(K m d) instead of O(K^2 d) -- 13x cheaper per step at (512, 10000).
-2. *Refinement* (problems too large for the polish) of the best restart alone: a second, short
-   continuation at very large sharpness (``refine`` = (iterations, beta0, beta1, lr0, lr1); default
-   2000 steps, beta 5e3 -> 1e6; 300 sparse steps for large K, repeated from the best code while
-   it improves when a time budget is left).
-3. *Exact polish* of the best code of each round by sequential linear programming on the near-active margins
+1. *Smoothed continuation*, batched over restarts (:func:`gnc.codes._smooth.smooth_softmax`): soft-min of
+   all K(K-1) margins with sharpness growing from ``beta[0]`` to ``beta[1]``.  Restarts start from random
+   codes with H = W, from a Tammes run (``init="tammes"``), or both (``"mixed"``, default).  A quick
+   round (``QUICK`` restarts x steps) comes first, so that a good code exists after a fraction of a
+   second; then the configured round(s).  For K > 2048 each class's soft-min sees only its 32 smallest
+   margins (64 in the refinement), re-selected every ``refresh`` = 25 steps by one blocked full product
+   that also gives the exact min margin: O(K m d) per step instead of O(K^2 d), 13x cheaper at (512, 10000).
+2. *Refinement* of the best restart (problems too large for the polish): a short continuation at very
+   large sharpness (``refine``), repeated from the best code while it improves and budget is left.
+3. *Exact polish* of each round's best by sequential linear programming on the near-active margins
    (:func:`gnc.codes._polish.slp_softmax`) when the joint LP is small (2K(d-1) <= ``POLISH_MAX_VARS``);
    for larger problems the LP is slow and degenerate and the refinement reaches the same value
-   (e.g. (10,100): 1 s of refinement ~ 400 s of SLP).  For the smallest problems (``hops`` > 0)
-   the rounds' best is not polished directly but goes through ``hops`` basin hops: ``HOP_BATCH``
-   copies perturbed by ``hop_scale``·sqrt(value) Gaussian noise, annealed together on the short,
-   sharp ``HOP_SCHEDULE``; the best copy is polished and kept when it improves (if none does, the
-   rounds' best is polished).
-4. *Exact evaluation*: ``value = ovr = rho_ovr(W)`` from :func:`gnc.metrics.ovr.ovr_distances`.
-   ``certificate["lower_bound"]`` is the min margin of the returned (W, H): since every h_k is a
-   unit vector it proves ``rho_ovr(W) >= lower_bound`` without any QP.
-   ``rattlers`` are classes whose one-vs-rest distance exceeds the minimum by more than
-   ``certificate["rattler_tol"]`` (their constraint is inactive).
+   ((10, 100): 1 s of refinement ~ 400 s of SLP).  For the smallest problems (``hops`` > 0) the rounds'
+   best goes through basin hops instead: ``HOP_BATCH`` copies perturbed by hop_scale * sqrt(value)
+   Gaussian noise, annealed together on the sharp ``HOP_SCHEDULE``; the best copy is polished and kept
+   when it improves (if none does, the rounds' best is polished).
+4. *Exact evaluation*: ``value = ovr = rho_ovr(W)`` (:func:`gnc.metrics.ovr.ovr_distances`).
+   ``certificate["lower_bound"]`` is the min margin of the returned (W, H): every h_k is a unit vector,
+   so it proves ``rho_ovr(W) >= lower_bound``.  ``rattlers``: classes whose one-vs-rest distance
+   exceeds the minimum by more than ``certificate["rattler_tol"]``.
 """
 
 from __future__ import annotations
