@@ -7,7 +7,6 @@
 * the 24-cell, the 600-cell and the E8 roots are found as Tammes optima to 1e-6 degree.
 """
 
-import math
 
 import pytest
 import torch

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from gnc.codes import (code_distance, cross_refine, known, solve_hardmax, solve_softmax_code, solve_tammes,
+from gnc.codes import (code_distance, cross_refine, solve_hardmax, solve_softmax_code, solve_tammes,
                        solve_ufm, ufm_tau_sweep)
 from gnc.claims import closed_form
 from gnc.codes._polish import kkt_residual_softmax

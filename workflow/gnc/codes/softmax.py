@@ -193,7 +193,7 @@ class _SoftmaxRun(SolverRun):
         self.can_polish = opts.polish and 2 * K * (d - 1) <= POLISH_MAX_VARS
         # the rounds leave the polish (or the refinement) the last 30 % (15 %) of a budget
         self.smooth_deadline = None if self.deadline is None else \
-            self.t_start + (0.7 if self.can_polish else 0.85) * float(time_budget)
+            self.t_start + (0.7 if self.can_polish else 0.85) * float(self.time_budget)
         self.max_hops = dfl.get("hops", 0) if opts.hops is None else int(opts.hops)
         self.use_hops = self.can_polish and self.max_hops > 0  # then the hops polish, not the rounds
         self.best = None  # (L, W, H)

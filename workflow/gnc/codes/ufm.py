@@ -64,8 +64,7 @@ def solve_ufm(d: int, K: int, n: int, tau: float, *, steps: int = 2000, lr: floa
     loss by at most ``LOGLOSS_TOL`` (``certificate["converged"]``), at most ``max_rounds`` times.
 
     ``value`` = exact rho_ovr(W).  ``certificate`` holds the final loss, the rounds run, the last
-    round's changes, the within-class feature variability (mean 1 - cos(h, class mean direction))
-    and the self-duality error (mean 1 - cos(w_k, class mean of class k)).
+    round's changes and the collapse measures of :func:`_collapse`.
     """
     if optimizer not in ("adam", "sgd"):
         raise ValueError(f"unknown optimizer {optimizer!r}")
@@ -96,12 +95,9 @@ def solve_ufm(d: int, K: int, n: int, tau: float, *, steps: int = 2000, lr: floa
         if d_ovr <= OVR_TOL and d_log <= LOGLOSS_TOL:
             converged = True
             break
-    with torch.no_grad():
-        Wn = F.normalize(V, dim=1)
-        Hn = F.normalize(Hf, dim=1)
-        log_loss = float(log_mean_ce(Wn, Hn, y, tau))
-    W = normalize_rows(Wn.detach().cpu().numpy().astype(np.float64))
-    H = normalize_rows(Hn.detach().cpu().numpy().astype(np.float64))
+    W = normalize_rows(F.normalize(V.detach(), dim=1).cpu().numpy().astype(np.float64))
+    H = normalize_rows(F.normalize(Hf.detach(), dim=1).cpu().numpy().astype(np.float64))
+    log_loss = prev_log                                 # of the final parameters
     cert = {"loss": math.exp(log_loss), "log_loss": log_loss, **_collapse(W, H, K, n), "rounds": rounds,
             "steps": rounds * steps, "converged": converged, "last_round_ovr_change": d_ovr,
             "last_round_log_loss_change": d_log}
@@ -168,10 +164,7 @@ def ufm_tau_sweep(d: int, K: int, n: int, taus, *, reference: CodeSolution | Non
     (``stuck`` = 1); when it ends at a higher or equal loss, the continuation's value is what the UFM
     gives at that tau.  Both runs go to convergence (``converged``) or ``max_rounds``.
 
-    Variables (prefix ``ufm_``): ``ovr`` (exact rho_ovr of W), ``min_angle``, ``loss``,
-    ``feature_variability``, ``self_duality_error``, ``steps``, ``converged``,
-    ``last_round_ovr_change``, ``seconds``; with a reference also ``probe_ovr``, ``probe_loss``,
-    ``probe_converged``, ``stuck`` and ``ovr_ratio`` = ovr / reference value.
+    Variables: ``ufm_`` + the keys of ``data`` below (each with its long name).
     """
     import xarray as xr
 
