@@ -65,7 +65,6 @@ class _Adam:
         self.v.mul_(self.b2).addcmul_(G, G, value=1 - self.b2)
         mh = self.m / (1 - self.b1 ** self.t)
         vh = self.v / (1 - self.b2 ** self.t)
-        # scale eps to the gradient size of each restart so the step is scale invariant
         return lr * mh / (vh.sqrt() + self.eps)
 
 
@@ -104,9 +103,9 @@ def min_margin_batched(W: torch.Tensor, H: torch.Tensor, block: int | None = Non
 
 
 def smooth_tammes(X: torch.Tensor, sched: Schedule, block: int | None = None,
-                  deadline: float | None = None, callback=None, every: int = 50) -> torch.Tensor:
+                  deadline: float | None = None) -> torch.Tensor:
     """Continuation on the soft max-cosine; returns the final (B, K, d) unit rows."""
-    X = _retract(X.clone())
+    X = _retract(X)
     B, K, _ = X.shape
     opt = _Adam(X)
     cref = max_cos_batched(X, block)
@@ -126,8 +125,6 @@ def smooth_tammes(X: torch.Tensor, sched: Schedule, block: int | None = None,
         G = G / G.flatten(1).norm(dim=1).clamp_min(1e-300).view(B, 1, 1)
         G = _tangent(G, X)
         X = _retract(X - opt.step(G, lr))
-        if callback is not None and (t % every == 0 or t == sched.iters - 1):
-            callback(t, X)
         if deadline is not None and time.perf_counter() > deadline:
             break
     return X
@@ -230,8 +227,8 @@ def smooth_softmax(W: torch.Tensor, H: torch.Tensor, sched: Schedule, block: int
     large-K path.  The refresh also yields the exact min margin, passed to ``callback(t, W, H, L)``
     (a certified lower bound on rho_ovr(W)); in the dense path ``callback(t, W, H, None)``.
     """
-    W = _retract(W.clone())
-    H = _retract(H.clone())
+    W = _retract(W)
+    H = _retract(H)
     B, K, _ = W.shape
     sparse = neighbours is not None and neighbours < K - 1
     optW, optH = _Adam(W), _Adam(H)
