@@ -8,7 +8,7 @@ minimum are linearised and the linear program
     maximise t   s.t.   f_c(X) + <grad f_c, a> >= t   (near-active c),   |a|_inf <= r
 
 is solved with HiGHS.  The step is accepted when the *true* objective improves; the trust radius
-``r`` grows on good agreement and shrinks otherwise, until the predicted gain is below ``tol``.
+``r`` grows on good agreement and shrinks otherwise, until the predicted gain is below ``TOL``.
 At a vertex-type optimum (the usual case for spherical codes) SLP converges superlinearly; at the
 end the limit satisfies the first-order (KKT) conditions of the max-min problem, which
 :func:`kkt_residual_tammes` measures independently.
@@ -63,12 +63,10 @@ def _lp(cost, A, b, r, nv, method, time_left=None, step_penalty: float = 0.0):
     return res
 
 
-def _pick_method(m: int, nv: int, method: str | None) -> str:
-    """Dual simplex for small LPs (exact vertices, fast), interior point for large degenerate ones
-    (e.g. the 6720 active pairs of E8, where simplex stalls for minutes)."""
-    if method:
-        return method
-    return "highs-ds" if m * nv <= 2e6 else "highs-ipm"
+#: SLP stops when the predicted gain is at most this, or after 3 accepted steps that gained less
+TOL = 1e-13
+#: cost of the largest step component in the penalised LP (see :func:`_lp`)
+STEP_PENALTY = 1e-4
 
 
 #: one LP may use at most this fraction of the polish's remaining time (at least ``LP_MIN_SECONDS``):
@@ -86,8 +84,7 @@ def _lp_time(t0, time_limit):
     return max(LP_TIME_FRACTION * left, min(LP_MIN_SECONDS, left))
 
 
-def _slp(state, f, linearise, step, *, max_iter: int, r0: float, tol: float, stall_tol: float,
-         step_penalty: float, time_limit: float | None, method: str | None, on_accept=None):
+def _slp(state, f, linearise, step, *, max_iter: int, r0: float, time_limit: float | None, on_accept=None):
     """Trust-region SLP driver shared by both problems: maximise ``f`` (the objective's true value).
 
     ``linearise(state, f, r)`` returns ``(cost, A, b, nv, pred)``: the LP of the module docstring
@@ -97,13 +94,15 @@ def _slp(state, f, linearise, step, *, max_iter: int, r0: float, tol: float, sta
     """
     r = r0
     stall = 0
-    penalty = step_penalty
+    penalty = STEP_PENALTY
     t0 = time.perf_counter()
     info = {"iterations": 0, "lp_failures": 0}
     for it in range(max_iter):
         info["iterations"] = it + 1
         cost, A, b, nv, pred_of = linearise(state, f, r)
-        meth = _pick_method(A.shape[0], nv, method)
+        # dual simplex for small LPs (exact vertices, fast), interior point for large degenerate ones
+        # (e.g. the 6720 active pairs of E8, where simplex stalls for minutes)
+        meth = "highs-ds" if A.shape[0] * nv <= 2e6 else "highs-ipm"
         res = _lp(cost, A, b, r, nv, meth, _lp_time(t0, time_limit), penalty)
         if penalty > 0 and res.status == 0 and res.x is not None and pred_of(res.x) <= 1e-9:
             # the penalised LP hides slopes below the penalty: switch to the plain LP from here on
@@ -119,11 +118,11 @@ def _slp(state, f, linearise, step, *, max_iter: int, r0: float, tol: float, sta
                 break
             continue
         pred = pred_of(res.x)
-        if pred <= tol:
+        if pred <= TOL:
             break
         new_state, fn, amax = step(state, res.x)
         rho = (fn - f) / pred
-        stall = stall + 1 if (0 <= fn - f < stall_tol and pred < 1e-9) else (stall if fn < f else 0)
+        stall = stall + 1 if (0 <= fn - f < TOL and pred < 1e-9) else (stall if fn < f else 0)
         if rho > 0:
             state, f = new_state, fn
             if on_accept is not None:
@@ -155,9 +154,7 @@ def _sparse_rows(blocks, cols, m: int, p: int, nv: int, t_coef: float):
     return sp.csr_matrix((np.concatenate(data), (np.concatenate(ri), np.concatenate(ci))), shape=(m, nv))
 
 
-def slp_tammes(X: np.ndarray, *, max_iter: int = 400, r0: float = 0.05, tol: float = 1e-13, stall_tol: float = 1e-13,
-               margin_factor: float = 4.0, step_penalty: float = 1e-4,
-               time_limit: float | None = None, method: str | None = None,
+def slp_tammes(X: np.ndarray, *, r0: float = 0.05, time_limit: float | None = None,
                on_accept=None) -> tuple[np.ndarray, float, dict]:
     """Polish a Tammes code (minimise the maximum cosine).  Returns (X, max_cos, info);
     ``on_accept(max_cos)`` is called after every accepted step."""
@@ -171,7 +168,7 @@ def slp_tammes(X: np.ndarray, *, max_iter: int = 400, r0: float = 0.05, tol: flo
     def linearise(X, f, r):
         mu = -f
         c = (X @ X.T)[iu]
-        sel = np.nonzero(c >= mu - min(2.0, margin_factor * r + 1e-12))[0]
+        sel = np.nonzero(c >= mu - min(2.0, 4.0 * r + 1e-12))[0]
         I, J = iu[0][sel], iu[1][sel]
         U = tangent_bases(X)
         cache["U"] = U
@@ -186,9 +183,8 @@ def slp_tammes(X: np.ndarray, *, max_iter: int = 400, r0: float = 0.05, tol: flo
         Xn = normalize_rows(X + np.einsum("kdq,kq->kd", cache["U"], a))
         return Xn, -float((Xn @ Xn.T)[iu].max()), float(np.abs(a).max())
 
-    X, f, info = _slp(X, -float((X @ X.T)[iu].max()), linearise, step, max_iter=max_iter, r0=r0, tol=tol,
-                      stall_tol=stall_tol, step_penalty=step_penalty, time_limit=time_limit, method=method,
-                      on_accept=None if on_accept is None else (lambda f: on_accept(-f)))
+    X, f, info = _slp(X, -float((X @ X.T)[iu].max()), linearise, step, max_iter=400, r0=r0,
+                      time_limit=time_limit, on_accept=None if on_accept is None else (lambda f: on_accept(-f)))
     return X, -f, info
 
 
@@ -199,9 +195,8 @@ def _margins(W: np.ndarray, H: np.ndarray) -> np.ndarray:
     return M
 
 
-def slp_softmax(W: np.ndarray, H: np.ndarray, *, max_iter: int = 300, r0: float = 2e-3, tol: float = 1e-13,
-                stall_tol: float = 1e-13, margin_factor: float = 8.0, step_penalty: float = 1e-4,
-                time_limit: float | None = None, method: str | None = None, on_accept=None):
+def slp_softmax(W: np.ndarray, H: np.ndarray, *, r0: float = 2e-3, time_limit: float | None = None,
+                on_accept=None):
     """Polish the joint HardMax problem max_{W,H} min_{k!=j} <h_k, w_k - w_j>.
 
     Returns (W, H, L, info) with L = the final min margin (a certified lower bound on rho_ovr(W)).
@@ -216,7 +211,7 @@ def slp_softmax(W: np.ndarray, H: np.ndarray, *, max_iter: int = 300, r0: float 
 
     def linearise(state, L, r):
         W, H, M = state
-        kk, jj = np.nonzero(M <= L + min(4.0, margin_factor * r + 1e-12))
+        kk, jj = np.nonzero(M <= L + min(4.0, 8.0 * r + 1e-12))
         UW, UH = tangent_bases(W), tangent_bases(H)
         cache.update(UW=UW, UH=UH)
         blocks = [-np.einsum("md,mdq->mq", H[kk], UW[kk]), np.einsum("md,mdq->mq", H[kk], UW[jj]),
@@ -236,9 +231,8 @@ def slp_softmax(W: np.ndarray, H: np.ndarray, *, max_iter: int = 300, r0: float 
         return (Wn, Hn, Mn), float(Mn.min()), float(max(np.abs(a).max(), np.abs(b).max()))
 
     M = _margins(W, H)
-    (W, H, _), L, info = _slp((W, H, M), float(M.min()), linearise, step, max_iter=max_iter, r0=r0, tol=tol,
-                              stall_tol=stall_tol, step_penalty=step_penalty, time_limit=time_limit,
-                              method=method, on_accept=on_accept)
+    (W, H, _), L, info = _slp((W, H, M), float(M.min()), linearise, step, max_iter=300, r0=r0,
+                              time_limit=time_limit, on_accept=on_accept)
     return W, H, L, info
 
 
