@@ -107,9 +107,7 @@ def tangent_bases(X: np.ndarray) -> np.ndarray:
 
 
 def exact_ovr(W: np.ndarray):
-    """rho_ovr of a code: :func:`gnc.metrics.ovr.ovr_distances`, the one implementation of the
-    one-vs-rest distances (every class certified to its documented tolerance, or NaN with
-    ``certified`` False and a RuntimeWarning naming the class -- never an uncertified number)."""
+    """rho_ovr of a code by :func:`gnc.metrics.ovr.ovr_distances`, the one implementation (certified)."""
     from gnc.metrics.ovr import ovr_distances
 
     return ovr_distances(np.ascontiguousarray(W, dtype=np.float64))

@@ -15,11 +15,10 @@ tolerances (``ANGLE_TOL``; ``OVR_TOL`` plus its gap) of the best on both objecti
 (optimal sets are often not unique: rattlers move freely).  Both are maxima over the same set, so
 ``tammes.angle >= softmax.angle`` and ``softmax.ovr >= tammes.ovr`` hold by construction.
 
-Polish: for Tammes the SLP of :func:`gnc.codes._polish.slp_tammes`; for softmax codes the joint
-(W, H) SLP of :func:`gnc.codes._polish.slp_softmax` (H = the dual directions of the exact
-one-vs-rest projections) when the LP is small (2 K (d - 1) <= ``softmax.POLISH_MAX_VARS``),
-else the sharp smoothed refinement of :mod:`gnc.codes.softmax` (``DENSE_REFINE``).  The time
-budget is split evenly between the two objectives; each polish gets what is left of its share.
+Polish: the SLP of :mod:`gnc.codes._polish` (softmax codes: joint in (W, H), H = the dual directions
+of the exact one-vs-rest projections) when the LP is small, else for softmax codes the sharp smoothed
+refinement of :mod:`gnc.codes.softmax`.  The time budget is split evenly between the two objectives;
+each polish gets what is left of its share.
 
 Verdict (:func:`verdict`), with the tolerances below:
 
@@ -27,11 +26,9 @@ Verdict (:func:`verdict`), with the tolerances below:
   :func:`gnc.codes.compare.code_distance` (RMS distance per vector) <= ``SAME_TOL`` -- and that code is
   first-order optimal for both problems (KKT residuals below, <= ``KKT_TOL``): one code that is merely
   the best found for both within a budget is not evidence that the problems share an optimum;
-* ``differ``: each code is first-order optimal for its own problem -- KKT residual
-  (:func:`gnc.codes._polish.kkt_residual_tammes`, ``kkt_residual_softmax``: the distance from 0 to
-  the convex hull of the Riemannian gradients of the active constraints, multipliers by NNLS)
-  <= ``KKT_TOL`` -- and each beats the other on its own objective by more than the tolerance
-  (angle: ``ANGLE_TOL`` degrees; rho_ovr: ``OVR_TOL`` plus both certified gaps);
+* ``differ``: each code is first-order optimal for its own problem (KKT residual of
+  :mod:`gnc.codes._polish` <= ``KKT_TOL``) and beats the other on its own objective by more than the
+  tolerance (angle: ``ANGLE_TOL`` degrees; rho_ovr: ``OVR_TOL`` plus both certified gaps);
 * ``undecided``: anything else (the budget did not bring the codes to a first-order point, or the
   difference is within the tolerance while the codes are not equal).
 """

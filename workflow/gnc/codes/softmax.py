@@ -115,24 +115,17 @@ DENSE_REFINE = (2000, 5e3, 1e6, 3e-4, 1e-7)
 
 @dataclasses.dataclass(frozen=True)
 class SoftmaxOptions:
-    """Tuning knobs of :func:`solve_softmax_code`; ``None`` / ``"auto"`` take the default for the
-    problem's size (:func:`_defaults`).
+    """Tuning knobs of :func:`solve_softmax_code` (steps 1-3 of the module docstring); ``None`` /
+    ``"auto"`` take the default for the problem's size (:func:`_defaults`).
 
-    * ``beta``, ``lr``: soft-min sharpness and Adam step of the rounds, first -> last step
-      (``DENSE_BETA``, ``DENSE_LR`` for K <= 2048).
-    * ``tammes_iters``: steps of the Tammes continuation that starts the "tammes" restarts
-      (``max(iters // 3, 50)``).
-    * ``refine``: (iterations, beta0, beta1, lr0, lr1) of the refinement of problems too large for the
-      polish (``DENSE_REFINE``); None: no refinement.
-    * ``polish``: SLP polish when the LP is small (2K(d-1) <= ``POLISH_MAX_VARS``); ``polish_time``
-      caps each polish (seconds; None: no cap).
+    * ``beta``, ``lr``: soft-min sharpness and Adam step of the rounds, first -> last step.
+    * ``tammes_iters``: steps of the Tammes continuation of the "tammes" restarts (max(iters // 3, 50)).
+    * ``refine``: (iterations, beta0, beta1, lr0, lr1) of the refinement; None: no refinement.
+    * ``polish``, ``polish_time``: SLP polish when the LP is small, at most ``polish_time`` s each.
     * ``block``: rows per block of the K x K products (512 for K > 4096, else all rows).
     * ``dtype``: torch dtype of the continuation (float64 up to ~2e7 pair-dims, float32 beyond).
-    * ``neighbours``, ``refresh``: each class's soft-min sees only its m nearest margins, re-selected
-      every ``refresh`` steps ("auto": m = 32 for K > 2048 and 64 in the refinement, dense below;
-      None: always dense).
-    * ``hops``, ``hop_scale``: basin hops of polished problems (8 for K d <= 400, else none) and the
-      scale of their Gaussian perturbation (times sqrt(value)).
+    * ``neighbours``, ``refresh``: sparse steps on the m nearest margins (None: always dense).
+    * ``hops``, ``hop_scale``: basin hops of polished problems and the scale of their perturbation.
     """
 
     beta: tuple[float, float] | None = None
@@ -158,11 +151,9 @@ def solve_softmax_code(d: int, K: int, *, restarts: int | None = None, seed: int
     ``init``: ``"random"``, ``"tammes"``, ``"mixed"`` (half of the restarts each) or a (K, d)
     array that seeds restart 0 (and is returned if nothing better is found).  With ``time_budget``
     (seconds) rounds of restarts are repeated until the budget is spent (the polish gets what is
-    left, at most ``polish_time``) -- except with hops, which then get the budget after the planned
-    rounds.  ``restarts`` and ``iters`` (steps per restart) default by size.
-
-    Tuning knobs: ``options`` (a :class:`SoftmaxOptions`) or its fields as keywords, which override
-    ``options`` (``solve_softmax_code(3, 12, polish=False, hops=0)``).
+    left) -- except with hops, which then get the budget after the planned rounds.  ``restarts``
+    and ``iters`` (steps per restart) default by size.  Tuning knobs: ``options`` (a
+    :class:`SoftmaxOptions`) or its fields as keywords, which override ``options``.
     """
     opts = resolve_options(SoftmaxOptions, options, knobs, "solve_softmax_code")
     run = _SoftmaxRun(d, K, restarts=restarts, seed=seed, device=device, time_budget=time_budget, iters=iters,
