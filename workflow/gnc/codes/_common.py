@@ -140,7 +140,7 @@ class SolverRun:
     """One solve of the Tammes or softmax-code solver: (d, K) checked, the clock started, restarts and
     iterations resolved against the size defaults ``dfl``, the torch device and dtype, the history."""
 
-    def __init__(self, d, K, dfl: dict, *, restarts, seed, device, time_budget, iters, init, verbose, opts):
+    def __init__(self, d, K, dfl: dict, *, restarts, seed, device, time_budget, iters, init, opts):
         import torch
 
         if K < 2 or d < 2:
@@ -149,7 +149,7 @@ class SolverRun:
         self.deadline = None if time_budget is None else self.t_start + float(time_budget)
         self.restarts = dfl["restarts"] if restarts is None else int(restarts)
         self.iters = dfl["iters"] if iters is None else int(iters)
-        self.d, self.K, self.seed, self.init, self.verbose, self.opts = d, K, seed, init, verbose, opts
+        self.d, self.K, self.seed, self.init, self.opts = d, K, seed, init, opts
         self.time_budget = time_budget
         self.dev = torch_device(device)
         # float64 for problems up to ~2e7 pair-dims, float32 beyond (memory / speed)
@@ -187,6 +187,3 @@ class History:
         if float(value) > self.best:
             self.best = float(value)
             self.points.append((time.perf_counter() - self.t0, self.best))
-
-    def elapsed(self) -> float:
-        return time.perf_counter() - self.t0

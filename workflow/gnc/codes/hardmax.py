@@ -36,14 +36,12 @@ def _violations(W: torch.Tensor, H: torch.Tensor, eye: torch.Tensor) -> torch.Te
 
 def solve_hardmax(d: int, K: int, *, iters: int = 100_000, lr: float = 0.1, restarts: int = 1, seed: int = 0,
                   device: str = "cpu", time_budget: float | None = None, record_every: int = 100,
-                  dtype=torch.float64, init: np.ndarray | None = None, evaluate_ovr: bool = True) -> CodeSolution:
+                  evaluate_ovr: bool = True) -> CodeSolution:
     """Projected sub-gradient on L_HardMax (the paper's baseline).  ``value`` = exact rho_ovr(W)."""
     t_start = time.perf_counter()
     dev = torch_device(device)
     B = int(restarts)
-    W = random_sphere(B, K, d, seed, dtype, dev)
-    if init is not None:
-        W[0] = torch.as_tensor(normalize_rows(init), dtype=dtype, device=dev)
+    W = random_sphere(B, K, d, seed, torch.float64, dev)
     H = W.clone()
     hist = History(t_start)
     eye = torch.eye(K, dtype=torch.bool, device=dev)
@@ -86,7 +84,7 @@ def solve_hardmax(d: int, K: int, *, iters: int = 100_000, lr: float = 0.1, rest
     if evaluate_ovr:
         hist.add(ovr)
     settings = dict(iters=iters, lr=lr, restarts=B, record_every=record_every, time_budget=time_budget,
-                    device=str(dev), dtype=str(dtype), schedule="linear lr -> 0, H0 = W0")
+                    device=str(dev), dtype=str(torch.float64), schedule="linear lr -> 0, H0 = W0")
     return CodeSolution(W=Wb, problem="hardmax", d=d, K=K, value=ovr, min_angle_deg=min_angle_deg(Wb), ovr=ovr,
                         certificate=cert, settings=settings, seed=seed, seconds=time.perf_counter() - t_start,
                         H=Hb, history=hist.points)

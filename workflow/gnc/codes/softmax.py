@@ -144,7 +144,7 @@ class SoftmaxOptions:
 
 def solve_softmax_code(d: int, K: int, *, restarts: int | None = None, seed: int = 0, device: str = "cpu",
                        time_budget: float | None = None, iters: int | None = None,
-                       init: str | np.ndarray = "mixed", evaluate_ovr: bool = True, verbose: bool = False,
+                       init: str | np.ndarray = "mixed", evaluate_ovr: bool = True,
                        options: SoftmaxOptions | None = None, **knobs) -> CodeSolution:
     """Best softmax code found in R^d with K classes (``value`` = exact rho_ovr).
 
@@ -157,7 +157,7 @@ def solve_softmax_code(d: int, K: int, *, restarts: int | None = None, seed: int
     """
     opts = resolve_options(SoftmaxOptions, options, knobs, "solve_softmax_code")
     run = _SoftmaxRun(d, K, restarts=restarts, seed=seed, device=device, time_budget=time_budget, iters=iters,
-                      init=init, verbose=verbose, opts=opts)
+                      init=init, opts=opts)
     run.rounds()
     n_hops = run.hops()
     n_refine = run.refine()
@@ -203,9 +203,6 @@ class _SoftmaxRun(SolverRun):
             B, T = plan[self.n_rounds] if self.n_rounds < len(plan) else (self.restarts, self.iters)
             self._round(B, T)
             self.n_rounds += 1
-            if self.verbose:
-                print(f"[softmax d={self.d} K={self.K}] round {self.n_rounds} (B={B}, iters={T}): best lower bound "
-                      f"{self.best[0]:.8f} ({self.hist.elapsed():.1f}s)")
             if self._rounds_done(len(plan)):
                 break
 

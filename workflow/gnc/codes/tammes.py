@@ -81,8 +81,7 @@ class TammesOptions:
 
 def solve_tammes(d: int, K: int, *, restarts: int | None = None, seed: int = 0, device: str = "cpu",
                  time_budget: float | None = None, iters: int | None = None, init: np.ndarray | None = None,
-                 evaluate_ovr: bool = True, verbose: bool = False, options: TammesOptions | None = None,
-                 **knobs) -> CodeSolution:
+                 evaluate_ovr: bool = True, options: TammesOptions | None = None, **knobs) -> CodeSolution:
     """Best code found for the Tammes problem in R^d with K points (``value`` = min angle, degrees).
 
     ``init`` (K, d) seeds the first restart.  ``device`` is any torch device ("cpu", "cuda").
@@ -92,7 +91,7 @@ def solve_tammes(d: int, K: int, *, restarts: int | None = None, seed: int = 0, 
     """
     opts = resolve_options(TammesOptions, options, knobs, "solve_tammes")
     run = _TammesRun(d, K, restarts=restarts, seed=seed, device=device, time_budget=time_budget, iters=iters,
-                     init=init, verbose=verbose, opts=opts)
+                     init=init, opts=opts)
     run.rounds()
     run.hops()
     return run.result(evaluate_ovr)
@@ -138,9 +137,6 @@ class _TammesRun(SolverRun):
         while True:
             self._round()
             self.n_rounds += 1
-            if self.verbose:
-                print(f"[tammes d={self.d} K={self.K}] round {self.n_rounds}: best "
-                      f"{math.degrees(math.acos(self.best_mu)):.9f} deg ({self.hist.elapsed():.1f}s)")
             if self.deadline is None:
                 break
             hops_follow = self.max_hops > 0 and self.can_polish
