@@ -1,19 +1,7 @@
-"""Spherical codes: Tammes and softmax-code solvers, the paper's HardMax baseline, the
-spherical unconstrained feature model and trained-vs-code comparisons. Solution files are
-``gnc.codes.store`` (save_solution / load_solution), kept out of this namespace so that importing a
-solver never loads the I/O layer.
-
-Public API::
-
-    solve_tammes(d, K, ...)          -> CodeSolution   (value = min angle, degrees; knobs: TammesOptions)
-    solve_softmax_code(d, K, ...)    -> CodeSolution   (value = exact rho_ovr; knobs: SoftmaxOptions)
-    solve_hardmax(d, K, ...)         -> CodeSolution   (reference sub-gradient solver)
-    solve_ufm(d, K, n, tau, ...)     -> CodeSolution   (W classifier, H features)
-    ufm_tau_sweep(d, K, n, taus, ...) -> (xr.Dataset, [CodeSolution])
-    align_to_code(W_trained, W_code) -> (distance, perm, R)
-    code_distance(W, code)           -> RMS distance per vector up to rotation and relabelling
-    cross_refine(d, K, candidates)   -> CrossResult (both problems' best codes and the verdict)
-    known.*                          best-known Tammes angles, the paper's reference lines
+"""Spherical codes: Tammes and softmax-code solvers, the paper's HardMax baseline, the spherical
+unconstrained feature model, trained-vs-code comparisons and the cross-polish of both problems' codes
+(:func:`cross_refine`).  Solution files are ``gnc.codes.store`` (save_solution / load_solution), kept
+out of this namespace so that importing a solver never loads the I/O layer.
 """
 
 from . import known

@@ -1,12 +1,5 @@
-"""Shared pieces of :mod:`gnc.codes`: the :class:`CodeSolution` record and small geometry helpers.
-
-Conventions (see ARCHITECTURE.md): a code is a (K, d) float64 array with unit rows ``w_k``.
-``value`` is always "higher is better":
-
-* ``tammes``  -- the minimum pairwise angle in degrees,
-* ``softmax`` / ``hardmax`` / ``ufm`` -- the exact minimal one-vs-rest distance rho_ovr(W)
-  (evaluated with :func:`gnc.metrics.ovr.ovr_distances`).
-"""
+"""Shared pieces of :mod:`gnc.codes`: the :class:`CodeSolution` record, geometry helpers and the
+common start of the solvers.  A code is a (K, d) float64 array with unit rows ``w_k``."""
 
 from __future__ import annotations
 

@@ -140,12 +140,11 @@ class _Pattern:
         self.K = K
         self.crow = torch.arange(0, K * m + 1, m, device=dev)
         self.col = nbr.reshape(-1).contiguous()
-        rows = torch.arange(K, device=dev).repeat_interleave(m)
-        self.rows = rows
+        self.rows = torch.arange(K, device=dev).repeat_interleave(m)
         self.perm = torch.argsort(self.col, stable=True)
         self.t_crow = torch.zeros(K + 1, dtype=torch.long, device=dev)
         self.t_crow[1:] = torch.cumsum(torch.bincount(self.col, minlength=K), 0)
-        self.t_col = rows[self.perm].contiguous()
+        self.t_col = self.rows[self.perm].contiguous()
 
     def csr(self, values: torch.Tensor, transpose: bool = False) -> torch.Tensor:
         crow, col = (self.t_crow, self.t_col) if transpose else (self.crow, self.col)

@@ -49,17 +49,13 @@ def solve_hardmax(d: int, K: int, *, iters: int = 100_000, lr: float = 0.1, rest
     # as the reference: lr ... 0, linearly over ``iters`` steps (computed per step: a time-budgeted run may
     # pass a huge ``iters``, and an array of them would not fit in memory)
     span = max(iters - 1, 1)
-    best_lb = -np.inf
     done = 0
     for t in range(iters):
         flat = _violations(W, H, eye).flatten(1)
         val, arg = flat.max(dim=1)
         kst, jst = arg // K, arg % K
         if t % record_every == 0:
-            lb = float((-val).max())
-            if lb > best_lb:
-                best_lb = lb
-                hist.add(lb)
+            hist.add(float((-val).max()))              # the history keeps the best so far
         step = lr * (iters - 1 - t) / span
         hk = H[bidx, kst].clone()
         dwj = W[bidx, jst] - W[bidx, kst]

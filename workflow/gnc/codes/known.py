@@ -1,24 +1,8 @@
-"""Known optimal spherical codes, the R^3 table of best-known Tammes codes and the paper's reference lines.
+"""Best-known Tammes angles and the paper's reference lines.
 
-Known optima (closed forms):
-
-==========================  ==================  ===============================  =====================
-code                        (d, K)              Tammes min angle                 rho_ovr (methods §10)
-==========================  ==================  ===============================  =====================
-regular simplex             K <= d + 1          arccos(-1/(K-1))                 K/(K-1)
-cross-polytope              (d, 2d)             90 deg                           1
-regular K-gon               (2, K)              360/K deg                        1 - cos(2 pi/K)
-icosahedron                 (3, 12)             arccos(1/sqrt 5) = 63.4349488    1 - 1/sqrt 5
-snub cube (Robinson 1961)   (3, 24)             43.6907671 deg
-24-cell                     (4, 24)             60 deg
-600-cell                    (4, 120)            36 deg                           1 - cos 36 deg
-E8 roots                    (8, 240)            60 deg                           0.5
-==========================  ==================  ===============================  =====================
-
-Tammes optimality: simplex and K <= 2d (Rankin 1955), d = 2 (trivial), (3,12) and (3,24) (Fejes
-Toth 1943, Robinson 1961), (4,24) (Musin 2008), (4,120) (Andreev 1999 / Levenshtein bound),
-(8,240) (Levenshtein 1979).  Softmax-code optimality is proved by the GNC paper for d = 2,
-K <= d + 1 and K = 2d (docs/methods.md §4, §10).
+Proved Tammes optima in closed form: the regular simplex (K <= d + 1) and K <= 2d (Rankin 1955), the
+regular K-gon (d = 2), and the codes of ``_TAMMES_PROOFS``; in R^3 for N <= 60 the best-known table
+of :func:`tammes_records`.  Known softmax codes and their rho_ovr: docs/methods.md §10.
 """
 
 from __future__ import annotations
