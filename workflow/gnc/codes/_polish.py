@@ -252,25 +252,21 @@ def kkt_residual_tammes(X: np.ndarray, tol: float = 1e-9) -> dict:
     mu = float(c.max())
     sel = np.nonzero(c >= mu - tol)[0]
     I, J = iu[0][sel], iu[1][sel]
-    m = len(sel)
-    if m > 20000 or K * d > 60000:
-        return _too_large(m)
-    G = np.zeros((K * d, m))
     gi = X[J] - c[sel][:, None] * X[I]      # grad wrt x_i of <x_i,x_j>, projected
     gj = X[I] - c[sel][:, None] * X[J]
-    for q in range(d):
-        G[I * d + q, np.arange(m)] += gi[:, q]
-        G[J * d + q, np.arange(m)] += gj[:, q]
-    return _hull_distance(G)
+    return _hull_distance(K * d, d, [(I, gi), (J, gj)], too_large=K * d > 60000)
 
 
-def _too_large(m: int) -> dict:
-    return {"kkt_residual": float("nan"), "n_active": int(m), "note": "too large for the KKT check"}
-
-
-def _hull_distance(G: np.ndarray) -> dict:
-    """Distance from 0 to the convex hull of the columns of G: NNLS with a weighted sum-to-one row."""
-    n, m = G.shape
+def _hull_distance(n: int, d: int, parts, too_large: bool) -> dict:
+    """Distance from 0 to the convex hull of the gradients of the m active constraints: NNLS with a
+    weighted sum-to-one row.  Gradient c is the (n,) vector with, for each (rows, g) of ``parts``,
+    g[c] at rows[c] * d .. rows[c] * d + d - 1."""
+    m = len(parts[0][0])
+    if m > 20000 or too_large:
+        return {"kkt_residual": float("nan"), "n_active": int(m), "note": "too large for the KKT check"}
+    G = np.zeros((n, m))
+    for rows, g in parts:
+        np.add.at(G, (rows[:, None] * d + np.arange(d), np.arange(m)[:, None]), g)
     wsum = 1e3
     A = np.vstack([G, wsum * np.ones((1, m))])
     b = np.zeros(n + 1)
@@ -290,19 +286,10 @@ def kkt_residual_softmax(W: np.ndarray, H: np.ndarray, tol: float = 1e-9) -> dic
     M = _margins(W, H)
     L = float(M.min())
     kk, jj = np.nonzero(M <= L + tol)
-    m = len(kk)
-    if m > 20000 or K * d > 60000:
-        return _too_large(m)
-    G = np.zeros((2 * K * d, m))
-    cols = np.arange(m)
     hk = H[kk]
     # d m_kj / d w_k = h_k ; / d w_j = -h_k ; / d h_k = w_k - w_j  (projected onto tangents)
     gwk = hk - np.einsum("md,md->m", hk, W[kk])[:, None] * W[kk]
     gwj = -(hk - np.einsum("md,md->m", hk, W[jj])[:, None] * W[jj])
     dv = W[kk] - W[jj]
     ghk = dv - np.einsum("md,md->m", dv, hk)[:, None] * hk
-    for q in range(d):
-        np.add.at(G, (kk * d + q, cols), gwk[:, q])
-        np.add.at(G, (jj * d + q, cols), gwj[:, q])
-        np.add.at(G, (K * d + kk * d + q, cols), ghk[:, q])
-    return _hull_distance(G)
+    return _hull_distance(2 * K * d, d, [(kk, gwk), (jj, gwj), (K + kk, ghk)], too_large=K * d > 60000)

@@ -9,18 +9,15 @@ maximising rho_ovr is the joint max-min problem (the HardMax problem with one fe
    all K(K-1) margins with sharpness growing from ``beta[0]`` to ``beta[1]``.  Restarts start from random
    codes with H = W, from a Tammes run (``init="tammes"``), or both (``"mixed"``, default).  A quick
    round (``QUICK`` restarts x steps) comes first, so that a good code exists after a fraction of a
-   second; then the configured round(s).  For K > 2048 each class's soft-min sees only its 32 smallest
-   margins (64 in the refinement), re-selected every ``refresh`` = 25 steps by one blocked full product
-   that also gives the exact min margin: O(K m d) per step instead of O(K^2 d), 13x cheaper at (512, 10000).
+   second; then the configured round(s).  For K > 2048 each class's soft-min sees only its nearest
+   margins (:func:`_defaults`): O(K m d) per step instead of O(K^2 d), 13x cheaper at (512, 10000).
 2. *Refinement* of the best restart (problems too large for the polish): a short continuation at very
    large sharpness (``refine``), repeated from the best code while it improves and budget is left.
 3. *Exact polish* of each round's best by sequential linear programming on the near-active margins
    (:func:`gnc.codes._polish.slp_softmax`) when the joint LP is small (2K(d-1) <= ``POLISH_MAX_VARS``);
    for larger problems the LP is slow and degenerate and the refinement reaches the same value
    ((10, 100): 1 s of refinement ~ 400 s of SLP).  For the smallest problems (``hops`` > 0) the rounds'
-   best goes through basin hops instead: ``HOP_BATCH`` copies perturbed by hop_scale * sqrt(value)
-   Gaussian noise, annealed together on the sharp ``HOP_SCHEDULE``; the best copy is polished and kept
-   when it improves (if none does, the rounds' best is polished).
+   best goes through basin hops instead (:meth:`_SoftmaxRun.hops`).
 4. *Exact evaluation*: ``value = ovr = rho_ovr(W)`` (:func:`gnc.metrics.ovr.ovr_distances`).
    ``certificate["lower_bound"]`` is the min margin of the returned (W, H): every h_k is a unit vector,
    so it proves ``rho_ovr(W) >= lower_bound``.  ``rattlers``: classes whose one-vs-rest distance
