@@ -16,22 +16,13 @@ from ..maths import normalize_rows
 class CodeSolution:
     """A spherical code with everything needed to trust and reproduce it.
 
-    Attributes
-    ----------
-    W : (K, d) float64 array with unit rows.
-    problem : ``"tammes" | "softmax" | "hardmax" | "ufm"``.
-    value : exact objective of ``problem`` (min angle in degrees for Tammes, rho_ovr otherwise).
-    min_angle_deg : minimum pairwise angle of the rows of ``W`` (degrees).
-    ovr : exact minimal one-vs-rest distance rho_ovr(W) (NaN when it could not be evaluated).
-    certificate : how far the value can be trusted: e.g. ``kkt_residual`` (first-order
-        optimality of the polished active set), ``lower_bound`` (a bound proved by an explicit
-        dual vector), ``ovr_gap`` (duality gap of the exact one-vs-rest evaluation), ``n_active``.
-    rattlers : indices of rows not in contact (Tammes: no pair at the minimum angle;
-        softmax: one-vs-rest distance strictly above rho_ovr).
-    settings : solver settings (JSON-serialisable); seed : the seed; seconds : wall time.
-    H : optional (K, d) or (N, d) dual vectors / features (softmax, hardmax: the maximising unit
-        directions h_k; ufm: the features, with ``labels`` in ``settings``).
-    history : optional best-so-far curve ``[(seconds, value), ...]`` (benchmarks).
+    ``value`` is the exact objective of ``problem`` (``"tammes"``: the min angle in degrees;
+    ``"softmax" | "hardmax" | "ufm"``: rho_ovr, also in ``ovr``, NaN when not evaluated), higher is
+    better.  ``certificate``: how far the value can be trusted (e.g. ``kkt_residual`` of the polished
+    active set, ``lower_bound`` proved by the dual vectors, the one-vs-rest gaps).  ``rattlers``: rows
+    not in contact (Tammes: no pair at the minimum angle; softmax: one-vs-rest distance above rho_ovr).
+    ``H``: the maximising unit directions h_k (softmax, hardmax) or the features (ufm).  ``history``:
+    the best-so-far curve ``[(seconds, value), ...]``.
     """
 
     W: np.ndarray

@@ -69,11 +69,8 @@ class _Adam:
 
 
 def _blocks(K: int, block: int | None):
-    if block is None or block >= K:
-        yield slice(0, K)
-        return
-    for s in range(0, K, block):
-        yield slice(s, min(s + block, K))
+    step = K if block is None else block
+    return [slice(s, min(s + step, K)) for s in range(0, K, step)]
 
 
 def max_cos_batched(X: torch.Tensor, block: int | None = None) -> torch.Tensor:

@@ -67,13 +67,9 @@ def _align_exhaustive(A: np.ndarray, B: np.ndarray, signed: bool):
 def align_to_code(W_trained: np.ndarray, W_code: np.ndarray, *, starts: int = 32, seed: int = 0,
                   max_iter: int = 100, signed: bool = True,
                   exhaustive_max_K: int = 7) -> tuple[float, np.ndarray, np.ndarray]:
-    """Distance between two codes up to rotation/reflection and relabelling.
-
-    Returns ``(distance, perm, R)`` with ``distance = ||W_t - S W_c[perm] R||_F`` where W_t, W_c are
-    row-normalised, ``R`` is (d, d) orthogonal and ``S`` = identity (``signed=True``) or the
-    diagonal of per-row signs (``signed=False``).  ``distance / sqrt(K)`` is the RMS per-vector
-    distance (:func:`code_distance`).
-    """
+    """``(distance, perm, R)`` with ``distance = ||W_t - S W_c[perm] R||_F`` minimal (module docstring):
+    W_t, W_c row-normalised, ``R`` (d, d) orthogonal, ``S`` = identity (``signed=True``) or the
+    diagonal of per-row signs (``signed=False``)."""
     A = normalize_rows(W_trained)
     B = normalize_rows(W_code)
     if A.shape != B.shape:
