@@ -327,14 +327,25 @@ class _SoftmaxRun(SolverRun):
                         polish_stopped=info.get("stopped", "converged"))
             cert.update(kkt_residual_softmax(Wb, Hb, tol=1e-9))
         cert["lower_bound"] = min_margin(Wb, Hb)          # recomputed in float64
-        Wb, Hb, res, value = self._evaluate(Wb, Hb, cert, evaluate_ovr)
-        rattler_tol = 1e-6 if cert["polished"] else 1e-3
-        cert["rattler_tol"] = rattler_tol
+        # the exact rho_ovr of the best code, never worse than a given ``init``
+        res = exact_ovr(Wb) if evaluate_ovr else None
+        if res is not None and not isinstance(self.init, str):
+            W0 = normalize_rows(self.init)
+            res0 = exact_ovr(W0)
+            if res0.value > res.value:
+                Wb, Hb, res = W0, W0.copy(), res0
+                cert.update(returned_init=True, lower_bound=min_margin(Wb, Hb))
+        value = add_ovr_fields(cert, res)
+        cert["rattler_tol"] = 1e-6 if cert["polished"] else 1e-3
+        rattlers = np.zeros(0, dtype=np.int64)
         if res is not None:
-            rattlers = np.nonzero(np.asarray(res.dist, dtype=np.float64) > value + rattler_tol)[0].astype(np.int64)
+            He = dual_from_ovr(Wb, res)
+            Le = -np.inf if He is None else min_margin(Wb, He)
+            if Le > cert["lower_bound"]:                  # the dual of the ovr projections proves more
+                Hb, cert["lower_bound"], cert["dual_from"] = He, Le, "ovr projections"
+            dist = np.asarray(res.dist, dtype=np.float64)
+            rattlers = np.nonzero(dist > value + cert["rattler_tol"])[0].astype(np.int64)
             self.hist.add(value)
-        else:
-            rattlers = np.zeros(0, dtype=np.int64)
         o = self.opts
         settings = dict(restarts=self.restarts, iters=self.iters, beta=list(self.beta), lr=list(self.lr),
                         init=self.init if isinstance(self.init, str) else "array", tammes_iters=o.tammes_iters,
@@ -347,23 +358,3 @@ class _SoftmaxRun(SolverRun):
                             min_angle_deg=min_angle_deg(Wb), ovr=float(value), certificate=cert, rattlers=rattlers,
                             settings=settings, seed=self.seed, seconds=time.perf_counter() - self.t_start, H=Hb,
                             history=self.hist.points)
-
-    def _evaluate(self, Wb: np.ndarray, Hb: np.ndarray, cert: dict, evaluate_ovr: bool):
-        """Exact rho_ovr of the best code -- never worse than a given ``init`` -- and the best proof of
-        a lower bound (the dual from the ovr projections when it beats H).  Returns (W, H, res, value)."""
-        res = exact_ovr(Wb) if evaluate_ovr else None
-        if res is not None and not isinstance(self.init, str):
-            W0 = normalize_rows(self.init)
-            res0 = exact_ovr(W0)
-            if res0.value > res.value:
-                Wb, Hb, res = W0, W0.copy(), res0
-                cert.update(returned_init=True, lower_bound=min_margin(Wb, Hb))
-        value = add_ovr_fields(cert, res)
-        if res is not None:
-            He = dual_from_ovr(Wb, res)
-            if He is not None:
-                Le = min_margin(Wb, He)
-                if Le > cert["lower_bound"]:
-                    Hb, cert["lower_bound"] = He, Le
-                    cert["dual_from"] = "ovr projections"
-        return Wb, Hb, res, value
