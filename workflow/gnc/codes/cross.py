@@ -1,11 +1,10 @@
 """Cross-polish of the Tammes and softmax codes of one (d, K), and the verdict same / differ / undecided.
 
-The two solvers run independently; neither may then lose on its own objective to a code the study
-holds.  :func:`cross_refine` takes a pool of candidate codes -- the Tammes solution, the
-softmax-code solution and the normalised final classifiers of the trained runs at this (d, K) --
-evaluates every candidate on both objectives (minimum angle; exact one-vs-rest distance
-rho_ovr with its certified gap), polishes the best ``n_polish`` distinct candidates of each
-objective for that objective (the polished codes join the pool), and returns
+Neither solver may lose on its own objective to a code the study holds.  :func:`cross_refine` takes a
+pool of candidate codes -- the two solvers' codes and the normalised final classifiers of the trained
+runs at this (d, K) -- evaluates every candidate on both objectives (minimum angle; exact rho_ovr with
+its certified gap), polishes the best ``n_polish`` distinct candidates of each objective for that
+objective (the polished codes join the pool), and returns
 
 * ``tammes`` = the pool's code of largest minimum angle,
 * ``softmax`` = the pool's code of largest rho_ovr,

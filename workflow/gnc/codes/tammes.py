@@ -55,15 +55,12 @@ def random_sphere(B: int, K: int, d: int, seed: int, dtype=torch.float64, device
 
 @dataclasses.dataclass(frozen=True)
 class TammesOptions:
-    """Tuning knobs of :func:`solve_tammes`; ``None`` takes the default for the problem's size
-    (:func:`_defaults`).
+    """Tuning knobs of :func:`solve_tammes` (steps 1-3 of the module docstring); ``None`` takes the
+    default for the problem's size (:func:`_defaults`).
 
     * ``beta``, ``lr``: soft-max sharpness and Adam step of the continuation, first -> last step.
-    * ``polish``: SLP polish when the LP is small (K(d-1) <= ``POLISH_MAX_VARS``); ``n_polish``: the
-      best restarts of each round that are polished; ``polish_time`` caps each polish (seconds;
-      None: no cap).
-    * ``hops``, ``hop_scale``: basin hops after the rounds (polished problems) and the scale of their
-      Gaussian perturbation (times the minimum angle, radians).
+    * ``polish``, ``n_polish``, ``polish_time``: SLP polish of the ``n_polish`` best restarts of each
+      round when the LP is small (K(d-1) <= ``POLISH_MAX_VARS``), at most ``polish_time`` s each.
     * ``block``: rows per block of the K x K products (1024 for K > 4096, else all rows).
     * ``dtype``: torch dtype of the continuation (float64 up to ~2e7 pair-dims, float32 beyond).
     """
@@ -84,10 +81,9 @@ def solve_tammes(d: int, K: int, *, restarts: int | None = None, seed: int = 0, 
                  evaluate_ovr: bool = True, options: TammesOptions | None = None, **knobs) -> CodeSolution:
     """Best code found for the Tammes problem in R^d with K points (``value`` = min angle, degrees).
 
-    ``init`` (K, d) seeds the first restart.  ``device`` is any torch device ("cpu", "cuda").
-    ``restarts`` and ``iters`` (steps per restart) default by size.  Tuning knobs: ``options`` (a
-    :class:`TammesOptions`) or its fields as keywords, which override ``options``
-    (``solve_tammes(3, 24, hops=0, polish_time=10)``).
+    ``init`` (K, d) seeds the first restart; ``restarts`` and ``iters`` (steps per restart) default by
+    size.  Tuning knobs: ``options`` (a :class:`TammesOptions`) or its fields as keywords, which
+    override ``options`` (``solve_tammes(3, 24, hops=0, polish_time=10)``).
     """
     opts = resolve_options(TammesOptions, options, knobs, "solve_tammes")
     run = _TammesRun(d, K, restarts=restarts, seed=seed, device=device, time_budget=time_budget, iters=iters,
