@@ -43,9 +43,7 @@ def _gram_start(A: np.ndarray, B: np.ndarray) -> np.ndarray:
     """Rotation-invariant start: match sorted Gram rows (neighbour-cosine profiles)."""
     GA = np.sort(A @ A.T, axis=1)
     GB = np.sort(B @ B.T, axis=1)
-    cost = ((GA[:, None, :] - GB[None, :, :]) ** 2).sum(-1)
-    _, perm = linear_sum_assignment(cost)
-    return perm
+    return linear_sum_assignment(((GA[:, None, :] - GB[None, :, :]) ** 2).sum(-1))[1]
 
 
 def _align_exhaustive(A: np.ndarray, B: np.ndarray, signed: bool):

@@ -11,8 +11,7 @@ w_{j*} by -lr h_{k*}, w_{k*} by +lr h_{k*} and h_{k*} by -lr (w_{j*} - w_{k*}). 
 keeps separate roles ("W" = features, "H" = classifier); the problem is symmetric, we follow
 docs/methods.md §1.  ``restarts`` independent runs are batched as one (B, K, d) tensor.
 
-``-L_HardMax(W, H)`` is a certified lower bound on rho_ovr(W) (each h_k is a unit vector); the
-history records its best-so-far value, the final code is evaluated exactly.
+``-L_HardMax(W, H)`` is a certified lower bound on rho_ovr(W) (each h_k is a unit vector): the history.
 """
 
 from __future__ import annotations

@@ -160,8 +160,6 @@ def ufm_tau_sweep(d: int, K: int, n: int, taus, *, reference: CodeSolution | Non
     continuation, the continuation is stuck in a worse local minimum of the UFM at that tau
     (``stuck`` = 1); when it ends at a higher or equal loss, the continuation's value is what the UFM
     gives at that tau.  Both runs go to convergence (``converged``) or ``max_rounds``.
-
-    Variables: ``ufm_`` + the keys of ``data`` below (each with its long name).
     """
     import xarray as xr
 
