@@ -261,9 +261,9 @@ class _SoftmaxRun(SolverRun):
             self.hist.add(Lp)
 
     def hops(self) -> int:
-        """Basin hops (polished problems with ``hops`` > 0), ``max_hops`` or until the budget is spent; if
-        none improved on the rounds' (unpolished) best, that is polished.  Small problems have basins the
-        rounds' best rarely leaves ((3, 60): 0.1104133, below the best-known 0.1105264).  Returns the hops run."""
+        """Basin hops (polished problems, ``hops`` > 0), ``max_hops`` or until the budget is spent; if none
+        improved on the rounds' (unpolished) best, that is polished.  Small problems have basins the rounds'
+        best rarely leaves ((3, 60): 0.1104133 < best-known 0.1105264).  Returns the hops run."""
         if not self.use_hops:
             return 0
         rng = np.random.default_rng(self.seed + 7919)
