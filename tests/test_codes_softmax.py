@@ -11,12 +11,15 @@ import numpy as np
 import pytest
 import torch
 
-from gnc.codes import (code_distance, cross_refine, known, solve_hardmax, solve_softmax_code, solve_tammes,
+from gnc.codes import (code_distance, cross_refine, solve_hardmax, solve_softmax_code, solve_tammes,
                        solve_ufm, ufm_tau_sweep)
+from gnc.claims import closed_form
 from gnc.codes._polish import kkt_residual_softmax
+from gnc.maths import normalize_rows
 
 from test_codes_known import _slow_ovr
 from test_codes_tammes import simulated_clock
+from test_ovr import icosahedron, polygon
 
 torch.set_num_threads(1)
 
@@ -24,7 +27,7 @@ torch.set_num_threads(1)
 @pytest.mark.parametrize("d,K", [(2, 5), (2, 7), (5, 4), (4, 5), (3, 6), (4, 8)])
 def test_proved_softmax_codes(d, K):
     s = solve_softmax_code(d, K, restarts=4, iters=500, seed=0)
-    expected = known.known_softmax_value(d, K)
+    expected = closed_form(d, K)[1]
     assert s.value == pytest.approx(expected, abs=1e-8)
     assert s.ovr == s.value
     assert s.certificate["lower_bound"] <= s.value + 1e-12           # a proof, never above the truth
@@ -45,12 +48,12 @@ def test_icosahedron_and_conjecture_in_R3():
     assert t.ovr == pytest.approx(ico, abs=1e-9)
     r = cross_refine(3, 12, {"tammes": t.W, "softmax": s.W}, time_budget=5.0)
     assert r.evidence["verdict"] == "same"
-    assert code_distance(r.tammes.W, known.icosahedron()) < 1e-6
+    assert code_distance(r.tammes.W, icosahedron()) < 1e-6
     assert r.softmax.ovr == pytest.approx(_slow_ovr(r.softmax.W).min(), abs=1e-6)
 
 
 def test_kkt_certificate_softmax():
-    W = known.polygon(5)
+    W = polygon(5)
     assert kkt_residual_softmax(W, W)["kkt_residual"] < 1e-12          # self-dual optimum
     rng = np.random.default_rng(0)
     W2 = W + 0.05 * rng.standard_normal(W.shape)
@@ -59,7 +62,7 @@ def test_kkt_certificate_softmax():
 
 
 def test_init_array_and_random_init():
-    ico = known.icosahedron()
+    ico = normalize_rows(icosahedron())
     s = solve_softmax_code(3, 12, init=ico, restarts=2, iters=100, polish=False, seed=0)
     assert s.value >= 1 - 1 / math.sqrt(5) - 1e-6
     r = solve_softmax_code(3, 9, init="random", restarts=4, iters=400, seed=0)
@@ -143,7 +146,7 @@ def test_sparse_path_solves_a_code_with_a_certificate():
 def test_polish_progress_callback_is_increasing_and_ends_at_the_result():
     from gnc.codes._polish import slp_softmax, slp_tammes
     rng = np.random.default_rng(3)
-    W = known.icosahedron() + 0.02 * rng.standard_normal((12, 3))
+    W = normalize_rows(icosahedron()) + 0.02 * rng.standard_normal((12, 3))
     seen = []
     Wp, Hp, L, info = slp_softmax(W, W.copy(), on_accept=seen.append)
     assert len(seen) >= 2 and seen == sorted(seen) and seen[-1] == L

@@ -12,11 +12,14 @@ import numpy as np
 import pytest
 import torch
 
+from gnc.claims import closed_form
 from gnc.codes import known, solve_tammes
 from gnc.codes._common import tammes_rattlers
 from gnc.codes._polish import kkt_residual_tammes
+from gnc.maths import normalize_rows
 
 from test_codes_known import literature_tammes_angles
+from test_ovr import icosahedron, polygon
 
 torch.set_num_threads(1)
 LIT = literature_tammes_angles()
@@ -26,12 +29,12 @@ LIT = literature_tammes_angles()
 def test_closed_form_optima(d, K):
     s = solve_tammes(d, K, restarts=8, n_polish=2, hops=0, iters=300, seed=0)
     assert s.W.shape == (K, d) and np.allclose(np.linalg.norm(s.W, axis=1), 1)
-    assert s.value == pytest.approx(known.known_tammes_angle(d, K), abs=1e-7)
+    assert s.value == pytest.approx(known.best_known_tammes(d, K)[0], abs=1e-7)
     assert s.min_angle_deg == s.value
     assert s.certificate["kkt_residual"] < 1e-6
     # these optimal Tammes codes are also softmax codes with the closed-form rho_ovr
     if K <= d + 1 or K == 2 * d or d == 2:
-        assert s.ovr == pytest.approx(known.known_softmax_value(d, K), abs=1e-8)
+        assert s.ovr == pytest.approx(closed_form(d, K)[1], abs=1e-8)
     if (d, K) == (3, 12):
         assert s.ovr == pytest.approx(1 - 1 / math.sqrt(5), abs=1e-8)
 
@@ -42,7 +45,7 @@ def test_proved_optima_in_R3(K):
     Musin-Tarasov) to 1e-6 degree.  K = 13 has a small basin: more polished restarts and hops."""
     extra = dict(restarts=16, n_polish=16, hops=24) if K == 13 else dict(restarts=8, n_polish=4, hops=4)
     s = solve_tammes(3, K, iters=300, seed=0, evaluate_ovr=False, **extra)
-    assert abs(s.value - LIT[K]) < 1e-6 if K != 24 else abs(s.value - known.known_tammes_angle(3, 24)) < 1e-6
+    assert abs(s.value - LIT[K]) < 1e-6 if K != 24 else abs(s.value - known.best_known_tammes(3, 24)[0]) < 1e-6
     assert s.certificate["kkt_residual"] < 1e-6
     # K = 5 and 6 share the optimum 90 deg; K=5 is not rigid but every point still touches another
     if K in (5, 6, 12, 24):
@@ -51,11 +54,11 @@ def test_proved_optima_in_R3(K):
 
 def test_rattler_detection_and_kkt_certificate():
     # hexagon in the equator (contacts at 60 deg) + north pole at 90 deg from all: a rattler
-    X = np.vstack([np.column_stack([known.polygon(6), np.zeros(6)]), [[0, 0, 1]]])
+    X = np.vstack([np.column_stack([polygon(6), np.zeros(6)]), [[0, 0, 1]]])
     assert tammes_rattlers(X, 1e-9).tolist() == [6]
-    assert kkt_residual_tammes(known.icosahedron())["kkt_residual"] < 1e-12
+    assert kkt_residual_tammes(normalize_rows(icosahedron()))["kkt_residual"] < 1e-12
     rng = np.random.default_rng(0)
-    bad = known.icosahedron() + 0.05 * rng.standard_normal((12, 3))
+    bad = normalize_rows(icosahedron()) + 0.05 * rng.standard_normal((12, 3))
     assert kkt_residual_tammes(bad / np.linalg.norm(bad, axis=1, keepdims=True))["kkt_residual"] > 1e-3
 
 

@@ -1,17 +1,9 @@
-"""Shared pieces of :mod:`gnc.codes`: the :class:`CodeSolution` record and small geometry helpers.
-
-Conventions (see ARCHITECTURE.md): a code is a (K, d) float64 array with unit rows ``w_k``.
-``value`` is always "higher is better":
-
-* ``tammes``  -- the minimum pairwise angle in degrees,
-* ``softmax`` / ``hardmax`` / ``ufm`` -- the exact minimal one-vs-rest distance rho_ovr(W)
-  (evaluated with :func:`gnc.metrics.ovr.ovr_distances`).
-"""
+"""Shared pieces of :mod:`gnc.codes`: the :class:`CodeSolution` record, geometry helpers and the
+common start of the solvers.  A code is a (K, d) float64 array with unit rows ``w_k``."""
 
 from __future__ import annotations
 
 import dataclasses
-import math
 import time
 from typing import Any
 
@@ -24,22 +16,13 @@ from ..maths import normalize_rows
 class CodeSolution:
     """A spherical code with everything needed to trust and reproduce it.
 
-    Attributes
-    ----------
-    W : (K, d) float64 array with unit rows.
-    problem : ``"tammes" | "softmax" | "hardmax" | "ufm"``.
-    value : exact objective of ``problem`` (min angle in degrees for Tammes, rho_ovr otherwise).
-    min_angle_deg : minimum pairwise angle of the rows of ``W`` (degrees).
-    ovr : exact minimal one-vs-rest distance rho_ovr(W) (NaN when it could not be evaluated).
-    certificate : how far the value can be trusted: e.g. ``kkt_residual`` (first-order
-        optimality of the polished active set), ``lower_bound`` (a bound proved by an explicit
-        dual vector), ``ovr_gap`` (duality gap of the exact one-vs-rest evaluation), ``n_active``.
-    rattlers : indices of rows not in contact (Tammes: no pair at the minimum angle;
-        softmax: one-vs-rest distance strictly above rho_ovr).
-    settings : solver settings (JSON-serialisable); seed : the seed; seconds : wall time.
-    H : optional (K, d) or (N, d) dual vectors / features (softmax, hardmax: the maximising unit
-        directions h_k; ufm: the features, with ``labels`` in ``settings``).
-    history : optional best-so-far curve ``[(seconds, value), ...]`` (benchmarks).
+    ``value`` is the exact objective of ``problem`` (``"tammes"``: the min angle in degrees;
+    ``"softmax" | "hardmax" | "ufm"``: rho_ovr, also in ``ovr``, NaN when not evaluated), higher is
+    better.  ``certificate``: how far the value can be trusted (e.g. ``kkt_residual`` of the polished
+    active set, ``lower_bound`` proved by the dual vectors, the one-vs-rest gaps).  ``rattlers``: rows
+    not in contact (Tammes: no pair at the minimum angle; softmax: one-vs-rest distance above rho_ovr).
+    ``H``: the maximising unit directions h_k (softmax, hardmax) or the features (ufm).  ``history``:
+    the best-so-far curve ``[(seconds, value), ...]``.
     """
 
     W: np.ndarray
@@ -57,17 +40,10 @@ class CodeSolution:
     H: np.ndarray | None = None
     history: list | None = None
 
-    @property
-    def max_cos(self) -> float:
-        return float(math.cos(math.radians(self.min_angle_deg)))
-
-    def summary(self) -> str:
-        return (f"{self.problem}(d={self.d}, K={self.K}): value={self.value:.10g} "
-                f"min_angle={self.min_angle_deg:.8f} deg ovr={self.ovr:.8f} "
-                f"rattlers={len(self.rattlers)} {self.seconds:.1f}s")
-
     def __repr__(self) -> str:  # the arrays are large; keep repr short
-        return f"CodeSolution<{self.summary()}>"
+        return (f"CodeSolution<{self.problem}(d={self.d}, K={self.K}): value={self.value:.10g} "
+                f"min_angle={self.min_angle_deg:.8f} deg ovr={self.ovr:.8f} "
+                f"rattlers={len(self.rattlers)} {self.seconds:.1f}s>")
 
 
 def nearest_cosines(W: np.ndarray, block: int = 2048) -> np.ndarray:
@@ -115,21 +91,20 @@ def tangent_bases(X: np.ndarray) -> np.ndarray:
 
 
 def exact_ovr(W: np.ndarray):
-    """rho_ovr of a code: :func:`gnc.metrics.ovr.ovr_distances`, the one implementation of the
-    one-vs-rest distances (every class certified to its documented tolerance, or NaN with
-    ``certified`` False and a RuntimeWarning naming the class -- never an uncertified number)."""
+    """rho_ovr of a code by :func:`gnc.metrics.ovr.ovr_distances`, the one implementation (certified)."""
     from gnc.metrics.ovr import ovr_distances
 
     return ovr_distances(np.ascontiguousarray(W, dtype=np.float64))
 
 
-def ovr_fields(res) -> dict[str, Any]:
-    """Scalar summary of an OVRResult for certificates (``{"ovr": nan}`` when not evaluated)."""
+def add_ovr_fields(cert: dict, res) -> float:
+    """Adds the scalar summary of an OVRResult to the certificate ``cert``; returns rho_ovr (NaN and
+    nothing added when ``res`` is None: not evaluated)."""
     if res is None:
-        return {"ovr": float("nan")}
-    return {"ovr": float(res.value), "ovr_mean": float(res.mean), "ovr_max_gap": float(np.max(res.gap)),
-            "ovr_value_gap": float(res.value_gap), "ovr_max_gap_tol": float(np.max(res.gap_tol)),
-            "ovr_uncertified": int(res.uncertified.size)}
+        return float("nan")
+    cert.update(ovr_mean=float(res.mean), ovr_max_gap=float(np.max(res.gap)), ovr_value_gap=float(res.value_gap),
+                ovr_max_gap_tol=float(np.max(res.gap_tol)), ovr_uncertified=int(res.uncertified.size))
+    return float(res.value)
 
 
 def resolve_options(cls, options, knobs: dict, where: str):
@@ -145,25 +120,34 @@ def resolve_options(cls, options, knobs: dict, where: str):
     return dataclasses.replace(base, **knobs)
 
 
-def solver_start(d: int, K: int, time_budget, dfl: dict, restarts, iters):
-    """Shared start of the solvers: check (d, K), start the clock, resolve restarts/iterations
-    against the size-dependent defaults ``dfl``.  Returns (t_start, deadline, restarts, iters)."""
-    if K < 2 or d < 2:
-        raise ValueError("need K >= 2 and d >= 2")
-    t_start = time.perf_counter()
-    deadline = None if time_budget is None else t_start + float(time_budget)
-    restarts = dfl["restarts"] if restarts is None else int(restarts)
-    iters = dfl["iters"] if iters is None else int(iters)
-    return t_start, deadline, restarts, iters
+class SolverRun:
+    """One solve of the Tammes or softmax-code solver: (d, K) checked, the clock started, restarts and
+    iterations resolved against the size defaults ``dfl``, the torch device and dtype, the history."""
 
+    def __init__(self, d, K, dfl: dict, *, restarts, seed, device, time_budget, iters, init, opts):
+        import torch
 
-def polish_limit(polish_time: float | None, deadline: float | None) -> float | None:
-    """Time limit of one polish: at most ``polish_time`` and never more than what is left until
-    ``deadline`` (at least 1 s, so a polish started at the deadline still returns a valid code)."""
-    if deadline is None:
-        return polish_time
-    left = max(deadline - time.perf_counter(), 1.0)
-    return left if polish_time is None else min(polish_time, left)
+        if K < 2 or d < 2:
+            raise ValueError("need K >= 2 and d >= 2")
+        self.t_start = time.perf_counter()
+        self.deadline = None if time_budget is None else self.t_start + float(time_budget)
+        self.restarts = dfl["restarts"] if restarts is None else int(restarts)
+        self.iters = dfl["iters"] if iters is None else int(iters)
+        self.d, self.K, self.seed, self.init, self.opts = d, K, seed, init, opts
+        self.time_budget = time_budget
+        self.dev = torch_device(device)
+        # float64 for problems up to ~2e7 pair-dims, float32 beyond (memory / speed)
+        big = K * K * max(d, 8) > 2e8
+        self.tdtype = opts.dtype if opts.dtype is not None else (torch.float32 if big else torch.float64)
+        self.hist = History(self.t_start)
+
+    def polish_limit(self) -> float | None:
+        """Time limit of one polish: at most ``opts.polish_time`` and never more than what is left of
+        the budget (at least 1 s, so a polish started at the deadline still returns a valid code)."""
+        if self.deadline is None:
+            return self.opts.polish_time
+        left = max(self.deadline - time.perf_counter(), 1.0)
+        return left if self.opts.polish_time is None else min(self.opts.polish_time, left)
 
 
 def torch_device(device: Any):
@@ -175,15 +159,6 @@ def torch_device(device: Any):
     return dev
 
 
-def default_dtype(K: int, d: int, dtype=None):
-    """float64 for problems up to ~2e7 pair-dims, float32 beyond (memory / speed)."""
-    import torch
-
-    if dtype is not None:
-        return dtype
-    return torch.float64 if K * K * max(d, 8) <= 2e8 else torch.float32
-
-
 class History:
     """Best-so-far curve ``[(seconds since start, value)]``."""
 
@@ -192,11 +167,7 @@ class History:
         self.points: list[tuple[float, float]] = []
         self.best = -np.inf
 
-    def add(self, value: float, force: bool = False) -> None:
-        value = float(value)
-        if value > self.best or force:
-            self.best = max(self.best, value)
+    def add(self, value: float) -> None:
+        if float(value) > self.best:
+            self.best = float(value)
             self.points.append((time.perf_counter() - self.t0, self.best))
-
-    def elapsed(self) -> float:
-        return time.perf_counter() - self.t0

@@ -8,7 +8,7 @@ minimum are linearised and the linear program
     maximise t   s.t.   f_c(X) + <grad f_c, a> >= t   (near-active c),   |a|_inf <= r
 
 is solved with HiGHS.  The step is accepted when the *true* objective improves; the trust radius
-``r`` grows on good agreement and shrinks otherwise, until the predicted gain is below ``tol``.
+``r`` grows on good agreement and shrinks otherwise, until the predicted gain is below ``TOL``.
 At a vertex-type optimum (the usual case for spherical codes) SLP converges superlinearly; at the
 end the limit satisfies the first-order (KKT) conditions of the max-min problem, which
 :func:`kkt_residual_tammes` measures independently.
@@ -43,41 +43,30 @@ def _lp(cost, A, b, r, nv, method, time_left=None, step_penalty: float = 0.0):
     of the trust box, the O(r^2) curvature error of the full-radius step swamps the gain near the
     optimum and SLP converges only linearly.
     """
-    options = {}
-    if time_left is not None:
-        options["time_limit"] = max(float(time_left), 1.0)
+    options = {} if time_left is None else {"time_limit": max(float(time_left), 1.0)}
+    n = nv - 1
+    bounds = [(-1.0, 1.0)] * n + [(-np.inf, np.inf)]
+    b = b / r
     if step_penalty > 0:
-        n = nv - 1
         m = A.shape[0]
         eye = sp.identity(n, format="csr")
         col = sp.csr_matrix(-np.ones((n, 1)))
         z1 = sp.csr_matrix((n, 1))
-        A2 = sp.vstack([sp.hstack([A, sp.csr_matrix((m, 1))]),
-                        sp.hstack([eye, z1, col]), sp.hstack([-eye, z1, col])], format="csr")
-        b2 = np.concatenate([b / r, np.zeros(2 * n)])
-        c2 = np.concatenate([cost, [step_penalty]])
-        lb = np.concatenate([np.full(n, -1.0), [-np.inf], [0.0]])
-        ub = np.concatenate([np.full(n, 1.0), [np.inf], [1.0]])
-        res = linprog(c2, A_ub=A2, b_ub=b2, bounds=np.column_stack([lb, ub]), method=method, options=options)
-        if res.x is not None:
-            res.x = res.x[:nv] * r
-        return res
-    lb = np.full(nv, -1.0)
-    ub = np.full(nv, 1.0)
-    lb[-1] = -np.inf
-    ub[-1] = np.inf
-    res = linprog(cost, A_ub=A, b_ub=b / r, bounds=np.column_stack([lb, ub]), method=method, options=options)
+        A = sp.vstack([sp.hstack([A, sp.csr_matrix((m, 1))]),
+                       sp.hstack([eye, z1, col]), sp.hstack([-eye, z1, col])], format="csr")
+        b = np.concatenate([b, np.zeros(2 * n)])
+        cost = np.concatenate([cost, [step_penalty]])
+        bounds.append((0.0, 1.0))
+    res = linprog(cost, A_ub=A, b_ub=b, bounds=bounds, method=method, options=options)
     if res.x is not None:
-        res.x = res.x * r
+        res.x = res.x[:nv] * r
     return res
 
 
-def _pick_method(m: int, nv: int, method: str | None) -> str:
-    """Dual simplex for small LPs (exact vertices, fast), interior point for large degenerate ones
-    (e.g. the 6720 active pairs of E8, where simplex stalls for minutes)."""
-    if method:
-        return method
-    return "highs-ds" if m * nv <= 2e6 else "highs-ipm"
+#: SLP stops when the predicted gain is at most this, or after 3 accepted steps that gained less
+TOL = 1e-13
+#: cost of the largest step component in the penalised LP (see :func:`_lp`)
+STEP_PENALTY = 1e-4
 
 
 #: one LP may use at most this fraction of the polish's remaining time (at least ``LP_MIN_SECONDS``):
@@ -88,36 +77,32 @@ LP_TIME_FRACTION = 0.25
 LP_MIN_SECONDS = 1.0
 
 
-def _time_left(t0, time_limit):
-    return None if time_limit is None else time_limit - (time.perf_counter() - t0)
-
-
 def _lp_time(t0, time_limit):
-    left = _time_left(t0, time_limit)
-    return None if left is None else max(LP_TIME_FRACTION * left, min(LP_MIN_SECONDS, left))
+    if time_limit is None:
+        return None
+    left = time_limit - (time.perf_counter() - t0)
+    return max(LP_TIME_FRACTION * left, min(LP_MIN_SECONDS, left))
 
 
-def _slp(state, f, linearise, step, *, max_iter: int, r0: float, tol: float, stall_tol: float,
-         step_penalty: float, time_limit: float | None, method: str | None, on_accept=None):
+def _slp(state, f, linearise, step, *, max_iter: int, r0: float, time_limit: float | None, on_accept=None):
     """Trust-region SLP driver shared by both problems: maximise ``f`` (the objective's true value).
-
-    ``on_accept(f)`` is called with the objective after every accepted step (each accepted iterate
-    is a valid point, so this is an anytime progress curve).
 
     ``linearise(state, f, r)`` returns ``(cost, A, b, nv, pred)``: the LP of the module docstring
     at trust radius ``r`` and a function giving the predicted gain of an LP solution ``x``;
-    ``step(state, x)`` returns ``(new_state, new_f, largest |step|)``.
-    Returns ``(state, f, info)``.
+    ``step(state, x)`` returns ``(new_state, new_f, largest |step|)``; ``on_accept(f)`` is called
+    after every accepted step (an anytime progress curve).  Returns ``(state, f, info)``.
     """
     r = r0
     stall = 0
-    penalty = step_penalty
+    penalty = STEP_PENALTY
     t0 = time.perf_counter()
     info = {"iterations": 0, "lp_failures": 0}
     for it in range(max_iter):
         info["iterations"] = it + 1
         cost, A, b, nv, pred_of = linearise(state, f, r)
-        meth = _pick_method(A.shape[0], nv, method)
+        # dual simplex for small LPs (exact vertices, fast), interior point for large degenerate ones
+        # (e.g. the 6720 active pairs of E8, where simplex stalls for minutes)
+        meth = "highs-ds" if A.shape[0] * nv <= 2e6 else "highs-ipm"
         res = _lp(cost, A, b, r, nv, meth, _lp_time(t0, time_limit), penalty)
         if penalty > 0 and res.status == 0 and res.x is not None and pred_of(res.x) <= 1e-9:
             # the penalised LP hides slopes below the penalty: switch to the plain LP from here on
@@ -133,11 +118,11 @@ def _slp(state, f, linearise, step, *, max_iter: int, r0: float, tol: float, sta
                 break
             continue
         pred = pred_of(res.x)
-        if pred <= tol:
+        if pred <= TOL:
             break
         new_state, fn, amax = step(state, res.x)
         rho = (fn - f) / pred
-        stall = stall + 1 if (0 <= fn - f < stall_tol and pred < 1e-9) else (stall if fn < f else 0)
+        stall = stall + 1 if (0 <= fn - f < TOL and pred < 1e-9) else (stall if fn < f else 0)
         if rho > 0:
             state, f = new_state, fn
             if on_accept is not None:
@@ -169,9 +154,7 @@ def _sparse_rows(blocks, cols, m: int, p: int, nv: int, t_coef: float):
     return sp.csr_matrix((np.concatenate(data), (np.concatenate(ri), np.concatenate(ci))), shape=(m, nv))
 
 
-def slp_tammes(X: np.ndarray, *, max_iter: int = 400, r0: float = 0.05, tol: float = 1e-13, stall_tol: float = 1e-13,
-               margin_factor: float = 4.0, step_penalty: float = 1e-4,
-               time_limit: float | None = None, method: str | None = None,
+def slp_tammes(X: np.ndarray, *, r0: float = 0.05, time_limit: float | None = None,
                on_accept=None) -> tuple[np.ndarray, float, dict]:
     """Polish a Tammes code (minimise the maximum cosine).  Returns (X, max_cos, info);
     ``on_accept(max_cos)`` is called after every accepted step."""
@@ -185,7 +168,7 @@ def slp_tammes(X: np.ndarray, *, max_iter: int = 400, r0: float = 0.05, tol: flo
     def linearise(X, f, r):
         mu = -f
         c = (X @ X.T)[iu]
-        sel = np.nonzero(c >= mu - min(2.0, margin_factor * r + 1e-12))[0]
+        sel = np.nonzero(c >= mu - min(2.0, 4.0 * r + 1e-12))[0]
         I, J = iu[0][sel], iu[1][sel]
         U = tangent_bases(X)
         cache["U"] = U
@@ -200,9 +183,8 @@ def slp_tammes(X: np.ndarray, *, max_iter: int = 400, r0: float = 0.05, tol: flo
         Xn = normalize_rows(X + np.einsum("kdq,kq->kd", cache["U"], a))
         return Xn, -float((Xn @ Xn.T)[iu].max()), float(np.abs(a).max())
 
-    X, f, info = _slp(X, -float((X @ X.T)[iu].max()), linearise, step, max_iter=max_iter, r0=r0, tol=tol,
-                      stall_tol=stall_tol, step_penalty=step_penalty, time_limit=time_limit, method=method,
-                      on_accept=None if on_accept is None else (lambda f: on_accept(-f)))
+    X, f, info = _slp(X, -float((X @ X.T)[iu].max()), linearise, step, max_iter=400, r0=r0,
+                      time_limit=time_limit, on_accept=None if on_accept is None else (lambda f: on_accept(-f)))
     return X, -f, info
 
 
@@ -213,9 +195,8 @@ def _margins(W: np.ndarray, H: np.ndarray) -> np.ndarray:
     return M
 
 
-def slp_softmax(W: np.ndarray, H: np.ndarray, *, max_iter: int = 300, r0: float = 2e-3, tol: float = 1e-13,
-                stall_tol: float = 1e-13, margin_factor: float = 8.0, step_penalty: float = 1e-4,
-                time_limit: float | None = None, method: str | None = None, on_accept=None):
+def slp_softmax(W: np.ndarray, H: np.ndarray, *, r0: float = 2e-3, time_limit: float | None = None,
+                on_accept=None):
     """Polish the joint HardMax problem max_{W,H} min_{k!=j} <h_k, w_k - w_j>.
 
     Returns (W, H, L, info) with L = the final min margin (a certified lower bound on rho_ovr(W)).
@@ -230,7 +211,7 @@ def slp_softmax(W: np.ndarray, H: np.ndarray, *, max_iter: int = 300, r0: float 
 
     def linearise(state, L, r):
         W, H, M = state
-        kk, jj = np.nonzero(M <= L + min(4.0, margin_factor * r + 1e-12))
+        kk, jj = np.nonzero(M <= L + min(4.0, 8.0 * r + 1e-12))
         UW, UH = tangent_bases(W), tangent_bases(H)
         cache.update(UW=UW, UH=UH)
         blocks = [-np.einsum("md,mdq->mq", H[kk], UW[kk]), np.einsum("md,mdq->mq", H[kk], UW[jj]),
@@ -250,9 +231,8 @@ def slp_softmax(W: np.ndarray, H: np.ndarray, *, max_iter: int = 300, r0: float 
         return (Wn, Hn, Mn), float(Mn.min()), float(max(np.abs(a).max(), np.abs(b).max()))
 
     M = _margins(W, H)
-    (W, H, _), L, info = _slp((W, H, M), float(M.min()), linearise, step, max_iter=max_iter, r0=r0, tol=tol,
-                              stall_tol=stall_tol, step_penalty=step_penalty, time_limit=time_limit,
-                              method=method, on_accept=on_accept)
+    (W, H, _), L, info = _slp((W, H, M), float(M.min()), linearise, step, max_iter=300, r0=r0,
+                              time_limit=time_limit, on_accept=on_accept)
     return W, H, L, info
 
 
@@ -272,24 +252,30 @@ def kkt_residual_tammes(X: np.ndarray, tol: float = 1e-9) -> dict:
     mu = float(c.max())
     sel = np.nonzero(c >= mu - tol)[0]
     I, J = iu[0][sel], iu[1][sel]
-    m = len(sel)
-    if m > 20000 or K * d > 60000:
-        return {"kkt_residual": float("nan"), "n_active": int(m), "note": "too large for the KKT check"}
-    G = np.zeros((K * d, m))
     gi = X[J] - c[sel][:, None] * X[I]      # grad wrt x_i of <x_i,x_j>, projected
     gj = X[I] - c[sel][:, None] * X[J]
-    for q in range(d):
-        G[I * d + q, np.arange(m)] += gi[:, q]
-        G[J * d + q, np.arange(m)] += gj[:, q]
+    return _hull_distance(K * d, d, [(I, gi), (J, gj)], too_large=K * d > 60000)
+
+
+def _hull_distance(n: int, d: int, parts, too_large: bool) -> dict:
+    """Distance from 0 to the convex hull of the gradients of the m active constraints: NNLS with a
+    weighted sum-to-one row.  Gradient c is the (n,) vector with, for each (rows, g) of ``parts``,
+    g[c] at rows[c] * d .. rows[c] * d + d - 1."""
+    m = len(parts[0][0])
+    if m > 20000 or too_large:
+        return {"kkt_residual": float("nan"), "n_active": int(m), "note": "too large for the KKT check"}
+    G = np.zeros((n, m))
+    for rows, g in parts:
+        np.add.at(G, (rows[:, None] * d + np.arange(d), np.arange(m)[:, None]), g)
     wsum = 1e3
     A = np.vstack([G, wsum * np.ones((1, m))])
-    b = np.zeros(K * d + 1)
+    b = np.zeros(n + 1)
     b[-1] = wsum
     lam, _ = nnls(A, b, maxiter=50 * m + 1000)
     s = lam.sum()
     lam = lam / s if s > 0 else lam
-    resid = float(np.linalg.norm(G @ lam))
-    return {"kkt_residual": resid, "n_active": int(m), "n_multipliers": int((lam > 1e-12).sum())}
+    return {"kkt_residual": float(np.linalg.norm(G @ lam)), "n_active": int(m),
+            "n_multipliers": int((lam > 1e-12).sum())}
 
 
 def kkt_residual_softmax(W: np.ndarray, H: np.ndarray, tol: float = 1e-9) -> dict:
@@ -300,28 +286,10 @@ def kkt_residual_softmax(W: np.ndarray, H: np.ndarray, tol: float = 1e-9) -> dic
     M = _margins(W, H)
     L = float(M.min())
     kk, jj = np.nonzero(M <= L + tol)
-    m = len(kk)
-    if m > 20000 or K * d > 60000:
-        return {"kkt_residual": float("nan"), "n_active": int(m), "note": "too large for the KKT check"}
-    n = 2 * K * d
-    G = np.zeros((n, m))
-    cols = np.arange(m)
     hk = H[kk]
     # d m_kj / d w_k = h_k ; / d w_j = -h_k ; / d h_k = w_k - w_j  (projected onto tangents)
     gwk = hk - np.einsum("md,md->m", hk, W[kk])[:, None] * W[kk]
     gwj = -(hk - np.einsum("md,md->m", hk, W[jj])[:, None] * W[jj])
     dv = W[kk] - W[jj]
     ghk = dv - np.einsum("md,md->m", dv, hk)[:, None] * hk
-    for q in range(d):
-        np.add.at(G, (kk * d + q, cols), gwk[:, q])
-        np.add.at(G, (jj * d + q, cols), gwj[:, q])
-        np.add.at(G, (K * d + kk * d + q, cols), ghk[:, q])
-    wsum = 1e3
-    A = np.vstack([G, wsum * np.ones((1, m))])
-    b = np.zeros(n + 1)
-    b[-1] = wsum
-    lam, _ = nnls(A, b, maxiter=50 * m + 1000)
-    s = lam.sum()
-    lam = lam / s if s > 0 else lam
-    return {"kkt_residual": float(np.linalg.norm(G @ lam)), "n_active": int(m),
-            "n_multipliers": int((lam > 1e-12).sum())}
+    return _hull_distance(2 * K * d, d, [(kk, gwk), (jj, gwj), (K + kk, ghk)], too_large=K * d > 60000)

@@ -65,16 +65,12 @@ class _Adam:
         self.v.mul_(self.b2).addcmul_(G, G, value=1 - self.b2)
         mh = self.m / (1 - self.b1 ** self.t)
         vh = self.v / (1 - self.b2 ** self.t)
-        # scale eps to the gradient size of each restart so the step is scale invariant
         return lr * mh / (vh.sqrt() + self.eps)
 
 
 def _blocks(K: int, block: int | None):
-    if block is None or block >= K:
-        yield slice(0, K)
-        return
-    for s in range(0, K, block):
-        yield slice(s, min(s + block, K))
+    step = K if block is None else block
+    return [slice(s, min(s + step, K)) for s in range(0, K, step)]
 
 
 def max_cos_batched(X: torch.Tensor, block: int | None = None) -> torch.Tensor:
@@ -104,9 +100,9 @@ def min_margin_batched(W: torch.Tensor, H: torch.Tensor, block: int | None = Non
 
 
 def smooth_tammes(X: torch.Tensor, sched: Schedule, block: int | None = None,
-                  deadline: float | None = None, callback=None, every: int = 50) -> torch.Tensor:
+                  deadline: float | None = None) -> torch.Tensor:
     """Continuation on the soft max-cosine; returns the final (B, K, d) unit rows."""
-    X = _retract(X.clone())
+    X = _retract(X)
     B, K, _ = X.shape
     opt = _Adam(X)
     cref = max_cos_batched(X, block)
@@ -126,8 +122,6 @@ def smooth_tammes(X: torch.Tensor, sched: Schedule, block: int | None = None,
         G = G / G.flatten(1).norm(dim=1).clamp_min(1e-300).view(B, 1, 1)
         G = _tangent(G, X)
         X = _retract(X - opt.step(G, lr))
-        if callback is not None and (t % every == 0 or t == sched.iters - 1):
-            callback(t, X)
         if deadline is not None and time.perf_counter() > deadline:
             break
     return X
@@ -143,12 +137,11 @@ class _Pattern:
         self.K = K
         self.crow = torch.arange(0, K * m + 1, m, device=dev)
         self.col = nbr.reshape(-1).contiguous()
-        rows = torch.arange(K, device=dev).repeat_interleave(m)
-        self.rows = rows
+        self.rows = torch.arange(K, device=dev).repeat_interleave(m)
         self.perm = torch.argsort(self.col, stable=True)
         self.t_crow = torch.zeros(K + 1, dtype=torch.long, device=dev)
         self.t_crow[1:] = torch.cumsum(torch.bincount(self.col, minlength=K), 0)
-        self.t_col = rows[self.perm].contiguous()
+        self.t_col = self.rows[self.perm].contiguous()
 
     def csr(self, values: torch.Tensor, transpose: bool = False) -> torch.Tensor:
         crow, col = (self.t_crow, self.t_col) if transpose else (self.crow, self.col)
@@ -230,8 +223,8 @@ def smooth_softmax(W: torch.Tensor, H: torch.Tensor, sched: Schedule, block: int
     large-K path.  The refresh also yields the exact min margin, passed to ``callback(t, W, H, L)``
     (a certified lower bound on rho_ovr(W)); in the dense path ``callback(t, W, H, None)``.
     """
-    W = _retract(W.clone())
-    H = _retract(H.clone())
+    W = _retract(W)
+    H = _retract(H)
     B, K, _ = W.shape
     sparse = neighbours is not None and neighbours < K - 1
     optW, optH = _Adam(W), _Adam(H)

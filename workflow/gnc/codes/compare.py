@@ -1,4 +1,4 @@
-"""Comparisons between codes: alignment up to symmetry, the distance between codes, neighbour structure.
+"""Comparisons between codes: alignment up to symmetry and the distance between codes.
 
 ``align_to_code(W_trained, W_code)`` finds the relabelling ``perm`` and the orthogonal matrix ``R``
 (rotation or reflection) minimising ``|| W_trained - W_code[perm] @ R ||_F`` (rows normalised):
@@ -10,19 +10,17 @@
 
 the two steps alternate until the assignment stops changing (the objective never increases).  The
 problem is non-convex, so ``starts`` starts are tried -- the identity, an assignment of sorted
-Gram-matrix rows (rotation invariant), then alternately random orthogonal matrices and random
-relabellings -- and the best is returned.  For K <= ``exhaustive_max_K`` (default 7; e.g. the
-4-class assignment experiment) all K! relabellings are enumerated, each with its exact Procrustes
-matrix, so the result is the global optimum.  For codes that are close up to symmetry (a trained
-classifier near a softmax code) the first starts already find the optimum; for unrelated codes the
-result is a good local optimum, not a certified global one.  With ``signed=False`` each code vector may also be replaced by its negative
-(assignment on |cos|), which is the right notion when only the lines +-w_k matter.
+Gram-matrix rows (rotation invariant), then alternately random relabellings and random orthogonal
+matrices -- and the best is returned: the optimum for codes close up to symmetry, a good local
+optimum (not a certified global one) for unrelated codes.  For K <= ``exhaustive_max_K`` all K!
+relabellings are enumerated, each with its exact Procrustes matrix: the global optimum.  With
+``signed=False`` each code vector may also be replaced by its negative (assignment on |cos|), the
+right notion when only the lines +-w_k matter.
 """
 
 from __future__ import annotations
 
 import itertools
-from typing import Sequence
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
@@ -45,14 +43,12 @@ def _gram_start(A: np.ndarray, B: np.ndarray) -> np.ndarray:
     """Rotation-invariant start: match sorted Gram rows (neighbour-cosine profiles)."""
     GA = np.sort(A @ A.T, axis=1)
     GB = np.sort(B @ B.T, axis=1)
-    cost = ((GA[:, None, :] - GB[None, :, :]) ** 2).sum(-1)
-    _, perm = linear_sum_assignment(cost)
-    return perm
+    return linear_sum_assignment(((GA[:, None, :] - GB[None, :, :]) ** 2).sum(-1))[1]
 
 
 def _align_exhaustive(A: np.ndarray, B: np.ndarray, signed: bool):
     K = A.shape[0]
-    best = (np.inf, None, None, None)
+    best = (np.inf, None, None)
     sign_sets = [np.ones(K)] if signed else [np.array(s, dtype=float)
                                               for s in itertools.product((1.0, -1.0), repeat=K)]
     for perm in itertools.permutations(range(K)):
@@ -62,42 +58,30 @@ def _align_exhaustive(A: np.ndarray, B: np.ndarray, signed: bool):
             R = _procrustes(A, Bp)
             dist = float(np.linalg.norm(A - Bp @ R))
             if dist < best[0]:
-                best = (dist, np.array(perm), R, signs)
+                best = (dist, np.array(perm), R)
     return best
 
 
 def align_to_code(W_trained: np.ndarray, W_code: np.ndarray, *, starts: int = 32, seed: int = 0,
                   max_iter: int = 100, signed: bool = True,
                   exhaustive_max_K: int = 7) -> tuple[float, np.ndarray, np.ndarray]:
-    """Distance between two codes up to rotation/reflection and relabelling.
-
-    Returns ``(distance, perm, R)`` with ``distance = ||W_t - S W_c[perm] R||_F`` where W_t, W_c are
-    row-normalised, ``R`` is (d, d) orthogonal and ``S`` = identity (``signed=True``) or the
-    diagonal of per-row signs (``signed=False``).  ``distance / sqrt(K)`` is the RMS per-vector
-    distance (:func:`code_distance`).
-    """
+    """``(distance, perm, R)`` with ``distance = ||W_t - S W_c[perm] R||_F`` minimal (module docstring):
+    W_t, W_c row-normalised, ``R`` (d, d) orthogonal, ``S`` = identity (``signed=True``) or the
+    diagonal of per-row signs (``signed=False``)."""
     A = normalize_rows(W_trained)
     B = normalize_rows(W_code)
     if A.shape != B.shape:
         raise ValueError(f"shapes differ: {A.shape} vs {B.shape}")
     K, d = A.shape
     if K <= exhaustive_max_K and (signed or K <= 5):
-        best = _align_exhaustive(A, B, signed)
-        return best[0], np.asarray(best[1], dtype=np.int64), best[2]
-    rng = np.random.default_rng(seed)
-    best = (np.inf, None, None, None)
+        dist, perm, R = _align_exhaustive(A, B, signed)
+        return dist, np.asarray(perm, dtype=np.int64), R
 
-    def run(R0=None, perm0=None):
-        R = R0
-        perm = perm0
-        if perm is not None:
-            R = _procrustes(A, B[perm])
-        signs = np.ones(K)
+    def run(R):
         prev = None
         for _ in range(max_iter):
             S = A @ (B @ R).T                      # S[k, j] = cos(a_k, (b_j R))
-            score = S if signed else np.abs(S)
-            _, perm = linear_sum_assignment(-score)
+            _, perm = linear_sum_assignment(-(S if signed else np.abs(S)))
             signs = np.ones(K) if signed else np.sign(S[np.arange(K), perm] + 1e-300)
             Bp = signs[:, None] * B[perm]
             R = _procrustes(A, Bp)
@@ -105,17 +89,14 @@ def align_to_code(W_trained: np.ndarray, W_code: np.ndarray, *, starts: int = 32
             if key == prev:
                 break
             prev = key
-        Bp = signs[:, None] * B[perm]
-        return float(np.linalg.norm(A - Bp @ R)), perm, R, signs
+        return float(np.linalg.norm(A - Bp @ R)), perm, R
 
-    candidates = [dict(R0=np.eye(d)), dict(perm0=_gram_start(A, B))]
+    rng = np.random.default_rng(seed)
+    starts_R = [np.eye(d), _procrustes(A, B[_gram_start(A, B)])]
     for i in range(max(starts - 2, 0)):
-        candidates.append(dict(R0=_random_orthogonal(d, rng)) if i % 2 else dict(perm0=rng.permutation(K)))
-    for c in candidates:
-        out = run(**c)
-        if out[0] < best[0]:
-            best = out
-    return best[0], np.asarray(best[1], dtype=np.int64), best[2]
+        starts_R.append(_random_orthogonal(d, rng) if i % 2 else _procrustes(A, B[rng.permutation(K)]))
+    dist, perm, R = min((run(R0) for R0 in starts_R), key=lambda out: out[0])
+    return dist, np.asarray(perm, dtype=np.int64), R
 
 
 def code_distance(W: np.ndarray, code: np.ndarray, **kwargs) -> float:
@@ -124,34 +105,3 @@ def code_distance(W: np.ndarray, code: np.ndarray, **kwargs) -> float:
     2 = antipodal).  ``kwargs`` go to :func:`align_to_code`."""
     return float(align_to_code(W, code, **kwargs)[0] / np.sqrt(np.shape(W)[0]))
 
-
-def gram_neighbours(W: np.ndarray, names: Sequence[str] | None = None, k: int | None = None):
-    """Neighbour table of a classifier / code (the assignment question, docs/methods.md §8.2).
-
-    Returns a tidy ``pandas.DataFrame`` with one row per (class, neighbour) for the ``k`` nearest
-    neighbours of every class by cosine (all K-1 when ``k`` is None): columns ``class``,
-    ``neighbour``, ``rank`` (1 = nearest), ``cos``, ``angle_deg``, ``mutual`` (the class is also
-    among the neighbour's k nearest), ``farthest`` (the neighbour is the class's most distant one,
-    i.e. the closest to antipodal).
-    """
-    import pandas as pd
-
-    Wn = normalize_rows(W)
-    K = Wn.shape[0]
-    names = [str(i) for i in range(K)] if names is None else [str(n) for n in names]
-    if len(names) != K:
-        raise ValueError("names must have one entry per row of W")
-    C = Wn @ Wn.T
-    np.fill_diagonal(C, -np.inf)
-    kk = K - 1 if k is None else min(int(k), K - 1)
-    order = np.argsort(-C, axis=1, kind="stable")[:, :kk]
-    nearest = [set(order[i].tolist()) for i in range(K)]
-    farthest = np.argmin(np.where(np.isinf(C), np.inf, C), axis=1)
-    rows = []
-    for i in range(K):
-        for r, j in enumerate(order[i]):
-            c = float(C[i, j])
-            rows.append({"class": names[i], "neighbour": names[j], "rank": r + 1, "cos": c,
-                         "angle_deg": float(np.degrees(np.arccos(np.clip(c, -1, 1)))),
-                         "mutual": i in nearest[j], "farthest": bool(j == farthest[i])})
-    return pd.DataFrame(rows)

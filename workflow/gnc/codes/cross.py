@@ -1,11 +1,10 @@
 """Cross-polish of the Tammes and softmax codes of one (d, K), and the verdict same / differ / undecided.
 
-The two solvers run independently; neither may then lose on its own objective to a code the study
-holds.  :func:`cross_refine` takes a pool of candidate codes -- the Tammes solution, the
-softmax-code solution and the normalised final classifiers of the trained runs at this (d, K) --
-evaluates every candidate on both objectives (minimum angle; exact one-vs-rest distance
-rho_ovr with its certified gap), polishes the best ``n_polish`` distinct candidates of each
-objective for that objective (the polished codes join the pool), and returns
+Neither solver may lose on its own objective to a code the study holds.  :func:`cross_refine` takes a
+pool of candidate codes -- the two solvers' codes and the normalised final classifiers of the trained
+runs at this (d, K) -- evaluates every candidate on both objectives (minimum angle; exact rho_ovr with
+its certified gap), polishes the best ``n_polish`` distinct candidates of each objective for that
+objective (the polished codes join the pool), and returns
 
 * ``tammes`` = the pool's code of largest minimum angle,
 * ``softmax`` = the pool's code of largest rho_ovr,
@@ -15,11 +14,10 @@ tolerances (``ANGLE_TOL``; ``OVR_TOL`` plus its gap) of the best on both objecti
 (optimal sets are often not unique: rattlers move freely).  Both are maxima over the same set, so
 ``tammes.angle >= softmax.angle`` and ``softmax.ovr >= tammes.ovr`` hold by construction.
 
-Polish: for Tammes the SLP of :func:`gnc.codes._polish.slp_tammes`; for softmax codes the joint
-(W, H) SLP of :func:`gnc.codes._polish.slp_softmax` (H = the dual directions of the exact
-one-vs-rest projections) when the LP is small (2 K (d - 1) <= ``softmax.POLISH_MAX_VARS``),
-else the sharp smoothed refinement of :mod:`gnc.codes.softmax` (``DENSE_REFINE``).  The time
-budget is split evenly between the two objectives; each polish gets what is left of its share.
+Polish: the SLP of :mod:`gnc.codes._polish` (softmax codes: joint in (W, H), H = the dual directions
+of the exact one-vs-rest projections) when the LP is small, else for softmax codes the sharp smoothed
+refinement of :mod:`gnc.codes.softmax`.  The time budget is split evenly between the two objectives;
+each polish gets what is left of its share.
 
 Verdict (:func:`verdict`), with the tolerances below:
 
@@ -27,11 +25,9 @@ Verdict (:func:`verdict`), with the tolerances below:
   :func:`gnc.codes.compare.code_distance` (RMS distance per vector) <= ``SAME_TOL`` -- and that code is
   first-order optimal for both problems (KKT residuals below, <= ``KKT_TOL``): one code that is merely
   the best found for both within a budget is not evidence that the problems share an optimum;
-* ``differ``: each code is first-order optimal for its own problem -- KKT residual
-  (:func:`gnc.codes._polish.kkt_residual_tammes`, ``kkt_residual_softmax``: the distance from 0 to
-  the convex hull of the Riemannian gradients of the active constraints, multipliers by NNLS)
-  <= ``KKT_TOL`` -- and each beats the other on its own objective by more than the tolerance
-  (angle: ``ANGLE_TOL`` degrees; rho_ovr: ``OVR_TOL`` plus both certified gaps);
+* ``differ``: each code is first-order optimal for its own problem (KKT residual of
+  :mod:`gnc.codes._polish` <= ``KKT_TOL``) and beats the other on its own objective by more than the
+  tolerance (angle: ``ANGLE_TOL`` degrees; rho_ovr: ``OVR_TOL`` plus both certified gaps);
 * ``undecided``: anything else (the budget did not bring the codes to a first-order point, or the
   difference is within the tolerance while the codes are not equal).
 """
@@ -44,10 +40,14 @@ import math
 import time
 
 import numpy as np
+import torch
 
 from ..maths import normalize_rows
+from . import softmax, tammes
 from ._common import exact_ovr, min_angle_deg, tammes_rattlers
 from ._polish import kkt_residual_softmax, kkt_residual_tammes, slp_softmax, slp_tammes
+from ._smooth import Schedule, smooth_softmax
+from .compare import code_distance
 
 #: a published one-vs-rest value must be certified to this duality gap (relative to max(1, value));
 #: candidates whose value is not are kept in the pool's record but never chosen
@@ -75,49 +75,35 @@ class Candidate:
     angle: float
     ovr: float
     ovr_gap: float
-    H: np.ndarray | None = None     # dual directions of the exact one-vs-rest projections
-    seconds: float = 0.0            # polish time (0 for a given code)
-    dist: np.ndarray | None = None  # per-class exact one-vs-rest distances
+    H: np.ndarray | None            # dual directions of the exact one-vs-rest projections (None: one is 0)
+    seconds: float                  # polish time (0 for a given code)
+    dist: np.ndarray                # per-class exact one-vs-rest distances
 
 
 def evaluate(name: str, W: np.ndarray, seconds: float = 0.0) -> Candidate:
     """Both objectives of ``W`` (rows normalised): min angle and the certified exact rho_ovr."""
-    from .softmax import dual_from_ovr
-
     W = normalize_rows(W)
     res = exact_ovr(W)
-    if res is None:
-        return Candidate(name, W, min_angle_deg(W), float("nan"), float("nan"), None, seconds)
-    return Candidate(name, W, min_angle_deg(W), float(res.value), float(res.value_gap), dual_from_ovr(W, res),
-                     seconds, np.asarray(res.dist, dtype=np.float64))
+    return Candidate(name, W, min_angle_deg(W), float(res.value), float(res.value_gap),
+                     softmax.dual_from_ovr(W, res), seconds, np.asarray(res.dist, dtype=np.float64))
 
 
 def _polish_tammes(c: Candidate, time_limit: float | None) -> np.ndarray | None:
-    from .tammes import POLISH_MAX_VARS
-
     K, d = c.W.shape
-    if K * (d - 1) > POLISH_MAX_VARS:
+    if K * (d - 1) > tammes.POLISH_MAX_VARS:
         return None
-    X, _, _ = slp_tammes(c.W, r0=1e-4, time_limit=time_limit)
-    return X
+    return slp_tammes(c.W, r0=1e-4, time_limit=time_limit)[0]
 
 
-def _polish_softmax(c: Candidate, time_limit: float | None) -> np.ndarray | None:
-    import torch
-
-    from ._smooth import Schedule, smooth_softmax
-    from .softmax import DENSE_REFINE, POLISH_MAX_VARS
-
+def _polish_softmax(c: Candidate, time_limit: float | None) -> np.ndarray:
     K, d = c.W.shape
     H = c.W if c.H is None else c.H
-    if 2 * K * (d - 1) <= POLISH_MAX_VARS:
-        W, _, _, _ = slp_softmax(c.W, H, time_limit=time_limit)
-        return W
+    if 2 * K * (d - 1) <= softmax.POLISH_MAX_VARS:
+        return slp_softmax(c.W, H, time_limit=time_limit)[0]
     Wt = torch.as_tensor(c.W, dtype=torch.float64)[None]
     Ht = torch.as_tensor(H, dtype=torch.float64)[None]
     deadline = None if time_limit is None else time.perf_counter() + time_limit
-    W, _ = smooth_softmax(Wt, Ht, Schedule(*DENSE_REFINE), deadline=deadline)
-    return W[0].numpy()
+    return smooth_softmax(Wt, Ht, Schedule(*softmax.DENSE_REFINE), deadline=deadline)[0][0].numpy()
 
 
 def _distinct(cands: list[Candidate], key, n: int) -> list[Candidate]:
@@ -186,8 +172,6 @@ def certified(c: Candidate) -> bool:
 
 def verdict(tam: Candidate, soft: Candidate) -> dict:
     """Evidence and the verdict same / differ / undecided for the two problems' best codes."""
-    from .compare import code_distance
-
     dist = 0.0 if tam.W is soft.W else code_distance(tam.W, soft.W)
     kt = kkt_residual_tammes(tam.W, tol=ACTIVE_TOL)
     ks = kkt_residual_softmax(soft.W, soft.W if soft.H is None else soft.H, tol=ACTIVE_TOL)
@@ -224,23 +208,20 @@ def cross_dataset(r: CrossResult):
     """The per-(d, K) file of the refine stage: both final codes, the pool and the verdict evidence."""
     import xarray as xr
 
-    ev = r.evidence
-    n_soft_rattlers = int(np.sum(r.softmax.dist > r.softmax.ovr + RATTLER_TOL)) if r.softmax.dist is not None else -1
+    n_soft_rattlers = int(np.sum(r.softmax.dist > r.softmax.ovr + RATTLER_TOL))
     pool = [{"name": c.name, "angle": c.angle, "ovr": c.ovr, "ovr_gap": c.ovr_gap, "certified": certified(c),
              "seconds": c.seconds} for c in r.pool]
-    one = {"units": "1"}
-    ds = xr.Dataset({
-        "tammes_code": (("k", "component"), r.tammes.W, {"long_name": "best Tammes code (unit rows)", **one}),
-        "softmax_code": (("k", "component"), r.softmax.W, {"long_name": "best softmax code (unit rows)", **one}),
+    return xr.Dataset({
+        f"{p}_code": (("k", "component"), c.W, {"long_name": f"best {name} code (unit rows)", "units": "1"})
+        for p, name, c in (("tammes", "Tammes", r.tammes), ("softmax", "softmax", r.softmax))
     }, attrs={
         "d": r.d, "K": r.K, "seconds": r.seconds, "tammes_source": r.tammes.name, "softmax_source": r.softmax.name,
         "tammes_angle": r.tammes.angle, "tammes_ovr": r.tammes.ovr, "tammes_ovr_gap": r.tammes.ovr_gap,
         "softmax_angle": r.softmax.angle, "softmax_ovr": r.softmax.ovr, "softmax_ovr_gap": r.softmax.ovr_gap,
         "tammes_rattlers": int(len(tammes_rattlers(r.tammes.W, RATTLER_TOL))), "softmax_rattlers": n_soft_rattlers,
-        **ev,
+        **r.evidence,
         "pool": json.dumps(pool),
     })
-    return ds
 
 
 def load_candidates(tammes_path, softmax_path, trained: dict) -> dict[str, np.ndarray]:

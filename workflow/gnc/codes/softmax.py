@@ -1,39 +1,27 @@
 """Softmax codes: K unit vectors in R^d maximising rho_ovr(W) = min_k dist(w_k, conv{w_j : j != k}).
 
 Method.  By the dual form (docs/methods.md §2.3) ``dist_k(W) = max_{|h|=1} min_{j!=k} <w_k - w_j, h>``, so
-maximising rho_ovr is the joint max-min problem over classifier rows W and dual directions H
-(the HardMax problem with one feature per class, docs/methods.md §4):
+maximising rho_ovr is the joint max-min problem (the HardMax problem with one feature per class, §4)
 
     max_{W, H unit rows}  min_{k != j}  <h_k, w_k - w_j>.
 
-1. *Smoothed continuation*, batched over restarts: soft-min (log-sum-exp) of all K(K-1) margins
-   with sharpness growing from ``beta[0]`` to ``beta[1]``; Adam steps on the tangent gradients of
-   W and H, rows re-normalised; rows processed in blocks for large K.  Restarts start from random
-   codes with H = W, from a Tammes run (``init="tammes"``), or both (``"mixed"``, default).
-   The first round is a quick one (``QUICK`` = 8 restarts x 600 steps) so that a good code exists
-   after a fraction of a second (anytime behaviour); then the configured round(s) follow.
-   Large K (> 2048): each class's soft-min sees only its ``neighbours`` = 32 smallest margins (64 in
-   the refinement),
-   re-selected every ``refresh`` = 25 steps by one blocked full product (which also gives the
-   exact min margin, i.e. the certified lower bound recorded in the history); the steps use sparse
-   kernels, O(K m d) instead of O(K^2 d) -- 13x cheaper per step at (512, 10000).
-2. *Refinement* (problems too large for the polish) of the best restart alone: a second, short
-   continuation at very large sharpness (``refine`` = (iterations, beta0, beta1, lr0, lr1); default
-   2000 steps, beta 5e3 -> 1e6; 300 sparse steps for large K, repeated from the best code while
-   it improves when a time budget is left).
-3. *Exact polish* of the best code of each round by sequential linear programming on the near-active margins
+1. *Smoothed continuation*, batched over restarts (:func:`gnc.codes._smooth.smooth_softmax`): soft-min of
+   all K(K-1) margins with sharpness growing from ``beta[0]`` to ``beta[1]``.  Restarts start from random
+   codes with H = W, from a Tammes run (``init="tammes"``), or both (``"mixed"``, default).  A quick
+   round (``QUICK`` restarts x steps) comes first, so that a good code exists after a fraction of a
+   second; then the configured round(s).  For K > 2048 each class's soft-min sees only its nearest
+   margins (:func:`_defaults`): O(K m d) per step instead of O(K^2 d), 13x cheaper at (512, 10000).
+2. *Refinement* of the best restart (problems too large for the polish): a short continuation at very
+   large sharpness (``refine``), repeated from the best code while it improves and budget is left.
+3. *Exact polish* of each round's best by sequential linear programming on the near-active margins
    (:func:`gnc.codes._polish.slp_softmax`) when the joint LP is small (2K(d-1) <= ``POLISH_MAX_VARS``);
    for larger problems the LP is slow and degenerate and the refinement reaches the same value
-   (e.g. (10,100): 1 s of refinement ~ 400 s of SLP).  For the smallest problems (``hops`` > 0)
-   the rounds' best is not polished directly but goes through ``hops`` basin hops: ``HOP_BATCH``
-   copies perturbed by ``hop_scale``·sqrt(value) Gaussian noise, annealed together on the short,
-   sharp ``HOP_SCHEDULE``; the best copy is polished and kept when it improves (if none does, the
-   rounds' best is polished).
-4. *Exact evaluation*: ``value = ovr = rho_ovr(W)`` from :func:`gnc.metrics.ovr.ovr_distances`.
-   ``certificate["lower_bound"]`` is the min margin of the returned (W, H): since every h_k is a
-   unit vector it proves ``rho_ovr(W) >= lower_bound`` without any QP.
-   ``rattlers`` are classes whose one-vs-rest distance exceeds the minimum by more than
-   ``certificate["rattler_tol"]`` (their constraint is inactive).
+   ((10, 100): 1 s of refinement ~ 400 s of SLP).  For the smallest problems (``hops`` > 0) the rounds'
+   best goes through basin hops instead (:meth:`_SoftmaxRun.hops`).
+4. *Exact evaluation*: ``value = ovr = rho_ovr(W)`` (:func:`gnc.metrics.ovr.ovr_distances`).
+   ``certificate["lower_bound"]`` is the min margin of the returned (W, H): every h_k is a unit vector,
+   so it proves ``rho_ovr(W) >= lower_bound``.  ``rattlers``: classes whose one-vs-rest distance
+   exceeds the minimum by more than ``certificate["rattler_tol"]``.
 """
 
 from __future__ import annotations
@@ -46,8 +34,7 @@ import numpy as np
 import torch
 
 from ..maths import normalize_rows
-from ._common import (CodeSolution, History, default_dtype, exact_ovr, min_angle_deg, ovr_fields, polish_limit,
-                      resolve_options, solver_start, torch_device)
+from ._common import CodeSolution, SolverRun, add_ovr_fields, exact_ovr, min_angle_deg, resolve_options
 from ._polish import kkt_residual_softmax, slp_softmax
 from ._smooth import Schedule, min_margin_batched, smooth_softmax, smooth_tammes
 from .tammes import random_sphere
@@ -69,9 +56,7 @@ HOP_SCHEDULE = (200, 1e3, 2e5, 2e-3, 1e-6)
 
 def dual_from_ovr(W: np.ndarray, res) -> np.ndarray | None:
     """Unit dual directions h_k = (w_k - P_k w_k)/|.| from the projections of an OVRResult
-    (``support``/``weights``); None when the result carries no support."""
-    if res is None or getattr(res, "support", None) is None or getattr(res, "weights", None) is None:
-        return None
+    (``support``/``weights``); None when one of them is 0."""
     H = np.empty_like(W)
     for k in range(W.shape[0]):
         r = W[k] - np.asarray(res.weights[k]) @ W[np.asarray(res.support[k], dtype=np.int64)]
@@ -127,24 +112,17 @@ DENSE_REFINE = (2000, 5e3, 1e6, 3e-4, 1e-7)
 
 @dataclasses.dataclass(frozen=True)
 class SoftmaxOptions:
-    """Tuning knobs of :func:`solve_softmax_code`; ``None`` / ``"auto"`` take the default for the
-    problem's size (:func:`_defaults`).
+    """Tuning knobs of :func:`solve_softmax_code` (steps 1-3 of the module docstring); ``None`` /
+    ``"auto"`` take the default for the problem's size (:func:`_defaults`).
 
-    * ``beta``, ``lr``: soft-min sharpness and Adam step of the rounds, first -> last step
-      (``DENSE_BETA``, ``DENSE_LR`` for K <= 2048).
-    * ``tammes_iters``: steps of the Tammes continuation that starts the "tammes" restarts
-      (``max(iters // 3, 50)``).
-    * ``refine``: (iterations, beta0, beta1, lr0, lr1) of the refinement of problems too large for the
-      polish (``DENSE_REFINE``); None: no refinement.
-    * ``polish``: SLP polish when the LP is small (2K(d-1) <= ``POLISH_MAX_VARS``); ``polish_time``
-      caps each polish (seconds; None: no cap).
+    * ``beta``, ``lr``: soft-min sharpness and Adam step of the rounds, first -> last step.
+    * ``tammes_iters``: steps of the Tammes continuation of the "tammes" restarts (max(iters // 3, 50)).
+    * ``refine``: (iterations, beta0, beta1, lr0, lr1) of the refinement; None: no refinement.
+    * ``polish``, ``polish_time``: SLP polish when the LP is small, at most ``polish_time`` s each.
     * ``block``: rows per block of the K x K products (512 for K > 4096, else all rows).
     * ``dtype``: torch dtype of the continuation (float64 up to ~2e7 pair-dims, float32 beyond).
-    * ``neighbours``, ``refresh``: each class's soft-min sees only its m nearest margins, re-selected
-      every ``refresh`` steps ("auto": m = 32 for K > 2048 and 64 in the refinement, dense below;
-      None: always dense).
-    * ``hops``, ``hop_scale``: basin hops of polished problems (8 for K d <= 400, else none) and the
-      scale of their Gaussian perturbation (times sqrt(value)).
+    * ``neighbours``, ``refresh``: sparse steps on the m nearest margins (None: always dense).
+    * ``hops``, ``hop_scale``: basin hops of polished problems and the scale of their perturbation.
     """
 
     beta: tuple[float, float] | None = None
@@ -163,41 +141,35 @@ class SoftmaxOptions:
 
 def solve_softmax_code(d: int, K: int, *, restarts: int | None = None, seed: int = 0, device: str = "cpu",
                        time_budget: float | None = None, iters: int | None = None,
-                       init: str | np.ndarray = "mixed", evaluate_ovr: bool = True, verbose: bool = False,
+                       init: str | np.ndarray = "mixed", evaluate_ovr: bool = True,
                        options: SoftmaxOptions | None = None, **knobs) -> CodeSolution:
     """Best softmax code found in R^d with K classes (``value`` = exact rho_ovr).
 
     ``init``: ``"random"``, ``"tammes"``, ``"mixed"`` (half of the restarts each) or a (K, d)
     array that seeds restart 0 (and is returned if nothing better is found).  With ``time_budget``
     (seconds) rounds of restarts are repeated until the budget is spent (the polish gets what is
-    left, at most ``polish_time``) -- except with hops, which then get the budget after the planned
-    rounds.  ``restarts`` and ``iters`` (steps per restart) default by size.
-
-    Tuning knobs: ``options`` (a :class:`SoftmaxOptions`) or its fields as keywords, which override
-    ``options`` (``solve_softmax_code(3, 12, polish=False, hops=0)``).
+    left) -- except with hops, which then get the budget after the planned rounds.  ``restarts``
+    and ``iters`` (steps per restart) default by size.  Tuning knobs: ``options`` (a
+    :class:`SoftmaxOptions`) or its fields as keywords, which override ``options``.
     """
     opts = resolve_options(SoftmaxOptions, options, knobs, "solve_softmax_code")
     run = _SoftmaxRun(d, K, restarts=restarts, seed=seed, device=device, time_budget=time_budget, iters=iters,
-                      init=init, verbose=verbose, opts=opts)
+                      init=init, opts=opts)
     run.rounds()
     n_hops = run.hops()
     n_refine = run.refine()
     return run.result(n_hops, n_refine, evaluate_ovr)
 
 
-class _SoftmaxRun:
+class _SoftmaxRun(SolverRun):
     """One solve: the settings resolved against the size defaults, the clock, the best (L, W, H) so
     far (L: its certified min margin) and the anytime history of every valid code seen."""
 
-    def __init__(self, d, K, *, restarts, seed, device, time_budget, iters, init, verbose, opts: SoftmaxOptions):
+    def __init__(self, d, K, *, init, opts: SoftmaxOptions, **kw):
         if isinstance(init, str) and init not in ("random", "tammes", "mixed"):
             raise ValueError(f"unknown init {init!r}")
         self.dfl = dfl = _defaults(d, K)
-        self.t_start, self.deadline, self.restarts, self.iters = solver_start(d, K, time_budget, dfl, restarts, iters)
-        self.d, self.K, self.seed, self.init, self.verbose, self.opts = d, K, seed, init, verbose, opts
-        self.time_budget = time_budget
-        self.dev = torch_device(device)
-        self.tdtype = default_dtype(K, d, opts.dtype)
+        super().__init__(d, K, dfl, init=init, opts=opts, **kw)
         self.block = 512 if opts.block is None and K > 4096 else opts.block
         auto = opts.neighbours == "auto"
         self.nbrs = dfl.get("neighbours") if auto else opts.neighbours
@@ -206,11 +178,10 @@ class _SoftmaxRun:
         self.lr = dfl.get("lr", DENSE_LR) if opts.lr is None else opts.lr
         auto_refine = isinstance(opts.refine, str) and opts.refine == "auto"
         self.refine_schedule = dfl.get("refine", DENSE_REFINE) if auto_refine else opts.refine
-        self.hist = History(self.t_start)
         self.can_polish = opts.polish and 2 * K * (d - 1) <= POLISH_MAX_VARS
         # the rounds leave the polish (or the refinement) the last 30 % (15 %) of a budget
         self.smooth_deadline = None if self.deadline is None else \
-            self.t_start + (0.7 if self.can_polish else 0.85) * float(time_budget)
+            self.t_start + (0.7 if self.can_polish else 0.85) * float(self.time_budget)
         self.max_hops = dfl.get("hops", 0) if opts.hops is None else int(opts.hops)
         self.use_hops = self.can_polish and self.max_hops > 0  # then the hops polish, not the rounds
         self.best = None  # (L, W, H)
@@ -229,9 +200,6 @@ class _SoftmaxRun:
             B, T = plan[self.n_rounds] if self.n_rounds < len(plan) else (self.restarts, self.iters)
             self._round(B, T)
             self.n_rounds += 1
-            if self.verbose:
-                print(f"[softmax d={self.d} K={self.K}] round {self.n_rounds} (B={B}, iters={T}): best lower bound "
-                      f"{self.best[0]:.8f} ({self.hist.elapsed():.1f}s)")
             if self._rounds_done(len(plan)):
                 break
 
@@ -287,17 +255,15 @@ class _SoftmaxRun:
         as good up to rounding (``TIE``: a polish of a code that is already optimal returns it to the
         last bits, and the polished code carries the KKT certificate); every accepted step goes to
         the history."""
-        Wp, Hp, Lp, info = slp_softmax(W0, H0, time_limit=polish_limit(self.opts.polish_time, self.deadline),
-                                       on_accept=self.hist.add)
+        Wp, Hp, Lp, info = slp_softmax(W0, H0, time_limit=self.polish_limit(), on_accept=self.hist.add)
         if Lp >= self.best[0] - TIE:
             self.best, self.polish_info, self.polished = (Lp, Wp, Hp), info, True
             self.hist.add(Lp)
 
     def hops(self) -> int:
-        """Basin hops (polished problems with ``hops`` > 0): ``max_hops`` of them, or with a time budget
-        until it is spent; if none improved on the rounds' (unpolished) best, that is polished.
-        Small problems have basins the rounds' best rarely leaves (at (3, 60) it mostly polishes to
-        0.1104133, below the best-known 0.1105264); a hop costs about one polish.  Returns the hops run."""
+        """Basin hops (polished problems, ``hops`` > 0), ``max_hops`` or until the budget is spent; if none
+        improved on the rounds' (unpolished) best, that is polished.  Small problems have basins the rounds'
+        best rarely leaves ((3, 60): 0.1104133 < best-known 0.1105264).  Returns the hops run."""
         if not self.use_hops:
             return 0
         rng = np.random.default_rng(self.seed + 7919)
@@ -335,7 +301,7 @@ class _SoftmaxRun:
             Ht = torch.as_tensor(Hb, dtype=self.tdtype, device=self.dev)[None]
             Wr, Hr = smooth_softmax(Wt, Ht, Schedule(int(sched[0]), *map(float, sched[1:])), block=self.block,
                                     deadline=self.deadline, neighbours=self.r_nbrs, refresh=self.opts.refresh,
-                                    callback=lambda t, W_, H_, L_: L_ is not None and self.hist.add(float(L_.max())))
+                                    callback=lambda _t, _W, _H, L: L is not None and self.hist.add(float(L.max())))
             Lr = float(min_margin_batched(Wr, Hr, self.block)[0])
             n_refine += 1
             improved = Lr > L + 1e-7 * max(1.0, abs(L))
@@ -360,14 +326,25 @@ class _SoftmaxRun:
                         polish_stopped=info.get("stopped", "converged"))
             cert.update(kkt_residual_softmax(Wb, Hb, tol=1e-9))
         cert["lower_bound"] = min_margin(Wb, Hb)          # recomputed in float64
-        Wb, Hb, res, value = self._evaluate(Wb, Hb, cert, evaluate_ovr)
-        rattler_tol = 1e-6 if cert["polished"] else 1e-3
-        cert["rattler_tol"] = rattler_tol
+        # the exact rho_ovr of the best code, never worse than a given ``init``
+        res = exact_ovr(Wb) if evaluate_ovr else None
+        if res is not None and not isinstance(self.init, str):
+            W0 = normalize_rows(self.init)
+            res0 = exact_ovr(W0)
+            if res0.value > res.value:
+                Wb, Hb, res = W0, W0.copy(), res0
+                cert.update(returned_init=True, lower_bound=min_margin(Wb, Hb))
+        value = add_ovr_fields(cert, res)
+        cert["rattler_tol"] = 1e-6 if cert["polished"] else 1e-3
+        rattlers = np.zeros(0, dtype=np.int64)
         if res is not None:
-            rattlers = np.nonzero(np.asarray(res.dist, dtype=np.float64) > value + rattler_tol)[0].astype(np.int64)
+            He = dual_from_ovr(Wb, res)
+            Le = -np.inf if He is None else min_margin(Wb, He)
+            if Le > cert["lower_bound"]:                  # the dual of the ovr projections proves more
+                Hb, cert["lower_bound"], cert["dual_from"] = He, Le, "ovr projections"
+            dist = np.asarray(res.dist, dtype=np.float64)
+            rattlers = np.nonzero(dist > value + cert["rattler_tol"])[0].astype(np.int64)
             self.hist.add(value)
-        else:
-            rattlers = np.zeros(0, dtype=np.int64)
         o = self.opts
         settings = dict(restarts=self.restarts, iters=self.iters, beta=list(self.beta), lr=list(self.lr),
                         init=self.init if isinstance(self.init, str) else "array", tammes_iters=o.tammes_iters,
@@ -380,29 +357,3 @@ class _SoftmaxRun:
                             min_angle_deg=min_angle_deg(Wb), ovr=float(value), certificate=cert, rattlers=rattlers,
                             settings=settings, seed=self.seed, seconds=time.perf_counter() - self.t_start, H=Hb,
                             history=self.hist.points)
-
-    def _evaluate(self, Wb: np.ndarray, Hb: np.ndarray, cert: dict, evaluate_ovr: bool):
-        """Exact rho_ovr of the best code -- never worse than a given ``init`` -- and the best proof of
-        a lower bound (the dual from the ovr projections when it beats H).  Returns (W, H, res, value)."""
-        res = exact_ovr(Wb) if evaluate_ovr else None
-        of = ovr_fields(res)
-        cert.update({k: v for k, v in of.items() if k != "ovr"})
-        value = of["ovr"]
-        if res is not None and not isinstance(self.init, str):
-            res0 = exact_ovr(normalize_rows(self.init))
-            if res0 is not None and res0.value > value:
-                Wb = normalize_rows(self.init)
-                Hb = Wb.copy()
-                res, of = res0, ovr_fields(res0)
-                value = of["ovr"]
-                cert.update({k: v for k, v in of.items() if k != "ovr"})
-                cert["returned_init"] = True
-                cert["lower_bound"] = min_margin(Wb, Hb)
-        if res is not None:
-            He = dual_from_ovr(Wb, res)
-            if He is not None:
-                Le = min_margin(Wb, He)
-                if Le > cert["lower_bound"]:
-                    Hb, cert["lower_bound"] = He, Le
-                    cert["dual_from"] = "ovr projections"
-        return Wb, Hb, res, value

@@ -1,9 +1,7 @@
 """A :class:`CodeSolution` as a file: :func:`save_solution` / :func:`load_solution`.
 
-Each file is a small netCDF (written atomically with :func:`gnc.io.write_netcdf`) with variables
-``W (k, component)``, optionally ``H (h_row, component)``, ``rattlers`` and ``history
-(history_point, history_field)``, and attributes problem, d, K, value, min_angle_deg, ovr, seed,
-seconds, certificate and settings (JSON) plus the provenance attributes.
+Each file is a small netCDF written atomically (:func:`gnc.io.write_netcdf`): the arrays as variables,
+the scalars as attributes, certificate and settings as JSON, plus the provenance attributes.
 """
 
 from __future__ import annotations

@@ -24,8 +24,8 @@ import numpy as np
 import torch
 
 from ..maths import normalize_rows
-from ._common import (CodeSolution, History, default_dtype, exact_ovr, max_cosine, ovr_fields, polish_limit,
-                      resolve_options, solver_start, tammes_rattlers, torch_device)
+from ._common import (CodeSolution, SolverRun, add_ovr_fields, exact_ovr, max_cosine, resolve_options,
+                      tammes_rattlers)
 from ._polish import kkt_residual_tammes, slp_tammes
 from ._smooth import Schedule, max_cos_batched, smooth_tammes
 
@@ -55,15 +55,12 @@ def random_sphere(B: int, K: int, d: int, seed: int, dtype=torch.float64, device
 
 @dataclasses.dataclass(frozen=True)
 class TammesOptions:
-    """Tuning knobs of :func:`solve_tammes`; ``None`` takes the default for the problem's size
-    (:func:`_defaults`).
+    """Tuning knobs of :func:`solve_tammes` (steps 1-3 of the module docstring); ``None`` takes the
+    default for the problem's size (:func:`_defaults`).
 
     * ``beta``, ``lr``: soft-max sharpness and Adam step of the continuation, first -> last step.
-    * ``polish``: SLP polish when the LP is small (K(d-1) <= ``POLISH_MAX_VARS``); ``n_polish``: the
-      best restarts of each round that are polished; ``polish_time`` caps each polish (seconds;
-      None: no cap).
-    * ``hops``, ``hop_scale``: basin hops after the rounds (polished problems) and the scale of their
-      Gaussian perturbation (times the minimum angle, radians).
+    * ``polish``, ``n_polish``, ``polish_time``: SLP polish of the ``n_polish`` best restarts of each
+      round when the LP is small (K(d-1) <= ``POLISH_MAX_VARS``), at most ``polish_time`` s each.
     * ``block``: rows per block of the K x K products (1024 for K > 4096, else all rows).
     * ``dtype``: torch dtype of the continuation (float64 up to ~2e7 pair-dims, float32 beyond).
     """
@@ -81,41 +78,34 @@ class TammesOptions:
 
 def solve_tammes(d: int, K: int, *, restarts: int | None = None, seed: int = 0, device: str = "cpu",
                  time_budget: float | None = None, iters: int | None = None, init: np.ndarray | None = None,
-                 evaluate_ovr: bool = True, verbose: bool = False, options: TammesOptions | None = None,
-                 **knobs) -> CodeSolution:
+                 evaluate_ovr: bool = True, options: TammesOptions | None = None, **knobs) -> CodeSolution:
     """Best code found for the Tammes problem in R^d with K points (``value`` = min angle, degrees).
 
-    ``init`` (K, d) seeds the first restart.  ``device`` is any torch device ("cpu", "cuda").
-    ``restarts`` and ``iters`` (steps per restart) default by size.  Tuning knobs: ``options`` (a
-    :class:`TammesOptions`) or its fields as keywords, which override ``options``
-    (``solve_tammes(3, 24, hops=0, polish_time=10)``).
+    ``init`` (K, d) seeds the first restart; ``restarts`` and ``iters`` (steps per restart) default by
+    size.  Tuning knobs: ``options`` (a :class:`TammesOptions`) or its fields as keywords, which
+    override ``options`` (``solve_tammes(3, 24, hops=0, polish_time=10)``).
     """
     opts = resolve_options(TammesOptions, options, knobs, "solve_tammes")
     run = _TammesRun(d, K, restarts=restarts, seed=seed, device=device, time_budget=time_budget, iters=iters,
-                     init=init, verbose=verbose, opts=opts)
+                     init=init, opts=opts)
     run.rounds()
     run.hops()
     return run.result(evaluate_ovr)
 
 
-class _TammesRun:
+class _TammesRun(SolverRun):
     """One solve: the settings resolved against the size defaults, the clock, the best code so far
     (``best_X`` with max cosine ``best_mu``), the anytime history and the polished local optima."""
 
-    def __init__(self, d, K, *, restarts, seed, device, time_budget, iters, init, verbose, opts: TammesOptions):
+    def __init__(self, d, K, *, opts: TammesOptions, **kw):
         dfl = _defaults(d, K)
-        self.t_start, self.deadline, self.restarts, self.iters = solver_start(d, K, time_budget, dfl, restarts, iters)
-        self.d, self.K, self.seed, self.init, self.verbose, self.opts = d, K, seed, init, verbose, opts
-        self.time_budget = time_budget
+        super().__init__(d, K, dfl, opts=opts, **kw)
         self.n_polish = min(dfl["n_polish"] if opts.n_polish is None else int(opts.n_polish), self.restarts)
         self.max_hops = dfl["hops"] if opts.hops is None else int(opts.hops)
         self.can_polish = opts.polish and K * (d - 1) <= POLISH_MAX_VARS
-        self.dev = torch_device(device)
-        self.tdtype = default_dtype(K, d, opts.dtype)
         self.block = 1024 if opts.block is None and K > 4096 else opts.block
         self.sched = Schedule(self.iters, opts.beta[0], opts.beta[1], opts.lr[0], opts.lr[1])
-        self.hist = History(self.t_start)
-        self.rng = np.random.default_rng(seed)
+        self.rng = np.random.default_rng(self.seed)
         self.best_X, self.best_mu = None, np.inf
         self.n_rounds = self.n_polished = self.n_hops = 0
         self.polish_info: dict = {}
@@ -132,8 +122,7 @@ class _TammesRun:
 
     def _polish(self, X: np.ndarray, r0: float) -> float:
         """SLP polish of X within the budget, considered for ``best``; returns its max cosine."""
-        Xp, mup, info = slp_tammes(X, r0=r0, time_limit=polish_limit(self.opts.polish_time, self.deadline),
-                                   on_accept=self._progress)
+        Xp, mup, info = slp_tammes(X, r0=r0, time_limit=self.polish_limit(), on_accept=self._progress)
         self.values_seen.append(math.degrees(math.acos(min(1.0, mup))))
         self._consider(Xp, mup)
         return info
@@ -144,9 +133,6 @@ class _TammesRun:
         while True:
             self._round()
             self.n_rounds += 1
-            if self.verbose:
-                print(f"[tammes d={self.d} K={self.K}] round {self.n_rounds}: best "
-                      f"{math.degrees(math.acos(self.best_mu)):.9f} deg ({self.hist.elapsed():.1f}s)")
             if self.deadline is None:
                 break
             hops_follow = self.max_hops > 0 and self.can_polish
@@ -196,14 +182,12 @@ class _TammesRun:
                 cert["n_local_optima_hitting_best"] = int((vs >= vs.max() - 1e-7).sum())
                 cert["n_local_optima"] = int(len(vs))
         angle = math.degrees(math.acos(min(1.0, mu)))
-        ovr_res = exact_ovr(W) if evaluate_ovr else None
-        of = ovr_fields(ovr_res)
-        cert.update({k: v for k, v in of.items() if k != "ovr"})
+        ovr = add_ovr_fields(cert, exact_ovr(W) if evaluate_ovr else None)
         o = self.opts
         settings = dict(restarts=self.restarts, iters=self.iters, beta=list(o.beta), lr=list(o.lr),
                         polish=bool(self.can_polish), n_polish=self.n_polish, hops=self.max_hops,
                         hop_scale=o.hop_scale, rounds=self.n_rounds, n_polished=self.n_polished, n_hops=self.n_hops,
                         time_budget=self.time_budget, device=str(self.dev), dtype=str(self.tdtype), block=self.block)
         return CodeSolution(W=W, problem="tammes", d=self.d, K=self.K, value=angle, min_angle_deg=angle,
-                            ovr=of["ovr"], certificate=cert, rattlers=tammes_rattlers(W, tol), settings=settings,
+                            ovr=ovr, certificate=cert, rattlers=tammes_rattlers(W, tol), settings=settings,
                             seed=self.seed, seconds=time.perf_counter() - self.t_start, history=self.hist.points)

@@ -3,7 +3,7 @@
     minimise_{W, H}  (1/(K n)) sum_{k,i} CE( <w_hat_j, h_hat_{k,i}> / tau ,  y = k )
 
 over free features h_{k,i} (n per class, labels ``np.repeat(arange(K), n)``) and classifier rows
-w_k, both normalised in the forward pass (so only directions matter).  Adam (default) or SGD on
+w_k, both normalised in the forward pass (so only directions matter).  Adam steps on
 the raw parameters, rows re-normalised after every step.  As tau -> 0 the minimisers approach
 HardMax solutions, whose W is a softmax code (docs/methods.md §4):
 :func:`ufm_tau_sweep` runs a grid of tau and reports how far each W is from a reference code.
@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from ..maths import normalize_rows
-from ._common import CodeSolution, exact_ovr, min_angle_deg, ovr_fields, torch_device
+from ._common import CodeSolution, add_ovr_fields, exact_ovr, min_angle_deg, torch_device
 from .tammes import random_sphere
 
 
@@ -51,9 +51,8 @@ LOGLOSS_TOL = 1e-3
 MAX_ROUNDS = 4
 
 
-def solve_ufm(d: int, K: int, n: int, tau: float, *, steps: int = 2000, lr: float = 0.05,
-              optimizer: str = "adam", seed: int = 0, device: str = "cpu", dtype=torch.float64,
-              init: np.ndarray | None = None, init_H: np.ndarray | None = None, lr_decay: bool = True,
+def solve_ufm(d: int, K: int, n: int, tau: float, *, steps: int = 2000, lr: float = 0.05, seed: int = 0,
+              device: str = "cpu", init: np.ndarray | None = None, init_H: np.ndarray | None = None,
               max_rounds: int = 1, evaluate_ovr: bool = True) -> CodeSolution:
     """Train the spherical UFM at temperature ``tau``; ``W`` is the classifier, ``H`` the (K n, d) features.
 
@@ -64,14 +63,11 @@ def solve_ufm(d: int, K: int, n: int, tau: float, *, steps: int = 2000, lr: floa
     loss by at most ``LOGLOSS_TOL`` (``certificate["converged"]``), at most ``max_rounds`` times.
 
     ``value`` = exact rho_ovr(W).  ``certificate`` holds the final loss, the rounds run, the last
-    round's changes, the within-class feature variability (mean 1 - cos(h, class mean direction))
-    and the self-duality error (mean 1 - cos(w_k, class mean of class k)).
+    round's changes and the collapse measures of :func:`_collapse`.
     """
-    if optimizer not in ("adam", "sgd"):
-        raise ValueError(f"unknown optimizer {optimizer!r}")
     t_start = time.perf_counter()
     dev = torch_device(device)
-    V, Hf = _ufm_start(d, K, n, seed, dtype, dev, init, init_H)
+    V, Hf = _ufm_start(d, K, n, seed, dev, init, init_H)
     y = torch.as_tensor(ufm_labels(K, n), device=dev)
 
     def objective():
@@ -86,7 +82,7 @@ def solve_ufm(d: int, K: int, n: int, tau: float, *, steps: int = 2000, lr: floa
     prev_ovr = ovr_now()
     rounds, converged, d_ovr, d_log = 0, False, float("nan"), float("nan")
     while rounds < max(int(max_rounds), 1):
-        _ufm_steps([V, Hf], objective, steps=steps, lr=lr, optimizer=optimizer, lr_decay=lr_decay)
+        _ufm_steps([V, Hf], objective, steps=steps, lr=lr)
         rounds += 1
         with torch.no_grad():
             cur_log = float(objective())
@@ -96,52 +92,47 @@ def solve_ufm(d: int, K: int, n: int, tau: float, *, steps: int = 2000, lr: floa
         if d_ovr <= OVR_TOL and d_log <= LOGLOSS_TOL:
             converged = True
             break
-    with torch.no_grad():
-        Wn = F.normalize(V, dim=1)
-        Hn = F.normalize(Hf, dim=1)
-        log_loss = float(log_mean_ce(Wn, Hn, y, tau))
-    W = normalize_rows(Wn.detach().cpu().numpy().astype(np.float64))
-    H = normalize_rows(Hn.detach().cpu().numpy().astype(np.float64))
-    res = exact_ovr(W) if evaluate_ovr else None
-    of = ovr_fields(res)
+    W = normalize_rows(F.normalize(V.detach(), dim=1).cpu().numpy().astype(np.float64))
+    H = normalize_rows(F.normalize(Hf.detach(), dim=1).cpu().numpy().astype(np.float64))
+    log_loss = prev_log                                 # of the final parameters
     cert = {"loss": math.exp(log_loss), "log_loss": log_loss, **_collapse(W, H, K, n), "rounds": rounds,
             "steps": rounds * steps, "converged": converged, "last_round_ovr_change": d_ovr,
             "last_round_log_loss_change": d_log}
-    cert.update({k: v for k, v in of.items() if k != "ovr"})
-    settings = dict(n=n, tau=tau, steps=steps, max_rounds=max_rounds, lr=lr, optimizer=optimizer, lr_decay=lr_decay,
-                    device=str(dev), dtype=str(dtype), labels="np.repeat(arange(K), n)", objective="log mean CE")
-    return CodeSolution(W=W, problem="ufm", d=d, K=K, value=float(of["ovr"]), min_angle_deg=min_angle_deg(W),
-                        ovr=float(of["ovr"]), certificate=cert, settings=settings, seed=seed,
-                        seconds=time.perf_counter() - t_start, H=H)
+    ovr = add_ovr_fields(cert, exact_ovr(W) if evaluate_ovr else None)
+    settings = dict(n=n, tau=tau, steps=steps, max_rounds=max_rounds, lr=lr, optimizer="adam", lr_decay=True,
+                    device=str(dev), dtype=str(torch.float64), labels="np.repeat(arange(K), n)",
+                    objective="log mean CE")
+    return CodeSolution(W=W, problem="ufm", d=d, K=K, value=ovr, min_angle_deg=min_angle_deg(W), ovr=ovr,
+                        certificate=cert, settings=settings, seed=seed, seconds=time.perf_counter() - t_start,
+                        H=H)
 
 
-def _ufm_start(d: int, K: int, n: int, seed: int, dtype, dev, init, init_H) -> tuple[torch.Tensor, torch.Tensor]:
-    """The trainable (K, d) classifier and (K n, d) features, unit rows: random (``seed``) or given."""
+def _ufm_start(d: int, K: int, n: int, seed: int, dev, init, init_H) -> tuple[torch.Tensor, torch.Tensor]:
+    """The trainable (K, d) classifier and (K n, d) features, float64 unit rows: random or given."""
     g = torch.Generator(device="cpu").manual_seed(int(seed))
-    V = random_sphere(1, K, d, seed, dtype, dev)[0]
+    V = random_sphere(1, K, d, seed, torch.float64, dev)[0]
     if init is not None:
-        V = torch.as_tensor(normalize_rows(init), dtype=dtype, device=dev)
-    Hf = torch.randn(K * n, d, generator=g, dtype=torch.float64).to(device=dev, dtype=dtype)
+        V = torch.as_tensor(normalize_rows(init), dtype=torch.float64, device=dev)
+    Hf = torch.randn(K * n, d, generator=g, dtype=torch.float64).to(dev)
     if init_H is not None:
-        Hf = torch.as_tensor(normalize_rows(init_H), dtype=dtype, device=dev)
+        Hf = torch.as_tensor(normalize_rows(init_H), dtype=torch.float64, device=dev)
     Hf = Hf / Hf.norm(dim=1, keepdim=True)
     V.requires_grad_(True)
     Hf.requires_grad_(True)
     return V, Hf
 
 
-def _ufm_steps(params: list, objective, *, steps: int, lr: float, optimizer: str, lr_decay: bool) -> None:
-    """One round: ``steps`` optimizer steps on ``objective()`` (a fresh Adam, or SGD with momentum 0.9,
-    cosine learning-rate decay), every row of the parameters re-normalised after each step."""
-    opt = torch.optim.Adam(params, lr=lr) if optimizer == "adam" else torch.optim.SGD(params, lr=lr, momentum=0.9)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps) if lr_decay else None
+def _ufm_steps(params: list, objective, *, steps: int, lr: float) -> None:
+    """One round: ``steps`` steps of a fresh Adam on ``objective()`` with cosine learning-rate decay,
+    every row of the parameters re-normalised after each step."""
+    opt = torch.optim.Adam(params, lr=lr)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
     for _ in range(steps):
         loss = objective()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        if sched is not None:
-            sched.step()
+        sched.step()
         with torch.no_grad():
             for p in params:
                 p /= p.norm(dim=1, keepdim=True)
@@ -169,11 +160,6 @@ def ufm_tau_sweep(d: int, K: int, n: int, taus, *, reference: CodeSolution | Non
     continuation, the continuation is stuck in a worse local minimum of the UFM at that tau
     (``stuck`` = 1); when it ends at a higher or equal loss, the continuation's value is what the UFM
     gives at that tau.  Both runs go to convergence (``converged``) or ``max_rounds``.
-
-    Variables (prefix ``ufm_``): ``ovr`` (exact rho_ovr of W), ``min_angle``, ``loss``,
-    ``feature_variability``, ``self_duality_error``, ``steps``, ``converged``,
-    ``last_round_ovr_change``, ``seconds``; with a reference also ``probe_ovr``, ``probe_loss``,
-    ``probe_converged``, ``stuck`` and ``ovr_ratio`` = ovr / reference value.
     """
     import xarray as xr
 
