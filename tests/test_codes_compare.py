@@ -10,7 +10,7 @@ from gnc.codes import CodeSolution, align_to_code, code_distance
 from gnc.codes.store import load_solution, save_solution
 from gnc.maths import normalize_rows
 
-from test_ovr import icosahedron
+from _polytopes import icosahedron
 
 torch.set_num_threads(1)
 

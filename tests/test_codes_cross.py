@@ -16,7 +16,7 @@ from gnc.config import code_grid, load_study
 from gnc.maths import normalize_rows
 
 from test_codes_known import _slow_ovr
-from test_ovr import cross_polytope, icosahedron, polygon
+from _polytopes import cross_polytope, icosahedron, polygon
 
 torch.set_num_threads(1)
 ROOT = Path(__file__).resolve().parents[1]

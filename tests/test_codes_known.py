@@ -20,7 +20,7 @@ from scipy.optimize import brentq, minimize
 from gnc.codes import known
 from gnc.maths import normalize_rows
 
-from test_ovr import cell600, cross_polytope, e8_roots, icosahedron, polygon, simplex_etf
+from _polytopes import cell600, cross_polytope, e8_roots, icosahedron, polygon, simplex_etf
 
 
 def _min_angle(X):

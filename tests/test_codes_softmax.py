@@ -19,7 +19,7 @@ from gnc.maths import normalize_rows
 
 from test_codes_known import _slow_ovr
 from test_codes_tammes import simulated_clock
-from test_ovr import icosahedron, polygon
+from _polytopes import icosahedron, polygon
 
 torch.set_num_threads(1)
 

@@ -19,7 +19,7 @@ from gnc.codes._polish import kkt_residual_tammes
 from gnc.maths import normalize_rows
 
 from test_codes_known import literature_tammes_angles
-from test_ovr import icosahedron, polygon
+from _polytopes import icosahedron, polygon
 
 torch.set_num_threads(1)
 LIT = literature_tammes_angles()
