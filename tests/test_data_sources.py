@@ -93,6 +93,9 @@ def test_cifar10_real_format(tmp_path):
     assert p.class_names == t["names"] and p.train_x.shape[1:] == (3, 32, 32)
     files = m["source"]["files"]
     assert all(info["verified"] for info in files.values()) and len(files) == 7
+    upper = {rel: value.upper() for rel, value in t["checksums"].items()}  # hex digits of either case
+    m = gd.prepare("cifar10", {"root": str(root), "checksums": upper}, tmp_path / "upper")
+    assert all(info["verified"] for info in m["source"]["files"].values())
 
 
 def test_cifar_checksum_mismatch_names_the_file(tmp_path):
